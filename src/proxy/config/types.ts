@@ -1,0 +1,97 @@
+/**
+ * The validated, normalised configuration the proxy runs on. `loadConfig` turns proxy.yaml into
+ * this shape (every default filled in, every duration in milliseconds, every size in bytes).
+ */
+
+export interface ProxyConfig {
+  /** Absolute path of the file this came from (for messages and relative paths). */
+  readonly file: string;
+  readonly listeners: readonly ListenerConfig[];
+  readonly tls: TlsConfig;
+  readonly routes: readonly RouteConfig[];
+  readonly upstreams: ReadonlyMap<string, UpstreamPoolConfig>;
+  readonly quic: QuicLimits;
+  readonly logging: LoggingConfig;
+  readonly workers: number;
+  /** How long a draining generation may live after a reload (ms). */
+  readonly drainTimeoutMs: number;
+}
+
+export interface ListenerConfig {
+  /** Literal IP address (IPv4 or IPv6, no brackets). */
+  readonly host: string;
+  readonly port: number;
+  readonly family: 4 | 6;
+}
+
+export interface TlsConfig {
+  /** Certificates, most specific first is NOT implied: selection is by `selectCertificate`. */
+  readonly certificates: readonly CertificateConfig[];
+  /** ALPN protocols offered (default ['h3']). */
+  readonly alpn: readonly string[];
+  /** Where the session ticket key lives (generated when missing); shared by all generations. */
+  readonly ticketKeyFile: string;
+}
+
+export interface CertificateConfig {
+  /** Host names this certificate serves: exact ('a.example') or wildcard ('*.example.com'). */
+  readonly names: readonly string[];
+  /** Absolute paths of PEM files. */
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** True when the proxy generated this self-signed pair because none was configured. */
+  readonly selfSigned: boolean;
+  /** Serve this certificate when SNI is absent or matches no name. */
+  readonly isDefault: boolean;
+}
+
+export type HostPattern = { readonly kind: 'any' } | { readonly kind: 'exact'; readonly name: string } | { readonly kind: 'wildcard'; readonly suffix: string /* '.example.com' */ };
+
+export interface RouteConfig {
+  /** Position in the file, for logs ("routes[2]"). */
+  readonly name: string;
+  readonly hosts: readonly HostPattern[];
+  /** Path prefix, always starting with '/'. */
+  readonly pathPrefix: string;
+  readonly action: RouteAction;
+  /** Extra response headers added to every response of this route (e.g. x-config-version). */
+  readonly responseHeaders: readonly (readonly [string, string])[];
+}
+
+export type RouteAction =
+  | { readonly kind: 'proxy'; readonly upstream: string }
+  | {
+      readonly kind: 'respond';
+      readonly status: number;
+      readonly headers: readonly (readonly [string, string])[];
+      readonly body: Buffer;
+    };
+
+export interface UpstreamPoolConfig {
+  readonly name: string;
+  /** Origins such as 'http://127.0.0.1:8080'. */
+  readonly targets: readonly string[];
+  readonly balance: 'round_robin' | 'least_requests';
+  readonly connectTimeoutMs: number;
+  /** Time allowed for the upstream to send response headers. */
+  readonly responseTimeoutMs: number;
+  /** Idle time between body chunks before the exchange is aborted. */
+  readonly bodyTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly maxConnectionsPerTarget: number;
+}
+
+export interface QuicLimits {
+  readonly idleTimeoutMs: number;
+  readonly maxConcurrentBidiStreams: number;
+  readonly initialMaxData: number;
+  readonly initialMaxStreamData: number;
+  readonly maxUdpPayload: number;
+  /** Length of server connection IDs we issue (8..20). */
+  readonly cidLength: number;
+}
+
+export interface LoggingConfig {
+  readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  readonly accessLog: boolean;
+}
