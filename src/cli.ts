@@ -1,25 +1,88 @@
-#!/usr/bin/env node
 // Entry point: parses the command line and dispatches to a command.
 import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
-const USAGE = `usage: udpgrm-proxy [--config FILE]          run the proxy
-       udpgrm-proxy check --config FILE     validate a config and exit
-       udpgrm-proxy --help | --version
+const USAGE = `udpgrm-proxy ${pkg.version}: HTTP/3 reverse proxy with eBPF-steered zero-downtime reloads
+
+usage:
+  udpgrm-proxy --config FILE             run the proxy
+  udpgrm-proxy check --config FILE       validate a config: exit 0, or 1 listing every error
+  udpgrm-proxy list [--pin-dir DIR]      show reuseport groups, generations, sockets, counters
+  udpgrm-proxy grm cleanup [--pin-dir DIR]  remove pinned BPF state
+  udpgrm-proxy --help | --version
 `;
 
-export function main(argv: string[]): number {
+export class UsageError extends Error {}
+
+interface Command {
+  readonly options: NonNullable<ParseArgsConfig['options']>;
+  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  run: {
+    options: { config: { type: 'string', short: 'c' } },
+    async run(values) {
+      const { runProxy } = await import('./proxy/main.js');
+      return runProxy(requireString(values, 'config'));
+    },
+  },
+  check: {
+    options: { config: { type: 'string', short: 'c' } },
+    async run(values) {
+      const { checkConfigFile } = await import('./proxy/config/index.js');
+      const result = checkConfigFile(requireString(values, 'config'));
+      if (result.ok) {
+        process.stdout.write(`${result.summary}\n`);
+        return 0;
+      }
+      process.stderr.write(`${result.errors}\n`);
+      return 1;
+    },
+  },
+};
+
+function requireString(values: Record<string, string | boolean | undefined>, name: string): string {
+  const v = values[name];
+  if (typeof v !== 'string' || v === '') throw new UsageError(`--${name} FILE is required`);
+  return v;
+}
+
+export async function main(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(USAGE);
     return 0;
   }
-  if (argv.includes('--version')) {
+  if (argv.includes('--version') || argv.includes('-V')) {
     process.stdout.write(`udpgrm-proxy ${pkg.version}\n`);
     return 0;
   }
-  process.stderr.write(`udpgrm-proxy: not implemented yet\n${USAGE}`);
-  return 2;
+  const name = argv[0] && !argv[0].startsWith('-') ? argv[0] : 'run';
+  const rest = name === 'run' && argv[0] !== 'run' ? argv : argv.slice(1);
+  const command = COMMANDS[name];
+  if (!command) throw new UsageError(`unknown command "${name}"`);
+  let parsed;
+  try {
+    parsed = parseArgs({ args: rest, options: command.options, strict: true, allowPositionals: false });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  return command.run(parsed.values, parsed.positionals);
 }
 
-process.exitCode = main(process.argv.slice(2));
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`udpgrm-proxy: ${err.message}\n\n${USAGE}`);
+      process.exitCode = 2;
+      return;
+    }
+    process.stderr.write(`udpgrm-proxy: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,284 @@
+/**
+ * One HTTP/3 connection (RFC 9114) on top of a QUIC connection: our control and QPACK streams,
+ * the peer's unidirectional streams, request streams, and GOAWAY. Request streams are handed to
+ * `RequestStream`; what happens to a request (routing, upstreams) is the handler's business.
+ */
+import type { QuicApplication, QuicConnection } from '../quic/connection.js';
+import { streamResetCode } from '../quic/native.js';
+import { H3_ERROR, H3Error } from './errors.js';
+import { FRAME_TYPE, FrameReader, STREAM_TYPE, SETTINGS_ID, encodeControlStreamPreface, encodeGoaway, parseGoaway, parseSettings } from './frames.js';
+import { EncoderStreamReceiver } from './qpack.js';
+import { RequestStream, type RequestHandler } from './request-stream.js';
+import { StreamWriter } from './stream-writer.js';
+import { decodeVarint } from './varint.js';
+
+/** Server-initiated unidirectional stream IDs: 3, 7, 11 (RFC 9000 §2.1). */
+const CONTROL_STREAM_ID = 3;
+const QPACK_ENCODER_STREAM_ID = 7;
+const QPACK_DECODER_STREAM_ID = 11;
+const READ_CHUNK = 16 * 1024;
+
+export interface SessionOptions {
+  readonly handler: RequestHandler;
+  /** Largest request header section we accept (SETTINGS_MAX_FIELD_SECTION_SIZE). */
+  readonly maxFieldSectionSize: number;
+  /** Called once when the connection is gone, with a summary for logs. */
+  readonly onClosed?: (session: H3Session) => void;
+}
+
+/** A peer unidirectional stream: its type is unknown until the first varint arrives. */
+interface PeerUniStream {
+  type: number | undefined;
+  prefix: Buffer;
+  reader?: FrameReader;
+  encoder?: EncoderStreamReceiver;
+  sawSettings?: boolean;
+}
+
+export class H3Session implements QuicApplication {
+  private readonly requests = new Map<number, RequestStream>();
+  private readonly uni = new Map<number, PeerUniStream>();
+  private readonly writers: StreamWriter[] = [];
+  private peerControlStream: number | undefined;
+  /** Highest client bidi stream id we accepted; GOAWAY carries the next one. */
+  private highestRequestId = -4;
+  private goawayId: number | undefined;
+  private closing = false;
+  requestsServed = 0;
+
+  constructor(
+    readonly conn: QuicConnection,
+    private readonly opts: SessionOptions,
+  ) {}
+
+  get activeRequests(): number {
+    return this.requests.size;
+  }
+
+  get wantsWritable(): boolean {
+    for (const w of this.writers) if (w.blocked) return true;
+    for (const r of this.requests.values()) if (r.writer.blocked) return true;
+    return false;
+  }
+
+  onReady(): void {
+    this.openUniStream(
+      CONTROL_STREAM_ID,
+      encodeControlStreamPreface([
+        [SETTINGS_ID.QPACK_MAX_TABLE_CAPACITY, 0],
+        [SETTINGS_ID.QPACK_BLOCKED_STREAMS, 0],
+        [SETTINGS_ID.MAX_FIELD_SECTION_SIZE, this.opts.maxFieldSectionSize],
+      ]),
+    );
+    this.openUniStream(QPACK_ENCODER_STREAM_ID, Buffer.from([STREAM_TYPE.QPACK_ENCODER]));
+    this.openUniStream(QPACK_DECODER_STREAM_ID, Buffer.from([STREAM_TYPE.QPACK_DECODER]));
+    if (this.goawayId !== undefined) this.sendGoaway();
+  }
+
+  onStreamReadable(streamId: number): void {
+    try {
+      if ((streamId & 0x3) === 0) this.onRequestStreamReadable(streamId);
+      else if ((streamId & 0x3) === 2) this.onPeerUniReadable(streamId);
+      // Server-initiated streams are never readable for us.
+    } catch (err) {
+      this.connectionError(err);
+    }
+  }
+
+  onStreamWritable(streamId: number): void {
+    const req = this.requests.get(streamId);
+    if (req) {
+      req.onWritable();
+      return;
+    }
+    for (const w of this.writers) if (w.streamId === streamId) w.flush();
+  }
+
+  onClosed(): void {
+    for (const req of this.requests.values()) req.abort('connection closed');
+    this.requests.clear();
+    this.opts.onClosed?.(this);
+  }
+
+  /**
+   * Start a graceful shutdown: GOAWAY with the first request id we will not serve, finish what is
+   * in flight, then close with H3_NO_ERROR once idle (RFC 9114 §5.2).
+   */
+  goaway(): void {
+    if (this.goawayId !== undefined) return;
+    this.goawayId = this.highestRequestId + 4;
+    if (this.conn.isReady) this.sendGoaway();
+    this.closeIfIdle();
+  }
+
+  get draining(): boolean {
+    return this.goawayId !== undefined;
+  }
+
+  // ------------------------------------------------------------------ request streams
+
+  private onRequestStreamReadable(streamId: number): void {
+    let req = this.requests.get(streamId);
+    if (!req) {
+      if (this.goawayId !== undefined && streamId >= this.goawayId) {
+        // Above our GOAWAY: the client will retry it on a new connection (RFC 9114 §5.2).
+        this.conn.stopSending(streamId, H3_ERROR.H3_REQUEST_REJECTED);
+        this.conn.resetStream(streamId, H3_ERROR.H3_REQUEST_REJECTED);
+        this.discard(streamId);
+        return;
+      }
+      if (this.closing) return;
+      req = new RequestStream(this.conn, streamId, this.opts.handler, () => this.onRequestDone(streamId));
+      this.requests.set(streamId, req);
+      if (streamId > this.highestRequestId) this.highestRequestId = streamId;
+    }
+    req.onReadable();
+  }
+
+  private onRequestDone(streamId: number): void {
+    if (!this.requests.delete(streamId)) return;
+    this.requestsServed++;
+    this.closeIfIdle();
+  }
+
+  private closeIfIdle(): void {
+    if (this.goawayId === undefined || this.requests.size > 0 || this.closing) return;
+    this.closing = true;
+    this.conn.closeWithAppError(H3_ERROR.H3_NO_ERROR, 'goaway');
+  }
+
+  // ------------------------------------------------------------------ unidirectional streams
+
+  private openUniStream(streamId: number, preface: Buffer): void {
+    const w = new StreamWriter(this.conn, streamId);
+    this.writers.push(w);
+    w.write(preface);
+  }
+
+  private sendGoaway(): void {
+    const control = this.writers.find((w) => w.streamId === CONTROL_STREAM_ID);
+    control?.write(encodeGoaway(this.goawayId!));
+  }
+
+  private onPeerUniReadable(streamId: number): void {
+    let s = this.uni.get(streamId);
+    if (!s) {
+      s = { type: undefined, prefix: Buffer.alloc(0) };
+      this.uni.set(streamId, s);
+    }
+    const buf = Buffer.allocUnsafe(READ_CHUNK);
+    for (;;) {
+      let res: [number, boolean] | null;
+      try {
+        res = this.conn.streamRecv(streamId, buf);
+      } catch (err) {
+        if (streamResetCode(err) !== undefined && this.isCritical(s)) {
+          throw new H3Error(H3_ERROR.H3_CLOSED_CRITICAL_STREAM, `peer reset critical stream ${streamId}`);
+        }
+        this.uni.delete(streamId);
+        return;
+      }
+      if (res === null) return;
+      const [n, fin] = res;
+      this.onPeerUniBytes(streamId, s, Buffer.from(buf.subarray(0, n)));
+      if (fin) {
+        if (this.isCritical(s)) throw new H3Error(H3_ERROR.H3_CLOSED_CRITICAL_STREAM, `peer closed critical stream ${streamId}`);
+        this.uni.delete(streamId);
+        return;
+      }
+    }
+  }
+
+  private isCritical(s: PeerUniStream): boolean {
+    return s.type === STREAM_TYPE.CONTROL || s.type === STREAM_TYPE.QPACK_ENCODER || s.type === STREAM_TYPE.QPACK_DECODER;
+  }
+
+  private onPeerUniBytes(streamId: number, s: PeerUniStream, chunk: Buffer): void {
+    if (s.type === undefined) {
+      const data = s.prefix.length ? Buffer.concat([s.prefix, chunk]) : chunk;
+      const v = decodeVarint(data, 0);
+      if (!v) {
+        s.prefix = data;
+        return;
+      }
+      s.type = v.value;
+      s.prefix = Buffer.alloc(0);
+      chunk = data.subarray(v.length);
+      this.startPeerUniStream(streamId, s);
+    }
+    switch (s.type) {
+      case STREAM_TYPE.CONTROL:
+        for (const ev of s.reader!.push(chunk)) {
+          if (ev.kind === 'data') throw new H3Error(H3_ERROR.H3_FRAME_UNEXPECTED, 'DATA on the control stream');
+          this.onControlFrame(s, ev.type, ev.payload);
+        }
+        return;
+      case STREAM_TYPE.QPACK_ENCODER:
+        s.encoder!.push(chunk);
+        return;
+      default:
+        // QPACK decoder stream: our encoder never uses the dynamic table, so the only
+        // instructions a peer can send (stream cancellations) need no action. Unknown stream
+        // types land here too, after STOP_SENDING.
+        return;
+    }
+  }
+
+  private startPeerUniStream(streamId: number, s: PeerUniStream): void {
+    switch (s.type) {
+      case STREAM_TYPE.CONTROL:
+        if (this.peerControlStream !== undefined) throw new H3Error(H3_ERROR.H3_STREAM_CREATION_ERROR, 'second control stream');
+        this.peerControlStream = streamId;
+        s.reader = new FrameReader();
+        return;
+      case STREAM_TYPE.QPACK_ENCODER:
+        s.encoder = new EncoderStreamReceiver();
+        return;
+      case STREAM_TYPE.QPACK_DECODER:
+        return;
+      case STREAM_TYPE.PUSH:
+        throw new H3Error(H3_ERROR.H3_STREAM_CREATION_ERROR, 'client opened a push stream');
+      default:
+        // Unknown or grease stream type: not an error; tell the peer we will not read it (§6.2).
+        // Its bytes are read and dropped until the peer resets it.
+        this.conn.stopSending(streamId, H3_ERROR.H3_STREAM_CREATION_ERROR);
+    }
+  }
+
+  private onControlFrame(s: PeerUniStream, type: number, payload: Buffer): void {
+    if (!s.sawSettings) {
+      if (type !== FRAME_TYPE.SETTINGS) throw new H3Error(H3_ERROR.H3_MISSING_SETTINGS, 'first control frame is not SETTINGS');
+      s.sawSettings = true;
+      parseSettings(payload); // validates; we need none of the client's values
+      return;
+    }
+    switch (type) {
+      case FRAME_TYPE.SETTINGS:
+        throw new H3Error(H3_ERROR.H3_FRAME_UNEXPECTED, 'second SETTINGS frame');
+      case FRAME_TYPE.GOAWAY:
+        // A client GOAWAY names push ids; we never push, so there is nothing to cancel.
+        parseGoaway(payload);
+        return;
+      case FRAME_TYPE.MAX_PUSH_ID:
+      case FRAME_TYPE.CANCEL_PUSH:
+        return;
+      default:
+        throw new H3Error(H3_ERROR.H3_FRAME_UNEXPECTED, `frame 0x${type.toString(16)} on the control stream`);
+    }
+  }
+
+  private discard(streamId: number): void {
+    const buf = Buffer.allocUnsafe(READ_CHUNK);
+    try {
+      while (this.conn.streamRecv(streamId, buf) !== null);
+    } catch {
+      // Reset by the peer: nothing to discard.
+    }
+  }
+
+  private connectionError(err: unknown): void {
+    const code = err instanceof H3Error ? err.code : H3_ERROR.H3_INTERNAL_ERROR;
+    this.closing = true;
+    this.conn.closeWithAppError(code, err instanceof Error ? err.message.slice(0, 100) : 'internal error');
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * Outgoing bytes of one QUIC stream, bounded by QUIC flow control. Chunks that do not fit stay
+ * queued until the stream is writable again; `write` returns false above the high-water mark so
+ * the producer (an upstream body) pauses instead of buffering the whole response.
+ */
+import type { QuicConnection } from '../quic/connection.js';
+
+const HIGH_WATER_MARK = 256 * 1024;
+
+export class StreamWriter {
+  private queue: Buffer[] = [];
+  private queued = 0;
+  private finQueued = false;
+  private finSent = false;
+  private drainWaiters: Array<() => void> = [];
+  /** Set once the stream can no longer be written (peer STOP_SENDING, reset, connection gone). */
+  failed = false;
+
+  constructor(
+    private readonly conn: QuicConnection,
+    readonly streamId: number,
+  ) {}
+
+  /** True while bytes wait for flow-control credit. */
+  get blocked(): boolean {
+    return this.queue.length > 0 || (this.finQueued && !this.finSent);
+  }
+
+  get finished(): boolean {
+    return this.finSent;
+  }
+
+  /** Queues `data` (and FIN when `fin`); returns false when the caller should wait for `drained()`. */
+  write(data: Buffer, fin = false): boolean {
+    if (this.failed || this.finQueued) return false;
+    if (data.length > 0) {
+      this.queue.push(data);
+      this.queued += data.length;
+    }
+    if (fin) this.finQueued = true;
+    this.flush();
+    return this.queued < HIGH_WATER_MARK;
+  }
+
+  end(): void {
+    this.write(Buffer.alloc(0), true);
+  }
+
+  /** Resolves when the queue is below the high-water mark again (or the stream failed). */
+  drained(): Promise<void> {
+    if (this.queued < HIGH_WATER_MARK || this.failed) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /** Pushes queued bytes into QUIC; called on write and when QUIC reports the stream writable. */
+  flush(): void {
+    if (this.failed) return;
+    try {
+      while (this.queue.length > 0) {
+        const head = this.queue[0]!;
+        const last = this.queue.length === 1;
+        const n = this.conn.streamSend(this.streamId, head, last && this.finQueued);
+        if (n === null) break; // no flow-control credit: wait for writability
+        this.queued -= n;
+        if (n < head.length) {
+          this.queue[0] = head.subarray(n);
+          break;
+        }
+        this.queue.shift();
+        if (last && this.finQueued) this.finSent = true;
+      }
+      if (this.queue.length === 0 && this.finQueued && !this.finSent) {
+        if (this.conn.streamSend(this.streamId, Buffer.alloc(0), true) !== null) this.finSent = true;
+      }
+    } catch {
+      this.fail();
+      return;
+    }
+    if (this.queued < HIGH_WATER_MARK) this.wakeWaiters();
+  }
+
+  /** The stream cannot be written any more: drop the queue and release waiting producers. */
+  fail(): void {
+    this.failed = true;
+    this.queue = [];
+    this.queued = 0;
+    this.wakeWaiters();
+  }
+
+  private wakeWaiters(): void {
+    const waiters = this.drainWaiters;
+    if (waiters.length === 0) return;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * Request handling after HTTP/3 decoding: route → built-in response or upstream pool → response
+ * streamed back. The request body streams to the upstream as it arrives, the response body
+ * streams back as QUIC flow control allows, and every exchange ends in exactly one access-log line.
+ */
+import type { Readable } from 'node:stream';
+import type { RouteConfig } from './config/types.js';
+import type { Exchange, RequestHandler } from './h3/request-stream.js';
+import { H3_ERROR } from './h3/errors.js';
+import { toClientResponseHeaders, toClientTrailers, toUpstreamRequestHeaders, type FieldList } from './http-semantics/index.js';
+import type { AccessLog } from './log.js';
+import { UpstreamError, classifyUpstreamError } from './upstream/errors.js';
+import type { UpstreamPool } from './upstream/pool.js';
+
+export interface HandlerOptions {
+  readonly route: (host: string, path: string) => RouteConfig | undefined;
+  readonly pools: ReadonlyMap<string, UpstreamPool>;
+  readonly accessLog: AccessLog;
+}
+
+export class ProxyHandler implements RequestHandler {
+  constructor(private readonly opts: HandlerOptions) {}
+
+  handle(ex: Exchange): void {
+    const started = performance.now();
+    const route = this.opts.route(ex.request.authority, ex.request.path);
+    const done = (status: number, upstream?: string, reason?: string): void =>
+      this.opts.accessLog.write({
+        method: ex.request.method,
+        authority: ex.request.authority,
+        path: ex.request.path,
+        status,
+        bytesIn: ex.bytesReceived,
+        bytesOut: ex.bytesSent,
+        durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+        route: route?.name,
+        upstream,
+        connection: ex.connectionId,
+        stream: ex.streamId,
+        client: ex.client.host,
+        ...(reason ? { reason } : {}),
+      });
+
+    if (!route) {
+      drain(ex.body);
+      sendSimple(ex, 404, 'no route for this host and path\n');
+      done(404, undefined, 'no route');
+      return;
+    }
+    const action = route.action;
+    if (action.kind === 'respond') {
+      drain(ex.body);
+      const headers: FieldList = [...action.headers.map(([k, v]) => [k, v] as [string, string]), ...route.responseHeaders.map(([k, v]) => [k, v] as [string, string])];
+      headers.push(['content-length', String(action.body.length)]);
+      const head = ex.request.method === 'HEAD';
+      ex.respond(action.status, headers, head || action.body.length === 0);
+      if (!head && action.body.length > 0) {
+        ex.write(action.body);
+        ex.end();
+      }
+      done(action.status);
+      return;
+    }
+    const pool = this.opts.pools.get(action.upstream);
+    if (!pool) {
+      drain(ex.body);
+      sendSimple(ex, 502, 'upstream pool missing\n');
+      done(502, action.upstream, 'pool missing');
+      return;
+    }
+    void this.proxy(ex, route, pool).then(
+      (r) => done(r.status, r.upstream, r.reason),
+      (err: unknown) => done(0, action.upstream, `internal: ${(err as Error).message}`),
+    );
+  }
+
+  private async proxy(ex: Exchange, route: RouteConfig, pool: UpstreamPool): Promise<{ status: number; upstream?: string; reason?: string }> {
+    const hasBody = requestHasBody(ex);
+    if (!hasBody) drain(ex.body);
+    let res;
+    try {
+      res = await pool.forward(
+        {
+          method: ex.request.method,
+          path: ex.request.path,
+          headers: toUpstreamRequestHeaders(ex.request, { clientIp: ex.client.host }),
+          body: hasBody ? ex.body : null,
+        },
+        { signal: ex.signal },
+      );
+    } catch (err) {
+      const e = classifyUpstreamError(err, undefined);
+      if (e.kind === 'aborted' || ex.signal.aborted) return { status: 499, upstream: e.target, reason: 'client reset' };
+      sendSimple(ex, e.status, `${e.status === 504 ? 'upstream timed out' : 'upstream unavailable'}\n`);
+      return { status: e.status, upstream: e.target, reason: e.reason };
+    }
+    ex.respond(res.status, toClientResponseHeaders(res.headers, { routeHeaders: route.responseHeaders }));
+    try {
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        if (!ex.write(chunk)) await ex.drained();
+        if (ex.signal.aborted) throw new UpstreamError('aborted', 'client reset', res.target);
+      }
+      ex.end(toClientTrailers(await res.trailers));
+      return { status: res.status, upstream: res.target };
+    } catch (err) {
+      const e = classifyUpstreamError(err, res.target);
+      if (e.kind === 'aborted' || ex.signal.aborted) return { status: res.status, upstream: res.target, reason: 'client reset' };
+      // Headers are out: the only honest signal left is resetting the stream (RFC 9114 §4.1.1).
+      ex.reset(H3_ERROR.H3_INTERNAL_ERROR);
+      return { status: res.status, upstream: res.target, reason: `upstream ${e.kind}: ${e.reason}` };
+    }
+  }
+}
+
+/** Without content-length, only methods that conventionally carry a body get one upstream. */
+function requestHasBody(ex: Exchange): boolean {
+  const len = ex.request.contentLength;
+  if (len !== undefined) return len > 0;
+  return !['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE'].includes(ex.request.method);
+}
+
+function sendSimple(ex: Exchange, status: number, text: string): void {
+  if (ex.headersSent) {
+    ex.reset(H3_ERROR.H3_INTERNAL_ERROR);
+    return;
+  }
+  const body = Buffer.from(text);
+  ex.respond(status, [
+    ['content-type', 'text/plain; charset=utf-8'],
+    ['content-length', String(body.length)],
+  ]);
+  ex.write(body);
+  ex.end();
+}
+
+/** A body we will not use is still read, so QUIC flow control does not stall the stream. */
+function drain(body: Readable): void {
+  body.on('error', () => {});
+  body.resume();
+}

@@ -1,0 +1,128 @@
+/**
+ * One QUIC connection: the quiche state machine plus what the endpoint needs around it (our CIDs,
+ * the peer address, the timer) and the application (HTTP/3) it feeds. The application reads and
+ * writes streams through this object; writes made outside a receive (e.g. when upstream data
+ * arrives) call `wake()` so the endpoint flushes packets on the next tick.
+ */
+import type { TimerOwner } from './timer-queue.js';
+import { Shutdown, type HostPort, type QuicheConnection, type QuicheStats } from './native.js';
+
+/** What runs on top of a QUIC connection (the HTTP/3 session). */
+export interface QuicApplication {
+  /** Handshake complete (or 0-RTT keys available): open control streams. */
+  onReady(): void;
+  onStreamReadable(streamId: number): void;
+  onStreamWritable(streamId: number): void;
+  /** True while some stream waits for flow-control credit (so the endpoint polls writability). */
+  readonly wantsWritable: boolean;
+  /** The connection is gone (closed, timed out or drained). Release everything. */
+  onClosed(): void;
+}
+
+export interface ConnectionHost {
+  /** Ask for a flush of this connection's packets on the next tick. */
+  wake(conn: QuicConnection): void;
+}
+
+export class QuicConnection implements TimerOwner {
+  deadline: number | undefined;
+  app: QuicApplication | undefined;
+  /** Hex of every server CID that routes to this connection (for the endpoint's table). */
+  readonly cids = new Set<string>();
+  readonly openedAt = Date.now();
+  private ready = false;
+  closed = false;
+
+  constructor(
+    readonly quic: QuicheConnection,
+    /** Hex of the first CID we issued: the connection's name in logs. */
+    readonly id: string,
+    /** Hex of the client-chosen DCID of its first Initial (later Initials may still carry it). */
+    readonly originalDcid: string,
+    readonly local: HostPort,
+    public peer: HostPort,
+    private readonly host: ConnectionHost,
+  ) {}
+
+  onDeadline(): void {
+    this.quic.onTimeout();
+    this.host.wake(this);
+  }
+
+  /** Called by the endpoint after packets were fed to quiche. */
+  afterReceive(): void {
+    const q = this.quic;
+    const app = this.app;
+    if (!app) return;
+    if (!this.ready && (q.isEstablished() || q.isInEarlyData())) {
+      this.ready = true;
+      app.onReady();
+    }
+    if (!this.ready) return;
+    for (const id of q.readable()) app.onStreamReadable(id);
+    if (app.wantsWritable) for (const id of q.writable()) app.onStreamWritable(id);
+  }
+
+  get isReady(): boolean {
+    return this.ready;
+  }
+
+  /** Ask the endpoint to flush this connection's packets (e.g. after reading freed flow-control credit). */
+  wake(): void {
+    this.host.wake(this);
+  }
+
+  // --- stream I/O for the application ---
+
+  /** Reads into `buf`: [bytes, fin], or null when nothing is buffered. Throws on RESET_STREAM. */
+  streamRecv(streamId: number, buf: Uint8Array): [number, boolean] | null {
+    return this.quic.streamRecv(streamId, buf);
+  }
+
+  /**
+   * Writes as much of `data` as flow control allows: the byte count accepted, or null when the
+   * stream has no credit at all. Throws when the stream is stopped or reset.
+   */
+  streamSend(streamId: number, data: Uint8Array, fin: boolean): number | null {
+    const n = this.quic.streamSend(streamId, data, fin);
+    this.host.wake(this);
+    return n;
+  }
+
+  streamCapacity(streamId: number): number {
+    return this.quic.streamCapacity(streamId);
+  }
+
+  /** Reset our sending side (RESET_STREAM) with an application error code. */
+  resetStream(streamId: number, code: number): void {
+    this.shutdown(streamId, Shutdown.Write, code);
+  }
+
+  /** Ask the peer to stop sending (STOP_SENDING) with an application error code. */
+  stopSending(streamId: number, code: number): void {
+    this.shutdown(streamId, Shutdown.Read, code);
+  }
+
+  private shutdown(streamId: number, direction: number, code: number): void {
+    try {
+      this.quic.streamShutdown(streamId, direction, code);
+    } catch {
+      // Already finished or reset in that direction: nothing left to shut down.
+    }
+    this.host.wake(this);
+  }
+
+  /** Close with an application error (CONNECTION_CLOSE of type 0x1d). */
+  closeWithAppError(code: number, reason = ''): void {
+    try {
+      this.quic.close(true, code, Buffer.from(reason));
+    } catch {
+      // Already closing.
+    }
+    this.host.wake(this);
+  }
+
+  stats(): QuicheStats {
+    return this.quic.stats();
+  }
+}

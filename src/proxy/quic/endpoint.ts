@@ -1,0 +1,352 @@
+/**
+ * The QUIC endpoint: one UDP socket, the connections on it, and the packet loop.
+ *
+ *   datagram → header → (known CID? that connection : new attempt → SNI → accept) → quiche.recv
+ *   → application callbacks → flush (quiche.send until done) → socket
+ *
+ * Sends are flushed once per event-loop turn for every connection that was touched, so a burst of
+ * received datagrams produces one drain of `send()` per connection, not one per datagram.
+ */
+import type dgram from 'node:dgram';
+import { createHmac, randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { CidIssuer } from '../../grm/interface.js';
+import type { CertificateConfig, QuicLimits } from '../config/types.js';
+import { ClientHelloAssembler } from './initial.js';
+import { QuicConnection, type ConnectionHost, type QuicApplication } from './connection.js';
+import { PacketType, quiche, type HostPort, type QuicheHeader } from './native.js';
+import { TimerQueue } from './timer-queue.js';
+import type { TlsContexts } from './tls-contexts.js';
+
+export interface EndpointOptions {
+  readonly socket: dgram.Socket;
+  readonly local: HostPort;
+  readonly tls: TlsContexts;
+  readonly selectCertificate: (sni: string | undefined) => CertificateConfig;
+  readonly issuer: CidIssuer;
+  readonly limits: QuicLimits;
+  /** Key for stateless reset tokens; the same in every worker and generation. */
+  readonly resetKey: Buffer;
+  readonly createApplication: (conn: QuicConnection) => QuicApplication;
+  readonly log: Logger;
+}
+
+export interface EndpointCounters {
+  datagramsIn: number;
+  datagramsOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  connectionsAccepted: number;
+  connectionsClosed: number;
+  versionNegotiations: number;
+  statelessResets: number;
+  dropped: Record<string, number>;
+}
+
+/** Pending connection attempts whose ClientHello is not complete yet (Chrome splits it). */
+interface Attempt {
+  readonly assembler: ClientHelloAssembler;
+  readonly datagrams: Buffer[];
+  readonly expiresAt: number;
+}
+
+const MAX_ATTEMPTS = 4096;
+const MAX_DATAGRAMS_PER_ATTEMPT = 8;
+const ATTEMPT_LIFETIME_MS = 5000;
+/** Extra CIDs offered to each peer (it may use them after migration or NAT rebinding). */
+const EXTRA_CIDS = 2;
+
+export class QuicEndpoint implements ConnectionHost {
+  readonly counters: EndpointCounters = {
+    datagramsIn: 0,
+    datagramsOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    connectionsAccepted: 0,
+    connectionsClosed: 0,
+    versionNegotiations: 0,
+    statelessResets: 0,
+    dropped: {},
+  };
+  private readonly byCid = new Map<string, QuicConnection>();
+  private readonly connections = new Set<QuicConnection>();
+  private readonly attempts = new Map<string, Attempt>();
+  private readonly dirty = new Set<QuicConnection>();
+  private readonly timers = new TimerQueue();
+  private flushScheduled = false;
+  private accepting = true;
+  private closedResolvers: Array<() => void> = [];
+  private readonly sendBuf: Buffer;
+
+  constructor(private readonly opts: EndpointOptions) {
+    this.sendBuf = Buffer.allocUnsafe(Math.max(opts.limits.maxUdpPayload, 1350));
+    opts.socket.on('message', (msg, rinfo) => this.onDatagram(msg, { host: rinfo.address, port: rinfo.port }));
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Every live connection (for GOAWAY on drain and for stats). */
+  liveConnections(): Iterable<QuicConnection> {
+    return this.connections;
+  }
+
+  /** Stop accepting new connections (draining generation); existing ones continue. */
+  stopAccepting(): void {
+    this.accepting = false;
+    this.attempts.clear();
+  }
+
+  /** Resolves when the last connection has closed. */
+  whenEmpty(): Promise<void> {
+    if (this.connections.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.closedResolvers.push(resolve));
+  }
+
+  close(): void {
+    this.timers.close();
+    this.opts.socket.close();
+  }
+
+  // ------------------------------------------------------------------ receive
+
+  private onDatagram(msg: Buffer, peer: HostPort): void {
+    this.counters.datagramsIn++;
+    this.counters.bytesIn += msg.length;
+    let hdr: QuicheHeader;
+    try {
+      hdr = quiche.Header.fromSlice(msg, this.opts.issuer.cidLength);
+    } catch {
+      this.drop('unparseable');
+      return;
+    }
+    const dcid = Buffer.from(hdr.dcid);
+    const dcidHex = dcid.toString('hex');
+    const conn = this.byCid.get(dcidHex);
+    if (conn) {
+      this.feed(conn, msg, peer);
+      return;
+    }
+    const ty = hdr.ty;
+    if (ty === PacketType.Short) {
+      this.sendStatelessReset(dcid, msg.length, peer);
+      return;
+    }
+    if (ty === PacketType.VersionNegotiation || ty === PacketType.Retry) {
+      this.drop('server-only packet type');
+      return;
+    }
+    if (!quiche.versionIsSupported(hdr.version)) {
+      this.negotiateVersion(hdr, peer);
+      return;
+    }
+    if (ty !== PacketType.Initial) {
+      // 0-RTT or Handshake for a connection we do not know (yet, or any more).
+      this.drop('unknown connection');
+      return;
+    }
+    if (msg.length < quiche.MIN_CLIENT_INITIAL_LEN) {
+      this.drop('short initial');
+      return;
+    }
+    if (!this.accepting) {
+      this.drop('not accepting');
+      return;
+    }
+    this.onClientInitial(msg, dcidHex, peer);
+  }
+
+  private onClientInitial(msg: Buffer, dcidHex: string, peer: HostPort): void {
+    const { tls } = this.opts;
+    if (tls.single) {
+      this.accept(dcidHex, peer, this.opts.selectCertificate(undefined), [msg]);
+      return;
+    }
+    let attempt = this.attempts.get(dcidHex);
+    if (!attempt) {
+      this.expireAttempts();
+      if (this.attempts.size >= MAX_ATTEMPTS) {
+        this.drop('too many pending handshakes');
+        return;
+      }
+      attempt = { assembler: new ClientHelloAssembler(), datagrams: [], expiresAt: performance.now() + ATTEMPT_LIFETIME_MS };
+      this.attempts.set(dcidHex, attempt);
+    }
+    if (attempt.datagrams.length >= MAX_DATAGRAMS_PER_ATTEMPT) {
+      this.drop('client hello too long');
+      return;
+    }
+    attempt.datagrams.push(msg);
+    let result;
+    try {
+      result = attempt.assembler.push(msg);
+    } catch (err) {
+      this.attempts.delete(dcidHex);
+      this.drop('undecodable initial');
+      this.opts.log.debug({ err: (err as Error).message, peer }, 'dropping client initial');
+      return;
+    }
+    if (result === 'need-more') return;
+    this.attempts.delete(dcidHex);
+    if (!result.alpn.some((p) => tls.alpn.includes(p))) {
+      // quiche would refuse it too, but only after allocating a connection.
+      this.drop('no common alpn');
+      return;
+    }
+    this.accept(dcidHex, peer, this.opts.selectCertificate(result.serverName), attempt.datagrams);
+  }
+
+  private accept(dcidHex: string, peer: HostPort, cert: CertificateConfig, datagrams: Buffer[]): void {
+    const scid = this.opts.issuer.issue();
+    const quic = quiche.Connection.accept(scid, null, this.opts.local, peer, this.opts.tls.configFor(cert));
+    const conn = new QuicConnection(quic, scid.toString('hex'), dcidHex, this.opts.local, peer, this);
+    conn.cids.add(conn.id);
+    conn.cids.add(dcidHex);
+    this.byCid.set(conn.id, conn);
+    this.byCid.set(dcidHex, conn);
+    this.connections.add(conn);
+    this.counters.connectionsAccepted++;
+    conn.app = this.opts.createApplication(conn);
+    for (const d of datagrams) this.feed(conn, d, peer);
+  }
+
+  private feed(conn: QuicConnection, msg: Buffer, peer: HostPort): void {
+    try {
+      conn.quic.recv(msg, { from: peer, to: this.opts.local });
+    } catch {
+      // quiche already accounted for the bad packet (or closed the connection); nothing to add.
+      this.drop('rejected by quic');
+    }
+    conn.peer = peer;
+    conn.afterReceive();
+    this.wake(conn);
+  }
+
+  // ------------------------------------------------------------------ send
+
+  wake(conn: QuicConnection): void {
+    this.dirty.add(conn);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    for (const conn of this.dirty) {
+      this.dirty.delete(conn);
+      this.flushConnection(conn);
+    }
+  }
+
+  private flushConnection(conn: QuicConnection): void {
+    if (conn.closed) return;
+    const q = conn.quic;
+    const socket = this.opts.socket;
+    for (;;) {
+      let res;
+      try {
+        res = q.send(this.sendBuf);
+      } catch (err) {
+        this.opts.log.warn({ conn: conn.id, err: (err as Error).message }, 'quic send failed');
+        break;
+      }
+      if (res === null) break;
+      const [len, info] = res;
+      // dgram keeps the buffer until the send completes, so each packet gets its own copy.
+      const pkt = Buffer.allocUnsafe(len);
+      this.sendBuf.copy(pkt, 0, 0, len);
+      socket.send(pkt, info.to.port, info.to.host);
+      this.counters.datagramsOut++;
+      this.counters.bytesOut += len;
+    }
+    if (q.isEstablished()) this.offerCids(conn);
+    this.collectRetiredCids(conn);
+    if (q.isClosed()) {
+      this.onClosed(conn);
+      return;
+    }
+    this.timers.schedule(conn, q.timeout());
+  }
+
+  private offerCids(conn: QuicConnection): void {
+    const q = conn.quic;
+    while (conn.cids.size < 2 + EXTRA_CIDS && q.sourceCidsLeft() > 0) {
+      const cid = this.opts.issuer.issue();
+      const t = this.resetToken(cid);
+      const token = (t.readBigUInt64BE(0) << 64n) | t.readBigUInt64BE(8);
+      try {
+        q.newSourceCid(cid, token, false);
+      } catch {
+        return;
+      }
+      const hex = cid.toString('hex');
+      conn.cids.add(hex);
+      this.byCid.set(hex, conn);
+    }
+  }
+
+  private collectRetiredCids(conn: QuicConnection): void {
+    for (let cid = conn.quic.retiredScidNext(); cid !== null; cid = conn.quic.retiredScidNext()) {
+      const hex = Buffer.from(cid).toString('hex');
+      conn.cids.delete(hex);
+      this.byCid.delete(hex);
+    }
+  }
+
+  private onClosed(conn: QuicConnection): void {
+    conn.closed = true;
+    this.timers.schedule(conn, undefined);
+    for (const hex of conn.cids) if (this.byCid.get(hex) === conn) this.byCid.delete(hex);
+    this.connections.delete(conn);
+    this.counters.connectionsClosed++;
+    conn.app?.onClosed();
+    if (this.connections.size === 0) {
+      const resolvers = this.closedResolvers;
+      this.closedResolvers = [];
+      for (const r of resolvers) r();
+    }
+  }
+
+  // ------------------------------------------------------------------ stateless replies
+
+  private negotiateVersion(hdr: QuicheHeader, peer: HostPort): void {
+    const out = Buffer.allocUnsafe(256);
+    const len = quiche.negotiateVersion(hdr.scid, hdr.dcid, out);
+    this.counters.versionNegotiations++;
+    this.opts.socket.send(out.subarray(0, len), peer.port, peer.host);
+  }
+
+  /** RFC 9000 §10.3: token = HMAC(static key, CID), so any worker can reset a CID any other issued. */
+  private resetToken(cid: Buffer): Buffer {
+    return createHmac('sha256', this.opts.resetKey).update(cid).digest().subarray(0, 16);
+  }
+
+  private sendStatelessReset(dcid: Buffer, receivedLength: number, peer: HostPort): void {
+    // Must be shorter than what triggered it (no amplification loops) and at least 21 bytes.
+    const len = Math.min(receivedLength - 1, 43);
+    if (len < 21 || dcid.length !== this.opts.issuer.cidLength) {
+      this.drop('unknown connection');
+      return;
+    }
+    const pkt = randomBytes(len);
+    pkt[0] = (pkt[0]! & 0x3f) | 0x40;
+    this.resetToken(dcid).copy(pkt, len - 16);
+    this.counters.statelessResets++;
+    this.opts.socket.send(pkt, peer.port, peer.host);
+  }
+
+  private expireAttempts(): void {
+    const now = performance.now();
+    for (const [key, a] of this.attempts) {
+      if (a.expiresAt > now) break; // insertion order = expiry order
+      this.attempts.delete(key);
+    }
+  }
+
+  private drop(reason: string): void {
+    this.counters.dropped[reason] = (this.counters.dropped[reason] ?? 0) + 1;
+  }
+}

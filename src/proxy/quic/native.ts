@@ -1,0 +1,29 @@
+/**
+ * The quiche binding shipped inside @matrixai/quic (we use only the native layer: DESIGN.md §3).
+ * Re-exported here so the rest of the code imports one module and one set of types.
+ */
+import { quiche } from '@matrixai/quic/native/index.js';
+import type { Config, Connection, Header, Host, SendInfo, Stats } from '@matrixai/quic/native/types.js';
+
+export { quiche };
+export type QuicheConfig = Config;
+export type QuicheConnection = Connection;
+export type QuicheHeader = Header;
+export type HostPort = Host;
+export type QuicheSendInfo = SendInfo;
+export type QuicheStats = Stats;
+
+export const PacketType = quiche.Type;
+export const Shutdown = quiche.Shutdown;
+
+/** quiche reports a peer's RESET_STREAM on read as an Error whose message is "StreamReset(<code>)". */
+export function streamResetCode(err: unknown): number | undefined {
+  const m = err instanceof Error ? /^StreamReset\((\d+)\)/.exec(err.message) : null;
+  return m ? Number(m[1]) : undefined;
+}
+
+/** quiche reports a peer's STOP_SENDING on write as "StreamStopped(<code>)". */
+export function streamStoppedCode(err: unknown): number | undefined {
+  const m = err instanceof Error ? /^StreamStopped\((\d+)\)/.exec(err.message) : null;
+  return m ? Number(m[1]) : undefined;
+}

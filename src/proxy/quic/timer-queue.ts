@@ -1,0 +1,114 @@
+/**
+ * Deadlines for many QUIC connections behind one Node timer: a binary min-heap keyed by deadline
+ * with lazy deletion (an entry is stale when its owner's current deadline differs). Re-arming a
+ * connection after every packet is O(log n) and never touches Node's timer list.
+ */
+export interface TimerOwner {
+  /** Absolute deadline in ms (performance.now() clock), or undefined when none is set. */
+  deadline: number | undefined;
+  onDeadline(): void;
+}
+
+interface Entry {
+  at: number;
+  owner: TimerOwner;
+}
+
+export class TimerQueue {
+  private heap: Entry[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private armedAt = Infinity;
+  /** Owners with a deadline set: the heap holds at most this many live entries. */
+  private pending = 0;
+
+  constructor(private readonly now: () => number = () => performance.now()) {}
+
+  /** Sets (or clears, with undefined) `owner`'s deadline to `delayMs` from now. */
+  schedule(owner: TimerOwner, delayMs: number | undefined | null): void {
+    if (delayMs === undefined || delayMs === null) {
+      if (owner.deadline !== undefined) this.pending--;
+      owner.deadline = undefined;
+      return;
+    }
+    const at = this.now() + delayMs;
+    if (owner.deadline === at) return;
+    if (owner.deadline === undefined) this.pending++;
+    owner.deadline = at;
+    this.push({ at, owner });
+    if (this.heap.length > 1024 + 4 * this.pending) this.compact();
+    if (at < this.armedAt) this.arm(at);
+  }
+
+  get size(): number {
+    return this.heap.length;
+  }
+
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.armedAt = Infinity;
+    this.heap = [];
+    this.pending = 0;
+  }
+
+  private arm(at: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.armedAt = at;
+    // +1 ms: Node timers may fire a fraction early, and quiche ignores a timeout that is not yet due.
+    this.timer = setTimeout(() => this.fire(), Math.max(0, Math.ceil(at - this.now())) + 1);
+    this.timer.unref();
+  }
+
+  private fire(): void {
+    this.timer = undefined;
+    this.armedAt = Infinity;
+    const now = this.now();
+    while (this.heap.length > 0 && this.heap[0]!.at <= now) {
+      const entry = this.pop()!;
+      if (entry.owner.deadline !== entry.at) continue; // stale: rescheduled or cleared since
+      entry.owner.deadline = undefined;
+      this.pending--;
+      entry.owner.onDeadline();
+    }
+    if (this.heap.length > 0) this.arm(this.heap[0]!.at);
+  }
+
+  /** Lazy deletion leaves stale entries behind busy connections: drop them once they dominate. */
+  private compact(): void {
+    const live = this.heap.filter((e) => e.owner.deadline === e.at);
+    this.heap = [];
+    for (const e of live) this.push(e);
+  }
+
+  private push(entry: Entry): void {
+    const h = this.heap;
+    h.push(entry);
+    let i = h.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (h[parent]!.at <= entry.at) break;
+      h[i] = h[parent]!;
+      i = parent;
+    }
+    h[i] = entry;
+  }
+
+  private pop(): Entry | undefined {
+    const h = this.heap;
+    const top = h[0];
+    const last = h.pop();
+    if (h.length === 0 || last === undefined) return top;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= h.length) break;
+      const r = l + 1;
+      const c = r < h.length && h[r]!.at < h[l]!.at ? r : l;
+      if (h[c]!.at >= last.at) break;
+      h[i] = h[c]!;
+      i = c;
+    }
+    h[i] = last;
+    return top;
+  }
+}

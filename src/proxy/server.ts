@@ -1,0 +1,120 @@
+/**
+ * A serving unit: the sockets of one worker and everything that answers on them (QUIC endpoints,
+ * HTTP/3 sessions, the router and upstream pools), built from one config. A reload builds a new
+ * one; a draining one sends GOAWAY and finishes what it has.
+ */
+import { hkdfSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { CidIssuer } from '../grm/interface.js';
+import { matchRoute, selectCertificate } from './config/index.js';
+import type { ProxyConfig } from './config/types.js';
+import { H3Session } from './h3/session.js';
+import { ProxyHandler } from './handler.js';
+import { AccessLog } from './log.js';
+import { openDgramSocket, formatAddress } from './net/udp-socket.js';
+import { QuicEndpoint } from './quic/endpoint.js';
+import { TlsContexts } from './quic/tls-contexts.js';
+import { UpstreamPool } from './upstream/pool.js';
+
+export interface ServerSocket {
+  readonly fd: number;
+  readonly host: string;
+  readonly port: number;
+  readonly family: 4 | 6;
+  readonly issuer: CidIssuer;
+}
+
+export class ProxyServer {
+  private readonly endpoints: QuicEndpoint[] = [];
+  private readonly sessions = new Set<H3Session>();
+  private readonly pools = new Map<string, UpstreamPool>();
+
+  private constructor(
+    readonly config: ProxyConfig,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(config: ProxyConfig, sockets: readonly ServerSocket[], log: Logger): Promise<ProxyServer> {
+    const server = new ProxyServer(config, log);
+    await server.listen(sockets);
+    return server;
+  }
+
+  private async listen(sockets: readonly ServerSocket[]): Promise<void> {
+    const { config, log } = this;
+    const ticketKey = readTicketKey(config.tls.ticketKeyFile);
+    const resetKey = Buffer.from(hkdfSync('sha256', ticketKey, Buffer.alloc(0), 'udpgrm-proxy stateless reset', 32));
+    const tls = new TlsContexts({ certificates: config.tls.certificates, alpn: config.tls.alpn, limits: config.quic, ticketKey });
+    for (const [name, pool] of config.upstreams) this.pools.set(name, new UpstreamPool(pool));
+    const handler = new ProxyHandler({
+      route: (host, path) => matchRoute(config.routes, host, path),
+      pools: this.pools,
+      accessLog: new AccessLog(config.logging.accessLog ? log.child({}) : undefined),
+    });
+    for (const s of sockets) {
+      const socket = await openDgramSocket(s.fd, s.family);
+      const endpoint = new QuicEndpoint({
+        socket,
+        local: { host: s.host, port: s.port },
+        tls,
+        selectCertificate: (sni) => selectCertificate(config.tls, sni),
+        issuer: s.issuer,
+        limits: config.quic,
+        resetKey,
+        log,
+        createApplication: (conn) => {
+          const session = new H3Session(conn, {
+            handler,
+            maxFieldSectionSize: 64 * 1024,
+            onClosed: (sess) => {
+              this.sessions.delete(sess);
+              const st = conn.stats();
+              log.debug({ conn: conn.id, peer: conn.peer, requests: sess.requestsServed, sent: st.sent, recv: st.recv, lost: st.lost, durationMs: Date.now() - conn.openedAt }, 'connection closed');
+            },
+          });
+          this.sessions.add(session);
+          return session;
+        },
+      });
+      this.endpoints.push(endpoint);
+      log.info({ listen: formatAddress(s) }, 'listening');
+    }
+  }
+
+  get connectionCount(): number {
+    return this.endpoints.reduce((n, e) => n + e.connectionCount, 0);
+  }
+
+  get activeRequests(): number {
+    let n = 0;
+    for (const s of this.sessions) n += s.activeRequests;
+    return n;
+  }
+
+  /** Graceful stop: GOAWAY everywhere, wait for connections to finish or `timeoutMs`, then close. */
+  async drain(timeoutMs: number): Promise<{ timedOut: boolean }> {
+    for (const e of this.endpoints) e.stopAccepting();
+    for (const s of this.sessions) s.goaway();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      Promise.all(this.endpoints.map((e) => e.whenEmpty())).then(() => false),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    await this.close();
+    return { timedOut };
+  }
+
+  async close(): Promise<void> {
+    for (const e of this.endpoints) e.close();
+    await Promise.all([...this.pools.values()].map((p) => p.destroy()));
+  }
+}
+
+/** BoringSSL wants 48 bytes of ticket key; the config loader creates the file. */
+function readTicketKey(file: string): Buffer {
+  const key = readFileSync(file);
+  if (key.length !== 48) throw new Error(`ticket key ${file} must hold 48 bytes, found ${key.length}`);
+  return key;
+}

@@ -1,0 +1,58 @@
+/**
+ * Headless Debian Chromium driven by playwright-core, forced onto HTTP/3 for one origin
+ * (DESIGN.md §7: QUIC needs the certificate's SPKI hash, not --ignore-certificate-errors).
+ * playwright gives every launch a fresh temporary profile, as the recipe asks.
+ */
+import { createHash, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { chromium, type Browser, type Page } from 'playwright-core';
+
+export const CHROMIUM_PATH = '/usr/bin/chromium';
+
+export function spkiHash(certPemFile: string): string {
+  const cert = new X509Certificate(readFileSync(certPemFile));
+  const spki = cert.publicKey.export({ type: 'spki', format: 'der' });
+  return createHash('sha256').update(spki).digest('base64');
+}
+
+export interface H3Browser {
+  readonly browser: Browser;
+  newPage(): Promise<{ page: Page; protocols: Map<string, string> }>;
+  close(): Promise<void>;
+}
+
+export async function launchH3Chromium(origin: { host: string; port: number }, certPemFile: string): Promise<H3Browser> {
+  const hostPort = origin.host.includes(':') ? `[${origin.host}]:${origin.port}` : `${origin.host}:${origin.port}`;
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--enable-quic',
+      `--origin-to-force-quic-on=${hostPort}`,
+      `--ignore-certificate-errors-spki-list=${spkiHash(certPemFile)}`,
+      '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1',
+    ],
+  });
+  return {
+    browser,
+    async newPage() {
+      const page = await browser.newPage();
+      const protocols = new Map<string, string>();
+      const cdp = await page.context().newCDPSession(page);
+      await cdp.send('Network.enable');
+      cdp.on('Network.responseReceived', (ev: { response: { url: string; protocol?: string } }) => {
+        protocols.set(ev.response.url, ev.response.protocol ?? '');
+      });
+      return { page, protocols };
+    },
+    async close() {
+      await browser.close();
+    },
+  };
+}

@@ -1,0 +1,47 @@
+/**
+ * ngtcp2's gtlsclient as a real HTTP/3 client. Its exit code is 0 even when the handshake fails
+ * (DESIGN.md §7), so results are read from its output: response headers and body files.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+export interface GtlsResult {
+  readonly exitCode: number | null;
+  readonly output: string;
+  /** ':status' values of the responses, in the order they completed. */
+  readonly statuses: number[];
+  /** Downloaded bodies keyed by file name (gtlsclient names them after the URL path). */
+  readonly bodies: Map<string, Buffer>;
+}
+
+export interface GtlsOptions {
+  readonly requests?: number;
+  readonly method?: string;
+  readonly dataFile?: string;
+  readonly timeoutMs?: number;
+  readonly extraArgs?: string[];
+}
+
+export async function gtlsclient(host: string, port: number, urls: string[], opts: GtlsOptions = {}): Promise<GtlsResult> {
+  const downloadDir = mkdtempSync(path.join(tmpdir(), 'gtls-'));
+  const args = ['--exit-on-all-streams-close', `--download=${downloadDir}`, '--timeout=10s'];
+  if (opts.requests) args.push('-n', String(opts.requests));
+  if (opts.method) args.push('-m', opts.method);
+  if (opts.dataFile) args.push('-d', opts.dataFile);
+  if (opts.extraArgs) args.push(...opts.extraArgs);
+  args.push(host, String(port), ...urls);
+  const proc = spawn('gtlsclient', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  proc.stdout.setEncoding('utf8').on('data', (c: string) => (output += c));
+  proc.stderr.setEncoding('utf8').on('data', (c: string) => (output += c));
+  const timer = setTimeout(() => proc.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+  const exitCode = await new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  clearTimeout(timer);
+  const statuses = [...output.matchAll(/\[:status: (\d{3})\]/g)].map((m) => Number(m[1]));
+  const bodies = new Map<string, Buffer>();
+  for (const f of readdirSync(downloadDir)) bodies.set(f, readFileSync(path.join(downloadDir, f)));
+  rmSync(downloadDir, { recursive: true, force: true });
+  return { exitCode, output, statuses, bodies };
+}

@@ -1,0 +1,112 @@
+/**
+ * Runs the real proxy binary for integration tests: writes a config into a temp dir, starts
+ * `bin/udpgrm-proxy`, waits for its "ready" log line, and stops it (SIGKILL as a last resort).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+export const REPO = path.resolve(import.meta.dirname, '../..');
+export const PROXY_BIN = path.join(REPO, 'bin/udpgrm-proxy');
+
+export interface RunningProxy {
+  readonly proc: ChildProcess;
+  readonly dir: string;
+  readonly configFile: string;
+  /** Every JSON log line the proxy printed so far. */
+  readonly logs: Array<Record<string, unknown>>;
+  /** Resolves with the first log line matching `pred` (including ones already seen). */
+  waitForLog(pred: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export function makeTempDir(prefix = 'udpgrm-proxy-test-'): string {
+  return mkdtempSync(path.join(tmpdir(), prefix));
+}
+
+/** A UDP port that is free on both the given host (and its TCP twin, for upstreams). */
+export async function freeUdpPort(host = '127.0.0.1'): Promise<number> {
+  for (;;) {
+    const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+    const port = await new Promise<number>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind(0, host, () => resolve(sock.address().port));
+    });
+    await new Promise<void>((r) => sock.close(() => r()));
+    if (port > 1024) return port;
+  }
+}
+
+export async function startProxy(configYaml: string, opts: { dir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunningProxy> {
+  const dir = opts.dir ?? makeTempDir();
+  const configFile = path.join(dir, 'proxy.yaml');
+  writeFileSync(configFile, configYaml);
+  const proc = spawn(process.execPath, [PROXY_BIN, '--config', configFile], {
+    cwd: dir,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Array<Record<string, unknown>> = [];
+  const waiters: Array<{ pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
+  let stderr = '';
+  let buffered = '';
+  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    buffered += chunk;
+    let nl;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      let obj: Record<string, unknown>;
+      try {
+        obj = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        obj = { msg: line };
+      }
+      logs.push(obj);
+      for (const w of [...waiters]) {
+        if (w.pred(obj)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(obj);
+        }
+      }
+    }
+  });
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+
+  const waitForLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 20_000): Promise<Record<string, unknown>> => {
+    const seen = logs.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`proxy log line not seen in ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs);
+      const w = {
+        pred,
+        resolve: (l: Record<string, unknown>) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      };
+      waiters.push(w);
+      void exited.then((code) => {
+        clearTimeout(timer);
+        reject(new Error(`proxy exited (${code}) before the expected log line; stderr: ${stderr}`));
+      });
+    });
+  };
+
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
+    proc.kill(signal);
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+    const code = await exited;
+    clearTimeout(timer);
+    if (!opts.dir) rmSync(dir, { recursive: true, force: true });
+    return code;
+  };
+
+  await waitForLog((l) => l.msg === 'ready');
+  return { proc, dir, configFile, logs, waitForLog, stop };
+}
