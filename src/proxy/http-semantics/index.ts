@@ -1,0 +1,6 @@
+export type { Field, FieldList } from './fields.js';
+export { CONNECTION_SPECIFIC_FIELDS, connectionListedNames, isFieldValue, isHopByHop, isLowercaseToken, isToken } from './fields.js';
+export type { RequestValidation, TrailerValidation, ValidatedRequest, ValidationFailureKind } from './request-validation.js';
+export { BodyLengthCounter, checkBodyLength, validateRequest, validateTrailers } from './request-validation.js';
+export type { ClientResponseContext, UpstreamRequestContext } from './translate.js';
+export { VIA_PSEUDONYM, toClientResponseHeaders, toClientTrailers, toUpstreamRequestHeaders } from './translate.js';

@@ -1,0 +1,141 @@
+/**
+ * Header translation between the HTTP/3 client side and HTTP/1.1 upstreams. Pure functions over
+ * field lists; the HTTP/3 layer adds `:status` itself.
+ */
+
+import { connectionListedNames, type Field, type FieldList, isFieldValue, isHopByHop, isToken } from './fields.js';
+import type { ValidatedRequest } from './request-validation.js';
+
+/** The pseudonym this proxy uses in Via (RFC 9110 §7.6.3). */
+export const VIA_PSEUDONYM = 'udpgrm-proxy';
+
+export interface UpstreamRequestContext {
+  /** The client's IP address (no port, no brackets), appended to X-Forwarded-For. */
+  readonly clientIp: string;
+  /** Pseudonym for Via; defaults to VIA_PSEUDONYM. */
+  readonly via?: string;
+}
+
+export interface ClientResponseContext {
+  /** The route's configured response headers; they replace upstream fields of the same name. */
+  readonly routeHeaders?: readonly Field[];
+  readonly via?: string;
+}
+
+/**
+ * Fields never forwarded on a request besides the hop-by-hop ones: `host` (rebuilt from the
+ * authority) and `expect` (undici cannot run 100-continue; the body is streamed regardless).
+ */
+const REQUEST_FIELDS_REBUILT: ReadonlySet<string> = new Set(['host', 'expect']);
+const FORWARDING_FIELDS: ReadonlySet<string> = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'via']);
+
+/**
+ * Fields a recipient must not take from a trailer section (RFC 9110 §6.5.1: framing, routing,
+ * and content-processing fields). Dropped when passing trailers on.
+ */
+const TRAILER_PROHIBITED: ReadonlySet<string> = new Set([
+  'content-length',
+  'content-encoding',
+  'content-type',
+  'content-range',
+  'host',
+  'trailer',
+  'transfer-encoding',
+  'te',
+  'authorization',
+  'set-cookie',
+  'cache-control',
+  'expect',
+  'max-forwards',
+  'pragma',
+  'range',
+]);
+
+/**
+ * Build the HTTP/1.1 request header list for the upstream: Host from the authority, hop-by-hop
+ * fields removed (te survives only as "trailers"), cookie crumbs rejoined (RFC 9114 §4.2.1),
+ * X-Forwarded-For appended, X-Forwarded-Proto/Host set, Via appended.
+ */
+export function toUpstreamRequestHeaders(request: ValidatedRequest, context: UpstreamRequestContext): FieldList {
+  const listed = connectionListedNames(request.headers);
+  const out: FieldList = [['host', request.authority]];
+  const cookies: string[] = [];
+  const forwardedFor: string[] = [];
+  const via: string[] = [];
+
+  for (const [name, value] of request.headers) {
+    if (listed.has(name) || REQUEST_FIELDS_REBUILT.has(name)) continue;
+    if (name === 'te') {
+      if (value.trim().toLowerCase() === 'trailers') out.push(['te', 'trailers']);
+      continue;
+    }
+    if (isHopByHop(name)) continue;
+    if (name === 'cookie') {
+      cookies.push(value);
+      continue;
+    }
+    if (name === 'x-forwarded-for') {
+      forwardedFor.push(value);
+      continue;
+    }
+    if (name === 'via') {
+      via.push(value);
+      continue;
+    }
+    if (FORWARDING_FIELDS.has(name)) continue; // proto and host: we state our own
+    out.push([name, value]);
+  }
+
+  if (cookies.length > 0) out.push(['cookie', cookies.join('; ')]);
+  forwardedFor.push(context.clientIp);
+  out.push(['x-forwarded-for', forwardedFor.join(', ')]);
+  out.push(['x-forwarded-proto', 'https']);
+  out.push(['x-forwarded-host', request.authority]);
+  via.push(`3 ${context.via ?? VIA_PSEUDONYM}`);
+  out.push(['via', via.join(', ')]);
+  return out;
+}
+
+/**
+ * Build the HTTP/3 response header list from an HTTP/1.1 upstream's fields: names lowercased,
+ * hop-by-hop and connection-listed fields removed (they are connection-specific and would make
+ * the HTTP/3 response malformed), fields with illegal names or values dropped, Via appended,
+ * route headers applied last.
+ */
+export function toClientResponseHeaders(upstreamHeaders: readonly Field[], context: ClientResponseContext = {}): FieldList {
+  const listed = connectionListedNames(upstreamHeaders);
+  const replaced = new Set((context.routeHeaders ?? []).map(([name]) => name.toLowerCase()));
+  const out: FieldList = [];
+  const via: string[] = [];
+
+  for (const [rawName, value] of upstreamHeaders) {
+    const name = rawName.toLowerCase();
+    if (!isToken(name) || !isFieldValue(value)) continue;
+    if (listed.has(name) || isHopByHop(name) || replaced.has(name)) continue;
+    if (name === 'via') {
+      via.push(value);
+      continue;
+    }
+    out.push([name, value]);
+  }
+
+  via.push(`1.1 ${context.via ?? VIA_PSEUDONYM}`);
+  if (!replaced.has('via')) out.push(['via', via.join(', ')]);
+  for (const [name, value] of context.routeHeaders ?? []) out.push([name.toLowerCase(), value]);
+  return out;
+}
+
+/**
+ * Pass an upstream trailer section on to the HTTP/3 client: lowercase names, drop hop-by-hop,
+ * illegal, and RFC 9110 §6.5.1 prohibited fields.
+ */
+export function toClientTrailers(upstreamTrailers: readonly Field[]): FieldList {
+  const out: FieldList = [];
+  for (const [rawName, value] of upstreamTrailers) {
+    const name = rawName.toLowerCase();
+    if (!isToken(name) || !isFieldValue(value)) continue;
+    if (isHopByHop(name) || TRAILER_PROHIBITED.has(name)) continue;
+    out.push([name, value]);
+  }
+  return out;
+}

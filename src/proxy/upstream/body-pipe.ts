@@ -1,0 +1,94 @@
+/**
+ * The request body as the HTTP/3 layer produces it: DATA payloads are pushed in as they arrive,
+ * undici reads them out of `stream`. `push` reports when the buffer is full; the caller then stops
+ * reading the QUIC stream (so QUIC flow control pushes back on the client) until `drained()`.
+ */
+
+import { Readable } from 'node:stream';
+import type { FieldList } from '../http-semantics/fields.js';
+import { ExchangeAbortedError } from './errors.js';
+
+export const DEFAULT_BODY_HIGH_WATER_MARK = 64 * 1024;
+
+export class BodyPipe {
+  /** What undici consumes. Do not read it yourself. */
+  readonly stream: Readable;
+  #ended = false;
+  #trailers: FieldList | undefined;
+  #drainWaiters: Array<() => void> = [];
+
+  constructor(highWaterMark: number = DEFAULT_BODY_HIGH_WATER_MARK) {
+    this.stream = new Readable({
+      highWaterMark,
+      read: () => this.#releaseIfDrained(),
+      destroy: (err, callback) => {
+        this.#releaseAll();
+        callback(err);
+      },
+    });
+    // undici drops its error listener once the exchange settles; a late abort() must not become
+    // an uncaught 'error' event.
+    this.stream.on('error', () => {});
+  }
+
+  /**
+   * Queue a chunk (ownership passes to the pipe: do not reuse its memory). Returns false when the
+   * buffer is at or above its high-water mark: await `drained()` before pushing more. After the
+   * exchange ended or failed, chunks are discarded and true is returned, so a feeder never stalls.
+   */
+  push(chunk: Uint8Array): boolean {
+    if (this.#ended) throw new Error('BodyPipe.push after end()');
+    if (this.stream.destroyed) return true;
+    if (chunk.byteLength === 0) return !this.needsDrain;
+    return this.stream.push(chunk);
+  }
+
+  /** True while the buffer is full and the consumer has not asked for more. */
+  get needsDrain(): boolean {
+    if (this.stream.destroyed || this.#ended) return false;
+    return this.stream.readableLength >= this.stream.readableHighWaterMark;
+  }
+
+  /** Resolves when pushing may continue (immediately when it already may). Never rejects. */
+  drained(): Promise<void> {
+    if (!this.needsDrain) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  /**
+   * The client finished the body. Trailers are kept for the record (`trailers`) but undici's
+   * HTTP/1.1 client cannot send request trailers, so they are not forwarded.
+   */
+  end(trailers?: FieldList): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#trailers = trailers;
+    if (!this.stream.destroyed) this.stream.push(null);
+    this.#releaseAll();
+  }
+
+  /** The client reset its stream: fail the upstream request. */
+  abort(reason = 'client aborted the request body'): void {
+    if (this.stream.destroyed) return;
+    this.stream.destroy(new ExchangeAbortedError(reason));
+  }
+
+  get trailers(): FieldList | undefined {
+    return this.#trailers;
+  }
+
+  /** True when the pipe no longer forwards anything (ended, or the exchange is over). */
+  get closed(): boolean {
+    return this.#ended || this.stream.destroyed;
+  }
+
+  #releaseIfDrained(): void {
+    if (!this.needsDrain) this.#releaseAll();
+  }
+
+  #releaseAll(): void {
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}

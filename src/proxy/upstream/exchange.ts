@@ -1,0 +1,169 @@
+/**
+ * One request/response exchange with an upstream, as an undici dispatch handler. It turns undici's
+ * callbacks into a response promise, a pull-driven body Readable (undici's parser is paused while
+ * the Readable is full, so a slow HTTP/3 consumer slows the upstream socket) and a trailers promise.
+ */
+
+import { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { FieldList } from '../http-semantics/fields.js';
+import { classifyUpstreamError, ExchangeAbortedError, UpstreamError } from './errors.js';
+
+export const DEFAULT_RESPONSE_HIGH_WATER_MARK = 64 * 1024;
+
+export interface UpstreamResponse {
+  readonly status: number;
+  /** Response fields as the upstream sent them (original case, order, duplicates). */
+  readonly headers: FieldList;
+  /**
+   * The body. Iterate it (or read it) as flow control allows; a failure after the headers arrives
+   * as an UpstreamError from the iterator (kind 'reset', 'body_timeout', ...). Destroying it aborts
+   * the upstream exchange.
+   */
+  readonly body: Readable;
+  /** Trailer fields, once the body ended; rejects with the same UpstreamError as the body. */
+  readonly trailers: Promise<FieldList>;
+  /** Origin of the target that answered. */
+  readonly target: string;
+  /** Cancel the exchange (the client reset its stream). Idempotent. */
+  abort(reason?: string): void;
+}
+
+type DispatchController = Dispatcher.DispatchController;
+type HeaderSource = DispatchController['rawHeaders'] | Record<string, string | string[] | undefined>;
+
+type State = 'waiting' | 'streaming' | 'done' | 'failed';
+
+export class Exchange implements Dispatcher.DispatchHandler {
+  readonly response: Promise<UpstreamResponse>;
+  #state: State = 'waiting';
+  #controller: DispatchController | null = null;
+  #pendingAbort: Error | null = null;
+  #body: Readable | null = null;
+  #resolveResponse!: (response: UpstreamResponse) => void;
+  #rejectResponse!: (err: UpstreamError) => void;
+  #resolveTrailers!: (trailers: FieldList) => void;
+  #rejectTrailers!: (err: UpstreamError) => void;
+  readonly #trailers: Promise<FieldList>;
+
+  constructor(
+    readonly target: string,
+    private readonly onSettled: () => void,
+    private readonly responseHighWaterMark: number = DEFAULT_RESPONSE_HIGH_WATER_MARK,
+  ) {
+    this.response = new Promise((resolve, reject) => {
+      this.#resolveResponse = resolve;
+      this.#rejectResponse = reject;
+    });
+    this.#trailers = new Promise((resolve, reject) => {
+      this.#resolveTrailers = resolve;
+      this.#rejectTrailers = reject;
+    });
+    // The body already reports the failure; an unobserved trailers promise must not crash us.
+    this.#trailers.catch(() => {});
+  }
+
+  get settled(): boolean {
+    return this.#state === 'done' || this.#state === 'failed';
+  }
+
+  /** Cancel from our side, in any state. */
+  abort(reason = 'aborted by the proxy'): void {
+    if (this.settled) return;
+    const err = new ExchangeAbortedError(reason);
+    if (this.#controller === null) {
+      // Not on a socket yet: undici will call onRequestStart later, or never if it is queued and
+      // we fail here first.
+      this.#pendingAbort = err;
+      this.fail(err);
+      return;
+    }
+    this.#controller.abort(err);
+  }
+
+  /** Fail the exchange with an error raised outside undici's callbacks (e.g. dispatch threw). */
+  fail(err: unknown): void {
+    if (this.settled) return;
+    const mapped = classifyUpstreamError(err, this.target);
+    const wasStreaming = this.#state === 'streaming';
+    this.#state = 'failed';
+    if (wasStreaming && this.#body !== null) {
+      this.#body.destroy(mapped);
+    } else {
+      this.#rejectResponse(mapped);
+    }
+    this.#rejectTrailers(mapped);
+    this.onSettled();
+  }
+
+  onRequestStart(controller: DispatchController): void {
+    this.#controller = controller;
+    if (this.#pendingAbort !== null) controller.abort(this.#pendingAbort);
+  }
+
+  onResponseStart(controller: DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    // 1xx interim responses are not relayed; the final response follows.
+    if (statusCode < 200 || this.#state !== 'waiting') return;
+    this.#controller = controller;
+    this.#state = 'streaming';
+    const body = new Readable({
+      highWaterMark: this.responseHighWaterMark,
+      read: () => controller.resume(),
+      destroy: (err, callback) => {
+        // The consumer gave up before the end: stop the upstream exchange too.
+        if (this.#state === 'streaming') controller.abort(new ExchangeAbortedError('response body destroyed by the consumer'));
+        callback(err);
+      },
+    });
+    // Errors are delivered through the iterator/`errored`; never as an unhandled 'error' event.
+    body.on('error', () => {});
+    this.#body = body;
+    this.#resolveResponse({
+      status: statusCode,
+      headers: toFieldList(controller.rawHeaders ?? headers),
+      body,
+      trailers: this.#trailers,
+      target: this.target,
+      abort: (reason?: string) => this.abort(reason),
+    });
+  }
+
+  onResponseData(controller: DispatchController, chunk: Buffer): void {
+    if (this.#body === null || this.#state !== 'streaming') return;
+    if (!this.#body.push(chunk)) controller.pause();
+  }
+
+  onResponseEnd(controller: DispatchController, trailers: Record<string, string | string[] | undefined>): void {
+    if (this.#state !== 'streaming' || this.#body === null) return;
+    this.#state = 'done';
+    this.#resolveTrailers(toFieldList(controller.rawTrailers ?? trailers));
+    this.#body.push(null);
+    this.onSettled();
+  }
+
+  onResponseError(_controller: DispatchController, error: Error): void {
+    this.fail(error);
+  }
+}
+
+/** undici hands headers as raw [name, value, ...] Buffers/strings or as a parsed object. */
+function toFieldList(source: HeaderSource): FieldList {
+  const out: FieldList = [];
+  if (source === null || source === undefined) return out;
+  if (Array.isArray(source)) {
+    for (let i = 0; i + 1 < source.length; i += 2) {
+      out.push([text(source[i]), text(source[i + 1])]);
+    }
+    return out;
+  }
+  for (const [name, value] of Object.entries(source)) {
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const item of value) out.push([name, item]);
+    else out.push([name, value]);
+  }
+  return out;
+}
+
+function text(value: unknown): string {
+  return Buffer.isBuffer(value) ? value.toString('latin1') : String(value);
+}

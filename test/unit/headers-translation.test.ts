@@ -1,0 +1,133 @@
+import { describe, expect, it } from 'vitest';
+import {
+  type Field,
+  toClientResponseHeaders,
+  toClientTrailers,
+  toUpstreamRequestHeaders,
+  type ValidatedRequest,
+} from '../../src/proxy/http-semantics/index.js';
+
+function request(headers: Array<[string, string]>): ValidatedRequest {
+  return { method: 'GET', scheme: 'https', authority: 'app.example:8443', path: '/x', headers };
+}
+
+describe('toUpstreamRequestHeaders', () => {
+  it('sets Host first and adds the forwarding fields', () => {
+    const out = toUpstreamRequestHeaders(request([['accept', '*/*']]), { clientIp: '192.0.2.7' });
+    expect(out).toEqual([
+      ['host', 'app.example:8443'],
+      ['accept', '*/*'],
+      ['x-forwarded-for', '192.0.2.7'],
+      ['x-forwarded-proto', 'https'],
+      ['x-forwarded-host', 'app.example:8443'],
+      ['via', '3 udpgrm-proxy'],
+    ]);
+  });
+
+  it('appends to existing X-Forwarded-For and Via, replaces proto/host claims', () => {
+    const out = toUpstreamRequestHeaders(
+      request([
+        ['x-forwarded-for', '203.0.113.1'],
+        ['x-forwarded-for', '203.0.113.2'],
+        ['x-forwarded-proto', 'http'],
+        ['x-forwarded-host', 'evil.example'],
+        ['via', '1.1 cdn'],
+        ['host', 'app.example:8443'],
+      ]),
+      { clientIp: '2001:db8::1', via: 'edge1' },
+    );
+    expect(out).toEqual([
+      ['host', 'app.example:8443'],
+      ['x-forwarded-for', '203.0.113.1, 203.0.113.2, 2001:db8::1'],
+      ['x-forwarded-proto', 'https'],
+      ['x-forwarded-host', 'app.example:8443'],
+      ['via', '1.1 cdn, 3 edge1'],
+    ]);
+  });
+
+  it('removes hop-by-hop fields, keeps te: trailers, drops expect, joins cookies', () => {
+    const out = toUpstreamRequestHeaders(
+      request([
+        ['connection', 'x-secret, keep-alive'],
+        ['x-secret', 's'],
+        ['keep-alive', 'timeout=5'],
+        ['proxy-authorization', 'Basic x'],
+        ['te', 'trailers'],
+        ['trailer', 'x-sum'],
+        ['transfer-encoding', 'chunked'],
+        ['upgrade', 'websocket'],
+        ['expect', '100-continue'],
+        ['cookie', 'a=1'],
+        ['content-type', 'text/plain'],
+        ['cookie', 'b=2'],
+        ['content-length', '3'],
+      ]),
+      { clientIp: '10.0.0.1' },
+    );
+    const names = out.map(([n]) => n);
+    for (const gone of ['connection', 'x-secret', 'keep-alive', 'proxy-authorization', 'trailer', 'transfer-encoding', 'upgrade', 'expect']) {
+      expect(names).not.toContain(gone);
+    }
+    expect(out).toContainEqual(['te', 'trailers']);
+    expect(out.filter(([n]) => n === 'cookie')).toEqual([['cookie', 'a=1; b=2']]);
+    expect(out).toContainEqual(['content-type', 'text/plain']);
+    expect(out).toContainEqual(['content-length', '3']);
+  });
+});
+
+describe('toClientResponseHeaders', () => {
+  it('lowercases, strips hop-by-hop and connection-listed fields, appends Via', () => {
+    const upstream: Field[] = [
+      ['Content-Type', 'text/html'],
+      ['Connection', 'keep-alive, X-Internal'],
+      ['X-Internal', 'yes'],
+      ['Keep-Alive', 'timeout=5'],
+      ['Transfer-Encoding', 'chunked'],
+      ['Upgrade', 'h2c'],
+      ['Proxy-Authenticate', 'Basic'],
+      ['Trailer', 'X-Sum'],
+      ['Set-Cookie', 'a=1'],
+      ['Set-Cookie', 'b=2'],
+      ['Via', '1.0 inner'],
+      ['Bad Name', 'x'],
+      ['x-bad-value', 'a\nb'],
+    ];
+    expect(toClientResponseHeaders(upstream)).toEqual([
+      ['content-type', 'text/html'],
+      ['set-cookie', 'a=1'],
+      ['set-cookie', 'b=2'],
+      ['via', '1.0 inner, 1.1 udpgrm-proxy'],
+    ]);
+  });
+
+  it('applies route response headers, replacing upstream fields of the same name', () => {
+    const out = toClientResponseHeaders(
+      [
+        ['x-config-version', 'upstream-said'],
+        ['content-length', '2'],
+      ],
+      { routeHeaders: [['X-Config-Version', '7']] },
+    );
+    expect(out).toEqual([
+      ['content-length', '2'],
+      ['via', '1.1 udpgrm-proxy'],
+      ['x-config-version', '7'],
+    ]);
+  });
+});
+
+describe('toClientTrailers', () => {
+  it('keeps ordinary trailers, drops framing and hop-by-hop ones', () => {
+    expect(
+      toClientTrailers([
+        ['X-Checksum', 'abc'],
+        ['Content-Length', '5'],
+        ['Transfer-Encoding', 'chunked'],
+        ['grpc-status', '0'],
+      ]),
+    ).toEqual([
+      ['x-checksum', 'abc'],
+      ['grpc-status', '0'],
+    ]);
+  });
+});
