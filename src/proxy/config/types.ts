@@ -31,6 +31,8 @@ export interface TlsConfig {
   readonly alpn: readonly string[];
   /** Where the session ticket key lives (generated when missing); shared by all generations. */
   readonly ticketKeyFile: string;
+  /** Absolute path of the directory holding generated state (self-signed pair, default ticket key). */
+  readonly stateDir: string;
 }
 
 export interface CertificateConfig {

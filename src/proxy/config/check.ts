@@ -1,0 +1,54 @@
+/** `udpgrm-proxy check --config FILE`: validate without writing anything, and say what would run. */
+import { ConfigError, formatConfigErrors } from './errors.js';
+import { loadConfigWithState, type StateFate } from './load.js';
+import { describeHostPattern } from './names.js';
+import { formatListener } from './section-listeners.js';
+import type { ProxyConfig, RouteConfig } from './types.js';
+import { formatDuration, formatSize } from './units.js';
+
+export type CheckResult = { readonly ok: true; readonly summary: string } | { readonly ok: false; readonly errors: string };
+
+export function checkConfigFile(file: string): CheckResult {
+  try {
+    const { config, selfSigned, ticketKey } = loadConfigWithState(file, { createState: false });
+    return { ok: true, summary: summarise(config, selfSigned, ticketKey) };
+  } catch (err) {
+    if (err instanceof ConfigError) return { ok: false, errors: formatConfigErrors(err) };
+    throw err;
+  }
+}
+
+const FATE: Record<StateFate, string> = {
+  generated: 'generated',
+  reused: 'present',
+  pending: 'will be generated at start',
+  'not used': 'not used',
+};
+
+function describeRoute(r: RouteConfig): string {
+  const hosts = r.hosts.map(describeHostPattern).join(',');
+  const action = r.action.kind === 'proxy' ? `proxy to ${r.action.upstream}` : `respond ${r.action.status}`;
+  return `${r.name}: host ${hosts} path ${r.pathPrefix} → ${action}`;
+}
+
+export function summarise(config: ProxyConfig, selfSigned: StateFate, ticketKey: StateFate): string {
+  const lines = [`${config.file}: OK`];
+  lines.push(`  listeners: ${config.listeners.map(formatListener).join(', ')} (UDP)`);
+  lines.push(`  workers: ${config.workers}, drain_timeout: ${formatDuration(config.drainTimeoutMs)}`);
+  for (const c of config.tls.certificates) {
+    const origin = c.selfSigned ? `self-signed, ${FATE[selfSigned]}` : 'configured';
+    lines.push(`  certificate: ${c.names.join(', ')}${c.isDefault ? ' (default)' : ''}: ${c.certFile} (${origin})`);
+  }
+  lines.push(`  alpn: ${config.tls.alpn.join(', ')}; ticket key: ${config.tls.ticketKeyFile} (${FATE[ticketKey]})`);
+  for (const r of config.routes) lines.push(`  ${describeRoute(r)}`);
+  for (const u of config.upstreams.values()) {
+    lines.push(`  upstream ${u.name}: ${u.targets.join(', ')} (${u.balance}, connect ${formatDuration(u.connectTimeoutMs)}, response ${formatDuration(u.responseTimeoutMs)})`);
+  }
+  const q = config.quic;
+  lines.push(
+    `  quic: idle ${formatDuration(q.idleTimeoutMs)}, ${q.maxConcurrentBidiStreams} streams, max_data ${formatSize(q.initialMaxData)}, ` +
+      `stream_data ${formatSize(q.initialMaxStreamData)}, udp payload ${q.maxUdpPayload}, cid ${q.cidLength} bytes`,
+  );
+  lines.push(`  logging: ${config.logging.level}, access log ${config.logging.accessLog ? 'on' : 'off'}`);
+  return lines.join('\n') + '\n';
+}

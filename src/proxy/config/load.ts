@@ -1,0 +1,177 @@
+/**
+ * loadConfig: proxy.yaml → ProxyConfig, with every default filled in, or a ConfigError listing
+ * every problem in the file (syntax errors alone when the YAML itself is broken: the structure
+ * yaml recovers from a broken file would only produce misleading follow-up errors).
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, resolve } from 'node:path';
+import { LineCounter, parseDocument } from 'yaml';
+import { ConfigError } from './errors.js';
+import { canonicalIp } from './names.js';
+import { readListeners } from './section-listeners.js';
+import { readLogging, readQuic } from './section-quic.js';
+import { readRoutes } from './section-routes.js';
+import { readTls, type TlsRead } from './section-tls.js';
+import { readUpstreams } from './section-upstreams.js';
+import { ensureSelfSigned, ensureTicketKey, selfSignedPlan, selfSignedProblem, ticketKeyProblem } from './tls-state.js';
+import type { CertificateConfig, ListenerConfig, ProxyConfig, TlsConfig } from './types.js';
+import { Cursor, IssueLog } from './yaml-cursor.js';
+
+const TOP_KEYS = ['listeners', 'workers', 'drain_timeout', 'tls', 'routes', 'upstreams', 'quic', 'logging'] as const;
+export const DRAIN_TIMEOUT_DEFAULT_MS = 30_000;
+
+export interface LoadOptions {
+  /**
+   * Create missing generated state (self-signed certificate, ticket key) in the state directory.
+   * Default true; `check` passes false so validating a file never writes anything.
+   */
+  readonly createState?: boolean;
+}
+
+/** What happened to generated state during the load ('pending': would be created, createState=false). */
+export type StateFate = 'generated' | 'reused' | 'pending' | 'not used';
+
+export interface LoadResult {
+  readonly config: ProxyConfig;
+  readonly selfSigned: StateFate;
+  readonly ticketKey: StateFate;
+}
+
+export function loadConfig(file: string, options: LoadOptions = {}): ProxyConfig {
+  return loadConfigWithState(file, options).config;
+}
+
+export function loadConfigWithState(file: string, options: LoadOptions = {}): LoadResult {
+  const path = resolve(file);
+  let source: string;
+  try {
+    source = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    throw new ConfigError([{ file: path, line: 0, col: 0, path: '', message: `cannot read config: ${why}` }]);
+  }
+
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(source, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const log = new IssueLog(path, lineCounter);
+  if (doc.errors.length > 0) {
+    for (const e of doc.errors) log.add(e.pos[0], '', `YAML syntax error: ${e.message}${syntaxHint(source, lineCounter.linePos(e.pos[0]).line)}`);
+    throw new ConfigError(log.sorted(), source);
+  }
+
+  const root = Cursor.root(log, doc);
+  if (root.present && !root.isMapping) {
+    root.expected(`a mapping with keys ${TOP_KEYS.join(', ')}`);
+    throw new ConfigError(log.sorted(), source);
+  }
+  const f = root.fields(TOP_KEYS) ?? {};
+  const listeners = readListeners(f.listeners, root);
+  const workers = readWorkers(f.workers);
+  const drainTimeoutMs = f.drain_timeout?.duration(0, 3_600_000) ?? DRAIN_TIMEOUT_DEFAULT_MS;
+  const tlsRead = readTls(f.tls, path);
+  const upstreams = readUpstreams(f.upstreams);
+  const routes = readRoutes(f.routes, root, upstreams.declared);
+  const quic = readQuic(f.quic);
+  const logging = readLogging(f.logging);
+
+  if (log.issues.length > 0) throw new ConfigError(log.sorted(), source);
+
+  // Only a valid config earns side effects on disk.
+  const state = prepareTlsState(tlsRead, listeners, options.createState ?? true, log);
+  if (log.issues.length > 0 || state === undefined) throw new ConfigError(log.sorted(), source);
+
+  const config: ProxyConfig = {
+    file: path,
+    listeners,
+    tls: state.tls,
+    routes,
+    upstreams: upstreams.pools,
+    quic,
+    logging,
+    workers,
+    drainTimeoutMs,
+  };
+  return { config, selfSigned: state.selfSigned, ticketKey: state.ticketKey };
+}
+
+function readWorkers(c: Cursor | undefined): number {
+  const fallback = availableParallelism();
+  if (c === undefined) return fallback;
+  if (c.scalar === 'auto') return fallback;
+  return c.integer(1, 1024, 'workers (or "auto")') ?? fallback;
+}
+
+/** Names the generated certificate covers: localhost plus every specific listener address. */
+export function selfSignedNames(listeners: readonly ListenerConfig[]): string[] {
+  const ips = listeners.map((l) => l.host).filter((ip) => ip !== '0.0.0.0' && ip !== '::');
+  return ['localhost', ...new Set(ips)];
+}
+
+function prepareTlsState(
+  tls: TlsRead,
+  listeners: readonly ListenerConfig[],
+  create: boolean,
+  log: IssueLog,
+): { tls: TlsConfig; selfSigned: StateFate; ticketKey: StateFate } | undefined {
+  let certificates: CertificateConfig[] = tls.certificates;
+  let selfSigned: StateFate = 'not used';
+  const stateWhere = (c: Cursor | undefined, key: string): [number | undefined, string] => [c?.offset, `tls.${key}`];
+
+  if (certificates.length === 0) {
+    const names = selfSignedNames(listeners);
+    const plan = selfSignedPlan(tls.stateDir, names);
+    const problem = selfSignedProblem(plan);
+    if (problem === undefined) selfSigned = 'reused';
+    else if (!create) selfSigned = 'pending';
+    else {
+      try {
+        ensureSelfSigned(plan, tls.stateDir);
+        selfSigned = 'generated';
+      } catch (err) {
+        log.add(...stateWhere(tls.stateDirCursor, 'state_dir'), `cannot generate the self-signed certificate in ${tls.stateDir}: ${oneLine(err)}`);
+        return undefined;
+      }
+    }
+    // Only DNS names go in `names`: SNI never carries an IP, and as the default it serves IP clients anyway.
+    const dnsNames = names.filter((n) => canonicalIp(n) === undefined);
+    certificates = [{ names: dnsNames, certFile: plan.certFile, keyFile: plan.keyFile, selfSigned: true, isDefault: true }];
+  }
+
+  let ticketKey: StateFate;
+  const ticketProblem = ticketKeyProblem(tls.ticketKeyFile);
+  if (ticketProblem === undefined) ticketKey = 'reused';
+  else if (ticketProblem !== 'missing') {
+    log.add(...stateWhere(tls.ticketKeyCursor, 'ticket_key_file'), `ticket key file ${tls.ticketKeyFile} ${ticketProblem}`);
+    return undefined;
+  } else if (!create) ticketKey = 'pending';
+  else {
+    try {
+      mkdirSync(dirname(tls.ticketKeyFile), { recursive: true, mode: 0o700 });
+      ticketKey = ensureTicketKey(tls.ticketKeyFile) ? 'generated' : 'reused';
+    } catch (err) {
+      log.add(...stateWhere(tls.ticketKeyCursor, 'ticket_key_file'), `cannot create the ticket key ${tls.ticketKeyFile}: ${oneLine(err)}`);
+      return undefined;
+    }
+  }
+
+  return {
+    tls: { certificates, alpn: tls.alpn, ticketKeyFile: tls.ticketKeyFile, stateDir: tls.stateDir },
+    selfSigned,
+    ticketKey,
+  };
+}
+
+function oneLine(err: unknown): string {
+  const e = err as Error & { stderr?: Buffer };
+  const detail = e.stderr?.toString().trim().split('\n')[0];
+  return detail !== undefined && detail !== '' ? detail : e.message;
+}
+
+/** Hints for the YAML mistakes this schema invites. */
+function syntaxHint(source: string, line: number): string {
+  const text = source.split(/\r?\n/)[line - 1] ?? '';
+  if (/-\s*\[[0-9a-fA-F:.]*\]:\d/.test(text) || /:\s*\[[0-9a-fA-F:.]*\]:\d/.test(text)) return ' (IPv6 addresses with a port must be quoted: "[::1]:4433")';
+  return '';
+}
