@@ -18,7 +18,7 @@ export class UsageError extends Error {}
 
 interface Command {
   readonly options: NonNullable<ParseArgsConfig['options']>;
-  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
+  run(values: Record<string, unknown>, positionals: string[]): Promise<number>;
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -44,7 +44,7 @@ const COMMANDS: Record<string, Command> = {
   },
 };
 
-function requireString(values: Record<string, string | boolean | undefined>, name: string): string {
+function requireString(values: Record<string, unknown>, name: string): string {
   const v = values[name];
   if (typeof v !== 'string' || v === '') throw new UsageError(`--${name} FILE is required`);
   return v;

@@ -3,13 +3,13 @@
  * streamed back. The request body streams to the upstream as it arrives, the response body
  * streams back as QUIC flow control allows, and every exchange ends in exactly one access-log line.
  */
-import type { Readable } from 'node:stream';
 import type { RouteConfig } from './config/types.js';
 import type { Exchange, RequestHandler } from './h3/request-stream.js';
 import { H3_ERROR } from './h3/errors.js';
 import { toClientResponseHeaders, toClientTrailers, toUpstreamRequestHeaders, type FieldList } from './http-semantics/index.js';
 import type { AccessLog } from './log.js';
 import { UpstreamError, classifyUpstreamError } from './upstream/errors.js';
+import type { BodyPipe } from './upstream/body-pipe.js';
 import type { UpstreamPool } from './upstream/pool.js';
 
 export interface HandlerOptions {
@@ -134,7 +134,7 @@ function sendSimple(ex: Exchange, status: number, text: string): void {
 }
 
 /** A body we will not use is still read, so QUIC flow control does not stall the stream. */
-function drain(body: Readable): void {
-  body.on('error', () => {});
-  body.resume();
+function drain(body: BodyPipe): void {
+  body.stream.on('error', () => {});
+  body.stream.resume();
 }

@@ -4,10 +4,9 @@
  * one; a draining one sends GOAWAY and finishes what it has.
  */
 import { hkdfSync } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { CidIssuer } from '../grm/interface.js';
-import { matchRoute, selectCertificate } from './config/index.js';
+import { matchRoute, readTicketKey, selectCertificate } from './config/index.js';
 import type { ProxyConfig } from './config/types.js';
 import { H3Session } from './h3/session.js';
 import { ProxyHandler } from './handler.js';
@@ -110,11 +109,4 @@ export class ProxyServer {
     for (const e of this.endpoints) e.close();
     await Promise.all([...this.pools.values()].map((p) => p.destroy()));
   }
-}
-
-/** BoringSSL wants 48 bytes of ticket key; the config loader creates the file. */
-function readTicketKey(file: string): Buffer {
-  const key = readFileSync(file);
-  if (key.length !== 48) throw new Error(`ticket key ${file} must hold 48 bytes, found ${key.length}`);
-  return key;
 }

@@ -4,7 +4,6 @@
  * handler with backpressure (we stop reading from QUIC while the handler's body buffer is full, so
  * QUIC flow control slows the client), and encodes the response the handler writes.
  */
-import { Readable } from 'node:stream';
 import { BodyLengthCounter, validateRequest, validateTrailers, type FieldList, type ValidatedRequest } from '../http-semantics/index.js';
 import type { QuicConnection } from '../quic/connection.js';
 import type { HostPort } from '../quic/native.js';
@@ -12,6 +11,7 @@ import { streamResetCode } from '../quic/native.js';
 import { H3_ERROR, H3Error, h3ErrorName } from './errors.js';
 import { FRAME_TYPE, FrameReader, encodeDataFrameHeader, encodeHeadersFrame } from './frames.js';
 import { decodeFieldSection, encodeFieldSection } from './qpack.js';
+import { BodyPipe } from '../upstream/body-pipe.js';
 import { StreamWriter } from './stream-writer.js';
 
 /** What the proxy does with a request: route it, answer it, forward it. */
@@ -23,9 +23,7 @@ export interface RequestHandler {
 export interface Exchange {
   readonly request: ValidatedRequest;
   /** The request body as it arrives (ends after trailers, if any, were received). */
-  readonly body: Readable;
-  /** Request trailers, available once `body` has ended. */
-  readonly requestTrailers: FieldList | undefined;
+  readonly body: BodyPipe;
   readonly client: HostPort;
   readonly connectionId: string;
   readonly streamId: number;
@@ -60,12 +58,12 @@ export class RequestStream implements Exchange {
   private readonly abortController = new AbortController();
   private recvState = RecvState.Headers;
   private lengthCounter: BodyLengthCounter | undefined;
-  private bodyStream: Readable | undefined;
+  private bodyPipe: BodyPipe | undefined;
   private paused = false;
   private responseState: 'none' | 'headers' | 'done' = 'none';
   private finished = false;
   request!: ValidatedRequest;
-  requestTrailers: FieldList | undefined;
+  private requestTrailers: FieldList | undefined;
   bytesReceived = 0;
   bytesSent = 0;
 
@@ -90,8 +88,8 @@ export class RequestStream implements Exchange {
     return this.abortController.signal;
   }
 
-  get body(): Readable {
-    return this.bodyStream!;
+  get body(): BodyPipe {
+    return this.bodyPipe!;
   }
 
   get headersSent(): boolean {
@@ -130,7 +128,7 @@ export class RequestStream implements Exchange {
         const problem = this.lengthCounter!.add(ev.data.length);
         if (problem) throw new H3Error(H3_ERROR.H3_MESSAGE_ERROR, problem);
         // The piece is a view into the shared scratch buffer: copy before handing it on.
-        if (ev.data.length > 0 && !this.bodyStream!.push(Buffer.from(ev.data))) this.paused = true;
+        if (ev.data.length > 0 && !this.bodyPipe!.push(Buffer.from(ev.data))) this.pauseUntilDrained();
         continue;
       }
       if (ev.type !== FRAME_TYPE.HEADERS) {
@@ -151,7 +149,7 @@ export class RequestStream implements Exchange {
       // Well-formed but not something we serve (e.g. CONNECT): answer instead of resetting.
       this.recvState = RecvState.Body;
       this.lengthCounter = new BodyLengthCounter(undefined);
-      this.bodyStream = this.newBody();
+      this.bodyPipe = new BodyPipe(BODY_HIGH_WATER_MARK);
       this.respond(501, [['content-type', 'text/plain']]);
       this.write(Buffer.from(`${v.reason}\n`));
       this.end();
@@ -160,7 +158,7 @@ export class RequestStream implements Exchange {
     this.request = v.request;
     this.recvState = RecvState.Body;
     this.lengthCounter = new BodyLengthCounter(v.request.contentLength);
-    this.bodyStream = this.newBody();
+    this.bodyPipe = new BodyPipe(BODY_HIGH_WATER_MARK);
     try {
       this.handler.handle(this);
     } catch {
@@ -181,20 +179,18 @@ export class RequestStream implements Exchange {
     const problem = this.lengthCounter!.finish();
     if (problem) throw new H3Error(H3_ERROR.H3_MESSAGE_ERROR, problem);
     this.recvState = RecvState.Done;
-    this.bodyStream!.push(null);
+    this.bodyPipe!.end(this.requestTrailers);
     this.maybeDone();
   }
 
-  private newBody(): Readable {
-    return new Readable({
-      highWaterMark: BODY_HIGH_WATER_MARK,
-      read: () => {
-        if (!this.paused) return;
-        this.paused = false;
-        // Reading frees flow-control credit: let the endpoint send MAX_STREAM_DATA.
-        this.onReadable();
-        this.conn.wake();
-      },
+  /** Stop reading QUIC (so flow control slows the client) until the body consumer catches up. */
+  private pauseUntilDrained(): void {
+    this.paused = true;
+    void this.bodyPipe!.drained().then(() => {
+      this.paused = false;
+      this.onReadable();
+      // Reading freed flow-control credit: let the endpoint send MAX_STREAM_DATA.
+      this.conn.wake();
     });
   }
 
@@ -206,7 +202,7 @@ export class RequestStream implements Exchange {
   abort(reason: string): void {
     if (this.finished) return;
     this.recvState = RecvState.Done;
-    this.bodyStream?.destroy(new Error(reason));
+    this.bodyPipe?.abort(reason);
     this.abortController.abort(new Error(reason));
     this.writer.fail();
     this.conn.resetStream(this.streamId, H3_ERROR.H3_REQUEST_CANCELLED);
@@ -223,7 +219,7 @@ export class RequestStream implements Exchange {
     }
     const code = err instanceof H3Error ? err.code : H3_ERROR.H3_INTERNAL_ERROR;
     this.recvState = RecvState.Done;
-    this.bodyStream?.destroy(err instanceof Error ? err : new Error(String(err)));
+    this.bodyPipe?.abort(err instanceof Error ? err.message : String(err));
     this.abortController.abort(err);
     this.conn.stopSending(this.streamId, code);
     this.conn.resetStream(this.streamId, code);
@@ -265,7 +261,7 @@ export class RequestStream implements Exchange {
     this.conn.resetStream(this.streamId, code);
     if (this.recvState !== RecvState.Done) this.conn.stopSending(this.streamId, code);
     this.recvState = RecvState.Done;
-    this.bodyStream?.destroy();
+    this.bodyPipe?.abort('response reset');
     this.finish();
   }
 
@@ -279,7 +275,7 @@ export class RequestStream implements Exchange {
       // The response is complete: the rest of the request body is not needed (§4.1.2).
       this.conn.stopSending(this.streamId, H3_ERROR.H3_NO_ERROR);
       this.recvState = RecvState.Done;
-      this.bodyStream?.push(null);
+      this.bodyPipe?.end();
     }
     this.maybeDone();
   }

@@ -182,7 +182,8 @@ export class QuicEndpoint implements ConnectionHost {
     try {
       result = attempt.assembler.push(msg);
     } catch (err) {
-      this.attempts.delete(dcidHex);
+      // This datagram is dropped; the attempt lives on (a retransmission may still complete it).
+      attempt.datagrams.pop();
       this.drop('undecodable initial');
       this.opts.log.debug({ err: (err as Error).message, peer }, 'dropping client initial');
       return;
