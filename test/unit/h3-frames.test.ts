@@ -242,4 +242,32 @@ describe('FrameReader', () => {
     const events = new FrameReader().push(backing.subarray(10, 15));
     expect(normalise(events)).toEqual([{ type: 0, payload: '616263' }]);
   });
+
+  it('random bytes, in random chunks, only ever produce events or an H3Error', () => {
+    let s = 0x9e3779b9;
+    const rnd = () => {
+      s ^= s << 13;
+      s ^= s >>> 17;
+      s ^= s << 5;
+      return (s >>> 0) / 4294967296;
+    };
+    let clean = 0;
+    for (let n = 0; n < 5000; n++) {
+      const bytes = Buffer.from(Array.from({ length: Math.floor(rnd() * 40) }, () => Math.floor(rnd() * 256)));
+      const r = new FrameReader({ maxFieldSectionFrameSize: 64, maxControlFrameSize: 64 });
+      try {
+        let o = 0;
+        while (o < bytes.length) {
+          const take = 1 + Math.floor(rnd() * 8);
+          r.push(bytes.subarray(o, o + take));
+          o += take;
+        }
+        r.end();
+        clean++;
+      } catch (err) {
+        expect(err).toBeInstanceOf(H3Error);
+      }
+    }
+    expect(clean).toBeGreaterThan(0);
+  });
 });

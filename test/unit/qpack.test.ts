@@ -370,3 +370,19 @@ describe('DecoderStreamReceiver', () => {
     }
   });
 });
+
+describe('instruction stream receivers under random input', () => {
+  it('only ever accept or throw QpackError', () => {
+    const rnd = prng(5);
+    for (let n = 0; n < 5000; n++) {
+      const bytes = Buffer.from(Array.from({ length: Math.floor(rnd() * 16) }, () => Math.floor(rnd() * 256)));
+      for (const r of [new EncoderStreamReceiver(), new EncoderStreamReceiver(1 << 20), new DecoderStreamReceiver()]) {
+        try {
+          for (let o = 0; o < bytes.length; o += 3) r.push(bytes.subarray(o, o + 3));
+        } catch (err) {
+          expect(err).toBeInstanceOf(QpackError);
+        }
+      }
+    }
+  });
+});
