@@ -21,12 +21,15 @@ export interface GtlsOptions {
   readonly method?: string;
   readonly dataFile?: string;
   readonly timeoutMs?: number;
+  readonly sni?: string;
   readonly extraArgs?: string[];
 }
 
 export async function gtlsclient(host: string, port: number, urls: string[], opts: GtlsOptions = {}): Promise<GtlsResult> {
   const downloadDir = mkdtempSync(path.join(tmpdir(), 'gtls-'));
-  const args = ['--exit-on-all-streams-close', `--download=${downloadDir}`, '--timeout=10s'];
+  // --no-quic-dump keeps the output to the HTTP/3 events (":status" lines) we assert on.
+  const args = ['--exit-on-all-streams-close', '--no-quic-dump', `--download=${downloadDir}`, '--timeout=10s'];
+  if (opts.sni) args.push(`--sni=${opts.sni}`);
   if (opts.requests) args.push('-n', String(opts.requests));
   if (opts.method) args.push('-m', opts.method);
   if (opts.dataFile) args.push('-d', opts.dataFile);

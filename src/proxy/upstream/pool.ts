@@ -99,7 +99,8 @@ export class UpstreamPool {
           origin: target.origin,
           method: request.method,
           path: request.path,
-          headers: request.headers.map(([name, value]) => [name, value] as [string, string]),
+          // undici takes raw headers as a flat [name, value, name, value, ...] array.
+          headers: request.headers.flatMap(([name, value]) => [name, value]),
           body: request.body ? request.body.stream : null,
         },
         exchange,

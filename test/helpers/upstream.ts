@@ -1,0 +1,87 @@
+/**
+ * A real HTTP/1.1 origin for integration tests (node:http on 127.0.0.1, port 0). It dispatches on
+ * the last path segment, so any route prefix in front of it works:
+ *   /echo         JSON of method, url, headers, body length and SHA-256
+ *   /slow?ms=N    headers only after N ms
+ *   /bytes?n=N    N bytes of a repeating pattern, streamed
+ *   /reset        some body bytes, then the socket is destroyed
+ *   anything else 200 "upstream NAME"
+ */
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface TestUpstream {
+  readonly port: number;
+  readonly origin: string;
+  readonly requests: number;
+  close(): Promise<void>;
+}
+
+export async function startUpstream(name = 'up'): Promise<TestUpstream> {
+  let requests = 0;
+  const server = http.createServer((req, res) => {
+    requests++;
+    const url = new URL(req.url ?? '/', 'http://x');
+    const leaf = `/${url.pathname.split('/').pop()}`;
+    if (leaf === '/slow') {
+      const t = setTimeout(() => res.end('slow\n'), Number(url.searchParams.get('ms') ?? 1000));
+      res.on('close', () => clearTimeout(t));
+      return;
+    }
+    if (leaf === '/bytes') {
+      const n = Number(url.searchParams.get('n') ?? 0);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(n) });
+      const chunk = Buffer.alloc(64 * 1024, 'abcdefghijklmnopqrstuvwxyz');
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < n) {
+          const part = chunk.subarray(0, Math.min(chunk.length, n - sent));
+          sent += part.length;
+          if (!res.write(part)) {
+            res.once('drain', pump);
+            return;
+          }
+        }
+        res.end();
+      };
+      pump();
+      return;
+    }
+    if (leaf === '/reset') {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100000' });
+      res.write(Buffer.alloc(1000, 'x'), () => res.socket?.destroy());
+      return;
+    }
+    const hash = createHash('sha256');
+    let length = 0;
+    req.on('data', (c: Buffer) => {
+      hash.update(c);
+      length += c.length;
+    });
+    req.on('end', () => {
+      if (leaf === '/echo') {
+        const body = JSON.stringify({ name, method: req.method, url: req.url, headers: req.headers, bodyLength: length, bodySha256: hash.digest('hex') });
+        res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': name, connection: 'keep-alive', 'keep-alive': 'timeout=5' });
+        res.end(body);
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/plain', 'x-upstream': name });
+      res.end(`upstream ${name}\n`);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    origin: `http://127.0.0.1:${port}`,
+    get requests() {
+      return requests;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
