@@ -5,7 +5,6 @@ import {
   buildClientInitial,
   ClientHelloAssembler,
   decryptClientInitial,
-  encodeCryptoFrame,
   extractCryptoFrames,
   InitialParseError,
   parseClientHello,
@@ -245,5 +244,3 @@ describe('cost', () => {
   });
 });
 
-// Keep the import used for readers who want to build raw frames.
-void encodeCryptoFrame;
