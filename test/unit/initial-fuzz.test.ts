@@ -11,6 +11,7 @@ import {
   parseClientHello,
   QUIC_V2,
 } from '../../src/proxy/quic/initial.js';
+import { CHROME_INITIAL_DATAGRAMS } from './initial-chrome-capture.js';
 import { V1_PROTECTED_PACKET, V2_PROTECTED_PACKET } from './initial-rfc-vectors.js';
 
 /** xorshift32: deterministic, so a failure reproduces from its seed and iteration. */
@@ -92,6 +93,7 @@ describe('fuzz: mutated Initials end only in InitialParseError or a result', () 
     quicheInitial(),
     Buffer.from(V1_PROTECTED_PACKET, 'hex'),
     Buffer.from(V2_PROTECTED_PACKET, 'hex'),
+    ...CHROME_INITIAL_DATAGRAMS.map((h) => Buffer.from(h, 'hex')),
   ];
 
   it('protected datagrams (header and ciphertext mutations)', () => {
@@ -105,6 +107,11 @@ describe('fuzz: mutated Initials end only in InitialParseError or a result', () 
       if (rand(4) === 0) d = mutate(d, rand);
       counts[outcome(() => decryptClientInitials(d))]++;
       outcome(() => new ClientHelloAssembler({ minDatagramSize: 0 }).push(d));
+      // After a good first half of a split ClientHello, and before it.
+      const assembler = new ClientHelloAssembler({ minDatagramSize: 0 });
+      outcome(() => assembler.push(seeds[3]!));
+      outcome(() => assembler.push(d));
+      outcome(() => assembler.push(seeds[4]!));
     }
     expect(counts.error).toBeGreaterThan(0);
     expect(counts.ok).toBeGreaterThan(0);
@@ -112,11 +119,13 @@ describe('fuzz: mutated Initials end only in InitialParseError or a result', () 
 
   it('decrypted payloads (frame-level mutations, re-protected so they authenticate)', () => {
     const rand = prng(0x5eed2);
-    const original = decryptClientInitial(seeds[0]!);
-    const payload = original.payload.subarray(0, 600); // CRYPTO frame plus some padding
+    // quiche: one CRYPTO frame then PADDING; Chromium: shuffled CRYPTO frames among PING/PADDING.
+    const originals = [decryptClientInitial(seeds[0]!), decryptClientInitial(seeds[3]!)];
+    const payloads = [originals[0]!.payload.subarray(0, 600), originals[1]!.payload];
     const results = { 'need-more': 0, hello: 0, error: 0 };
     for (let i = 0; i < ITERATIONS; i++) {
-      let p = mutate(payload, rand);
+      const original = originals[i % 2]!;
+      let p = mutate(payloads[i % 2]!, rand);
       if (rand(3) === 0) p = mutate(p, rand);
       const d = buildClientInitial({ dcid: original.dcid, scid: original.scid, pn: 0, extraFrames: p, version: i % 5 === 0 ? QUIC_V2 : undefined });
       try {
