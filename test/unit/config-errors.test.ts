@@ -262,6 +262,20 @@ describe('kinds of error', () => {
     expect(check(`${OK_LISTENERS}${OK_ROUTES}tls:\n  alpn: [h2]\n`)).toEqual([[4, 9, 'tls.alpn', 'alpn must include "h3": HTTP/3 is the protocol this proxy serves']]);
   });
 
+  it('a misspelt required key is reported once, not also as missing', () => {
+    expect(check('listener: ["127.0.0.1:1"]\nroutes:\n  - upsteam: app\nupstreams:\n  app: {target: "http://127.0.0.1:1"}\n')).toEqual([
+      [1, 1, 'listener', expect.stringMatching(/^unknown key "listener"; did you mean "listeners"\?/)],
+      [3, 5, 'routes[0].upsteam', expect.stringMatching(/^unknown key "upsteam"; did you mean "upstream"\?/)],
+      [5, 9, 'upstreams.app.target', expect.stringMatching(/^unknown key "target"; did you mean "targets"\?/)],
+    ]);
+    // An unrelated unknown key does not hide a missing one.
+    expect(check('workres: 2\n').map(([l, c, p, m]) => `${l}:${c} ${p} ${m.slice(0, 20)}`)).toEqual([
+      '1:1 workres unknown key "workres',
+      '1:1  missing "listeners":',
+      '1:1  missing "routes": ex',
+    ]);
+  });
+
   it('logging and did-you-mean on section keys', () => {
     expect(check(`${OK_LISTENERS}${OK_ROUTES}loging:\n  level: info\nlogging:\n  levle: debug\n  access_log: "yes"\n`)).toEqual([
       [3, 1, 'loging', expect.stringMatching(/^unknown key "loging"; did you mean "logging"\?/)],

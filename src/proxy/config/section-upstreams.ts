@@ -45,7 +45,7 @@ function readPool(name: string, pool: Cursor): UpstreamPoolConfig | undefined {
   let ok = true;
   const targets: string[] = [];
   if (f.targets === undefined || !f.targets.present) {
-    pool.error('missing "targets": expected a list of origins like "http://127.0.0.1:8080"');
+    pool.missing(['targets'], 'missing "targets": expected a list of origins like "http://127.0.0.1:8080"');
     ok = false;
   } else {
     const items = f.targets.oneOrMany() ?? [];
