@@ -224,6 +224,11 @@ describe('kinds of error', () => {
       '10:14 upstreams["bad name"].targets',
     ]);
     expect(issues[0]![3]).toBe('duplicate target http://a:1');
+    expect(issues[3]![3]).toContain('with a port between 1 and 65535');
+    expect(check(`${OK_LISTENERS}routes: [{upstream: p, host: 10.0.0.300}]\nupstreams:\n  p: {targets: "http://999.1.1.1:80"}\n`)).toEqual([
+      [2, 30, 'routes[0].host', expect.stringMatching(/^expected a host name like "example.com"/)],
+      [4, 16, 'upstreams.p.targets', expect.stringMatching(/\(bad host "999\.1\.1\.1"\), got "http:\/\/999\.1\.1\.1:80"$/)],
+    ]);
     expect(issues[1]![3]).toContain('"tcp" is not supported');
     expect(issues[6]![3]).toMatch(/^unknown key "retries"/);
   });
