@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { quiche } from '@matrixai/quic/native/index.js';
 import { describe, expect, it } from 'vitest';
+import { CHROME_INITIAL_DATAGRAMS } from './initial-chrome-capture.js';
 import {
   buildClientInitial,
   ClientHelloAssembler,
   decryptClientInitial,
-  encodeCryptoFrame,
   extractCryptoFrames,
   InitialParseError,
   parseClientHello,
@@ -99,6 +99,35 @@ describe('ClientHelloAssembler with a real quiche client', () => {
     const info = new ClientHelloAssembler().push(quicheFirstDatagram(null, ['h3', 'hq-interop'], scid)) as ClientHelloInfo;
     expect(info.serverName).toBeUndefined();
     expect(info.alpn).toEqual(['h3', 'hq-interop']);
+  });
+});
+
+describe('ClientHelloAssembler with captured Chromium Initials', () => {
+  const chrome = CHROME_INITIAL_DATAGRAMS.map((h) => Buffer.from(h, 'hex'));
+  const expected = {
+    serverName: 'sni.example',
+    alpn: ['h3'],
+    quicTransportParametersPresent: true,
+    legacyVersion: 0x0303,
+    supportedVersions: [0x0304],
+  };
+
+  it('needs both datagrams of the split ClientHello, in either order', () => {
+    for (const [x, y] of [[0, 1], [1, 0]] as const) {
+      const assembler = new ClientHelloAssembler();
+      expect(assembler.push(chrome[x]!)).toBe('need-more');
+      expect(assembler.push(chrome[y]!)).toEqual(expected);
+    }
+  });
+
+  it('completes from PTO retransmissions alone, re-split differently', () => {
+    const assembler = new ClientHelloAssembler();
+    const results = chrome.slice(2, 5).map((d) => assembler.push(d));
+    expect(results.at(-1)).toEqual(expected);
+  });
+
+  it('reports the CONNECTION_CLOSE Chromium sends when it gives up', () => {
+    expect(() => new ClientHelloAssembler().push(chrome.at(-1)!)).toThrow(/peer-closed/);
   });
 });
 
@@ -245,5 +274,3 @@ describe('cost', () => {
   });
 });
 
-// Keep the import used for readers who want to build raw frames.
-void encodeCryptoFrame;

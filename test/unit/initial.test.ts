@@ -1,3 +1,4 @@
+import { hkdfSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   buildClientInitial,
@@ -5,6 +6,8 @@ import {
   decryptClientInitials,
   deriveInitialSecrets,
   extractCryptoFrames,
+  hkdfExpandLabel,
+  hkdfExtract,
   InitialParseError,
   parseInitialFrames,
   parseLongHeader,
@@ -51,6 +54,16 @@ describe('deriveInitialSecrets', () => {
 
   it('matches RFC 9369 A.1 (v2 client)', () => {
     expect(keysHex(deriveInitialSecrets(dcid, QUIC_V2))).toEqual(V2_KEYS.client);
+  });
+
+  it('hkdfExpandLabel equals node:crypto HKDF over the same HkdfLabel, also beyond one block', () => {
+    const salt = hex('0dede3def700a6db819381be6e269dcbf9bd2ed9');
+    for (const length of [12, 16, 32, 33, 80]) {
+      const label = 'tls13 quic key';
+      const info = Buffer.concat([Buffer.from([length >> 8, length & 0xff, label.length]), Buffer.from(label), Buffer.from([0])]);
+      const expected = Buffer.from(hkdfSync('sha256', dcid, salt, info, length));
+      expect(hkdfExpandLabel(hkdfExtract(salt, dcid), 'quic key', length).toString('hex')).toBe(expected.toString('hex'));
+    }
   });
 
   it('refuses unknown versions with a typed error', () => {

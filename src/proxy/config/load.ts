@@ -57,7 +57,12 @@ export function loadConfigWithState(file: string, options: LoadOptions = {}): Lo
   const doc = parseDocument(source, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const log = new IssueLog(path, lineCounter);
   if (doc.errors.length > 0) {
-    for (const e of doc.errors) log.add(e.pos[0], '', `YAML syntax error: ${e.message}${syntaxHint(source, lineCounter.linePos(e.pos[0]).line)}`);
+    for (const e of doc.errors) {
+      // yaml points misindented items at the start of their indentation; point at the token instead.
+      let at = e.pos[0];
+      while (source[at] === ' ') at++;
+      log.add(at, '', `YAML syntax error: ${e.message}${syntaxHint(source, lineCounter.linePos(at).line)}`);
+    }
     throw new ConfigError(log.sorted(), source);
   }
 

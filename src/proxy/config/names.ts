@@ -50,7 +50,10 @@ const LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
 export function normaliseDnsName(text: string): string | undefined {
   const name = text.toLowerCase().replace(/\.$/, '');
   if (name.length === 0 || name.length > 253) return undefined;
-  return name.split('.').every((label) => LABEL.test(label)) ? name : undefined;
+  const labels = name.split('.');
+  // An all-numeric last label is never a DNS name (RFC 3696 §2): "999.1.1.1" is a broken IPv4 address.
+  if (/^\d+$/.test(labels.at(-1)!)) return undefined;
+  return labels.every((label) => LABEL.test(label)) ? name : undefined;
 }
 
 /** `example.com` → exact, `*.example.com` → wildcard (one label), `*` → any (when allowed). */

@@ -9,7 +9,7 @@ export function formatListener(l: ListenerConfig): string {
 
 export function readListeners(section: Cursor | undefined, root: Cursor): ListenerConfig[] {
   if (section === undefined || !section.present) {
-    root.error('missing "listeners": expected a list of UDP addresses such as "127.0.0.1:4433" and "[::1]:4433"');
+    root.missing(['listeners'], 'missing "listeners": expected a list of UDP addresses such as "127.0.0.1:4433" and "[::1]:4433"');
     return [];
   }
   const items = section.oneOrMany();

@@ -13,7 +13,7 @@ type Header = readonly [string, string];
 
 export function readRoutes(section: Cursor | undefined, root: Cursor, upstreams: ReadonlySet<string>): RouteConfig[] {
   if (section === undefined || !section.present) {
-    root.error('missing "routes": expected a list of routes, e.g. [{ path: /, upstream: app }]');
+    root.missing(['routes'], 'missing "routes": expected a list of routes, e.g. [{ path: /, upstream: app }]');
     return [];
   }
   const items = section.items('a list of routes') ?? [];
@@ -48,7 +48,7 @@ function readRoute(item: Cursor, name: string, upstreams: ReadonlySet<string>): 
   } else if (f.respond !== undefined) {
     action = readRespond(f.respond);
   } else {
-    item.error('a route needs an action: "upstream: POOL" or "respond: { status, headers, body }"');
+    item.missing(['upstream', 'respond'], 'a route needs an action: "upstream: POOL" or "respond: { status, headers, body }"');
   }
   const responseHeaders = f.headers === undefined ? [] : readHeaders(f.headers);
   if (action === undefined || responseHeaders === undefined || !ok) return undefined;

@@ -73,7 +73,7 @@ function readCertificates(c: Cursor, configFile: string): CertificateConfig[] {
     let ok = true;
     const names: string[] = [];
     if (f.names === undefined || !f.names.present) {
-      item.error('missing "names": expected the host names this certificate serves, e.g. [example.com, "*.example.com"]');
+      item.missing(['names'], 'missing "names": expected the host names this certificate serves, e.g. [example.com, "*.example.com"]');
       ok = false;
     } else {
       for (const n of f.names.oneOrMany() ?? []) {
@@ -117,7 +117,7 @@ function readCertificates(c: Cursor, configFile: string): CertificateConfig[] {
 
 function readFilePath(item: Cursor, c: Cursor | undefined, key: string, configFile: string): string | undefined {
   if (c === undefined || !c.present) {
-    item.error(`missing "${key}": expected the path of a PEM ${key === 'cert' ? 'certificate (chain)' : 'private key'} file`);
+    item.missing([key], `missing "${key}": expected the path of a PEM ${key === 'cert' ? 'certificate (chain)' : 'private key'} file`);
     return undefined;
   }
   const text = c.string('a file path');

@@ -28,10 +28,10 @@ export function readUpstreams(section: Cursor | undefined): UpstreamsRead {
   const pools = new Map<string, UpstreamPoolConfig>();
   const declared = new Set<string>();
   const entries = section?.entries('a mapping of pool name → { targets: [...] }') ?? [];
-  for (const [name, pool] of entries) {
+  for (const [name, pool, keyOffset] of entries) {
     declared.add(name);
     if (!POOL_NAME.test(name)) {
-      pool.error(`invalid pool name "${name}": expected letters, digits, '_', '.', '-' (up to 64)`);
+      pool.log.add(keyOffset, pool.path, `invalid pool name "${name}": expected letters, digits, '_', '.', '-' (up to 64)`);
     }
     const read = readPool(name, pool);
     if (read !== undefined && POOL_NAME.test(name)) pools.set(name, read);
@@ -45,7 +45,7 @@ function readPool(name: string, pool: Cursor): UpstreamPoolConfig | undefined {
   let ok = true;
   const targets: string[] = [];
   if (f.targets === undefined || !f.targets.present) {
-    pool.error('missing "targets": expected a list of origins like "http://127.0.0.1:8080"');
+    pool.missing(['targets'], 'missing "targets": expected a list of origins like "http://127.0.0.1:8080"');
     ok = false;
   } else {
     const items = f.targets.oneOrMany() ?? [];

@@ -52,8 +52,9 @@ export type HostPattern = { readonly kind: 'any' } | { readonly kind: 'exact'; r
 export interface RouteConfig {
   /** Position in the file, for logs ("routes[2]"). */
   readonly name: string;
+  /** Never empty: a route without `host:` gets [{ kind: 'any' }]. Names are lowercase, IPs canonical. */
   readonly hosts: readonly HostPattern[];
-  /** Path prefix, always starting with '/'. */
+  /** Path prefix, always starting with '/'; matched on segment boundaries (see match-route.ts). */
   readonly pathPrefix: string;
   readonly action: RouteAction;
   /** Extra response headers added to every response of this route (e.g. x-config-version). */
@@ -65,6 +66,7 @@ export type RouteAction =
   | {
       readonly kind: 'respond';
       readonly status: number;
+      /** Lowercase names; includes content-type (text/plain; charset=utf-8 when the body is non-empty and none was given). */
       readonly headers: readonly (readonly [string, string])[];
       readonly body: Buffer;
     };

@@ -5,7 +5,7 @@
  */
 import { isAlias, isMap, isScalar, isSeq, type Document, type LineCounter, type Node } from 'yaml';
 import type { ConfigIssue } from './errors.js';
-import { didYouMean } from './suggest.js';
+import { closest, didYouMean } from './suggest.js';
 import { parseDuration, parseSize, formatDuration, formatSize, type Parsed } from './units.js';
 
 export class IssueLog {
@@ -59,6 +59,17 @@ export class Cursor {
       node = target as Node;
     }
     return new Cursor(log, doc, node, path, offset, false);
+  }
+
+  /** Unknown keys `fields()` reported here. */
+  private readonly unknownKeys: string[] = [];
+
+  /**
+   * Report missing required key(s), unless an unknown key here looks like a misspelling of one of
+   * them: that was already reported with a "did you mean".
+   */
+  missing(keys: readonly string[], message: string): void {
+    if (!this.unknownKeys.some((u) => closest(u, keys) !== undefined)) this.error(message);
   }
 
   /** Present and not an empty value (`key:` with nothing after it). */
@@ -123,6 +134,7 @@ export class Cursor {
       const childPath = joinKey(this.path, key);
       if (!(known as readonly string[]).includes(key)) {
         this.log.add(keyOffset, childPath, `unknown key "${key}"${didYouMean(key, known)} (expected one of ${known.join(', ')})`);
+        this.unknownKeys.push(key);
         continue;
       }
       out[key as K] = Cursor.at(this.log, this.doc, pair.value, childPath, keyOffset);

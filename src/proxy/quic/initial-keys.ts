@@ -45,24 +45,39 @@ export function hkdfExtract(salt: Buffer, ikm: Buffer): Buffer {
   return createHmac('sha256', salt).update(ikm).digest();
 }
 
+/** HkdfLabel structs (RFC 8446 §7.1, empty context) followed by HKDF-Expand's first counter byte. */
+const labelInfoCache = new Map<string, Buffer>();
+
+function expandInfo(label: string, length: number, counter: number): Buffer {
+  const cacheKey = `${label}\0${length}\0${counter}`;
+  let info = labelInfoCache.get(cacheKey);
+  if (info === undefined) {
+    const fullLabel = Buffer.from(`tls13 ${label}`, 'ascii');
+    info = Buffer.alloc(2 + 1 + fullLabel.length + 1 + 1);
+    info.writeUInt16BE(length, 0);
+    info[2] = fullLabel.length;
+    fullLabel.copy(info, 3);
+    // info[3 + fullLabel.length] = 0: empty context
+    info[info.length - 1] = counter;
+    if (labelInfoCache.size < 64) labelInfoCache.set(cacheKey, info);
+  }
+  return info;
+}
+
 /**
  * HKDF-Expand-Label (RFC 8446 §7.1) with SHA-256 and an empty context. hkdfSync cannot be used
- * here because it always runs Extract first; Expand is HMAC blocks over the TLS HkdfLabel struct.
+ * here because it always runs Extract first; Expand is HMAC blocks T(i) = HMAC(secret, T(i-1) |
+ * HkdfLabel | i), written out with createHmac.
  */
 export function hkdfExpandLabel(secret: Buffer, label: string, length: number): Buffer {
-  const fullLabel = Buffer.from(`tls13 ${label}`, 'ascii');
-  const info = Buffer.allocUnsafe(2 + 1 + fullLabel.length + 1);
-  info.writeUInt16BE(length, 0);
-  info[2] = fullLabel.length;
-  fullLabel.copy(info, 3);
-  info[3 + fullLabel.length] = 0; // empty context
-  const out = Buffer.allocUnsafe(Math.ceil(length / 32) * 32);
-  let previous = Buffer.alloc(0);
-  for (let block = 1; block * 32 - 32 < length; block++) {
-    previous = createHmac('sha256', secret).update(previous).update(info).update(Buffer.of(block)).digest();
-    previous.copy(out, (block - 1) * 32);
+  if (length > 255 * 32) throw new RangeError(`HKDF-Expand length ${length} too large`);
+  const first = createHmac('sha256', secret).update(expandInfo(label, length, 1)).digest();
+  if (length <= 32) return first.subarray(0, length);
+  const blocks = [first];
+  for (let counter = 2; blocks.length * 32 < length; counter++) {
+    blocks.push(createHmac('sha256', secret).update(blocks[blocks.length - 1]!).update(expandInfo(label, length, counter)).digest());
   }
-  return out.subarray(0, length);
+  return Buffer.concat(blocks).subarray(0, length);
 }
 
 /**

@@ -170,7 +170,8 @@ function insertFragment(list: CryptoFragment[], fragment: CryptoFragment): numbe
   }
   let at = kept.findIndex((f) => f.offset > start);
   if (at < 0) at = kept.length;
-  kept.splice(at, 0, fragment);
+  // A copy: a view would pin the whole decrypted datagram (up to 64 KiB) for a few bytes.
+  kept.splice(at, 0, { offset: start, data: Buffer.from(fragment.data) });
   list.length = 0;
   list.push(...kept);
   return delta;

@@ -1,0 +1,186 @@
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkConfigFile, loadConfig } from '../../src/proxy/config/index.js';
+
+const fixtures = resolve(import.meta.dirname, '../fixtures/config');
+const repoConfig = resolve(import.meta.dirname, '../../config/proxy.yaml');
+
+function makeCert(dir: string, base: string, cn: string): void {
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${cn}`, '-days', '2', '-keyout', join(dir, `${base}.key`), '-out', join(dir, `${base}.crt`)],
+    { stdio: 'ignore' },
+  );
+}
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'config-load-'));
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('loadConfig on valid files', () => {
+  it('normalises every section of a full config', () => {
+    const work = mkdtempSync(join(dir, 'full-'));
+    copyFileSync(join(fixtures, 'full.yaml'), join(work, 'proxy.yaml'));
+    makeCert(work, 'a', 'example.com');
+    makeCert(work, 'b', 'other.test');
+    const config = loadConfig(join(work, 'proxy.yaml'));
+
+    expect(config.file).toBe(join(work, 'proxy.yaml'));
+    expect(config.listeners).toEqual([
+      { host: '0.0.0.0', port: 8443, family: 4 },
+      { host: '::1', port: 8443, family: 6 },
+    ]);
+    expect(config.workers).toBe(3);
+    expect(config.drainTimeoutMs).toBe(90_000);
+
+    expect(config.tls.alpn).toEqual(['h3', 'h3-29']);
+    expect(config.tls.stateDir).toBe(join(work, 'state'));
+    expect(config.tls.ticketKeyFile).toBe(join(work, 'keys/ticket.key'));
+    expect(config.tls.certificates).toEqual([
+      { names: ['example.com', '*.example.com'], certFile: join(work, 'a.crt'), keyFile: join(work, 'a.key'), selfSigned: false, isDefault: false },
+      { names: ['other.test'], certFile: join(work, 'b.crt'), keyFile: join(work, 'b.key'), selfSigned: false, isDefault: true },
+    ]);
+
+    expect(config.routes).toHaveLength(3);
+    expect(config.routes[0]).toEqual({
+      name: 'routes[0]',
+      hosts: [
+        { kind: 'exact', name: 'api.example.com' },
+        { kind: 'wildcard', suffix: '.api.example.com' },
+      ],
+      pathPrefix: '/v1',
+      action: { kind: 'proxy', upstream: 'api' },
+      responseHeaders: [
+        ['x-served-by', 'edge'],
+        ['x-version', '2'],
+      ],
+    });
+    expect(config.routes[1]).toEqual({
+      name: 'routes[1]',
+      hosts: [{ kind: 'any' }],
+      pathPrefix: '/static/',
+      action: { kind: 'respond', status: 404, headers: [['content-type', 'text/html']], body: Buffer.from('<p>gone</p>') },
+      responseHeaders: [],
+    });
+    expect(config.routes[2]).toMatchObject({ name: 'routes[2]', hosts: [{ kind: 'any' }], pathPrefix: '/', action: { kind: 'proxy', upstream: 'web' } });
+
+    expect([...config.upstreams.keys()]).toEqual(['api', 'web']);
+    expect(config.upstreams.get('api')).toEqual({
+      name: 'api',
+      targets: ['http://127.0.0.1:8080', 'http://[::1]:8081', 'http://backend.internal:9000'],
+      balance: 'least_requests',
+      connectTimeoutMs: 250,
+      responseTimeoutMs: 2000,
+      bodyTimeoutMs: 1500,
+      keepAliveTimeoutMs: 10_000,
+      maxConnectionsPerTarget: 32,
+    });
+    expect(config.upstreams.get('web')).toEqual({
+      name: 'web',
+      targets: ['http://127.0.0.1:8000'],
+      balance: 'round_robin',
+      connectTimeoutMs: 5000,
+      responseTimeoutMs: 60_000,
+      bodyTimeoutMs: 60_000,
+      keepAliveTimeoutMs: 4000,
+      maxConnectionsPerTarget: 256,
+    });
+    expect(config.quic).toEqual({
+      idleTimeoutMs: 10_000,
+      maxConcurrentBidiStreams: 500,
+      initialMaxData: 16 * 1024 * 1024,
+      initialMaxStreamData: 1_000_000,
+      maxUdpPayload: 1452,
+      cidLength: 20,
+    });
+    expect(config.logging).toEqual({ level: 'debug', accessLog: false });
+  });
+
+  it('fills defaults for a minimal config', () => {
+    const work = mkdtempSync(join(dir, 'minimal-'));
+    copyFileSync(join(fixtures, 'minimal.yaml'), join(work, 'proxy.yaml'));
+    const config = loadConfig(join(work, 'proxy.yaml'));
+    expect(config.listeners).toEqual([{ host: '127.0.0.1', port: 4433, family: 4 }]);
+    expect(config.workers).toBe(availableParallelism());
+    expect(config.drainTimeoutMs).toBe(30_000);
+    expect(config.tls.alpn).toEqual(['h3']);
+    expect(config.tls.stateDir).toBe(join(work, '.udpgrm-proxy'));
+    expect(config.tls.ticketKeyFile).toBe(join(work, '.udpgrm-proxy', 'ticket.key'));
+    expect(config.tls.certificates).toEqual([
+      {
+        names: ['localhost'],
+        certFile: join(work, '.udpgrm-proxy', 'self-signed.crt'),
+        keyFile: join(work, '.udpgrm-proxy', 'self-signed.key'),
+        selfSigned: true,
+        isDefault: true,
+      },
+    ]);
+    // A body without content-type gets text/plain; status defaults to 200.
+    expect(config.routes).toEqual([
+      {
+        name: 'routes[0]',
+        hosts: [{ kind: 'any' }],
+        pathPrefix: '/',
+        action: { kind: 'respond', status: 200, headers: [['content-type', 'text/plain; charset=utf-8']], body: Buffer.from('hello') },
+        responseHeaders: [],
+      },
+    ]);
+    expect(config.upstreams.size).toBe(0);
+    expect(config.quic).toEqual({
+      idleTimeoutMs: 30_000,
+      maxConcurrentBidiStreams: 100,
+      initialMaxData: 10 * 1024 * 1024,
+      initialMaxStreamData: 1024 * 1024,
+      maxUdpPayload: 1350,
+      cidLength: 16,
+    });
+    expect(config.logging).toEqual({ level: 'info', accessLog: true });
+  });
+
+  it('loads the shipped config/proxy.yaml as is (copied beside its own state dir)', () => {
+    const work = mkdtempSync(join(dir, 'shipped-'));
+    copyFileSync(repoConfig, join(work, 'proxy.yaml'));
+    const config = loadConfig(join(work, 'proxy.yaml'));
+    expect(config.listeners).toEqual([
+      { host: '127.0.0.1', port: 4433, family: 4 },
+      { host: '::1', port: 4433, family: 6 },
+    ]);
+    expect(config.tls.certificates).toHaveLength(1);
+    expect(config.tls.certificates[0]!.selfSigned).toBe(true);
+    const paths = config.routes.map((r) => r.pathPrefix);
+    expect(paths).toEqual(['/healthz', '/']);
+    const demo = config.routes[1]!.action;
+    expect(demo.kind).toBe('respond');
+    if (demo.kind === 'respond') {
+      expect(demo.status).toBe(200);
+      expect(demo.headers).toContainEqual(['content-type', 'text/html; charset=utf-8']);
+      expect(demo.body.toString()).toContain('udpgrm-proxy');
+    }
+    expect(config.upstreams.size).toBe(0);
+  });
+
+  it('checkConfigFile validates the shipped config without writing state', () => {
+    const result = checkConfigFile(repoConfig);
+    expect(result.ok).toBe(true);
+    if (result.ok) {
+      expect(result.summary).toContain('listeners: 127.0.0.1:4433, [::1]:4433 (UDP)');
+      expect(result.summary).toContain('routes[0]: host * path /healthz → respond 200');
+    }
+  });
+
+  it('checkConfigFile returns every error, formatted', () => {
+    const result = checkConfigFile(join(fixtures, 'many-errors.yaml'));
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(result.errors).toMatch(/many-errors\.yaml:4:5: listeners\[1\]: duplicate listener 127\.0\.0\.1:4433/);
+      expect(result.errors).toMatch(/\n\d+ errors in .*many-errors\.yaml\n$/);
+    }
+  });
+});
