@@ -1,0 +1,266 @@
+/**
+ * A small HTTP/3 client on quiche's native binding and our own codecs: for the tests that need a
+ * request no off-the-shelf client sends (malformed headers), for reading the server certificate
+ * (SNI selection), and for load in the benchmark. Never the only client in a test suite.
+ */
+import dgram from 'node:dgram';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { FRAME_TYPE, FrameReader, SETTINGS_ID, STREAM_TYPE, encodeControlStreamPreface, encodeDataFrameHeader, encodeHeadersFrame } from '../../src/proxy/h3/frames.js';
+import { decodeFieldSection, encodeFieldSection } from '../../src/proxy/h3/qpack.js';
+import { quiche, streamResetCode, type QuicheConnection } from '../../src/proxy/quic/native.js';
+
+export interface H3Response {
+  status: number;
+  headers: Array<[string, string]>;
+  body: Buffer;
+  trailers: Array<[string, string]> | undefined;
+}
+
+export class StreamResetError extends Error {
+  constructor(readonly code: number) {
+    super(`stream reset by server with code 0x${code.toString(16)}`);
+  }
+}
+
+interface Pending {
+  readonly reader: FrameReader;
+  readonly chunks: Buffer[];
+  headers?: Array<[string, string]>;
+  trailers?: Array<[string, string]>;
+  resolve(r: H3Response): void;
+  reject(e: Error): void;
+}
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  sni?: string;
+  /** Session from a previous connection (`client.session()`), for resumption. */
+  session?: Uint8Array;
+  timeoutMs?: number;
+}
+
+export class H3Client {
+  private readonly pending = new Map<number, Pending>();
+  private nextStreamId = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly buf = Buffer.allocUnsafe(65535);
+  private readonly local: { host: string; port: number };
+  private closedResolve: (() => void) | undefined;
+  readonly closed: Promise<void>;
+  private established: (() => void) | undefined;
+  private failed: ((e: Error) => void) | undefined;
+  /** Set when the server closed the connection (its error code and whether it was an app error). */
+  peerError: { isApp: boolean; errorCode: number } | null = null;
+
+  private constructor(
+    private readonly socket: dgram.Socket,
+    private readonly conn: QuicheConnection,
+    private readonly peer: { host: string; port: number },
+  ) {
+    const a = socket.address();
+    this.local = { host: a.address, port: a.port };
+    this.closed = new Promise((r) => (this.closedResolve = r));
+    socket.on('message', (msg, rinfo) => {
+      try {
+        conn.recv(msg, { from: { host: rinfo.address, port: rinfo.port }, to: this.local });
+      } catch {
+        // quiche dropped it
+      }
+      this.afterIo();
+    });
+  }
+
+  static async connect(opts: ConnectOptions): Promise<H3Client> {
+    const family = net.isIPv6(opts.host) ? 'udp6' : 'udp4';
+    const socket = dgram.createSocket(family);
+    await new Promise<void>((r) => socket.bind(0, opts.host, () => r()));
+    const cfg = new quiche.Config();
+    cfg.verifyPeer(false);
+    cfg.setApplicationProtos(['h3']);
+    cfg.setMaxIdleTimeout(30_000);
+    cfg.setMaxRecvUdpPayloadSize(1350);
+    cfg.setMaxSendUdpPayloadSize(1350);
+    cfg.setInitialMaxData(64 * 1024 * 1024);
+    cfg.setInitialMaxStreamDataBidiLocal(16 * 1024 * 1024);
+    cfg.setInitialMaxStreamDataBidiRemote(1024 * 1024);
+    cfg.setInitialMaxStreamDataUni(1024 * 1024);
+    cfg.setInitialMaxStreamsBidi(100);
+    cfg.setInitialMaxStreamsUni(100);
+    const a = socket.address();
+    const peer = { host: opts.host, port: opts.port };
+    const conn = quiche.Connection.connect(opts.sni ?? null, randomBytes(16), { host: a.address, port: a.port }, peer, cfg);
+    if (opts.session) conn.setSession(opts.session);
+    const client = new H3Client(socket, conn, peer);
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('handshake timed out')), opts.timeoutMs ?? 5000);
+      client.established = () => {
+        clearTimeout(t);
+        resolve();
+      };
+      client.failed = (e) => {
+        clearTimeout(t);
+        reject(e);
+      };
+      client.afterIo();
+    });
+    return client;
+  }
+
+  /** DER bytes of the certificate the server presented. */
+  peerCertificate(): Buffer | undefined {
+    const chain = this.conn.peerCertChain();
+    return chain?.[0] ? Buffer.from(chain[0]) : undefined;
+  }
+
+  session(): Uint8Array | null {
+    return this.conn.session();
+  }
+
+  get isResumed(): boolean {
+    return this.conn.isResumed();
+  }
+
+  /** A request from a plain header list (pseudo-headers included, sent exactly as given). */
+  request(fields: Array<[string, string]>, body?: Buffer): Promise<H3Response> {
+    return this.requestWithBlock(encodeFieldSection(fields), body);
+  }
+
+  /** A request whose QPACK field section is given as bytes (to send what the encoder would not). */
+  requestWithBlock(fieldSection: Buffer, body?: Buffer): Promise<H3Response> {
+    const id = this.nextStreamId;
+    this.nextStreamId += 4;
+    const parts = [encodeHeadersFrame(fieldSection)];
+    if (body && body.length > 0) parts.push(encodeDataFrameHeader(body.length), body);
+    const payload = Buffer.concat(parts);
+    const promise = new Promise<H3Response>((resolve, reject) => {
+      this.pending.set(id, { reader: new FrameReader(), chunks: [], resolve, reject });
+    });
+    this.sendAll(id, payload);
+    this.afterIo();
+    return promise;
+  }
+
+  get(authority: string, path: string): Promise<H3Response> {
+    return this.request([
+      [':method', 'GET'],
+      [':scheme', 'https'],
+      [':authority', authority],
+      [':path', path],
+    ]);
+  }
+
+  close(): Promise<void> {
+    try {
+      this.conn.close(true, 0x100, Buffer.alloc(0));
+    } catch {
+      // already closing
+    }
+    this.afterIo();
+    return this.closed;
+  }
+
+  private outgoing = new Map<number, Buffer>();
+
+  private sendAll(id: number, data: Buffer): void {
+    const queued = this.outgoing.get(id);
+    this.outgoing.set(id, queued ? Buffer.concat([queued, data]) : data);
+    this.pumpWrites();
+  }
+
+  private pumpWrites(): void {
+    for (const [id, data] of this.outgoing) {
+      const uni = (id & 2) !== 0;
+      let n: number | null;
+      try {
+        n = this.conn.streamSend(id, data, !uni);
+      } catch {
+        this.outgoing.delete(id);
+        continue;
+      }
+      if (n === null) continue;
+      if (n === data.length) this.outgoing.delete(id);
+      else this.outgoing.set(id, data.subarray(n));
+    }
+  }
+
+  private openedControl = false;
+
+  private afterIo(): void {
+    const c = this.conn;
+    if (c.isEstablished() && !this.openedControl) {
+      this.openedControl = true;
+      this.sendUni(2, encodeControlStreamPreface([[SETTINGS_ID.QPACK_MAX_TABLE_CAPACITY, 0], [SETTINGS_ID.QPACK_BLOCKED_STREAMS, 0]]));
+      this.sendUni(6, Buffer.from([STREAM_TYPE.QPACK_ENCODER]));
+      this.sendUni(10, Buffer.from([STREAM_TYPE.QPACK_DECODER]));
+      this.established?.();
+    }
+    for (const id of c.readable()) this.readStream(id);
+    if (this.outgoing.size > 0) this.pumpWrites();
+    for (;;) {
+      const r = c.send(this.buf);
+      if (!r) break;
+      this.socket.send(Buffer.from(this.buf.subarray(0, r[0])), this.peer.port, this.peer.host);
+    }
+    if (c.isClosed()) {
+      this.peerError = c.peerError();
+      if (this.timer) clearTimeout(this.timer);
+      const err = new Error(`connection closed${this.peerError ? ` by peer (0x${this.peerError.errorCode.toString(16)})` : ''}`);
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+      this.failed?.(err);
+      this.socket.close();
+      this.closedResolve?.();
+      return;
+    }
+    const t = c.timeout();
+    if (this.timer) clearTimeout(this.timer);
+    if (t !== null) {
+      this.timer = setTimeout(() => {
+        c.onTimeout();
+        this.afterIo();
+      }, t);
+    }
+  }
+
+  private sendUni(id: number, data: Buffer): void {
+    this.sendAll(id, data);
+  }
+
+  private readStream(id: number): void {
+    const p = this.pending.get(id);
+    const scratch = Buffer.allocUnsafe(65536);
+    for (;;) {
+      let r: [number, boolean] | null;
+      try {
+        r = this.conn.streamRecv(id, scratch);
+      } catch (err) {
+        const code = streamResetCode(err);
+        if (p) {
+          this.pending.delete(id);
+          p.reject(new StreamResetError(code ?? -1));
+        }
+        return;
+      }
+      if (!r) return;
+      if (!p) continue; // server control / QPACK streams: not needed by this client
+      const [n, fin] = r;
+      for (const ev of p.reader.push(Buffer.from(scratch.subarray(0, n)))) {
+        if (ev.kind === 'data') p.chunks.push(Buffer.from(ev.data));
+        else if (ev.type === FRAME_TYPE.HEADERS) {
+          const fields = decodeFieldSection(ev.payload);
+          if (!p.headers) p.headers = fields;
+          else p.trailers = fields;
+        }
+      }
+      if (fin) {
+        this.pending.delete(id);
+        const headers = p.headers ?? [];
+        const status = Number(headers.find(([k]) => k === ':status')?.[1] ?? 0);
+        p.resolve({ status, headers: headers.filter(([k]) => !k.startsWith(':')), body: Buffer.concat(p.chunks), trailers: p.trailers });
+        return;
+      }
+    }
+  }
+}
