@@ -99,7 +99,8 @@ export class UpstreamPool {
           origin: target.origin,
           method: request.method,
           path: request.path,
-          headers: request.headers.map(([name, value]) => [name, value] as [string, string]),
+          // undici takes a flat [name, value, name, value, ...] list (keeps order and duplicates).
+          headers: request.headers.flat(),
           body: request.body ? request.body.stream : null,
         },
         exchange,
