@@ -4,7 +4,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { UpstreamPoolConfig } from '../../src/proxy/config/types.js';
-import { BodyPipe, UpstreamError, UpstreamPool, type UpstreamResponse } from '../../src/proxy/upstream/index.js';
+import { toClientResponseHeaders, toUpstreamRequestHeaders, validateRequest } from '../../src/proxy/http-semantics/index.js';
+import { BodyPipe, UpstreamError, UpstreamPool, UpstreamRegistry, type UpstreamResponse } from '../../src/proxy/upstream/index.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -319,6 +320,46 @@ describe('UpstreamPool against real HTTP/1.1 servers', () => {
     console.log(`50 MiB: max lag ${(maxLag / 1048576).toFixed(1)} MiB, max buffered ${maxBuffered} B, blocked writes ${blockedWrites}`);
   });
 
+  it('request body backpressure: the feeder is held back while the upstream reads slowly', async () => {
+    const total = 32 * 1024 * 1024;
+    let received = 0;
+    const upstream = await startServer((req, res) => {
+      // A slow reader: take one chunk, then wait an event-loop turn before taking the next.
+      req.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+        req.pause();
+        setImmediate(() => req.resume());
+      });
+      req.on('end', () => res.end(String(received)));
+    });
+    const pool = makePool(poolConfig([upstream.origin]));
+    const pipe = new BodyPipe(64 * 1024);
+    const responsePromise = pool.forward({
+      method: 'PUT',
+      path: '/slow-reader',
+      headers: [...getHeaders, ['content-length', String(total)]],
+      body: pipe,
+    });
+    const chunk = Buffer.alloc(64 * 1024, 3);
+    let pushed = 0;
+    let maxLag = 0;
+    let stalls = 0;
+    while (pushed < total) {
+      pushed += chunk.length;
+      maxLag = Math.max(maxLag, pushed - received);
+      if (!pipe.push(chunk)) {
+        stalls++;
+        await pipe.drained();
+      }
+    }
+    pipe.end();
+    const response = await responsePromise;
+    expect((await readAll(response)).toString()).toBe(String(total));
+    expect(stalls).toBeGreaterThan(0);
+    expect(maxLag).toBeLessThan(total / 3);
+    console.log(`32 MiB upload: max lag ${(maxLag / 1048576).toFixed(1)} MiB, feeder stalls ${stalls}`);
+  });
+
   it('abort() after the headers stops the upstream exchange', async () => {
     const upstream = await startServer((_req, res) => {
       res.writeHead(200, { 'Content-Length': '1000000' });
@@ -399,5 +440,58 @@ describe('UpstreamPool against real HTTP/1.1 servers', () => {
     const err = await expectUpstreamError(pending);
     expect(err.kind).toBe('other');
     expect(err.status).toBe(502);
+  });
+
+  it('carries translated headers both ways: validate → upstream headers → forward → client headers', async () => {
+    let seen: IncomingMessage | undefined;
+    const upstream = await startServer((req, res) => {
+      seen = req;
+      res.writeHead(200, {
+        'Content-Type': 'text/plain',
+        Connection: 'keep-alive, X-Hop',
+        'X-Hop': 'internal',
+        'Keep-Alive': 'timeout=30',
+        'X-App': 'yes',
+      });
+      res.end('ok');
+    });
+    const validated = validateRequest([
+      [':method', 'GET'],
+      [':scheme', 'https'],
+      [':authority', 'shop.example'],
+      [':path', '/cart'],
+      ['cookie', 'a=1'],
+      ['cookie', 'b=2'],
+      ['te', 'trailers'],
+      ['x-forwarded-for', '198.51.100.9'],
+    ]);
+    if (!validated.ok) throw new Error(validated.reason);
+    const registry = new UpstreamRegistry(new Map([['app', poolConfig([upstream.origin], { name: 'app' })]]));
+    cleanups.push(() => registry.destroy());
+    expect(registry.names).toEqual(['app']);
+    const response = await registry.get('app')!.forward({
+      method: validated.request.method,
+      path: validated.request.path,
+      headers: toUpstreamRequestHeaders(validated.request, { clientIp: '2001:db8::7' }),
+    });
+    await readAll(response);
+    expect(seen?.headers.host).toBe('shop.example');
+    expect(seen?.headers.cookie).toBe('a=1; b=2');
+    expect(seen?.headers['x-forwarded-for']).toBe('198.51.100.9, 2001:db8::7');
+    expect(seen?.headers['x-forwarded-proto']).toBe('https');
+    expect(seen?.headers['x-forwarded-host']).toBe('shop.example');
+    expect(seen?.headers.via).toBe('3 udpgrm-proxy');
+    expect(seen?.headers.te).toBe('trailers');
+
+    const clientHeaders = toClientResponseHeaders(response.headers, { routeHeaders: [['x-config-version', '3']] });
+    const names = clientHeaders.map(([name]) => name);
+    expect(names).not.toContain('connection');
+    expect(names).not.toContain('keep-alive');
+    expect(names).not.toContain('x-hop');
+    expect(clientHeaders).toContainEqual(['content-type', 'text/plain']);
+    expect(clientHeaders).toContainEqual(['x-app', 'yes']);
+    expect(clientHeaders).toContainEqual(['via', '1.1 udpgrm-proxy']);
+    expect(clientHeaders).toContainEqual(['x-config-version', '3']);
+    for (const name of names) expect(name).toBe(name.toLowerCase());
   });
 });
