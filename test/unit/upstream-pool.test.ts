@@ -174,6 +174,26 @@ describe('UpstreamPool against real HTTP/1.1 servers', () => {
     expect(pipe.trailers).toEqual([['x-request-sum', '42']]);
   });
 
+  it('skips 1xx interim responses and relays the final one', async () => {
+    const upstream = await startServer((_req, res) => {
+      res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+      res.end('final');
+    });
+    const pool = makePool(poolConfig([upstream.origin]));
+    const response = await pool.forward({ method: 'GET', path: '/', headers: getHeaders });
+    expect(response.status).toBe(200);
+    expect((await readAll(response)).toString()).toBe('final');
+  });
+
+  it('rejects OPTIONS * (undici cannot send it) with a typed error instead of throwing', async () => {
+    const upstream = await startServer((_req, res) => res.end());
+    const pool = makePool(poolConfig([upstream.origin]));
+    const err = await expectUpstreamError(pool.forward({ method: 'OPTIONS', path: '*', headers: getHeaders }));
+    expect(err.kind).toBe('other');
+    expect(upstream.requests).toBe(0);
+    expect(pool.stats()[0]!.inFlight).toBe(0);
+  });
+
   it('round robin spreads requests evenly over 3 targets', async () => {
     const servers = await Promise.all([0, 1, 2].map(() => startServer((_req, res) => res.end('ok'))));
     const pool = makePool(poolConfig(servers.map((s) => s.origin)));
