@@ -16,11 +16,17 @@ export class BodyPipe {
   #ended = false;
   #trailers: FieldList | undefined;
   #drainWaiters: Array<() => void> = [];
+  /** Node asked for data (called _read) and no push happened since. */
+  #consumerWaiting = false;
 
   constructor(highWaterMark: number = DEFAULT_BODY_HIGH_WATER_MARK) {
     this.stream = new Readable({
       highWaterMark,
-      read: () => this.#releaseIfDrained(),
+      // _read means "push more": Node calls it once and again only after the next push.
+      read: () => {
+        this.#consumerWaiting = true;
+        this.#releaseAll();
+      },
       destroy: (err, callback) => {
         this.#releaseAll();
         callback(err);
@@ -40,12 +46,13 @@ export class BodyPipe {
     if (this.#ended) throw new Error('BodyPipe.push after end()');
     if (this.stream.destroyed) return true;
     if (chunk.byteLength === 0) return !this.needsDrain;
+    this.#consumerWaiting = false;
     return this.stream.push(chunk);
   }
 
   /** True while the buffer is full and the consumer has not asked for more. */
   get needsDrain(): boolean {
-    if (this.stream.destroyed || this.#ended) return false;
+    if (this.stream.destroyed || this.#ended || this.#consumerWaiting) return false;
     return this.stream.readableLength >= this.stream.readableHighWaterMark;
   }
 
@@ -80,10 +87,6 @@ export class BodyPipe {
   /** True when the pipe no longer forwards anything (ended, or the exchange is over). */
   get closed(): boolean {
     return this.#ended || this.stream.destroyed;
-  }
-
-  #releaseIfDrained(): void {
-    if (!this.needsDrain) this.#releaseAll();
   }
 
   #releaseAll(): void {

@@ -99,8 +99,8 @@ export class UpstreamPool {
           origin: target.origin,
           method: request.method,
           path: request.path,
-          // undici takes raw headers as a flat [name, value, name, value, ...] array.
-          headers: request.headers.flatMap(([name, value]) => [name, value]),
+          // undici takes a flat [name, value, name, value, ...] list (keeps order and duplicates).
+          headers: request.headers.flat(),
           body: request.body ? request.body.stream : null,
         },
         exchange,

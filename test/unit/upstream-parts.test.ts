@@ -1,0 +1,87 @@
+import { errors as undiciErrors } from 'undici';
+import { describe, expect, it } from 'vitest';
+import { Balancer, BodyPipe, classifyUpstreamError, ExchangeAbortedError, UpstreamError } from '../../src/proxy/upstream/index.js';
+
+describe('classifyUpstreamError', () => {
+  const target = 'http://127.0.0.1:1';
+  const cases: Array<[unknown, string, number]> = [
+    [Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }), 'connect_refused', 502],
+    [new undiciErrors.ConnectTimeoutError(), 'connect_timeout', 504],
+    [new undiciErrors.HeadersTimeoutError(), 'response_timeout', 504],
+    [new undiciErrors.BodyTimeoutError(), 'body_timeout', 504],
+    [new undiciErrors.SocketError('other side closed'), 'reset', 502],
+    [Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }), 'reset', 502],
+    [new undiciErrors.ResponseContentLengthMismatchError(), 'reset', 502],
+    [new undiciErrors.ClientClosedError(), 'other', 502],
+    [Object.assign(new Error('x'), { code: 'EHOSTUNREACH' }), 'other', 502],
+    [new ExchangeAbortedError('client went away'), 'aborted', 502],
+    [new AggregateError([Object.assign(new Error('a'), { code: 'ECONNREFUSED' })]), 'connect_refused', 502],
+    ['a string', 'other', 502],
+  ];
+  it.each(cases)('%s → %s', (err, kind, status) => {
+    const mapped = classifyUpstreamError(err, target);
+    expect(mapped).toBeInstanceOf(UpstreamError);
+    expect(mapped.kind).toBe(kind);
+    expect(mapped.status).toBe(status);
+    expect(mapped.target).toBe(target);
+    expect(mapped.reason.length).toBeGreaterThan(0);
+  });
+});
+
+describe('Balancer', () => {
+  it('round robin cycles through targets', () => {
+    const targets = [{ inFlight: 0, id: 'a' }, { inFlight: 5, id: 'b' }, { inFlight: 0, id: 'c' }];
+    const balancer = new Balancer(targets, 'round_robin');
+    expect(Array.from({ length: 6 }, () => balancer.pick().id)).toEqual(['a', 'b', 'c', 'a', 'b', 'c']);
+  });
+  it('least requests picks the fewest in flight, rotating among ties', () => {
+    const targets = [{ inFlight: 2, id: 'a' }, { inFlight: 0, id: 'b' }, { inFlight: 0, id: 'c' }];
+    const balancer = new Balancer(targets, 'least_requests');
+    expect(Array.from({ length: 4 }, () => balancer.pick().id)).toEqual(['b', 'b', 'c', 'b']);
+  });
+  it('refuses an empty target list', () => {
+    expect(() => new Balancer([], 'round_robin')).toThrow(/at least one target/);
+  });
+});
+
+describe('BodyPipe', () => {
+  it('reports a full buffer and resolves drained() when the consumer reads', async () => {
+    const pipe = new BodyPipe(8);
+    expect(pipe.push(Buffer.alloc(4))).toBe(true);
+    expect(pipe.push(Buffer.alloc(4))).toBe(false);
+    expect(pipe.needsDrain).toBe(true);
+    let drained = false;
+    const waiting = pipe.drained().then(() => {
+      drained = true;
+    });
+    expect(drained).toBe(false);
+    const first = await new Promise<Buffer>((resolve) => pipe.stream.once('data', resolve));
+    pipe.stream.pause();
+    expect(first.length).toBeGreaterThan(0);
+    await waiting;
+    expect(drained).toBe(true);
+  });
+
+  it('ends with trailers kept for the record', async () => {
+    const pipe = new BodyPipe();
+    pipe.push(Buffer.from('abc'));
+    pipe.end([['x-sum', '1']]);
+    const chunks: Buffer[] = [];
+    for await (const chunk of pipe.stream) chunks.push(chunk as Buffer);
+    expect(Buffer.concat(chunks).toString()).toBe('abc');
+    expect(pipe.trailers).toEqual([['x-sum', '1']]);
+    expect(pipe.closed).toBe(true);
+    expect(() => pipe.push(Buffer.from('x'))).toThrow(/after end/);
+  });
+
+  it('abort() fails the stream with ExchangeAbortedError and releases waiters; later pushes are discarded', async () => {
+    const pipe = new BodyPipe(4);
+    pipe.push(Buffer.alloc(8));
+    const waiting = pipe.drained();
+    pipe.abort('client reset');
+    await waiting;
+    expect(pipe.stream.errored).toBeInstanceOf(ExchangeAbortedError);
+    expect(pipe.push(Buffer.alloc(100))).toBe(true);
+    expect(pipe.needsDrain).toBe(false);
+  });
+});
