@@ -11,10 +11,11 @@ import type { AccessLog } from './log.js';
 import { UpstreamError, classifyUpstreamError } from './upstream/errors.js';
 import type { BodyPipe } from './upstream/body-pipe.js';
 import type { UpstreamPool } from './upstream/pool.js';
+import type { UpstreamRegistry } from './upstream/registry.js';
 
 export interface HandlerOptions {
   readonly route: (host: string, path: string) => RouteConfig | undefined;
-  readonly pools: ReadonlyMap<string, UpstreamPool>;
+  readonly upstreams: UpstreamRegistry;
   readonly accessLog: AccessLog;
 }
 
@@ -61,7 +62,7 @@ export class ProxyHandler implements RequestHandler {
       done(action.status);
       return;
     }
-    const pool = this.opts.pools.get(action.upstream);
+    const pool = this.opts.upstreams.get(action.upstream);
     if (!pool) {
       drain(ex.body);
       sendSimple(ex, 502, 'upstream pool missing\n');

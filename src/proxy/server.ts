@@ -14,7 +14,7 @@ import { AccessLog } from './log.js';
 import { openDgramSocket, formatAddress } from './net/udp-socket.js';
 import { QuicEndpoint } from './quic/endpoint.js';
 import { TlsContexts } from './quic/tls-contexts.js';
-import { UpstreamPool } from './upstream/pool.js';
+import { UpstreamRegistry } from './upstream/registry.js';
 
 export interface ServerSocket {
   readonly fd: number;
@@ -27,7 +27,7 @@ export interface ServerSocket {
 export class ProxyServer {
   private readonly endpoints: QuicEndpoint[] = [];
   private readonly sessions = new Set<H3Session>();
-  private readonly pools = new Map<string, UpstreamPool>();
+  private upstreams: UpstreamRegistry | undefined;
 
   private constructor(
     readonly config: ProxyConfig,
@@ -45,10 +45,10 @@ export class ProxyServer {
     const ticketKey = readTicketKey(config.tls.ticketKeyFile);
     const resetKey = Buffer.from(hkdfSync('sha256', ticketKey, Buffer.alloc(0), 'udpgrm-proxy stateless reset', 32));
     const tls = new TlsContexts({ certificates: config.tls.certificates, alpn: config.tls.alpn, limits: config.quic, ticketKey });
-    for (const [name, pool] of config.upstreams) this.pools.set(name, new UpstreamPool(pool));
+    const upstreams = (this.upstreams = new UpstreamRegistry(config.upstreams));
     const handler = new ProxyHandler({
       route: (host, path) => matchRoute(config.routes, host, path),
-      pools: this.pools,
+      upstreams,
       accessLog: new AccessLog(config.logging.accessLog ? log.child({}) : undefined),
     });
     for (const s of sockets) {
@@ -107,6 +107,6 @@ export class ProxyServer {
 
   async close(): Promise<void> {
     for (const e of this.endpoints) e.close();
-    await Promise.all([...this.pools.values()].map((p) => p.destroy()));
+    await this.upstreams?.destroy();
   }
 }
