@@ -1,0 +1,106 @@
+/**
+ * `npm run bench`: starts an HTTP/1.1 upstream (its own process) and the real proxy, drives them
+ * with our HTTP/3 client, and prints requests/s, p50/p99 latency, proxy CPU µs per request for
+ * 1 KiB responses (32 in flight), and MB/s for 1 MiB bodies. Numbers are for comparing runs on
+ * one machine; the client, the proxy and the upstream share its cores.
+ */
+import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { H3Client } from '../test/helpers/h3-client.js';
+import { freeUdpPort, startProxy } from '../test/helpers/proxy.js';
+
+const IN_FLIGHT = Number(process.env.BENCH_IN_FLIGHT ?? 32);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 4);
+const DURATION_MS = Number(process.env.BENCH_SECONDS ?? 5) * 1000;
+
+/** utime + stime of a process, in microseconds (from /proc; clock ticks are 100 Hz on Linux). */
+function cpuMicros(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+async function startUpstreamProcess(): Promise<{ port: number; stop(): void }> {
+  const child = fork(new URL('./upstream-server.ts', import.meta.url).pathname, [], { execArgv: ['--import', 'tsx'] });
+  const port = await new Promise<number>((resolve) => child.once('message', (m) => resolve((m as { port: number }).port)));
+  return { port, stop: () => child.kill() };
+}
+
+async function load(port: number, path: string, inFlight: number, durationMs: number): Promise<{ requests: number; bytes: number; latencies: number[]; failures: number; elapsedMs: number }> {
+  const clients = await Promise.all(Array.from({ length: CONNECTIONS }, () => H3Client.connect({ host: '127.0.0.1', port, sni: 'localhost' })));
+  const latencies: number[] = [];
+  let bytes = 0;
+  let failures = 0;
+  const started = performance.now();
+  const deadline = started + durationMs;
+  const worker = async (i: number): Promise<void> => {
+    const client = clients[i % clients.length]!;
+    while (performance.now() < deadline) {
+      const t0 = performance.now();
+      try {
+        const r = await client.get('localhost', path);
+        if (r.status !== 200) failures++;
+        bytes += r.body.length;
+        latencies.push(performance.now() - t0);
+      } catch {
+        failures++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, (_, i) => worker(i)));
+  const elapsedMs = performance.now() - started;
+  await Promise.all(clients.map((c) => c.close()));
+  return { requests: latencies.length, bytes, latencies: latencies.sort((a, b) => a - b), failures, elapsedMs };
+}
+
+async function main(): Promise<void> {
+  const upstream = await startUpstreamProcess();
+  const port = await freeUdpPort();
+  const proxy = await startProxy(`
+listeners: ["127.0.0.1:${port}"]
+workers: 1
+tls: { state_dir: state }
+routes:
+  - path: /static
+    respond: { status: 200, body: "${'x'.repeat(1024)}" }
+  - path: /
+    upstream: app
+upstreams:
+  app: { targets: ["http://127.0.0.1:${upstream.port}"], max_connections: 64 }
+quic: { initial_max_data: 64MiB, initial_max_stream_data: 8MiB }
+logging: { level: info, access_log: false }
+`);
+  const pid = proxy.proc.pid!;
+  const rows: string[] = [];
+  const run = async (label: string, path: string, inFlight: number): Promise<void> => {
+    // Warm up (JIT, connection pools), then measure.
+    await load(port, path, inFlight, 1000);
+    const cpu0 = cpuMicros(pid);
+    const r = await load(port, path, inFlight, DURATION_MS);
+    const cpu = cpuMicros(pid) - cpu0;
+    const secs = r.elapsedMs / 1000;
+    rows.push(
+      [
+        label.padEnd(26),
+        `${Math.round(r.requests / secs)} req/s`.padStart(12),
+        `p50 ${percentile(r.latencies, 50).toFixed(2)} ms`.padStart(14),
+        `p99 ${percentile(r.latencies, 99).toFixed(2)} ms`.padStart(14),
+        `${Math.round(cpu / Math.max(1, r.requests))} µs CPU/req`.padStart(18),
+        `${(r.bytes / secs / 1e6).toFixed(1)} MB/s`.padStart(12),
+        `${r.failures} failed`.padStart(10),
+      ].join(' '),
+    );
+    process.stdout.write(`${rows.at(-1)}\n`);
+  };
+  process.stdout.write(`udpgrm-proxy bench: ${CONNECTIONS} connections, ${DURATION_MS / 1000}s per row, node ${process.version}\n`);
+  await run('1 KiB built-in respond', '/static', IN_FLIGHT);
+  await run('1 KiB via upstream', '/bytes?n=1024', IN_FLIGHT);
+  await run('1 MiB via upstream (4 fl.)', `/bytes?n=${1024 * 1024}`, 4);
+  await proxy.stop();
+  upstream.stop();
+}
+
+await main();
