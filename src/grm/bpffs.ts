@@ -1,0 +1,34 @@
+/** Makes sure the pin dir lives on a mounted bpffs (mounting /sys/fs/bpf if needed). */
+import { mkdirSync, readFileSync } from 'node:fs';
+import koffi from 'koffi';
+import { GrmError } from './errors.js';
+import { c, errnoText } from './native.js';
+
+export const BPFFS_ROOT = '/sys/fs/bpf';
+
+function bpfMounts(): string[] {
+  return readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((f) => f[2] === 'bpf')
+    .map((f) => f[1]!);
+}
+
+export function ensureBpffs(pinDir: string): void {
+  const covered = (): boolean => bpfMounts().some((m) => pinDir === m || pinDir.startsWith(`${m}/`));
+  if (!covered()) {
+    if (!pinDir.startsWith(`${BPFFS_ROOT}/`)) {
+      throw new GrmError('BPFFS', `pin dir ${pinDir} is not on a bpf filesystem (mount one, or use a dir under ${BPFFS_ROOT})`);
+    }
+    if ((c.mount('bpf', BPFFS_ROOT, 'bpf', 0, null) as number) < 0) {
+      const errno = koffi.errno();
+      throw new GrmError('BPFFS', `bpffs is not mounted on ${BPFFS_ROOT} and mounting it failed: ${errnoText(errno)}`, errno);
+    }
+    if (!covered()) throw new GrmError('BPFFS', `mounted bpffs on ${BPFFS_ROOT} but ${pinDir} is still not on it`);
+  }
+  try {
+    mkdirSync(pinDir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new GrmError('BPFFS', `cannot create pin dir ${pinDir}: ${(err as Error).message}`);
+  }
+}
