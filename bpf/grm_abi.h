@@ -62,7 +62,7 @@
 #define GRM_MAX_SOCKETS 16384
 #define GRM_MAX_ATTEMPTS 65536
 #define GRM_MAX_NAMES 4096
-#define GRM_PROBES 16
+#define GRM_PROBES GRM_MAX_WORKERS /* probe every index of a slot: holes cost only when present */
 #define GRM_DEFAULT_ATTEMPT_TTL_MS 10000
 
 /* struct grm_group.flags */

@@ -315,6 +315,9 @@ export class Group {
     const fd = createReuseportSocket(this.address, 4096);
     try {
       detachReuseportProgram(fd);
+    } catch (err) {
+      // ENOENT: the group has no program (e.g. all its sockets are closed): nothing to detach.
+      if (!(err instanceof GrmError && err.errno === 2)) throw err;
     } finally {
       closeFd(fd);
     }
