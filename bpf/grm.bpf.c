@@ -68,8 +68,23 @@ struct {
 	__type(value, struct grm_name_val);
 } grm_names SEC(".maps");
 
+/* Per-packet working memory, off the 512-byte BPF stack (the SNI reader needs most of it).
+ * Internal (not in grm_abi.h, not pinned by name). */
+struct pkt_scratch {
+	__u8 hdr[40]; /* HDR_BYTES, plus slack so nonce reads past a short DCID stay in bounds */
+	__u8 nonce[24];
+	struct grm_attempt_key ak;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pkt_scratch);
+} pkt_scratch SEC(".maps");
+
 #ifdef GRM_WITH_SNI
-struct grm_scratch_buf {
+struct sni_scratch_buf {
 	__u8 data[QUIC_SNI_SCAN_BYTES];
 };
 
@@ -77,8 +92,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 2);
 	__type(key, __u32);
-	__type(value, struct grm_scratch_buf);
-} grm_scratch SEC(".maps");
+	__type(value, struct sni_scratch_buf);
+} sni_scratch SEC(".maps");
 #endif
 
 /* ---- SipHash-2-4 over a nonce of 4..16 bytes (zero padded to 24 bytes) ---- */
@@ -130,11 +145,11 @@ static __always_inline __u64 siphash24(__u64 k0, __u64 k1, const __u8 *n, __u32 
 
 /* Decodes one of our CIDs. cid points at GRM_CID_MAX_LEN readable bytes (zero past the packet);
  * want_len is the DCID length a long header states, 0 for short headers (length from the config). */
-static __always_inline int cid_decode(const __u8 *cid, __u32 want_len, __u32 *slot, __u32 *worker)
+static __always_inline int cid_decode(const __u8 *cid, __u32 want_len, __u8 nonce[24], __u32 *slot,
+				      __u32 *worker)
 {
 	__u32 cfg = cid[0] >> 5;
 	struct grm_cid_key *k;
-	__u8 nonce[24] = {};
 	__u32 len, nlen, e, r, sw, check;
 	__u64 h, a;
 
@@ -150,9 +165,8 @@ static __always_inline int cid_decode(const __u8 *cid, __u32 want_len, __u32 *sl
 		return -1;
 	nlen = len - GRM_CID_NONCE_OFFSET;
 #pragma unroll
-	for (int i = 0; i < GRM_CID_MAX_LEN - GRM_CID_NONCE_OFFSET; i++)
-		if (i < nlen)
-			nonce[i] = cid[GRM_CID_NONCE_OFFSET + i];
+	for (int i = 0; i < 24; i++)
+		nonce[i] = i < nlen ? cid[GRM_CID_NONCE_OFFSET + i] : 0;
 	h = siphash24(k->k0, k->k1, nonce, nlen);
 	e = (__u32)cid[1] << 16 | (__u32)cid[2] << 8 | cid[3];
 	r = e ^ (__u32)(h & 0xffffff);
@@ -262,35 +276,38 @@ static __always_inline int select_new(struct sk_reuseport_md *md, struct grm_gro
 __attribute__((noinline)) int grm_app_by_sni(struct sk_reuseport_md *md, __u32 gid, __u32 plen)
 {
 	__u32 zero = 0, one = 1;
-	struct grm_scratch_buf *buf = bpf_map_lookup_elem(&grm_scratch, &zero);
-	struct grm_scratch_buf *kbuf = bpf_map_lookup_elem(&grm_scratch, &one);
+	struct sni_scratch_buf *buf = bpf_map_lookup_elem(&sni_scratch, &zero);
+	struct sni_scratch_buf *kbuf = bpf_map_lookup_elem(&sni_scratch, &one);
 	struct grm_name_key *key;
 	struct grm_name_val *v;
-	char sni[QUIC_SNI_MAX];
+	char *sni;
 	__u32 n = plen, dot = 0;
 	int len;
 
 	if (!buf || !kbuf)
 		return GRM_SNI_NONE;
-	/* Client Initials are padded to >= 1200 bytes (RFC 9000 14.1): two constant-size loads keep
-	 * the verifier's bounds simple. Shorter datagrams carry no usable ClientHello. */
-	if (n >= QUIC_SNI_SCAN_BYTES)
-		n = QUIC_SNI_SCAN_BYTES;
-	else if (n >= 1200)
-		n = 1200;
-	else
+	/* Client Initials are padded to >= 1200 bytes (RFC 9000 14.1); shorter datagrams carry no
+	 * usable ClientHello. Load a constant 1200 bytes, then the tail up to QUIC_SNI_SCAN_BYTES
+	 * (the volatile round trip keeps the bound check and the helper on one register). */
+	if (n < 1200)
 		return GRM_SNI_NONE;
-	if (n == QUIC_SNI_SCAN_BYTES) {
-		if (bpf_skb_load_bytes(md, 8, buf->data, QUIC_SNI_SCAN_BYTES) < 0)
+	if (bpf_skb_load_bytes(md, 8, buf->data, 1200) < 0)
+		return GRM_SNI_NONE;
+	{
+		volatile __u32 vtail = n - 1200;
+		__u64 tail = vtail;
+		if (tail > QUIC_SNI_SCAN_BYTES - 1200)
+			tail = QUIC_SNI_SCAN_BYTES - 1200;
+		if (tail > 0 && bpf_skb_load_bytes(md, 8 + 1200, buf->data + 1200, tail) < 0)
 			return GRM_SNI_NONE;
-	} else if (bpf_skb_load_bytes(md, 8, buf->data, 1200) < 0) {
-		return GRM_SNI_NONE;
 	}
-	len = quic_initial_sni(buf->data, n, sni);
+	/* The second scratch entry holds the name and the lookup key: the SNI reader needs most of
+	 * the 512-byte BPF stack. */
+	key = (struct grm_name_key *)kbuf->data;
+	sni = (char *)kbuf->data + 128;
+	len = quic_initial_sni(buf->data, plen, sni);
 	if (len <= 0 || len > QUIC_SNI_MAX || len > GRM_NAME_MAX)
 		return GRM_SNI_NONE;
-	/* The second scratch entry holds the lookup key (too large for the stack next to sni). */
-	key = (struct grm_name_key *)kbuf->data;
 	__builtin_memset(key, 0, sizeof(*key));
 	key->group = gid;
 	for (int i = 0; i < GRM_NAME_MAX && i < QUIC_SNI_MAX; i++) {
@@ -335,11 +352,13 @@ int grm_select(struct sk_reuseport_md *md)
 	struct grm_group_stats *gs;
 	struct grm_gen_stats *ss;
 	struct grm_sock_key key = {};
-	struct grm_attempt_key ak = {};
+	struct grm_attempt_key *ak;
+	struct pkt_scratch *p;
+	__u32 zero = 0;
 	struct grm_attempt *at;
-	__u8 hdr[HDR_BYTES] = {};
+	__u8 *hdr;
 	__u32 gid, plen, n, slot, worker, kind = PKT_GARBAGE, app = 0, dcid_len = 0;
-	__u8 *dcid = hdr + 1;
+	__u8 *dcid;
 
 	if (!sk)
 		return SK_PASS;
@@ -368,6 +387,13 @@ int grm_select(struct sk_reuseport_md *md)
 	gs = gstats(gid);
 	if (gs)
 		gs->packets++;
+	p = bpf_map_lookup_elem(&pkt_scratch, &zero);
+	if (!p)
+		return SK_PASS;
+	hdr = p->hdr;
+	ak = &p->ak;
+	__builtin_memset(hdr, 0, sizeof(p->hdr));
+	dcid = hdr + 1;
 
 	plen = len > 8 ? len - 8 : 0;
 	n = plen > HDR_BYTES ? HDR_BYTES : plen;
@@ -399,12 +425,12 @@ int grm_select(struct sk_reuseport_md *md)
 
 	if (kind == PKT_NEW) {
 		/* Datagrams of an attempt in flight stay on the socket its first datagram chose. */
-		ak.group = gid;
-		ak.len = dcid_len;
+		ak->group = gid;
+		ak->len = dcid_len;
 #pragma unroll
 		for (int i = 0; i < GRM_CID_MAX_LEN; i++)
-			ak.dcid[i] = i < dcid_len ? hdr[6 + i] : 0;
-		at = bpf_map_lookup_elem(&grm_attempts, &ak);
+			ak->dcid[i] = i < dcid_len ? hdr[6 + i] : 0;
+		at = bpf_map_lookup_elem(&grm_attempts, ak);
 		if (at && at->expires_ns > bpf_ktime_get_ns()) {
 			key = at->sock;
 			if (select_key(md, &key) == 0) {
@@ -418,7 +444,7 @@ int grm_select(struct sk_reuseport_md *md)
 	/* Short headers, and long headers that may carry one of our CIDs. */
 	if (kind == PKT_SHORT || dcid_len >= GRM_CID_MIN_LEN) {
 		__u32 want = kind == PKT_SHORT ? 0 : dcid_len;
-		if (cid_decode(dcid, want, &slot, &worker) == 0) {
+		if (cid_decode(dcid, want, p->nonce, &slot, &worker) == 0) {
 			key.group = gid;
 			key.slot = slot;
 			key.worker = worker;
@@ -462,7 +488,7 @@ int grm_select(struct sk_reuseport_md *md)
 			struct grm_attempt rec = {};
 			rec.expires_ns = bpf_ktime_get_ns() + (__u64)g->attempt_ttl_ms * 1000000ULL;
 			rec.sock = key;
-			bpf_map_update_elem(&grm_attempts, &ak, &rec, BPF_ANY);
+			bpf_map_update_elem(&grm_attempts, ak, &rec, BPF_ANY);
 		}
 		if (gs)
 			gs->new_conns++;

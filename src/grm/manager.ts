@@ -61,7 +61,7 @@ export class GenerationManager implements ManagerCore {
     const obj = bpf.objectOpenFile(objectPath, null);
     if (!obj) throw new GrmError('OBJECT', `cannot open BPF object ${objectPath}: ${errnoText(koffi.errno())}`);
     try {
-      for (const name of [...MAP_NAMES, 'grm_scratch']) {
+      for (const name of MAP_NAMES) {
         const m = bpf.findMapByName(obj, name);
         if (m) bpf.mapSetPinPath(m, join(pinDir, name));
       }
