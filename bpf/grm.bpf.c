@@ -18,6 +18,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define QUIC_V1 0x00000001u
 #define QUIC_V2 0x6b3343cfu
 #define HDR_BYTES 26 /* 1 + version 4 + dcid len 1 + dcid 20 */
+#define HDR_BUF 40   /* HDR_BYTES plus slack: SipHash reads whole words past a short nonce */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -71,8 +72,7 @@ struct {
 /* Per-packet working memory, off the 512-byte BPF stack (the SNI reader needs most of it).
  * Internal (not in grm_abi.h, not pinned by name). */
 struct pkt_scratch {
-	__u8 hdr[40]; /* HDR_BYTES, plus slack so nonce reads past a short DCID stay in bounds */
-	__u8 nonce[24];
+	__u8 hdr[HDR_BUF];
 	struct grm_attempt_key ak;
 };
 
@@ -113,6 +113,8 @@ static __always_inline __u64 le64(const __u8 *p)
 	       (__u64)p[4] << 32 | (__u64)p[5] << 40 | (__u64)p[6] << 48 | (__u64)p[7] << 56;
 }
 
+/* SipHash-2-4 of the nlen (4..16) bytes at n. n must have 16 readable bytes past n + nlen rounded
+ * down to 8 (the caller guarantees 24): the last partial word is read whole and masked. */
 static __always_inline __u64 siphash24(__u64 k0, __u64 k1, const __u8 *n, __u32 nlen)
 {
 	__u64 v0 = k0 ^ 0x736f6d6570736575ULL;
@@ -120,6 +122,7 @@ static __always_inline __u64 siphash24(__u64 k0, __u64 k1, const __u8 *n, __u32 
 	__u64 v2 = k0 ^ 0x6c7967656e657261ULL;
 	__u64 v3 = k1 ^ 0x7465646279746573ULL;
 	__u64 m, b;
+	__u32 rest = nlen & 7;
 
 	if (nlen >= 8) {
 		m = le64(n);
@@ -129,13 +132,14 @@ static __always_inline __u64 siphash24(__u64 k0, __u64 k1, const __u8 *n, __u32 
 		m = le64(n + 8);
 		v3 ^= m; SIPROUND; SIPROUND; v0 ^= m;
 	}
-	/* Last block: the remaining bytes (the buffer is zero padded) and the length. */
+	/* Last block: the remaining nlen % 8 bytes and the length. */
 	if (nlen >= 16)
 		b = 0;
 	else if (nlen >= 8)
 		b = le64(n + 8);
 	else
 		b = le64(n);
+	b &= rest ? (~0ULL >> (64 - 8 * rest)) : 0;
 	b |= (__u64)(nlen & 0xff) << 56;
 	v3 ^= b; SIPROUND; SIPROUND; v0 ^= b;
 	v2 ^= 0xff;
@@ -143,10 +147,9 @@ static __always_inline __u64 siphash24(__u64 k0, __u64 k1, const __u8 *n, __u32 
 	return v0 ^ v1 ^ v2 ^ v3;
 }
 
-/* Decodes one of our CIDs. cid points at GRM_CID_MAX_LEN readable bytes (zero past the packet);
+/* Decodes one of our CIDs. cid points at 28 readable bytes (zero past the packet);
  * want_len is the DCID length a long header states, 0 for short headers (length from the config). */
-static __always_inline int cid_decode(const __u8 *cid, __u32 want_len, __u8 nonce[24], __u32 *slot,
-				      __u32 *worker)
+static __always_inline int cid_decode(const __u8 *cid, __u32 want_len, __u32 *slot, __u32 *worker)
 {
 	__u32 cfg = cid[0] >> 5;
 	struct grm_cid_key *k;
@@ -164,10 +167,7 @@ static __always_inline int cid_decode(const __u8 *cid, __u32 want_len, __u8 nonc
 	if (want_len && want_len != len)
 		return -1;
 	nlen = len - GRM_CID_NONCE_OFFSET;
-#pragma unroll
-	for (int i = 0; i < 24; i++)
-		nonce[i] = i < nlen ? cid[GRM_CID_NONCE_OFFSET + i] : 0;
-	h = siphash24(k->k0, k->k1, nonce, nlen);
+	h = siphash24(k->k0, k->k1, cid + GRM_CID_NONCE_OFFSET, nlen);
 	e = (__u32)cid[1] << 16 | (__u32)cid[2] << 8 | cid[3];
 	r = e ^ (__u32)(h & 0xffffff);
 	sw = r >> GRM_CHECK_BITS;
@@ -347,13 +347,15 @@ int grm_select(struct sk_reuseport_md *md)
 	__u32 len = md->len;
 	__u32 hash = md->hash;
 	struct bpf_sock *sk = md->sk;
+	void *data = md->data;
+	void *data_end = md->data_end;
 	struct grm_group_key gk = {};
 	struct grm_group *g;
 	struct grm_group_stats *gs;
 	struct grm_gen_stats *ss;
 	struct grm_sock_key key = {};
 	struct grm_attempt_key *ak;
-	struct pkt_scratch *p;
+	struct pkt_scratch *p = 0;
 	__u32 zero = 0;
 	struct grm_attempt *at;
 	__u8 *hdr;
@@ -387,17 +389,32 @@ int grm_select(struct sk_reuseport_md *md)
 	gs = gstats(gid);
 	if (gs)
 		gs->packets++;
-	p = bpf_map_lookup_elem(&pkt_scratch, &zero);
-	if (!p)
-		return SK_PASS;
-	hdr = p->hdr;
-	ak = &p->ak;
-	__builtin_memset(hdr, 0, sizeof(p->hdr));
+	plen = len > 8 ? len - 8 : 0;
+	if (data + 8 + HDR_BUF <= data_end) {
+		/* Common case: the header is in the linear part of the skb; read it in place. */
+		hdr = data + 8;
+		n = HDR_BYTES;
+	} else {
+		/* Short or non-linear datagram: copy into zeroed scratch (helper zero-fills on failure). */
+		p = bpf_map_lookup_elem(&pkt_scratch, &zero);
+		if (!p)
+			return SK_PASS;
+		hdr = p->hdr;
+		__builtin_memset(hdr, 0, HDR_BUF);
+		{
+			/* volatile: keeps the bound check and the helper's size on one register. */
+			volatile __u32 vn = plen;
+			__u64 nn = vn;
+			if (nn > HDR_BYTES)
+				nn = HDR_BYTES;
+			if (nn >= 1 && bpf_skb_load_bytes(md, 8, hdr, nn) != 0)
+				nn = 0;
+			n = nn;
+		}
+	}
 	dcid = hdr + 1;
 
-	plen = len > 8 ? len - 8 : 0;
-	n = plen > HDR_BYTES ? HDR_BYTES : plen;
-	if (n >= 1 && bpf_skb_load_bytes(md, 8, hdr, n) == 0) {
+	if (n >= 1) {
 		__u8 b0 = hdr[0];
 		if (!(b0 & 0x80)) {
 			if (plen >= 1 + GRM_CID_MIN_LEN)
@@ -425,6 +442,11 @@ int grm_select(struct sk_reuseport_md *md)
 
 	if (kind == PKT_NEW) {
 		/* Datagrams of an attempt in flight stay on the socket its first datagram chose. */
+		if (!p)
+			p = bpf_map_lookup_elem(&pkt_scratch, &zero);
+		if (!p)
+			return SK_PASS;
+		ak = &p->ak;
 		ak->group = gid;
 		ak->len = dcid_len;
 #pragma unroll
@@ -444,7 +466,7 @@ int grm_select(struct sk_reuseport_md *md)
 	/* Short headers, and long headers that may carry one of our CIDs. */
 	if (kind == PKT_SHORT || dcid_len >= GRM_CID_MIN_LEN) {
 		__u32 want = kind == PKT_SHORT ? 0 : dcid_len;
-		if (cid_decode(dcid, want, p->nonce, &slot, &worker) == 0) {
+		if (cid_decode(dcid, want, &slot, &worker) == 0) {
 			key.group = gid;
 			key.slot = slot;
 			key.worker = worker;
