@@ -12,11 +12,20 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import koffi from 'koffi';
 import { GenerationManager } from '../src/grm/manager.js';
+import { clientHello, clientInitials } from '../test/grm/quic-initial.js';
 
 const PER_PHASE = Number(process.argv[2] ?? 100_000);
+const SNI_COUNT = 10 * 1024; // must be a multiple of the burst size
+
+interface Phase {
+  name: string;
+  make: (i: number) => Buffer;
+  setup?: () => void;
+  count?: number;
+}
 const PORT = 45999;
 
 function enterPrivateNetns(): void {
@@ -143,26 +152,48 @@ async function main(): Promise<void> {
       return b;
     };
     const repeatDcids = Array.from({ length: 256 }, () => randomBytes(8));
-    const phases: Array<[string, (i: number) => Buffer]> = [
-      ['short header, CID routed', (i) => Buffer.concat([Buffer.from([0x40]), cids[i % cids.length]!, randomBytes(24)])],
-      ['Initial, new attempt (LRU insert)', () => initial(randomBytes(8))],
-      ['Initial, attempt in flight (LRU hit)', (i) => initial(repeatDcids[i % repeatDcids.length]!)],
-      ['garbage (unparseable -> working gen)', () => Buffer.from([0x00, 0x01])],
+    const phases: Phase[] = [
+      { name: 'short header, CID routed', make: (i) => Buffer.concat([Buffer.from([0x40]), cids[i % cids.length]!, randomBytes(24)]) },
+      { name: 'Initial, new attempt (LRU insert)', make: () => initial(randomBytes(8)) },
+      { name: 'Initial, attempt in flight (LRU hit)', make: (i) => initial(repeatDcids[i % repeatDcids.length]!) },
+      { name: 'garbage (unparseable -> working gen)', make: () => Buffer.from([0x00, 0x01]) },
     ];
+    if (existsSync('bpf/quic_sni.h')) {
+      // SNI build: with server names configured every new Initial is decrypted in BPF.
+      const sniGen = group.addGeneration(1);
+      for (let w = 0; w < 2; w++) {
+        const fd = group.createSocket();
+        group.register(sniGen, w, fd);
+        const s = dgram.createSocket('udp4');
+        s.bind({ fd });
+        s.on('message', () => {});
+        receivers.push(s);
+      }
+      group.setWorking(1, sniGen);
+      // Fresh DCIDs for every datagram of both senders (a repeated DCID would be an attempt hit).
+      const fresh = Array.from({ length: 2 * SNI_COUNT }, () => clientInitials(randomBytes(8), clientHello('api.example.com'))[0]!);
+      phases.push({
+        name: 'Initial, new attempt, SNI read+matched',
+        count: SNI_COUNT,
+        make: (i) => fresh[i]!,
+        setup: () => group.setServerNames(1, ['api.example.com']),
+      });
+    }
     process.stdout.write(`sk_reuseport grm_select, ${PER_PHASE} datagrams per phase and sender, CID length 16\n`);
     process.stdout.write(`  ${'phase'.padEnd(40)} ${'burst'.padStart(9)} ${'paced'.padStart(9)}   (ns/packet)\n`);
     const burst = new BurstSender(PORT);
-    for (const [name, make] of phases) {
+    for (const { name, make, setup, count = PER_PHASE } of phases) {
+      setup?.();
       const before = progStats(groupsMapId);
-      for (let done = 0; done < PER_PHASE; done += BURST) {
+      for (let done = 0; done < count; done += BURST) {
         for (let i = 0; i < BURST; i++) burst.set(i, make(done + i));
         burst.send();
       }
       const mid = progStats(groupsMapId);
-      for (let start = 0; start < PER_PHASE; start += 2000) {
+      for (let start = 0; start < count; start += 2000) {
         const sends: Promise<void>[] = [];
-        for (let i = start; i < Math.min(PER_PHASE, start + 2000); i++) {
-          sends.push(new Promise((resolve, reject) => client.send(make(i), PORT, '127.0.0.1', (e) => (e ? reject(e) : resolve()))));
+        for (let i = start; i < Math.min(count, start + 2000); i++) {
+          sends.push(new Promise((resolve, reject) => client.send(make(count + i), PORT, '127.0.0.1', (e) => (e ? reject(e) : resolve()))));
         }
         await Promise.all(sends);
       }
