@@ -22,13 +22,18 @@ export function ensureBpffs(pinDir: string): void {
     }
     if ((c.mount('bpf', BPFFS_ROOT, 'bpf', 0, null) as number) < 0) {
       const errno = koffi.errno();
-      throw new GrmError('BPFFS', `bpffs is not mounted on ${BPFFS_ROOT} and mounting it failed: ${errnoText(errno)}`, errno);
+      const hint = errno === 1 ? ' (needs root or CAP_SYS_ADMIN; or mount it: mount -t bpf bpf /sys/fs/bpf)' : '';
+      throw new GrmError('BPFFS', `bpffs is not mounted on ${BPFFS_ROOT} and mounting it failed: ${errnoText(errno)}${hint}`, errno);
     }
     if (!covered()) throw new GrmError('BPFFS', `mounted bpffs on ${BPFFS_ROOT} but ${pinDir} is still not on it`);
   }
   try {
     mkdirSync(pinDir, { recursive: true, mode: 0o700 });
   } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') {
+      throw new GrmError('PERMISSION', `cannot create pin dir ${pinDir}: ${code}: needs root or CAP_BPF+CAP_NET_ADMIN`);
+    }
     throw new GrmError('BPFFS', `cannot create pin dir ${pinDir}: ${(err as Error).message}`);
   }
 }
