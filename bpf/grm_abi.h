@@ -40,6 +40,27 @@
  *   unparseable                  -> new-connection path of app 0 (counted) or drop (GRM_GROUP_DROP_UNPARSEABLE)
  *   new-connection path          -> working slot of the app, worker = hash % workers (probing holes);
  *                                   none live -> fallback_order (counted); nothing live -> drop (counted)
+ *   not a group in grm_groups    -> SK_PASS without a choice (kernel hash; counted at grm_gstats[0])
+ *
+ * SNI (only when built with bpf/quic_sni.h, -DGRM_WITH_SNI, and the group has names): the first
+ * datagram of an attempt (no grm_attempts record) is decrypted; the SNI (lower-cased) is looked up
+ * exactly, then as "*" + the name from its first dot (one-label wildcards), in grm_names; the app's
+ * working generation takes the attempt, app 0 when there is no SNI or no match (counted).
+ * ClientHello split over two datagrams: the socket is chosen from the FIRST datagram and recorded
+ * in grm_attempts; the second follows that record (same DCID), whatever it contains and even if
+ * the working generation flipped in between. If server_name only appears in the second datagram
+ * (Chrome with post-quantum key shares puts it there about half the time), the attempt is steered
+ * to the default app: an app that needs it must also be reachable through app 0 (or list its names
+ * under app 0's certificate), or the proxy must forward. Reading the 2nd datagram first is not
+ * possible: the kernel must pick a socket for every datagram as it arrives.
+ *
+ * Internal maps (not part of this ABI, not pinned by name): pkt_scratch (per-CPU header copy for
+ * short or non-linear datagrams, attempt key) and sni_scratch / quic_sni_scratch (SNI reader).
+ *
+ * Later: udpgrm's socket-option API (UDP_GRM_WORKING_GEN, UDP_GRM_SOCKET_GEN, ...) can be layered
+ * on these maps: a group is an address in grm_groups, an app number is an app here, udpgrm's
+ * "generation" maps onto a generation number with its slot, and registration is an update of
+ * grm_socks by {group, slot, worker} (udpgrm's socket index = worker index).
  */
 #ifndef GRM_ABI_H
 #define GRM_ABI_H
