@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { GRM } from './abi.generated.js';
 import { GrmError } from './errors.js';
-import { siphash24 } from './siphash.js';
+import { sipKey, siphash24Into } from './siphash.js';
 import type { CidIssuer } from './interface.js';
 
 /** One CID configuration: a QUIC-LB-style config id (0..6), its CID length and SipHash key. */
@@ -23,12 +23,26 @@ export interface CidRoute {
 }
 
 const CHECK_MASK = (1 << GRM.CHECK_BITS) - 1;
-const MASK40 = (1n << 40n) - 1n;
+const TWO_40 = 2 ** 40;
+const TWO_29 = 2 ** 29;
+const hashOut = new Uint32Array(2);
+const splitKeys = new WeakMap<CidKey, Uint32Array>();
 
-function checkBits(slot: number, worker: number, h: bigint): number {
-  const sw = BigInt(((slot << 8) | worker) + 1);
-  const a = (h >> 24n) | 1n;
-  return Number(((sw * a) & MASK40) >> 29n);
+/** H = SipHash-2-4(key, nonce) as [hi, lo] in hashOut. */
+function hashNonce(key: CidKey, cid: Uint8Array): void {
+  let k = splitKeys.get(key);
+  if (!k) {
+    k = sipKey(key.k0, key.k1);
+    splitKeys.set(key, k);
+  }
+  siphash24Into(k, cid.subarray(GRM.CID_NONCE_OFFSET), hashOut);
+}
+
+/** check = (((slot << 8 | worker) + 1) * ((H >> 24) | 1) mod 2^40) >> 29; exact in doubles (< 2^53). */
+function checkBits(slot: number, worker: number): number {
+  const a = (hashOut[0]! * 256 + (hashOut[1]! >>> 24)) % TWO_40;
+  const odd = a % 2 === 0 ? a + 1 : a;
+  return Math.floor((((((slot << 8) | worker) + 1) * odd) % TWO_40) / TWO_29);
 }
 
 export function validateCidLength(len: number): void {
@@ -37,17 +51,30 @@ export function validateCidLength(len: number): void {
   }
 }
 
+// Nonces come from a pooled CSPRNG buffer: one randomBytes() call per 4 KiB instead of per CID.
+let pool = Buffer.alloc(0);
+let poolAt = 0;
+function randomChunk(n: number): Buffer {
+  if (poolAt + n > pool.length) {
+    pool = randomBytes(4096);
+    poolAt = 0;
+  }
+  const out = pool.subarray(poolAt, poolAt + n);
+  poolAt += n;
+  return out;
+}
+
 /** Issues a CID routing to (slot, worker) under key. `random` supplies the nonce (tests). */
-export function encodeCid(key: CidKey, slot: number, worker: number, random: Buffer = randomBytes(key.cidLength)): Buffer {
+export function encodeCid(key: CidKey, slot: number, worker: number, random: Buffer = randomChunk(key.cidLength)): Buffer {
   if (!Number.isInteger(slot) || slot < 0 || slot >= GRM.MAX_SLOTS) throw new GrmError('BAD_ARGUMENT', `slot ${slot} out of range`);
   if (!Number.isInteger(worker) || worker < 0 || worker >= GRM.MAX_WORKERS) {
     throw new GrmError('BAD_ARGUMENT', `worker index ${worker} out of range 0..${GRM.MAX_WORKERS - 1}`);
   }
   const cid = Buffer.from(random.subarray(0, key.cidLength));
   cid[0] = (key.configId << 5) | (cid[0]! & 0x1f);
-  const h = siphash24(key.k0, key.k1, cid.subarray(GRM.CID_NONCE_OFFSET));
-  const r = (((slot << 8) | worker) << GRM.CHECK_BITS) | checkBits(slot, worker, h);
-  const e = r ^ Number(h & 0xffffffn);
+  hashNonce(key, cid);
+  const r = (((slot << 8) | worker) << GRM.CHECK_BITS) | checkBits(slot, worker);
+  const e = r ^ (hashOut[1]! & 0xffffff);
   cid[1] = e >>> 16;
   cid[2] = (e >>> 8) & 0xff;
   cid[3] = e & 0xff;
@@ -60,13 +87,13 @@ export function decodeCid(keys: ReadonlyMap<number, CidKey>, cid: Uint8Array): C
   const configId = cid[0]! >> 5;
   const key = keys.get(configId);
   if (!key || cid.length !== key.cidLength) return null;
-  const h = siphash24(key.k0, key.k1, cid.subarray(GRM.CID_NONCE_OFFSET));
+  hashNonce(key, cid);
   const e = (cid[1]! << 16) | (cid[2]! << 8) | cid[3]!;
-  const r = e ^ Number(h & 0xffffffn);
+  const r = e ^ (hashOut[1]! & 0xffffff);
   const sw = r >>> GRM.CHECK_BITS;
   const slot = sw >>> 8;
   const worker = sw & 0xff;
-  if ((r & CHECK_MASK) !== checkBits(slot, worker, h)) return null;
+  if ((r & CHECK_MASK) !== checkBits(slot, worker)) return null;
   return { configId, slot, worker };
 }
 
