@@ -21,11 +21,25 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define HDR_BUF 40   /* HDR_BYTES plus slack: SipHash reads whole words past a short nonce */
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, GRM_MAX_GROUPS);
+	__type(key, __u32);
+	__type(value, struct grm_group);
+} grm_groups SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, GRM_MAX_GROUPS);
 	__type(key, struct grm_group_key);
-	__type(value, struct grm_group);
-} grm_groups SEC(".maps");
+	__type(value, __u32);
+} grm_group_ids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, GRM_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} grm_ports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
@@ -178,6 +192,11 @@ static __always_inline int cid_decode(const __u8 *cid, __u32 want_len, __u32 *sl
 	*slot = sw >> 8;
 	*worker = sw & 0xff;
 	return 0;
+}
+
+static __always_inline int same_addr(const __u32 *a, const __u32 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
 }
 
 static __always_inline struct grm_group_stats *gstats(__u32 gid)
@@ -376,12 +395,23 @@ int grm_select(struct sk_reuseport_md *md)
 	} else {
 		*(__u32 *)gk.addr = sk->src_ip4;
 	}
-	g = bpf_map_lookup_elem(&grm_groups, &gk);
-	if (!g) {
+	{
+		__u32 port = gk.port & (GRM_MAX_PORTS - 1);
+		__u32 *idp = bpf_map_lookup_elem(&grm_ports, &port);
+		__u32 id = idp ? *idp : 0;
+		if (id == GRM_PORT_SHARED) {
+			idp = bpf_map_lookup_elem(&grm_group_ids, &gk);
+			id = idp ? *idp : 0;
+		}
+		g = id ? bpf_map_lookup_elem(&grm_groups, &id) : 0;
+	}
+	/* Not ours (or another address on a port we serve): the kernel's choice. */
+	if (!g || !(g->flags & GRM_GROUP_IN_USE) || g->addr.family != gk.family || g->addr.port != gk.port ||
+	    !same_addr((const __u32 *)g->addr.addr, (const __u32 *)gk.addr)) {
 		gs = gstats(0);
 		if (gs)
 			gs->packets++;
-		return SK_PASS; /* not a group we manage: kernel's choice */
+		return SK_PASS;
 	}
 	gid = g->id;
 	if (gid == 0 || gid >= GRM_MAX_GROUPS)

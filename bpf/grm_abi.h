@@ -7,9 +7,13 @@
  *
  * Model
  * -----
- * - Group: one SO_REUSEPORT group per listen address. The program finds the group of a datagram by
- *   the bound address of md->sk (family, IP, port) in grm_groups; the value holds the group id
- *   (1..GRM_MAX_GROUPS-1, 0 = "not ours", counted at grm_gstats[0]) and the generation table.
+ * - Group: one SO_REUSEPORT group per listen address, with an id 1..GRM_MAX_GROUPS-1. grm_groups
+ *   is an ARRAY indexed by id (state + the address, so the program can check it); grm_group_ids
+ *   maps an address to its id; grm_ports maps a port to the id of the only group on that port, or
+ *   GRM_PORT_SHARED when several addresses share it (then grm_group_ids is consulted). The fast
+ *   path is two inlined array lookups instead of a hash lookup. The program takes the bound
+ *   address from md->sk; a datagram for an address we do not manage is left to the kernel
+ *   (counted at grm_gstats[0]).
  * - Generation slot: GRM_MAX_SLOTS per group. A slot is FREE or IN USE; an in-use slot belongs to
  *   one app and carries the generation number (monotonic per group, never reused). The manager only
  *   hands out free slots and frees a slot on retire(), so a new generation never lands on a slot that
@@ -89,6 +93,11 @@
 /* struct grm_group.flags */
 #define GRM_GROUP_DROP_UNPARSEABLE 1
 #define GRM_GROUP_HAS_NAMES 2
+#define GRM_GROUP_IN_USE 4
+
+/* grm_ports value: several groups listen on this port (different addresses) */
+#define GRM_PORT_SHARED 0xffffffff
+#define GRM_MAX_PORTS 65536
 
 /* struct grm_group.slot_state[] */
 #define GRM_SLOT_FREE 0
@@ -107,6 +116,7 @@ struct grm_group_key {
 struct grm_group {
 	__u32 id;
 	__u32 flags;
+	struct grm_group_key addr; /* the listen address (same layout as the grm_group_ids key) */
 	__u32 attempt_ttl_ms;
 	__u32 last_gen; /* last generation number handed out (monotonic) */
 	__u8 working_slot[GRM_MAX_APPS];

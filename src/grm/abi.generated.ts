@@ -20,6 +20,9 @@ export const GRM = {
   DEFAULT_ATTEMPT_TTL_MS: 10000,
   GROUP_DROP_UNPARSEABLE: 1,
   GROUP_HAS_NAMES: 2,
+  GROUP_IN_USE: 4,
+  PORT_SHARED: 4294967295,
+  MAX_PORTS: 65536,
   SLOT_FREE: 0,
   SLOT_IN_USE: 1,
   KEY_LIVE: 1,
@@ -46,19 +49,20 @@ export const grm_group_key: AbiStruct<'family' | 'port' | 'addr'> = {
   },
 };
 
-export const grm_group: AbiStruct<'id' | 'flags' | 'attempt_ttl_ms' | 'last_gen' | 'working_slot' | 'slot_state' | 'slot_app' | 'slot_workers' | 'slot_gen' | 'fallback_order'> = {
-  size: 536,
+export const grm_group: AbiStruct<'id' | 'flags' | 'addr' | 'attempt_ttl_ms' | 'last_gen' | 'working_slot' | 'slot_state' | 'slot_app' | 'slot_workers' | 'slot_gen' | 'fallback_order'> = {
+  size: 560,
   fields: {
     id: { offset: 0, elemSize: 4, dims: [] },
     flags: { offset: 4, elemSize: 4, dims: [] },
-    attempt_ttl_ms: { offset: 8, elemSize: 4, dims: [] },
-    last_gen: { offset: 12, elemSize: 4, dims: [] },
-    working_slot: { offset: 16, elemSize: 1, dims: [8] },
-    slot_state: { offset: 24, elemSize: 1, dims: [32] },
-    slot_app: { offset: 56, elemSize: 1, dims: [32] },
-    slot_workers: { offset: 88, elemSize: 2, dims: [32] },
-    slot_gen: { offset: 152, elemSize: 4, dims: [32] },
-    fallback_order: { offset: 280, elemSize: 1, dims: [8, 32] },
+    addr: { offset: 8, elemSize: 24, dims: [] },
+    attempt_ttl_ms: { offset: 32, elemSize: 4, dims: [] },
+    last_gen: { offset: 36, elemSize: 4, dims: [] },
+    working_slot: { offset: 40, elemSize: 1, dims: [8] },
+    slot_state: { offset: 48, elemSize: 1, dims: [32] },
+    slot_app: { offset: 80, elemSize: 1, dims: [32] },
+    slot_workers: { offset: 112, elemSize: 2, dims: [32] },
+    slot_gen: { offset: 176, elemSize: 4, dims: [32] },
+    fallback_order: { offset: 304, elemSize: 1, dims: [8, 32] },
   },
 };
 
@@ -142,5 +146,5 @@ export const grm_name_val: AbiStruct<'app'> = {
   },
 };
 
-export const MAP_NAMES = ['grm_attempts', 'grm_genstats', 'grm_groups', 'grm_gstats', 'grm_keys', 'grm_names', 'grm_socks'] as const;
+export const MAP_NAMES = ['grm_attempts', 'grm_genstats', 'grm_group_ids', 'grm_groups', 'grm_gstats', 'grm_keys', 'grm_names', 'grm_ports', 'grm_socks'] as const;
 export type MapName = (typeof MAP_NAMES)[number];

@@ -1,10 +1,12 @@
 /** struct grm_group <-> a plain object; the fallback order is derived, never stored by hand. */
 import { GRM, grm_group } from './abi.generated.js';
-import { getU, setU } from './struct-view.js';
+import { getBytes, getU, setBytes, setU } from './struct-view.js';
 
 export interface GroupState {
   id: number;
   flags: number;
+  /** The listen address as struct grm_group_key bytes. */
+  addrKey: Buffer;
   attemptTtlMs: number;
   lastGen: number;
   workingSlot: number[]; // per app, GRM.SLOT_NONE = none
@@ -21,6 +23,7 @@ export function decodeGroup(buf: Buffer): GroupState {
   return {
     id: getU(buf, F.id),
     flags: getU(buf, F.flags),
+    addrKey: getBytes(buf, F.addr),
     attemptTtlMs: getU(buf, F.attempt_ttl_ms),
     lastGen: getU(buf, F.last_gen),
     workingSlot: list(F.working_slot, GRM.MAX_APPS),
@@ -35,6 +38,7 @@ export function encodeGroup(s: GroupState): Buffer {
   const buf = Buffer.alloc(grm_group.size);
   setU(buf, F.id, s.id);
   setU(buf, F.flags, s.flags);
+  setBytes(buf, F.addr, s.addrKey);
   setU(buf, F.attempt_ttl_ms, s.attemptTtlMs);
   setU(buf, F.last_gen, s.lastGen);
   for (let a = 0; a < GRM.MAX_APPS; a++) setU(buf, F.working_slot, s.workingSlot[a]!, a);
@@ -62,10 +66,11 @@ export function fallbackOrder(s: GroupState, app: number): number[] {
   return order;
 }
 
-export function emptyGroup(id: number, attemptTtlMs: number, flags: number): GroupState {
+export function emptyGroup(id: number, addrKey: Buffer, attemptTtlMs: number, flags: number): GroupState {
   return {
     id,
-    flags,
+    flags: flags | GRM.GROUP_IN_USE,
+    addrKey,
     attemptTtlMs,
     lastGen: 0,
     workingSlot: Array<number>(GRM.MAX_APPS).fill(GRM.SLOT_NONE),

@@ -86,17 +86,17 @@ export class CidCodec {
 export class Group {
   readonly codec: CidCodec;
 
+  private readonly idKey: Buffer;
+
   constructor(
     readonly core: ManagerCore,
     readonly address: SocketAddress,
-    private readonly key: Buffer,
+    readonly id: number,
     private readonly socketBufferBytes?: number,
   ) {
     this.codec = new CidCodec(this);
-  }
-
-  get id(): number {
-    return this.state().id;
+    this.idKey = Buffer.alloc(4);
+    this.idKey.writeUInt32LE(id);
   }
 
   toString(): string {
@@ -104,13 +104,14 @@ export class Group {
   }
 
   state(): GroupState {
-    const raw = this.core.maps.grm_groups.lookup(this.key);
-    if (!raw) throw new GrmError('BAD_ARGUMENT', `group ${formatAddress(this.address)} no longer exists`);
-    return decodeGroup(raw);
+    const raw = this.core.maps.grm_groups.lookup(this.idKey);
+    const s = raw ? decodeGroup(raw) : undefined;
+    if (!s || !(s.flags & GRM.GROUP_IN_USE)) throw new GrmError('BAD_ARGUMENT', `group ${formatAddress(this.address)} no longer exists`);
+    return s;
   }
 
   private write(s: GroupState): void {
-    this.core.maps.grm_groups.update(this.key, encodeGroup(s));
+    this.core.maps.grm_groups.update(this.idKey, encodeGroup(s));
   }
 
   /** Starts a generation for `app` in a free slot; returns its number (monotonic per group). */

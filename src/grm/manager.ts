@@ -174,30 +174,44 @@ export class GenerationManager implements ManagerCore {
   openGroup(addr: ListenAddress, opts: GroupOptions = {}): Group {
     const sa = toSocketAddress(addr);
     const key = groupKey(sa);
-    const old = this.maps.grm_groups.lookup(key);
-    if (old) {
-      const s = decodeGroup(old);
+    const known = this.maps.grm_group_ids.lookup(key);
+    if (known) {
+      const id = known.readUInt32LE();
+      const raw = this.maps.grm_groups.lookup(u32(id));
+      if (!raw) throw new GrmError('SYSCALL', `group ${id} of ${addr.host}:${addr.port} is missing from grm_groups`);
+      const s = decodeGroup(raw);
       if (opts.attemptTtlMs !== undefined) s.attemptTtlMs = checkTtl(opts.attemptTtlMs);
       if (opts.dropUnparseable !== undefined) {
         s.flags = opts.dropUnparseable ? s.flags | GRM.GROUP_DROP_UNPARSEABLE : s.flags & ~GRM.GROUP_DROP_UNPARSEABLE;
       }
-      this.maps.grm_groups.update(key, encodeGroup(s));
-      return new Group(this, sa, key, opts.socketBufferBytes);
+      this.maps.grm_groups.update(u32(id), encodeGroup(s));
+      return new Group(this, sa, id, opts.socketBufferBytes);
     }
     const used = new Set(this.groups().map((g) => g.id));
     let id = 1;
     while (used.has(id)) id++;
     if (id >= GRM.MAX_GROUPS) throw new GrmError('TOO_MANY_GROUPS', `at most ${GRM.MAX_GROUPS - 1} listen addresses`);
     const flags = opts.dropUnparseable ? GRM.GROUP_DROP_UNPARSEABLE : 0;
-    const s = emptyGroup(id, checkTtl(opts.attemptTtlMs ?? GRM.DEFAULT_ATTEMPT_TTL_MS), flags);
+    const s = emptyGroup(id, key, checkTtl(opts.attemptTtlMs ?? GRM.DEFAULT_ATTEMPT_TTL_MS), flags);
     this.maps.grm_gstats.update(u32(id), Buffer.alloc(this.maps.grm_gstats.lookupSize));
-    this.maps.grm_groups.update(key, encodeGroup(s), BPF_NOEXIST);
-    return new Group(this, sa, key, opts.socketBufferBytes);
+    this.maps.grm_groups.update(u32(id), encodeGroup(s));
+    this.maps.grm_group_ids.update(key, u32(id), BPF_NOEXIST);
+    this.indexPort(sa.port);
+    return new Group(this, sa, id, opts.socketBufferBytes);
+  }
+
+  /** grm_ports[port]: the only group on that port, or GRM_PORT_SHARED when addresses share it. */
+  private indexPort(port: number): void {
+    const ids = this.groups()
+      .filter((g) => g.address.port === port)
+      .map((g) => g.id);
+    const value = ids.length === 0 ? 0 : ids.length === 1 ? ids[0]! : GRM.PORT_SHARED;
+    this.maps.grm_ports.update(u32(port), u32(value));
   }
 
   /** Every group in the pinned state. */
   groups(): Group[] {
-    return groupsOf(this, this.maps.grm_groups);
+    return groupsOf(this);
   }
 
   /** Closes the object; pins and attached programs stay, so a new manager adopts the state. */
@@ -230,7 +244,7 @@ function checkTtl(ms: number): number {
 
 function u32(v: number): Buffer {
   const b = Buffer.alloc(4);
-  b.writeUInt32LE(v);
+  b.writeUInt32LE(v >>> 0);
   return b;
 }
 
@@ -250,10 +264,11 @@ export function addressOfKey(k: Buffer): SocketAddress {
 }
 
 /** Groups of a (possibly pinned-only) state, ordered by id. */
-export function groupsOf(core: ManagerCore, groupsMap: BpfMap): Group[] {
-  return groupsMap
+export function groupsOf(core: ManagerCore): Group[] {
+  const ids = core.maps.grm_group_ids;
+  return ids
     .keys()
-    .map((k) => new Group(core, addressOfKey(k), k))
+    .map((k) => new Group(core, addressOfKey(k), ids.lookup(k)!.readUInt32LE()))
     .sort((a, b) => a.id - b.id);
 }
 

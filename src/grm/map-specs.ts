@@ -19,7 +19,9 @@ import { GrmError } from './errors.js';
 import { bpf, errnoText } from './native.js';
 
 export const MAP_SPECS: Record<MapName, { keySize: number; valueSize: number; perCpu: boolean }> = {
-  grm_groups: { keySize: grm_group_key.size, valueSize: grm_group.size, perCpu: false },
+  grm_groups: { keySize: 4, valueSize: grm_group.size, perCpu: false },
+  grm_group_ids: { keySize: grm_group_key.size, valueSize: 4, perCpu: false },
+  grm_ports: { keySize: 4, valueSize: 4, perCpu: false },
   grm_socks: { keySize: grm_sock_key.size, valueSize: 8, perCpu: false },
   grm_keys: { keySize: 4, valueSize: grm_cid_key.size, perCpu: false },
   grm_attempts: { keySize: grm_attempt_key.size, valueSize: grm_attempt.size, perCpu: false },

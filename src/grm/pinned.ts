@@ -53,7 +53,7 @@ export class PinnedState implements ManagerCore {
   }
 
   groups(): Group[] {
-    return groupsOf(this, this.maps.grm_groups);
+    return groupsOf(this);
   }
 
   close(): void {

@@ -292,3 +292,34 @@ test('IPv6 groups steer the same way', async () => {
   expect(s.group.stats().group.cid_ok).toBe(1n);
   expect(s.group.stats().group.new_conns).toBe(1n);
 });
+
+test('groups sharing a port on different addresses, and an unmanaged address on it, stay apart', async () => {
+  const port = nextPort++;
+  const make = (host: string): Setup => {
+    const group = mgr.openGroup({ host, port });
+    const rx = new Receivers();
+    receivers.push(rx);
+    return { group, port, rx, socketsOf: new Map() };
+  };
+  const a = make('127.0.0.1');
+  const b = make('127.0.0.2');
+  const ga = addGen(a, 2);
+  a.group.setWorking(0, ga);
+  const gb = addGen(b, 2);
+  b.group.setWorking(0, gb);
+  // A plain reuseport socket on 127.0.0.3, not managed: its datagrams are the kernel's business.
+  const { createReuseportSocket, toSocketAddress } = await import('../../src/grm/sockets.js');
+  const plain = new Receivers();
+  receivers.push(plain);
+  plain.add(createReuseportSocket(toSocketAddress({ host: '127.0.0.3', port })));
+  const c = await client();
+  await send(c, shortHeader(a.group.codec.issue(ga, 1), 1), port, '127.0.0.1');
+  await send(c, shortHeader(b.group.codec.issue(gb, 0), 2), port, '127.0.0.2');
+  await send(c, shortHeader(a.group.codec.issue(ga, 1), 3), port, '127.0.0.3');
+  await a.rx.waitFor(1);
+  await b.rx.waitFor(1);
+  await plain.waitFor(1);
+  expect(a.rx.arrivals[0]!.receiver).toBe(a.socketsOf.get(ga)![1]);
+  expect(b.rx.arrivals[0]!.receiver).toBe(b.socketsOf.get(gb)![0]);
+  expect(tagOf(plain.arrivals[0]!.msg, 12, false)).toBe(3);
+});
