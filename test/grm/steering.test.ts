@@ -323,3 +323,19 @@ test('groups sharing a port on different addresses, and an unmanaged address on 
   expect(b.rx.arrivals[0]!.receiver).toBe(b.socketsOf.get(gb)![0]);
   expect(tagOf(plain.arrivals[0]!.msg, 12, false)).toBe(3);
 });
+
+test('re-registering a worker index (respawned worker) moves its CIDs to the new socket', async () => {
+  const s = setup();
+  const g1 = addGen(s, 2);
+  s.group.setWorking(0, g1);
+  const cid = s.group.codec.issue(g1, 1);
+  const fd = s.group.createSocket();
+  s.group.register(g1, 1, fd);
+  const fresh = s.rx.add(fd);
+  s.rx.close(s.socketsOf.get(g1)![1]!); // the old worker is gone
+  const c = await client();
+  await send(c, shortHeader(cid, 1), s.port);
+  await s.rx.waitFor(1);
+  expect(s.rx.arrivals[0]!.receiver).toBe(fresh);
+  expect(s.group.generations()[0]!.sockets.map((k) => k.worker)).toEqual([0, 1]);
+});
