@@ -115,3 +115,27 @@ test('forged short-header CIDs fail decode except by chance, and are counted', a
   const elsewhere = rx.arrivals.slice(start).filter((a) => !workingReceivers.has(a.receiver)).length;
   expect(elsewhere).toBe(ok);
 }, 60_000);
+
+test('key rotation keeps two configs live: CIDs of the config before the previous one stop routing', async () => {
+  const gen = group.working(0)!;
+  const slot = group.slotOf(gen);
+  const first = mgr.rotateCidKey(12);
+  const oldCid = group.codec.issue(gen, 77);
+  const second = mgr.rotateCidKey(12);
+  const midCid = group.codec.issue(gen, 77);
+  mgr.rotateCidKey(12); // `first` is dropped now
+  expect([...mgr.liveKeys().keys()].sort()).toEqual([second.configId, mgr.issuingKey().configId].sort());
+  expect(first.configId).not.toBe(second.configId);
+  const before = group.stats().group;
+  const start = rx.arrivals.length;
+  const client = await udpClient();
+  await send(client, shortHeader(midCid, 1), PORT);
+  await send(client, shortHeader(oldCid, 2), PORT);
+  await rx.waitFor(start + 2);
+  client.close();
+  const after = group.stats().group;
+  expect(after.cid_ok - before.cid_ok).toBe(1n);
+  expect(after.cid_fail - before.cid_fail).toBe(1n);
+  const mid = rx.arrivals.slice(start).find((a) => a.msg.readUInt32BE(1 + 12) === 1)!;
+  expect(mid.receiver).toBe(receiverOf.get(`${slot}/77`));
+});
