@@ -43,7 +43,13 @@ export function formatGroup(g: Group, verbose: boolean, state: PinnedState): str
   const lines: string[] = [g.toString()];
   const flags = s.flags & GRM.GROUP_DROP_UNPARSEABLE ? '  drop_unparseable' : '';
   const live = [...state.liveKeys().values()].map((k) => `${k.configId}:${k.cidLength}B`).join(',');
-  lines.push(`\tgroup ${s.id}  attempt_ttl_ms ${s.attemptTtlMs}  cid_configs ${live} issuing ${state.issuingKey().configId}${flags}`);
+  let issuing = '-';
+  try {
+    issuing = String(state.issuingKey().configId);
+  } catch {
+    /* no issuing key recorded: show '-' */
+  }
+  lines.push(`\tgroup ${s.id}  attempt_ttl_ms ${s.attemptTtlMs}  cid_configs ${live || '-'} issuing ${issuing}${flags}`);
   const names = g.serverNames();
   const apps = new Set<number>([...names.keys(), ...s.slotApp.filter((_, i) => s.slotState[i] === GRM.SLOT_IN_USE)]);
   apps.add(0);
