@@ -42,9 +42,9 @@ struct {
 } grm_ports SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_SOCKHASH);
-	__uint(max_entries, GRM_MAX_SOCKETS);
-	__type(key, struct grm_sock_key);
+	__uint(type, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY);
+	__uint(max_entries, GRM_MAX_GROUPS * GRM_MAX_SLOTS * GRM_MAX_WORKERS);
+	__type(key, __u32);
 	__type(value, __u64);
 } grm_socks SEC(".maps");
 
@@ -212,7 +212,8 @@ static __always_inline struct grm_gen_stats *genstats(__u32 gid, __u32 slot)
 
 static __always_inline int select_key(struct sk_reuseport_md *md, struct grm_sock_key *key)
 {
-	return bpf_sk_select_reuseport(md, &grm_socks, key, 0);
+	__u32 index = GRM_SOCK_INDEX(key->group, key->slot, key->worker);
+	return bpf_sk_select_reuseport(md, &grm_socks, &index, 0);
 }
 
 /* Picks a live socket among the first n worker indices of a slot, starting at hash % n and probing

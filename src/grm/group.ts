@@ -329,11 +329,10 @@ function checkApp(app: number): void {
   if (!Number.isInteger(app) || app < 0 || app >= GRM.MAX_APPS) throw new GrmError('BAD_ARGUMENT', `app must be 0..${GRM.MAX_APPS - 1}, got ${app}`);
 }
 
+/** grm_socks index of (group, slot, worker): GRM_SOCK_INDEX in grm_abi.h. */
 export function sockKey(group: number, slot: number, worker: number): Buffer {
-  const k = Buffer.alloc(grm_sock_key.size);
-  setU(k, grm_sock_key.fields.group, group);
-  setU(k, grm_sock_key.fields.slot, slot);
-  setU(k, grm_sock_key.fields.worker, worker);
+  const k = Buffer.alloc(4);
+  k.writeUInt32LE((group * GRM.MAX_SLOTS + slot) * GRM.MAX_WORKERS + worker);
   return k;
 }
 

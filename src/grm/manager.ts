@@ -73,7 +73,7 @@ export class GenerationManager implements ManagerCore {
         }
         throw new GrmError(
           'UNSUPPORTED',
-          `loading ${objectPath}: ${errnoText(errno)}: the kernel lacks sk_reuseport/SOCKHASH/BTF support, ` +
+          `loading ${objectPath}: ${errnoText(errno)}: the kernel lacks sk_reuseport/REUSEPORT_SOCKARRAY/BTF support, ` +
             `or the maps pinned in ${pinDir} come from an incompatible build (run 'udpgrm-proxy grm cleanup')`,
           errno,
         );

@@ -10,7 +10,6 @@ import {
   grm_group_stats,
   grm_name_key,
   grm_name_val,
-  grm_sock_key,
   MAP_NAMES,
   type MapName,
 } from './abi.generated.js';
@@ -22,7 +21,7 @@ export const MAP_SPECS: Record<MapName, { keySize: number; valueSize: number; pe
   grm_groups: { keySize: 4, valueSize: grm_group.size, perCpu: false },
   grm_group_ids: { keySize: grm_group_key.size, valueSize: 4, perCpu: false },
   grm_ports: { keySize: 4, valueSize: 4, perCpu: false },
-  grm_socks: { keySize: grm_sock_key.size, valueSize: 8, perCpu: false },
+  grm_socks: { keySize: 4, valueSize: 8, perCpu: false },
   grm_keys: { keySize: 4, valueSize: grm_cid_key.size, perCpu: false },
   grm_attempts: { keySize: grm_attempt_key.size, valueSize: grm_attempt.size, perCpu: false },
   grm_gstats: { keySize: 4, valueSize: grm_group_stats.size, perCpu: true },

@@ -151,7 +151,7 @@ export function checkAdoptable(fd: number, addr: SocketAddress): void {
   }
 }
 
-/** SO_COOKIE: the id bpf_get_socket_cookie() sees and a SOCKHASH lookup returns. */
+/** SO_COOKIE: the id bpf_get_socket_cookie() sees and a grm_socks lookup returns. */
 export function socketCookie(fd: number): bigint {
   return getRaw(fd, SOL_SOCKET, SO_COOKIE, 8, 'SO_COOKIE').readBigUInt64LE();
 }
