@@ -3,7 +3,7 @@
  * server names, counters and CID codec. All state lives in the pinned BPF maps, so a restarted
  * manager sees exactly what the kernel steers by.
  */
-import { GRM, grm_gen_stats, grm_group_stats, grm_name_key, grm_name_val, grm_sock_key } from './abi.generated.js';
+import { GRM, grm_gen_stats, grm_group_stats, grm_name_key, grm_name_val } from './abi.generated.js';
 import { cidIssuerParams, decodeCid, encodeCid, type CidIssuerParams } from './cid.js';
 import { GrmError } from './errors.js';
 import { decodeGroup, encodeGroup, type GroupState } from './group-state.js';
