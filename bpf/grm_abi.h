@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * grm_abi.h — the ONE definition of the ABI between the sk_reuseport program (grm.bpf.c) and the
+ * TypeScript generation manager (src/grm). scripts/gen-grm-abi.mjs reads the GRM_* #defines below
+ * and the struct layouts from the object's BTF and writes src/grm/abi.generated.ts; never restate
+ * any of this by hand on the TS side.
+ *
+ * Model
+ * -----
+ * - Group: one SO_REUSEPORT group per listen address, with an id 1..GRM_MAX_GROUPS-1. grm_groups
+ *   is an ARRAY indexed by id (state + the address, so the program can check it); grm_group_ids
+ *   maps an address to its id; grm_ports maps a port to the id of the only group on that port, or
+ *   GRM_PORT_SHARED when several addresses share it (then grm_group_ids is consulted). The fast
+ *   path is two inlined array lookups instead of a hash lookup. The program takes the bound
+ *   address from md->sk; a datagram for an address we do not manage is left to the kernel
+ *   (counted at grm_gstats[0]).
+ * - Generation slot: GRM_MAX_SLOTS per group. A slot is FREE or IN USE; an in-use slot belongs to
+ *   one app and carries the generation number (monotonic per group, never reused). The manager only
+ *   hands out free slots and frees a slot on retire(), so a new generation never lands on a slot that
+ *   still holds live sockets (no udpgrm-style wrap-around).
+ * - Sockets: grm_socks is a REUSEPORT_SOCKARRAY indexed by GRM_SOCK_INDEX(group, slot, worker)
+ *   (struct grm_sock_key names a socket elsewhere); value is the fd on update and the SO_COOKIE
+ *   on lookup. Closed sockets leave it by themselves; a socket can sit at one index only.
+ *   Measured against a SOCKHASH keyed by grm_sock_key: ~55 ns less per datagram (the array index
+ *   replaces a hash lookup inside bpf_sk_select_reuseport), for 4 MiB of kernel memory.
+ * - Apps: up to GRM_MAX_APPS worker pools per group, each with a working slot (GRM_SLOT_NONE = no
+ *   working generation yet). App 0 is the default app (no SNI, unmatched SNI, unparseable).
+ *   fallback_order[app] lists in-use slots, that app's first, newest generation first; it is where
+ *   a new connection goes when the working slot has no live socket (counted, never the kernel hash).
+ *
+ * Connection ID (issued in TS, decoded here), length L = 8..20 per config:
+ *   byte 0      : config id (3 bits, 0b111 = unroutable, QUIC-LB style) << 5 | 5 random bits
+ *   bytes 1..3  : E = R XOR (H & 0xffffff), R = slot(5) << 19 | worker(8) << 11 | check(11)
+ *   bytes 4..L-1: nonce N (4..16 random bytes)
+ *   H     = SipHash-2-4(key[config], N)                       (64 bits, one hash per decode)
+ *   check = (((slot << 8 | worker) + 1) * ((H >> 24) | 1) mod 2^40) >> 29   (11 bits)
+ * The check is a multiply-shift hash whose multiplier is secret per nonce, so flipping bits of E
+ * moves the routing field to an unpredictable check value: a forged or modified CID decodes with
+ * probability ~2^-11, and then to a socket the forger cannot choose. Two config ids are live at
+ * once (grm_keys[config].cid_len != 0) so a key rotation is itself zero-downtime.
+ *
+ * Steering (grm.bpf.c):
+ *   short header, or long header whose DCID decodes as ours (Handshake, client Initials after our
+ *     first flight)              -> socket {group, slot, worker}; gone -> new-connection path (counted)
+ *   Initial / 0-RTT, client DCID -> grm_attempts (LRU, key = group + DCID, GRM ttl) -> same socket;
+ *                                   otherwise new-connection path, recorded in grm_attempts
+ *   unparseable                  -> new-connection path of app 0 (counted) or drop (GRM_GROUP_DROP_UNPARSEABLE)
+ *   new-connection path          -> working slot of the app, worker = hash % workers (probing holes);
+ *                                   none live -> fallback_order (counted); nothing live -> drop (counted)
+ *   not a group in grm_groups    -> SK_PASS without a choice (kernel hash; counted at grm_gstats[0])
+ *
+ * SNI (only when built with bpf/quic_sni.h, -DGRM_WITH_SNI, and the group has names): the first
+ * datagram of an attempt (no grm_attempts record) is decrypted; the SNI (lower-cased) is looked up
+ * exactly, then as "*" + the name from its first dot (one-label wildcards), in grm_names; the app's
+ * working generation takes the attempt, app 0 when there is no SNI or no match (counted).
+ * ClientHello split over two datagrams: the socket is chosen from the FIRST datagram and recorded
+ * in grm_attempts; the second follows that record (same DCID), whatever it contains and even if
+ * the working generation flipped in between. If server_name only appears in the second datagram
+ * (Chrome with post-quantum key shares puts it there about half the time), the attempt is steered
+ * to the default app: an app that needs it must also be reachable through app 0 (or list its names
+ * under app 0's certificate), or the proxy must forward. Reading the 2nd datagram first is not
+ * possible: the kernel must pick a socket for every datagram as it arrives.
+ *
+ * Internal maps (not part of this ABI, not pinned by name): pkt_scratch (per-CPU header copy for
+ * short or non-linear datagrams, attempt key) and sni_scratch / quic_sni_scratch (SNI reader).
+ *
+ * Later: udpgrm's socket-option API (UDP_GRM_WORKING_GEN, UDP_GRM_SOCKET_GEN, ...) can be layered
+ * on these maps: a group is an address in grm_groups, an app number is an app here, udpgrm's
+ * "generation" maps onto a generation number with its slot, and registration is an update of
+ * grm_socks by {group, slot, worker} (udpgrm's socket index = worker index).
+ */
+#ifndef GRM_ABI_H
+#define GRM_ABI_H
+
+#include <linux/types.h>
+
+#define GRM_MAX_GROUPS 64
+#define GRM_MAX_SLOTS 32
+#define GRM_MAX_WORKERS 256
+#define GRM_MAX_APPS 8
+#define GRM_MAX_CONFIGS 8
+#define GRM_CONFIG_UNROUTABLE 7
+#define GRM_SLOT_NONE 255
+#define GRM_CID_MIN_LEN 8
+#define GRM_CID_MAX_LEN 20
+#define GRM_CID_ROUTE_BYTES 3
+#define GRM_CID_NONCE_OFFSET 4
+#define GRM_CHECK_BITS 11
+#define GRM_NAME_MAX 64
+#define GRM_MAX_ATTEMPTS 65536
+#define GRM_MAX_NAMES 4096
+#define GRM_PROBES GRM_MAX_WORKERS /* probe every index of a slot: holes cost only when present */
+#define GRM_DEFAULT_ATTEMPT_TTL_MS 10000
+
+/* struct grm_group.flags */
+#define GRM_GROUP_DROP_UNPARSEABLE 1
+#define GRM_GROUP_HAS_NAMES 2
+#define GRM_GROUP_IN_USE 4
+
+/* grm_ports value: several groups listen on this port (different addresses) */
+#define GRM_PORT_SHARED 0xffffffff
+#define GRM_MAX_PORTS 65536
+
+/* struct grm_group.slot_state[] */
+#define GRM_SLOT_FREE 0
+#define GRM_SLOT_IN_USE 1
+
+/* struct grm_cid_key.flags */
+#define GRM_KEY_LIVE 1
+#define GRM_KEY_ISSUING 2 /* the config new CIDs are issued with (TS side only) */
+
+struct grm_group_key {
+	__u32 family; /* AF_INET or AF_INET6 */
+	__u32 port;   /* host byte order */
+	__u8 addr[16]; /* network byte order; IPv4 in the first 4 bytes, rest zero */
+};
+
+struct grm_group {
+	__u32 id;
+	__u32 flags;
+	struct grm_group_key addr; /* the listen address (same layout as the grm_group_ids key) */
+	__u32 attempt_ttl_ms;
+	__u32 last_gen; /* last generation number handed out (monotonic) */
+	__u8 working_slot[GRM_MAX_APPS];
+	__u8 slot_state[GRM_MAX_SLOTS];
+	__u8 slot_app[GRM_MAX_SLOTS];
+	__u16 slot_workers[GRM_MAX_SLOTS]; /* highest registered worker index + 1 */
+	__u32 slot_gen[GRM_MAX_SLOTS];
+	__u8 fallback_order[GRM_MAX_APPS][GRM_MAX_SLOTS]; /* GRM_SLOT_NONE-terminated */
+};
+
+/* grm_socks index of a socket (REUSEPORT_SOCKARRAY; value = fd on update, SO_COOKIE on lookup). */
+#define GRM_SOCK_INDEX(group, slot, worker) \
+	(((__u32)(group) * GRM_MAX_SLOTS + (__u32)(slot)) * GRM_MAX_WORKERS + (__u32)(worker))
+
+struct grm_sock_key {
+	__u32 group;
+	__u16 slot;
+	__u16 worker;
+};
+
+struct grm_cid_key {
+	__u64 k0;
+	__u64 k1;
+	__u32 cid_len;
+	__u32 flags;
+};
+
+struct grm_attempt_key {
+	__u32 group;
+	__u32 len;
+	__u8 dcid[GRM_CID_MAX_LEN];
+};
+
+struct grm_attempt {
+	__u64 expires_ns;
+	struct grm_sock_key sock;
+};
+
+struct grm_name_key {
+	__u32 group;
+	char name[GRM_NAME_MAX]; /* lower case, zero padded; "*.example.com" for wildcards */
+};
+
+struct grm_name_val {
+	__u32 app;
+};
+
+/* Per group (index = group id, 0 = datagrams for groups we do not manage). PERCPU. */
+struct grm_group_stats {
+	__u64 packets;
+	__u64 new_conns;      /* new connections dispatched (first datagram of an attempt) */
+	__u64 attempt_hits;   /* later datagrams of an attempt kept on its socket */
+	__u64 cid_ok;         /* routed by our CID */
+	__u64 cid_fail;       /* DCID did not decode as ours (short header or our-length long header) */
+	__u64 cid_gone;       /* decoded, but that socket is gone -> new-connection path */
+	__u64 fallbacks;      /* working slot had no live socket -> fallback_order */
+	__u64 unparseable;    /* not QUIC-shaped */
+	__u64 drops;
+	__u64 sni_none;       /* new connection without a readable SNI (default app) */
+	__u64 sni_unmatched;  /* SNI read but no app lists it (default app) */
+	__u64 sni_match[GRM_MAX_APPS];
+};
+
+/* Per generation slot (index = group id * GRM_MAX_SLOTS + slot). PERCPU, zeroed on addGeneration. */
+struct grm_gen_stats {
+	__u64 packets;   /* datagrams delivered to this slot's sockets */
+	__u64 new_conns;
+	__u64 cid_ok;
+	__u64 cid_gone;  /* CIDs naming this slot whose socket is gone */
+	__u64 fallbacks; /* new connections received as a fallback for another slot */
+};
+
+#endif

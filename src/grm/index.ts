@@ -1,0 +1,18 @@
+/** Public API of the generation manager. */
+export { GenerationManager, DEFAULT_PIN_DIR, DEFAULT_CID_LENGTH, defaultObjectPath, type ManagerOptions } from './manager.js';
+export {
+  Group,
+  CidCodec,
+  type GroupOptions,
+  type GenerationInfo,
+  type SocketInfo,
+  type GroupStats,
+  type GroupCounters,
+  type GenerationCounters,
+  type DecodedCid,
+} from './group.js';
+export { createCidIssuer, type CidIssuerParams, type CidKey } from './cid.js';
+export { GrmError, type GrmErrorCode } from './errors.js';
+export { socketCookie, type ListenAddress } from './sockets.js';
+export { runGrmCommand } from './cli.js';
+export type { CidIssuer } from './interface.js';

@@ -1,0 +1,27 @@
+/**
+ * Test isolation for files that touch sockets or BPF state: a private network namespace for this
+ * test process (vitest runs each file in its own fork; the netns is per thread and our sockets are
+ * created on the main thread; children spawned from it inherit it) and a unique bpffs pin dir.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import koffi from 'koffi';
+
+const CLONE_NEWNET = 0x40000000;
+
+export function enterPrivateNetns(): void {
+  const unshare = koffi.load('libc.so.6').func('int unshare(int flags)');
+  if ((unshare(CLONE_NEWNET) as number) !== 0) throw new Error(`unshare(CLONE_NEWNET) failed: errno ${koffi.errno()}`);
+  execFileSync('ip', ['link', 'set', 'lo', 'up']);
+}
+
+export function uniquePinDir(tag: string): string {
+  return `/sys/fs/bpf/grm-test-${tag}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+export function removePinDir(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const f of readdirSync(dir)) unlinkSync(`${dir}/${f}`);
+  rmdirSync(dir);
+}
