@@ -215,6 +215,7 @@ static __always_inline void quic_sni_set_msg(struct quic_sni_scratch *s, const _
 {
 	int i;
 
+	QUIC_SNI_OPAQUE(info);
 	for (i = 0; i < 56; i++)
 		s->hmac_msg[i] = info[i];
 	s->hmac_msg_len = len;
@@ -223,6 +224,7 @@ static __always_inline void quic_sni_set_msg(struct quic_sni_scratch *s, const _
 /* Initial secrets from the DCID at b[6..6+dcid_len): pkt_key, iv, hp_key (RFC 9001 §5.2). */
 QUIC_SNI_SUBPROG int quic_sni_derive(struct quic_sni_scratch *s)
 {
+	const __u32 *ipad, *opad;
 	__u32 dcid_len;
 	int i;
 
@@ -233,9 +235,13 @@ QUIC_SNI_SUBPROG int quic_sni_derive(struct quic_sni_scratch *s)
 		return -1;
 	/* initial_secret = HKDF-Extract(salt, DCID) = HMAC(salt, DCID); the salt's pad states are
 	 * constants (quic_sni_tables.h; sni_check compares them with quic_sni_hmac_setkey) */
+	ipad = quic_sni_hash_consts.salt_ipad;
+	opad = quic_sni_hash_consts.salt_opad;
+	QUIC_SNI_OPAQUE(ipad);
+	QUIC_SNI_OPAQUE(opad);
 	for (i = 0; i < 8; i++) {
-		s->hmac_ipad[i] = quic_sni_salt_ipad[i];
-		s->hmac_opad[i] = quic_sni_salt_opad[i];
+		s->hmac_ipad[i] = ipad[i];
+		s->hmac_opad[i] = opad[i];
 	}
 	for (i = 0; i < 56; i++) {
 		/* keep DCID bytes (i < dcid_len), zero the rest: mask is 0xff iff i - dcid_len < 0 */

@@ -63,13 +63,13 @@ static const __u32 quic_sni_sha256_k[64] = {
 	0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
 	0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
-static const __u32 quic_sni_sha256_iv[8] = {
-	0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-};
-static const __u32 quic_sni_salt_ipad[8] = {
-	0x2d5eed97, 0x70d71abf, 0x4c9b8799, 0xc4eb86b0, 0xe9b16e41, 0xd04322f6, 0xf73a0cb2, 0x9e23a203,
-};
-static const __u32 quic_sni_salt_opad[8] = {
-	0x0d3d813d, 0xcffa6f1f, 0x7dbcb03e, 0x923042dc, 0xd15a45f6, 0x55ab0325, 0xf3c23aab, 0x37426939,
+static const struct quic_sni_hash_consts {
+	__u32 sha256_iv[8];
+	__u32 salt_ipad[8]; /* HMAC-SHA256 state after (v1 salt ^ ipad) */
+	__u32 salt_opad[8]; /* ... after (v1 salt ^ opad) */
+} quic_sni_hash_consts = {
+	.sha256_iv = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19 },
+	.salt_ipad = { 0x2d5eed97, 0x70d71abf, 0x4c9b8799, 0xc4eb86b0, 0xe9b16e41, 0xd04322f6, 0xf73a0cb2, 0x9e23a203 },
+	.salt_opad = { 0x0d3d813d, 0xcffa6f1f, 0x7dbcb03e, 0x923042dc, 0xd15a45f6, 0x55ab0325, 0xf3c23aab, 0x37426939 },
 };
 #endif

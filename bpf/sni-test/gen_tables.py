@@ -86,7 +86,13 @@ print("#define QUIC_SNI_TABLES_H")
 emit("quic_sni_aes_sbox", "__u8", sbox, "0x{:02x}", 16)
 emit("quic_sni_aes_te0", "__u32", te0, "0x{:08x}", 8)
 emit("quic_sni_sha256_k", "__u32", sha_k, "0x{:08x}", 8)
-emit("quic_sni_sha256_iv", "__u32", sha_iv, "0x{:08x}", 8)
-emit("quic_sni_salt_ipad", "__u32", salt_ipad, "0x{:08x}", 8)
-emit("quic_sni_salt_opad", "__u32", salt_opad, "0x{:08x}", 8)
+# One struct, not three 32-byte arrays: clang puts 32-byte constants in .rodata.cst32 while its
+# BTF says .rodata, and the kernel then rejects the object's BTF (clang 14 / libbpf 1.1).
+print("static const struct quic_sni_hash_consts {")
+print("\t__u32 sha256_iv[8];\n\t__u32 salt_ipad[8]; /* HMAC-SHA256 state after (v1 salt ^ ipad) */")
+print("\t__u32 salt_opad[8]; /* ... after (v1 salt ^ opad) */")
+print("} quic_sni_hash_consts = {")
+for name, vals in (("sha256_iv", sha_iv), ("salt_ipad", salt_ipad), ("salt_opad", salt_opad)):
+    print(f"\t.{name} = {{ " + ", ".join("0x{:08x}".format(v) for v in vals) + " },")
+print("};")
 print("#endif")

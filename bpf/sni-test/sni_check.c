@@ -61,7 +61,7 @@ static void selftest(void)
 	s->sha.block[3] = 0x80;
 	s->sha.block[63] = 24;
 	for (i = 0; i < 8; i++)
-		s->sha.h[i] = quic_sni_sha256_iv[i];
+		s->sha.h[i] = quic_sni_hash_consts.sha256_iv[i];
 	quic_sni_sha256_compress(s);
 	for (i = 0; i < 8; i++)
 		quic_sni_put_be32(&out[i * 4], s->sha.h[i]);
@@ -71,7 +71,7 @@ static void selftest(void)
 	memset(s->hmac_key, 0, 32);
 	unhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a", s->hmac_key, 20);
 	quic_sni_hmac_setkey(s);
-	if (memcmp(s->hmac_ipad, quic_sni_salt_ipad, 32) || memcmp(s->hmac_opad, quic_sni_salt_opad, 32)) {
+	if (memcmp(s->hmac_ipad, quic_sni_hash_consts.salt_ipad, 32) || memcmp(s->hmac_opad, quic_sni_hash_consts.salt_opad, 32)) {
 		fprintf(stderr, "FAIL salt pad states\n");
 		failures++;
 	}
