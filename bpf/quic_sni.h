@@ -671,6 +671,11 @@ static __always_inline int quic_initial_sni(const __u8 *buf, __u32 len, char sni
 	int r;
 
 	sni_out[0] = 0;
+	/* cheap reject before touching the scratch: long header with fixed bit, version 1 */
+	if (len < 7 || (buf[0] & 0xc0) != 0xc0)
+		return len < 7 ? -QUIC_SNI_E_SHORT : -QUIC_SNI_E_NOT_INITIAL;
+	if (buf[1] != 0 || buf[2] != 0 || buf[3] != 0 || buf[4] != 1)
+		return -QUIC_SNI_E_VERSION;
 #if defined(__bpf__)
 	s = bpf_map_lookup_elem(&quic_sni_scratch, &zero);
 	if (!s)
