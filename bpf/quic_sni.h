@@ -20,24 +20,31 @@
  *     The GCM tag is NOT verified: a forged Initial can at most choose where its own connection
  *     attempt is steered, which it can do anyway by sending whatever SNI it likes. Do not use the
  *     result for anything but steering.
- *  5. frames: PADDING, PING, ACK (skipped), CRYPTO. CRYPTO fragments are reassembled by offset in
- *     scratch (up to QUIC_SNI_MAX_FRAGS per datagram, so Chrome's "chaos protection", which cuts
- *     its ClientHello into several out-of-order CRYPTO frames mixed with PING/PADDING, works), and
+ *  5. frames: PADDING, PING, ACK (skipped), CRYPTO. Each CRYPTO fragment is copied to its stream
+ *     offset in scratch (up to QUIC_SNI_MAX_FRAGS per datagram, offsets < QUIC_SNI_REASM_CAP), and
  *     the ClientHello is parsed each time the contiguous prefix from offset 0 grows, stopping as
  *     soon as server_name is found (RFC 9001 A.2: ~260 bytes decrypted, not the whole 1162).
  *  6. ClientHello: legacy fields, then the extension list up to extension 0 (server_name), first
  *     host_name entry. Names of QUIC_SNI_MAX bytes or more: -QUIC_SNI_E_TOO_LONG (never truncated,
  *     a truncated name could match the wrong route); a NUL inside: -QUIC_SNI_E_NAME.
+ *  7. fallback scan: if the prefix from offset 0 ends before server_name (but this datagram does
+ *     start the ClientHello), the CRYPTO bytes present are scanned for a server_name extension:
+ *     type 0x0000, three nested lengths that agree (ext = list + 2 = name + 5), name_type 0,
+ *     hostname characters only, all bytes present in this datagram. Needed for Chrome: its
+ *     "chaos protection" cuts the ~2 kB ClientHello (post-quantum key share) into many CRYPTO
+ *     frames spread over two Initials — the 1st carries bytes [0, ~60) and the tail [~1000, end),
+ *     the 2nd the middle — so the extension list cannot be walked from the 1st datagram alone.
+ *     A false match needs ~7 specific bytes plus a hostname-shaped run inside random data; the
+ *     result only steers the sender's own connection attempt.
  *
  * Returns 0 (no SNI in this datagram) when:
- *  - the ClientHello is split over several datagrams and server_name lies beyond this one. Chrome
- *    with post-quantum key shares (X25519MLKEM768, ~1.2 kB) sends a ~1.8 kB ClientHello in two
- *    Initials and randomises extension order, so for roughly half its connection attempts
- *    server_name is in the 2nd datagram. That 2nd datagram (CRYPTO at offset > 0) also returns 0:
- *    the caller must steer it like the 1st one by its DCID (same DCID for every Initial of one
- *    attempt), e.g. a DCID-keyed LRU written when the 1st datagram was steered.
+ *  - server_name is in another datagram: Chrome randomises extension order, so sometimes it lies
+ *    in the middle part (2nd datagram); in 5 of 5 captures here it was in the 1st. Datagrams
+ *    not holding CRYPTO offset 0 (Chrome's 2nd, retransmission tails) also return 0: the caller
+ *    must steer every Initial of one attempt alike, by DCID (the same for all of them), e.g. a
+ *    DCID-keyed LRU written when the first datagram was steered.
  *  - the ClientHello is complete and has no server_name (IP literal), or a datagram carries only
- *    ACK/PING/PADDING, or the CRYPTO data does not start at offset 0 (retransmission tail).
+ *    ACK/PING/PADDING.
  * Only the first QUIC_SNI_SCAN_BYTES bytes of the datagram are looked at; only the first packet
  * of a coalesced datagram is parsed.
  *
@@ -61,8 +68,8 @@
  *   - map `quic_sni_scratch` (PERCPU_ARRAY, 1 entry, value struct quic_sni_scratch, ~5.3 KiB):
  *     the working memory. Do not declare a map of that name; do not use it for anything else.
  *   - global (non-static, noinline) BPF functions named quic_sni_* — the verifier checks each once,
- *     on its own, whatever the number of call sites (the test object: ~68k instructions processed
- *     in total for a program calling quic_initial_sni once); data-dependent loops run in bpf_loop()
+ *     on its own, whatever the number of call sites (the test object: ~145k instructions processed
+ *     in total for a program calling quic_initial_sni once, limit 1M); data-dependent loops run in bpf_loop()
  *     callbacks with their state in the scratch map, so the verifier's work does not grow with the
  *     packet. Needs BTF (-g) and kernel >= 5.17 (bpf_loop); checked on 6.18 for xdp and sk_reuseport.
  *   - constant tables in .rodata (AES S-box + 4 KiB of T-tables, SHA-256 constants, labels).
@@ -76,9 +83,9 @@
  * the kernel rejected the object's BTF: group such constants in a struct (quic_sni_hash_consts).
  *
  * Cost (2-core test VM, kernel 6.18, clang 14, BPF_PROG_TEST_RUN average over 2000 runs):
- * ~10 us for an Initial whose SNI is in the first ~300 bytes (RFC 9001 A.2, quiche), ~18 us when
- * the whole 1.2 kB payload must be decrypted (split ClientHello), ~0.1 us to reject a non-v1
- * packet. The 14 SHA-256 compressions (~0.43 us each) are ~60% of it, AES ~0.1 us per block;
+ * ~10 us for an Initial whose SNI is in the first ~300 bytes (RFC 9001 A.2, quiche), ~20 us when
+ * the whole 1.2 kB payload must be decrypted (split ClientHello; Chrome's 1st Initial, with the
+ * fallback scan), ~0.1 us to reject a non-v1 packet. The 14 SHA-256 compressions (~0.43 us each) are ~60% of it, AES ~0.1 us per block;
  * the same C built for userspace takes ~6 us. It runs once per connection attempt.
  * Kernel bpf_crypto kfuncs (6.10+) are not usable here: the verifier refuses bpf_crypto_decrypt
  * in sk_reuseport programs ("calling kernel function ... is not allowed"; they are for TC/XDP),
@@ -129,7 +136,7 @@ static long quic_sni_loop(__u32 n, long (*cb)(__u32, void *), void *ctx)
 #endif
 
 #define QUIC_SNI_PKT_MASK 2047  /* b[0..2048): datagram, payload decrypted in place */
-#define QUIC_SNI_REASM_OFF 2048 /* b[2048..4096): CRYPTO stream from offset 0, reassembled */
+#define QUIC_SNI_REASM_OFF 2048 /* b[2048..4096): CRYPTO bytes placed at their stream offsets */
 #define QUIC_SNI_REASM_CAP 2040 /* CRYPTO offsets kept (a datagram carries at most ~1.2 kB) */
 #define QUIC_SNI_MAX_FRAGS 16   /* CRYPTO frames remembered per datagram */
 #define QUIC_SNI_MAX_EXTS 64    /* ClientHello extensions walked before giving up */
@@ -176,9 +183,11 @@ struct quic_sni_scratch {
 	__u32 skip_varints; /* ACK frame fields still to skip */
 	__u32 nfrag;
 	struct quic_sni_frag frag[QUIC_SNI_MAX_FRAGS];
-	__u32 prefix;   /* b[REASM_OFF..REASM_OFF+prefix) holds CRYPTO bytes [0, prefix) */
+	__u32 prefix;   /* CRYPTO bytes [0, prefix) are all present in the reassembly area */
 	__u32 grew;     /* prefix grew during this assembly pass */
 	__u32 cp_src, cp_dst, cp_len;
+	__u32 crypto_end; /* end of the highest CRYPTO fragment kept */
+	__u32 scan_frag, scan_pos; /* fallback server_name scan: fragment, reassembly offset */
 	__u32 name_pos, name_len;
 	int result;     /* > 0 SNI length, 0 none, < 0 error, QUIC_SNI__MORE still looking */
 	char sni[QUIC_SNI_MAX];
@@ -320,12 +329,11 @@ QUIC_SNI_SUBPROG int quic_sni_decrypt(struct quic_sni_scratch *s)
 	return 0;
 }
 
-/* Copy cp_len bytes b[cp_src..] -> reassembly area at cp_dst, 8 at a time. Writing up to 7
- * bytes past the end is harmless: those reassembly bytes lie beyond the prefix and get
- * overwritten when it grows. */
+/* Copy cp_len bytes b[cp_src..] -> reassembly area at cp_dst: 8 at a time, then the tail byte
+ * by byte (fragments arrive in any order, so nothing past the end may be touched). */
 QUIC_SNI_SUBPROG int quic_sni_copy(struct quic_sni_scratch *s)
 {
-	__u32 src, dst, len;
+	__u32 src, dst, len, o;
 	int i;
 
 	if (!s)
@@ -333,13 +341,18 @@ QUIC_SNI_SUBPROG int quic_sni_copy(struct quic_sni_scratch *s)
 	src = s->cp_src;
 	dst = s->cp_dst;
 	len = s->cp_len;
-	for (i = 0; i < (QUIC_SNI_REASM_CAP + 7) / 8; i++) {
-		__u32 o = i * 8;
-
-		if (o >= len)
+	for (i = 0; i < QUIC_SNI_REASM_CAP / 8; i++) {
+		o = i * 8;
+		if (o + 8 > len)
 			break;
 		__builtin_memcpy(&s->b[QUIC_SNI_REASM_OFF + ((dst + o) & QUIC_SNI_PKT_MASK)],
 				 &s->b[(src + o) & QUIC_SNI_PKT_MASK], 8);
+	}
+	o = len & ~7u;
+	for (i = 0; i < 7; i++) {
+		if (o + i >= len)
+			break;
+		QUIC_SNI_RB(s, dst + o + i) = QUIC_SNI_PB(s, src + o + i);
 	}
 	return 0;
 }
@@ -443,8 +456,8 @@ QUIC_SNI_SUBPROG int quic_sni_parse_ch(struct quic_sni_scratch *s)
 	return -QUIC_SNI_E_TLS;
 }
 
-/* One step of reassembly: frag i%16 extends the prefix if it starts inside it. A whole pass over
- * the fragments without growth ends the loop. */
+/* One step of reassembly: frag i%16 extends the contiguous prefix if it starts inside it. A whole
+ * pass over the fragments without growth ends the loop. */
 static long quic_sni_assemble_cb(__u32 i, void *ctx)
 {
 	struct quic_sni_scratch *s = ((struct quic_sni_cbctx *)ctx)->s;
@@ -465,11 +478,7 @@ static long quic_sni_assemble_cb(__u32 i, void *ctx)
 	end = (__u32)f->off + f->len;
 	if (f->off > prefix || end <= prefix)
 		return 0;
-	s->cp_src = f->pos + (prefix - f->off);
-	s->cp_dst = prefix;
-	s->cp_len = end - prefix;
-	quic_sni_copy(s);
-	s->prefix = end;
+	s->prefix = end; /* its bytes are already in the reassembly area */
 	s->grew = 1;
 	return 0;
 }
@@ -575,6 +584,12 @@ static long quic_sni_walk_cb(__u32 i, void *ctx)
 		f->len = len;
 		f->pos = data;
 		s->nfrag++;
+		if (v1 + len > s->crypto_end)
+			s->crypto_end = v1 + len;
+		s->cp_src = data;
+		s->cp_dst = v1;
+		s->cp_len = len;
+		quic_sni_copy(s);
 		if (v1 <= s->prefix) {
 			quic_sni_assemble(s);
 			if (s->result != QUIC_SNI__MORE)
@@ -585,6 +600,112 @@ static long quic_sni_walk_cb(__u32 i, void *ctx)
 bad:
 	s->result = -QUIC_SNI_E_FRAME;
 	return 1;
+}
+
+/* Are CRYPTO bytes [x, end) all present in this datagram (possibly over adjacent fragments)?
+ * Bytes elsewhere in the reassembly area are stale data from earlier datagrams. */
+static __always_inline int quic_sni_covered(struct quic_sni_scratch *s, __u32 x, __u32 end)
+{
+	__u32 cur = x, nfrag = s->nfrag;
+	int pass, k;
+
+	for (pass = 0; pass < 3; pass++) { /* an extension of <= 258 bytes spans few fragments */
+		for (k = 0; k < QUIC_SNI_MAX_FRAGS; k++) {
+			struct quic_sni_frag *f = &s->frag[k];
+			__u32 fend = (__u32)f->off + f->len;
+
+			if ((__u32)k < nfrag && f->off <= cur && cur < fend)
+				cur = fend;
+		}
+		if (cur >= end)
+			return 1;
+	}
+	return 0;
+}
+
+/* Does a server_name extension start at reassembly offset s->scan_pos? Checks the four nested
+ * lengths (ext = list + 2 = name + 5), host_name type, hostname characters and that all its bytes
+ * are in this datagram. Returns SNI length / -QUIC_SNI_E_TOO_LONG, or 0 if not. */
+QUIC_SNI_SUBPROG int quic_sni_sni_at(struct quic_sni_scratch *s)
+{
+	__u32 x, ext, list, n;
+	int i;
+
+	if (!s)
+		return 0;
+	x = s->scan_pos;
+	if (QUIC_SNI_RB(s, x) != 0 || QUIC_SNI_RB(s, x + 1) != 0 || QUIC_SNI_RB(s, x + 6) != 0)
+		return 0;
+	ext = ((__u32)QUIC_SNI_RB(s, x + 2) << 8) | QUIC_SNI_RB(s, x + 3);
+	list = ((__u32)QUIC_SNI_RB(s, x + 4) << 8) | QUIC_SNI_RB(s, x + 5);
+	n = ((__u32)QUIC_SNI_RB(s, x + 7) << 8) | QUIC_SNI_RB(s, x + 8);
+	if (n == 0 || n > 253 || list != n + 3 || ext != n + 5)
+		return 0;
+	if (!quic_sni_covered(s, x, x + 9 + n))
+		return 0;
+	for (i = 0; i < 253; i++) { /* LDH hostname characters only, so random bytes do not match */
+		__u8 c;
+
+		if ((__u32)i >= n)
+			break;
+		c = QUIC_SNI_RB(s, x + 9 + i);
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '-' || c == '_'))
+			return 0;
+	}
+	s->name_pos = x + 9;
+	s->name_len = n;
+	return quic_sni_copy_name(s);
+}
+
+/* Fallback scan, 8 positions per call, fragment by fragment: look for a server_name extension
+ * anywhere in the CRYPTO bytes of this datagram. Eight bytes without a zero byte cannot hold the
+ * start of one (its type is 0x0000), which skips most of the data quickly. */
+static long quic_sni_scan_cb(__u32 i, void *ctx)
+{
+	struct quic_sni_scratch *s = ((struct quic_sni_cbctx *)ctx)->s;
+	struct quic_sni_frag *f;
+	__u32 x, k, fend, idx;
+	__u8 no_zero = 1;
+
+	(void)i;
+	if (!s)
+		return 1;
+	idx = s->scan_frag;
+	if (idx >= s->nfrag || idx >= QUIC_SNI_MAX_FRAGS)
+		return 1;
+	f = &s->frag[idx & (QUIC_SNI_MAX_FRAGS - 1)];
+	fend = (__u32)f->off + f->len;
+	x = s->scan_pos;
+	if (x < f->off)
+		x = f->off;
+	if (x < 4 + 2 + 32) /* nothing before legacy_session_id can be an extension */
+		x = 4 + 2 + 32;
+	if (x >= fend) {
+		s->scan_frag = idx + 1;
+		s->scan_pos = 0;
+		return 0;
+	}
+	for (k = 0; k < 8; k++)
+		no_zero &= QUIC_SNI_RB(s, x + k) != 0;
+	if (!no_zero) {
+		for (k = 0; k < 8; k++) {
+			int r;
+
+			if (x + k >= fend)
+				break;
+			if (QUIC_SNI_RB(s, x + k) != 0 || QUIC_SNI_RB(s, x + k + 1) != 0)
+				continue;
+			s->scan_pos = x + k;
+			r = quic_sni_sni_at(s);
+			if (r != 0) {
+				s->result = r;
+				return 1;
+			}
+		}
+	}
+	s->scan_pos = x + 8;
+	return 0;
 }
 
 /* Header, keys, header protection, then the frame walk. s->b/len/dgram_len are filled. */
@@ -680,7 +801,16 @@ QUIC_SNI_SUBPROG int quic_sni_run(struct quic_sni_scratch *s)
 	s->nfrag = 0;
 	s->prefix = 0;
 	s->result = QUIC_SNI__MORE;
+	s->crypto_end = 0;
 	quic_sni_loop(QUIC_SNI_SCAN_BYTES, quic_sni_walk_cb, &cb);
+	/* Chrome spreads its ClientHello over two datagrams in random pieces: this one may hold
+	 * server_name although the bytes before it are in the other. Only when this datagram starts
+	 * the ClientHello (the CH parse said "need more"), scan its fragments for the extension. */
+	if (s->result == QUIC_SNI__MORE && s->prefix >= 4) {
+		s->scan_frag = 0;
+		s->scan_pos = 0;
+		quic_sni_loop(QUIC_SNI_SCAN_BYTES / 8 + 2 * QUIC_SNI_MAX_FRAGS, quic_sni_scan_cb, &cb);
+	}
 	return s->result == QUIC_SNI__MORE ? 0 : s->result;
 }
 
