@@ -507,6 +507,42 @@ describe.skipIf(!isRoot)('quic_initial_sni under the BPF verifier', () => {
     check(cases, runBpf(cases.map((c) => c.datagram)).results);
   });
 
+  it('agrees with the userspace build on 3000 mutated datagrams (differential fuzz)', () => {
+    // Deterministic xorshift32 so that a failure reproduces.
+    let seed = 0x9e3779b9;
+    const rnd = (n: number) => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    const seeds = cases.filter((c) => c.ret > 0).map((c) => c.datagram);
+    const mutated: Buffer[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const b = Buffer.from(seeds[rnd(seeds.length)]);
+      switch (rnd(4)) {
+        case 0: // a few bit flips anywhere
+          for (let k = 0, n = 1 + rnd(4); k < n; k++) b[rnd(b.length)] ^= 1 << rnd(8);
+          break;
+        case 1: // truncation
+          mutated.push(b.subarray(0, 1 + rnd(b.length - 1)));
+          continue;
+        case 2: // one header byte replaced
+          b[rnd(60)] = rnd(256);
+          break;
+        default: // 8 random bytes
+          for (let k = 0, p = rnd(b.length); k < 8 && p + k < b.length; k++) b[p + k] = rnd(256);
+      }
+      mutated.push(b);
+    }
+    const bpf = runBpf(mutated).results.map(({ ret, sni }) => ({ ret, sni }));
+    const user = runUserspace(mutated);
+    expect(bpf).toEqual(user);
+    const outcomes = new Map<number, number>();
+    for (const r of user) outcomes.set(r.ret, (outcomes.get(r.ret) ?? 0) + 1);
+    expect(outcomes.size).toBeGreaterThan(4); // the mutations reach several different paths
+  });
+
   it('measures the cost per call', () => {
     const byName = (n: string) => cases.find((c) => c.name === n)!.datagram;
     const sample = {
