@@ -66,7 +66,7 @@
  *   n = quic_initial_sni(buf, len, sni);      char sni[QUIC_SNI_MAX] on the stack or in a map
  * Call it only for long-header packets not already steered by CID (new connection attempts).
  * This header declares, in BPF builds only:
- *   - map `quic_sni_scratch` (PERCPU_ARRAY, 1 entry, value struct quic_sni_scratch, ~5.3 KiB):
+ *   - map `quic_sni_scratch` (PERCPU_ARRAY, 1 entry, value struct quic_sni_scratch, ~5.5 KiB):
  *     the working memory. Do not declare a map of that name; do not use it for anything else.
  *   - global (non-static, noinline) BPF functions named quic_sni_* — the verifier checks each once,
  *     on its own, whatever the number of call sites (the test object: ~98k instructions processed
@@ -74,9 +74,9 @@
  *     callbacks with their state in the scratch map, so the verifier's work does not grow with the
  *     packet. Needs BTF (-g) and kernel >= 5.17 (bpf_loop); checked on 6.18 for xdp and sk_reuseport.
  *   - constant tables in .rodata (AES S-box + 4 KiB of T-tables, SHA-256 constants, labels).
- * Stack: up to ~240 bytes in frames below the caller (run 56 + SHA-256 176, or run + bpf_loop
- * callback + AES), so keep the calling program's own stack under ~270 bytes (the test program
- * uses 192). Not re-entrant per CPU (per-CPU scratch), which holds for sk_reuseport, XDP and TC.
+ * Stack: up to ~270 bytes in frames below the caller (quic_sni_run ~80 incl. bpf_loop's inlined
+ * slots + SHA-256 176), so keep the calling program's own stack under ~240 bytes (the test
+ * program uses 192; the verifier checks the sum, max 512). Not re-entrant per CPU (per-CPU scratch), which holds for sk_reuseport, XDP and TC.
  * clang 14 pitfalls met here (worth knowing in the caller too): a copy loop from a constant
  * global can make it drop earlier stores (see QUIC_SNI_OPAQUE in quic_sni_crypto.h), and
  * min()-style size arguments to helpers need an empty asm to stay bounded (scan_len()).
