@@ -66,7 +66,7 @@
  *   n = quic_initial_sni(buf, len, sni);      char sni[QUIC_SNI_MAX] on the stack or in a map
  * Call it only for long-header packets not already steered by CID (new connection attempts).
  * This header declares, in BPF builds only:
- *   - map `quic_sni_scratch` (PERCPU_ARRAY, 1 entry, value struct quic_sni_scratch, ~5.5 KiB):
+ *   - map `quic_sni_scratch` (PERCPU_ARRAY, 1 entry, value struct quic_sni_scratch, 5336 bytes):
  *     the working memory. Do not declare a map of that name; do not use it for anything else.
  *   - global (non-static, noinline) BPF functions named quic_sni_* — the verifier checks each once,
  *     on its own, whatever the number of call sites (the test object: ~98k instructions processed
