@@ -9,7 +9,7 @@ const USAGE = `udpgrm-proxy ${pkg.version}: HTTP/3 reverse proxy with eBPF-steer
 usage:
   udpgrm-proxy --config FILE             run the proxy
   udpgrm-proxy check --config FILE       validate a config: exit 0, or 1 listing every error
-  udpgrm-proxy list [--pin-dir DIR]      show reuseport groups, generations, sockets, counters
+  udpgrm-proxy list [--pin-dir DIR] [-v] [IP:PORT]  groups, generations, sockets, counters
   udpgrm-proxy grm cleanup [--pin-dir DIR]  remove pinned BPF state
   udpgrm-proxy --help | --version
 `;
@@ -50,6 +50,12 @@ function requireString(values: Record<string, unknown>, name: string): string {
   return v;
 }
 
+/** `list` and `grm …` read pinned BPF state: handled by the generation manager's own CLI. */
+async function runGrm(argv: string[]): Promise<number> {
+  const { runGrmCommand } = await import('./grm/cli.js');
+  return runGrmCommand(argv);
+}
+
 export async function main(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(USAGE);
@@ -58,6 +64,11 @@ export async function main(argv: string[]): Promise<number> {
   if (argv.includes('--version') || argv.includes('-V')) {
     process.stdout.write(`udpgrm-proxy ${pkg.version}\n`);
     return 0;
+  }
+  if (argv[0] === 'list') return runGrm(argv);
+  if (argv[0] === 'grm') {
+    if (argv[1] !== 'cleanup') throw new UsageError(`unknown grm command "${argv[1] ?? ''}" (expected: grm cleanup)`);
+    return runGrm(argv.slice(1));
   }
   const name = argv[0] && !argv[0].startsWith('-') ? argv[0] : 'run';
   const rest = name === 'run' && argv[0] !== 'run' ? argv : argv.slice(1);

@@ -39,6 +39,21 @@ export interface AbiStruct<F extends string> {
   readonly fields: { readonly [K in F]: AbiField };
 }
 
+export const grm_name_key: AbiStruct<'group' | 'name'> = {
+  size: 68,
+  fields: {
+    group: { offset: 0, elemSize: 4, dims: [] },
+    name: { offset: 4, elemSize: 1, dims: [64] },
+  },
+};
+
+export const grm_name_val: AbiStruct<'app'> = {
+  size: 4,
+  fields: {
+    app: { offset: 0, elemSize: 4, dims: [] },
+  },
+};
+
 export const grm_group_key: AbiStruct<'family' | 'port' | 'addr'> = {
   size: 24,
   fields: {
@@ -127,21 +142,6 @@ export const grm_gen_stats: AbiStruct<'packets' | 'new_conns' | 'cid_ok' | 'cid_
     cid_ok: { offset: 16, elemSize: 8, dims: [] },
     cid_gone: { offset: 24, elemSize: 8, dims: [] },
     fallbacks: { offset: 32, elemSize: 8, dims: [] },
-  },
-};
-
-export const grm_name_key: AbiStruct<'group' | 'name'> = {
-  size: 68,
-  fields: {
-    group: { offset: 0, elemSize: 4, dims: [] },
-    name: { offset: 4, elemSize: 1, dims: [64] },
-  },
-};
-
-export const grm_name_val: AbiStruct<'app'> = {
-  size: 4,
-  fields: {
-    app: { offset: 0, elemSize: 4, dims: [] },
   },
 };
 
