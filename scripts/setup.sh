@@ -42,7 +42,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  # Not `npm ci`: @matrixai/quic lists per-platform optional packages that are not published
+  # (darwin, win32), which npm ci counts as a lockfile mismatch. install still follows the lock.
+  npm install --no-audit --no-fund
 fi
 
 npm run -s build

@@ -9,6 +9,8 @@ const USAGE = `udpgrm-proxy ${pkg.version}: HTTP/3 reverse proxy with eBPF-steer
 usage:
   udpgrm-proxy --config FILE             run the proxy
   udpgrm-proxy check --config FILE       validate a config: exit 0, or 1 listing every error
+  udpgrm-proxy reload --config FILE      reload the running proxy and wait for the outcome
+  udpgrm-proxy list --config FILE        the running proxy's generations, workers, connections
   udpgrm-proxy list [--pin-dir DIR] [-v] [IP:PORT]  groups, generations, sockets, counters
   udpgrm-proxy grm cleanup [--pin-dir DIR]  remove pinned BPF state
   udpgrm-proxy --help | --version
@@ -27,6 +29,13 @@ const COMMANDS: Record<string, Command> = {
     async run(values) {
       const { runProxy } = await import('./proxy/main.js');
       return runProxy(requireString(values, 'config'));
+    },
+  },
+  reload: {
+    options: { config: { type: 'string', short: 'c' } },
+    async run(values) {
+      const { runReload } = await import('./proxy/main.js');
+      return runReload(requireString(values, 'config'));
     },
   },
   check: {
@@ -65,7 +74,23 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`udpgrm-proxy ${pkg.version}\n`);
     return 0;
   }
-  if (argv[0] === 'list') return runGrm(argv);
+  if (argv[0] === '__worker') {
+    const { runWorker } = await import('./proxy/worker.js');
+    return runWorker();
+  }
+  if (argv[0] === 'list') {
+    const at = argv.findIndex((a) => a === '--config' || a === '-c');
+    if (at < 0) return runGrm(argv);
+    // With a config: the running master's generations first, then the kernel's view of its pins.
+    const file = argv[at + 1];
+    if (!file) throw new UsageError('--config FILE is required');
+    const { printMasterStatus, loadOrReport } = await import('./proxy/main.js');
+    const config = loadOrReport(file);
+    if (!config) return 1;
+    const rest = argv.filter((_, i) => i !== at && i !== at + 1);
+    const code = await printMasterStatus(file);
+    return (await runGrm([...rest, '--pin-dir', config.process.pinDir])) || code;
+  }
   if (argv[0] === 'grm') {
     if (argv[1] !== 'cleanup') throw new UsageError(`unknown grm command "${argv[1] ?? ''}" (expected: grm cleanup)`);
     return runGrm(argv.slice(1));
@@ -83,9 +108,12 @@ export async function main(argv: string[]): Promise<number> {
   return command.run(parsed.values, parsed.positionals);
 }
 
+const worker = process.argv[2] === '__worker';
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // A drained worker may still hold idle handles (pooled upstream sockets): it is done.
+    if (worker) process.exit(code);
   },
   (err: unknown) => {
     if (err instanceof UsageError) {

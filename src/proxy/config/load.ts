@@ -10,6 +10,7 @@ import { LineCounter, parseDocument } from 'yaml';
 import { ConfigError } from './errors.js';
 import { canonicalIp } from './names.js';
 import { readListeners } from './section-listeners.js';
+import { readProcess } from './section-process.js';
 import { readLogging, readQuic } from './section-quic.js';
 import { readRoutes } from './section-routes.js';
 import { readTls, type TlsRead } from './section-tls.js';
@@ -18,7 +19,7 @@ import { ensureSelfSigned, ensureTicketKey, selfSignedPlan, selfSignedProblem, t
 import type { CertificateConfig, ListenerConfig, ProxyConfig, TlsConfig } from './types.js';
 import { Cursor, IssueLog } from './yaml-cursor.js';
 
-const TOP_KEYS = ['listeners', 'workers', 'drain_timeout', 'tls', 'routes', 'upstreams', 'quic', 'logging'] as const;
+const TOP_KEYS = ['listeners', 'workers', 'drain_timeout', 'tls', 'routes', 'upstreams', 'quic', 'logging', 'process'] as const;
 export const DRAIN_TIMEOUT_DEFAULT_MS = 30_000;
 
 export interface LoadOptions {
@@ -80,6 +81,7 @@ export function loadConfigWithState(file: string, options: LoadOptions = {}): Lo
   const routes = readRoutes(f.routes, root, upstreams.declared);
   const quic = readQuic(f.quic);
   const logging = readLogging(f.logging);
+  const processConfig = readProcess(f.process, path, tlsRead.stateDir);
 
   if (log.issues.length > 0) throw new ConfigError(log.sorted(), source);
 
@@ -97,6 +99,7 @@ export function loadConfigWithState(file: string, options: LoadOptions = {}): Lo
     logging,
     workers,
     drainTimeoutMs,
+    process: processConfig,
   };
   return { config, selfSigned: state.selfSigned, ticketKey: state.ticketKey };
 }

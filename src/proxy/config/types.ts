@@ -15,6 +15,20 @@ export interface ProxyConfig {
   readonly workers: number;
   /** How long a draining generation may live after a reload (ms). */
   readonly drainTimeoutMs: number;
+  readonly process: ProcessConfig;
+}
+
+/** How the master runs generations of workers. */
+export interface ProcessConfig {
+  /** bpffs directory of the generation manager's pinned maps (shared across restarts). */
+  readonly pinDir: string;
+  /** Unix socket the CLI (`reload`, `list`) talks to the running master through. */
+  readonly controlSocket: string;
+  readonly pidFile: string;
+  /** Reloads beyond this many still-draining generations are refused. */
+  readonly maxDrainingGenerations: number;
+  /** How long a new generation's workers may take to become ready before the reload aborts. */
+  readonly readyTimeoutMs: number;
 }
 
 export interface ListenerConfig {

@@ -1,0 +1,217 @@
+/**
+ * The master process: owns the config, the generation manager (BPF maps, reuseport groups) and
+ * the generations of workers. A reload validates the new config, starts a new generation, flips
+ * the working generation in BPF once every new worker is ready, and drains the previous one.
+ * The master never parses QUIC.
+ */
+import { unlinkSync, writeFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { GenerationManager } from '../grm/manager.js';
+import type { Group } from '../grm/group.js';
+import { ConfigError, formatConfigErrors, loadConfig } from './config/index.js';
+import type { ProxyConfig } from './config/types.js';
+import { Generation, type WorkerProcess } from './generation.js';
+
+export interface ReloadOutcome {
+  readonly ok: boolean;
+  readonly generation?: number;
+  readonly error?: string;
+  /** Phase durations in ms (validate, start, flip). */
+  readonly phases?: Record<string, number>;
+}
+
+export interface MasterOptions {
+  readonly configFile: string;
+  readonly log: Logger;
+  /** Command that runs a worker process: [script, ...args] for child_process.fork. */
+  readonly workerCommand: readonly string[];
+  /**
+   * Binary upgrade: another master still serves from this BPF state, so generations found in
+   * it are live, not stale.
+   */
+  readonly upgrade?: boolean;
+}
+
+export interface MasterCounters {
+  reloadsOk: number;
+  reloadsFailed: number;
+  workerRestarts: number;
+}
+
+export class Master {
+  private readonly generations: Generation[] = [];
+  private nextGenerationId = 1;
+  private reloading: Promise<ReloadOutcome> | undefined;
+  private stopping = false;
+  readonly counters: MasterCounters = { reloadsOk: 0, reloadsFailed: 0, workerRestarts: 0 };
+
+  private constructor(
+    private config: ProxyConfig,
+    private readonly manager: GenerationManager,
+    private readonly groups: Group[],
+    private readonly opts: MasterOptions,
+  ) {}
+
+  /** Loads the config, opens (or adopts) the BPF state and starts the first generation. */
+  static async start(config: ProxyConfig, opts: MasterOptions): Promise<Master> {
+    const manager = GenerationManager.open({ pinDir: config.process.pinDir, cidLength: config.quic.cidLength });
+    const groups = config.listeners.map((l) => manager.openGroup({ host: l.host, port: l.port }));
+    const master = new Master(config, manager, groups, opts);
+    const stale = groups.map((g) => g.generations().map((info) => info.gen));
+    const gen = await master.startGeneration(config);
+    // Slots left by a previous master that is gone: their sockets closed with it.
+    if (!opts.upgrade) {
+      groups.forEach((g, i) => {
+        for (const old of stale[i]!) if (old !== gen.groupGens[i]) tryRetire(g, old, opts.log);
+      });
+    }
+    writeFileSync(config.process.pidFile, `${process.pid}\n`);
+    return master;
+  }
+
+  get currentConfig(): ProxyConfig {
+    return this.config;
+  }
+
+  get working(): Generation | undefined {
+    return this.generations.find((g) => g.state === 'working');
+  }
+
+  get allGenerations(): readonly Generation[] {
+    return this.generations;
+  }
+
+  /** SIGHUP / `udpgrm-proxy reload`: at most one at a time; a second caller gets the same outcome. */
+  reload(): Promise<ReloadOutcome> {
+    this.reloading ??= this.doReload().finally(() => (this.reloading = undefined));
+    return this.reloading;
+  }
+
+  private async doReload(): Promise<ReloadOutcome> {
+    const { log } = this.opts;
+    const t0 = performance.now();
+    if (this.stopping) return { ok: false, error: 'stopping' };
+    let config: ProxyConfig;
+    try {
+      config = loadConfig(this.opts.configFile);
+    } catch (err) {
+      const error = err instanceof ConfigError ? formatConfigErrors(err) : (err as Error).message;
+      this.counters.reloadsFailed++;
+      log.error({ error }, 'reload refused: invalid config; still serving the current generation');
+      return { ok: false, error };
+    }
+    const problem = this.incompatible(config);
+    if (problem) {
+      this.counters.reloadsFailed++;
+      log.error({ error: problem }, 'reload refused');
+      return { ok: false, error: problem };
+    }
+    const draining = this.generations.filter((g) => g.state === 'draining').length;
+    if (draining >= config.process.maxDrainingGenerations) {
+      this.counters.reloadsFailed++;
+      const error = `${draining} generations are still draining (max_draining_generations ${config.process.maxDrainingGenerations}); try again later`;
+      log.error({ error }, 'reload refused');
+      return { ok: false, error };
+    }
+    const validated = performance.now();
+    let gen: Generation;
+    try {
+      gen = await this.startGeneration(config);
+    } catch (err) {
+      this.counters.reloadsFailed++;
+      const error = (err as Error).message;
+      log.error({ error }, 'reload aborted: new generation did not start; still serving the current one');
+      return { ok: false, error };
+    }
+    this.config = config;
+    this.counters.reloadsOk++;
+    const phases = { validateMs: round(validated - t0), startAndFlipMs: round(performance.now() - validated) };
+    log.info({ generation: gen.id, ...phases }, 'reload complete');
+    return { ok: true, generation: gen.id, phases };
+  }
+
+  /** What a reload cannot change without a restart (the reuseport groups are fixed per master). */
+  private incompatible(next: ProxyConfig): string | undefined {
+    const key = (c: ProxyConfig): string => c.listeners.map((l) => `${l.host}:${l.port}`).join(',');
+    if (key(next) !== key(this.config)) return 'listeners changed: a reload keeps the same listeners (restart or upgrade to change them)';
+    if (next.process.pinDir !== this.config.process.pinDir) return 'process.pin_dir changed: restart to change it';
+    if (next.quic.cidLength !== this.config.quic.cidLength) return 'quic.cid_length changed: restart to change it';
+    return undefined;
+  }
+
+  /** Starts a generation, flips BPF's working generation to it, and drains the previous one. */
+  private async startGeneration(config: ProxyConfig): Promise<Generation> {
+    const { log } = this.opts;
+    const gen = new Generation({
+      id: this.nextGenerationId++,
+      config,
+      groups: this.groups,
+      workerCommand: this.opts.workerCommand,
+      log,
+      onWorkerExit: (g, w, code, signal) => this.onWorkerExit(g, w, code, signal),
+    });
+    const t0 = performance.now();
+    this.generations.push(gen);
+    try {
+      await gen.start();
+    } catch (err) {
+      this.generations.splice(this.generations.indexOf(gen), 1);
+      throw err;
+    }
+    const previous = this.working;
+    this.groups.forEach((g, i) => g.setWorking(0, gen.groupGens[i]!));
+    gen.state = 'working';
+    log.info({ generation: gen.id, workers: config.workers, startMs: round(performance.now() - t0) }, 'generation working');
+    if (previous) void this.drainGeneration(previous);
+    return gen;
+  }
+
+  private async drainGeneration(gen: Generation): Promise<void> {
+    const { log } = this.opts;
+    log.info({ generation: gen.id, timeoutMs: gen.config.drainTimeoutMs }, 'generation draining');
+    const { timedOut, durationMs } = await gen.drain(gen.config.drainTimeoutMs);
+    this.generations.splice(this.generations.indexOf(gen), 1);
+    log.info({ generation: gen.id, durationMs, timedOut }, 'generation drained and retired');
+  }
+
+  private onWorkerExit(gen: Generation, w: WorkerProcess, code: number | null, signal: string | null): void {
+    if (gen.state !== 'working' || this.stopping) return;
+    this.counters.workerRestarts++;
+    w.restarts++;
+    this.opts.log.error({ generation: gen.id, worker: w.index, code, signal, restarts: w.restarts }, 'worker died; restarting it on the same sockets');
+    // Same generation, same index, same sockets: CIDs it issued keep routing to its socket
+    // (the new process answers their packets with stateless resets).
+    const delay = Math.min(5000, 100 * 2 ** Math.min(w.restarts - 1, 6));
+    setTimeout(() => {
+      if (gen.state !== 'working' || this.stopping) return;
+      gen.spawn(w).catch((err: Error) => this.opts.log.error({ generation: gen.id, worker: w.index, err: err.message }, 'worker restart failed'));
+    }, delay).unref();
+  }
+
+  /** Graceful stop: every generation drains (bounded by drain_timeout), then the master exits. */
+  async stop(graceful: boolean): Promise<void> {
+    this.stopping = true;
+    await this.reloading;
+    const gens = [...this.generations];
+    if (graceful) await Promise.all(gens.map((g) => (g.state === 'draining' ? g.gone : g.drain(g.config.drainTimeoutMs))));
+    else await Promise.all(gens.map(async (g) => (await g.kill(), g.release())));
+    try {
+      unlinkSync(this.config.process.pidFile);
+    } catch {
+      // already gone
+    }
+    this.manager.close();
+  }
+}
+
+function tryRetire(g: Group, gen: number, log: Logger): void {
+  try {
+    g.retire(gen);
+  } catch (err) {
+    log.warn({ group: String(g), gen, err: (err as Error).message }, 'cannot retire stale generation');
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}

@@ -1,0 +1,63 @@
+/**
+ * A worker process: serves HTTP/3 on the sockets the master passed it (one per listener, already
+ * registered in the generation's BPF slot), until the master tells it to drain.
+ */
+import { createCidIssuer } from '../grm/cid.js';
+import { loadConfig } from './config/index.js';
+import { FIRST_SOCKET_FD, type MasterToWorker, type WorkerToMaster } from './ipc.js';
+import { createLogger } from './log.js';
+import { ProxyServer } from './server.js';
+
+function send(msg: WorkerToMaster): void {
+  process.send?.(msg);
+}
+
+export async function runWorker(): Promise<number> {
+  if (!process.send) throw new Error('worker mode needs an IPC channel to the master');
+  // The master coordinates shutdown: a terminal's Ctrl-C or HUP reaches the whole process group.
+  process.on('SIGINT', () => {});
+  process.on('SIGHUP', () => {});
+  const init = await new Promise<Extract<MasterToWorker, { type: 'init' }>>((resolve) => {
+    const onMessage = (m: MasterToWorker): void => {
+      if (m.type !== 'init') return;
+      process.off('message', onMessage);
+      resolve(m);
+    };
+    process.on('message', onMessage);
+  });
+
+  let server: ProxyServer;
+  try {
+    const config = loadConfig(init.configFile, { createState: false });
+    const log = createLogger(config.logging, { worker: init.workerIndex, gen: init.generation });
+    server = await ProxyServer.start(
+      config,
+      init.sockets.map((s) => ({ fd: FIRST_SOCKET_FD + s.index, host: s.host, port: s.port, family: s.family, issuer: createCidIssuer(s.cid) })),
+      log,
+    );
+    log.info('worker ready');
+  } catch (err) {
+    send({ type: 'failed', error: err instanceof Error ? err.message : String(err) });
+    return 1;
+  }
+  send({ type: 'ready' });
+
+  return new Promise<number>((resolve) => {
+    let draining = false;
+    const drain = async (timeoutMs: number): Promise<void> => {
+      if (draining) return;
+      draining = true;
+      const { timedOut } = await server.drain(timeoutMs);
+      send({ type: 'drained', timedOut });
+      process.disconnect?.();
+      resolve(0);
+    };
+    process.on('message', (m: MasterToWorker) => {
+      if (m.type === 'drain') void drain(m.timeoutMs);
+      else if (m.type === 'stats') send({ type: 'stats', id: m.id, connections: server.connectionCount, activeRequests: server.activeRequests });
+    });
+    // Killed master or a direct SIGTERM: finish what we have, then go.
+    process.on('disconnect', () => void drain(server.config.drainTimeoutMs));
+    process.on('SIGTERM', () => void drain(server.config.drainTimeoutMs));
+  });
+}
