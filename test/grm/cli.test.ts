@@ -4,7 +4,7 @@ import { afterAll, expect, test, vi } from 'vitest';
 import { runGrmCommand } from '../../src/grm/cli.js';
 import { GenerationManager } from '../../src/grm/manager.js';
 import { closeFd, createReuseportSocket, detachReuseportProgram, socketCookie } from '../../src/grm/sockets.js';
-import { enterPrivateNetns, removePinDir, uniquePinDir } from './netns.js';
+import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
 import { Receivers } from './udp.js';
 
 enterPrivateNetns();

@@ -6,7 +6,7 @@ import { GRM } from '../../src/grm/abi.generated.js';
 import { decodeCid, encodeCid } from '../../src/grm/cid.js';
 import type { Group } from '../../src/grm/group.js';
 import { GenerationManager } from '../../src/grm/manager.js';
-import { enterPrivateNetns, removePinDir, uniquePinDir } from './netns.js';
+import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
 import { Receivers, send, shortHeader, udpClient } from './udp.js';
 
 enterPrivateNetns();

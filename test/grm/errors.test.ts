@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { GrmError } from '../../src/grm/errors.js';
 import { GenerationManager } from '../../src/grm/manager.js';
-import { enterPrivateNetns, removePinDir, uniquePinDir } from './netns.js';
+import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
 
 enterPrivateNetns();
 const pinDir = uniquePinDir('errors');

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createCidIssuer, type CidIssuerParams } from '../../src/grm/cid.js';
 import { defaultObjectPath, GenerationManager } from '../../src/grm/manager.js';
 import { createReuseportSocket, toSocketAddress } from '../../src/grm/sockets.js';
-import { enterPrivateNetns, removePinDir, uniquePinDir } from './netns.js';
+import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
 import { longHeader, Receivers, send, shortHeader, tagOf, udpClient } from './udp.js';
 
 enterPrivateNetns();

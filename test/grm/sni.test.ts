@@ -8,7 +8,7 @@ import type dgram from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Group } from '../../src/grm/group.js';
 import { GenerationManager } from '../../src/grm/manager.js';
-import { enterPrivateNetns, removePinDir, uniquePinDir } from './netns.js';
+import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
 import { clientHello, clientInitialKeys, clientInitials } from './quic-initial.js';
 import { Receivers, send, udpClient } from './udp.js';
 

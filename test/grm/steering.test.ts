@@ -8,7 +8,7 @@ import { GRM } from '../../src/grm/abi.generated.js';
 import { GrmError } from '../../src/grm/errors.js';
 import type { Group } from '../../src/grm/group.js';
 import { GenerationManager } from '../../src/grm/manager.js';
-import { enterPrivateNetns, removePinDir, uniquePinDir } from './netns.js';
+import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
 import { longHeader, Receivers, send, shortHeader, tagOf, udpClient } from './udp.js';
 
 enterPrivateNetns();

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { removePinDir, uniquePinDir } from './netns.js';
 
 export const REPO = path.resolve(import.meta.dirname, '../..');
 export const PROXY_BIN = path.join(REPO, 'bin/udpgrm-proxy');
@@ -43,7 +44,9 @@ export async function freeUdpPort(host = '127.0.0.1'): Promise<number> {
 export async function startProxy(configYaml: string, opts: { dir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunningProxy> {
   const dir = opts.dir ?? makeTempDir();
   const configFile = path.join(dir, 'proxy.yaml');
-  writeFileSync(configFile, configYaml);
+  // Every test proxy gets its own BPF pin dir (unless the test chose one), removed at stop.
+  const pinDir = /^process:/m.test(configYaml) ? undefined : uniquePinDir('proxy');
+  writeFileSync(configFile, pinDir ? `${configYaml}\nprocess: { pin_dir: "${pinDir}" }\n` : configYaml);
   const proc = spawn(process.execPath, [PROXY_BIN, '--config', configFile], {
     cwd: dir,
     env: { ...process.env, ...opts.env },
@@ -103,6 +106,7 @@ export async function startProxy(configYaml: string, opts: { dir?: string; env?:
     const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
     const code = await exited;
     clearTimeout(timer);
+    if (pinDir) removePinDir(pinDir);
     if (!opts.dir) rmSync(dir, { recursive: true, force: true });
     return code;
   };

@@ -7,6 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchH3Chromium, type H3Browser } from '../helpers/chromium.js';
 import { freeUdpPort, startProxy, type RunningProxy } from '../helpers/proxy.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { enterPrivateNetns } from '../helpers/netns.js';
+
+// The proxy attaches BPF to its sockets: keep it and its clients in a private network namespace.
+enterPrivateNetns();
 
 describe('Chromium over HTTP/3', () => {
   let up: TestUpstream;

@@ -9,6 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gtlsclient } from '../helpers/gtlsclient.js';
 import { freeUdpPort, startProxy, type RunningProxy } from '../helpers/proxy.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { enterPrivateNetns } from '../helpers/netns.js';
+
+// The proxy attaches BPF to its sockets: keep it and its clients in a private network namespace.
+enterPrivateNetns();
 
 describe('HTTP/3 reverse proxy with gtlsclient', () => {
   let up: TestUpstream;

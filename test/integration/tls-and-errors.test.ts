@@ -12,6 +12,10 @@ import { encodeFieldSection } from '../../src/proxy/h3/qpack.js';
 import { H3Client, StreamResetError } from '../helpers/h3-client.js';
 import { freeUdpPort, makeTempDir, startProxy, type RunningProxy } from '../helpers/proxy.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { enterPrivateNetns } from '../helpers/netns.js';
+
+// The proxy attaches BPF to its sockets: keep it and its clients in a private network namespace.
+enterPrivateNetns();
 
 const H3_MESSAGE_ERROR = 0x10e;
 
