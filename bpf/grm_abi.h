@@ -37,7 +37,7 @@
  * The check is a multiply-shift hash whose multiplier is secret per nonce, so flipping bits of E
  * moves the routing field to an unpredictable check value: a forged or modified CID decodes with
  * probability ~2^-11, and then to a socket the forger cannot choose. Two config ids are live at
- * once (grm_keys[config].cid_len != 0) so a key rotation is itself zero-downtime.
+ * once (grm_keys[config].flags & GRM_KEY_LIVE) so a key rotation is itself zero-downtime.
  *
  * Steering (grm.bpf.c):
  *   short header, or long header whose DCID decodes as ours (Handshake, client Initials after our

@@ -14,6 +14,8 @@ export function enterPrivateNetns(): void {
   const unshare = koffi.load('libc.so.6').func('int unshare(int flags)');
   if ((unshare(CLONE_NEWNET) as number) !== 0) throw new Error(`unshare(CLONE_NEWNET) failed: errno ${koffi.errno()}`);
   execFileSync('ip', ['link', 'set', 'lo', 'up']);
+  // Ephemeral ports (client sockets) below the fixed ports the tests bind (45000..50000).
+  execFileSync('sysctl', ['-q', '-w', 'net.ipv4.ip_local_port_range=20000 29999']);
 }
 
 export function uniquePinDir(tag: string): string {
