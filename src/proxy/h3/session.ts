@@ -17,6 +17,14 @@ const CONTROL_STREAM_ID = 3;
 const QPACK_ENCODER_STREAM_ID = 7;
 const QPACK_DECODER_STREAM_ID = 11;
 const READ_CHUNK = 16 * 1024;
+/**
+ * A client bidirectional stream id above any a connection will reach: the first GOAWAY's limit.
+ * (2^53 - 4 rather than the protocol's 2^62 - 4, so it stays an exact JS number.)
+ */
+const MAX_CLIENT_BIDI_ID = 2 ** 53 - 4;
+/** Bounds of the wait between the two GOAWAY frames (a few RTTs in between). */
+const GOAWAY_GRACE_MIN_MS = 100;
+const GOAWAY_GRACE_MAX_MS = 3000;
 
 export interface SessionOptions {
   readonly handler: RequestHandler;
@@ -37,6 +45,8 @@ interface PeerUniStream {
 
 export class H3Session implements QuicApplication {
   private readonly requests = new Map<number, RequestStream>();
+  /** Finished request streams whose response bytes quiche may still be delivering. */
+  private readonly delivering = new Set<number>();
   private readonly uni = new Map<number, PeerUniStream>();
   private readonly writers: StreamWriter[] = [];
   private peerControlStream: number | undefined;
@@ -101,14 +111,23 @@ export class H3Session implements QuicApplication {
   }
 
   /**
-   * Start a graceful shutdown: GOAWAY with the first request id we will not serve, finish what is
-   * in flight, then close with H3_NO_ERROR once idle (RFC 9114 §5.2).
+   * Start a graceful shutdown (RFC 9114 §5.2) in two steps, so that a request the client sent
+   * just before it saw our GOAWAY is still served: first GOAWAY with the largest stream id (no new
+   * requests, nothing refused), then, a few RTTs later when everything in flight has arrived,
+   * GOAWAY with the real limit. The connection closes with H3_NO_ERROR once no request is left.
    */
   goaway(): void {
     if (this.goawayId !== undefined) return;
-    this.goawayId = this.highestRequestId + 4;
+    this.goawayId = MAX_CLIENT_BIDI_ID;
     if (this.conn.isReady) this.sendGoaway();
-    this.closeIfIdle();
+    const rtt = this.conn.quic.pathStats()[0]?.rtt ?? 0;
+    const grace = Math.min(GOAWAY_GRACE_MAX_MS, Math.max(GOAWAY_GRACE_MIN_MS, 3 * rtt));
+    setTimeout(() => {
+      if (this.closing) return;
+      this.goawayId = this.highestRequestId + 4;
+      if (this.conn.isReady) this.sendGoaway();
+      this.closeIfIdle();
+    }, grace).unref();
   }
 
   get draining(): boolean {
@@ -138,11 +157,27 @@ export class H3Session implements QuicApplication {
   private onRequestDone(streamId: number): void {
     if (!this.requests.delete(streamId)) return;
     this.requestsServed++;
+    this.delivering.add(streamId);
+    if (this.delivering.size > 32) this.pruneDelivered();
     this.closeIfIdle();
   }
 
+  private pruneDelivered(): void {
+    for (const id of this.delivering) if (this.conn.streamComplete(id)) this.delivering.delete(id);
+  }
+
+  afterPackets(): void {
+    if (this.goawayId !== undefined) this.closeIfIdle();
+  }
+
+  /**
+   * After the final GOAWAY: close once no request is open and every response was acknowledged
+   * (closing earlier would discard response bytes quiche has not delivered yet).
+   */
   private closeIfIdle(): void {
-    if (this.goawayId === undefined || this.requests.size > 0 || this.closing) return;
+    if (this.goawayId === undefined || this.goawayId === MAX_CLIENT_BIDI_ID || this.requests.size > 0 || this.closing) return;
+    this.pruneDelivered();
+    if (this.delivering.size > 0) return;
     this.closing = true;
     this.conn.closeWithAppError(H3_ERROR.H3_NO_ERROR, 'goaway');
   }

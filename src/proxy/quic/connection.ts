@@ -15,6 +15,8 @@ export interface QuicApplication {
   onStreamWritable(streamId: number): void;
   /** True while some stream waits for flow-control credit (so the endpoint polls writability). */
   readonly wantsWritable: boolean;
+  /** Packets were processed (ACKs may have completed streams). */
+  afterPackets?(): void;
   /** The connection is gone (closed, timed out or drained). Release everything. */
   onClosed(): void;
 }
@@ -61,6 +63,20 @@ export class QuicConnection implements TimerOwner {
     if (!this.ready) return;
     for (const id of q.readable()) app.onStreamReadable(id);
     if (app.wantsWritable) for (const id of q.writable()) app.onStreamWritable(id);
+    app.afterPackets?.();
+  }
+
+  /**
+   * True once quiche forgot the stream: every byte we sent was acknowledged and the peer's side
+   * is finished (quiche collects complete streams; asking about one then fails).
+   */
+  streamComplete(streamId: number): boolean {
+    try {
+      this.quic.streamCapacity(streamId);
+      return false;
+    } catch {
+      return true;
+    }
   }
 
   get isReady(): boolean {
