@@ -1,0 +1,108 @@
+/**
+ * Master lifecycle: a reload with an invalid config changes nothing and reports where the error
+ * is; a worker killed with SIGKILL is replaced on the same sockets; SIGTERM drains and exits.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { gtlsclient } from '../helpers/gtlsclient.js';
+import { enterPrivateNetns } from '../helpers/netns.js';
+import { PROXY_BIN, freeUdpPort, makeTempDir, startProxy, type RunningProxy } from '../helpers/proxy.js';
+
+enterPrivateNetns();
+
+const execFileAsync = promisify(execFile);
+
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await execFileAsync(process.execPath, [PROXY_BIN, ...args], { encoding: 'utf8' });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: e.code ?? 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+function workerPids(masterPid: number): number[] {
+  const out = readFileSync(`/proc/${masterPid}/task/${masterPid}/children`, 'utf8').trim();
+  return out ? out.split(/\s+/).map(Number).sort() : [];
+}
+
+describe('master lifecycle', () => {
+  let proxy: RunningProxy;
+  let port: number;
+  // Our own directory, so the files the master removes on exit can be checked after it stopped.
+  const dir = makeTempDir();
+  const config = (version: string): string => `
+listeners: ["127.0.0.1:${port}"]
+workers: 2
+drain_timeout: 5s
+tls: { state_dir: state }
+routes:
+  - path: /
+    respond: { status: 200, headers: { x-config-version: "${version}" }, body: "${version}\\n" }
+`;
+
+  beforeAll(async () => {
+    port = await freeUdpPort();
+    proxy = await startProxy(config('1'), { dir });
+  });
+
+  afterAll(async () => {
+    await proxy?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses an invalid config on reload, naming file:line:col, and keeps serving', async () => {
+    const before = await cli('list', '--config', proxy.configFile);
+    const pidsBefore = workerPids(proxy.proc.pid!);
+    const good = readFileSync(proxy.configFile, 'utf8');
+    writeFileSync(proxy.configFile, good.replace('workers: 2', 'workers: two'));
+    try {
+      const r = await cli('reload', '--config', proxy.configFile);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`${path.basename(proxy.configFile)}:3:\\d+: workers: expected`));
+      // SIGHUP with the same broken file: logged with its position, nothing changes.
+      process.kill(proxy.proc.pid!, 'SIGHUP');
+      const logged = await proxy.waitForLog((l) => l.msg === 'reload refused: invalid config; still serving the current generation');
+      expect(String(logged.error)).toMatch(/:3:\d+: workers/);
+      expect(workerPids(proxy.proc.pid!)).toEqual(pidsBefore);
+    } finally {
+      writeFileSync(proxy.configFile, good);
+    }
+    const after = await cli('list', '--config', proxy.configFile);
+    expect(after.stdout.match(/^generation \d+/m)?.[0]).toBe(before.stdout.match(/^generation \d+/m)?.[0]);
+    const res = await gtlsclient('127.0.0.1', port, [`https://localhost:${port}/`]);
+    expect(res.statuses).toEqual([200]);
+    expect(res.output).toMatch(/\[x-config-version: 1\]/);
+  });
+
+  it('replaces a worker killed with SIGKILL, on the same sockets', async () => {
+    const pids = workerPids(proxy.proc.pid!);
+    expect(pids).toHaveLength(2);
+    process.kill(pids[0]!, 'SIGKILL');
+    await proxy.waitForLog((l) => l.msg === 'worker died; restarting it on the same sockets');
+    await proxy.waitForLog((l) => l.msg === 'worker ready' && l.pid !== pids[0] && !pids.includes(Number(l.pid)));
+    const now = workerPids(proxy.proc.pid!);
+    expect(now).toHaveLength(2);
+    expect(now).not.toContain(pids[0]);
+    expect(now).toContain(pids[1]);
+    const status = await cli('list', '--config', proxy.configFile);
+    expect(status.stdout).toMatch(/worker restarts 1/);
+    // Both sockets serve again: several fresh connections all succeed.
+    for (let i = 0; i < 6; i++) expect((await gtlsclient('127.0.0.1', port, [`https://localhost:${port}/`])).statuses).toEqual([200]);
+  });
+
+  it('stops gracefully on SIGTERM: workers gone, pid file and control socket removed', async () => {
+    const pidFile = path.join(proxy.dir, 'state/udpgrm-proxy.pid');
+    expect(readFileSync(pidFile, 'utf8').trim()).toBe(String(proxy.proc.pid));
+    const workers = workerPids(proxy.proc.pid!);
+    const code = await proxy.stop('SIGTERM');
+    expect(code).toBe(0);
+    for (const pid of workers) expect(existsSync(`/proc/${pid}`)).toBe(false);
+    expect(existsSync(pidFile)).toBe(false);
+    expect(existsSync(path.join(proxy.dir, 'state/control.sock'))).toBe(false);
+  });
+});
