@@ -10,6 +10,7 @@ usage:
   udpgrm-proxy --config FILE             run the proxy
   udpgrm-proxy check --config FILE       validate a config: exit 0, or 1 listing every error
   udpgrm-proxy reload --config FILE      reload the running proxy and wait for the outcome
+  udpgrm-proxy upgrade --config FILE     start a new master from the binary on disk; the old one drains
   udpgrm-proxy list --config FILE        the running proxy's generations, workers, connections
   udpgrm-proxy list [--pin-dir DIR] [-v] [IP:PORT]  groups, generations, sockets, counters
   udpgrm-proxy grm cleanup [--pin-dir DIR]  remove pinned BPF state
@@ -36,6 +37,13 @@ const COMMANDS: Record<string, Command> = {
     async run(values) {
       const { runReload } = await import('./proxy/main.js');
       return runReload(requireString(values, 'config'));
+    },
+  },
+  upgrade: {
+    options: { config: { type: 'string', short: 'c' } },
+    async run(values) {
+      const { runUpgrade } = await import('./proxy/main.js');
+      return runUpgrade(requireString(values, 'config'));
     },
   },
   check: {

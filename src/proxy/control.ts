@@ -5,11 +5,22 @@
 import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 
-export type ControlRequest = { readonly cmd: 'reload' } | { readonly cmd: 'status' } | { readonly cmd: 'stop'; readonly graceful: boolean };
+export type ControlRequest =
+  | { readonly cmd: 'reload' }
+  | { readonly cmd: 'status' }
+  | { readonly cmd: 'stop'; readonly graceful: boolean }
+  /** Start a new master from the binary on disk and hand over to it. */
+  | { readonly cmd: 'upgrade' }
+  /** Sent by that new master once its generation works: release the socket, drain, exit. */
+  | { readonly cmd: 'handover'; readonly pid: number };
+
+const COMMANDS: ReadonlySet<string> = new Set(['reload', 'status', 'stop', 'upgrade', 'handover']);
 
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 
 export class ControlServer {
+  private closed = false;
+
   private constructor(
     private readonly server: net.Server,
     readonly path: string,
@@ -39,7 +50,7 @@ export class ControlServer {
       } catch {
         return { ok: false, error: 'control request is not JSON' };
       }
-      if (!['reload', 'status', 'stop'].includes(req.cmd)) return { ok: false, error: `unknown control command ${JSON.stringify(req.cmd)}` };
+      if (!COMMANDS.has(req.cmd)) return { ok: false, error: `unknown control command ${JSON.stringify(req.cmd)}` };
       try {
         return await handler(req);
       } catch (err) {
@@ -54,7 +65,10 @@ export class ControlServer {
     return new ControlServer(server, path);
   }
 
+  /** Stops accepting and removes the socket file (once: after a handover the path is the new master's). */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.server.close();
     try {
       unlinkSync(this.path);

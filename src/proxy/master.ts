@@ -4,7 +4,7 @@
  * the working generation in BPF once every new worker is ready, and drains the previous one.
  * The master never parses QUIC.
  */
-import { unlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { GenerationManager } from '../grm/manager.js';
 import type { Group } from '../grm/group.js';
@@ -65,7 +65,6 @@ export class Master {
         for (const old of stale[i]!) if (old !== gen.groupGens[i]) tryRetire(g, old, opts.log);
       });
     }
-    writeFileSync(config.process.pidFile, `${process.pid}\n`);
     return master;
   }
 
@@ -195,8 +194,9 @@ export class Master {
     const gens = [...this.generations];
     if (graceful) await Promise.all(gens.map((g) => (g.state === 'draining' ? g.gone : g.drain(g.config.drainTimeoutMs))));
     else await Promise.all(gens.map(async (g) => (await g.kill(), g.release())));
+    // After an upgrade the pid file names the new master: leave it.
     try {
-      unlinkSync(this.config.process.pidFile);
+      if (readFileSync(this.config.process.pidFile, 'utf8').trim() === String(process.pid)) unlinkSync(this.config.process.pidFile);
     } catch {
       // already gone
     }

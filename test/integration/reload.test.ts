@@ -7,11 +7,12 @@
  *   - a 50 MiB download in flight across a reload.
  * Expect 0 failed requests, the download intact, every client on the newest config within
  * drain_timeout, old generations gone, and no packet of an old connection steered elsewhere.
+ * Then a binary upgrade (a new master from the same binary) under the same load fails nothing.
  */
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchH3Chromium, type H3Browser } from '../helpers/chromium.js';
@@ -75,11 +76,16 @@ function streamErrors(output: string): string[] {
     .map((m) => m[0]);
 }
 
+function childrenOf(pid: number): number[] {
+  const out = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+  return out ? out.split(/\s+/).map(Number) : [];
+}
+
 function versionsIn(output: string): number[] {
   return [...output.matchAll(/\[x-config-version: (\d+)\]$/gm)].map((m) => Number(m[1]));
 }
 
-describe('20 reloads under load with real clients', () => {
+describe('20 reloads and an upgrade under load with real clients', () => {
   let upA: TestUpstream;
   let upB: TestUpstream;
   let proxy: RunningProxy;
@@ -96,9 +102,17 @@ describe('20 reloads under load with real clients', () => {
     browser = await launchH3Chromium({ host: '127.0.0.1', port }, path.join(dir, 'state/self-signed.crt'));
   });
 
+  let newMasterPid = 0;
+
   afterAll(async () => {
     await browser?.close();
     await proxy?.stop();
+    // The upgraded master is not our child: stop it by pid and wait until it is gone.
+    if (newMasterPid) {
+      process.kill(newMasterPid, 'SIGTERM');
+      const until = Date.now() + 30_000;
+      while (existsSync(`/proc/${newMasterPid}`) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    }
     await upA?.close();
     await upB?.close();
     spawnSync(process.execPath, [PROXY_BIN, 'grm', 'cleanup', '--pin-dir', pinDir]);
@@ -178,6 +192,32 @@ describe('20 reloads under load with real clients', () => {
     expect(await onLatest()).toBe(true);
     const downloaded = await download;
 
+    // Old generations drain and go: one generation, two workers, no leaked fds in the master.
+    const status = async (): Promise<string> => (await run(process.execPath, [PROXY_BIN, 'list', '--config', proxy.configFile])).output;
+    const oneGeneration = async (): Promise<string> => {
+      const until = Date.now() + 25_000;
+      let listing = await status();
+      while (listing.split('\n').filter((l) => l.startsWith('generation ')).length !== 1 && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 200));
+        listing = await status();
+      }
+      return listing;
+    };
+    let listing = await oneGeneration();
+    expect(listing.split('\n').filter((l) => l.startsWith('generation '))).toHaveLength(1);
+    expect(childrenOf(masterPid)).toHaveLength(2);
+    expect(readdirSync(`/proc/${masterPid}/fd`).length).toBe(fdsBefore);
+
+    // Binary upgrade to the same binary under the same load: a new master takes over.
+    const upgraded = await run(process.execPath, [PROXY_BIN, 'upgrade', '--config', proxy.configFile]);
+    expect(upgraded.code, upgraded.output).toBe(0);
+    await new Promise<void>((resolve) => (proxy.proc.exitCode !== null ? resolve() : proxy.proc.once('exit', () => resolve())));
+    newMasterPid = Number(readFileSync(path.join(dir, 'state/udpgrm-proxy.pid'), 'utf8'));
+    expect(newMasterPid).not.toBe(masterPid);
+    // Keep the clients going on the new master for a while.
+    const servedBefore = longLived.ok + perRequest.ok;
+    while (longLived.ok + perRequest.ok < servedBefore + 500) await new Promise((r) => setTimeout(r, 100));
+
     running = false;
     const chromium = await page.evaluate(() => {
       const w = window as unknown as { tally: { ok: number; failed: string[]; versions: number[] }; stopFetching: boolean };
@@ -207,18 +247,10 @@ describe('20 reloads under load with real clients', () => {
     for (let sent = 0; sent < DOWNLOAD; sent += pattern.length) expected.update(pattern.subarray(0, Math.min(pattern.length, DOWNLOAD - sent)));
     expect(createHash('sha256').update(body).digest('hex')).toBe(expected.digest('hex'));
 
-    // Old generations drain and go: one generation, two workers, no leaked fds in the master.
-    const status = async (): Promise<string> => (await run(process.execPath, [PROXY_BIN, 'list', '--config', proxy.configFile])).output;
-    const until = Date.now() + 25_000;
-    let listing = await status();
-    while (listing.split('\n').filter((l) => l.startsWith('generation ')).length !== 1 && Date.now() < until) {
-      await new Promise((r) => setTimeout(r, 200));
-      listing = await status();
-    }
+    // The new master runs one generation of two workers; the old master's generations are gone.
+    listing = await oneGeneration();
     expect(listing.split('\n').filter((l) => l.startsWith('generation '))).toHaveLength(1);
-    const children = execFileSync('pgrep', ['-P', String(masterPid)], { encoding: 'utf8' }).trim().split('\n');
-    expect(children).toHaveLength(2);
-    expect(readdirSync(`/proc/${masterPid}/fd`).length).toBe(fdsBefore);
+    expect(childrenOf(newMasterPid)).toHaveLength(2);
     // Kernel counters: every packet carrying one of our CIDs reached its own socket.
     expect(listing).not.toMatch(/cid_gone [1-9]/);
     expect(listing).not.toMatch(/cid_fail [1-9]/);
