@@ -71,10 +71,12 @@ export async function runProxy(configFile: string): Promise<number> {
   const exited = new Promise<number>((r) => (resolveExit = r));
   let stopping = false;
   let upgrade: Promise<Record<string, unknown>> | undefined;
+  let handedOver = false;
   const control = await ControlServer.listen(controlSocket, (req) => {
     switch (req.cmd) {
       case 'handover':
         // The new master works: give it the control socket, drain what is ours, leave.
+        handedOver = true;
         control.close();
         onHandover?.(req.pid);
         log.info({ to: req.pid }, 'handing over to the new master; draining');
@@ -96,7 +98,8 @@ export async function runProxy(configFile: string): Promise<number> {
   async function stop(graceful: boolean): Promise<void> {
     if (stopping) return;
     stopping = true;
-    if (!upgrade) sdNotify('STOPPING=1');
+    // After a handover the service goes on under the new master: not "stopping".
+    if (!handedOver) sdNotify('STOPPING=1');
     log.info({ graceful }, 'stopping');
     control.close();
     await master.stop(graceful);

@@ -101,11 +101,14 @@ export async function startProxy(configYaml: string, opts: { dir?: string; env?:
   };
 
   const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
-    proc.kill(signal);
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-    const code = await exited;
-    clearTimeout(timer);
+    let code = proc.exitCode;
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill(signal);
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      code = await exited;
+      clearTimeout(timer);
+    }
+    // Also after the master went away by itself (an upgrade hands over to a new master).
     if (pinDir) removePinDir(pinDir);
     if (!opts.dir) rmSync(dir, { recursive: true, force: true });
     return code;
