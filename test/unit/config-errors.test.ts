@@ -289,3 +289,15 @@ describe('kinds of error', () => {
     ]);
   });
 });
+
+describe('process section', () => {
+  it('names each bad key with its position', () => {
+    const issues = issuesOf(`${OK_LISTENERS}${OK_ROUTES}process:\n  pin_dir: /tmp/pins\n  max_draining_generations: 0\n  ready_timeout: 1ms\n  pid: x\n`);
+    expect(issues).toEqual([
+      [4, 12, 'process.pin_dir', 'pin_dir must be a directory under /sys/fs/bpf'],
+      [5, 29, 'process.max_draining_generations', expect.stringMatching(/max_draining_generations/)],
+      [6, 18, 'process.ready_timeout', expect.stringMatching(/100ms/)],
+      [7, 3, 'process.pid', expect.stringMatching(/unknown key.*pid_file/)],
+    ]);
+  });
+});
