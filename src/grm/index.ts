@@ -13,6 +13,6 @@ export {
 } from './group.js';
 export { createCidIssuer, type CidIssuerParams, type CidKey } from './cid.js';
 export { GrmError, type GrmErrorCode } from './errors.js';
-export { socketCookie, type ListenAddress } from './sockets.js';
+export { closeFd, socketCookie, type ListenAddress } from './sockets.js';
 export { runGrmCommand } from './cli.js';
 export type { CidIssuer } from './interface.js';

@@ -5,10 +5,9 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
-import type { Group } from '../grm/group.js';
+import { closeFd, type Group } from '../grm/index.js';
 import type { ProxyConfig } from './config/types.js';
 import { type MasterToWorker, type WorkerStats, type WorkerToMaster } from './ipc.js';
-import { closeFd } from './net/udp-socket.js';
 
 export type GenerationState = 'starting' | 'working' | 'draining' | 'gone';
 

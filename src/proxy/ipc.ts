@@ -2,7 +2,7 @@
  * Messages between the master and its workers (Node IPC channel, JSON). The master never parses
  * QUIC; a worker never touches BPF state. Sockets travel as inherited fds (stdio slots 4, 5, …).
  */
-import type { CidIssuerParams } from '../grm/cid.js';
+import type { CidIssuerParams } from '../grm/index.js';
 
 /** First stdio slot holding a listener socket in a worker. */
 export const FIRST_SOCKET_FD = 4;

@@ -6,8 +6,7 @@
  */
 import { readFileSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { GenerationManager } from '../grm/manager.js';
-import type { Group } from '../grm/group.js';
+import { GenerationManager, type Group } from '../grm/index.js';
 import { ConfigError, formatConfigErrors, loadConfig } from './config/index.js';
 import type { ProxyConfig } from './config/types.js';
 import { Generation, type WorkerProcess } from './generation.js';

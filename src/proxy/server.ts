@@ -6,12 +6,12 @@
 import { hkdfSync } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { CidIssuer } from '../grm/interface.js';
-import { matchRoute, readTicketKey, selectCertificate } from './config/index.js';
+import { formatListener, matchRoute, readTicketKey, selectCertificate } from './config/index.js';
 import type { ProxyConfig } from './config/types.js';
 import { H3Session } from './h3/session.js';
 import { ProxyHandler } from './handler.js';
 import { AccessLog } from './log.js';
-import { openDgramSocket, formatAddress } from './net/udp-socket.js';
+import { openDgramSocket } from './net/udp-socket.js';
 import { QuicEndpoint } from './quic/endpoint.js';
 import { TlsContexts } from './quic/tls-contexts.js';
 import { UpstreamRegistry } from './upstream/registry.js';
@@ -77,7 +77,7 @@ export class ProxyServer {
         },
       });
       this.endpoints.push(endpoint);
-      log.info({ listen: formatAddress(s) }, 'listening');
+      log.info({ listen: formatListener(s) }, 'listening');
     }
   }
 

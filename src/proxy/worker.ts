@@ -2,7 +2,7 @@
  * A worker process: serves HTTP/3 on the sockets the master passed it (one per listener, already
  * registered in the generation's BPF slot), until the master tells it to drain.
  */
-import { createCidIssuer } from '../grm/cid.js';
+import { createCidIssuer } from '../grm/index.js';
 import { loadConfig } from './config/index.js';
 import { FIRST_SOCKET_FD, type MasterToWorker, type WorkerToMaster } from './ipc.js';
 import { createLogger } from './log.js';
