@@ -55,6 +55,7 @@ export class ProxyServer {
       const socket = await openDgramSocket(s.fd, s.family);
       const endpoint = new QuicEndpoint({
         socket,
+        fd: s.fd,
         local: { host: s.host, port: s.port },
         tls,
         selectCertificate: (sni) => selectCertificate(config.tls, sni),

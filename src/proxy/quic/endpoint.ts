@@ -12,6 +12,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { CidIssuer } from '../../grm/interface.js';
 import type { CertificateConfig, QuicLimits } from '../config/types.js';
+import { BatchSender } from '../net/batch-sender.js';
 import { ClientHelloAssembler } from './initial.js';
 import { QuicConnection, type ConnectionHost, type QuicApplication } from './connection.js';
 import { PacketType, quiche, type HostPort, type QuicheHeader } from './native.js';
@@ -20,6 +21,8 @@ import type { TlsContexts } from './tls-contexts.js';
 
 export interface EndpointOptions {
   readonly socket: dgram.Socket;
+  /** The socket's fd, for batched sends (sendmmsg) next to dgram's receive loop. */
+  readonly fd: number;
   readonly local: HostPort;
   readonly tls: TlsContexts;
   readonly selectCertificate: (sni: string | undefined) => CertificateConfig;
@@ -56,6 +59,19 @@ const ATTEMPT_LIFETIME_MS = 5000;
 /** Extra CIDs offered to each peer (it may use them after migration or NAT rebinding). */
 const EXTRA_CIDS = 2;
 
+/** Hex of a datagram's Destination CID, or undefined when too short to hold one. */
+function dcidOf(msg: Buffer, shortHeaderCidLength: number): string | undefined {
+  if (msg.length === 0) return undefined;
+  if ((msg[0]! & 0x80) === 0) {
+    // Short header: the DCID is one of ours, so its length is ours.
+    return msg.length > shortHeaderCidLength ? msg.toString('hex', 1, 1 + shortHeaderCidLength) : undefined;
+  }
+  // Long header: flags(1) version(4) dcid_len(1) dcid.
+  const len = msg[5];
+  if (len === undefined || len > 20 || msg.length < 6 + len) return undefined;
+  return msg.toString('hex', 6, 6 + len);
+}
+
 export class QuicEndpoint implements ConnectionHost {
   readonly counters: EndpointCounters = {
     datagramsIn: 0,
@@ -76,10 +92,10 @@ export class QuicEndpoint implements ConnectionHost {
   private flushScheduled = false;
   private accepting = true;
   private closedResolvers: Array<() => void> = [];
-  private readonly sendBuf: Buffer;
+  private readonly sender: BatchSender;
 
   constructor(private readonly opts: EndpointOptions) {
-    this.sendBuf = Buffer.allocUnsafe(Math.max(opts.limits.maxUdpPayload, 1350));
+    this.sender = new BatchSender(opts.fd, Math.max(opts.limits.maxUdpPayload, 1350));
     opts.socket.on('message', (msg, rinfo) => this.onDatagram(msg, { host: rinfo.address, port: rinfo.port }));
   }
 
@@ -114,6 +130,18 @@ export class QuicEndpoint implements ConnectionHost {
   private onDatagram(msg: Buffer, peer: HostPort): void {
     this.counters.datagramsIn++;
     this.counters.bytesIn += msg.length;
+    // Known connections are found from the DCID read here: quiche's Header.fromSlice costs ~9 µs
+    // per packet in this binding, against ~0.2 µs for these few bytes (RFC 9000 §17).
+    const dcidHex = dcidOf(msg, this.opts.issuer.cidLength);
+    if (dcidHex === undefined) {
+      this.drop('unparseable');
+      return;
+    }
+    const conn = this.byCid.get(dcidHex);
+    if (conn) {
+      this.feed(conn, msg, peer);
+      return;
+    }
     let hdr: QuicheHeader;
     try {
       hdr = quiche.Header.fromSlice(msg, this.opts.issuer.cidLength);
@@ -122,12 +150,6 @@ export class QuicEndpoint implements ConnectionHost {
       return;
     }
     const dcid = Buffer.from(hdr.dcid);
-    const dcidHex = dcid.toString('hex');
-    const conn = this.byCid.get(dcidHex);
-    if (conn) {
-      this.feed(conn, msg, peer);
-      return;
-    }
     const ty = hdr.ty;
     if (ty === PacketType.Short) {
       this.sendStatelessReset(dcid, msg.length, peer);
@@ -240,28 +262,30 @@ export class QuicEndpoint implements ConnectionHost {
       this.dirty.delete(conn);
       this.flushConnection(conn);
     }
+    this.sender.flush();
   }
 
   private flushConnection(conn: QuicConnection): void {
     if (conn.closed) return;
     const q = conn.quic;
-    const socket = this.opts.socket;
+    const sender = this.sender;
     for (;;) {
+      let slot = sender.slot();
+      if (!slot) {
+        sender.flush();
+        slot = sender.slot()!;
+      }
       let res;
       try {
-        res = q.send(this.sendBuf);
+        res = q.send(slot);
       } catch (err) {
         this.opts.log.warn({ conn: conn.id, err: (err as Error).message }, 'quic send failed');
         break;
       }
       if (res === null) break;
-      const [len, info] = res;
-      // dgram keeps the buffer until the send completes, so each packet gets its own copy.
-      const pkt = Buffer.allocUnsafe(len);
-      this.sendBuf.copy(pkt, 0, 0, len);
-      socket.send(pkt, info.to.port, info.to.host);
+      sender.commit(res[0], res[1].to);
       this.counters.datagramsOut++;
-      this.counters.bytesOut += len;
+      this.counters.bytesOut += res[0];
     }
     if (q.isEstablished()) this.offerCids(conn);
     this.collectRetiredCids(conn);
