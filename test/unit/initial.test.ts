@@ -26,8 +26,8 @@ import {
   V2_KEYS,
   V2_PROTECTED_PACKET,
 } from './initial-rfc-vectors.js';
+import { hex } from '../helpers/hex.js';
 
-const hex = (s: string) => Buffer.from(s, 'hex');
 const dcid = hex(RFC_DCID);
 const rfcPlaintext = Buffer.concat([hex(CLIENT_CRYPTO_FRAME), Buffer.alloc(CLIENT_PADDING_LENGTH)]);
 
