@@ -126,7 +126,8 @@ async function main(): Promise<void> {
     const group = mgr.openGroup({ host: '127.0.0.1', port: PORT });
     const old = group.addGeneration();
     const gen = group.addGeneration();
-    for (const g of [old, gen]) {
+    /** Two workers' sockets in generation g, each read (and dropped) by a Node socket. */
+    const addWorkers = (g: number): void => {
       for (let w = 0; w < 2; w++) {
         const fd = group.createSocket();
         group.register(g, w, fd);
@@ -135,7 +136,9 @@ async function main(): Promise<void> {
         s.on('message', () => {});
         receivers.push(s);
       }
-    }
+    };
+    addWorkers(old);
+    addWorkers(gen);
     group.setWorking(0, gen);
     const groupsMapId = (JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show', 'pinned', `${pinDir}/grm_groups`], { encoding: 'utf8' })) as { id: number }).id;
     const client = dgram.createSocket('udp4');
@@ -161,14 +164,7 @@ async function main(): Promise<void> {
     if (existsSync('bpf/quic_sni.h')) {
       // SNI build: with server names configured every new Initial is decrypted in BPF.
       const sniGen = group.addGeneration(1);
-      for (let w = 0; w < 2; w++) {
-        const fd = group.createSocket();
-        group.register(sniGen, w, fd);
-        const s = dgram.createSocket('udp4');
-        s.bind({ fd });
-        s.on('message', () => {});
-        receivers.push(s);
-      }
+      addWorkers(sniGen);
       group.setWorking(1, sniGen);
       // Fresh DCIDs for every datagram of both senders (a repeated DCID would be an attempt hit).
       const fresh = Array.from({ length: 2 * SNI_COUNT }, () => clientInitials(randomBytes(8), clientHello('api.example.com'))[0]!);

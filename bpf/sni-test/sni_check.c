@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../quic_sni.h"
+#include "unhex.h"
 
 static int failures;
 
@@ -24,22 +25,6 @@ static void expect_hex(const char *what, const __u8 *got, size_t n, const char *
 		fprintf(stderr, "FAIL %s: got %s want %s\n", what, buf, hex);
 		failures++;
 	}
-}
-
-static int unhex(const char *hex, __u8 *out, size_t cap)
-{
-	size_t n = strlen(hex), i;
-
-	if (n % 2 || n / 2 > cap)
-		return -1;
-	for (i = 0; i < n / 2; i++) {
-		unsigned int v;
-
-		if (sscanf(&hex[i * 2], "%2x", &v) != 1)
-			return -1;
-		out[i] = v;
-	}
-	return n / 2;
 }
 
 static void selftest(void)

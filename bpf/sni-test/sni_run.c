@@ -18,6 +18,7 @@
 #include <bpf/libbpf.h>
 
 #include "../quic_sni.h" /* userspace view of struct quic_sni_scratch, for SNI_RUN_DUMP */
+#include "unhex.h"
 
 #define ETH_FILLER 14
 
@@ -26,22 +27,6 @@ struct sni_test_result {
 	unsigned int calls;
 	char sni[QUIC_SNI_MAX];
 };
-
-static int unhex(const char *hex, unsigned char *out, size_t cap)
-{
-	size_t n = strlen(hex), i;
-
-	if (n % 2 || n / 2 > cap)
-		return -1;
-	for (i = 0; i < n / 2; i++) {
-		unsigned int v;
-
-		if (sscanf(&hex[i * 2], "%2x", &v) != 1)
-			return -1;
-		out[i] = v;
-	}
-	return n / 2;
-}
 
 static char verifier_log[1 << 20];
 

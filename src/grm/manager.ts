@@ -223,16 +223,7 @@ export class GenerationManager implements ManagerCore {
 
   /** Detaches the program from every group, unpins everything and closes. */
   cleanup(): void {
-    const errors: string[] = [];
-    for (const g of this.groups()) {
-      try {
-        g.detachProgram();
-      } catch (err) {
-        errors.push(`${g}: ${(err as Error).message}`);
-      }
-    }
-    this.close();
-    unpinAll(this.pinDir);
+    const errors = detachCloseUnpin(this);
     if (errors.length) throw new GrmError('SYSCALL', `cleanup could not detach: ${errors.join('; ')}`);
   }
 }
@@ -270,6 +261,24 @@ export function groupsOf(core: ManagerCore): Group[] {
     .keys()
     .map((k) => new Group(core, addressOfKey(k), ids.lookup(k)!.readUInt32LE()))
     .sort((a, b) => a.id - b.id);
+}
+
+/**
+ * Detaches the program from every group (best effort), closes the state and unpins its dir.
+ * Returns one message per group that could not be detached.
+ */
+export function detachCloseUnpin(state: ManagerCore & { readonly pinDir: string; close(): void }): string[] {
+  const errors: string[] = [];
+  for (const g of groupsOf(state)) {
+    try {
+      g.detachProgram();
+    } catch (err) {
+      errors.push(`${g}: ${(err as Error).message}`);
+    }
+  }
+  state.close();
+  unpinAll(state.pinDir);
+  return errors;
 }
 
 /** Unlinks every pin in a pin dir and removes it. */

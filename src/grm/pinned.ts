@@ -6,7 +6,7 @@ import type { CidKey } from './cid.js';
 import { GrmError } from './errors.js';
 import type { Group } from './group.js';
 import type { ManagerCore } from './manager-core.js';
-import { groupsOf, unpinAll } from './manager.js';
+import { detachCloseUnpin, groupsOf } from './manager.js';
 import { openPinnedMaps } from './map-specs.js';
 import { getU, getU64 } from './struct-view.js';
 
@@ -62,16 +62,6 @@ export class PinnedState implements ManagerCore {
 
   /** Detaches the program from every group (best effort), then unpins everything. */
   cleanup(): string[] {
-    const errors: string[] = [];
-    for (const g of this.groups()) {
-      try {
-        g.detachProgram();
-      } catch (err) {
-        errors.push(`${g}: ${(err as Error).message}`);
-      }
-    }
-    this.close();
-    unpinAll(this.pinDir);
-    return errors;
+    return detachCloseUnpin(this);
   }
 }

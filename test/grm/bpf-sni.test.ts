@@ -8,6 +8,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { quiche } from '@matrixai/quic/native/index.js';
+import {
+  CLIENT_CRYPTO_FRAME,
+  CLIENT_PADDING_LENGTH,
+  RFC_DCID,
+  V1_PROTECTED_PACKET,
+  V1_UNPROTECTED_HEADER,
+} from '../unit/initial-rfc-vectors.js';
 
 const harnessDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bpf/sni-test');
 const isRoot = process.getuid?.() === 0;
@@ -156,30 +163,13 @@ function pqKeyShare(): Buffer {
 }
 
 // ---------------------------------------------------------------------------------------------
-// RFC 9001 Appendix A.2 (client Initial), typed in from the RFC.
-
-const RFC_DCID = Buffer.from('8394c8f03e515708', 'hex');
-const RFC_CRYPTO_FRAME = Buffer.from(
-  '060040f1010000ed0303ebf8fa56f12939b9584a3896472ec40bb863cfd3e868' +
-    '04fe3a47f06a2b69484c00000413011302010000c000000010000e00000b6578' +
-    '616d706c652e636f6dff01000100000a00080006001d00170018001000070005' +
-    '04616c706e000500050100000000003300260024001d00209370b2c9caa47fba' +
-    'baf4559fedba753de171fa71f50f1ce15d43e994ec74d748002b000302030400' +
-    '0d0010000e0403050306030203080408050806002d00020101001c0002400100' +
-    '3900320408ffffffffffffffff05048000ffff07048000ffff08011001048000' +
-    '75300901100f088394c8f03e51570806048000ffff',
-  'hex',
-);
-const RFC_UNPROTECTED_HEADER = 'c300000001088394c8f03e5157080000449e00000002';
-const RFC_PROTECTED_PREFIX = 'c000000001088394c8f03e5157080000449e7b9aec34d1b1c98dd7689fb8ec11';
-const RFC_PROTECTED_SUFFIX =
-  '7e78bfe706ca4cf5e9c5453e9f7cfd2b8b4c8d169a44e55c88d4a9a7f9474241e221af44860018ab0856972e194cd934';
+// RFC 9001 Appendix A.2 (client Initial), from the vectors shared with the Initial unit tests.
 
 function rfcClientInitial(): Buffer {
-  const frames = Buffer.alloc(1162); // CRYPTO frame, then PADDING up to 1162 bytes of payload
-  RFC_CRYPTO_FRAME.copy(frames);
-  const spec = { dcid: RFC_DCID, pn: 2, pnLen: 4, frames };
-  expect(initialHeader(spec, frames.length).toString('hex')).toBe(RFC_UNPROTECTED_HEADER);
+  // CRYPTO frame, then PADDING up to 1162 bytes of payload
+  const frames = Buffer.concat([Buffer.from(CLIENT_CRYPTO_FRAME, 'hex'), Buffer.alloc(CLIENT_PADDING_LENGTH)]);
+  const spec = { dcid: Buffer.from(RFC_DCID, 'hex'), pn: 2, pnLen: 4, frames };
+  expect(initialHeader(spec, frames.length).toString('hex')).toBe(V1_UNPROTECTED_HEADER);
   return protectInitial(spec);
 }
 
@@ -479,8 +469,8 @@ describe('quic_initial_sni (userspace build)', () => {
   it('reproduces the RFC 9001 A.2 protected packet with the test builder', () => {
     const pkt = rfcClientInitial();
     expect(pkt.length).toBe(1200);
-    expect(pkt.subarray(0, 32).toString('hex')).toBe(RFC_PROTECTED_PREFIX);
-    expect(pkt.subarray(pkt.length - 48).toString('hex')).toBe(RFC_PROTECTED_SUFFIX);
+    expect(pkt.subarray(0, 32).toString('hex')).toBe(V1_PROTECTED_PACKET.slice(0, 64));
+    expect(pkt.subarray(pkt.length - 48).toString('hex')).toBe(V1_PROTECTED_PACKET.slice(-96));
   });
 
   it('extracts the SNI or the expected error for every vector', () => {

@@ -40,12 +40,17 @@ interface Setup {
   socketsOf: Map<number, number[]>;
 }
 
-function setup(opts: Parameters<GenerationManager['openGroup']>[1] = {}, family: 4 | 6 = 4): Setup {
-  const port = nextPort++;
-  const group = mgr.openGroup({ host: family === 4 ? '127.0.0.1' : '::1', port }, opts);
+/** A group on host:port with its own receivers (closed in afterAll). */
+function setupAt(host: string, port: number, opts: Parameters<GenerationManager['openGroup']>[1] = {}): Setup {
+  const group = mgr.openGroup({ host, port }, opts);
   const rx = new Receivers();
   receivers.push(rx);
   return { group, port, rx, socketsOf: new Map() };
+}
+
+/** A group on a fresh port of the loopback address. */
+function setup(opts: Parameters<GenerationManager['openGroup']>[1] = {}, family: 4 | 6 = 4): Setup {
+  return setupAt(family === 4 ? '127.0.0.1' : '::1', nextPort++, opts);
 }
 
 function addGen(s: Setup, workers: number, app = 0): number {
@@ -57,6 +62,13 @@ function addGen(s: Setup, workers: number, app = 0): number {
     idx.push(s.rx.add(fd, s.group.address.family === 2 ? 4 : 6));
   }
   s.socketsOf.set(gen, idx);
+  return gen;
+}
+
+/** addGen, then make the new generation the working one for app 0. */
+function addWorkingGen(s: Setup, workers: number): number {
+  const gen = addGen(s, workers);
+  s.group.setWorking(0, gen);
   return gen;
 }
 
@@ -74,10 +86,8 @@ function genOfReceiver(s: Setup, receiver: number): number {
 describe('new connections', () => {
   test('Initials land in the working generation and spread over its sockets', async () => {
     const s = setup();
-    const old = addGen(s, 4);
-    s.group.setWorking(0, old);
-    const gen = addGen(s, 4);
-    s.group.setWorking(0, gen);
+    const old = addWorkingGen(s, 4);
+    const gen = addWorkingGen(s, 4);
     const n = 100;
     for (let i = 0; i < n; i++) {
       const c = await client(); // a new 4-tuple per attempt: the kernel hash differs
@@ -111,8 +121,7 @@ describe('short headers', () => {
     let tag = 0;
     let expectedTotal = 0;
     for (let flip = 0; flip < 5; flip++) {
-      const gen = addGen(s, 2);
-      s.group.setWorking(0, gen);
+      const gen = addWorkingGen(s, 2);
       for (let w = 0; w < 2; w++) {
         for (let k = 0; k < 5; k++) issued.push({ cid: s.group.codec.issue(gen, w), receiver: s.socketsOf.get(gen)![w]! });
       }
@@ -133,10 +142,8 @@ describe('short headers', () => {
 
   test('a Handshake packet carrying our CID routes like a short header', async () => {
     const s = setup();
-    const g1 = addGen(s, 2);
-    s.group.setWorking(0, g1);
-    const g2 = addGen(s, 2);
-    s.group.setWorking(0, g2);
+    const g1 = addWorkingGen(s, 2);
+    const g2 = addWorkingGen(s, 2);
     const c = await client();
     await send(c, longHeader(2, s.group.codec.issue(g1, 1), 7), s.port);
     await s.rx.waitFor(1);
@@ -147,15 +154,13 @@ describe('short headers', () => {
 describe('connection attempts', () => {
   test('a two-datagram attempt split by a flip stays on one socket', async () => {
     const s = setup();
-    const g1 = addGen(s, 3);
-    s.group.setWorking(0, g1);
+    const g1 = addWorkingGen(s, 3);
     const c = await client();
     const dcid = randomBytes(17); // client-chosen, not ours
     await send(c, longHeader(0, dcid, 1), s.port);
     await s.rx.waitFor(1);
     const first = s.rx.arrivals[0]!.receiver;
-    const g2 = addGen(s, 3);
-    s.group.setWorking(0, g2);
+    const g2 = addWorkingGen(s, 3);
     await send(c, longHeader(0, dcid, 2), s.port); // second half of the ClientHello
     await send(c, longHeader(1, dcid, 3), s.port); // 0-RTT of the same attempt
     const other = await client();
@@ -172,14 +177,12 @@ describe('connection attempts', () => {
 
   test('attempt records expire after attemptTtlMs', async () => {
     const s = setup({ attemptTtlMs: 50 });
-    const g1 = addGen(s, 1);
-    s.group.setWorking(0, g1);
+    const g1 = addWorkingGen(s, 1);
     const c = await client();
     const dcid = randomBytes(8);
     await send(c, longHeader(0, dcid, 1), s.port);
     await s.rx.waitFor(1);
-    const g2 = addGen(s, 1);
-    s.group.setWorking(0, g2);
+    const g2 = addWorkingGen(s, 1);
     await new Promise((r) => setTimeout(r, 120)); // let the 50 ms record lapse
     await send(c, longHeader(0, dcid, 2), s.port);
     await s.rx.waitFor(2);
@@ -190,10 +193,8 @@ describe('connection attempts', () => {
 describe('fallbacks', () => {
   test('garbage goes to the working generation, counted', async () => {
     const s = setup();
-    const g1 = addGen(s, 2);
-    s.group.setWorking(0, g1);
-    const g2 = addGen(s, 2);
-    s.group.setWorking(0, g2);
+    const g1 = addWorkingGen(s, 2);
+    const g2 = addWorkingGen(s, 2);
     const c = await client();
     const garbage = [
       Buffer.alloc(0),
@@ -214,8 +215,7 @@ describe('fallbacks', () => {
 
   test('dropUnparseable drops garbage (counted) and still serves QUIC', async () => {
     const s = setup({ dropUnparseable: true });
-    const g1 = addGen(s, 2);
-    s.group.setWorking(0, g1);
+    const g1 = addWorkingGen(s, 2);
     const c = await client();
     await send(c, Buffer.from([0x00]), s.port);
     await send(c, Buffer.alloc(0), s.port);
@@ -227,10 +227,8 @@ describe('fallbacks', () => {
 
   test('gone sockets and an empty working generation fall back to the newest live one, never to the kernel hash', async () => {
     const s = setup();
-    const g1 = addGen(s, 2);
-    s.group.setWorking(0, g1);
-    const g2 = addGen(s, 2);
-    s.group.setWorking(0, g2);
+    const g1 = addWorkingGen(s, 2);
+    const g2 = addWorkingGen(s, 2);
     const stray = s.rx.add(s.group.createSocket()); // in the group, never registered
     const cid = s.group.codec.issue(g2, 0);
     for (const r of s.socketsOf.get(g2)!) s.rx.close(r); // the working generation dies
@@ -255,8 +253,7 @@ describe('fallbacks', () => {
 describe('generation slots', () => {
   test('retire frees the slot, refuses the working generation, and slots never wrap onto live ones', async () => {
     const s = setup();
-    const g1 = addGen(s, 1);
-    s.group.setWorking(0, g1);
+    const g1 = addWorkingGen(s, 1);
     expect(() => s.group.retire(g1)).toThrow(expect.objectContaining({ code: 'WORKING_GENERATION' }));
     const gens = [g1];
     while (gens.length < GRM.MAX_SLOTS) gens.push(s.group.addGeneration());
@@ -282,8 +279,7 @@ function addGenAfterRetire(s: Setup, gens: number[]): number {
 
 test('IPv6 groups steer the same way', async () => {
   const s = setup({}, 6);
-  const g1 = addGen(s, 2);
-  s.group.setWorking(0, g1);
+  const g1 = addWorkingGen(s, 2);
   const c = await client(6);
   await send(c, shortHeader(s.group.codec.issue(g1, 1), 1), s.port, '::1');
   await send(c, longHeader(0, randomBytes(8), 2), s.port, '::1');
@@ -295,18 +291,10 @@ test('IPv6 groups steer the same way', async () => {
 
 test('groups sharing a port on different addresses, and an unmanaged address on it, stay apart', async () => {
   const port = nextPort++;
-  const make = (host: string): Setup => {
-    const group = mgr.openGroup({ host, port });
-    const rx = new Receivers();
-    receivers.push(rx);
-    return { group, port, rx, socketsOf: new Map() };
-  };
-  const a = make('127.0.0.1');
-  const b = make('127.0.0.2');
-  const ga = addGen(a, 2);
-  a.group.setWorking(0, ga);
-  const gb = addGen(b, 2);
-  b.group.setWorking(0, gb);
+  const a = setupAt('127.0.0.1', port);
+  const b = setupAt('127.0.0.2', port);
+  const ga = addWorkingGen(a, 2);
+  const gb = addWorkingGen(b, 2);
   // A plain reuseport socket on 127.0.0.3, not managed: its datagrams are the kernel's business.
   const { createReuseportSocket, toSocketAddress } = await import('../../src/grm/sockets.js');
   const plain = new Receivers();
@@ -326,8 +314,7 @@ test('groups sharing a port on different addresses, and an unmanaged address on 
 
 test('re-registering a worker index (respawned worker) moves its CIDs to the new socket', async () => {
   const s = setup();
-  const g1 = addGen(s, 2);
-  s.group.setWorking(0, g1);
+  const g1 = addWorkingGen(s, 2);
   const cid = s.group.codec.issue(g1, 1);
   const fd = s.group.createSocket();
   s.group.register(g1, 1, fd);

@@ -1,18 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseClientHello } from '../../src/proxy/quic/client-hello.js';
-import { InitialParseError, type InitialParseReason } from '../../src/proxy/quic/initial-errors.js';
+import { InitialParseError } from '../../src/proxy/quic/initial-errors.js';
 import { CLIENT_HELLO } from './initial-rfc-vectors.js';
-
-function expectReason(fn: () => unknown, reason: InitialParseReason): void {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown).toBeInstanceOf(InitialParseError);
-  expect((thrown as InitialParseError).reason).toBe(reason);
-}
+import { expectInitialParseReason } from '../helpers/initial-parse-error.js';
 
 const u8 = (n: number) => Buffer.from([n]);
 const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
@@ -96,40 +86,40 @@ describe('parseClientHello', () => {
 
   it('refuses malformed host names', () => {
     for (const bad of ['', 'example.com.', '.example.com', 'a..b', 'exa mple.com', 'ex\u00e4mple.com', 'a/b', 'x'.repeat(64) + '.com', 'a.'.repeat(127) + 'ab', 'a\u0000b']) {
-      expectReason(() => parseClientHello(clientHello([sni([0, bad])])), 'client-hello-bad-server-name');
+      expectInitialParseReason(() => parseClientHello(clientHello([sni([0, bad])])), 'client-hello-bad-server-name');
     }
-    expectReason(() => parseClientHello(clientHello([sni([0, 'a.com'], [0, 'b.com'])])), 'client-hello-bad-server-name');
-    expectReason(() => parseClientHello(clientHello([[0, vec16(Buffer.alloc(0))]])), 'client-hello-bad-server-name');
-    expectReason(() => parseClientHello(clientHello([[0, Buffer.concat([sni([0, 'a.com'])[1], u8(0)])]])), 'client-hello-bad-server-name');
+    expectInitialParseReason(() => parseClientHello(clientHello([sni([0, 'a.com'], [0, 'b.com'])])), 'client-hello-bad-server-name');
+    expectInitialParseReason(() => parseClientHello(clientHello([[0, vec16(Buffer.alloc(0))]])), 'client-hello-bad-server-name');
+    expectInitialParseReason(() => parseClientHello(clientHello([[0, Buffer.concat([sni([0, 'a.com'])[1], u8(0)])]])), 'client-hello-bad-server-name');
   });
 
   it('refuses malformed ALPN and supported_versions', () => {
-    expectReason(() => parseClientHello(clientHello([alpn()])), 'client-hello-bad-alpn');
-    expectReason(() => parseClientHello(clientHello([alpn('h3', '')])), 'client-hello-bad-alpn');
-    expectReason(() => parseClientHello(clientHello([[16, Buffer.concat([alpn('h3')[1], u8(0)])]])), 'client-hello-bad-alpn');
-    expectReason(() => parseClientHello(clientHello([[16, Buffer.from('00030268', 'hex')]])), 'client-hello-truncated');
-    expectReason(() => parseClientHello(clientHello([[43, Buffer.from('00', 'hex')]])), 'client-hello-bad-supported-versions');
-    expectReason(() => parseClientHello(clientHello([[43, Buffer.from('03030403', 'hex')]])), 'client-hello-bad-supported-versions');
+    expectInitialParseReason(() => parseClientHello(clientHello([alpn()])), 'client-hello-bad-alpn');
+    expectInitialParseReason(() => parseClientHello(clientHello([alpn('h3', '')])), 'client-hello-bad-alpn');
+    expectInitialParseReason(() => parseClientHello(clientHello([[16, Buffer.concat([alpn('h3')[1], u8(0)])]])), 'client-hello-bad-alpn');
+    expectInitialParseReason(() => parseClientHello(clientHello([[16, Buffer.from('00030268', 'hex')]])), 'client-hello-truncated');
+    expectInitialParseReason(() => parseClientHello(clientHello([[43, Buffer.from('00', 'hex')]])), 'client-hello-bad-supported-versions');
+    expectInitialParseReason(() => parseClientHello(clientHello([[43, Buffer.from('03030403', 'hex')]])), 'client-hello-bad-supported-versions');
   });
 
   it('refuses duplicate extensions, wrong types and length mismatches', () => {
-    expectReason(() => parseClientHello(clientHello([alpn('h3'), transportParameters, alpn('h3')])), 'client-hello-duplicate-extension');
+    expectInitialParseReason(() => parseClientHello(clientHello([alpn('h3'), transportParameters, alpn('h3')])), 'client-hello-duplicate-extension');
     const msg = clientHello([alpn('h3')]);
     const server = Buffer.from(msg);
     server[0] = 2;
-    expectReason(() => parseClientHello(server), 'not-client-hello');
-    expectReason(() => parseClientHello(Buffer.concat([msg, u8(0)])), 'client-hello-trailing-bytes');
+    expectInitialParseReason(() => parseClientHello(server), 'not-client-hello');
+    expectInitialParseReason(() => parseClientHello(Buffer.concat([msg, u8(0)])), 'client-hello-trailing-bytes');
     // Extensions block shorter than what follows it.
     const inner = Buffer.from(msg);
     const extOffset = 4 + 2 + 32 + 33 + 6 + 2;
     inner.writeUInt16BE(msg.readUInt16BE(extOffset) - 1, extOffset);
-    expectReason(() => parseClientHello(inner), 'client-hello-trailing-bytes');
+    expectInitialParseReason(() => parseClientHello(inner), 'client-hello-trailing-bytes');
     inner.writeUInt16BE(msg.readUInt16BE(extOffset) + 1, extOffset);
-    expectReason(() => parseClientHello(inner), 'client-hello-truncated');
-    expectReason(() => parseClientHello(clientHelloWith({ sessionIdLength: 33 })), 'client-hello-bad-vector');
-    expectReason(() => parseClientHello(clientHelloWith({ suites: Buffer.from([0x13]) })), 'client-hello-bad-vector');
-    expectReason(() => parseClientHello(clientHelloWith({ suites: Buffer.alloc(0) })), 'client-hello-bad-vector');
-    expectReason(() => parseClientHello(clientHelloWith({ compression: Buffer.alloc(0) })), 'client-hello-bad-vector');
+    expectInitialParseReason(() => parseClientHello(inner), 'client-hello-truncated');
+    expectInitialParseReason(() => parseClientHello(clientHelloWith({ sessionIdLength: 33 })), 'client-hello-bad-vector');
+    expectInitialParseReason(() => parseClientHello(clientHelloWith({ suites: Buffer.from([0x13]) })), 'client-hello-bad-vector');
+    expectInitialParseReason(() => parseClientHello(clientHelloWith({ suites: Buffer.alloc(0) })), 'client-hello-bad-vector');
+    expectInitialParseReason(() => parseClientHello(clientHelloWith({ compression: Buffer.alloc(0) })), 'client-hello-bad-vector');
   });
 
   it('refuses every truncation of a valid ClientHello with a typed error', () => {

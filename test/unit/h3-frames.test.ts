@@ -20,18 +20,8 @@ import {
   type H3FrameEvent,
 } from '../../src/proxy/h3/frames.js';
 import { encodeVarint } from '../../src/proxy/h3/varint.js';
-
-const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
-
-function codeOf(fn: () => unknown): number | undefined {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof H3Error) return err.code;
-    throw err;
-  }
-  return undefined;
-}
+import { h3ErrorCode } from '../helpers/h3-error-code.js';
+import { hex } from '../helpers/hex.js';
 
 /** Normalises events: adjacent DATA pieces of one frame are joined so splits compare equal. */
 function normalise(events: H3FrameEvent[]): { type: number; payload: string }[] {
@@ -65,9 +55,9 @@ describe('frame encoders', () => {
     expect(encodeGoaway(0).toString('hex')).toBe('070100');
     expect(encodeGoaway(400).toString('hex')).toBe('07024190');
     expect(parseGoaway(hex('4190'))).toBe(400);
-    expect(codeOf(() => parseGoaway(hex('')))).toBe(H3_ERROR.H3_FRAME_ERROR);
-    expect(codeOf(() => parseGoaway(hex('4190 00')))).toBe(H3_ERROR.H3_FRAME_ERROR);
-    expect(codeOf(() => parseGoaway(hex('41')))).toBe(H3_ERROR.H3_FRAME_ERROR);
+    expect(h3ErrorCode(() => parseGoaway(hex('')))).toBe(H3_ERROR.H3_FRAME_ERROR);
+    expect(h3ErrorCode(() => parseGoaway(hex('4190 00')))).toBe(H3_ERROR.H3_FRAME_ERROR);
+    expect(h3ErrorCode(() => parseGoaway(hex('41')))).toBe(H3_ERROR.H3_FRAME_ERROR);
     expect(parseSingleVarintPayload(hex('c2197c5eff14e88c'), 'MAX_PUSH_ID')).toBe(Infinity);
   });
 
@@ -101,21 +91,21 @@ describe('frame encoders', () => {
   });
 
   it('rejects duplicate and reserved HTTP/2 settings with H3_SETTINGS_ERROR', () => {
-    expect(codeOf(() => parseSettings(hex('0100 0100')))).toBe(H3_ERROR.H3_SETTINGS_ERROR);
+    expect(h3ErrorCode(() => parseSettings(hex('0100 0100')))).toBe(H3_ERROR.H3_SETTINGS_ERROR);
     for (const id of [0, 2, 3, 4, 5]) {
-      expect(codeOf(() => parseSettings(Buffer.from([id, 0])))).toBe(H3_ERROR.H3_SETTINGS_ERROR);
+      expect(h3ErrorCode(() => parseSettings(Buffer.from([id, 0])))).toBe(H3_ERROR.H3_SETTINGS_ERROR);
     }
     const huge = encodeVarint(0x1fn * 0x100000000000000n + 0x21n);
-    expect(codeOf(() => parseSettings(Buffer.concat([huge, hex('00'), huge, hex('00')])))).toBe(
+    expect(h3ErrorCode(() => parseSettings(Buffer.concat([huge, hex('00'), huge, hex('00')])))).toBe(
       H3_ERROR.H3_SETTINGS_ERROR,
     );
     expect(() => encodeSettings([[2, 0]])).toThrow(RangeError);
   });
 
   it('rejects truncated SETTINGS with H3_FRAME_ERROR', () => {
-    expect(codeOf(() => parseSettings(hex('01')))).toBe(H3_ERROR.H3_FRAME_ERROR);
-    expect(codeOf(() => parseSettings(hex('0140')))).toBe(H3_ERROR.H3_FRAME_ERROR);
-    expect(codeOf(() => parseSettings(hex('40')))).toBe(H3_ERROR.H3_FRAME_ERROR);
+    expect(h3ErrorCode(() => parseSettings(hex('01')))).toBe(H3_ERROR.H3_FRAME_ERROR);
+    expect(h3ErrorCode(() => parseSettings(hex('0140')))).toBe(H3_ERROR.H3_FRAME_ERROR);
+    expect(h3ErrorCode(() => parseSettings(hex('40')))).toBe(H3_ERROR.H3_FRAME_ERROR);
     expect(parseSettings(hex(''))).toEqual(new Map());
   });
 
@@ -198,39 +188,39 @@ describe('FrameReader', () => {
 
   it('rejects oversized HEADERS with H3_EXCESSIVE_LOAD before buffering them', () => {
     const r = new FrameReader({ maxFieldSectionFrameSize: 100 });
-    expect(codeOf(() => r.push(encodeFrameHeader(FRAME_TYPE.HEADERS, 101)))).toBe(H3_ERROR.H3_EXCESSIVE_LOAD);
+    expect(h3ErrorCode(() => r.push(encodeFrameHeader(FRAME_TYPE.HEADERS, 101)))).toBe(H3_ERROR.H3_EXCESSIVE_LOAD);
     // Stays failed.
-    expect(codeOf(() => r.push(hex('00')))).toBe(H3_ERROR.H3_EXCESSIVE_LOAD);
+    expect(h3ErrorCode(() => r.push(hex('00')))).toBe(H3_ERROR.H3_EXCESSIVE_LOAD);
     expect(new FrameReader({ maxFieldSectionFrameSize: 100 }).push(encodeHeadersFrame(Buffer.alloc(100)))).toHaveLength(1);
   });
 
   it('rejects oversized control frames and bad GOAWAY lengths with H3_FRAME_ERROR', () => {
-    expect(codeOf(() => new FrameReader({ maxControlFrameSize: 8 }).push(encodeFrameHeader(FRAME_TYPE.SETTINGS, 9)))).toBe(
+    expect(h3ErrorCode(() => new FrameReader({ maxControlFrameSize: 8 }).push(encodeFrameHeader(FRAME_TYPE.SETTINGS, 9)))).toBe(
       H3_ERROR.H3_FRAME_ERROR,
     );
-    expect(codeOf(() => new FrameReader().push(hex('0700')))).toBe(H3_ERROR.H3_FRAME_ERROR);
-    expect(codeOf(() => new FrameReader().push(hex('0709')))).toBe(H3_ERROR.H3_FRAME_ERROR);
-    expect(codeOf(() => new FrameReader().push(hex('0d00')))).toBe(H3_ERROR.H3_FRAME_ERROR);
+    expect(h3ErrorCode(() => new FrameReader().push(hex('0700')))).toBe(H3_ERROR.H3_FRAME_ERROR);
+    expect(h3ErrorCode(() => new FrameReader().push(hex('0709')))).toBe(H3_ERROR.H3_FRAME_ERROR);
+    expect(h3ErrorCode(() => new FrameReader().push(hex('0d00')))).toBe(H3_ERROR.H3_FRAME_ERROR);
     // A frame length above 2^53 for a whole frame is refused too.
-    expect(codeOf(() => new FrameReader().push(hex('04 c2197c5eff14e88c')))).toBe(H3_ERROR.H3_FRAME_ERROR);
+    expect(h3ErrorCode(() => new FrameReader().push(hex('04 c2197c5eff14e88c')))).toBe(H3_ERROR.H3_FRAME_ERROR);
   });
 
   it('rejects reserved HTTP/2 frame types with H3_FRAME_UNEXPECTED', () => {
     for (const t of [0x02, 0x06, 0x08, 0x09]) {
-      expect(codeOf(() => new FrameReader().push(Buffer.from([t, 0])))).toBe(H3_ERROR.H3_FRAME_UNEXPECTED);
+      expect(h3ErrorCode(() => new FrameReader().push(Buffer.from([t, 0])))).toBe(H3_ERROR.H3_FRAME_UNEXPECTED);
     }
   });
 
   it('treats a stream ending inside a frame as H3_FRAME_ERROR', () => {
     const inHeader = new FrameReader();
     inHeader.push(hex('01'));
-    expect(codeOf(() => inHeader.end())).toBe(H3_ERROR.H3_FRAME_ERROR);
+    expect(h3ErrorCode(() => inHeader.end())).toBe(H3_ERROR.H3_FRAME_ERROR);
     const inPayload = new FrameReader();
     inPayload.push(hex('0105 0000'));
-    expect(codeOf(() => inPayload.end())).toBe(H3_ERROR.H3_FRAME_ERROR);
+    expect(h3ErrorCode(() => inPayload.end())).toBe(H3_ERROR.H3_FRAME_ERROR);
     const inData = new FrameReader();
     inData.push(hex('0003 61'));
-    expect(codeOf(() => inData.end())).toBe(H3_ERROR.H3_FRAME_ERROR);
+    expect(h3ErrorCode(() => inData.end())).toBe(H3_ERROR.H3_FRAME_ERROR);
     const clean = new FrameReader();
     clean.push(hex('0001 61'));
     expect(() => clean.end()).not.toThrow();

@@ -6,8 +6,7 @@ import {
   varintLength,
   writeVarint,
 } from '../../src/proxy/h3/varint.js';
-
-const hex = (s: string) => Buffer.from(s, 'hex');
+import { hex } from '../helpers/hex.js';
 
 describe('QUIC varint (RFC 9000 §16, §A.1 examples)', () => {
   it('decodes the 8-byte example 0xc2197c5eff14e88c = 151288809941952652', () => {

@@ -7,8 +7,8 @@ import {
   huffmanEncodedLength,
 } from '../../src/proxy/h3/huffman.js';
 import { HUFFMAN_CODES } from '../../src/proxy/h3/huffman-table.js';
-
-const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
+import { hex } from '../helpers/hex.js';
+import { prng } from '../helpers/prng.js';
 
 // RFC 7541 Appendix C.4 (requests) and C.6 (responses), Huffman-coded string literals.
 const RFC_VECTORS: [string, string][] = [
@@ -28,18 +28,6 @@ const RFC_VECTORS: [string, string][] = [
     '94e7 821d d7f2 e6c7 b335 dfdf cd5b 3960 d5af 2708 7f36 72c1 ab27 0fb5 291f 9587 3160 65c0 03ed 4ee5 b106 3d50 07',
   ],
 ];
-
-// A small deterministic PRNG so property tests are reproducible.
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('Huffman table (RFC 7541 Appendix B)', () => {
   it('has 257 codes forming a complete canonical prefix code', () => {

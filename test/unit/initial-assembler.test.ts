@@ -7,25 +7,13 @@ import {
   ClientHelloAssembler,
   decryptClientInitial,
   extractCryptoFrames,
-  InitialParseError,
   parseClientHello,
   QUIC_V1,
   QUIC_V2,
   type ClientHelloInfo,
   type CryptoFragment,
-  type InitialParseReason,
 } from '../../src/proxy/quic/initial.js';
-
-function expectReason(fn: () => unknown, reason: InitialParseReason): void {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown).toBeInstanceOf(InitialParseError);
-  expect((thrown as InitialParseError).reason).toBe(reason);
-}
+import { expectInitialParseReason } from '../helpers/initial-parse-error.js';
 
 /** The first datagram a real quiche client sends. */
 function quicheFirstDatagram(serverName: string | null, alpn: string[], scid: Buffer): Buffer {
@@ -197,12 +185,12 @@ describe('ClientHelloAssembler reassembly', () => {
     expect(assembler.push(first)).toBe('need-more');
     const corrupt = Buffer.from(second);
     corrupt[corrupt.length - 3] = corrupt[corrupt.length - 3]! ^ 0x10;
-    expectReason(() => assembler.push(corrupt), 'decrypt-failed');
-    expectReason(() => assembler.push(second.subarray(0, 1100)), 'datagram-too-short');
+    expectInitialParseReason(() => assembler.push(corrupt), 'decrypt-failed');
+    expectInitialParseReason(() => assembler.push(second.subarray(0, 1100)), 'datagram-too-short');
     const foreign = buildClientInitial({ dcid: Buffer.from('ffeeddcc', 'hex'), scid, pn: 1, cryptoFrames: [{ offset: cut, data: hello.subarray(cut) }] });
-    expectReason(() => assembler.push(foreign), 'dcid-mismatch');
+    expectInitialParseReason(() => assembler.push(foreign), 'dcid-mismatch');
     const forbidden = initialWith(1, [{ offset: cut, data: hello.subarray(cut) }], { extraFrames: Buffer.from([0x08, 0x00, 0x00]) });
-    expectReason(() => assembler.push(forbidden), 'frame-not-allowed');
+    expectInitialParseReason(() => assembler.push(forbidden), 'frame-not-allowed');
     expect(assembler.push(second)).toEqual(expected);
   });
 });
@@ -211,21 +199,21 @@ describe('ClientHelloAssembler limits and refusals', () => {
   const data = Buffer.from([1, 0, 0, 10, 3, 3]);
 
   it('refuses CRYPTO data beyond the cap', () => {
-    expectReason(() => new ClientHelloAssembler().push(initialWith(0, [{ offset: 65536, data: Buffer.from([1]) }])), 'crypto-too-large');
-    expectReason(
+    expectInitialParseReason(() => new ClientHelloAssembler().push(initialWith(0, [{ offset: 65536, data: Buffer.from([1]) }])), 'crypto-too-large');
+    expectInitialParseReason(
       () => new ClientHelloAssembler({ maxCryptoBytes: 4096 }).push(initialWith(0, [{ offset: 4000, data: Buffer.alloc(200) }])),
       'crypto-too-large',
     );
     // A ClientHello that announces more than the cap fails as soon as its header is in.
-    expectReason(() => new ClientHelloAssembler().push(initialWith(0, [{ offset: 0, data: Buffer.from([1, 1, 0, 0]) }])), 'crypto-too-large');
+    expectInitialParseReason(() => new ClientHelloAssembler().push(initialWith(0, [{ offset: 0, data: Buffer.from([1, 1, 0, 0]) }])), 'crypto-too-large');
   });
 
   it('refuses too many fragments', () => {
     const many = [...Array(65)].map((_, i) => ({ offset: 10 + i * 3, data: Buffer.from([0]) }));
-    expectReason(() => new ClientHelloAssembler().push(initialWith(0, many)), 'too-many-fragments');
+    expectInitialParseReason(() => new ClientHelloAssembler().push(initialWith(0, many)), 'too-many-fragments');
     const assembler = new ClientHelloAssembler({ maxFragments: 4 });
     for (let i = 0; i < 4; i++) expect(assembler.push(initialWith(i, [{ offset: 100 + 10 * i, data: Buffer.from([0]) }]))).toBe('need-more');
-    expectReason(() => assembler.push(initialWith(9, [{ offset: 500, data: Buffer.from([0]) }])), 'too-many-fragments');
+    expectInitialParseReason(() => assembler.push(initialWith(9, [{ offset: 500, data: Buffer.from([0]) }])), 'too-many-fragments');
     // Duplicates and covered fragments do not count.
     expect(assembler.push(initialWith(10, [{ offset: 100, data: Buffer.from([0]) }]))).toBe('need-more');
     expect(assembler.push(initialWith(11, [{ offset: 95, data: Buffer.alloc(40) }]))).toBe('need-more'); // covers all four
@@ -236,13 +224,13 @@ describe('ClientHelloAssembler limits and refusals', () => {
     const assembler = new ClientHelloAssembler();
     const bad = Buffer.from(data);
     bad[0] = 2;
-    expectReason(() => assembler.push(initialWith(0, [{ offset: 0, data: bad }])), 'not-client-hello');
-    expectReason(() => assembler.push(initialWith(1, [{ offset: 0, data }])), 'not-client-hello');
+    expectInitialParseReason(() => assembler.push(initialWith(0, [{ offset: 0, data: bad }])), 'not-client-hello');
+    expectInitialParseReason(() => assembler.push(initialWith(1, [{ offset: 0, data }])), 'not-client-hello');
   });
 
   it('reports a client CONNECTION_CLOSE', () => {
     const close = Buffer.from('1c0a0000', 'hex');
-    expectReason(() => new ClientHelloAssembler().push(initialWith(0, [], { extraFrames: close })), 'peer-closed');
+    expectInitialParseReason(() => new ClientHelloAssembler().push(initialWith(0, [], { extraFrames: close })), 'peer-closed');
   });
 
   it('waits on a lone header and on a ClientHello without a start', () => {
@@ -254,7 +242,7 @@ describe('ClientHelloAssembler limits and refusals', () => {
 
   it('refuses a complete but malformed ClientHello', () => {
     const truncatedHello = Buffer.concat([Buffer.from([1, 0, 0, 3]), Buffer.from([3, 3, 0])]);
-    expectReason(() => new ClientHelloAssembler().push(initialWith(0, [{ offset: 0, data: truncatedHello }])), 'client-hello-truncated');
+    expectInitialParseReason(() => new ClientHelloAssembler().push(initialWith(0, [{ offset: 0, data: truncatedHello }])), 'client-hello-truncated');
   });
 });
 

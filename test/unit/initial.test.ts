@@ -8,12 +8,10 @@ import {
   extractCryptoFrames,
   hkdfExpandLabel,
   hkdfExtract,
-  InitialParseError,
   parseInitialFrames,
   parseLongHeader,
   QUIC_V1,
   QUIC_V2,
-  type InitialParseReason,
 } from '../../src/proxy/quic/initial.js';
 import {
   CLIENT_CRYPTO_FRAME,
@@ -26,21 +24,11 @@ import {
   V2_KEYS,
   V2_PROTECTED_PACKET,
 } from './initial-rfc-vectors.js';
+import { hex } from '../helpers/hex.js';
+import { expectInitialParseReason } from '../helpers/initial-parse-error.js';
 
-const hex = (s: string) => Buffer.from(s, 'hex');
 const dcid = hex(RFC_DCID);
 const rfcPlaintext = Buffer.concat([hex(CLIENT_CRYPTO_FRAME), Buffer.alloc(CLIENT_PADDING_LENGTH)]);
-
-function expectReason(fn: () => unknown, reason: InitialParseReason): void {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown).toBeInstanceOf(InitialParseError);
-  expect((thrown as InitialParseError).reason).toBe(reason);
-}
 
 function keysHex(k: { secret: Buffer; key: Buffer; iv: Buffer; hp: Buffer }) {
   return { secret: k.secret.toString('hex'), key: k.key.toString('hex'), iv: k.iv.toString('hex'), hp: k.hp.toString('hex') };
@@ -67,7 +55,7 @@ describe('deriveInitialSecrets', () => {
   });
 
   it('refuses unknown versions with a typed error', () => {
-    expectReason(() => deriveInitialSecrets(dcid, 0xff00001d), 'unsupported-version');
+    expectInitialParseReason(() => deriveInitialSecrets(dcid, 0xff00001d), 'unsupported-version');
   });
 });
 
@@ -120,7 +108,7 @@ describe('RFC client Initial (A.2)', () => {
     for (const at of [30, 600, 1199, 8]) {
       const d = hex(V1_PROTECTED_PACKET);
       d[at] = d[at]! ^ 0x01;
-      expectReason(() => decryptClientInitial(d), 'decrypt-failed');
+      expectInitialParseReason(() => decryptClientInitial(d), 'decrypt-failed');
     }
   });
 });
@@ -129,25 +117,25 @@ describe('parseLongHeader', () => {
   const initial = () => hex(V1_PROTECTED_PACKET);
 
   it('types every malformed header', () => {
-    expectReason(() => parseLongHeader(Buffer.from([0x40, 1, 2, 3]), 0), 'not-long-header');
-    expectReason(() => parseLongHeader(initial().subarray(0, 3), 0), 'truncated');
+    expectInitialParseReason(() => parseLongHeader(Buffer.from([0x40, 1, 2, 3]), 0), 'not-long-header');
+    expectInitialParseReason(() => parseLongHeader(initial().subarray(0, 3), 0), 'truncated');
     const v = initial();
     v.writeUInt32BE(0xff00001d, 1);
-    expectReason(() => parseLongHeader(v, 0), 'unsupported-version');
+    expectInitialParseReason(() => parseLongHeader(v, 0), 'unsupported-version');
     const vn = initial();
     vn.writeUInt32BE(0, 1);
-    expectReason(() => parseLongHeader(vn, 0), 'unsupported-version');
+    expectInitialParseReason(() => parseLongHeader(vn, 0), 'unsupported-version');
     const fixed = initial();
     fixed[0] = fixed[0]! & ~0x40;
-    expectReason(() => parseLongHeader(fixed, 0), 'fixed-bit-clear');
+    expectInitialParseReason(() => parseLongHeader(fixed, 0), 'fixed-bit-clear');
     const longCid = initial();
     longCid[5] = 21;
-    expectReason(() => parseLongHeader(longCid, 0), 'cid-too-long');
+    expectInitialParseReason(() => parseLongHeader(longCid, 0), 'cid-too-long');
     const retry = initial();
     retry[0] = 0xf0; // v1 type 3
-    expectReason(() => parseLongHeader(retry, 0), 'unexpected-packet-type');
-    expectReason(() => parseLongHeader(initial().subarray(0, 1199), 0), 'bad-length');
-    expectReason(() => parseLongHeader(initial().subarray(0, 16), 0), 'truncated');
+    expectInitialParseReason(() => parseLongHeader(retry, 0), 'unexpected-packet-type');
+    expectInitialParseReason(() => parseLongHeader(initial().subarray(0, 1199), 0), 'bad-length');
+    expectInitialParseReason(() => parseLongHeader(initial().subarray(0, 16), 0), 'truncated');
   });
 
   it('reads the token of an Initial and walks coalesced packets by Length', () => {
@@ -182,13 +170,13 @@ describe('parseLongHeader', () => {
     expect(packets).toHaveLength(1);
     expect(packets[0]!.packetNumber).toBe(3);
     expect(decryptClientInitials(Buffer.concat([bad, good])).map((p) => p.packetNumber)).toEqual([3]);
-    expectReason(() => decryptClientInitials(Buffer.concat([bad, other])), 'decrypt-failed');
+    expectInitialParseReason(() => decryptClientInitials(Buffer.concat([bad, other])), 'decrypt-failed');
   });
 
   it('reports datagrams without any client Initial', () => {
-    expectReason(() => decryptClientInitials(rawLongPacket(0xe0, dcid, Buffer.alloc(0), 40)), 'no-initial-packet');
-    expectReason(() => decryptClientInitials(Buffer.from([0x41, 0, 0, 0])), 'not-long-header');
-    expectReason(() => decryptClientInitials(Buffer.alloc(0)), 'truncated');
+    expectInitialParseReason(() => decryptClientInitials(rawLongPacket(0xe0, dcid, Buffer.alloc(0), 40)), 'no-initial-packet');
+    expectInitialParseReason(() => decryptClientInitials(Buffer.from([0x41, 0, 0, 0])), 'not-long-header');
+    expectInitialParseReason(() => decryptClientInitials(Buffer.alloc(0)), 'truncated');
   });
 
   it('handles 1- to 4-byte packet numbers and v2 type bits', () => {
@@ -207,15 +195,15 @@ describe('parseLongHeader', () => {
     // Rewrite Length (2-byte varint before the pn) to leave fewer than 20 bytes after pn_offset.
     const h = parseLongHeader(d, 0);
     d.writeUInt16BE(0x4000 | 19, h.pnOffset - 2);
-    expectReason(() => decryptClientInitials(d.subarray(0, h.pnOffset + 19)), 'bad-length');
+    expectInitialParseReason(() => decryptClientInitials(d.subarray(0, h.pnOffset + 19)), 'bad-length');
   });
 
   it('refuses reserved bits set under protection, but only after authenticating the packet', () => {
     for (const reservedBits of [1, 2, 3]) {
       const d = buildClientInitial({ dcid, scid: Buffer.alloc(0), pn: 1, extraFrames: Buffer.from([1]), reservedBits });
-      expectReason(() => decryptClientInitial(d), 'reserved-bits-set');
+      expectInitialParseReason(() => decryptClientInitial(d), 'reserved-bits-set');
       d[0] = d[0]! ^ 0x04; // a protected first byte that does not authenticate
-      expectReason(() => decryptClientInitial(d), 'decrypt-failed');
+      expectInitialParseReason(() => decryptClientInitial(d), 'decrypt-failed');
     }
   });
 });
@@ -242,16 +230,16 @@ describe('parseInitialFrames', () => {
 
   it('rejects frames not allowed in Initial packets', () => {
     for (const type of ['07', '08', '0f', '10', '18', '1d', '1e', '30', '4006', '1f']) {
-      expectReason(() => extractCryptoFrames(hex(type + '00000000')), 'frame-not-allowed');
+      expectInitialParseReason(() => extractCryptoFrames(hex(type + '00000000')), 'frame-not-allowed');
     }
   });
 
   it('rejects empty payloads and truncated frames', () => {
-    expectReason(() => extractCryptoFrames(Buffer.alloc(0)), 'no-frames');
+    expectInitialParseReason(() => extractCryptoFrames(Buffer.alloc(0)), 'no-frames');
     for (const bad of ['06', '0600', '06000501', '0640', '02', '020000', '02000001', '0200000100', '030000000000', '1c00', '1c000005aa', '02000080ffffff00']) {
-      expectReason(() => extractCryptoFrames(hex(bad)), 'bad-frame');
+      expectInitialParseReason(() => extractCryptoFrames(hex(bad)), 'bad-frame');
     }
-    expectReason(() => extractCryptoFrames(hex('06ffffffffffffffff01aa')), 'bad-frame'); // offset+length > 2^53
+    expectInitialParseReason(() => extractCryptoFrames(hex('06ffffffffffffffff01aa')), 'bad-frame'); // offset+length > 2^53
   });
 });
 

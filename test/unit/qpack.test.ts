@@ -12,29 +12,9 @@ import {
   type FieldLine,
 } from '../../src/proxy/h3/qpack.js';
 import { huffmanEncode } from '../../src/proxy/h3/huffman.js';
-
-const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
-
-function codeOf(fn: () => unknown): number | undefined {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof H3Error) return err.code;
-    throw err;
-  }
-  return undefined;
-}
-
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { h3ErrorCode } from '../helpers/h3-error-code.js';
+import { hex } from '../helpers/hex.js';
+import { prng } from '../helpers/prng.js';
 
 describe('prefixed integers (RFC 7541 §5.1, Appendix C.1)', () => {
   it('C.1.1: 10 with a 5-bit prefix', () => {
@@ -62,9 +42,9 @@ describe('prefixed integers (RFC 7541 §5.1, Appendix C.1)', () => {
   it('reports truncation and refuses overflow', () => {
     expect(decodePrefixedInt(hex('1f9a'), 0, 5)).toBeUndefined();
     expect(decodePrefixedInt(hex('1f'), 0, 5)).toBeUndefined();
-    expect(codeOf(() => decodePrefixedInt(hex('1f ffffffffffffffff7f'), 0, 5))).toBe(H3_ERROR.QPACK_DECOMPRESSION_FAILED);
+    expect(h3ErrorCode(() => decodePrefixedInt(hex('1f ffffffffffffffff7f'), 0, 5))).toBe(H3_ERROR.QPACK_DECOMPRESSION_FAILED);
     // Too many redundant continuation bytes.
-    expect(codeOf(() => decodePrefixedInt(hex('1f 808080808080808080 00'), 0, 5))).toBe(
+    expect(h3ErrorCode(() => decodePrefixedInt(hex('1f 808080808080808080 00'), 0, 5))).toBe(
       H3_ERROR.QPACK_DECOMPRESSION_FAILED,
     );
   });
@@ -90,8 +70,8 @@ describe('decodeFieldSection', () => {
   });
 
   it('RFC 9204 B.2 and B.4 field sections (dynamic table) are rejected with QPACK_DECOMPRESSION_FAILED', () => {
-    expect(codeOf(() => decodeFieldSection(hex('0381 10 11')))).toBe(H3_ERROR.QPACK_DECOMPRESSION_FAILED);
-    expect(codeOf(() => decodeFieldSection(hex('0500 80 c1 81')))).toBe(H3_ERROR.QPACK_DECOMPRESSION_FAILED);
+    expect(h3ErrorCode(() => decodeFieldSection(hex('0381 10 11')))).toBe(H3_ERROR.QPACK_DECOMPRESSION_FAILED);
+    expect(h3ErrorCode(() => decodeFieldSection(hex('0500 80 c1 81')))).toBe(H3_ERROR.QPACK_DECOMPRESSION_FAILED);
   });
 
   it('decodes indexed static lines, static name refs and literal names, plain and Huffman', () => {
@@ -142,7 +122,7 @@ describe('decodeFieldSection', () => {
 
   it('rejects dynamic and post-base references', () => {
     for (const line of ['80', '4f00', '10', '00 00', '0800']) {
-      expect(codeOf(() => decodeFieldSection(hex('0000' + line))), line).toBe(H3_ERROR.QPACK_DECOMPRESSION_FAILED);
+      expect(h3ErrorCode(() => decodeFieldSection(hex('0000' + line))), line).toBe(H3_ERROR.QPACK_DECOMPRESSION_FAILED);
     }
   });
 
@@ -160,7 +140,7 @@ describe('decodeFieldSection', () => {
       '0000 5181 ff', // Huffman padding longer than 7 bits
       '0000 517f ffffffffffffffffff7f', // length overflow
     ];
-    for (const b of bad) expect(codeOf(() => decodeFieldSection(hex(b))), b).toBe(H3_ERROR.QPACK_DECOMPRESSION_FAILED);
+    for (const b of bad) expect(h3ErrorCode(() => decodeFieldSection(hex(b))), b).toBe(H3_ERROR.QPACK_DECOMPRESSION_FAILED);
   });
 
   it('ignores Base when Required Insert Count is 0 (sign bit and delta)', () => {
@@ -172,10 +152,10 @@ describe('decodeFieldSection', () => {
     const block = encodeFieldSection(fields);
     expect(decodeFieldSection(block, { maxFieldSectionSize: 5 + 200 + 32 })).toEqual(fields);
     expect(() => decodeFieldSection(block, { maxFieldSectionSize: 5 + 200 + 31 })).toThrow(FieldSectionTooLargeError);
-    expect(codeOf(() => decodeFieldSection(block, { maxFieldSectionSize: 100 }))).toBe(H3_ERROR.H3_EXCESSIVE_LOAD);
+    expect(h3ErrorCode(() => decodeFieldSection(block, { maxFieldSectionSize: 100 }))).toBe(H3_ERROR.H3_EXCESSIVE_LOAD);
     // Many small indexed lines count too (32 bytes overhead each).
     const many = Buffer.concat([hex('0000'), Buffer.alloc(100, 0xd1)]);
-    expect(codeOf(() => decodeFieldSection(many, { maxFieldSectionSize: 1000 }))).toBe(H3_ERROR.H3_EXCESSIVE_LOAD);
+    expect(h3ErrorCode(() => decodeFieldSection(many, { maxFieldSectionSize: 1000 }))).toBe(H3_ERROR.H3_EXCESSIVE_LOAD);
     expect(decodeFieldSection(many, { maxFieldSectionSize: 10000 })).toHaveLength(100);
   });
 
@@ -293,12 +273,12 @@ describe('EncoderStreamReceiver', () => {
       if (cut < 3) {
         expect(first).not.toThrow();
         expect(r.atInstructionBoundary).toBe(false);
-        expect(codeOf(() => r.push(b2.subarray(cut)))).toBe(H3_ERROR.QPACK_ENCODER_STREAM_ERROR);
+        expect(h3ErrorCode(() => r.push(b2.subarray(cut)))).toBe(H3_ERROR.QPACK_ENCODER_STREAM_ERROR);
       } else {
-        expect(codeOf(first)).toBe(H3_ERROR.QPACK_ENCODER_STREAM_ERROR);
+        expect(h3ErrorCode(first)).toBe(H3_ERROR.QPACK_ENCODER_STREAM_ERROR);
       }
       // The receiver stays failed.
-      expect(codeOf(() => r.push(hex('20')))).toBe(H3_ERROR.QPACK_ENCODER_STREAM_ERROR);
+      expect(h3ErrorCode(() => r.push(hex('20')))).toBe(H3_ERROR.QPACK_ENCODER_STREAM_ERROR);
     }
   });
 
@@ -312,7 +292,7 @@ describe('EncoderStreamReceiver', () => {
     for (const i of instructions) {
       const r = new EncoderStreamReceiver();
       r.push(hex('20')); // capacity 0 first is fine
-      expect(codeOf(() => r.push(hex(i))), i).toBe(H3_ERROR.QPACK_ENCODER_STREAM_ERROR);
+      expect(h3ErrorCode(() => r.push(hex(i))), i).toBe(H3_ERROR.QPACK_ENCODER_STREAM_ERROR);
     }
   });
 
@@ -334,7 +314,7 @@ describe('EncoderStreamReceiver', () => {
       expect(r.tableCapacity).toBe(0);
       expect(r.atInstructionBoundary).toBe(true);
     }
-    expect(codeOf(() => new EncoderStreamReceiver().push(nonZero))).toBe(H3_ERROR.QPACK_ENCODER_STREAM_ERROR);
+    expect(h3ErrorCode(() => new EncoderStreamReceiver().push(nonZero))).toBe(H3_ERROR.QPACK_ENCODER_STREAM_ERROR);
   });
 
   it('fed one byte at a time, keeps the last capacity', () => {
@@ -356,9 +336,9 @@ describe('DecoderStreamReceiver', () => {
   });
 
   it('rejects Section Acknowledgment and Insert Count Increment with QPACK_DECODER_STREAM_ERROR', () => {
-    expect(codeOf(() => new DecoderStreamReceiver().push(hex('84')))).toBe(H3_ERROR.QPACK_DECODER_STREAM_ERROR); // B.2
-    expect(codeOf(() => new DecoderStreamReceiver().push(hex('01')))).toBe(H3_ERROR.QPACK_DECODER_STREAM_ERROR); // B.3
-    expect(codeOf(() => new DecoderStreamReceiver().push(hex('00')))).toBe(H3_ERROR.QPACK_DECODER_STREAM_ERROR);
+    expect(h3ErrorCode(() => new DecoderStreamReceiver().push(hex('84')))).toBe(H3_ERROR.QPACK_DECODER_STREAM_ERROR); // B.2
+    expect(h3ErrorCode(() => new DecoderStreamReceiver().push(hex('01')))).toBe(H3_ERROR.QPACK_DECODER_STREAM_ERROR); // B.3
+    expect(h3ErrorCode(() => new DecoderStreamReceiver().push(hex('00')))).toBe(H3_ERROR.QPACK_DECODER_STREAM_ERROR);
   });
 
   it('errors are QpackError instances', () => {

@@ -196,19 +196,13 @@ export function decodeFieldSection(block: Uint8Array, options: DecodeOptions = {
       // Literal Field Line with Name Reference: 0 1 N T index(4), then value
       if ((b & 0x10) === 0) throw decompressionFailed('literal field line references a dynamic table name');
       name = readStaticEntry(readFieldInt(c, 4))[0];
-      if (c.pos >= c.end) throw decompressionFailed('field section ends before a value');
-      size += name.length + 32;
-      if (size > limit) throw new FieldSectionTooLargeError(limit);
-      value = readString(c, 7, limit - size, limit);
-      size += value.length;
+      value = readLiteralValue(c, size + name.length + 32, limit);
+      size += name.length + value.length + 32;
     } else if (b & 0x20) {
       // Literal Field Line with Literal Name: 0 0 1 N H length(3) name, then value
       name = readString(c, 3, limit - size - 32, limit);
-      if (c.pos >= c.end) throw decompressionFailed('field section ends before a value');
-      size += name.length + 32;
-      if (size > limit) throw new FieldSectionTooLargeError(limit);
-      value = readString(c, 7, limit - size, limit);
-      size += value.length;
+      value = readLiteralValue(c, size + name.length + 32, limit);
+      size += name.length + value.length + 32;
     } else if (b & 0x10) {
       throw decompressionFailed('indexed field line with post-base index (dynamic table)');
     } else {
@@ -217,6 +211,16 @@ export function decodeFieldSection(block: Uint8Array, options: DecodeOptions = {
     fields.push([name, value]);
   }
   return fields;
+}
+
+/**
+ * The value string of a literal field line, read after its name. `sizeWithName` is the section size
+ * counted so far including this line's name and its 32-byte overhead; the value may use the rest.
+ */
+function readLiteralValue(c: Cursor, sizeWithName: number, limit: number): string {
+  if (c.pos >= c.end) throw decompressionFailed('field section ends before a value');
+  if (sizeWithName > limit) throw new FieldSectionTooLargeError(limit);
+  return readString(c, 7, limit - sizeWithName, limit);
 }
 
 // ---------------------------------------------------------------------------------------------
