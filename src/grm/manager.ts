@@ -16,7 +16,7 @@ import { Group, type GroupOptions } from './group.js';
 import { emptyGroup, decodeGroup, encodeGroup } from './group-state.js';
 import type { ManagerCore } from './manager-core.js';
 import { mapFromFd, openPinnedMaps } from './map-specs.js';
-import { bpf, errnoText, EACCES, EPERM } from './native.js';
+import { bpf, errnoText, EACCES, EPERM, withSignalsBlocked } from './native.js';
 import { toSocketAddress, type ListenAddress, type SocketAddress } from './sockets.js';
 import { getU, getU64, setBytes, setU, setU64 } from './struct-view.js';
 
@@ -58,26 +58,8 @@ export class GenerationManager implements ManagerCore {
     const objectPath = opts.objectPath ?? defaultObjectPath();
     if (!existsSync(objectPath)) throw new GrmError('OBJECT', `BPF object ${objectPath} not found: run 'npm run build' (make -C bpf)`);
     ensureBpffs(pinDir);
-    const obj = bpf.objectOpenFile(objectPath, null);
-    if (!obj) throw new GrmError('OBJECT', `cannot open BPF object ${objectPath}: ${errnoText(koffi.errno())}`);
+    const obj = loadObject(objectPath, pinDir);
     try {
-      for (const name of MAP_NAMES) {
-        const m = bpf.findMapByName(obj, name);
-        if (m) bpf.mapSetPinPath(m, join(pinDir, name));
-      }
-      const ret = bpf.objectLoad(obj) as number;
-      if (ret < 0) {
-        const errno = -ret;
-        if (errno === EPERM || errno === EACCES) {
-          throw new GrmError('PERMISSION', `loading ${objectPath}: ${errnoText(errno)}: needs root or CAP_BPF+CAP_NET_ADMIN`, errno);
-        }
-        throw new GrmError(
-          'UNSUPPORTED',
-          `loading ${objectPath}: ${errnoText(errno)}: the kernel lacks sk_reuseport/REUSEPORT_SOCKARRAY/BTF support, ` +
-            `or the maps pinned in ${pinDir} come from an incompatible build (run 'udpgrm-proxy grm cleanup')`,
-          errno,
-        );
-      }
       const prog = bpf.findProgramByName(obj, PROGRAM_NAME);
       if (!prog) throw new GrmError('OBJECT', `${objectPath} has no program ${PROGRAM_NAME}`);
       const maps = {} as Record<MapName, BpfMap>;
@@ -238,6 +220,39 @@ function u32(v: number): Buffer {
   b.writeUInt32LE(v >>> 0);
   return b;
 }
+
+/**
+ * Opens and loads the BPF object with its maps pinned under pinDir. The verifier gives up with
+ * EAGAIN when a signal arrives while it works: signals are blocked during the load, and an
+ * EAGAIN that still happens is retried.
+ */
+function loadObject(objectPath: string, pinDir: string): unknown {
+  for (let attempt = 1; ; attempt++) {
+    const obj = bpf.objectOpenFile(objectPath, null);
+    if (!obj) throw new GrmError('OBJECT', `cannot open BPF object ${objectPath}: ${errnoText(koffi.errno())}`);
+    for (const name of MAP_NAMES) {
+      const m = bpf.findMapByName(obj, name);
+      if (m) bpf.mapSetPinPath(m, join(pinDir, name));
+    }
+    const ret = withSignalsBlocked(() => bpf.objectLoad(obj) as number);
+    if (ret >= 0) return obj;
+    bpf.objectClose(obj);
+    const errno = -ret;
+    if (errno === EAGAIN && attempt < LOAD_ATTEMPTS) continue;
+    if (errno === EPERM || errno === EACCES) {
+      throw new GrmError('PERMISSION', `loading ${objectPath}: ${errnoText(errno)}: needs root or CAP_BPF+CAP_NET_ADMIN`, errno);
+    }
+    throw new GrmError(
+      'UNSUPPORTED',
+      `loading ${objectPath}: ${errnoText(errno)}: the kernel lacks sk_reuseport/REUSEPORT_SOCKARRAY/BTF support, ` +
+        `or the maps pinned in ${pinDir} come from an incompatible build (run 'udpgrm-proxy grm cleanup')`,
+      errno,
+    );
+  }
+}
+
+const LOAD_ATTEMPTS = 5;
+const EAGAIN = 11;
 
 export function groupKey(sa: SocketAddress): Buffer {
   const k = Buffer.alloc(grm_group_key.size);

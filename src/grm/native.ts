@@ -18,7 +18,28 @@ export const c = {
   mount: libc.func('int mount(const char *src, const char *target, const char *type, unsigned long flags, const void *data)'),
   strerror: libc.func('const char *strerror(int errnum)'),
   geteuid: libc.func('uint32_t geteuid()'),
+  pthreadSigmask: libc.func('int pthread_sigmask(int how, const void *set, _Out_ void *oldset)'),
 };
+
+const SIG_BLOCK = 0;
+const SIG_SETMASK = 2;
+const SIGSET_BYTES = 128;
+
+/**
+ * Runs `fn` with every signal blocked on this thread. The BPF verifier abandons a load with
+ * EAGAIN when a signal is pending (V8's profiler sends SIGPROF every millisecond); blocked
+ * signals are delivered right after.
+ */
+export function withSignalsBlocked<T>(fn: () => T): T {
+  const all = Buffer.alloc(SIGSET_BYTES, 0xff);
+  const old = Buffer.alloc(SIGSET_BYTES);
+  c.pthreadSigmask(SIG_BLOCK, all, old);
+  try {
+    return fn();
+  } finally {
+    c.pthreadSigmask(SIG_SETMASK, old, null);
+  }
+}
 
 export const bpf = {
   objectOpenFile: libbpf.func('void *bpf_object__open_file(const char *path, const void *opts)'),
