@@ -61,7 +61,9 @@ export class QuicConnection implements TimerOwner {
       app.onReady();
     }
     if (!this.ready) return;
-    for (const id of q.readable()) app.onStreamReadable(id);
+    // isReadable is one cheap call; building the readable() iterator is not, and most packets
+    // (ACKs, flow-control updates) leave nothing to read.
+    if (q.isReadable()) for (const id of q.readable()) app.onStreamReadable(id);
     if (app.wantsWritable) for (const id of q.writable()) app.onStreamWritable(id);
     app.afterPackets?.();
   }
