@@ -1,11 +1,13 @@
 /**
  * `npm run bench`: starts an HTTP/1.1 upstream (its own process) and the real proxy, drives them
  * with our HTTP/3 client, and prints requests/s, p50/p99 latency, proxy CPU µs per request for
- * 1 KiB responses (32 in flight), and MB/s for 1 MiB bodies. Numbers are for comparing runs on
+ * 1 KiB responses (32 in flight), and MB/s for 1 MiB bodies (with our client and with ngtcp2's
+ * gtlsclient, 20 requests on one connection). Numbers are for comparing runs on
  * one machine; the client, the proxy and the upstream share its cores.
  */
 import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { gtlsclient } from '../test/helpers/gtlsclient.js';
 import { H3Client } from '../test/helpers/h3-client.js';
 import { freeUdpPort, startProxy } from '../test/helpers/proxy.js';
 
@@ -69,6 +71,8 @@ listeners: ["127.0.0.1:${port}"]
 workers: 1
 tls: { state_dir: state }
 routes:
+  - path: /static-1m
+    respond: { status: 200, body: "${'x'.repeat(1024 * 1024)}" }
   - path: /static
     respond: { status: 200, body: "${'x'.repeat(1024)}" }
   - path: /
@@ -104,6 +108,20 @@ logging: { level: info, access_log: false }
   await run('1 KiB built-in respond', '/static', IN_FLIGHT);
   await run('1 KiB via upstream', '/bytes?n=1024', IN_FLIGHT);
   await run('1 MiB via upstream (4 fl.)', `/bytes?n=${1024 * 1024}`, 4);
+  // The same bulk path with a C client (ngtcp2), which our JS client cannot saturate.
+  for (const [label, path] of [
+    ['1 MiB built-in, gtlsclient', '/static-1m'],
+    ['1 MiB upstream, gtlsclient', `/bytes?n=${1024 * 1024}`],
+  ] as const) {
+    const n = 20;
+    const cpu0 = cpuMicros(pid);
+    const t0 = performance.now();
+    const r = await gtlsclient('127.0.0.1', port, [`https://localhost${path}`], { requests: n, timeoutMs: 120_000 });
+    const secs = (performance.now() - t0) / 1000;
+    const bytes = r.statuses.filter((s) => s === 200).length * 1024 * 1024;
+    const line = `${label.padEnd(26)} ${`${n} x 1 MiB`.padStart(12)} ${`${(secs * 1000).toFixed(0)} ms`.padStart(14)} ${''.padStart(14)} ${`${Math.round((cpuMicros(pid) - cpu0) / n)} µs CPU/req`.padStart(18)} ${`${(bytes / secs / 1e6).toFixed(1)} MB/s`.padStart(12)} ${`${n - r.statuses.filter((s) => s === 200).length} failed`.padStart(10)}`;
+    process.stdout.write(`${line}\n`);
+  }
   await proxy.stop();
   upstream.stop();
 }
