@@ -39,6 +39,8 @@ export interface ConnectOptions {
   /** Session from a previous connection (`client.session()`), for resumption. */
   session?: Uint8Array;
   timeoutMs?: number;
+  /** ALPN protocols to offer (default ['h3']). */
+  alpn?: string[];
 }
 
 export class H3Client {
@@ -78,7 +80,7 @@ export class H3Client {
     await new Promise<void>((r) => socket.bind(0, opts.host, () => r()));
     const cfg = new quiche.Config();
     cfg.verifyPeer(false);
-    cfg.setApplicationProtos(['h3']);
+    cfg.setApplicationProtos(opts.alpn ?? ['h3']);
     cfg.setMaxIdleTimeout(30_000);
     cfg.setMaxRecvUdpPayloadSize(1350);
     cfg.setMaxSendUdpPayloadSize(1350);
@@ -196,6 +198,9 @@ export class H3Client {
       this.sendUni(10, Buffer.from([STREAM_TYPE.QPACK_DECODER]));
       this.established?.();
     }
+    // A handshake the server refused: fail now rather than after the closing period.
+    const refused = !this.openedControl ? c.peerError() : null;
+    if (refused) this.failed?.(new Error(`handshake refused by peer (0x${refused.errorCode.toString(16)})`));
     for (const id of c.readable()) this.readStream(id);
     if (this.outgoing.size > 0) this.pumpWrites();
     for (;;) {

@@ -5,6 +5,7 @@
  *   /slow?ms=N    headers only after N ms
  *   /bytes?n=N    N bytes of a repeating pattern, streamed
  *   /reset        some body bytes, then the socket is destroyed
+ *   /trailers     a chunked body followed by an x-checksum trailer
  *   anything else 200 "upstream NAME"
  */
 import { createHash } from 'node:crypto';
@@ -46,6 +47,14 @@ export async function startUpstream(name = 'up'): Promise<TestUpstream> {
         res.end();
       };
       pump();
+      return;
+    }
+    if (leaf === '/trailers') {
+      res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
+      res.write('chunk one\n');
+      res.write('chunk two\n');
+      res.addTrailers({ 'x-checksum': createHash('sha256').update('chunk one\nchunk two\n').digest('hex') });
+      res.end();
       return;
     }
     if (leaf === '/reset') {

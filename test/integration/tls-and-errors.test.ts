@@ -3,7 +3,7 @@
  * malformed requests: each is a stream error (H3_MESSAGE_ERROR) and the connection lives on.
  */
 import { execFileSync } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -96,6 +96,15 @@ upstreams:
     const second = await H3Client.connect({ host: '127.0.0.1', port, sni: 'a.test', session: session! });
     expect(second.isResumed).toBe(true);
     await second.close();
+  });
+
+  it('passes upstream response trailers through as a trailing HEADERS frame', async () => {
+    const c = await H3Client.connect({ host: '127.0.0.1', port, sni: 'a.test' });
+    const r = await c.get('a.test', '/api/trailers');
+    expect(r.status).toBe(200);
+    expect(r.body.toString()).toBe('chunk one\nchunk two\n');
+    expect(r.trailers).toEqual([['x-checksum', createHash('sha256').update(r.body).digest('hex')]]);
+    await c.close();
   });
 
   it('answers malformed requests with H3_MESSAGE_ERROR and keeps the connection', async () => {

@@ -212,11 +212,8 @@ export class QuicEndpoint implements ConnectionHost {
     }
     if (result === 'need-more') return;
     this.attempts.delete(dcidHex);
-    if (!result.alpn.some((p) => tls.alpn.includes(p))) {
-      // quiche would refuse it too, but only after allocating a connection.
-      this.drop('no common alpn');
-      return;
-    }
+    // A ClientHello without a protocol we speak still goes to quiche: it answers with the TLS
+    // no_application_protocol alert, which tells the client why, instead of silence.
     this.accept(dcidHex, peer, this.opts.selectCertificate(result.serverName), attempt.datagrams);
   }
 

@@ -30,10 +30,6 @@ export class TlsContexts {
     if (!cfg) throw new Error(`no TLS context for certificate ${cert.certFile}`);
     return cfg;
   }
-
-  get alpn(): readonly string[] {
-    return this.opts.alpn;
-  }
 }
 
 function buildConfig(cert: CertificateConfig, opts: TlsContextOptions): QuicheConfig {

@@ -1,0 +1,128 @@
+/**
+ * QUIC endpoint behaviour at the edges, against the real proxy: Version Negotiation for an
+ * unknown version, stateless reset for a packet of no known connection, and the TLS
+ * no_application_protocol alert for a client without h3 (one certificate and two).
+ */
+import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { H3Client } from '../helpers/h3-client.js';
+import { enterPrivateNetns } from '../helpers/netns.js';
+import { freeUdpPort, makeTempDir, startProxy, type RunningProxy } from '../helpers/proxy.js';
+
+enterPrivateNetns();
+
+/** TLS alert no_application_protocol (120) as a QUIC crypto error (0x100 + alert). */
+const NO_APPLICATION_PROTOCOL = 0x178;
+
+/** Sends one datagram and resolves with the first reply (or undefined after 2 s). */
+async function exchange(port: number, datagram: Buffer): Promise<Buffer | undefined> {
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  try {
+    return await new Promise<Buffer | undefined>((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), 2000);
+      sock.once('message', (m) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
+      sock.send(datagram, port, '127.0.0.1');
+    });
+  } finally {
+    sock.close();
+  }
+}
+
+describe('QUIC endpoint edges', () => {
+  let single: RunningProxy;
+  let multi: RunningProxy;
+  let singlePort: number;
+  let multiPort: number;
+
+  beforeAll(async () => {
+    singlePort = await freeUdpPort();
+    single = await startProxy(`
+listeners: ["127.0.0.1:${singlePort}"]
+workers: 1
+tls: { state_dir: state }
+routes: [{ path: /, respond: { status: 200 } }]
+`);
+    const dir = makeTempDir();
+    const certs = ['a', 'b'].map((n) => {
+      const cert = path.join(dir, `${n}.crt`);
+      const key = path.join(dir, `${n}.key`);
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${n}.test`], { stdio: 'ignore' });
+      return { cert, key };
+    });
+    multiPort = await freeUdpPort();
+    multi = await startProxy(
+      `
+listeners: ["127.0.0.1:${multiPort}"]
+workers: 1
+tls:
+  state_dir: state
+  certificates:
+    - { names: [a.test], cert: ${certs[0]!.cert}, key: ${certs[0]!.key} }
+    - { names: [b.test], cert: ${certs[1]!.cert}, key: ${certs[1]!.key} }
+routes: [{ path: /, respond: { status: 200 } }]
+`,
+      { dir },
+    );
+  });
+
+  afterAll(async () => {
+    await single?.stop();
+    await multi?.stop();
+  });
+
+  it('answers an unknown version with Version Negotiation listing QUIC v1', async () => {
+    const dcid = randomBytes(8);
+    const scid = randomBytes(8);
+    // Long header with version 0x1a2a3a4a (reserved for negotiation tests), padded to 1200 bytes.
+    const pkt = Buffer.alloc(1200);
+    pkt[0] = 0xc0;
+    pkt.writeUInt32BE(0x1a2a3a4a, 1);
+    pkt[5] = dcid.length;
+    dcid.copy(pkt, 6);
+    pkt[14] = scid.length;
+    scid.copy(pkt, 15);
+    const reply = await exchange(singlePort, pkt);
+    expect(reply).toBeDefined();
+    expect(reply![0]! & 0x80).toBe(0x80);
+    expect(reply!.readUInt32BE(1)).toBe(0); // version 0 = Version Negotiation (RFC 9000 §17.2.1)
+    // The reply's DCID is our SCID and its SCID is our DCID.
+    expect(reply![5]).toBe(scid.length);
+    expect(reply!.subarray(6, 6 + scid.length)).toEqual(scid);
+    const versions = [];
+    for (let o = 6 + scid.length + 1 + dcid.length; o + 4 <= reply!.length; o += 4) versions.push(reply!.readUInt32BE(o));
+    expect(versions).toContain(1);
+  });
+
+  it('answers a short-header packet of no known connection with a stateless reset', async () => {
+    // A short header whose DCID has our CID length (16) but was never issued.
+    const pkt = Buffer.concat([Buffer.from([0x40]), randomBytes(16), randomBytes(60)]);
+    const reply = await exchange(singlePort, pkt);
+    expect(reply).toBeDefined();
+    // RFC 9000 §10.3: looks like a short header, at least 21 bytes, smaller than what triggered it.
+    expect(reply![0]! & 0xc0).toBe(0x40);
+    expect(reply!.length).toBeGreaterThanOrEqual(21);
+    expect(reply!.length).toBeLessThan(pkt.length);
+  });
+
+  it('refuses a client without h3 with the no_application_protocol alert', async () => {
+    for (const [port, sni] of [
+      [singlePort, 'localhost'],
+      [multiPort, 'a.test'],
+    ] as const) {
+      await expect(H3Client.connect({ host: '127.0.0.1', port, sni, alpn: ['hq-interop'] })).rejects.toThrow(
+        new RegExp(`0x${NO_APPLICATION_PROTOCOL.toString(16)}`),
+      );
+      // And an h3 client is still served.
+      const ok = await H3Client.connect({ host: '127.0.0.1', port, sni });
+      expect((await ok.get(sni, '/')).status).toBe(200);
+      await ok.close();
+    }
+  });
+});
