@@ -14,6 +14,9 @@ export type ControlRequest =
   /** Sent by that new master once its generation works: release the socket, drain, exit. */
   | { readonly cmd: 'handover'; readonly pid: number };
 
+/** A request is one short JSON line; anything longer is not from our CLI. */
+const MAX_REQUEST_BYTES = 64 * 1024;
+
 const COMMANDS: ReadonlySet<string> = new Set(['reload', 'status', 'stop', 'upgrade', 'handover']);
 
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
@@ -34,11 +37,18 @@ export class ControlServer {
       conn.setEncoding('utf8');
       conn.on('data', (chunk: string) => {
         buf += chunk;
+        if (buf.length > MAX_REQUEST_BYTES) {
+          conn.destroy();
+          return;
+        }
         let nl;
         while ((nl = buf.indexOf('\n')) >= 0) {
           const line = buf.slice(0, nl);
           buf = buf.slice(nl + 1);
-          void answer(line).then((reply) => conn.write(`${JSON.stringify(reply)}\n`));
+          void answer(line).then(
+            (reply) => conn.write(`${JSON.stringify(reply)}\n`),
+            () => conn.destroy(),
+          );
         }
       });
       conn.on('error', () => {});
@@ -50,6 +60,7 @@ export class ControlServer {
       } catch {
         return { ok: false, error: 'control request is not JSON' };
       }
+      if (typeof req !== 'object' || req === null || typeof req.cmd !== 'string') return { ok: false, error: 'control request needs a "cmd" string' };
       if (!COMMANDS.has(req.cmd)) return { ok: false, error: `unknown control command ${JSON.stringify(req.cmd)}` };
       try {
         return await handler(req);

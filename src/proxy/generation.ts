@@ -65,12 +65,14 @@ export class Generation {
     try {
       for (const g of groups) this.groupGens.push(g.addGeneration(0));
       for (let index = 0; index < config.workers; index++) {
-        const fds = groups.map((g, i) => {
-          const fd = g.createSocket();
-          g.register(this.groupGens[i]!, index, fd);
-          return fd;
-        });
+        // Recorded before registering, so a failure part-way still closes what was created.
+        const fds: number[] = [];
         this.workers.push({ index, fds, proc: undefined as unknown as ChildProcess, restarts: 0, exited: Promise.resolve() });
+        groups.forEach((g, i) => {
+          const fd = g.createSocket();
+          fds.push(fd);
+          g.register(this.groupGens[i]!, index, fd);
+        });
       }
       await withTimeout(
         Promise.all(this.workers.map((w) => this.spawn(w))),
@@ -90,6 +92,8 @@ export class Generation {
     const [script, ...args] = workerCommand;
     const proc = fork(script!, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...w.fds] });
     w.proc = proc;
+    // A failed fork or a send on a channel that just closed: the 'exit' handling covers it.
+    proc.on('error', (err) => log.warn({ gen: this.id, worker: w.index, err: err.message }, 'worker process error'));
     w.exited = new Promise((resolve) => proc.once('exit', () => resolve()));
     proc.once('exit', (code, signal) => this.opts.onWorkerExit(this, w, code, signal));
     const init: MasterToWorker = {
@@ -165,20 +169,20 @@ export class Generation {
     return Promise.all(
       this.workers.map(async (w) => {
         const id = ++statsRequestId;
+        let onMessage: ((m: WorkerToMaster) => void) | undefined;
         const answer = await withTimeout(
           new Promise<WorkerStats>((resolve) => {
-            const onMessage = (m: WorkerToMaster): void => {
-              if (m.type === 'stats' && m.id === id) {
-                w.proc.off('message', onMessage);
-                resolve(m);
-              }
+            onMessage = (m: WorkerToMaster): void => {
+              if (m.type === 'stats' && m.id === id) resolve(m);
             };
             w.proc.on('message', onMessage);
             send(w.proc, { type: 'stats', id });
           }),
           timeoutMs,
           'stats timeout',
-        ).catch(() => ({ connections: 0, activeRequests: 0 }));
+        )
+          .catch(() => ({ connections: 0, activeRequests: 0 }))
+          .finally(() => w.proc.off('message', onMessage!));
         return { index: w.index, pid: w.proc.pid, connections: answer.connections, activeRequests: answer.activeRequests };
       }),
     );

@@ -96,7 +96,14 @@ export async function runProxy(configFile: string): Promise<number> {
   log.info({ config: config.file, listeners: config.listeners.length, workers: config.workers }, 'ready');
 
   async function stop(graceful: boolean): Promise<void> {
-    if (stopping) return;
+    if (stopping) {
+      // A fast stop asked for while a graceful one drains: cut the drain short.
+      if (!graceful) {
+        log.warn('fast stop requested during a graceful stop: killing the workers');
+        await master.killWorkers();
+      }
+      return;
+    }
     stopping = true;
     // After a handover the service goes on under the new master: not "stopping".
     if (!handedOver) sdNotify('STOPPING=1');

@@ -41,6 +41,7 @@ export class Master {
   private readonly generations: Generation[] = [];
   private nextGenerationId = 1;
   private reloading: Promise<ReloadOutcome> | undefined;
+  private queuedReload: Promise<ReloadOutcome> | undefined;
   private stopping = false;
   readonly counters: MasterCounters = { reloadsOk: 0, reloadsFailed: 0, workerRestarts: 0 };
 
@@ -79,10 +80,21 @@ export class Master {
     return this.generations;
   }
 
-  /** SIGHUP / `udpgrm-proxy reload`: at most one at a time; a second caller gets the same outcome. */
+  /**
+   * SIGHUP / `udpgrm-proxy reload`: one at a time. A request during a reload queues one more,
+   * which reads the file as it is then (so an edit made meanwhile is not lost); every caller
+   * while it waits shares its outcome.
+   */
   reload(): Promise<ReloadOutcome> {
-    this.reloading ??= this.doReload().finally(() => (this.reloading = undefined));
-    return this.reloading;
+    if (!this.reloading) {
+      this.reloading = this.doReload().finally(() => (this.reloading = undefined));
+      return this.reloading;
+    }
+    this.queuedReload ??= this.reloading.then(() => {
+      this.queuedReload = undefined;
+      return this.reload();
+    });
+    return this.queuedReload;
   }
 
   private async doReload(): Promise<ReloadOutcome> {
@@ -186,10 +198,15 @@ export class Master {
     }, delay).unref();
   }
 
+  /** SIGQUIT during a graceful stop: stop waiting for the drain, kill every worker now. */
+  async killWorkers(): Promise<void> {
+    await Promise.all(this.generations.map((g) => g.kill()));
+  }
+
   /** Graceful stop: every generation drains (bounded by drain_timeout), then the master exits. */
   async stop(graceful: boolean): Promise<void> {
     this.stopping = true;
-    await this.reloading;
+    if (graceful) await this.reloading;
     const gens = [...this.generations];
     if (graceful) await Promise.all(gens.map((g) => (g.state === 'draining' ? g.gone : g.drain(g.config.drainTimeoutMs))));
     else await Promise.all(gens.map(async (g) => (await g.kill(), g.release())));

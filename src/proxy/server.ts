@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { CidIssuer } from '../grm/interface.js';
 import { formatListener, matchRoute, readTicketKey, selectCertificate } from './config/index.js';
 import type { ProxyConfig } from './config/types.js';
+import { H3_ERROR } from './h3/errors.js';
 import { H3Session } from './h3/session.js';
 import { ProxyHandler } from './handler.js';
 import { AccessLog } from './log.js';
@@ -28,6 +29,7 @@ export class ProxyServer {
   private readonly endpoints: QuicEndpoint[] = [];
   private readonly sessions = new Set<H3Session>();
   private upstreams: UpstreamRegistry | undefined;
+  private draining = false;
 
   private constructor(
     readonly config: ProxyConfig,
@@ -74,6 +76,9 @@ export class ProxyServer {
             },
           });
           this.sessions.add(session);
+          // Draining still completes handshakes BPF pinned to our socket (a split ClientHello,
+          // retransmits), but such a connection is told to go elsewhere straight away.
+          if (this.draining) session.goaway();
           return session;
         },
       });
@@ -94,7 +99,7 @@ export class ProxyServer {
 
   /** Graceful stop: GOAWAY everywhere, wait for connections to finish or `timeoutMs`, then close. */
   async drain(timeoutMs: number): Promise<{ timedOut: boolean }> {
-    for (const e of this.endpoints) e.stopAccepting();
+    this.draining = true;
     for (const s of this.sessions) s.goaway();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
@@ -107,7 +112,7 @@ export class ProxyServer {
   }
 
   async close(): Promise<void> {
-    for (const e of this.endpoints) e.close();
+    for (const e of this.endpoints) e.close(H3_ERROR.H3_NO_ERROR);
     await this.upstreams?.destroy();
   }
 }

@@ -9,7 +9,8 @@ import { createLogger } from './log.js';
 import { ProxyServer } from './server.js';
 
 function send(msg: WorkerToMaster): void {
-  process.send?.(msg);
+  // After the master went away the channel is closed: there is nobody left to tell.
+  if (process.connected) process.send?.(msg);
 }
 
 export async function runWorker(): Promise<number> {
@@ -49,7 +50,7 @@ export async function runWorker(): Promise<number> {
       draining = true;
       const { timedOut } = await server.drain(timeoutMs);
       send({ type: 'drained', timedOut });
-      process.disconnect?.();
+      if (process.connected) process.disconnect();
       resolve(0);
     };
     process.on('message', (m: MasterToWorker) => {

@@ -106,3 +106,23 @@ routes:
     expect(existsSync(path.join(proxy.dir, 'state/control.sock'))).toBe(false);
   });
 });
+
+describe('fast stop', () => {
+  it('SIGQUIT stops the master and its workers at once', async () => {
+    const port = await freeUdpPort();
+    const proxy = await startProxy(`
+listeners: ["127.0.0.1:${port}"]
+workers: 2
+drain_timeout: 30s
+tls: { state_dir: state }
+routes: [{ path: /, respond: { status: 200 } }]
+`);
+    const workers = workerPids(proxy.proc.pid!);
+    expect(workers).toHaveLength(2);
+    const t0 = Date.now();
+    expect(await proxy.stop('SIGQUIT')).toBe(0);
+    // Far below drain_timeout: nothing waited for a drain.
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    for (const pid of workers) expect(existsSync(`/proc/${pid}`)).toBe(false);
+  });
+});

@@ -134,6 +134,10 @@ upstreams:
     await expect(c.request(post('1'), Buffer.from('abc'))).rejects.toEqual(new StreamResetError(H3_MESSAGE_ERROR));
     const echoed = await c.request(post('3'), Buffer.from('abc'));
     expect(JSON.parse(echoed.body.toString()).bodyLength).toBe(3);
+    // A body the handler does not want (a built-in route answers at HEADERS, the DATA frame is
+    // in the same packet) is dropped, not a connection error.
+    const early = await c.request([[':method', 'POST'], [':scheme', 'https'], [':authority', 'a.test'], [':path', '/'], ['content-length', '5']], Buffer.from('hello'));
+    expect(early.status).toBe(200);
     const ok = await c.get('a.test', '/');
     expect(ok.status).toBe(200);
     expect(ok.body.toString()).toBe('ok\n');

@@ -73,7 +73,18 @@ export class RequestStream implements Exchange {
     private readonly handler: RequestHandler,
     private readonly onDone: () => void,
   ) {
-    this.writer = new StreamWriter(conn, streamId);
+    // STOP_SENDING from the client shows up as a failed write: stop the exchange (and the
+    // upstream body it pulls) instead of reading it to the end for nobody.
+    this.writer = new StreamWriter(conn, streamId, () => this.onWriteFailed());
+  }
+
+  private onWriteFailed(): void {
+    if (this.finished) return;
+    this.abortController.abort(new Error('client stopped the response stream'));
+    this.bodyPipe?.abort('client stopped the response stream');
+    this.responseState = 'done';
+    this.recvState = RecvState.Done;
+    this.finish();
   }
 
   get client(): HostPort {
@@ -92,6 +103,11 @@ export class RequestStream implements Exchange {
     return this.bodyPipe!;
   }
 
+  /** False once the request side is over (read to the end, or no longer wanted). */
+  private get receiving(): boolean {
+    return this.recvState !== RecvState.Done;
+  }
+
   get headersSent(): boolean {
     return this.responseState !== 'none';
   }
@@ -99,7 +115,11 @@ export class RequestStream implements Exchange {
   // ------------------------------------------------------------------ receive side
 
   onReadable(): void {
-    while (!this.paused && this.recvState !== RecvState.Done && !this.finished) {
+    if (!this.receiving) {
+      this.discardInput();
+      return;
+    }
+    while (!this.paused && this.receiving && !this.finished) {
       let res: [number, boolean] | null;
       try {
         res = this.conn.streamRecv(this.streamId, scratch);
@@ -111,7 +131,8 @@ export class RequestStream implements Exchange {
       const [n, fin] = res;
       try {
         if (n > 0) this.onBytes(scratch.subarray(0, n));
-        if (fin) this.onFin();
+        // A response completed early (during onBytes) ends our interest in the request.
+        if (fin && this.receiving) this.onFin();
       } catch (err) {
         this.streamError(err);
         return;
@@ -123,6 +144,9 @@ export class RequestStream implements Exchange {
   private onBytes(chunk: Buffer): void {
     this.bytesReceived += chunk.length;
     for (const ev of this.frames.push(chunk)) {
+      // The handler may answer synchronously (built-in routes, errors) while frames of this chunk
+      // remain: the rest of the request is no longer wanted (we sent STOP_SENDING).
+      if (!this.receiving) return;
       if (ev.kind === 'data') {
         if (this.recvState !== RecvState.Body) throw new H3Error(H3_ERROR.H3_FRAME_UNEXPECTED, 'DATA outside the body');
         const problem = this.lengthCounter!.add(ev.data.length);
@@ -192,6 +216,15 @@ export class RequestStream implements Exchange {
       // Reading freed flow-control credit: let the endpoint send MAX_STREAM_DATA.
       this.conn.wake();
     });
+  }
+
+  /** Reads and drops what the client still sends after we stopped caring (lets quiche finish the stream). */
+  private discardInput(): void {
+    try {
+      while (this.conn.streamRecv(this.streamId, scratch) !== null);
+    } catch {
+      // reset by the client: nothing left to read
+    }
   }
 
   private onPeerReset(code: number): void {

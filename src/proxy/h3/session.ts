@@ -138,6 +138,11 @@ export class H3Session implements QuicApplication {
 
   private onRequestStreamReadable(streamId: number): void {
     let req = this.requests.get(streamId);
+    if (!req && streamId <= this.highestRequestId) {
+      // A request we already finished (e.g. answered early): its late bytes are dropped.
+      this.discard(streamId);
+      return;
+    }
     if (!req) {
       if (this.goawayId !== undefined && streamId >= this.goawayId) {
         // Above our GOAWAY: the client will retry it on a new connection (RFC 9114 §5.2).

@@ -19,6 +19,8 @@ export class StreamWriter {
   constructor(
     private readonly conn: QuicConnection,
     readonly streamId: number,
+    /** Called once when the stream turns out to be unwritable (STOP_SENDING, reset). */
+    private readonly onFail?: () => void,
   ) {}
 
   /** True while bytes wait for flow-control credit. */
@@ -74,6 +76,7 @@ export class StreamWriter {
       }
     } catch {
       this.fail();
+      this.onFail?.();
       return;
     }
     if (this.queued < HIGH_WATER_MARK) this.wakeWaiters();

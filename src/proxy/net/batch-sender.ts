@@ -69,9 +69,9 @@ export class BatchSender {
 
   /** The packet just written into `slot()` is `len` bytes long and goes to `to`. */
   commit(len: number, to: HostPort): void {
+    const sa = this.sockaddr(to); // may throw: nothing is committed then
     const i = this.count++;
     this.iovecs.writeBigUInt64LE(BigInt(len), i * IOVEC_SIZE + 8);
-    const sa = this.sockaddr(to);
     sa.copy(this.addrs, i * SOCKADDR_SLOT);
     this.headers.writeUInt32LE(sa.length, i * MMSGHDR_SIZE + 8); // msg_namelen
   }

@@ -90,7 +90,7 @@ export class QuicEndpoint implements ConnectionHost {
   private readonly dirty = new Set<QuicConnection>();
   private readonly timers = new TimerQueue();
   private flushScheduled = false;
-  private accepting = true;
+  private closed = false;
   private closedResolvers: Array<() => void> = [];
   private readonly sender: BatchSender;
 
@@ -108,19 +108,21 @@ export class QuicEndpoint implements ConnectionHost {
     return this.connections;
   }
 
-  /** Stop accepting new connections (draining generation); existing ones continue. */
-  stopAccepting(): void {
-    this.accepting = false;
-    this.attempts.clear();
-  }
-
   /** Resolves when the last connection has closed. */
   whenEmpty(): Promise<void> {
     if (this.connections.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.closedResolvers.push(resolve));
   }
 
-  close(): void {
+  /**
+   * Closes every connection still open (CONNECTION_CLOSE with `code`, so clients do not wait for
+   * their idle timeout), sends those packets, and closes the socket.
+   */
+  close(code: number): void {
+    if (this.closed) return;
+    for (const conn of this.connections) conn.closeWithAppError(code, 'server shutting down');
+    this.flush();
+    this.closed = true;
     this.timers.close();
     this.opts.socket.close();
   }
@@ -160,7 +162,9 @@ export class QuicEndpoint implements ConnectionHost {
       return;
     }
     if (!quiche.versionIsSupported(hdr.version)) {
-      this.negotiateVersion(hdr, peer);
+      // RFC 9000 §5.2.2: only a datagram that could open a connection earns a reply (no amplification).
+      if (msg.length < quiche.MIN_CLIENT_INITIAL_LEN) this.drop('short packet of unknown version');
+      else this.negotiateVersion(hdr, peer);
       return;
     }
     if (ty !== PacketType.Initial) {
@@ -170,10 +174,6 @@ export class QuicEndpoint implements ConnectionHost {
     }
     if (msg.length < quiche.MIN_CLIENT_INITIAL_LEN) {
       this.drop('short initial');
-      return;
-    }
-    if (!this.accepting) {
-      this.drop('not accepting');
       return;
     }
     this.onClientInitial(msg, dcidHex, peer);
@@ -234,11 +234,12 @@ export class QuicEndpoint implements ConnectionHost {
   private feed(conn: QuicConnection, msg: Buffer, peer: HostPort): void {
     try {
       conn.quic.recv(msg, { from: peer, to: this.opts.local });
+      // Only an authenticated packet may move the address we report upstream (X-Forwarded-For).
+      conn.peer = peer;
     } catch {
       // quiche already accounted for the bad packet (or closed the connection); nothing to add.
       this.drop('rejected by quic');
     }
-    conn.peer = peer;
     conn.afterReceive();
     this.wake(conn);
   }
@@ -246,6 +247,7 @@ export class QuicEndpoint implements ConnectionHost {
   // ------------------------------------------------------------------ send
 
   wake(conn: QuicConnection): void {
+    if (this.closed) return;
     this.dirty.add(conn);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -255,6 +257,7 @@ export class QuicEndpoint implements ConnectionHost {
 
   private flush(): void {
     this.flushScheduled = false;
+    if (this.closed) return;
     for (const conn of this.dirty) {
       this.dirty.delete(conn);
       this.flushConnection(conn);
