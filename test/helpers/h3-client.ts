@@ -129,10 +129,13 @@ export class H3Client {
     return this.requestWithBlock(encodeFieldSection(fields), body);
   }
 
-  /** A request whose QPACK field section is given as bytes (to send what the encoder would not). */
-  requestWithBlock(fieldSection: Buffer, body?: Buffer): Promise<H3Response> {
-    const id = this.nextStreamId;
-    this.nextStreamId += 4;
+  /**
+   * A request whose QPACK field section is given as bytes (to send what the encoder would not),
+   * optionally on a chosen stream id (e.g. to open streams out of order).
+   */
+  requestWithBlock(fieldSection: Buffer, body?: Buffer, streamId?: number): Promise<H3Response> {
+    const id = streamId ?? this.nextStreamId;
+    this.nextStreamId = Math.max(this.nextStreamId, id + 4);
     const parts = [encodeHeadersFrame(fieldSection)];
     if (body && body.length > 0) parts.push(encodeDataFrameHeader(body.length), body);
     const payload = Buffer.concat(parts);

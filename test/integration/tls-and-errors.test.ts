@@ -107,6 +107,20 @@ upstreams:
     await c.close();
   });
 
+  it('serves requests whose streams arrive out of order', async () => {
+    const c = await H3Client.connect({ host: '127.0.0.1', port, sni: 'a.test' });
+    const get = encodeFieldSection([
+      [':method', 'GET'],
+      [':scheme', 'https'],
+      [':authority', 'a.test'],
+      [':path', '/'],
+    ]);
+    // Stream 4 first (it implicitly opens stream 0), then stream 0.
+    expect((await c.requestWithBlock(get, undefined, 4)).status).toBe(200);
+    expect((await c.requestWithBlock(get, undefined, 0)).status).toBe(200);
+    await c.close();
+  });
+
   it('answers malformed requests with H3_MESSAGE_ERROR and keeps the connection', async () => {
     const c = await H3Client.connect({ host: '127.0.0.1', port, sni: 'a.test' });
     const base: Array<[string, string]> = [

@@ -138,8 +138,9 @@ export class H3Session implements QuicApplication {
 
   private onRequestStreamReadable(streamId: number): void {
     let req = this.requests.get(streamId);
-    if (!req && streamId <= this.highestRequestId) {
-      // A request we already finished (e.g. answered early): its late bytes are dropped.
+    if (!req && this.delivering.has(streamId)) {
+      // A request we already finished (e.g. answered early): its late bytes are dropped. (Not
+      // "id <= highest seen": quiche reports readable streams in no particular order.)
       this.discard(streamId);
       return;
     }
