@@ -5,9 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { execFileSync } from 'node:child_process';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeCert } from '../helpers/certs.js';
 import { H3Client } from '../helpers/h3-client.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
 import { freeUdpPort, makeTempDir, startProxy, type RunningProxy } from '../helpers/proxy.js';
@@ -50,12 +49,7 @@ tls: { state_dir: state }
 routes: [{ path: /, respond: { status: 200 } }]
 `);
     const dir = makeTempDir();
-    const certs = ['a', 'b'].map((n) => {
-      const cert = path.join(dir, `${n}.crt`);
-      const key = path.join(dir, `${n}.key`);
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${n}.test`], { stdio: 'ignore' });
-      return { cert, key };
-    });
+    const certs = ['a', 'b'].map((n) => makeCert(dir, n, `${n}.test`));
     multiPort = await freeUdpPort();
     multi = await startProxy(
       `

@@ -2,11 +2,9 @@
  * Certificate choice by SNI (two certificates, exact and wildcard), session resumption, and
  * malformed requests: each is a stream error (H3_MESSAGE_ERROR) and the connection lives on.
  */
-import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeCert } from '../helpers/certs.js';
 import { gtlsclient } from '../helpers/gtlsclient.js';
 import { encodeFieldSection } from '../../src/proxy/h3/qpack.js';
 import { H3Client, StreamResetError } from '../helpers/h3-client.js';
@@ -18,13 +16,6 @@ import { enterPrivateNetns } from '../helpers/netns.js';
 enterPrivateNetns();
 
 const H3_MESSAGE_ERROR = 0x10e;
-
-function makeCert(dir: string, name: string, cn: string): { cert: string; key: string } {
-  const cert = path.join(dir, `${name}.crt`);
-  const key = path.join(dir, `${name}.key`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${cn}`], { stdio: 'ignore' });
-  return { cert, key };
-}
 
 function commonName(der: Buffer | undefined): string | undefined {
   return der ? /CN=([^\n,]+)/.exec(new X509Certificate(der).subject)?.[1] : undefined;

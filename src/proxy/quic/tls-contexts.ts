@@ -16,7 +16,7 @@ export interface TlsContextOptions {
 export class TlsContexts {
   private readonly byCert = new Map<CertificateConfig, QuicheConfig>();
 
-  constructor(private readonly opts: TlsContextOptions) {
+  constructor(opts: TlsContextOptions) {
     for (const cert of opts.certificates) this.byCert.set(cert, buildConfig(cert, opts));
   }
 
