@@ -147,6 +147,16 @@ export class H3Client {
     return promise;
   }
 
+  /** Abandon a request: STOP_SENDING with `code` (what a browser does when a fetch is cancelled). */
+  cancel(streamId: number, code: number): void {
+    try {
+      this.conn.streamShutdown(streamId, quiche.Shutdown.Read, code);
+    } catch {
+      // already finished
+    }
+    this.afterIo();
+  }
+
   get(authority: string, path: string): Promise<H3Response> {
     return this.request([
       [':method', 'GET'],

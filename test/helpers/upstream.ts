@@ -9,6 +9,7 @@
  *   anything else 200 "upstream NAME"
  */
 import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -16,18 +17,25 @@ export interface TestUpstream {
   readonly port: number;
   readonly origin: string;
   readonly requests: number;
+  /** 'request' (url) for every request; 'aborted' (url) when a /slow response is cut off by our side. */
+  readonly events: EventEmitter;
   close(): Promise<void>;
 }
 
 export async function startUpstream(name = 'up'): Promise<TestUpstream> {
   let requests = 0;
+  const events = new EventEmitter();
   const server = http.createServer((req, res) => {
     requests++;
+    events.emit('request', req.url);
     const url = new URL(req.url ?? '/', 'http://x');
     const leaf = `/${url.pathname.split('/').pop()}`;
     if (leaf === '/slow') {
       const t = setTimeout(() => res.end('slow\n'), Number(url.searchParams.get('ms') ?? 1000));
-      res.on('close', () => clearTimeout(t));
+      res.on('close', () => {
+        clearTimeout(t);
+        if (!res.writableFinished) events.emit('aborted', req.url);
+      });
       return;
     }
     if (leaf === '/bytes') {
@@ -87,6 +95,7 @@ export async function startUpstream(name = 'up'): Promise<TestUpstream> {
     get requests() {
       return requests;
     },
+    events,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -112,6 +112,22 @@ upstreams:
     await c.close();
   });
 
+  it('cancels the upstream exchange when the client stops a request still waiting for it', async () => {
+    const c = await H3Client.connect({ host: '127.0.0.1', port, sni: 'a.test' });
+    const path = '/api/slow?ms=20000';
+    const seen = new Promise((resolve) => up.events.once('request', resolve));
+    const aborted = new Promise((resolve) => up.events.once('aborted', resolve));
+    const pending = c.requestWithBlock(encodeFieldSection([[':method', 'GET'], [':scheme', 'https'], [':authority', 'a.test'], [':path', path]]), undefined, 0);
+    pending.catch(() => {});
+    await seen;
+    c.cancel(0, 0x10c); // H3_REQUEST_CANCELLED
+    // Long before the upstream would have answered (20 s), its request is cut off.
+    await aborted;
+    const line = await proxy.waitForLog((l) => l.log === 'access' && l.path === path);
+    expect(String(line.reason)).toMatch(/client/);
+    await c.close();
+  });
+
   it('answers malformed requests with H3_MESSAGE_ERROR and keeps the connection', async () => {
     const c = await H3Client.connect({ host: '127.0.0.1', port, sni: 'a.test' });
     const base: Array<[string, string]> = [

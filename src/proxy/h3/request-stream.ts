@@ -324,6 +324,22 @@ export class RequestStream implements Exchange {
     }
   }
 
+  /**
+   * True while nothing of the response was written yet (e.g. the upstream has not answered):
+   * a client's STOP_SENDING cannot surface through a failed write then.
+   */
+  get awaitingResponse(): boolean {
+    return this.responseState === 'none' && !this.finished;
+  }
+
+  /**
+   * Did the client stop this stream (STOP_SENDING)? Then give up the exchange now. (Once quiche
+   * has reset and forgotten the stream, it reports it the same way.)
+   */
+  checkStopped(): void {
+    if (this.conn.sendClosed(this.streamId)) this.onWriteFailed();
+  }
+
   /** QUIC has credit for this stream again: push queued response bytes. */
   onWritable(): void {
     this.writer.flush();

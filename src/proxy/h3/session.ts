@@ -25,6 +25,7 @@ const MAX_CLIENT_BIDI_ID = 2 ** 53 - 4;
 /** Bounds of the wait between the two GOAWAY frames (a few RTTs in between). */
 const GOAWAY_GRACE_MIN_MS = 100;
 const GOAWAY_GRACE_MAX_MS = 3000;
+const STOP_CHECK_INTERVAL_MS = 100;
 
 export interface SessionOptions {
   readonly handler: RequestHandler;
@@ -47,6 +48,8 @@ export class H3Session implements QuicApplication {
   private readonly requests = new Map<number, RequestStream>();
   /** Finished request streams whose response bytes quiche may still be delivering. */
   private readonly delivering = new Set<number>();
+  private lastStopCheck = 0;
+  private stopCheckTimer: NodeJS.Timeout | undefined;
   private readonly uni = new Map<number, PeerUniStream>();
   private readonly writers: StreamWriter[] = [];
   private peerControlStream: number | undefined;
@@ -105,6 +108,7 @@ export class H3Session implements QuicApplication {
   }
 
   onClosed(): void {
+    if (this.stopCheckTimer) clearTimeout(this.stopCheckTimer);
     for (const req of this.requests.values()) req.abort('connection closed');
     this.requests.clear();
     this.opts.onClosed?.(this);
@@ -168,11 +172,35 @@ export class H3Session implements QuicApplication {
     this.closeIfIdle();
   }
 
+  /**
+   * A client that cancels a request whose response has not started (the upstream is slow) sends
+   * STOP_SENDING, which quiche reports only when asked. Ask for those requests, at most every
+   * STOP_CHECK_INTERVAL_MS, so the upstream exchange is cancelled instead of waited for.
+   */
+  private checkStoppedRequests(): void {
+    const now = performance.now();
+    const due = this.lastStopCheck + STOP_CHECK_INTERVAL_MS;
+    if (now < due) {
+      // Checked recently: look again when the interval is over (STOP_SENDING may be the last
+      // packet the client sends for a while).
+      this.stopCheckTimer ??= setTimeout(() => {
+        this.stopCheckTimer = undefined;
+        if (this.closing) return;
+        this.checkStoppedRequests();
+        this.conn.wake();
+      }, due - now).unref();
+      return;
+    }
+    this.lastStopCheck = now;
+    for (const req of this.requests.values()) if (req.awaitingResponse) req.checkStopped();
+  }
+
   private pruneDelivered(): void {
-    for (const id of this.delivering) if (this.conn.streamComplete(id)) this.delivering.delete(id);
+    for (const id of this.delivering) if (this.conn.sendClosed(id)) this.delivering.delete(id);
   }
 
   afterPackets(): void {
+    if (this.requests.size > 0) this.checkStoppedRequests();
     if (this.goawayId !== undefined) this.closeIfIdle();
   }
 

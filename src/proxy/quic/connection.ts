@@ -69,10 +69,11 @@ export class QuicConnection implements TimerOwner {
   }
 
   /**
-   * True once quiche forgot the stream: every byte we sent was acknowledged and the peer's side
-   * is finished (quiche collects complete streams; asking about one then fails).
+   * True once quiche carries nothing more on the stream: the peer stopped it (STOP_SENDING), or
+   * quiche forgot it because it is complete (everything we sent acknowledged, the peer's side
+   * finished or reset). quiche answers both by failing a capacity query.
    */
-  streamComplete(streamId: number): boolean {
+  sendClosed(streamId: number): boolean {
     try {
       this.quic.streamCapacity(streamId);
       return false;
