@@ -173,7 +173,7 @@ export class Generation {
         const answer = await withTimeout(
           new Promise<WorkerStats>((resolve) => {
             onMessage = (m: WorkerToMaster): void => {
-              if (m.type === 'stats' && m.id === id) resolve(m);
+              if (m.type === 'stats' && m.id === id) resolve({ connections: m.connections, activeRequests: m.activeRequests, quic: m.quic });
             };
             w.proc.on('message', onMessage);
             send(w.proc, { type: 'stats', id });
@@ -183,7 +183,7 @@ export class Generation {
         )
           .catch(() => ({ connections: 0, activeRequests: 0 }))
           .finally(() => w.proc.off('message', onMessage!));
-        return { index: w.index, pid: w.proc.pid, connections: answer.connections, activeRequests: answer.activeRequests };
+        return { index: w.index, pid: w.proc.pid, ...answer };
       }),
     );
   }

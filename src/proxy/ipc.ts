@@ -31,6 +31,14 @@ export type MasterToWorker =
 export interface WorkerStats {
   readonly connections: number;
   readonly activeRequests: number;
+  /** The worker's QUIC endpoints added up: datagrams in/out, handshakes, drops by reason. */
+  readonly quic?: {
+    readonly datagramsIn: number;
+    readonly datagramsOut: number;
+    readonly connectionsAccepted: number;
+    readonly statelessResets: number;
+    readonly dropped: Readonly<Record<string, number>>;
+  };
 }
 
 export type WorkerToMaster =

@@ -14,6 +14,7 @@ import { loadConfig, formatConfigErrors, ConfigError } from './config/index.js';
 import type { ProxyConfig } from './config/types.js';
 import { ControlServer, controlRequest, type ControlRequest } from './control.js';
 import { createLogger } from './log.js';
+import type { WorkerStats } from './ipc.js';
 import { Master } from './master.js';
 import { monotonicUsec, sdNotify } from './sd-notify.js';
 
@@ -210,7 +211,7 @@ export async function printMasterStatus(configFile: string): Promise<number> {
   const reply = (await controlRequest(config.process.controlSocket, { cmd: 'status' })) as {
     pid: number;
     counters: Record<string, number>;
-    generations: Array<{ id: number; state: string; ageMs: number; drainingForMs?: number; slots: number[]; workers: Array<{ index: number; pid?: number; connections: number; activeRequests: number }> }>;
+    generations: Array<{ id: number; state: string; ageMs: number; drainingForMs?: number; slots: number[]; workers: Array<WorkerStats & { index: number; pid?: number }> }>;
   };
   const lines = [`master pid ${reply.pid}  reloads ok ${reply.counters.reloadsOk} failed ${reply.counters.reloadsFailed}  worker restarts ${reply.counters.workerRestarts}`];
   for (const g of reply.generations) {
@@ -219,7 +220,14 @@ export async function printMasterStatus(configFile: string): Promise<number> {
     lines.push(
       `generation ${g.id}  ${g.state}  age ${(g.ageMs / 1000).toFixed(1)}s${g.drainingForMs !== undefined ? `  draining ${(g.drainingForMs / 1000).toFixed(1)}s` : ''}  bpf gens ${g.slots.join(',')}  connections ${conns}  requests ${reqs}`,
     );
-    for (const w of g.workers) lines.push(`\tworker ${w.index}  pid ${w.pid ?? '-'}  connections ${w.connections}  requests ${w.activeRequests}`);
+    for (const w of g.workers) {
+      const q = w.quic;
+      const drops = q ? Object.entries(q.dropped).map(([why, n]) => `${why}=${n}`).join(',') : '';
+      lines.push(
+        `\tworker ${w.index}  pid ${w.pid ?? '-'}  connections ${w.connections}  requests ${w.activeRequests}` +
+          (q ? `  datagrams in ${q.datagramsIn} out ${q.datagramsOut}  accepted ${q.connectionsAccepted}  resets ${q.statelessResets}  dropped ${drops || 0}` : ''),
+      );
+    }
   }
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;

@@ -11,6 +11,7 @@ import type { ProxyConfig } from './config/types.js';
 import { H3_ERROR } from './h3/errors.js';
 import { H3Session } from './h3/session.js';
 import { ProxyHandler } from './handler.js';
+import type { WorkerStats } from './ipc.js';
 import { AccessLog } from './log.js';
 import { openDgramSocket } from './net/udp-socket.js';
 import { QuicEndpoint } from './quic/endpoint.js';
@@ -89,6 +90,24 @@ export class ProxyServer {
 
   get connectionCount(): number {
     return this.endpoints.reduce((n, e) => n + e.connectionCount, 0);
+  }
+
+  /** Endpoint counters of every listener added up (for `udpgrm-proxy list --config`). */
+  quicCounters(): NonNullable<WorkerStats['quic']> {
+    const dropped: Record<string, number> = {};
+    let datagramsIn = 0;
+    let datagramsOut = 0;
+    let connectionsAccepted = 0;
+    let statelessResets = 0;
+    for (const e of this.endpoints) {
+      const c = e.counters;
+      datagramsIn += c.datagramsIn;
+      datagramsOut += c.datagramsOut;
+      connectionsAccepted += c.connectionsAccepted;
+      statelessResets += c.statelessResets;
+      for (const [reason, n] of Object.entries(c.dropped)) dropped[reason] = (dropped[reason] ?? 0) + n;
+    }
+    return { datagramsIn, datagramsOut, connectionsAccepted, statelessResets, dropped };
   }
 
   get activeRequests(): number {

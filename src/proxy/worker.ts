@@ -55,7 +55,9 @@ export async function runWorker(): Promise<number> {
     };
     process.on('message', (m: MasterToWorker) => {
       if (m.type === 'drain') void drain(m.timeoutMs);
-      else if (m.type === 'stats') send({ type: 'stats', id: m.id, connections: server.connectionCount, activeRequests: server.activeRequests });
+      else if (m.type === 'stats') {
+        send({ type: 'stats', id: m.id, connections: server.connectionCount, activeRequests: server.activeRequests, quic: server.quicCounters() });
+      }
     });
     // Killed master or a direct SIGTERM: finish what we have, then go.
     process.on('disconnect', () => void drain(server.config.drainTimeoutMs));

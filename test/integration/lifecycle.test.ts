@@ -93,6 +93,10 @@ routes:
     expect(status.stdout).toMatch(/worker restarts 1/);
     // Both sockets serve again: several fresh connections all succeed.
     for (let i = 0; i < 6; i++) expect((await gtlsclient('127.0.0.1', port, [`https://localhost:${port}/`])).statuses).toEqual([200]);
+    // The workers' QUIC counters add up to those handshakes.
+    const after = await cli('list', '--config', proxy.configFile);
+    const accepted = [...after.stdout.matchAll(/accepted (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+    expect(accepted).toBeGreaterThanOrEqual(6);
   });
 
   it('stops gracefully on SIGTERM: workers gone, pid file and control socket removed', async () => {
