@@ -69,10 +69,14 @@ export class ProxyHandler implements RequestHandler {
       done(502, action.upstream, 'pool missing');
       return;
     }
-    void this.proxy(ex, route, pool).then(
-      (r) => done(r.status, r.upstream, r.reason),
-      (err: unknown) => done(0, action.upstream, `internal: ${(err as Error).message}`),
-    );
+    void this.proxy(ex, route, pool)
+      .then(
+        (r) => done(r.status, r.upstream, r.reason),
+        (err: unknown) => done(0, action.upstream, `internal: ${(err as Error).message}`),
+      )
+      .catch(() => {
+        // Writing the access log failed (e.g. a closed stdout): nothing else depends on it.
+      });
   }
 
   private async proxy(ex: Exchange, route: RouteConfig, pool: UpstreamPool): Promise<{ status: number; upstream?: string; reason?: string }> {

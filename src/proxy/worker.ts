@@ -27,7 +27,20 @@ export async function runWorker(): Promise<number> {
     process.on('message', onMessage);
   });
 
-  let server: ProxyServer;
+  // Listen from the start: a drain may come while we are still starting (a worker restarted
+  // into a generation that begins draining).
+  let server: ProxyServer | undefined;
+  let drain: ((timeoutMs: number) => void) | undefined;
+  let drainAskedEarly: number | undefined;
+  process.on('message', (m: MasterToWorker) => {
+    if (m.type === 'drain') {
+      if (drain) drain(m.timeoutMs);
+      else drainAskedEarly = m.timeoutMs;
+    } else if (m.type === 'stats') {
+      send({ type: 'stats', id: m.id, connections: server?.connectionCount ?? 0, activeRequests: server?.activeRequests ?? 0, quic: server?.quicCounters() });
+    }
+  });
+
   try {
     const config = loadConfig(init.configFile, { createState: false });
     const log = createLogger(config.logging, { worker: init.workerIndex, gen: init.generation });
@@ -43,24 +56,21 @@ export async function runWorker(): Promise<number> {
   }
   send({ type: 'ready' });
 
+  const ready = server;
   return new Promise<number>((resolve) => {
     let draining = false;
-    const drain = async (timeoutMs: number): Promise<void> => {
+    drain = (timeoutMs: number): void => {
       if (draining) return;
       draining = true;
-      const { timedOut } = await server.drain(timeoutMs);
-      send({ type: 'drained', timedOut });
-      if (process.connected) process.disconnect();
-      resolve(0);
+      void ready.drain(timeoutMs).then(({ timedOut }) => {
+        send({ type: 'drained', timedOut });
+        if (process.connected) process.disconnect();
+        resolve(0);
+      });
     };
-    process.on('message', (m: MasterToWorker) => {
-      if (m.type === 'drain') void drain(m.timeoutMs);
-      else if (m.type === 'stats') {
-        send({ type: 'stats', id: m.id, connections: server.connectionCount, activeRequests: server.activeRequests, quic: server.quicCounters() });
-      }
-    });
+    if (drainAskedEarly !== undefined) drain(drainAskedEarly);
     // Killed master or a direct SIGTERM: finish what we have, then go.
-    process.on('disconnect', () => void drain(server.config.drainTimeoutMs));
-    process.on('SIGTERM', () => void drain(server.config.drainTimeoutMs));
+    process.on('disconnect', () => drain!(ready.config.drainTimeoutMs));
+    process.on('SIGTERM', () => drain!(ready.config.drainTimeoutMs));
   });
 }
