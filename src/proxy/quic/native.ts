@@ -22,8 +22,3 @@ export function streamResetCode(err: unknown): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-/** quiche reports a peer's STOP_SENDING on write as "StreamStopped(<code>)". */
-export function streamStoppedCode(err: unknown): number | undefined {
-  const m = err instanceof Error ? /^StreamStopped\((\d+)\)/.exec(err.message) : null;
-  return m ? Number(m[1]) : undefined;
-}
