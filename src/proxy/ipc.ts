@@ -37,6 +37,8 @@ export interface WorkerStats {
     readonly datagramsOut: number;
     readonly connectionsAccepted: number;
     readonly statelessResets: number;
+    /** Failures in our own packet path, caught (each closed one connection or dropped one datagram). */
+    readonly internalErrors: number;
     readonly dropped: Readonly<Record<string, number>>;
   };
 }

@@ -99,15 +99,17 @@ export class ProxyServer {
     let datagramsOut = 0;
     let connectionsAccepted = 0;
     let statelessResets = 0;
+    let internalErrors = 0;
     for (const e of this.endpoints) {
       const c = e.counters;
       datagramsIn += c.datagramsIn;
       datagramsOut += c.datagramsOut;
       connectionsAccepted += c.connectionsAccepted;
       statelessResets += c.statelessResets;
+      internalErrors += c.internalErrors;
       for (const [reason, n] of Object.entries(c.dropped)) dropped[reason] = (dropped[reason] ?? 0) + n;
     }
-    return { datagramsIn, datagramsOut, connectionsAccepted, statelessResets, dropped };
+    return { datagramsIn, datagramsOut, connectionsAccepted, statelessResets, internalErrors, dropped };
   }
 
   get activeRequests(): number {

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCert } from '../helpers/certs.js';
+import { datagramFuzzer } from '../helpers/datagram-fuzz.js';
 import { H3Client } from '../helpers/h3-client.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
 import { freeUdpPort, makeTempDir, startProxy, type RunningProxy } from '../helpers/proxy.js';
@@ -92,6 +93,74 @@ routes: [{ path: /, respond: { status: 200 } }]
     const versions = [];
     for (let o = 6 + scid.length + 1 + dcid.length; o + 4 <= reply!.length; o += 4) versions.push(reply!.readUInt32BE(o));
     expect(versions).toContain(1);
+  });
+
+  it('answers Version Negotiation for the invariants\' largest CIDs without losing the worker', async () => {
+    // RFC 8999 allows CIDs of up to 255 bytes in a long header of an unknown version; the reply
+    // echoes both, so it needs more than 256 bytes. The connection opened before must survive.
+    const client = await H3Client.connect({ host: '127.0.0.1', port: singlePort, sni: 'localhost' });
+    try {
+      for (const [dcidLen, scidLen] of [
+        [20, 255],
+        [255, 255],
+        [0, 0],
+      ] as const) {
+        const dcid = randomBytes(dcidLen);
+        const scid = randomBytes(scidLen);
+        const pkt = randomBytes(1200);
+        pkt[0] = 0xc0 | (pkt[0]! & 0x3f);
+        pkt.writeUInt32BE(0x1a2a3a4a, 1);
+        pkt[5] = dcidLen;
+        dcid.copy(pkt, 6);
+        pkt[6 + dcidLen] = scidLen;
+        scid.copy(pkt, 7 + dcidLen);
+        const reply = await exchange(singlePort, pkt);
+        expect(reply, `reply to dcid ${dcidLen} / scid ${scidLen}`).toBeDefined();
+        expect(reply!.readUInt32BE(1)).toBe(0);
+        expect(reply![5]).toBe(scidLen);
+        expect(reply!.subarray(6, 6 + scidLen)).toEqual(scid);
+        expect(reply![6 + scidLen]).toBe(dcidLen);
+        expect(reply!.subarray(7 + scidLen, 7 + scidLen + dcidLen)).toEqual(dcid);
+        expect(reply!.length).toBeLessThanOrEqual(pkt.length);
+      }
+      expect((await client.get('localhost', '/')).status).toBe(200);
+      expect(single.logs.filter((l) => l.msg === 'worker died; restarting it on the same sockets')).toEqual([]);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('keeps every worker and its connections through random and mutated datagrams', async () => {
+    for (const [port, sni, seed] of [
+      [singlePort, 'localhost', 1],
+      [multiPort, 'a.test', 2],
+    ] as const) {
+      const client = await H3Client.connect({ host: '127.0.0.1', port, sni });
+      const sock = dgram.createSocket('udp4');
+      await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+      try {
+        const next = datagramFuzzer(seed);
+        for (let batch = 0; batch < 50; batch++) {
+          await Promise.all(
+            Array.from({ length: 200 }, () => new Promise<void>((r) => sock.send(next(), port, '127.0.0.1', () => r()))),
+          );
+        }
+        // The worker handles datagrams in order: an answer to a probe sent last means it read the
+        // flood (a probe may also be lost to a full socket buffer, so ask again until answered).
+        const probe = Buffer.alloc(1200);
+        probe[0] = 0xc0;
+        probe.writeUInt32BE(0x1a2a3a4a, 1);
+        const t0 = performance.now();
+        let answered = false;
+        for (let i = 0; i < 10 && !answered; i++) answered = (await exchange(port, probe)) !== undefined;
+        expect(answered).toBe(true);
+        expect((await client.get(sni, '/')).status).toBe(200);
+      } finally {
+        sock.close();
+        await client.close();
+      }
+    }
+    for (const p of [single, multi]) expect(p.logs.filter((l) => l.msg === 'worker died; restarting it on the same sockets')).toEqual([]);
   });
 
   it('answers a short-header packet of no known connection with a stateless reset', async () => {

@@ -21,6 +21,8 @@ export interface QuicApplication {
   onClosed(): void;
 }
 
+const TRANSPORT_INTERNAL_ERROR = 0x1;
+
 export interface ConnectionHost {
   /** Ask for a flush of this connection's packets on the next tick. */
   wake(conn: QuicConnection): void;
@@ -135,6 +137,19 @@ export class QuicConnection implements TimerOwner {
   closeWithAppError(code: number, reason = ''): void {
     try {
       this.quic.close(true, code, Buffer.from(reason));
+    } catch {
+      // Already closing.
+    }
+    this.host.wake(this);
+  }
+
+  /**
+   * Close after a failure in our own code (transport INTERNAL_ERROR, RFC 9000 §20.1): the state of
+   * this connection can no longer be trusted, the worker's other connections carry on.
+   */
+  closeOnInternalError(): void {
+    try {
+      this.quic.close(false, TRANSPORT_INTERNAL_ERROR, Buffer.from('internal error'));
     } catch {
       // Already closing.
     }

@@ -15,7 +15,7 @@ import type { CertificateConfig, QuicLimits } from '../config/types.js';
 import { BatchSender } from '../net/batch-sender.js';
 import { ClientHelloAssembler } from './initial.js';
 import { QuicConnection, type ConnectionHost, type QuicApplication } from './connection.js';
-import { PacketType, quiche, type HostPort, type QuicheHeader } from './native.js';
+import { PacketType, quiche, type HostPort } from './native.js';
 import { TimerQueue } from './timer-queue.js';
 import type { TlsContexts } from './tls-contexts.js';
 
@@ -43,6 +43,8 @@ export interface EndpointCounters {
   connectionsClosed: number;
   versionNegotiations: number;
   statelessResets: number;
+  /** Exceptions caught on the packet path (each one a bug to fix; the datagram or connection is dropped). */
+  internalErrors: number;
   dropped: Record<string, number>;
 }
 
@@ -53,6 +55,14 @@ interface Attempt {
   readonly expiresAt: number;
 }
 
+/**
+ * Largest Version Negotiation reply: RFC 8999 lets a long header of an unknown version carry CIDs
+ * of up to 255 bytes each, and the reply echoes both: 1 + 4 + (1 + 255) * 2 bytes of header, then
+ * 4 bytes per version quiche lists (a handful). It never exceeds the ≥1200-byte datagram it answers.
+ */
+const VERSION_NEGOTIATION_MAX = 1200;
+/** At most one log line per this interval for failures on the packet path. */
+const PACKET_PATH_LOG_INTERVAL_MS = 1000;
 const MAX_ATTEMPTS = 4096;
 const MAX_DATAGRAMS_PER_ATTEMPT = 8;
 const ATTEMPT_LIFETIME_MS = 5000;
@@ -66,9 +76,10 @@ function dcidOf(msg: Buffer, shortHeaderCidLength: number): string | undefined {
     // Short header: the DCID is one of ours, so its length is ours.
     return msg.length > shortHeaderCidLength ? msg.toString('hex', 1, 1 + shortHeaderCidLength) : undefined;
   }
-  // Long header: flags(1) version(4) dcid_len(1) dcid.
+  // Long header: flags(1) version(4) dcid_len(1) dcid. Up to 255 bytes under RFC 8999's invariants
+  // (QUIC v1 allows 20: quiche refuses longer ones of a version it speaks).
   const len = msg[5];
-  if (len === undefined || len > 20 || msg.length < 6 + len) return undefined;
+  if (len === undefined || msg.length < 6 + len) return undefined;
   return msg.toString('hex', 6, 6 + len);
 }
 
@@ -82,21 +93,31 @@ export class QuicEndpoint implements ConnectionHost {
     connectionsClosed: 0,
     versionNegotiations: 0,
     statelessResets: 0,
+    internalErrors: 0,
     dropped: {},
   };
   private readonly byCid = new Map<string, QuicConnection>();
   private readonly connections = new Set<QuicConnection>();
   private readonly attempts = new Map<string, Attempt>();
   private readonly dirty = new Set<QuicConnection>();
-  private readonly timers = new TimerQueue();
+  private readonly timers = new TimerQueue<QuicConnection>((conn, err) => this.failed(conn, err));
   private flushScheduled = false;
   private closed = false;
   private closedResolvers: Array<() => void> = [];
   private readonly sender: BatchSender;
+  private loggedAt = -Infinity;
+  /** Packet-path log lines suppressed since the last one written. */
+  private unlogged = 0;
 
   constructor(private readonly opts: EndpointOptions) {
     this.sender = new BatchSender(opts.fd, Math.max(opts.limits.maxUdpPayload, 1350));
-    opts.socket.on('message', (msg, rinfo) => this.onDatagram(msg, { host: rinfo.address, port: rinfo.port }));
+    opts.socket.on('message', (msg, rinfo) => this.receive(msg, { host: rinfo.address, port: rinfo.port }));
+    // A stateless reply to a forged source (broadcast, unreachable) fails asynchronously; without a
+    // listener that failure would end the worker.
+    opts.socket.on('error', (err) => {
+      this.drop('reply not sent');
+      this.logLimited({ err: err.message }, 'stateless reply not sent');
+    });
   }
 
   get connectionCount(): number {
@@ -129,6 +150,19 @@ export class QuicEndpoint implements ConnectionHost {
 
   // ------------------------------------------------------------------ receive
 
+  /**
+   * No datagram may end the worker: whatever the packet path fails to handle is counted, logged
+   * and dropped, and a connection whose state may be broken by the failure is closed.
+   */
+  private receive(msg: Buffer, peer: HostPort): void {
+    try {
+      this.onDatagram(msg, peer);
+    } catch (err) {
+      this.drop('internal error');
+      this.internalError(err, { peer, bytes: msg.length });
+    }
+  }
+
   private onDatagram(msg: Buffer, peer: HostPort): void {
     this.counters.datagramsIn++;
     this.counters.bytesIn += msg.length;
@@ -144,27 +178,33 @@ export class QuicEndpoint implements ConnectionHost {
       this.feed(conn, msg, peer);
       return;
     }
-    let hdr: QuicheHeader;
+    const cidLength = this.opts.issuer.cidLength;
+    if ((msg[0]! & 0x80) === 0) {
+      this.sendStatelessReset(msg.subarray(1, 1 + cidLength), msg.length, peer);
+      return;
+    }
+    // A long header. Past the CIDs its layout depends on the version (RFC 8999 §5.1), so only the
+    // invariant fields are read until we know it is a version we speak.
+    const version = msg.readUInt32BE(1);
+    if (version === 0) {
+      this.drop('server-only packet type');
+      return;
+    }
+    if (!quiche.versionIsSupported(version)) {
+      // RFC 9000 §5.2.2: only a datagram that could open a connection earns a reply (no amplification).
+      if (msg.length < quiche.MIN_CLIENT_INITIAL_LEN) this.drop('short packet of unknown version');
+      else this.negotiateVersion(msg, peer);
+      return;
+    }
+    let ty: number;
     try {
-      hdr = quiche.Header.fromSlice(msg, this.opts.issuer.cidLength);
+      ty = quiche.Header.fromSlice(msg, cidLength).ty;
     } catch {
       this.drop('unparseable');
       return;
     }
-    const dcid = Buffer.from(hdr.dcid);
-    const ty = hdr.ty;
-    if (ty === PacketType.Short) {
-      this.sendStatelessReset(dcid, msg.length, peer);
-      return;
-    }
-    if (ty === PacketType.VersionNegotiation || ty === PacketType.Retry) {
+    if (ty === PacketType.Retry) {
       this.drop('server-only packet type');
-      return;
-    }
-    if (!quiche.versionIsSupported(hdr.version)) {
-      // RFC 9000 §5.2.2: only a datagram that could open a connection earns a reply (no amplification).
-      if (msg.length < quiche.MIN_CLIENT_INITIAL_LEN) this.drop('short packet of unknown version');
-      else this.negotiateVersion(hdr, peer);
       return;
     }
     if (ty !== PacketType.Initial) {
@@ -240,8 +280,39 @@ export class QuicEndpoint implements ConnectionHost {
       // quiche already accounted for the bad packet (or closed the connection); nothing to add.
       this.drop('rejected by quic');
     }
-    conn.afterReceive();
+    this.guard(conn, () => conn.afterReceive());
     this.wake(conn);
+  }
+
+  /** Runs connection work; a failure closes that connection (INTERNAL_ERROR) and spares the rest. */
+  private guard(conn: QuicConnection, work: () => void): void {
+    try {
+      work();
+    } catch (err) {
+      this.failed(conn, err);
+    }
+  }
+
+  private failed(conn: QuicConnection, err: unknown): void {
+    this.internalError(err, { conn: conn.id });
+    conn.closeOnInternalError();
+  }
+
+  private internalError(err: unknown, context: Record<string, unknown>): void {
+    this.counters.internalErrors++;
+    this.logLimited({ ...context, err }, 'packet path failure (dropped, worker keeps serving)');
+  }
+
+  /** Logs at most one line per interval: whatever a flood of packets provokes must not flood the log. */
+  private logLimited(context: Record<string, unknown>, msg: string): void {
+    const now = performance.now();
+    if (now - this.loggedAt < PACKET_PATH_LOG_INTERVAL_MS) {
+      this.unlogged++;
+      return;
+    }
+    this.opts.log.error({ ...context, unlogged: this.unlogged }, msg);
+    this.loggedAt = now;
+    this.unlogged = 0;
   }
 
   // ------------------------------------------------------------------ send
@@ -260,7 +331,7 @@ export class QuicEndpoint implements ConnectionHost {
     if (this.closed) return;
     for (const conn of this.dirty) {
       this.dirty.delete(conn);
-      this.flushConnection(conn);
+      this.guard(conn, () => this.flushConnection(conn));
     }
     this.sender.flush();
   }
@@ -327,7 +398,11 @@ export class QuicEndpoint implements ConnectionHost {
     for (const hex of conn.cids) if (this.byCid.get(hex) === conn) this.byCid.delete(hex);
     this.connections.delete(conn);
     this.counters.connectionsClosed++;
-    conn.app?.onClosed();
+    try {
+      conn.app?.onClosed();
+    } catch (err) {
+      this.internalError(err, { conn: conn.id });
+    }
     if (this.connections.size === 0) {
       const resolvers = this.closedResolvers;
       this.closedResolvers = [];
@@ -337,9 +412,18 @@ export class QuicEndpoint implements ConnectionHost {
 
   // ------------------------------------------------------------------ stateless replies
 
-  private negotiateVersion(hdr: QuicheHeader, peer: HostPort): void {
-    const out = Buffer.allocUnsafe(256);
-    const len = quiche.negotiateVersion(hdr.scid, hdr.dcid, out);
+  /** Answers a long header of a version we do not speak; `msg` holds at least its invariant fields. */
+  private negotiateVersion(msg: Buffer, peer: HostPort): void {
+    const dcidEnd = 6 + msg[5]!;
+    const scidLength = msg[dcidEnd];
+    if (scidLength === undefined || msg.length < dcidEnd + 1 + scidLength) {
+      this.drop('unparseable');
+      return;
+    }
+    const dcid = msg.subarray(6, dcidEnd);
+    const scid = msg.subarray(dcidEnd + 1, dcidEnd + 1 + scidLength);
+    const out = Buffer.allocUnsafe(VERSION_NEGOTIATION_MAX);
+    const len = quiche.negotiateVersion(scid, dcid, out);
     this.counters.versionNegotiations++;
     this.opts.socket.send(out.subarray(0, len), peer.port, peer.host);
   }

@@ -9,22 +9,29 @@ export interface TimerOwner {
   onDeadline(): void;
 }
 
-interface Entry {
+interface Entry<T> {
   at: number;
-  owner: TimerOwner;
+  owner: T;
 }
 
-export class TimerQueue {
-  private heap: Entry[] = [];
+export class TimerQueue<T extends TimerOwner> {
+  private heap: Array<Entry<T>> = [];
   private timer: NodeJS.Timeout | undefined;
   private armedAt = Infinity;
   /** Owners with a deadline set: the heap holds at most this many live entries. */
   private pending = 0;
 
-  constructor(private readonly now: () => number = () => performance.now()) {}
+  /**
+   * `onError` gets what an owner's `onDeadline` throws, so one failing owner neither stops the
+   * others' deadlines nor escapes into Node's timer (where it would end the process).
+   */
+  constructor(
+    private readonly onError: (owner: T, err: unknown) => void,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   /** Sets (or clears, with undefined) `owner`'s deadline to `delayMs` from now. */
-  schedule(owner: TimerOwner, delayMs: number | undefined | null): void {
+  schedule(owner: T, delayMs: number | undefined | null): void {
     if (delayMs === undefined || delayMs === null) {
       if (owner.deadline !== undefined) this.pending--;
       owner.deadline = undefined;
@@ -68,7 +75,11 @@ export class TimerQueue {
       if (entry.owner.deadline !== entry.at) continue; // stale: rescheduled or cleared since
       entry.owner.deadline = undefined;
       this.pending--;
-      entry.owner.onDeadline();
+      try {
+        entry.owner.onDeadline();
+      } catch (err) {
+        this.onError(entry.owner, err);
+      }
     }
     if (this.heap.length > 0) this.arm(this.heap[0]!.at);
   }
@@ -80,7 +91,7 @@ export class TimerQueue {
     for (const e of live) this.push(e);
   }
 
-  private push(entry: Entry): void {
+  private push(entry: Entry<T>): void {
     const h = this.heap;
     h.push(entry);
     let i = h.length - 1;
@@ -93,7 +104,7 @@ export class TimerQueue {
     h[i] = entry;
   }
 
-  private pop(): Entry | undefined {
+  private pop(): Entry<T> | undefined {
     const h = this.heap;
     const top = h[0];
     const last = h.pop();
