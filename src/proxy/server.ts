@@ -6,13 +6,14 @@
 import { hkdfSync } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { CidIssuer } from '../grm/interface.js';
-import { formatListener, matchRoute, readTicketKey, selectCertificate } from './config/index.js';
+import { formatListener, readTicketKey, selectCertificate } from './config/index.js';
 import type { ProxyConfig } from './config/types.js';
 import { H3_ERROR } from './h3/errors.js';
 import { H3Session } from './h3/session.js';
-import { ProxyHandler } from './handler.js';
+import { AccessLog } from './http/access-log.js';
+import { ProxyHandler } from './http/proxy-handler.js';
+import { matchRoute } from './http/route.js';
 import type { WorkerStats } from './ipc.js';
-import { AccessLog } from './log.js';
 import { openDgramSocket } from './net/udp-socket.js';
 import { QuicEndpoint } from './quic/endpoint.js';
 import { TlsContexts } from './quic/tls-contexts.js';
@@ -69,6 +70,7 @@ export class ProxyServer {
         createApplication: (conn) => {
           const session = new H3Session(conn, {
             handler,
+            onHandlerError: (err, stream) => log.error({ conn: conn.id, stream, err }, 'request handler failed; answered 500 or reset'),
             maxFieldSectionSize: 64 * 1024,
             onClosed: (sess) => {
               this.sessions.delete(sess);

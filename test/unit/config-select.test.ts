@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { matchRoute, normaliseAuthorityHost, parseDuration, parseSize, selectCertificate, type CertificateConfig, type HostPattern, type RouteConfig } from '../../src/proxy/config/index.js';
+import { matchRoute, normaliseAuthorityHost } from '../../src/proxy/http/route.js';
+import { parseDuration, parseSize, selectCertificate, type CertificateConfig, type HostPattern, type RouteConfig } from '../../src/proxy/config/index.js';
 
 const cert = (names: string[], isDefault = false): CertificateConfig => ({ names, certFile: `/c/${names[0]}`, keyFile: `/k/${names[0]}`, selfSigned: false, isDefault });
 

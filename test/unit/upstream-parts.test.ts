@@ -1,6 +1,7 @@
 import { errors as undiciErrors } from 'undici';
 import { describe, expect, it } from 'vitest';
-import { Balancer, BodyPipe, classifyUpstreamError, ExchangeAbortedError, UpstreamError } from '../../src/proxy/upstream/index.js';
+import { RequestBody } from '../../src/proxy/http/request-body.js';
+import { Balancer, classifyUpstreamError, ExchangeAbortedError, UpstreamError } from '../../src/proxy/upstream/index.js';
 
 describe('classifyUpstreamError', () => {
   const target = 'http://127.0.0.1:1';
@@ -44,9 +45,9 @@ describe('Balancer', () => {
   });
 });
 
-describe('BodyPipe', () => {
+describe('RequestBody', () => {
   it('reports a full buffer and resolves drained() when the consumer reads', async () => {
-    const pipe = new BodyPipe(8);
+    const pipe = new RequestBody(8);
     expect(pipe.push(Buffer.alloc(4))).toBe(true);
     expect(pipe.push(Buffer.alloc(4))).toBe(false);
     expect(pipe.needsDrain).toBe(true);
@@ -63,7 +64,7 @@ describe('BodyPipe', () => {
   });
 
   it('ends with trailers kept for the record', async () => {
-    const pipe = new BodyPipe();
+    const pipe = new RequestBody();
     pipe.push(Buffer.from('abc'));
     pipe.end([['x-sum', '1']]);
     const chunks: Buffer[] = [];
@@ -75,7 +76,7 @@ describe('BodyPipe', () => {
   });
 
   it('abort() fails the stream with ExchangeAbortedError and releases waiters; later pushes are discarded', async () => {
-    const pipe = new BodyPipe(4);
+    const pipe = new RequestBody(4);
     pipe.push(Buffer.alloc(8));
     const waiting = pipe.drained();
     pipe.abort('client reset');

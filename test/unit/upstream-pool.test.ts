@@ -5,7 +5,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { UpstreamPoolConfig } from '../../src/proxy/config/types.js';
 import { toClientResponseHeaders, toUpstreamRequestHeaders, validateRequest } from '../../src/proxy/http-semantics/index.js';
-import { BodyPipe, UpstreamError, UpstreamPool, UpstreamRegistry, type UpstreamResponse } from '../../src/proxy/upstream/index.js';
+import { RequestBody } from '../../src/proxy/http/request-body.js';
+import { UpstreamError, UpstreamPool, UpstreamRegistry, type UpstreamResponse } from '../../src/proxy/upstream/index.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -84,8 +85,8 @@ async function expectUpstreamError(promise: Promise<unknown>): Promise<UpstreamE
   throw new Error('expected an UpstreamError');
 }
 
-/** Feed `data` into a BodyPipe in `chunkSize` pieces, honouring backpressure. */
-async function feed(pipe: BodyPipe, data: Buffer, chunkSize: number): Promise<number> {
+/** Feed `data` into a RequestBody in `chunkSize` pieces, honouring backpressure. */
+async function feed(pipe: RequestBody, data: Buffer, chunkSize: number): Promise<number> {
   let stalls = 0;
   for (let offset = 0; offset < data.length; offset += chunkSize) {
     if (!pipe.push(data.subarray(offset, offset + chunkSize))) {
@@ -138,10 +139,10 @@ describe('UpstreamPool against real HTTP/1.1 servers', () => {
     });
     const pool = makePool(poolConfig([upstream.origin]));
     const data = randomBytes(1024 * 1024);
-    const pipe = new BodyPipe(16 * 1024);
+    const pipe = new RequestBody(16 * 1024);
     const headers: Array<[string, string]> = [...getHeaders, ['content-type', 'application/octet-stream']];
     if (withLength) headers.push(['content-length', String(data.length)]);
-    const responsePromise = pool.forward({ method: 'POST', path: '/upload', headers, body: pipe });
+    const responsePromise = pool.forward({ method: 'POST', path: '/upload', headers, body: pipe.stream });
     await feed(pipe, data, 7_000);
     const response = await responsePromise;
     const echoed = JSON.parse((await readAll(response)).toString()) as { sha256: string; te: string | null };
@@ -163,8 +164,8 @@ describe('UpstreamPool against real HTTP/1.1 servers', () => {
       });
     });
     const pool = makePool(poolConfig([upstream.origin]));
-    const pipe = new BodyPipe();
-    const responsePromise = pool.forward({ method: 'POST', path: '/t', headers: getHeaders, body: pipe });
+    const pipe = new RequestBody();
+    const responsePromise = pool.forward({ method: 'POST', path: '/t', headers: getHeaders, body: pipe.stream });
     pipe.push(Buffer.from('payload'));
     pipe.end([['x-request-sum', '42']]);
     const response = await responsePromise;
@@ -353,12 +354,12 @@ describe('UpstreamPool against real HTTP/1.1 servers', () => {
       req.on('end', () => res.end(String(received)));
     });
     const pool = makePool(poolConfig([upstream.origin]));
-    const pipe = new BodyPipe(64 * 1024);
+    const pipe = new RequestBody(64 * 1024);
     const responsePromise = pool.forward({
       method: 'PUT',
       path: '/slow-reader',
       headers: [...getHeaders, ['content-length', String(total)]],
-      body: pipe,
+      body: pipe.stream,
     });
     const chunk = Buffer.alloc(64 * 1024, 3);
     let pushed = 0;
@@ -409,7 +410,7 @@ describe('UpstreamPool against real HTTP/1.1 servers', () => {
     expect(err.kind).toBe('aborted');
   });
 
-  it('BodyPipe.abort() mid-upload fails the exchange and the upstream sees the request aborted', async () => {
+  it('RequestBody.abort() mid-upload fails the exchange and the upstream sees the request aborted', async () => {
     let arrived!: (req: IncomingMessage) => void;
     const requestArrived = new Promise<IncomingMessage>((resolve) => (arrived = resolve));
     const upstream = await startServer((req) => {
@@ -417,8 +418,8 @@ describe('UpstreamPool against real HTTP/1.1 servers', () => {
       arrived(req);
     });
     const pool = makePool(poolConfig([upstream.origin]));
-    const pipe = new BodyPipe();
-    const forwarded = pool.forward({ method: 'POST', path: '/up', headers: [...getHeaders, ['content-length', '100']], body: pipe });
+    const pipe = new RequestBody();
+    const forwarded = pool.forward({ method: 'POST', path: '/up', headers: [...getHeaders, ['content-length', '100']], body: pipe.stream });
     pipe.push(Buffer.alloc(10));
     const req = await requestArrived;
     req.on('error', () => {}); // the aborted upload surfaces as 'aborted' on the server side

@@ -4,7 +4,6 @@ export { ConfigError, formatConfigErrors, type ConfigIssue } from './errors.js';
 export { loadConfig, loadConfigWithState, type LoadOptions, type LoadResult, type StateFate } from './load.js';
 export { checkConfigFile, type CheckResult } from './check.js';
 export { selectCertificate } from './select-certificate.js';
-export { matchRoute, normaliseAuthorityHost } from './match-route.js';
 export { readTicketKey, TICKET_KEY_BYTES } from './tls-state.js';
 export { formatListener } from './section-listeners.js';
 export { parseDuration, parseSize } from './units.js';

@@ -1,5 +1,5 @@
 /**
- * `routes:` — evaluated in file order, first match wins (see match-route.ts). Each route matches on
+ * `routes:` — evaluated in file order, first match wins (see http/route.ts). Each route matches on
  * host and path prefix and either proxies to an upstream pool or answers itself (`respond`).
  */
 import { parseHeaderName, parseHeaderValue, parseHostPattern } from './names.js';

@@ -68,7 +68,7 @@ export interface RouteConfig {
   readonly name: string;
   /** Never empty: a route without `host:` gets [{ kind: 'any' }]. Names are lowercase, IPs canonical. */
   readonly hosts: readonly HostPattern[];
-  /** Path prefix, always starting with '/'; matched on segment boundaries (see match-route.ts). */
+  /** Path prefix, always starting with '/'; matched on segment boundaries (see http/route.ts). */
   readonly pathPrefix: string;
   readonly action: RouteAction;
   /** Extra response headers added to every response of this route (e.g. x-config-version). */

@@ -2,76 +2,76 @@
  * One HTTP/3 request stream (RFC 9114 §4.1): HEADERS, DATA*, optional trailing HEADERS from the
  * client; the same shape back. It decodes and validates the request, streams the body to the
  * handler with backpressure (we stop reading from QUIC while the handler's body buffer is full, so
- * QUIC flow control slows the client), and encodes the response the handler writes.
+ * QUIC flow control slows the client), and encodes the response the handler writes. It is the
+ * HTTP/3 implementation of the protocol-neutral HttpExchange.
  */
 import { BodyLengthCounter, validateRequest, validateTrailers, type FieldList, type ValidatedRequest } from '../http-semantics/index.js';
-import type { QuicConnection } from '../quic/connection.js';
+import { dispatchExchange, type HttpExchange, type RequestHandler } from '../http/exchange.js';
+import { RequestBody } from '../http/request-body.js';
+import type { QuicStreams } from '../quic/connection.js';
 import type { HostPort } from '../quic/native.js';
 import { streamResetCode } from '../quic/native.js';
 import { H3_ERROR, H3Error, h3ErrorName } from './errors.js';
 import { FRAME_TYPE, FrameReader, encodeDataFrameHeader, encodeHeadersFrame } from './frames.js';
 import { decodeFieldSection, encodeFieldSection } from './qpack.js';
-import { BodyPipe } from '../upstream/body-pipe.js';
 import { StreamWriter } from './stream-writer.js';
 
-/** What the proxy does with a request: route it, answer it, forward it. */
-export interface RequestHandler {
-  handle(exchange: Exchange): void;
-}
-
-/** The handler's view of one request/response exchange. */
-export interface Exchange {
-  readonly request: ValidatedRequest;
-  /** The request body as it arrives (ends after trailers, if any, were received). */
-  readonly body: BodyPipe;
-  readonly client: HostPort;
-  readonly connectionId: string;
-  readonly streamId: number;
-  /** Aborted when the client resets the stream or the connection goes away. */
-  readonly signal: AbortSignal;
-  readonly headersSent: boolean;
-  readonly bytesReceived: number;
-  readonly bytesSent: number;
-  respond(status: number, headers: FieldList, endStream?: boolean): void;
-  /** Sends body bytes; false means wait for `drained()` before writing more. */
-  write(chunk: Buffer): boolean;
-  drained(): Promise<void>;
-  end(trailers?: FieldList): void;
-  /** Abort the response with RESET_STREAM (e.g. the upstream failed mid-body). */
-  reset(code: number): void;
-}
-
-const enum RecvState {
+/** What we still take from the client. */
+const enum Recv {
   Headers,
   Body,
+  /** The body buffer is full: QUIC is not read (its flow control slows the client) until it drains. */
+  BodyPaused,
   Trailers,
+  /** Read to the end, or no longer wanted: late bytes are discarded. */
   Done,
+}
+
+/** Where our response stands. */
+const enum Send {
+  NotStarted,
+  /** Headers are out; body and trailers may follow. */
+  Body,
+  /** Complete (possibly still queued for QUIC) or abandoned. */
+  Done,
+}
+
+/**
+ * The stream's life. While open, each direction has its own state (as RFC 9000 §3 models a
+ * stream); it is finished once both are done and every response byte went to QUIC, or the
+ * exchange was abandoned. After that nothing it is asked to do has an effect.
+ */
+type State = { readonly phase: 'open'; recv: Recv; send: Send } | { readonly phase: 'finished' };
+
+export interface RequestStreamOptions {
+  readonly handler: RequestHandler;
+  /** A handler threw (a bug): the client got a 500 or a reset; this reports it. */
+  readonly onHandlerError: (err: unknown, streamId: number) => void;
+  /** Called once when the stream is finished. */
+  readonly onDone: () => void;
 }
 
 const READ_CHUNK = 64 * 1024;
 const BODY_HIGH_WATER_MARK = 256 * 1024;
 const scratch = Buffer.allocUnsafe(READ_CHUNK);
 
-export class RequestStream implements Exchange {
+export class RequestStream implements HttpExchange {
+  readonly protocol = 'h3';
   readonly writer: StreamWriter;
   private readonly frames = new FrameReader();
   private readonly abortController = new AbortController();
-  private recvState = RecvState.Headers;
+  private state: State = { phase: 'open', recv: Recv.Headers, send: Send.NotStarted };
   private lengthCounter: BodyLengthCounter | undefined;
-  private bodyPipe: BodyPipe | undefined;
-  private paused = false;
-  private responseState: 'none' | 'headers' | 'done' = 'none';
-  private finished = false;
+  private requestBody: RequestBody | undefined;
   request!: ValidatedRequest;
   private requestTrailers: FieldList | undefined;
   bytesReceived = 0;
   bytesSent = 0;
 
   constructor(
-    private readonly conn: QuicConnection,
+    private readonly conn: QuicStreams,
     readonly streamId: number,
-    private readonly handler: RequestHandler,
-    private readonly onDone: () => void,
+    private readonly opts: RequestStreamOptions,
   ) {
     // STOP_SENDING from the client shows up as a failed write: stop the exchange (and the
     // upstream body it pulls) instead of reading it to the end for nobody.
@@ -79,11 +79,9 @@ export class RequestStream implements Exchange {
   }
 
   private onWriteFailed(): void {
-    if (this.finished) return;
+    if (this.state.phase === 'finished') return;
     this.abortController.abort(new Error('client stopped the response stream'));
-    this.bodyPipe?.abort('client stopped the response stream');
-    this.responseState = 'done';
-    this.recvState = RecvState.Done;
+    this.requestBody?.abort('client stopped the response stream');
     this.finish();
   }
 
@@ -99,17 +97,18 @@ export class RequestStream implements Exchange {
     return this.abortController.signal;
   }
 
-  get body(): BodyPipe {
-    return this.bodyPipe!;
+  get body(): RequestBody {
+    return this.requestBody!;
   }
 
   /** False once the request side is over (read to the end, or no longer wanted). */
   private get receiving(): boolean {
-    return this.recvState !== RecvState.Done;
+    return this.state.phase === 'open' && this.state.recv !== Recv.Done;
   }
 
+  /** True once response headers can no longer be sent (sent already, or the stream is finished). */
   get headersSent(): boolean {
-    return this.responseState !== 'none';
+    return this.state.phase === 'finished' || this.state.send !== Send.NotStarted;
   }
 
   // ------------------------------------------------------------------ receive side
@@ -119,7 +118,7 @@ export class RequestStream implements Exchange {
       this.discardInput();
       return;
     }
-    while (!this.paused && this.receiving && !this.finished) {
+    while (this.state.phase === 'open' && this.state.recv !== Recv.Done && this.state.recv !== Recv.BodyPaused) {
       let res: [number, boolean] | null;
       try {
         res = this.conn.streamRecv(this.streamId, scratch);
@@ -146,23 +145,28 @@ export class RequestStream implements Exchange {
     for (const ev of this.frames.push(chunk)) {
       // The handler may answer synchronously (built-in routes, errors) while frames of this chunk
       // remain: the rest of the request is no longer wanted (we sent STOP_SENDING).
-      if (!this.receiving) return;
+      if (this.state.phase !== 'open' || this.state.recv === Recv.Done) return;
+      const recv = this.state.recv;
       if (ev.kind === 'data') {
-        if (this.recvState !== RecvState.Body) throw new H3Error(H3_ERROR.H3_FRAME_UNEXPECTED, 'DATA outside the body');
+        if (recv !== Recv.Body && recv !== Recv.BodyPaused) throw new H3Error(H3_ERROR.H3_FRAME_UNEXPECTED, 'DATA outside the body');
         const problem = this.lengthCounter!.add(ev.data.length);
         if (problem) throw new H3Error(H3_ERROR.H3_MESSAGE_ERROR, problem);
         // The piece is a view into the shared scratch buffer: copy before handing it on.
-        if (ev.data.length > 0 && !this.bodyPipe!.push(Buffer.from(ev.data))) this.pauseUntilDrained();
+        if (ev.data.length > 0 && !this.requestBody!.push(Buffer.from(ev.data))) this.pauseUntilDrained();
         continue;
       }
       if (ev.type !== FRAME_TYPE.HEADERS) {
         // PUSH_PROMISE is client-forbidden; control frames do not belong here (§7.2).
         throw new H3Error(H3_ERROR.H3_FRAME_UNEXPECTED, `frame 0x${ev.type.toString(16)} on a request stream`);
       }
-      if (this.recvState === RecvState.Headers) this.onRequestHeaders(ev.payload);
-      else if (this.recvState === RecvState.Body) this.onRequestTrailers(ev.payload);
+      if (recv === Recv.Headers) this.onRequestHeaders(ev.payload);
+      else if (recv === Recv.Body || recv === Recv.BodyPaused) this.onRequestTrailers(ev.payload);
       else throw new H3Error(H3_ERROR.H3_FRAME_UNEXPECTED, 'HEADERS after trailers');
     }
+  }
+
+  private setRecv(recv: Recv): void {
+    if (this.state.phase === 'open') this.state.recv = recv;
   }
 
   private onRequestHeaders(block: Buffer): void {
@@ -171,47 +175,47 @@ export class RequestStream implements Exchange {
     if (!v.ok) {
       if (v.kind === 'malformed') throw new H3Error(H3_ERROR.H3_MESSAGE_ERROR, v.reason);
       // Well-formed but not something we serve (e.g. CONNECT): answer instead of resetting.
-      this.recvState = RecvState.Body;
-      this.lengthCounter = new BodyLengthCounter(undefined);
-      this.bodyPipe = new BodyPipe(BODY_HIGH_WATER_MARK);
+      this.startBody(undefined);
       this.respond(501, [['content-type', 'text/plain']]);
       this.write(Buffer.from(`${v.reason}\n`));
       this.end();
       return;
     }
     this.request = v.request;
-    this.recvState = RecvState.Body;
-    this.lengthCounter = new BodyLengthCounter(v.request.contentLength);
-    this.bodyPipe = new BodyPipe(BODY_HIGH_WATER_MARK);
-    try {
-      this.handler.handle(this);
-    } catch {
-      this.failResponse();
-    }
+    this.startBody(v.request.contentLength);
+    dispatchExchange(this.opts.handler, this, (err) => this.opts.onHandlerError(err, this.streamId));
+  }
+
+  private startBody(contentLength: number | undefined): void {
+    this.setRecv(Recv.Body);
+    this.lengthCounter = new BodyLengthCounter(contentLength);
+    this.requestBody = new RequestBody(BODY_HIGH_WATER_MARK);
   }
 
   private onRequestTrailers(block: Buffer): void {
     const v = validateTrailers(decodeFieldSection(block));
     if (!v.ok) throw new H3Error(H3_ERROR.H3_MESSAGE_ERROR, v.reason);
     this.requestTrailers = v.trailers;
-    this.recvState = RecvState.Trailers;
+    this.setRecv(Recv.Trailers);
   }
 
   private onFin(): void {
     this.frames.end();
-    if (this.recvState === RecvState.Headers) throw new H3Error(H3_ERROR.H3_REQUEST_INCOMPLETE, 'stream ended before HEADERS');
+    if (this.state.phase === 'open' && this.state.recv === Recv.Headers) {
+      throw new H3Error(H3_ERROR.H3_REQUEST_INCOMPLETE, 'stream ended before HEADERS');
+    }
     const problem = this.lengthCounter!.finish();
     if (problem) throw new H3Error(H3_ERROR.H3_MESSAGE_ERROR, problem);
-    this.recvState = RecvState.Done;
-    this.bodyPipe!.end(this.requestTrailers);
+    this.setRecv(Recv.Done);
+    this.requestBody!.end(this.requestTrailers);
     this.maybeDone();
   }
 
   /** Stop reading QUIC (so flow control slows the client) until the body consumer catches up. */
   private pauseUntilDrained(): void {
-    this.paused = true;
-    void this.bodyPipe!.drained().then(() => {
-      this.paused = false;
+    this.setRecv(Recv.BodyPaused);
+    void this.requestBody!.drained().then(() => {
+      if (this.state.phase === 'open' && this.state.recv === Recv.BodyPaused) this.state.recv = Recv.Body;
       this.onReadable();
       // Reading freed flow-control credit: let the endpoint send MAX_STREAM_DATA.
       this.conn.wake();
@@ -233,9 +237,8 @@ export class RequestStream implements Exchange {
 
   /** Client reset, connection closed: stop everything for this exchange. */
   abort(reason: string): void {
-    if (this.finished) return;
-    this.recvState = RecvState.Done;
-    this.bodyPipe?.abort(reason);
+    if (this.state.phase === 'finished') return;
+    this.requestBody?.abort(reason);
     this.abortController.abort(new Error(reason));
     this.writer.fail();
     this.conn.resetStream(this.streamId, H3_ERROR.H3_REQUEST_CANCELLED);
@@ -251,8 +254,7 @@ export class RequestStream implements Exchange {
       return;
     }
     const code = err instanceof H3Error ? err.code : H3_ERROR.H3_INTERNAL_ERROR;
-    this.recvState = RecvState.Done;
-    this.bodyPipe?.abort(err instanceof Error ? err.message : String(err));
+    this.requestBody?.abort(err instanceof Error ? err.message : String(err));
     this.abortController.abort(err);
     this.conn.stopSending(this.streamId, code);
     this.conn.resetStream(this.streamId, code);
@@ -263,14 +265,19 @@ export class RequestStream implements Exchange {
   // ------------------------------------------------------------------ send side
 
   respond(status: number, headers: FieldList, endStream = false): void {
-    if (this.responseState !== 'none') throw new Error('response headers already sent');
-    this.responseState = 'headers';
+    if (this.state.phase === 'finished') return;
+    if (this.state.send !== Send.NotStarted) throw new Error('response headers already sent');
+    this.state.send = Send.Body;
     this.sendFields([[':status', String(status)], ...headers], endStream);
     if (endStream) this.completeResponse();
   }
 
+  private get sendingBody(): boolean {
+    return this.state.phase === 'open' && this.state.send === Send.Body;
+  }
+
   write(chunk: Buffer): boolean {
-    if (this.responseState !== 'headers' || chunk.length === 0) return !this.writer.failed;
+    if (!this.sendingBody || chunk.length === 0) return !this.writer.failed;
     this.bytesSent += chunk.length;
     this.writer.write(encodeDataFrameHeader(chunk.length));
     return this.writer.write(chunk);
@@ -281,20 +288,19 @@ export class RequestStream implements Exchange {
   }
 
   end(trailers?: FieldList): void {
-    if (this.responseState !== 'headers') return;
+    if (!this.sendingBody) return;
     if (trailers && trailers.length > 0) this.sendFields(trailers, true);
     else this.writer.end();
     this.completeResponse();
   }
 
-  reset(code: number): void {
-    if (this.finished) return;
-    this.responseState = 'done';
+  reset(): void {
+    if (this.state.phase === 'finished') return;
+    const code = H3_ERROR.H3_INTERNAL_ERROR;
     this.writer.fail();
     this.conn.resetStream(this.streamId, code);
-    if (this.recvState !== RecvState.Done) this.conn.stopSending(this.streamId, code);
-    this.recvState = RecvState.Done;
-    this.bodyPipe?.abort('response reset');
+    if (this.state.recv !== Recv.Done) this.conn.stopSending(this.streamId, code);
+    this.requestBody?.abort('response reset');
     this.finish();
   }
 
@@ -303,25 +309,15 @@ export class RequestStream implements Exchange {
   }
 
   private completeResponse(): void {
-    this.responseState = 'done';
-    if (this.recvState !== RecvState.Done) {
+    if (this.state.phase === 'finished') return;
+    this.state.send = Send.Done;
+    if (this.state.recv !== Recv.Done) {
       // The response is complete: the rest of the request body is not needed (§4.1.2).
       this.conn.stopSending(this.streamId, H3_ERROR.H3_NO_ERROR);
-      this.recvState = RecvState.Done;
-      this.bodyPipe?.end();
+      this.state.recv = Recv.Done;
+      this.requestBody?.end();
     }
     this.maybeDone();
-  }
-
-  /** The handler threw synchronously: answer 500 if we still can. */
-  private failResponse(): void {
-    if (this.responseState === 'none') {
-      this.respond(500, [['content-type', 'text/plain']]);
-      this.write(Buffer.from('internal error\n'));
-      this.end();
-    } else {
-      this.reset(H3_ERROR.H3_INTERNAL_ERROR);
-    }
   }
 
   /**
@@ -329,7 +325,7 @@ export class RequestStream implements Exchange {
    * a client's STOP_SENDING cannot surface through a failed write then.
    */
   get awaitingResponse(): boolean {
-    return this.responseState === 'none' && !this.finished;
+    return this.state.phase === 'open' && this.state.send === Send.NotStarted;
   }
 
   /**
@@ -348,12 +344,12 @@ export class RequestStream implements Exchange {
 
   /** Done once both directions are complete and every response byte is handed to QUIC. */
   private maybeDone(): void {
-    if (this.responseState === 'done' && this.recvState === RecvState.Done && !this.writer.blocked) this.finish();
+    if (this.state.phase === 'open' && this.state.send === Send.Done && this.state.recv === Recv.Done && !this.writer.blocked) this.finish();
   }
 
   private finish(): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.onDone();
+    if (this.state.phase === 'finished') return;
+    this.state = { phase: 'finished' };
+    this.opts.onDone();
   }
 }

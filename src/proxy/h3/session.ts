@@ -3,12 +3,13 @@
  * the peer's unidirectional streams, request streams, and GOAWAY. Request streams are handed to
  * `RequestStream`; what happens to a request (routing, upstreams) is the handler's business.
  */
-import type { QuicApplication, QuicConnection } from '../quic/connection.js';
+import type { RequestHandler } from '../http/exchange.js';
+import type { QuicApplication, QuicStreams } from '../quic/connection.js';
 import { streamResetCode } from '../quic/native.js';
 import { H3_ERROR, H3Error } from './errors.js';
 import { FRAME_TYPE, FrameReader, STREAM_TYPE, SETTINGS_ID, encodeControlStreamPreface, encodeGoaway, parseGoaway, parseSettings } from './frames.js';
 import { EncoderStreamReceiver } from './qpack.js';
-import { RequestStream, type RequestHandler } from './request-stream.js';
+import { RequestStream } from './request-stream.js';
 import { StreamWriter } from './stream-writer.js';
 import { decodeVarint } from './varint.js';
 
@@ -29,20 +30,25 @@ const STOP_CHECK_INTERVAL_MS = 100;
 
 export interface SessionOptions {
   readonly handler: RequestHandler;
+  /** A handler threw (a bug): the client got a 500 or a reset; this reports it. */
+  readonly onHandlerError: (err: unknown, streamId: number) => void;
   /** Largest request header section we accept (SETTINGS_MAX_FIELD_SECTION_SIZE). */
   readonly maxFieldSectionSize: number;
   /** Called once when the connection is gone, with a summary for logs. */
   readonly onClosed?: (session: H3Session) => void;
 }
 
-/** A peer unidirectional stream: its type is unknown until the first varint arrives. */
-interface PeerUniStream {
-  type: number | undefined;
-  prefix: Buffer;
-  reader?: FrameReader;
-  encoder?: EncoderStreamReceiver;
-  sawSettings?: boolean;
-}
+/** A peer unidirectional stream, by what its type (the first varint, §6.2) made of it. */
+type PeerUniStream =
+  /** The type varint is not complete yet: its first bytes. */
+  | { readonly kind: 'untyped'; readonly prefix: Buffer }
+  | { readonly kind: 'control'; readonly reader: FrameReader; settings: 'awaited' | 'received' }
+  | { readonly kind: 'qpack-encoder'; readonly receiver: EncoderStreamReceiver }
+  | { readonly kind: 'qpack-decoder' }
+  /** Unknown or grease type: read and dropped (we sent STOP_SENDING). */
+  | { readonly kind: 'ignored' };
+
+const UNTYPED: PeerUniStream = { kind: 'untyped', prefix: Buffer.alloc(0) };
 
 export class H3Session implements QuicApplication {
   private readonly requests = new Map<number, RequestStream>();
@@ -60,7 +66,7 @@ export class H3Session implements QuicApplication {
   requestsServed = 0;
 
   constructor(
-    readonly conn: QuicConnection,
+    readonly conn: QuicStreams,
     private readonly opts: SessionOptions,
   ) {}
 
@@ -124,8 +130,7 @@ export class H3Session implements QuicApplication {
     if (this.goawayId !== undefined) return;
     this.goawayId = MAX_CLIENT_BIDI_ID;
     if (this.conn.isReady) this.sendGoaway();
-    const rtt = this.conn.quic.pathStats()[0]?.rtt ?? 0;
-    const grace = Math.min(GOAWAY_GRACE_MAX_MS, Math.max(GOAWAY_GRACE_MIN_MS, 3 * rtt));
+    const grace = Math.min(GOAWAY_GRACE_MAX_MS, Math.max(GOAWAY_GRACE_MIN_MS, 3 * this.conn.rttMs));
     setTimeout(() => {
       if (this.closing) return;
       this.goawayId = this.highestRequestId + 4;
@@ -157,7 +162,11 @@ export class H3Session implements QuicApplication {
         return;
       }
       if (this.closing) return;
-      req = new RequestStream(this.conn, streamId, this.opts.handler, () => this.onRequestDone(streamId));
+      req = new RequestStream(this.conn, streamId, {
+        handler: this.opts.handler,
+        onHandlerError: this.opts.onHandlerError,
+        onDone: () => this.onRequestDone(streamId),
+      });
       this.requests.set(streamId, req);
       if (streamId > this.highestRequestId) this.highestRequestId = streamId;
     }
@@ -230,94 +239,82 @@ export class H3Session implements QuicApplication {
   }
 
   private onPeerUniReadable(streamId: number): void {
-    let s = this.uni.get(streamId);
-    if (!s) {
-      s = { type: undefined, prefix: Buffer.alloc(0) };
-      this.uni.set(streamId, s);
-    }
+    let s = this.uni.get(streamId) ?? UNTYPED;
     const buf = Buffer.allocUnsafe(READ_CHUNK);
     for (;;) {
       let res: [number, boolean] | null;
       try {
         res = this.conn.streamRecv(streamId, buf);
       } catch (err) {
-        if (streamResetCode(err) !== undefined && this.isCritical(s)) {
+        if (streamResetCode(err) !== undefined && isCritical(s)) {
           throw new H3Error(H3_ERROR.H3_CLOSED_CRITICAL_STREAM, `peer reset critical stream ${streamId}`);
         }
         this.uni.delete(streamId);
         return;
       }
-      if (res === null) return;
+      if (res === null) break;
       const [n, fin] = res;
-      this.onPeerUniBytes(streamId, s, Buffer.from(buf.subarray(0, n)));
+      s = this.onPeerUniBytes(streamId, s, Buffer.from(buf.subarray(0, n)));
       if (fin) {
-        if (this.isCritical(s)) throw new H3Error(H3_ERROR.H3_CLOSED_CRITICAL_STREAM, `peer closed critical stream ${streamId}`);
+        if (isCritical(s)) throw new H3Error(H3_ERROR.H3_CLOSED_CRITICAL_STREAM, `peer closed critical stream ${streamId}`);
         this.uni.delete(streamId);
         return;
       }
     }
+    this.uni.set(streamId, s);
   }
 
-  private isCritical(s: PeerUniStream): boolean {
-    return s.type === STREAM_TYPE.CONTROL || s.type === STREAM_TYPE.QPACK_ENCODER || s.type === STREAM_TYPE.QPACK_DECODER;
-  }
-
-  private onPeerUniBytes(streamId: number, s: PeerUniStream, chunk: Buffer): void {
-    if (s.type === undefined) {
+  /** Handles bytes of a peer unidirectional stream; returns its state afterwards. */
+  private onPeerUniBytes(streamId: number, s: PeerUniStream, chunk: Buffer): PeerUniStream {
+    if (s.kind === 'untyped') {
       const data = s.prefix.length ? Buffer.concat([s.prefix, chunk]) : chunk;
       const v = decodeVarint(data, 0);
-      if (!v) {
-        s.prefix = data;
-        return;
-      }
-      s.type = v.value;
-      s.prefix = Buffer.alloc(0);
+      if (!v) return { kind: 'untyped', prefix: data };
+      s = this.startPeerUniStream(streamId, v.value);
       chunk = data.subarray(v.length);
-      this.startPeerUniStream(streamId, s);
     }
-    switch (s.type) {
-      case STREAM_TYPE.CONTROL:
-        for (const ev of s.reader!.push(chunk)) {
+    switch (s.kind) {
+      case 'control':
+        for (const ev of s.reader.push(chunk)) {
           if (ev.kind === 'data') throw new H3Error(H3_ERROR.H3_FRAME_UNEXPECTED, 'DATA on the control stream');
           this.onControlFrame(s, ev.type, ev.payload);
         }
-        return;
-      case STREAM_TYPE.QPACK_ENCODER:
-        s.encoder!.push(chunk);
-        return;
+        return s;
+      case 'qpack-encoder':
+        s.receiver.push(chunk);
+        return s;
       default:
         // QPACK decoder stream: our encoder never uses the dynamic table, so the only
-        // instructions a peer can send (stream cancellations) need no action. Unknown stream
-        // types land here too, after STOP_SENDING.
-        return;
+        // instructions a peer can send (stream cancellations) need no action. Ignored streams
+        // land here too.
+        return s;
     }
   }
 
-  private startPeerUniStream(streamId: number, s: PeerUniStream): void {
-    switch (s.type) {
+  private startPeerUniStream(streamId: number, type: number): PeerUniStream {
+    switch (type) {
       case STREAM_TYPE.CONTROL:
         if (this.peerControlStream !== undefined) throw new H3Error(H3_ERROR.H3_STREAM_CREATION_ERROR, 'second control stream');
         this.peerControlStream = streamId;
-        s.reader = new FrameReader();
-        return;
+        return { kind: 'control', reader: new FrameReader(), settings: 'awaited' };
       case STREAM_TYPE.QPACK_ENCODER:
-        s.encoder = new EncoderStreamReceiver();
-        return;
+        return { kind: 'qpack-encoder', receiver: new EncoderStreamReceiver() };
       case STREAM_TYPE.QPACK_DECODER:
-        return;
+        return { kind: 'qpack-decoder' };
       case STREAM_TYPE.PUSH:
         throw new H3Error(H3_ERROR.H3_STREAM_CREATION_ERROR, 'client opened a push stream');
       default:
         // Unknown or grease stream type: not an error; tell the peer we will not read it (§6.2).
         // Its bytes are read and dropped until the peer resets it.
         this.conn.stopSending(streamId, H3_ERROR.H3_STREAM_CREATION_ERROR);
+        return { kind: 'ignored' };
     }
   }
 
-  private onControlFrame(s: PeerUniStream, type: number, payload: Buffer): void {
-    if (!s.sawSettings) {
+  private onControlFrame(s: Extract<PeerUniStream, { kind: 'control' }>, type: number, payload: Buffer): void {
+    if (s.settings === 'awaited') {
       if (type !== FRAME_TYPE.SETTINGS) throw new H3Error(H3_ERROR.H3_MISSING_SETTINGS, 'first control frame is not SETTINGS');
-      s.sawSettings = true;
+      s.settings = 'received';
       parseSettings(payload); // validates; we need none of the client's values
       return;
     }
@@ -350,4 +347,9 @@ export class H3Session implements QuicApplication {
     this.closing = true;
     this.conn.closeWithAppError(code, err instanceof Error ? err.message.slice(0, 100) : 'internal error');
   }
+}
+
+/** Closing or resetting one of these is a connection error (RFC 9114 §6.2.1, RFC 9204 §4.2). */
+function isCritical(s: PeerUniStream): boolean {
+  return s.kind === 'control' || s.kind === 'qpack-encoder' || s.kind === 'qpack-decoder';
 }

@@ -3,7 +3,7 @@
  * queued until the stream is writable again; `write` returns false above the high-water mark so
  * the producer (an upstream body) pauses instead of buffering the whole response.
  */
-import type { QuicConnection } from '../quic/connection.js';
+import type { QuicStreams } from '../quic/connection.js';
 
 const HIGH_WATER_MARK = 256 * 1024;
 
@@ -17,7 +17,7 @@ export class StreamWriter {
   failed = false;
 
   constructor(
-    private readonly conn: QuicConnection,
+    private readonly conn: QuicStreams,
     readonly streamId: number,
     /** Called once when the stream turns out to be unwritable (STOP_SENDING, reset). */
     private readonly onFail?: () => void,

@@ -23,12 +23,38 @@ export interface QuicApplication {
 
 const TRANSPORT_INTERNAL_ERROR = 0x1;
 
+/**
+ * What an application (HTTP/3) uses of its QUIC connection: stream I/O and the connection's facts.
+ * QuicConnection implements it over quiche; the in-memory tests drive the HTTP/3 layer through it.
+ */
+export interface QuicStreams {
+  /** Hex of the first CID we issued: the connection's name in logs. */
+  readonly id: string;
+  /** The client's address (the last one it sent an authenticated packet from). */
+  readonly peer: HostPort;
+  /** Handshake complete or 0-RTT keys available: streams may be opened. */
+  readonly isReady: boolean;
+  /** Smoothed round-trip time of the active path in ms (0 before a sample). */
+  readonly rttMs: number;
+  /** Reads into `buf`: [bytes, fin], or null when nothing is buffered. Throws on RESET_STREAM. */
+  streamRecv(streamId: number, buf: Uint8Array): [number, boolean] | null;
+  /** Writes as much of `data` as flow control allows; null when the stream has no credit at all. Throws when stopped or reset. */
+  streamSend(streamId: number, data: Uint8Array, fin: boolean): number | null;
+  /** True once the stream carries nothing more from us (peer STOP_SENDING, or complete and forgotten). */
+  sendClosed(streamId: number): boolean;
+  resetStream(streamId: number, code: number): void;
+  stopSending(streamId: number, code: number): void;
+  closeWithAppError(code: number, reason?: string): void;
+  /** Ask for a flush of this connection's packets (e.g. after reading freed flow-control credit). */
+  wake(): void;
+}
+
 export interface ConnectionHost {
   /** Ask for a flush of this connection's packets on the next tick. */
   wake(conn: QuicConnection): void;
 }
 
-export class QuicConnection implements TimerOwner {
+export class QuicConnection implements TimerOwner, QuicStreams {
   deadline: number | undefined;
   app: QuicApplication | undefined;
   /** Hex of every server CID that routes to this connection (for the endpoint's table). */
@@ -86,6 +112,10 @@ export class QuicConnection implements TimerOwner {
 
   get isReady(): boolean {
     return this.ready;
+  }
+
+  get rttMs(): number {
+    return this.quic.pathStats()[0]?.rtt ?? 0;
   }
 
   /** Ask the endpoint to flush this connection's packets (e.g. after reading freed flow-control credit). */

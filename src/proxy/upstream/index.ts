@@ -1,6 +1,5 @@
 export { Balancer, type BalanceStrategy, type BalancedTarget } from './balancer.js';
-export { BodyPipe, DEFAULT_BODY_HIGH_WATER_MARK } from './body-pipe.js';
 export { classifyUpstreamError, ExchangeAbortedError, UpstreamError, type UpstreamErrorKind } from './errors.js';
-export { DEFAULT_RESPONSE_HIGH_WATER_MARK, type UpstreamResponse } from './exchange.js';
+export { DEFAULT_RESPONSE_HIGH_WATER_MARK, type UpstreamResponse } from './upstream-exchange.js';
 export { type ForwardOptions, type UpstreamRequest, UpstreamPool, type UpstreamTargetStats } from './pool.js';
 export { UpstreamRegistry } from './registry.js';

@@ -3,13 +3,13 @@
  * balancer choosing the target per request, and in-flight counts for least_requests.
  */
 
+import type { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import type { UpstreamPoolConfig } from '../config/types.js';
 import type { Field } from '../http-semantics/fields.js';
 import { Balancer } from './balancer.js';
-import type { BodyPipe } from './body-pipe.js';
 import { ExchangeAbortedError, UpstreamError } from './errors.js';
-import { Exchange, type UpstreamResponse } from './exchange.js';
+import { UpstreamExchange, type UpstreamResponse } from './upstream-exchange.js';
 
 export interface UpstreamRequest {
   readonly method: string;
@@ -17,8 +17,8 @@ export interface UpstreamRequest {
   readonly path: string;
   /** Already translated for the upstream (see toUpstreamRequestHeaders); includes host. */
   readonly headers: readonly Field[];
-  /** The request body as it arrives, or null/undefined when the request has none. */
-  readonly body?: BodyPipe | null;
+  /** The request body as it arrives (destroyed once the exchange is over), or null/undefined when the request has none. */
+  readonly body?: Readable | null;
 }
 
 export interface ForwardOptions {
@@ -76,13 +76,13 @@ export class UpstreamPool {
 
     const { signal } = options;
     const onAbort = (): void => exchange.abort('request aborted by signal');
-    const exchange = new Exchange(
+    const exchange = new UpstreamExchange(
       target.origin,
       () => {
         target.inFlight--;
         signal?.removeEventListener('abort', onAbort);
         // If the exchange ended before undici read the whole request body, release the feeder.
-        if (request.body && !request.body.stream.destroyed) request.body.stream.destroy();
+        if (request.body && !request.body.destroyed) request.body.destroy();
       },
       options.responseHighWaterMark,
     );
@@ -101,7 +101,7 @@ export class UpstreamPool {
           path: request.path,
           // undici takes a flat [name, value, name, value, ...] list (keeps order and duplicates).
           headers: request.headers.flat(),
-          body: request.body ? request.body.stream : null,
+          body: request.body ?? null,
         },
         exchange,
       );

@@ -34,7 +34,7 @@ type HeaderSource = DispatchController['rawHeaders'] | Record<string, string | s
 
 type State = 'waiting' | 'streaming' | 'done' | 'failed';
 
-export class Exchange implements Dispatcher.DispatchHandler {
+export class UpstreamExchange implements Dispatcher.DispatchHandler {
   readonly response: Promise<UpstreamResponse>;
   #state: State = 'waiting';
   #controller: DispatchController | null = null;

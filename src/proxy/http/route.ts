@@ -8,7 +8,7 @@
  * "/api", "/api/" and "/api/v1" but not "/apix"; a prefix ending in "/" ("/api/") matches everything
  * that starts with it. Matching is on the path as sent (case-sensitive, no percent-decoding).
  */
-import type { HostPattern, RouteConfig } from './types.js';
+import type { HostPattern, RouteConfig } from '../config/types.js';
 
 /** "Example.COM:443" → "example.com", "[::1]:4433" → "::1". */
 export function normaliseAuthorityHost(authority: string): string {

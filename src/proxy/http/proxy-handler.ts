@@ -1,17 +1,17 @@
 /**
- * Request handling after HTTP/3 decoding: route → built-in response or upstream pool → response
- * streamed back. The request body streams to the upstream as it arrives, the response body
- * streams back as QUIC flow control allows, and every exchange ends in exactly one access-log line.
+ * What happens to a request once its protocol decoded it: route → built-in response or upstream
+ * pool → response streamed back. The request body streams to the upstream as it arrives, the
+ * response body streams back as the client's flow control allows, and every exchange ends in
+ * exactly one access-log line.
  */
-import type { RouteConfig } from './config/types.js';
-import type { Exchange, RequestHandler } from './h3/request-stream.js';
-import { H3_ERROR } from './h3/errors.js';
-import { toClientResponseHeaders, toClientTrailers, toUpstreamRequestHeaders, type FieldList } from './http-semantics/index.js';
-import type { AccessLog } from './log.js';
-import { UpstreamError, classifyUpstreamError } from './upstream/errors.js';
-import type { BodyPipe } from './upstream/body-pipe.js';
-import type { UpstreamPool } from './upstream/pool.js';
-import type { UpstreamRegistry } from './upstream/registry.js';
+import type { RouteConfig } from '../config/types.js';
+import { toClientResponseHeaders, toClientTrailers, toUpstreamRequestHeaders, type FieldList } from '../http-semantics/index.js';
+import { UpstreamError, classifyUpstreamError } from '../upstream/errors.js';
+import type { UpstreamPool } from '../upstream/pool.js';
+import type { UpstreamRegistry } from '../upstream/registry.js';
+import type { AccessLog } from './access-log.js';
+import { respondText, type HttpExchange, type RequestHandler } from './exchange.js';
+import type { RequestBody } from './request-body.js';
 
 export interface HandlerOptions {
   readonly route: (host: string, path: string) => RouteConfig | undefined;
@@ -22,7 +22,7 @@ export interface HandlerOptions {
 export class ProxyHandler implements RequestHandler {
   constructor(private readonly opts: HandlerOptions) {}
 
-  handle(ex: Exchange): void {
+  handle(ex: HttpExchange): void {
     const started = performance.now();
     const route = this.opts.route(ex.request.authority, ex.request.path);
     const done = (status: number, upstream?: string, reason?: string): void =>
@@ -44,7 +44,7 @@ export class ProxyHandler implements RequestHandler {
 
     if (!route) {
       drain(ex.body);
-      sendSimple(ex, 404, 'no route for this host and path\n');
+      respondText(ex, 404, 'no route for this host and path\n');
       done(404, undefined, 'no route');
       return;
     }
@@ -65,7 +65,7 @@ export class ProxyHandler implements RequestHandler {
     const pool = this.opts.upstreams.get(action.upstream);
     if (!pool) {
       drain(ex.body);
-      sendSimple(ex, 502, 'upstream pool missing\n');
+      respondText(ex, 502, 'upstream pool missing\n');
       done(502, action.upstream, 'pool missing');
       return;
     }
@@ -79,7 +79,7 @@ export class ProxyHandler implements RequestHandler {
       });
   }
 
-  private async proxy(ex: Exchange, route: RouteConfig, pool: UpstreamPool): Promise<{ status: number; upstream?: string; reason?: string }> {
+  private async proxy(ex: HttpExchange, route: RouteConfig, pool: UpstreamPool): Promise<{ status: number; upstream?: string; reason?: string }> {
     const hasBody = requestHasBody(ex);
     if (!hasBody) drain(ex.body);
     let res;
@@ -89,14 +89,14 @@ export class ProxyHandler implements RequestHandler {
           method: ex.request.method,
           path: ex.request.path,
           headers: toUpstreamRequestHeaders(ex.request, { clientIp: ex.client.host }),
-          body: hasBody ? ex.body : null,
+          body: hasBody ? ex.body.stream : null,
         },
         { signal: ex.signal },
       );
     } catch (err) {
       const e = classifyUpstreamError(err, undefined);
       if (e.kind === 'aborted' || ex.signal.aborted) return { status: 499, upstream: e.target, reason: 'client reset' };
-      sendSimple(ex, e.status, `${e.status === 504 ? 'upstream timed out' : 'upstream unavailable'}\n`);
+      respondText(ex, e.status, `${e.status === 504 ? 'upstream timed out' : 'upstream unavailable'}\n`);
       return { status: e.status, upstream: e.target, reason: e.reason };
     }
     ex.respond(res.status, toClientResponseHeaders(res.headers, { routeHeaders: route.responseHeaders }));
@@ -110,36 +110,22 @@ export class ProxyHandler implements RequestHandler {
     } catch (err) {
       const e = classifyUpstreamError(err, res.target);
       if (e.kind === 'aborted' || ex.signal.aborted) return { status: res.status, upstream: res.target, reason: 'client reset' };
-      // Headers are out: the only honest signal left is resetting the stream (RFC 9114 §4.1.1).
-      ex.reset(H3_ERROR.H3_INTERNAL_ERROR);
+      // Headers are out: the only honest signal left is abandoning the response (RFC 9114 §4.1.1).
+      ex.reset();
       return { status: res.status, upstream: res.target, reason: `upstream ${e.kind}: ${e.reason}` };
     }
   }
 }
 
 /** Without content-length, only methods that conventionally carry a body get one upstream. */
-function requestHasBody(ex: Exchange): boolean {
+function requestHasBody(ex: HttpExchange): boolean {
   const len = ex.request.contentLength;
   if (len !== undefined) return len > 0;
   return !['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE'].includes(ex.request.method);
 }
 
-function sendSimple(ex: Exchange, status: number, text: string): void {
-  if (ex.headersSent) {
-    ex.reset(H3_ERROR.H3_INTERNAL_ERROR);
-    return;
-  }
-  const body = Buffer.from(text);
-  ex.respond(status, [
-    ['content-type', 'text/plain; charset=utf-8'],
-    ['content-length', String(body.length)],
-  ]);
-  ex.write(body);
-  ex.end();
-}
-
-/** A body we will not use is still read, so QUIC flow control does not stall the stream. */
-function drain(body: BodyPipe): void {
+/** A body we will not use is still read, so the client's flow control does not stall the stream. */
+function drain(body: RequestBody): void {
   body.stream.on('error', () => {});
   body.stream.resume();
 }

@@ -1,17 +1,18 @@
 /**
- * The request body as the HTTP/3 layer produces it: DATA payloads are pushed in as they arrive,
- * undici reads them out of `stream`. `push` reports when the buffer is full; the caller then stops
- * reading the QUIC stream (so QUIC flow control pushes back on the client) until `drained()`.
+ * A request body between the protocol that receives it and whoever consumes it: the HTTP/3 (or
+ * HTTP/2, HTTP/1.1) layer pushes payload bytes in as they arrive, the upstream reads them out of
+ * `stream`. `push` reports when the buffer is full; the producer then stops reading its transport
+ * (so flow control pushes back on the client) until `drained()`.
  */
 
 import { Readable } from 'node:stream';
 import type { FieldList } from '../http-semantics/fields.js';
-import { ExchangeAbortedError } from './errors.js';
+import { ExchangeAbortedError } from '../upstream/errors.js';
 
 export const DEFAULT_BODY_HIGH_WATER_MARK = 64 * 1024;
 
-export class BodyPipe {
-  /** What undici consumes. Do not read it yourself. */
+export class RequestBody {
+  /** What the consumer (undici) reads. Do not read it yourself. */
   readonly stream: Readable;
   #ended = false;
   #trailers: FieldList | undefined;
@@ -38,12 +39,12 @@ export class BodyPipe {
   }
 
   /**
-   * Queue a chunk (ownership passes to the pipe: do not reuse its memory). Returns false when the
+   * Queue a chunk (ownership passes to the body: do not reuse its memory). Returns false when the
    * buffer is at or above its high-water mark: await `drained()` before pushing more. After the
    * exchange ended or failed, chunks are discarded and true is returned, so a feeder never stalls.
    */
   push(chunk: Uint8Array): boolean {
-    if (this.#ended) throw new Error('BodyPipe.push after end()');
+    if (this.#ended) throw new Error('RequestBody.push after end()');
     if (this.stream.destroyed) return true;
     if (chunk.byteLength === 0) return !this.needsDrain;
     this.#consumerWaiting = false;
@@ -84,7 +85,7 @@ export class BodyPipe {
     return this.#trailers;
   }
 
-  /** True when the pipe no longer forwards anything (ended, or the exchange is over). */
+  /** True when the body no longer forwards anything (ended, or the exchange is over). */
   get closed(): boolean {
     return this.#ended || this.stream.destroyed;
   }

@@ -1,0 +1,28 @@
+/** One line per finished exchange, whatever protocol carried it: `log: "access"` on every line. */
+import type { Logger } from 'pino';
+
+export interface AccessLogEntry {
+  method: string;
+  authority: string;
+  path: string;
+  status: number;
+  bytesIn: number;
+  bytesOut: number;
+  durationMs: number;
+  route: string | undefined;
+  upstream: string | undefined;
+  connection: string;
+  stream: number;
+  client: string;
+  /** Why the exchange ended abnormally (upstream refused, client reset, …). */
+  reason?: string;
+}
+
+export class AccessLog {
+  /** Without a logger (access log off in config) entries are dropped. */
+  constructor(private readonly log: Logger | undefined) {}
+
+  write(entry: AccessLogEntry): void {
+    this.log?.info({ log: 'access', ...entry });
+  }
+}

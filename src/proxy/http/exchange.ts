@@ -1,0 +1,73 @@
+/**
+ * The protocol-neutral HTTP exchange: one request and its response as routing, built-in responses,
+ * header rules, upstream dispatch and the access log see them. An HTTP/3 request stream implements
+ * it (h3/request-stream.ts); HTTP/1.1 and HTTP/2 over TCP implement the same interface, so nothing
+ * from here down knows which protocol carried the request.
+ */
+import type { FieldList, ValidatedRequest } from '../http-semantics/index.js';
+import type { RequestBody } from './request-body.js';
+
+export type HttpProtocol = 'h1' | 'h2' | 'h3';
+
+export interface ClientAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface HttpExchange {
+  readonly protocol: HttpProtocol;
+  readonly request: ValidatedRequest;
+  /** The request body as it arrives (ends after trailers, if any, were received). */
+  readonly body: RequestBody;
+  readonly client: ClientAddress;
+  /** Names the connection in logs. */
+  readonly connectionId: string;
+  /** The stream (HTTP/2, HTTP/3) or the request's number on its connection (HTTP/1.1). */
+  readonly streamId: number;
+  /** Aborted when the client gives up on the exchange or the connection goes away. */
+  readonly signal: AbortSignal;
+  readonly headersSent: boolean;
+  readonly bytesReceived: number;
+  readonly bytesSent: number;
+  respond(status: number, headers: FieldList, endStream?: boolean): void;
+  /** Sends body bytes; false means wait for `drained()` before writing more. */
+  write(chunk: Buffer): boolean;
+  drained(): Promise<void>;
+  end(trailers?: FieldList): void;
+  /**
+   * Abandon a response whose headers are out (e.g. the upstream failed mid-body), so the client
+   * cannot mistake it for complete: a stream reset in HTTP/3 and HTTP/2, a closed connection in HTTP/1.1.
+   */
+  reset(): void;
+}
+
+/** What the proxy does with a request: route it, answer it, forward it. */
+export interface RequestHandler {
+  /** Must not throw; `dispatchExchange` still guards against it. */
+  handle(exchange: HttpExchange): void;
+}
+
+/** A short plain-text response, or a reset when the response has already started. */
+export function respondText(ex: HttpExchange, status: number, text: string): void {
+  if (ex.headersSent) {
+    ex.reset();
+    return;
+  }
+  const body = Buffer.from(text);
+  ex.respond(status, [
+    ['content-type', 'text/plain; charset=utf-8'],
+    ['content-length', String(body.length)],
+  ]);
+  ex.write(body);
+  ex.end();
+}
+
+/** Hands an exchange to the handler; a handler that throws is reported and the client gets a 500. */
+export function dispatchExchange(handler: RequestHandler, ex: HttpExchange, onError: (err: unknown) => void): void {
+  try {
+    handler.handle(ex);
+  } catch (err) {
+    onError(err);
+    respondText(ex, 500, 'internal error\n');
+  }
+}
