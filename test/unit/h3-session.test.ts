@@ -1,0 +1,387 @@
+/**
+ * The HTTP/3 session and request streams in memory (no sockets, no root): control-stream and
+ * SETTINGS rules, GOAWAY in two phases, request validation errors, body backpressure, early
+ * responses, trailers, clients that stop or reset a stream, and a handler that throws. The QUIC
+ * connection is MemoryQuicConnection; the handler is the test's own.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { FRAME_TYPE, H3_ERROR, SETTINGS_ID, STREAM_TYPE, encodeControlStreamPreface, encodeGoaway, parseGoaway, parseSettings } from '../../src/proxy/h3/frames.js';
+import { H3Session } from '../../src/proxy/h3/session.js';
+import type { HttpExchange, RequestHandler } from '../../src/proxy/http/exchange.js';
+import { MemoryQuicConnection, dataFrame, encodeFrame, headersFrame, parseResponse, requestHeaders, serverUniFrames } from '../helpers/memory-quic.js';
+
+const CONTROL = 2; // the client's first unidirectional stream
+const MAX_FIELD_SECTION_SIZE = 16 * 1024;
+
+/** A handler that keeps every exchange for the test to answer. */
+class HeldExchanges implements RequestHandler {
+  readonly exchanges: HttpExchange[] = [];
+  handle(ex: HttpExchange): void {
+    this.exchanges.push(ex);
+  }
+  get last(): HttpExchange {
+    return this.exchanges.at(-1)!;
+  }
+}
+
+interface Harness {
+  conn: MemoryQuicConnection;
+  session: H3Session;
+  handler: HeldExchanges;
+  handlerErrors: unknown[];
+}
+
+function open(handler: RequestHandler = new HeldExchanges()): Harness {
+  const conn = new MemoryQuicConnection();
+  const handlerErrors: unknown[] = [];
+  const session = new H3Session(conn, {
+    handler,
+    maxFieldSectionSize: MAX_FIELD_SECTION_SIZE,
+    onHandlerError: (err) => handlerErrors.push(err),
+  });
+  conn.start(session);
+  return { conn, session, handler: handler as HeldExchanges, handlerErrors };
+}
+
+function clientControlStream(conn: MemoryQuicConnection, extra: Buffer[] = []): void {
+  conn.clientSend(CONTROL, Buffer.concat([encodeControlStreamPreface([[SETTINGS_ID.MAX_FIELD_SECTION_SIZE, 1000]]), ...extra]));
+}
+
+function get(conn: MemoryQuicConnection, streamId: number, path = '/'): void {
+  conn.clientSend(streamId, headersFrame(requestHeaders('GET', path)), true);
+}
+
+function answer(ex: HttpExchange, status = 200, body = 'ok'): void {
+  ex.respond(status, [['content-length', String(body.length)]]);
+  ex.write(Buffer.from(body));
+  ex.end();
+}
+
+describe('H3Session: our unidirectional streams', () => {
+  it('opens control (SETTINGS first), QPACK encoder and decoder streams when ready', () => {
+    const { conn } = open();
+    const control = serverUniFrames(conn, 3);
+    expect(control.type).toBe(STREAM_TYPE.CONTROL);
+    const first = control.frames[0]!;
+    expect(first.kind === 'frame' && first.type).toBe(FRAME_TYPE.SETTINGS);
+    const settings = parseSettings(first.kind === 'frame' ? first.payload : Buffer.alloc(0));
+    expect(settings.get(SETTINGS_ID.QPACK_MAX_TABLE_CAPACITY)).toBe(0);
+    expect(settings.get(SETTINGS_ID.QPACK_BLOCKED_STREAMS)).toBe(0);
+    expect(settings.get(SETTINGS_ID.MAX_FIELD_SECTION_SIZE)).toBe(MAX_FIELD_SECTION_SIZE);
+    expect(conn.sent(7).data).toEqual(Buffer.from([STREAM_TYPE.QPACK_ENCODER]));
+    expect(conn.sent(11).data).toEqual(Buffer.from([STREAM_TYPE.QPACK_DECODER]));
+  });
+});
+
+describe('H3Session: the client control stream (RFC 9114 §6.2.1, §7.2.4)', () => {
+  it('accepts SETTINGS then GOAWAY, MAX_PUSH_ID and unknown-but-reserved frames, with the type varint split across reads', () => {
+    const { conn } = open();
+    const preface = encodeControlStreamPreface([[SETTINGS_ID.MAX_FIELD_SECTION_SIZE, 1000]]);
+    conn.clientSend(CONTROL, preface.subarray(0, 1));
+    conn.clientSend(CONTROL, Buffer.concat([preface.subarray(1), encodeGoaway(0), encodeFrame(FRAME_TYPE.MAX_PUSH_ID, Buffer.from([3])), encodeFrame(0x21, Buffer.from('grease'))]));
+    expect(conn.closed).toBeUndefined();
+  });
+
+  it.each([
+    ['a first frame other than SETTINGS', [encodeGoaway(0)], H3_ERROR.H3_MISSING_SETTINGS, false],
+    ['a second SETTINGS frame', [encodeFrame(FRAME_TYPE.SETTINGS, Buffer.alloc(0))], H3_ERROR.H3_FRAME_UNEXPECTED, true],
+    ['DATA', [dataFrame(Buffer.from('x'))], H3_ERROR.H3_FRAME_UNEXPECTED, true],
+    ['HEADERS', [headersFrame(requestHeaders('GET', '/'))], H3_ERROR.H3_FRAME_UNEXPECTED, true],
+  ] as const)('closes the connection on %s', (_what, frames, code, afterSettings) => {
+    const { conn } = open();
+    if (afterSettings) clientControlStream(conn, [...frames]);
+    else conn.clientSend(CONTROL, Buffer.concat([Buffer.from([STREAM_TYPE.CONTROL]), ...frames]));
+    expect(conn.closed?.code).toBe(code);
+  });
+
+  it('closes the connection when a critical stream ends or is reset, or a second control stream opens', () => {
+    const ended = open();
+    clientControlStream(ended.conn);
+    ended.conn.clientSend(CONTROL, Buffer.alloc(0), true);
+    expect(ended.conn.closed?.code).toBe(H3_ERROR.H3_CLOSED_CRITICAL_STREAM);
+
+    const reset = open();
+    reset.conn.clientSend(6, Buffer.from([STREAM_TYPE.QPACK_ENCODER]));
+    reset.conn.clientReset(6, H3_ERROR.H3_NO_ERROR);
+    expect(reset.conn.closed?.code).toBe(H3_ERROR.H3_CLOSED_CRITICAL_STREAM);
+
+    const second = open();
+    clientControlStream(second.conn);
+    second.conn.clientSend(6, encodeControlStreamPreface([]));
+    expect(second.conn.closed?.code).toBe(H3_ERROR.H3_STREAM_CREATION_ERROR);
+  });
+
+  it('refuses a client push stream, and stops reading an unknown stream type without closing', () => {
+    const push = open();
+    push.conn.clientSend(CONTROL, Buffer.from([STREAM_TYPE.PUSH, 0]));
+    expect(push.conn.closed?.code).toBe(H3_ERROR.H3_STREAM_CREATION_ERROR);
+
+    const unknown = open();
+    unknown.conn.clientSend(CONTROL, Buffer.from([0x21, 1, 2, 3]));
+    expect(unknown.conn.stopSent.get(CONTROL)).toBe(H3_ERROR.H3_STREAM_CREATION_ERROR);
+    unknown.conn.clientSend(CONTROL, Buffer.from([4, 5]), true);
+    expect(unknown.conn.closed).toBeUndefined();
+    expect(unknown.conn.unread(CONTROL)).toBe(0);
+  });
+});
+
+describe('H3Session: GOAWAY (RFC 9114 §5.2)', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  const goawayIds = (conn: MemoryQuicConnection): number[] =>
+    serverUniFrames(conn, 3)
+      .frames.filter((f) => f.kind === 'frame' && f.type === FRAME_TYPE.GOAWAY)
+      .map((f) => (f.kind === 'frame' ? parseGoaway(f.payload) : -1));
+
+  it('sends the largest id first, the real limit a grace period later, serves what is in flight and then closes with H3_NO_ERROR', () => {
+    const { conn, session, handler } = open();
+    get(conn, 0);
+    get(conn, 4);
+    session.goaway();
+    expect(goawayIds(conn)).toEqual([2 ** 53 - 4]);
+    // A request the client sent before it saw the first GOAWAY is still served.
+    get(conn, 8);
+    expect(handler.exchanges.map((e) => e.streamId)).toEqual([0, 4, 8]);
+    vi.advanceTimersByTime(100);
+    expect(goawayIds(conn)).toEqual([2 ** 53 - 4, 12]);
+    expect(conn.closed).toBeUndefined();
+    // Above the limit: rejected so the client retries it elsewhere.
+    get(conn, 12);
+    expect(parseResponse(conn, 12).resetCode).toBe(H3_ERROR.H3_REQUEST_REJECTED);
+    expect(conn.stopSent.get(12)).toBe(H3_ERROR.H3_REQUEST_REJECTED);
+    for (const ex of handler.exchanges) answer(ex);
+    conn.deliver();
+    expect(conn.closed).toEqual({ code: H3_ERROR.H3_NO_ERROR, reason: 'goaway' });
+    expect(session.requestsServed).toBe(3);
+  });
+
+  it('waits until every response byte is acknowledged before closing', () => {
+    const { conn, session, handler } = open();
+    conn.autoAcknowledge = false;
+    get(conn, 0);
+    session.goaway();
+    vi.advanceTimersByTime(100);
+    answer(handler.last);
+    conn.deliver();
+    expect(conn.closed).toBeUndefined();
+    conn.acknowledge(0);
+    expect(conn.closed?.code).toBe(H3_ERROR.H3_NO_ERROR);
+  });
+
+  it('scales the grace period with the RTT (3 RTT, at most 3 s)', () => {
+    const { conn, session } = open();
+    conn.rttMs = 400;
+    session.goaway();
+    vi.advanceTimersByTime(1199);
+    expect(goawayIds(conn)).toHaveLength(1);
+    vi.advanceTimersByTime(1);
+    expect(goawayIds(conn)).toHaveLength(2);
+  });
+});
+
+describe('RequestStream: validation (RFC 9114 §4.1.2, §4.3)', () => {
+  const streamError = (fields: Array<[string, string]>): { code: number | undefined; stop: number | undefined; closed: unknown; handled: number } => {
+    const { conn, handler } = open();
+    conn.clientSend(0, headersFrame(fields), true);
+    return { code: parseResponse(conn, 0).resetCode, stop: conn.stopSent.get(0), closed: conn.closed, handled: handler.exchanges.length };
+  };
+
+  it.each([
+    ['no :path', [[':method', 'GET'], [':scheme', 'https'], [':authority', 'a.test']]],
+    ['te other than "trailers"', requestHeaders('GET', '/', [['te', 'gzip']])],
+    ['a field value with a leading space', requestHeaders('GET', '/', [['x-a', ' 1']])],
+    ['a connection-specific field', requestHeaders('GET', '/', [['connection', 'close']])],
+    ['a pseudo-header after a regular field', [[':method', 'GET'], ['x', '1'], [':path', '/'], [':scheme', 'https'], [':authority', 'a']]],
+  ] as Array<[string, Array<[string, string]>]>)('answers a request with %s with a stream error H3_MESSAGE_ERROR; the connection lives', (_what, fields) => {
+    expect(streamError(fields)).toEqual({ code: H3_ERROR.H3_MESSAGE_ERROR, stop: H3_ERROR.H3_MESSAGE_ERROR, closed: undefined, handled: 0 });
+  });
+
+  it('answers a well-formed CONNECT with 501 instead of a reset', () => {
+    const { conn, handler } = open();
+    conn.clientSend(0, headersFrame([[':method', 'CONNECT'], [':authority', 'a.test:443']]), true);
+    const res = parseResponse(conn, 0);
+    expect(res.status).toBe(501);
+    expect(res.fin).toBe(true);
+    expect(handler.exchanges).toHaveLength(0);
+  });
+
+  it('treats DATA before HEADERS and HEADERS after trailers as connection errors (H3_FRAME_UNEXPECTED)', () => {
+    const early = open();
+    early.conn.clientSend(0, dataFrame(Buffer.from('x')));
+    expect(early.conn.closed?.code).toBe(H3_ERROR.H3_FRAME_UNEXPECTED);
+
+    const late = open();
+    const trailers = headersFrame([['x-t', '1']]);
+    late.conn.clientSend(0, Buffer.concat([headersFrame(requestHeaders('POST', '/')), dataFrame(Buffer.from('a')), trailers, trailers]));
+    expect(late.conn.closed?.code).toBe(H3_ERROR.H3_FRAME_UNEXPECTED);
+  });
+
+  it('resets a stream that ends before HEADERS (H3_REQUEST_INCOMPLETE) or whose body contradicts content-length', () => {
+    const incomplete = open();
+    incomplete.conn.clientSend(0, Buffer.alloc(0), true);
+    expect(parseResponse(incomplete.conn, 0).resetCode).toBe(H3_ERROR.H3_REQUEST_INCOMPLETE);
+
+    const short = open();
+    short.conn.clientSend(0, Buffer.concat([headersFrame(requestHeaders('POST', '/', [['content-length', '5']])), dataFrame(Buffer.from('abc'))]), true);
+    expect(parseResponse(short.conn, 0).resetCode).toBe(H3_ERROR.H3_MESSAGE_ERROR);
+    expect(short.handler.last.signal.aborted).toBe(true);
+
+    const long = open();
+    long.conn.clientSend(0, Buffer.concat([headersFrame(requestHeaders('POST', '/', [['content-length', '2']])), dataFrame(Buffer.from('abc'))]));
+    expect(parseResponse(long.conn, 0).resetCode).toBe(H3_ERROR.H3_MESSAGE_ERROR);
+    expect(long.conn.closed).toBeUndefined();
+  });
+});
+
+describe('RequestStream: bodies, backpressure, trailers', () => {
+  it('stops reading QUIC while the request body buffer is full and resumes when it is read', async () => {
+    const { conn, handler } = open();
+    const chunk = Buffer.alloc(64 * 1024, 7);
+    conn.clientSend(0, headersFrame(requestHeaders('POST', '/up')));
+    for (let i = 0; i < 8; i++) conn.clientSend(0, dataFrame(chunk));
+    // 256 KiB buffered for the handler, the rest left in QUIC (flow control pushes back).
+    expect(conn.unread(0)).toBeGreaterThan(200 * 1024);
+    const body = handler.last.body.stream;
+    const wakesBefore = conn.wakes;
+    let received = 0;
+    body.on('data', (c: Buffer) => (received += c.length));
+    conn.clientSend(0, Buffer.alloc(0), true);
+    await new Promise<void>((resolve) => body.once('end', () => resolve()));
+    expect(received).toBe(8 * chunk.length);
+    expect(conn.unread(0)).toBe(0);
+    expect(conn.wakes).toBeGreaterThan(wakesBefore); // freed credit is announced (MAX_STREAM_DATA)
+  });
+
+  it('passes request trailers with the end of the body and sends response trailers after the body', async () => {
+    const { conn, handler } = open();
+    conn.clientSend(0, Buffer.concat([headersFrame(requestHeaders('POST', '/')), dataFrame(Buffer.from('abc')), headersFrame([['x-sum', '42']])]), true);
+    const ex = handler.last;
+    ex.body.stream.resume();
+    await new Promise<void>((resolve) => ex.body.stream.once('end', () => resolve()));
+    expect(ex.body.trailers).toEqual([['x-sum', '42']]);
+    ex.respond(200, []);
+    ex.write(Buffer.from('body'));
+    ex.end([['x-checksum', 'abc']]);
+    const res = parseResponse(conn, 0);
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toBe('body');
+    expect(res.headerSections[1]).toEqual([['x-checksum', 'abc']]);
+    expect(res.fin).toBe(true);
+  });
+
+  it('answers early: the rest of the request is refused with STOP_SENDING(H3_NO_ERROR) and discarded', () => {
+    const { conn, session, handler } = open();
+    conn.clientSend(0, Buffer.concat([headersFrame(requestHeaders('POST', '/', [['content-length', '100000']])), dataFrame(Buffer.alloc(10))]));
+    answer(handler.last, 413, 'too big');
+    expect(conn.stopSent.get(0)).toBe(H3_ERROR.H3_NO_ERROR);
+    expect(session.activeRequests).toBe(0);
+    conn.clientSend(0, dataFrame(Buffer.alloc(1000)));
+    expect(conn.unread(0)).toBe(0);
+    expect(parseResponse(conn, 0).status).toBe(413);
+    expect(conn.closed).toBeUndefined();
+  });
+
+  it('holds response bytes beyond the flow-control credit and reports backpressure to the writer', async () => {
+    const { conn, handler } = open();
+    conn.initialCredit = 1000;
+    get(conn, 0);
+    const ex = handler.last;
+    ex.respond(200, []);
+    const big = Buffer.alloc(300 * 1024, 1);
+    expect(ex.write(big)).toBe(false); // above the writer's high-water mark
+    let drained = false;
+    void ex.drained().then(() => (drained = true));
+    expect(conn.sent(0).data.length).toBeLessThanOrEqual(1000);
+    conn.grant(0, 1024 * 1024);
+    await Promise.resolve();
+    expect(drained).toBe(true);
+    ex.end();
+    conn.deliver();
+    const res = parseResponse(conn, 0);
+    expect(res.body.length).toBe(big.length);
+    expect(res.fin).toBe(true);
+  });
+});
+
+describe('RequestStream: clients that give up, handlers that fail', () => {
+  it('aborts the exchange when the client stops a response mid-body (STOP_SENDING)', () => {
+    const { conn, session, handler } = open();
+    get(conn, 0);
+    const ex = handler.last;
+    ex.respond(200, []);
+    ex.write(Buffer.from('part'));
+    conn.clientStop(0, H3_ERROR.H3_REQUEST_CANCELLED);
+    expect(ex.write(Buffer.from('more'))).toBe(false);
+    expect(ex.signal.aborted).toBe(true);
+    expect(session.activeRequests).toBe(0);
+  });
+
+  it('notices STOP_SENDING on a request still waiting for its response (checked at most every 100 ms)', () => {
+    vi.useFakeTimers();
+    try {
+      const { conn, session, handler } = open();
+      get(conn, 0);
+      conn.clientStop(0, H3_ERROR.H3_REQUEST_CANCELLED);
+      expect(handler.last.signal.aborted).toBe(false);
+      vi.advanceTimersByTime(100);
+      expect(handler.last.signal.aborted).toBe(true);
+      expect(session.activeRequests).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('aborts the exchange and its body when the client resets the request stream', () => {
+    const { conn, session, handler } = open();
+    conn.clientSend(0, headersFrame(requestHeaders('POST', '/')));
+    const ex = handler.last;
+    let bodyError: Error | undefined;
+    ex.body.stream.on('error', (e) => (bodyError = e));
+    conn.clientReset(0, H3_ERROR.H3_REQUEST_CANCELLED);
+    expect(ex.signal.aborted).toBe(true);
+    expect(parseResponse(conn, 0).resetCode).toBe(H3_ERROR.H3_REQUEST_CANCELLED);
+    expect(session.activeRequests).toBe(0);
+    return new Promise<void>((resolve) => setImmediate(resolve)).then(() => expect(bodyError?.message).toMatch(/client reset stream/));
+  });
+
+  it('resets the stream (H3_INTERNAL_ERROR) when the handler abandons a response mid-body', () => {
+    const { conn, handler } = open();
+    get(conn, 0);
+    const ex = handler.last;
+    ex.respond(200, [['content-length', '100']]);
+    ex.write(Buffer.from('half'));
+    ex.reset();
+    const res = parseResponse(conn, 0);
+    expect(res.status).toBe(200);
+    expect(res.resetCode).toBe(H3_ERROR.H3_INTERNAL_ERROR);
+    expect(res.fin).toBe(false);
+  });
+
+  it('answers 500 and reports the error when the handler throws', () => {
+    const bug = new Error('handler bug');
+    const { conn, handlerErrors } = open({
+      handle: () => {
+        throw bug;
+      },
+    });
+    get(conn, 0);
+    const res = parseResponse(conn, 0);
+    expect(res.status).toBe(500);
+    expect(res.fin).toBe(true);
+    expect(handlerErrors).toEqual([bug]);
+  });
+
+  it('aborts every open exchange when the connection closes', () => {
+    const { conn, session, handler } = open();
+    get(conn, 0);
+    get(conn, 4);
+    session.onClosed();
+    expect(handler.exchanges.map((e) => e.signal.aborted)).toEqual([true, true]);
+    expect(session.activeRequests).toBe(0);
+  });
+});
