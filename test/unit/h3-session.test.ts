@@ -385,3 +385,85 @@ describe('RequestStream: clients that give up, handlers that fail', () => {
     expect(session.activeRequests).toBe(0);
   });
 });
+
+describe('HTTP/3 and QPACK rules the audit found unenforced (hardening defect 8)', () => {
+  it('closes on a second QPACK encoder or decoder stream (RFC 9204 §4.2)', () => {
+    for (const type of [STREAM_TYPE.QPACK_ENCODER, STREAM_TYPE.QPACK_DECODER]) {
+      const { conn } = open();
+      conn.clientSend(6, Buffer.from([type]));
+      expect(conn.closed).toBeUndefined();
+      conn.clientSend(10, Buffer.from([type]));
+      expect(conn.closed?.code).toBe(H3_ERROR.H3_STREAM_CREATION_ERROR);
+    }
+  });
+
+  it('reads the decoder stream: Stream Cancellation is fine, Insert Count Increment and Section Acknowledgment are errors (§4.4)', () => {
+    const cancel = open();
+    cancel.conn.clientSend(10, Buffer.from([STREAM_TYPE.QPACK_DECODER, 0x40 | 4]));
+    expect(cancel.conn.closed).toBeUndefined();
+    for (const instruction of [0x00 /* Insert Count Increment 0 */, 0x01 /* Increment 1 */, 0x80 | 4 /* Section Ack, stream 4 */]) {
+      const { conn } = open();
+      conn.clientSend(10, Buffer.from([STREAM_TYPE.QPACK_DECODER, instruction]));
+      expect(conn.closed?.code).toBe(H3_ERROR.QPACK_DECODER_STREAM_ERROR);
+    }
+  });
+
+  it.each([
+    ['a client GOAWAY whose id grows', [encodeGoaway(4), encodeGoaway(8)]],
+    ['MAX_PUSH_ID that decreases', [encodeFrame(FRAME_TYPE.MAX_PUSH_ID, Buffer.from([8])), encodeFrame(FRAME_TYPE.MAX_PUSH_ID, Buffer.from([4]))]],
+    ['CANCEL_PUSH without MAX_PUSH_ID', [encodeFrame(FRAME_TYPE.CANCEL_PUSH, Buffer.from([0]))]],
+    ['CANCEL_PUSH above MAX_PUSH_ID', [encodeFrame(FRAME_TYPE.MAX_PUSH_ID, Buffer.from([2])), encodeFrame(FRAME_TYPE.CANCEL_PUSH, Buffer.from([3]))]],
+  ] as const)('closes with H3_ID_ERROR on %s (RFC 9114 §5.2, §7.2.3, §7.2.7)', (_what, frames) => {
+    const { conn } = open();
+    clientControlStream(conn, [...frames]);
+    expect(conn.closed?.code).toBe(H3_ERROR.H3_ID_ERROR);
+  });
+
+  it('accepts a shrinking client GOAWAY, a growing MAX_PUSH_ID and CANCEL_PUSH within it', () => {
+    const { conn } = open();
+    clientControlStream(conn, [encodeGoaway(8), encodeGoaway(4), encodeFrame(FRAME_TYPE.MAX_PUSH_ID, Buffer.from([2])), encodeFrame(FRAME_TYPE.MAX_PUSH_ID, Buffer.from([5])), encodeFrame(FRAME_TYPE.CANCEL_PUSH, Buffer.from([5]))]);
+    expect(conn.closed).toBeUndefined();
+  });
+
+  it('refuses SETTINGS_H3_DATAGRAM and ENABLE_CONNECT_PROTOCOL values other than 0 or 1 (RFC 9297 §2.1.1)', () => {
+    for (const id of [SETTINGS_ID.H3_DATAGRAM, SETTINGS_ID.ENABLE_CONNECT_PROTOCOL]) {
+      const { conn } = open();
+      conn.clientSend(CONTROL, encodeControlStreamPreface([[id, 5]]));
+      expect(conn.closed?.code).toBe(H3_ERROR.H3_SETTINGS_ERROR);
+      const ok = open();
+      ok.conn.clientSend(CONTROL, encodeControlStreamPreface([[id, 1]]));
+      expect(ok.conn.closed).toBeUndefined();
+    }
+  });
+
+  it('treats a request stream that ends inside a frame as a connection error H3_FRAME_ERROR (§7.1)', () => {
+    const { conn } = open();
+    const frame = headersFrame(requestHeaders('POST', '/'));
+    conn.clientSend(0, Buffer.concat([frame, dataFrame(Buffer.from('abcdef')).subarray(0, 4)]), true);
+    expect(conn.closed?.code).toBe(H3_ERROR.H3_FRAME_ERROR);
+  });
+
+  it('closes with H3_CLOSED_CRITICAL_STREAM when the client stops our control or QPACK stream (§6.2.1)', () => {
+    vi.useFakeTimers();
+    try {
+      for (const id of [3, 7, 11]) {
+        const { conn } = open();
+        conn.clientStop(id, H3_ERROR.H3_NO_ERROR);
+        vi.advanceTimersByTime(100);
+        expect(conn.closed?.code).toBe(H3_ERROR.H3_CLOSED_CRITICAL_STREAM);
+      }
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it.each([
+    ['with :scheme and :path', [[':method', 'CONNECT'], [':scheme', 'https'], [':authority', 'a.test:443'], [':path', '/']]],
+    ['without :authority', [[':method', 'CONNECT']]],
+  ] as Array<[string, Array<[string, string]>]>)('resets a CONNECT request %s with H3_MESSAGE_ERROR instead of answering 501 (§4.4)', (_what, fields) => {
+    const { conn } = open();
+    conn.clientSend(0, headersFrame(fields), true);
+    expect(parseResponse(conn, 0).resetCode).toBe(H3_ERROR.H3_MESSAGE_ERROR);
+    expect(parseResponse(conn, 0).status).toBeUndefined();
+  });
+});

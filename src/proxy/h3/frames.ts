@@ -44,6 +44,9 @@ export const SETTINGS_ID = {
  */
 export const RESERVED_HTTP2_SETTINGS: ReadonlySet<number> = new Set([0x00, 0x02, 0x03, 0x04, 0x05]);
 
+/** Settings whose only legal values are 0 and 1. */
+const BOOLEAN_SETTINGS: ReadonlySet<number> = new Set([SETTINGS_ID.ENABLE_CONNECT_PROTOCOL, SETTINGS_ID.H3_DATAGRAM]);
+
 /** True for the reserved "grease" codepoints 0x1f*N+0x21 (frame types, settings, stream types, errors). */
 export function isGreaseCodepoint(value: number | bigint): boolean {
   const v = BigInt(value);
@@ -131,6 +134,10 @@ export function parseSettings(payload: Uint8Array): H3Settings {
     }
     if (settings.has(key)) {
       throw new H3Error(H3_ERROR.H3_SETTINGS_ERROR, `duplicate setting 0x${key.toString(16)}`);
+    }
+    if (BOOLEAN_SETTINGS.has(key) && value.value > 1) {
+      // RFC 9297 §2.1.1, RFC 9220 §3: these take only 0 or 1.
+      throw new H3Error(H3_ERROR.H3_SETTINGS_ERROR, `setting 0x${key.toString(16)} must be 0 or 1, not ${value.value}`);
     }
     settings.set(key, value.value);
   }

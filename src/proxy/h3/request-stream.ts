@@ -51,6 +51,9 @@ export interface RequestStreamOptions {
   readonly onDone: () => void;
 }
 
+/** Errors on a request stream that end the whole connection; the rest reset only the stream. */
+const CONNECTION_ERRORS: ReadonlySet<number> = new Set([H3_ERROR.QPACK_DECOMPRESSION_FAILED, H3_ERROR.H3_FRAME_UNEXPECTED, H3_ERROR.H3_FRAME_ERROR]);
+
 const READ_CHUNK = 64 * 1024;
 const BODY_HIGH_WATER_MARK = 256 * 1024;
 const scratch = Buffer.allocUnsafe(READ_CHUNK);
@@ -247,8 +250,9 @@ export class RequestStream implements HttpExchange {
 
   /** A malformed request or frame: stream error (RFC 9114 §4.1.2), the connection lives on. */
   private streamError(err: unknown): void {
-    if (err instanceof H3Error && (err.code === H3_ERROR.QPACK_DECOMPRESSION_FAILED || err.code === H3_ERROR.H3_FRAME_UNEXPECTED)) {
-      // QPACK failures and frames in the wrong place are connection errors (RFC 9204 §2.2.3, RFC 9114 §7.2).
+    if (err instanceof H3Error && CONNECTION_ERRORS.has(err.code)) {
+      // QPACK failures, frames in the wrong place and malformed or truncated frames are connection
+      // errors (RFC 9204 §2.2.3, RFC 9114 §7.1, §7.2).
       this.abort(err.message);
       this.conn.closeWithAppError(err.code, err.message.slice(0, 100));
       return;

@@ -7,8 +7,8 @@ import type { RequestHandler } from '../http/exchange.js';
 import type { QuicApplication, QuicStreams } from '../quic/connection.js';
 import { streamResetCode } from '../quic/native.js';
 import { H3_ERROR, H3Error } from './errors.js';
-import { FRAME_TYPE, FrameReader, STREAM_TYPE, SETTINGS_ID, encodeControlStreamPreface, encodeGoaway, parseGoaway, parseSettings } from './frames.js';
-import { EncoderStreamReceiver } from './qpack.js';
+import { FRAME_TYPE, FrameReader, STREAM_TYPE, SETTINGS_ID, encodeControlStreamPreface, encodeGoaway, parseGoaway, parseSettings, parseSingleVarintPayload } from './frames.js';
+import { DecoderStreamReceiver, EncoderStreamReceiver } from './qpack.js';
 import { RequestStream } from './request-stream.js';
 import { StreamWriter } from './stream-writer.js';
 import { decodeVarint } from './varint.js';
@@ -44,9 +44,11 @@ type PeerUniStream =
   | { readonly kind: 'untyped'; readonly prefix: Buffer }
   | { readonly kind: 'control'; readonly reader: FrameReader; settings: 'awaited' | 'received' }
   | { readonly kind: 'qpack-encoder'; readonly receiver: EncoderStreamReceiver }
-  | { readonly kind: 'qpack-decoder' }
+  | { readonly kind: 'qpack-decoder'; readonly receiver: DecoderStreamReceiver }
   /** Unknown or grease type: read and dropped (we sent STOP_SENDING). */
   | { readonly kind: 'ignored' };
+
+type TypedUniStream = Exclude<PeerUniStream, { kind: 'untyped' }>;
 
 const UNTYPED: PeerUniStream = { kind: 'untyped', prefix: Buffer.alloc(0) };
 
@@ -58,7 +60,11 @@ export class H3Session implements QuicApplication {
   private stopCheckTimer: NodeJS.Timeout | undefined;
   private readonly uni = new Map<number, PeerUniStream>();
   private readonly writers: StreamWriter[] = [];
-  private peerControlStream: number | undefined;
+  /** The peer's critical streams: one of each at most (RFC 9114 §6.2.1, RFC 9204 §4.2). */
+  private readonly peerCriticalStreams = new Set<number>();
+  /** Push-ID limits the client announced: MAX_PUSH_ID may only grow, its GOAWAY only shrink (§5.2, §7.2.7). */
+  private clientMaxPushId: number | undefined;
+  private clientGoawayId: number | undefined;
   /** Highest client bidi stream id we accepted; GOAWAY carries the next one. */
   private highestRequestId = -4;
   private goawayId: number | undefined;
@@ -182,11 +188,12 @@ export class H3Session implements QuicApplication {
   }
 
   /**
-   * A client that cancels a request whose response has not started (the upstream is slow) sends
-   * STOP_SENDING, which quiche reports only when asked. Ask for those requests, at most every
-   * STOP_CHECK_INTERVAL_MS, so the upstream exchange is cancelled instead of waited for.
+   * STOP_SENDING is reported by quiche only when asked. A client sends it to cancel a request
+   * whose response has not started (the upstream is slow): the upstream exchange is then cancelled
+   * instead of waited for. On our control or QPACK streams it is a connection error (RFC 9114
+   * §6.2.1). Ask at most every STOP_CHECK_INTERVAL_MS.
    */
-  private checkStoppedRequests(): void {
+  private checkStoppedStreams(): void {
     const now = performance.now();
     const due = this.lastStopCheck + STOP_CHECK_INTERVAL_MS;
     if (now < due) {
@@ -195,12 +202,18 @@ export class H3Session implements QuicApplication {
       this.stopCheckTimer ??= setTimeout(() => {
         this.stopCheckTimer = undefined;
         if (this.closing) return;
-        this.checkStoppedRequests();
+        this.checkStoppedStreams();
         this.conn.wake();
       }, due - now).unref();
       return;
     }
     this.lastStopCheck = now;
+    for (const w of this.writers) {
+      if (this.conn.sendClosed(w.streamId)) {
+        this.connectionError(new H3Error(H3_ERROR.H3_CLOSED_CRITICAL_STREAM, `peer stopped our critical stream ${w.streamId}`));
+        return;
+      }
+    }
     for (const req of this.requests.values()) if (req.awaitingResponse) req.checkStopped();
   }
 
@@ -209,7 +222,7 @@ export class H3Session implements QuicApplication {
   }
 
   afterPackets(): void {
-    if (this.requests.size > 0) this.checkStoppedRequests();
+    this.checkStoppedStreams();
     if (this.goawayId !== undefined) this.closeIfIdle();
   }
 
@@ -265,13 +278,16 @@ export class H3Session implements QuicApplication {
   }
 
   /** Handles bytes of a peer unidirectional stream; returns its state afterwards. */
-  private onPeerUniBytes(streamId: number, s: PeerUniStream, chunk: Buffer): PeerUniStream {
-    if (s.kind === 'untyped') {
-      const data = s.prefix.length ? Buffer.concat([s.prefix, chunk]) : chunk;
+  private onPeerUniBytes(streamId: number, stream: PeerUniStream, chunk: Buffer): PeerUniStream {
+    let s: TypedUniStream;
+    if (stream.kind === 'untyped') {
+      const data = stream.prefix.length ? Buffer.concat([stream.prefix, chunk]) : chunk;
       const v = decodeVarint(data, 0);
       if (!v) return { kind: 'untyped', prefix: data };
       s = this.startPeerUniStream(streamId, v.value);
       chunk = data.subarray(v.length);
+    } else {
+      s = stream;
     }
     switch (s.kind) {
       case 'control':
@@ -281,26 +297,25 @@ export class H3Session implements QuicApplication {
         }
         return s;
       case 'qpack-encoder':
+      case 'qpack-decoder':
         s.receiver.push(chunk);
         return s;
-      default:
-        // QPACK decoder stream: our encoder never uses the dynamic table, so the only
-        // instructions a peer can send (stream cancellations) need no action. Ignored streams
-        // land here too.
+      case 'ignored':
         return s;
     }
   }
 
-  private startPeerUniStream(streamId: number, type: number): PeerUniStream {
+  private startPeerUniStream(streamId: number, type: number): TypedUniStream {
     switch (type) {
       case STREAM_TYPE.CONTROL:
-        if (this.peerControlStream !== undefined) throw new H3Error(H3_ERROR.H3_STREAM_CREATION_ERROR, 'second control stream');
-        this.peerControlStream = streamId;
-        return { kind: 'control', reader: new FrameReader(), settings: 'awaited' };
       case STREAM_TYPE.QPACK_ENCODER:
-        return { kind: 'qpack-encoder', receiver: new EncoderStreamReceiver() };
       case STREAM_TYPE.QPACK_DECODER:
-        return { kind: 'qpack-decoder' };
+        if (this.peerCriticalStreams.has(type)) throw new H3Error(H3_ERROR.H3_STREAM_CREATION_ERROR, `second stream of type 0x${type.toString(16)}`);
+        this.peerCriticalStreams.add(type);
+        if (type === STREAM_TYPE.CONTROL) return { kind: 'control', reader: new FrameReader(), settings: 'awaited' };
+        // Our encoder never references the dynamic table: the decoder stream may only cancel streams.
+        if (type === STREAM_TYPE.QPACK_DECODER) return { kind: 'qpack-decoder', receiver: new DecoderStreamReceiver() };
+        return { kind: 'qpack-encoder', receiver: new EncoderStreamReceiver() };
       case STREAM_TYPE.PUSH:
         throw new H3Error(H3_ERROR.H3_STREAM_CREATION_ERROR, 'client opened a push stream');
       default:
@@ -321,13 +336,26 @@ export class H3Session implements QuicApplication {
     switch (type) {
       case FRAME_TYPE.SETTINGS:
         throw new H3Error(H3_ERROR.H3_FRAME_UNEXPECTED, 'second SETTINGS frame');
-      case FRAME_TYPE.GOAWAY:
-        // A client GOAWAY names push ids; we never push, so there is nothing to cancel.
-        parseGoaway(payload);
+      case FRAME_TYPE.GOAWAY: {
+        // A client GOAWAY names a push id; we never push, so there is nothing to cancel, but the
+        // id must not grow (§5.2).
+        const id = parseGoaway(payload);
+        if (this.clientGoawayId !== undefined && id > this.clientGoawayId) throw new H3Error(H3_ERROR.H3_ID_ERROR, `client GOAWAY id grew from ${this.clientGoawayId} to ${id}`);
+        this.clientGoawayId = id;
         return;
-      case FRAME_TYPE.MAX_PUSH_ID:
-      case FRAME_TYPE.CANCEL_PUSH:
+      }
+      case FRAME_TYPE.MAX_PUSH_ID: {
+        const id = parseSingleVarintPayload(payload, 'MAX_PUSH_ID');
+        if (this.clientMaxPushId !== undefined && id < this.clientMaxPushId) throw new H3Error(H3_ERROR.H3_ID_ERROR, `MAX_PUSH_ID fell from ${this.clientMaxPushId} to ${id}`);
+        this.clientMaxPushId = id;
         return;
+      }
+      case FRAME_TYPE.CANCEL_PUSH: {
+        // Only a push id the client allowed can be cancelled (§7.2.3); we never promise one.
+        const id = parseSingleVarintPayload(payload, 'CANCEL_PUSH');
+        if (this.clientMaxPushId === undefined || id > this.clientMaxPushId) throw new H3Error(H3_ERROR.H3_ID_ERROR, `CANCEL_PUSH for push ${id}, above the client's MAX_PUSH_ID`);
+        return;
+      }
       default:
         throw new H3Error(H3_ERROR.H3_FRAME_UNEXPECTED, `frame 0x${type.toString(16)} on the control stream`);
     }

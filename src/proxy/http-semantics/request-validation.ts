@@ -73,7 +73,12 @@ export function validateRequest(fields: readonly Field[]): RequestValidation {
 
   // Extended CONNECT (RFC 9220) needs SETTINGS_ENABLE_CONNECT_PROTOCOL, which we never send.
   if (pseudo.has(':protocol')) return malformed(':protocol without extended CONNECT enabled');
-  if (method === 'CONNECT') return { ok: false, kind: 'unsupported', reason: 'CONNECT is not supported' };
+  if (method === 'CONNECT') {
+    // RFC 9114 §4.4: a CONNECT request carries :authority and neither :scheme nor :path.
+    if (pseudo.has(':scheme') || pseudo.has(':path')) return malformed('CONNECT with :scheme or :path');
+    if (!pseudo.has(':authority')) return malformed('CONNECT without :authority');
+    return { ok: false, kind: 'unsupported', reason: 'CONNECT is not supported' };
+  }
 
   const scheme = pseudo.get(':scheme');
   if (scheme === undefined) return malformed('missing :scheme');
