@@ -22,7 +22,12 @@ export class AccessLog {
   /** Without a logger (access log off in config) entries are dropped. */
   constructor(private readonly log: Logger | undefined) {}
 
+  /** Never throws: a failed log write (e.g. a closed stdout) must not touch the exchange it records. */
   write(entry: AccessLogEntry): void {
-    this.log?.info({ log: 'access', ...entry });
+    try {
+      this.log?.info({ log: 'access', ...entry });
+    } catch {
+      // Nothing else depends on the access log.
+    }
   }
 }

@@ -69,14 +69,10 @@ export class ProxyHandler implements RequestHandler {
       done(502, action.upstream, 'pool missing');
       return;
     }
-    void this.proxy(ex, route, pool)
-      .then(
-        (r) => done(r.status, r.upstream, r.reason),
-        (err: unknown) => done(0, action.upstream, `internal: ${(err as Error).message}`),
-      )
-      .catch(() => {
-        // Writing the access log failed (e.g. a closed stdout): nothing else depends on it.
-      });
+    void this.proxy(ex, route, pool).then(
+      (r) => done(r.status, r.upstream, r.reason),
+      (err: unknown) => done(0, action.upstream, `internal: ${(err as Error).message}`),
+    );
   }
 
   private async proxy(ex: HttpExchange, route: RouteConfig, pool: UpstreamPool): Promise<{ status: number; upstream?: string; reason?: string }> {
