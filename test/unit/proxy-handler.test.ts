@@ -260,6 +260,22 @@ describe('ProxyHandler: no route and built-in responses', () => {
     expect(line).not.toHaveProperty('upstream');
   });
 
+  it('completes the response when the access-log write throws (404, respond, pool missing)', async () => {
+    const failingLog = new AccessLog(
+      pino({}, {
+        write(): void {
+          throw new Error('stdout closed');
+        },
+      }),
+    );
+    const handler = new ProxyHandler({ route: (host, path) => matchRoute(routes, host, path), upstreams: new UpstreamRegistry(new Map()), accessLog: failingLog });
+    for (const path of ['/nowhere', '/hello', '/missing-pool']) {
+      const ex = new MemoryExchange({ authority: 'app.example', path });
+      void ex.dispatch(handler);
+      expect(await ex.finished).toBe('ended');
+    }
+  });
+
   it('answers HEAD on a respond route with the headers (GET length) and no body', async () => {
     const proxy = makeProxy(routes);
     const ex = proxy.send({ method: 'HEAD', path: '/hello' });
