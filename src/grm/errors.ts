@@ -10,8 +10,7 @@ export type GrmErrorCode =
   | 'NO_SUCH_GENERATION'
   | 'WORKING_GENERATION'
   | 'EMPTY_GENERATION'
-  | 'TOO_MANY_GROUPS'
-  | 'BAD_CID';
+  | 'TOO_MANY_GROUPS';
 
 export class GrmError extends Error {
   override readonly name = 'GrmError';

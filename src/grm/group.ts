@@ -66,10 +66,6 @@ export interface DecodedCid {
 export class CidCodec {
   constructor(private readonly group: Group) {}
 
-  get cidLength(): number {
-    return this.group.core.issuingKey().cidLength;
-  }
-
   issue(gen: number, worker: number): Buffer {
     return encodeCid(this.group.core.issuingKey(), this.group.slotOf(gen), worker);
   }
@@ -143,12 +139,6 @@ export class Group {
   /** A new reuseport socket bound to the group's address (not yet registered). The caller owns the fd. */
   createSocket(): number {
     return createReuseportSocket(this.address, this.socketBufferBytes);
-  }
-
-  /** Checks that a socket made elsewhere can join this group; returns the fd. */
-  adopt(fd: number): number {
-    checkAdoptable(fd, this.address);
-    return fd;
   }
 
   /**

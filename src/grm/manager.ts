@@ -15,7 +15,7 @@ import { GrmError } from './errors.js';
 import { Group, type GroupOptions } from './group.js';
 import { emptyGroup, decodeGroup, encodeGroup } from './group-state.js';
 import type { ManagerCore } from './manager-core.js';
-import { mapFromFd, openPinnedMaps } from './map-specs.js';
+import { mapFromFd } from './map-specs.js';
 import { bpf, errnoText, EACCES, EPERM, withSignalsBlocked } from './native.js';
 import { toSocketAddress, type ListenAddress, type SocketAddress } from './sockets.js';
 import { getU, getU64, setBytes, setU, setU64 } from './struct-view.js';
@@ -302,5 +302,3 @@ export function unpinAll(pinDir: string): void {
   for (const f of readdirSync(pinDir)) unlinkSync(join(pinDir, f));
   rmdirSync(pinDir);
 }
-
-export { openPinnedMaps };

@@ -62,10 +62,6 @@ export function setBytes(buf: Buffer, field: AbiField, bytes: Uint8Array, base =
   Buffer.from(bytes).copy(buf, base + field.offset);
 }
 
-export function alloc<F extends string>(s: AbiStruct<F>): Buffer {
-  return Buffer.alloc(s.size);
-}
-
 /** Sums every 64-bit counter of a per-CPU value (stride rounded up to 8 bytes) into one buffer. */
 export function sumPerCpu<F extends string>(s: AbiStruct<F>, raw: Buffer, cpus: number): Buffer {
   const stride = Math.ceil(s.size / 8) * 8;
