@@ -14,7 +14,7 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import koffi from 'koffi';
-import { GenerationManager } from '../src/grm/manager.js';
+import { createCidIssuer, GenerationManager } from '../src/grm/index.js';
 import { clientHello, clientInitials } from '../test/grm/quic-initial.js';
 
 const PER_PHASE = Number(process.argv[2] ?? 100_000);
@@ -145,7 +145,7 @@ async function main(): Promise<void> {
     client.bind(0, '127.0.0.1');
     await once(client, 'listening');
 
-    const cids = Array.from({ length: 1024 }, (_, i) => group.codec.issue(i % 2 ? old : gen, i % 2));
+    const cids = Array.from({ length: 1024 }, (_, i) => createCidIssuer(group.cidIssuerParams(i % 2 ? old : gen, i % 2)).issue());
     const initial = (dcid: Buffer): Buffer => {
       const b = Buffer.alloc(1200);
       b[0] = 0xc0;

@@ -14,11 +14,12 @@ import { validateCidLength, type CidKey } from './cid.js';
 import { GrmError } from './errors.js';
 import { Group, type GroupOptions } from './group.js';
 import { emptyGroup, decodeGroup, encodeGroup } from './group-state.js';
+import { genStatsKey } from './group-stats.js';
 import type { ManagerCore } from './manager-core.js';
 import { mapFromFd } from './map-specs.js';
 import { bpf, errnoText, EACCES, EPERM, withSignalsBlocked } from './native.js';
 import { toSocketAddress, type ListenAddress, type SocketAddress } from './sockets.js';
-import { getU, getU64, setBytes, setU, setU64 } from './struct-view.js';
+import { getU, getU64, setBytes, setU, setU64, u32 } from './struct-view.js';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/udpgrm-proxy';
 export const DEFAULT_CID_LENGTH = 16;
@@ -147,7 +148,7 @@ export class GenerationManager implements ManagerCore {
 
   zeroGenStats(groupId: number, slot: number): void {
     const m = this.maps.grm_genstats;
-    m.update(u32(groupId * GRM.MAX_SLOTS + slot), Buffer.alloc(m.lookupSize));
+    m.update(genStatsKey(groupId, slot), Buffer.alloc(m.lookupSize));
   }
 
   // ---- groups ----
@@ -213,12 +214,6 @@ export class GenerationManager implements ManagerCore {
 function checkTtl(ms: number): number {
   if (!Number.isInteger(ms) || ms < 1 || ms > 600_000) throw new GrmError('BAD_ARGUMENT', `attemptTtlMs must be 1..600000, got ${ms}`);
   return ms;
-}
-
-function u32(v: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(v >>> 0);
-  return b;
 }
 
 /**

@@ -73,3 +73,10 @@ export function sumPerCpu<F extends string>(s: AbiStruct<F>, raw: Buffer, cpus: 
   }
   return out;
 }
+
+/** A little-endian u32: the key of every array map, and the value of the u32-valued ones. */
+export function u32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v >>> 0);
+  return b;
+}

@@ -9,7 +9,7 @@ import { GrmError } from '../../src/grm/errors.js';
 import type { Group } from '../../src/grm/group.js';
 import { GenerationManager } from '../../src/grm/manager.js';
 import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
-import { longHeader, Receivers, send, shortHeader, tagOf, udpClient } from './udp.js';
+import { issueCid, longHeader, Receivers, send, shortHeader, tagOf, udpClient } from './udp.js';
 
 enterPrivateNetns();
 const pinDir = uniquePinDir('steer');
@@ -123,7 +123,7 @@ describe('short headers', () => {
     for (let flip = 0; flip < 5; flip++) {
       const gen = addWorkingGen(s, 2);
       for (let w = 0; w < 2; w++) {
-        for (let k = 0; k < 5; k++) issued.push({ cid: s.group.codec.issue(gen, w), receiver: s.socketsOf.get(gen)![w]! });
+        for (let k = 0; k < 5; k++) issued.push({ cid: issueCid(s.group, gen, w), receiver: s.socketsOf.get(gen)![w]! });
       }
       const expectedByTag = new Map<number, number>();
       for (const { cid, receiver } of issued) {
@@ -145,7 +145,7 @@ describe('short headers', () => {
     const g1 = addWorkingGen(s, 2);
     const g2 = addWorkingGen(s, 2);
     const c = await client();
-    await send(c, longHeader(2, s.group.codec.issue(g1, 1), 7), s.port);
+    await send(c, longHeader(2, issueCid(s.group, g1, 1), 7), s.port);
     await s.rx.waitFor(1);
     expect(s.rx.arrivals[0]!.receiver).toBe(s.socketsOf.get(g1)![1]);
   });
@@ -230,7 +230,7 @@ describe('fallbacks', () => {
     const g1 = addWorkingGen(s, 2);
     const g2 = addWorkingGen(s, 2);
     const stray = s.rx.add(s.group.createSocket()); // in the group, never registered
-    const cid = s.group.codec.issue(g2, 0);
+    const cid = issueCid(s.group, g2, 0);
     for (const r of s.socketsOf.get(g2)!) s.rx.close(r); // the working generation dies
     const c = await client();
     for (let i = 0; i < 20; i++) await send(c, longHeader(0, randomBytes(8), i), s.port);
@@ -265,7 +265,7 @@ describe('generation slots', () => {
     expect(() => s.group.slotOf(g1)).toThrow(expect.objectContaining({ code: 'NO_SUCH_GENERATION' }));
     // A CID of the retired generation no longer reaches its old socket: it falls back (counted).
     const c = await client();
-    const stale = s.group.codec.issue(g2, 0);
+    const stale = issueCid(s.group, g2, 0);
     await send(c, shortHeader(stale, 1), s.port);
     await s.rx.waitFor(1);
     expect(genOfReceiver(s, s.rx.arrivals[0]!.receiver)).toBe(g2);
@@ -281,7 +281,7 @@ test('IPv6 groups steer the same way', async () => {
   const s = setup({}, 6);
   const g1 = addWorkingGen(s, 2);
   const c = await client(6);
-  await send(c, shortHeader(s.group.codec.issue(g1, 1), 1), s.port, '::1');
+  await send(c, shortHeader(issueCid(s.group, g1, 1), 1), s.port, '::1');
   await send(c, longHeader(0, randomBytes(8), 2), s.port, '::1');
   await s.rx.waitFor(2);
   expect(s.rx.arrivals.find((a) => tagOf(a.msg, 12, false) === 1 && a.msg[0]! < 0x80)!.receiver).toBe(s.socketsOf.get(g1)![1]);
@@ -301,9 +301,9 @@ test('groups sharing a port on different addresses, and an unmanaged address on 
   receivers.push(plain);
   plain.add(createReuseportSocket(toSocketAddress({ host: '127.0.0.3', port })));
   const c = await client();
-  await send(c, shortHeader(a.group.codec.issue(ga, 1), 1), port, '127.0.0.1');
-  await send(c, shortHeader(b.group.codec.issue(gb, 0), 2), port, '127.0.0.2');
-  await send(c, shortHeader(a.group.codec.issue(ga, 1), 3), port, '127.0.0.3');
+  await send(c, shortHeader(issueCid(a.group, ga, 1), 1), port, '127.0.0.1');
+  await send(c, shortHeader(issueCid(b.group, gb, 0), 2), port, '127.0.0.2');
+  await send(c, shortHeader(issueCid(a.group, ga, 1), 3), port, '127.0.0.3');
   await a.rx.waitFor(1);
   await b.rx.waitFor(1);
   await plain.waitFor(1);
@@ -315,7 +315,7 @@ test('groups sharing a port on different addresses, and an unmanaged address on 
 test('re-registering a worker index (respawned worker) moves its CIDs to the new socket', async () => {
   const s = setup();
   const g1 = addWorkingGen(s, 2);
-  const cid = s.group.codec.issue(g1, 1);
+  const cid = issueCid(s.group, g1, 1);
   const fd = s.group.createSocket();
   s.group.register(g1, 1, fd);
   const fresh = s.rx.add(fd);
