@@ -7,10 +7,11 @@ import { existsSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
-import { GRM, grm_cid_key, grm_group_key, MAP_NAMES, type MapName } from './abi.generated.js';
+import { GRM, grm_group_key, MAP_NAMES, type MapName } from './abi.generated.js';
 import type { BpfMap } from './bpf-map.js';
 import { ensureBpffs } from './bpffs.js';
 import { validateCidLength, type CidKey } from './cid.js';
+import { clearCidKey, readCidKeys, writeCidKey } from './cid-keys.js';
 import { GrmError } from './errors.js';
 import { Group, type GroupOptions } from './group.js';
 import { emptyGroup, decodeGroup, encodeGroup } from './group-state.js';
@@ -19,7 +20,7 @@ import type { ManagerCore } from './manager-core.js';
 import { mapFromFd } from './map-specs.js';
 import { bpf, errnoText, EACCES, EPERM, withSignalsBlocked } from './native.js';
 import { toSocketAddress, type ListenAddress, type SocketAddress } from './sockets.js';
-import { getU, getU64, setBytes, setU, setU64, u32 } from './struct-view.js';
+import { getU, setBytes, setU, u32 } from './struct-view.js';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/udpgrm-proxy';
 export const DEFAULT_CID_LENGTH = 16;
@@ -43,7 +44,7 @@ export function defaultObjectPath(): string {
 }
 
 export class GenerationManager implements ManagerCore {
-  private readonly liveKeyMap = new Map<number, CidKey>();
+  private liveKeyMap = new Map<number, CidKey>();
   private issuing: CidKey | undefined;
   private closed = false;
 
@@ -82,22 +83,9 @@ export class GenerationManager implements ManagerCore {
 
   private loadKeys(cidLength?: number): void {
     if (cidLength !== undefined) validateCidLength(cidLength);
-    this.liveKeyMap.clear();
-    this.issuing = undefined;
-    for (let id = 0; id < GRM.MAX_CONFIGS; id++) {
-      const v = this.maps.grm_keys.lookup(u32(id));
-      if (!v) continue;
-      const flags = getU(v, grm_cid_key.fields.flags);
-      if (!(flags & GRM.KEY_LIVE)) continue;
-      const key: CidKey = {
-        configId: id,
-        cidLength: getU(v, grm_cid_key.fields.cid_len),
-        k0: getU64(v, grm_cid_key.fields.k0),
-        k1: getU64(v, grm_cid_key.fields.k1),
-      };
-      this.liveKeyMap.set(id, key);
-      if (flags & GRM.KEY_ISSUING) this.issuing = key;
-    }
+    const { live, issuing } = readCidKeys(this.maps.grm_keys);
+    this.liveKeyMap = live;
+    this.issuing = issuing;
     if (!this.issuing || (cidLength !== undefined && cidLength !== this.issuing.cidLength)) {
       this.rotateCidKey(cidLength ?? this.issuing?.cidLength ?? DEFAULT_CID_LENGTH);
     }
@@ -115,26 +103,17 @@ export class GenerationManager implements ManagerCore {
     const rnd = randomBytes(16);
     const next: CidKey = { configId, cidLength, k0: rnd.readBigUInt64LE(0), k1: rnd.readBigUInt64LE(8) };
     // New key live first, so nothing it issues is ever undecodable; then drop all but two.
-    this.writeKey(next, GRM.KEY_LIVE | GRM.KEY_ISSUING);
-    if (prev) this.writeKey(prev, GRM.KEY_LIVE);
+    writeCidKey(this.maps.grm_keys, next, GRM.KEY_LIVE | GRM.KEY_ISSUING);
+    if (prev) writeCidKey(this.maps.grm_keys, prev, GRM.KEY_LIVE);
     for (const id of [...this.liveKeyMap.keys()]) {
       if (id !== configId && id !== prev?.configId) {
-        this.maps.grm_keys.update(u32(id), Buffer.alloc(grm_cid_key.size));
+        clearCidKey(this.maps.grm_keys, id);
         this.liveKeyMap.delete(id);
       }
     }
     this.liveKeyMap.set(configId, next);
     this.issuing = next;
     return next;
-  }
-
-  private writeKey(k: CidKey, flags: number): void {
-    const v = Buffer.alloc(grm_cid_key.size);
-    setU64(v, grm_cid_key.fields.k0, k.k0);
-    setU64(v, grm_cid_key.fields.k1, k.k1);
-    setU(v, grm_cid_key.fields.cid_len, k.cidLength);
-    setU(v, grm_cid_key.fields.flags, flags);
-    this.maps.grm_keys.update(u32(k.configId), v);
   }
 
   issuingKey(): CidKey {
