@@ -1,7 +1,7 @@
 /** A group's per-CPU counters (grm_gstats, grm_genstats) summed over CPUs. */
 import { GRM, grm_gen_stats, grm_group_stats } from './abi.generated.js';
 import type { ManagerCore } from './manager-core.js';
-import { possibleCpus } from './native.js';
+import { possibleCpus } from './libbpf.js';
 import { getU64, sumPerCpu, u32 } from './struct-view.js';
 
 export type GroupCounters = { [K in Exclude<keyof typeof grm_group_stats.fields, 'sni_match'>]: bigint } & {
