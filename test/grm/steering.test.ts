@@ -4,10 +4,11 @@
 import { randomBytes } from 'node:crypto';
 import type dgram from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { GRM } from '../../src/grm/abi.generated.js';
+import { GRM, grm_attempt, grm_attempt_key } from '../../src/grm/abi.generated.js';
 import { GrmError } from '../../src/grm/errors.js';
 import type { Group } from '../../src/grm/group.js';
 import { GenerationManager } from '../../src/grm/manager.js';
+import { getU64, setBytes, setU } from '../../src/grm/struct-view.js';
 import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
 import { issueCid, longHeader, Receivers, send, shortHeader, tagOf, udpClient } from './udp.js';
 
@@ -76,6 +77,29 @@ async function client(family: 4 | 6 = 4): Promise<dgram.Socket> {
   const c = await udpClient(family);
   clients.push(c);
   return c;
+}
+
+/** expires_ns of the grm_attempts record of a client DCID. */
+function attemptExpiry(s: Setup, dcid: Buffer): bigint {
+  const key = Buffer.alloc(grm_attempt_key.size);
+  setU(key, grm_attempt_key.fields.group, s.group.id);
+  setU(key, grm_attempt_key.fields.len, dcid.length);
+  setBytes(key, grm_attempt_key.fields.dcid, dcid);
+  const rec = mgr.maps.grm_attempts.lookup(key);
+  if (!rec) throw new Error('no attempt record');
+  return getU64(rec, grm_attempt.fields.expires_ns);
+}
+
+/**
+ * Waits until CLOCK_MONOTONIC (bpf_ktime_get_ns in the program; process.hrtime in Node) is past
+ * `ns`: from then on the program sees the record as expired. Fails after a deadline.
+ */
+async function clockPast(ns: bigint, deadlineMs = 5_000): Promise<void> {
+  const deadline = process.hrtime.bigint() + BigInt(deadlineMs) * 1_000_000n;
+  for (let now = process.hrtime.bigint(); now <= ns; now = process.hrtime.bigint()) {
+    if (now > deadline) throw new Error(`clock did not pass ${ns} within ${deadlineMs} ms`);
+    await new Promise((r) => setTimeout(r, Math.ceil(Number(ns - now) / 1e6)));
+  }
 }
 
 function genOfReceiver(s: Setup, receiver: number): number {
@@ -176,14 +200,20 @@ describe('connection attempts', () => {
   });
 
   test('attempt records expire after attemptTtlMs', async () => {
-    const s = setup({ attemptTtlMs: 50 });
+    const ttlMs = 50;
+    const s = setup({ attemptTtlMs: ttlMs });
     const g1 = addWorkingGen(s, 1);
     const c = await client();
     const dcid = randomBytes(8);
+    const sentAt = process.hrtime.bigint();
     await send(c, longHeader(0, dcid, 1), s.port);
     await s.rx.waitFor(1);
+    const arrivedAt = process.hrtime.bigint();
+    const expires = attemptExpiry(s, dcid);
+    const ttlNs = BigInt(ttlMs) * 1_000_000n;
+    expect(expires >= sentAt + ttlNs && expires <= arrivedAt + ttlNs).toBe(true); // the program's clock + TTL
     const g2 = addWorkingGen(s, 1);
-    await new Promise((r) => setTimeout(r, 120)); // let the 50 ms record lapse
+    await clockPast(expires);
     await send(c, longHeader(0, dcid, 2), s.port);
     await s.rx.waitFor(2);
     expect(genOfReceiver(s, s.rx.arrivals[1]!.receiver)).toBe(g2);
