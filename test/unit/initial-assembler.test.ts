@@ -2,17 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { quiche } from '@matrixai/quic/native/index.js';
 import { describe, expect, it } from 'vitest';
 import { CHROME_INITIAL_DATAGRAMS } from './initial-chrome-capture.js';
-import {
-  buildClientInitial,
-  ClientHelloAssembler,
-  decryptClientInitial,
-  extractCryptoFrames,
-  parseClientHello,
-  QUIC_V1,
-  QUIC_V2,
-  type ClientHelloInfo,
-  type CryptoFragment,
-} from '../../src/proxy/quic/initial.js';
+import { ClientHelloAssembler } from '../../src/proxy/quic/initial/assembler.js';
+import { parseClientHello, type ClientHelloInfo } from '../../src/proxy/quic/initial/client-hello.js';
+import { extractCryptoFrames, type CryptoFragment } from '../../src/proxy/quic/initial/frames.js';
+import { QUIC_V1, QUIC_V2 } from '../../src/proxy/quic/initial/keys.js';
+import { decryptClientInitial } from '../../src/proxy/quic/initial/packet.js';
+import { buildClientInitial } from '../helpers/quic-initial.js';
 import { expectInitialParseReason } from '../helpers/initial-parse-error.js';
 
 /** The first datagram a real quiche client sends. */

@@ -1,16 +1,12 @@
 import { quiche } from '@matrixai/quic/native/index.js';
 import { describe, expect, it } from 'vitest';
-import {
-  buildClientInitial,
-  ClientHelloAssembler,
-  decryptClientInitial,
-  decryptClientInitials,
-  encodeCryptoFrame,
-  extractCryptoFrames,
-  InitialParseError,
-  parseClientHello,
-  QUIC_V2,
-} from '../../src/proxy/quic/initial.js';
+import { ClientHelloAssembler } from '../../src/proxy/quic/initial/assembler.js';
+import { parseClientHello } from '../../src/proxy/quic/initial/client-hello.js';
+import { InitialParseError } from '../../src/proxy/quic/initial/errors.js';
+import { extractCryptoFrames } from '../../src/proxy/quic/initial/frames.js';
+import { QUIC_V2 } from '../../src/proxy/quic/initial/keys.js';
+import { decryptClientInitial, decryptClientInitials } from '../../src/proxy/quic/initial/packet.js';
+import { buildClientInitial, encodeCryptoFrame } from '../helpers/quic-initial.js';
 import { CHROME_INITIAL_DATAGRAMS } from './initial-chrome-capture.js';
 import { V1_PROTECTED_PACKET, V2_PROTECTED_PACKET } from './initial-rfc-vectors.js';
 

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { CidIssuer } from '../../grm/interface.js';
 import type { CertificateConfig, QuicLimits } from '../config/types.js';
 import { BatchSender } from '../net/batch-sender.js';
-import { ClientHelloAssembler } from './initial.js';
+import { ClientHelloAssembler } from './initial/index.js';
 import { QuicConnection, type ConnectionHost, type QuicApplication } from './connection.js';
 import { PacketType, quiche, type HostPort } from './native.js';
 import { TimerQueue } from './timer-queue.js';

@@ -1,5 +1,5 @@
-import { InitialParseError } from './initial-errors.js';
-import { ByteReader } from './initial-varint.js';
+import { InitialParseError } from './errors.js';
+import { ByteReader } from './byte-reader.js';
 
 /** A piece of the Initial-level CRYPTO stream. `data` is a view into the decrypted payload. */
 export interface CryptoFragment {

@@ -1,4 +1,4 @@
-import { InitialParseError } from './initial-errors.js';
+import { InitialParseError } from './errors.js';
 
 /** Largest value a QUIC variable-length integer can carry (RFC 9000 §16). */
 export const MAX_VARINT = 2 ** 62 - 1;
