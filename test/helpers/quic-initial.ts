@@ -2,7 +2,7 @@ import { createCipheriv } from 'node:crypto';
 import type { CryptoFragment } from '../../src/proxy/quic/initial/frames.js';
 import { deriveInitialSecrets, QUIC_V1, type InitialKeys, type SupportedQuicVersion } from '../../src/proxy/quic/initial/keys.js';
 import { longPacketTypeBits, MAX_CID_LENGTH } from '../../src/proxy/quic/initial/packet.js';
-import { varintLength, writeVarint } from '../../src/proxy/quic/initial/byte-reader.js';
+import { varintLength, writeVarint } from '../../src/proxy/quic/varint.js';
 
 /** Smallest datagram that may carry a client Initial (RFC 9000 §14.1). */
 export const MIN_CLIENT_INITIAL_DATAGRAM = 1200;

@@ -1,12 +1,11 @@
+import { decodeVarint } from '../varint.js';
 import { InitialParseError } from './errors.js';
-
-/** Largest value a QUIC variable-length integer can carry (RFC 9000 §16). */
-export const MAX_VARINT = 2 ** 62 - 1;
 
 /**
  * Bounds-checked cursor over a byte range. Reads past `end` throw InitialParseError(reason) —
  * the reason is chosen by the owner so a short CRYPTO frame and a short header read differently.
- * Values above 2^53 cannot occur in anything we accept (lengths, offsets < 2^32), so numbers suffice.
+ * Varints above 2^53 read as Infinity (see ../varint.ts): no length, offset or count we accept
+ * comes near, so every bounds check refuses them.
  */
 export class ByteReader {
   constructor(
@@ -49,34 +48,9 @@ export class ByteReader {
   }
 
   varint(): number {
-    this.need(1);
-    const first = this.buf[this.pos]!;
-    const len = 1 << (first >> 6);
-    this.need(len);
-    let v = first & 0x3f;
-    for (let i = 1; i < len; i++) v = v * 256 + this.buf[this.pos + i]!;
-    this.pos += len;
-    return v;
+    const v = decodeVarint(this.buf, this.pos, this.end);
+    if (v === undefined) throw new InitialParseError(this.reason, `varint at ${this.pos} runs past ${this.end}`);
+    this.pos += v.length;
+    return v.value;
   }
-}
-
-/** Bytes needed to encode `v` as a varint. */
-export function varintLength(v: number): 1 | 2 | 4 | 8 {
-  if (!Number.isInteger(v) || v < 0 || v > MAX_VARINT) throw new RangeError(`varint out of range: ${v}`);
-  if (v < 0x40) return 1;
-  if (v < 0x4000) return 2;
-  if (v < 0x40000000) return 4;
-  return 8;
-}
-
-/** Writes `v` at `pos` using `len` bytes (at least varintLength(v)); returns the new position. */
-export function writeVarint(buf: Buffer, pos: number, v: number, len: 1 | 2 | 4 | 8 = varintLength(v)): number {
-  if (len < varintLength(v)) throw new RangeError(`varint ${v} does not fit in ${len} bytes`);
-  let rest = v;
-  for (let i = len - 1; i >= 0; i--) {
-    buf[pos + i] = rest % 256;
-    rest = Math.floor(rest / 256);
-  }
-  buf[pos] = buf[pos]! | ({ 1: 0x00, 2: 0x40, 4: 0x80, 8: 0xc0 } as const)[len];
-  return pos + len;
 }
