@@ -15,7 +15,7 @@ import { once } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import koffi from 'koffi';
 import { GenerationManager } from '../src/grm/manager.js';
-import { clientHello, clientInitials } from '../test/grm/quic-initial.js';
+import { clientHello, clientInitials } from '../test/helpers/quic-initial.js';
 
 const PER_PHASE = Number(process.argv[2] ?? 100_000);
 const SNI_COUNT = 10 * 1024; // must be a multiple of the burst size
