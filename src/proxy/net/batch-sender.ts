@@ -8,7 +8,7 @@
  */
 import net from 'node:net';
 import koffi from 'koffi';
-import type { HostPort } from '../quic/native.js';
+import type { HostPort } from './address.js';
 
 const AF_INET = 2;
 const AF_INET6 = 10;
