@@ -7,6 +7,7 @@ import { createCipheriv, randomBytes } from 'node:crypto';
 import type { CryptoFragment } from '../../src/proxy/quic/initial/frames.js';
 import { deriveInitialSecrets, QUIC_V1, type InitialKeys, type SupportedQuicVersion } from '../../src/proxy/quic/initial/keys.js';
 import { longPacketTypeBits, MAX_CID_LENGTH } from '../../src/proxy/quic/initial/packet.js';
+import { quiche } from '../../src/proxy/quic/native.js';
 import { varintLength, writeVarint } from '../../src/proxy/quic/varint.js';
 
 /** Smallest datagram that may carry a client Initial (RFC 9000 §14.1). */
@@ -141,4 +142,16 @@ export function clientInitials(dcid: Buffer, hello: Buffer, splitAt = 0): Buffer
   const scid = randomBytes(8);
   const parts = splitAt ? [hello.subarray(0, splitAt), hello.subarray(splitAt)] : [hello];
   return parts.map((data, pn) => buildClientInitial({ dcid, scid, pn, pnLength: 4, cryptoFrames: [{ offset: pn === 0 ? 0 : splitAt, data }] }));
+}
+
+/** The first datagram a real quiche client sends: its Initial with a complete ClientHello. */
+export function quicheClientInitial(serverName: string | null, alpn: string[], scid: Buffer): Buffer {
+  const config = new quiche.Config();
+  config.setApplicationProtos(alpn);
+  config.verifyPeer(false);
+  const conn = quiche.Connection.connect(serverName, scid, { host: '127.0.0.1', port: 40001 }, { host: '127.0.0.1', port: 40002 }, config);
+  const buf = Buffer.alloc(65536);
+  const sent = conn.send(buf);
+  if (sent === null) throw new Error('quiche produced no Initial');
+  return Buffer.from(buf.subarray(0, sent[0]));
 }
