@@ -16,7 +16,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import koffi from 'koffi';
 import { createCidIssuer, GenerationManager } from '../src/grm/index.js';
 import { AF_INET, CLONE_NEWNET, errno, errnoText, libc, SOCK_DGRAM } from '../src/sys/libc.js';
-import { clientHello, clientInitials } from '../test/grm/quic-initial.js';
+import { clientHello, clientInitials } from '../test/helpers/quic-initial.js';
 
 const PER_PHASE = Number(process.argv[2] ?? 100_000);
 const SNI_COUNT = 10 * 1024; // must be a multiple of the burst size

@@ -3,6 +3,7 @@
  * QUIC; a worker never touches BPF state. Sockets travel as inherited fds (stdio slots 4, 5, …).
  */
 import type { CidIssuerParams } from '../grm/index.js';
+import type { DropCounts } from './quic/drop-reasons.js';
 
 /** First stdio slot holding a listener socket in a worker. */
 export const FIRST_SOCKET_FD = 4;
@@ -39,7 +40,7 @@ export interface WorkerStats {
     readonly statelessResets: number;
     /** Failures in our own packet path, caught (each closed one connection or dropped one datagram). */
     readonly internalErrors: number;
-    readonly dropped: Readonly<Record<string, number>>;
+    readonly dropped: Readonly<DropCounts>;
   };
 }
 

@@ -2,7 +2,7 @@
 // reader lives in frame-reader.ts. Transport-independent: Buffers in, Buffers out.
 
 import { H3Error, H3_ERROR } from './errors.js';
-import { decodeVarint, decodeVarintBigInt, varintLength, writeVarint } from './varint.js';
+import { decodeVarint, decodeVarintBigInt, varintLength, writeVarint } from '../quic/varint.js';
 
 export { H3Error, QpackError, H3_ERROR, h3ErrorName } from './errors.js';
 export type { H3ErrorCode, H3ErrorName } from './errors.js';

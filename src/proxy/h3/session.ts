@@ -11,7 +11,7 @@ import { FRAME_TYPE, FrameReader, STREAM_TYPE, SETTINGS_ID, encodeControlStreamP
 import { DecoderStreamReceiver, EncoderStreamReceiver } from './qpack.js';
 import { RequestStream } from './request-stream.js';
 import { StreamWriter } from './stream-writer.js';
-import { decodeVarint } from './varint.js';
+import { decodeVarint } from '../quic/varint.js';
 
 /** Server-initiated unidirectional stream IDs: 3, 7, 11 (RFC 9000 §2.1). */
 const CONTROL_STREAM_ID = 3;

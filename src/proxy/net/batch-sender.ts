@@ -8,7 +8,7 @@
  */
 import net from 'node:net';
 import koffi from 'koffi';
-import type { HostPort } from '../quic/native.js';
+import type { HostPort } from './address.js';
 
 import { AF_INET, AF_INET6, EINTR, libc } from '../../sys/libc.js';
 
