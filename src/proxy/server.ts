@@ -11,7 +11,7 @@ import type { ProxyConfig } from './config/types.js';
 import { H3_ERROR } from './h3/errors.js';
 import { H3Session } from './h3/session.js';
 import { ProxyHandler } from './handler.js';
-import type { WorkerStats } from './ipc.js';
+import type { WorkerStats } from './worker-stats.js';
 import { AccessLog } from './log.js';
 import { openDgramSocket } from './net/udp-socket.js';
 import { QuicEndpoint } from './quic/endpoint.js';

@@ -10,16 +10,16 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { loadConfig, formatConfigErrors, ConfigError } from './config/index.js';
-import type { ProxyConfig } from './config/types.js';
+import { loadConfig, formatConfigErrors, ConfigError } from '../config/index.js';
+import type { ProxyConfig } from '../config/types.js';
 import { ControlServer, controlRequest, type ControlRequest } from './control.js';
-import { createLogger } from './log.js';
-import type { WorkerStats } from './ipc.js';
+import { createLogger } from '../log.js';
+import type { WorkerStats } from '../worker-stats.js';
 import { Master } from './master.js';
 import { monotonicUsec, sdNotify } from './sd-notify.js';
 
 /** The CLI entry on disk (dist/src/cli.js): workers run its hidden `__worker` command, upgrades run it anew. */
-const CLI_SCRIPT = fileURLToPath(new URL('../cli.js', import.meta.url));
+const CLI_SCRIPT = fileURLToPath(new URL('../../cli.js', import.meta.url));
 const WORKER_COMMAND = [CLI_SCRIPT, '__worker'];
 
 /** Completes a pending upgrade when the new master asks for the handover. */

@@ -6,9 +6,9 @@
  */
 import { readFileSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { GenerationManager, type Group } from '../grm/index.js';
-import { ConfigError, formatConfigErrors, loadConfig } from './config/index.js';
-import type { ProxyConfig } from './config/types.js';
+import { GenerationManager, type Group } from '../../grm/index.js';
+import { ConfigError, formatConfigErrors, loadConfig } from '../config/index.js';
+import type { ProxyConfig } from '../config/types.js';
 import { Generation, type WorkerProcess } from './generation.js';
 
 export interface ReloadOutcome {
