@@ -62,13 +62,17 @@ export async function runProxy(configFile: string): Promise<number> {
   return running.exited;
 }
 
-/** Why we must not start: a master answers on the control socket. */
+/**
+ * Why we must not start: a master answers on the control socket, or something is there that we
+ * cannot talk to. Only "nobody listening" (no socket file, or a stale one) lets us start.
+ */
 async function otherMaster(controlSocket: string): Promise<string | undefined> {
   try {
     await controlRequest(controlSocket, { cmd: 'status' }, PROBE_TIMEOUT_MS);
   } catch (err) {
     if (!(err instanceof ControlError)) throw err;
-    return undefined; // nobody answers: we are the master
+    if (err.kind === 'no-master') return undefined;
+    return `not starting: cannot tell whether a master is running: ${err.message}`;
   }
   return `a master is already running on ${controlSocket}; use "udpgrm-proxy reload"`;
 }
