@@ -3,46 +3,35 @@
  * and the master's part of `list --config`.
  */
 import { controlRequest } from './control.js';
-import type { StatusReply } from './control-protocol.js';
+import { isFailure, type ControlCommand, type ControlRequest, type ControlSuccess, type StatusReply } from './control-protocol.js';
 import { loadOrReport } from './load-config.js';
 
 /** `udpgrm-proxy reload --config FILE`: asks the running master to reload and waits for the outcome. */
-export async function runReload(configFile: string): Promise<number> {
-  // The file is validated here too, so errors print with positions even before the master sees them.
-  const config = loadOrReport(configFile);
-  if (!config) return 1;
-  const reply = await controlRequest(config.process.controlSocket, { cmd: 'reload' });
-  if (reply.ok) {
-    process.stdout.write(`reloaded: generation ${reply.generation} is working (${JSON.stringify(reply.phases)})\n`);
-    return 0;
-  }
-  process.stderr.write(`reload failed: ${reply.error}\n`);
-  return 1;
+export function runReload(configFile: string): Promise<number> {
+  return ask(configFile, { cmd: 'reload' }, (r) => `reloaded: generation ${r.generation} is working (${JSON.stringify(r.phases)})`);
 }
 
 /** `udpgrm-proxy upgrade --config FILE`: binary upgrade of the running master; waits for the handover. */
-export async function runUpgrade(configFile: string): Promise<number> {
-  const config = loadOrReport(configFile);
-  if (!config) return 1;
-  const reply = await controlRequest(config.process.controlSocket, { cmd: 'upgrade' });
-  if (reply.ok) {
-    process.stdout.write(`upgraded: master pid ${reply.pid} took over; the previous master drains\n`);
-    return 0;
-  }
-  process.stderr.write(`upgrade failed: ${reply.error}\n`);
-  return 1;
+export function runUpgrade(configFile: string): Promise<number> {
+  return ask(configFile, { cmd: 'upgrade' }, (r) => `upgraded: master pid ${r.pid} took over; the previous master drains`);
 }
 
 /** `udpgrm-proxy list --config FILE`: the master's generations, workers and live counts. */
-export async function printMasterStatus(configFile: string): Promise<number> {
+export function printMasterStatus(configFile: string): Promise<number> {
+  return ask(configFile, { cmd: 'status' }, (r) => formatStatus(r).join('\n'));
+}
+
+/** Sends `req` to the master of `configFile`; prints `describe(reply)`, or why it failed. Returns the exit code. */
+async function ask<C extends ControlCommand>(configFile: string, req: ControlRequest<C>, describe: (reply: ControlSuccess<C>) => string): Promise<number> {
+  // The file is validated here too, so errors print with positions even before the master sees them.
   const config = loadOrReport(configFile);
   if (!config) return 1;
-  const reply = await controlRequest(config.process.controlSocket, { cmd: 'status' });
-  if (!reply.ok) {
-    process.stderr.write(`status failed: ${reply.error}\n`);
+  const reply = await controlRequest(config.process.controlSocket, req);
+  if (isFailure(reply)) {
+    process.stderr.write(`${req.cmd} failed: ${reply.error}\n`);
     return 1;
   }
-  process.stdout.write(`${formatStatus(reply).join('\n')}\n`);
+  process.stdout.write(`${describe(reply)}\n`);
   return 0;
 }
 

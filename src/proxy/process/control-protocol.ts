@@ -108,6 +108,10 @@ export type ControlSuccess<C extends ControlCommand> = Successes[C];
 export type ControlReply<C extends ControlCommand> = ControlSuccess<C> | ControlFailure;
 export type StatusReply = ControlSuccess<'status'>;
 
+export function isFailure<C extends ControlCommand>(reply: ControlReply<C>): reply is ControlFailure {
+  return !reply.ok;
+}
+
 /** Server side: one handler per command, each answering with that command's reply. */
 export type ControlHandlers = { readonly [C in ControlCommand]: (req: ControlRequest<C>) => Promise<ControlReply<C>> };
 
