@@ -13,7 +13,7 @@ import { H3Session } from './h3/session.js';
 import { AccessLog } from './http/access-log.js';
 import { ProxyHandler } from './http/proxy-handler.js';
 import { matchRoute } from './http/route.js';
-import type { WorkerStats } from './ipc.js';
+import type { WorkerStats } from './worker-stats.js';
 import { openDgramSocket } from './net/udp-socket.js';
 import { QuicEndpoint } from './quic/endpoint.js';
 import { TlsContexts } from './quic/tls-contexts.js';

@@ -2,7 +2,7 @@
  * systemd's notify protocol (sd_notify(3)): datagrams like "READY=1" to $NOTIFY_SOCKET. Node has
  * no unix datagram sockets, so this goes through libc. Without NOTIFY_SOCKET it does nothing.
  */
-import { AF_UNIX, libc, SOCK_CLOEXEC, SOCK_DGRAM } from '../sys/libc.js';
+import { AF_UNIX, libc, SOCK_CLOEXEC, SOCK_DGRAM } from '../../sys/libc.js';
 
 /** Sends `state` (e.g. "READY=1\nMAINPID=123") to systemd; returns false when not under systemd. */
 export function sdNotify(state: string): boolean {
