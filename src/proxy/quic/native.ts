@@ -1,5 +1,6 @@
 /**
- * The quiche binding shipped inside @matrixai/quic (we use only the native layer: DESIGN.md §3).
+ * The quiche binding shipped inside @matrixai/quic. We use only the native layer: its TypeScript
+ * classes mishandle early unidirectional streams and split ClientHellos.
  * Re-exported here so the rest of the code imports one module and one set of types.
  */
 import { quiche } from '@matrixai/quic/native/index.js';
