@@ -91,6 +91,7 @@ function poolConfig(name: string, targets: string[], overrides: Partial<Upstream
     bodyTimeoutMs: 10_000,
     keepAliveTimeoutMs: 30_000,
     maxConnectionsPerTarget: 8,
+    queueTimeoutMs: 5_000,
     ...overrides,
   };
 }

@@ -57,6 +57,7 @@ function poolConfig(targets: string[], overrides: Partial<UpstreamPoolConfig> = 
     bodyTimeoutMs: 10_000,
     keepAliveTimeoutMs: 30_000,
     maxConnectionsPerTarget: 8,
+    queueTimeoutMs: 5_000,
     ...overrides,
   };
 }
