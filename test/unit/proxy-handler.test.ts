@@ -589,6 +589,42 @@ describe('ProxyHandler: upstream failures', { timeout: 10_000 }, () => {
   });
 });
 
+// ------------------------------------------------------------------ slow clients (hardening defect 5)
+
+describe('ProxyHandler: slow clients cannot hold the upstream pool', { timeout: 10_000 }, () => {
+  it('two slow uploads occupy max_connections 2: a third client is answered 503 within queue_timeout, with the reason logged', async () => {
+    const upstream = await startUpstream((req, res) => {
+      req.resume();
+      req.on('end', () => res.end(`${req.method} done\n`));
+    });
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin], { ...NO_TIMEOUTS, maxConnectionsPerTarget: 2, queueTimeoutMs: 300 })]);
+    // Slow uploads: content-length 1000, one byte now and then; each holds a pooled connection.
+    const slow = [0, 1].map(() => proxy.send({ method: 'POST', path: '/upload', contentLength: 1000, body: ['x'], bodyEnds: false }));
+    const drip = setInterval(() => {
+      for (const ex of slow) void ex.sendBody(['x']);
+    }, 50);
+    try {
+      await upstream.nextRequest();
+      await new Promise<void>((resolve) => {
+        const check = (): void => (proxy.registry.get('app')!.stats()[0]!.inFlight === 2 ? resolve() : void setImmediate(check));
+        check();
+      });
+      const started = performance.now();
+      const legit = proxy.send({ path: '/page' });
+      await legit.finished;
+      const elapsed = performance.now() - started;
+      expect(legit.events).toEqual(textResponse(503, 'upstream unavailable\n'));
+      // Bound: queue_timeout (300 ms) plus slack; before the fix it waited for the uploads to end.
+      expect(elapsed).toBeLessThan(1_500);
+      expect(await lineOf(legit)).toMatchObject({ status: 503, route: 'routes[0]', reason: expect.stringMatching(/^no free connection within 300ms/) });
+    } finally {
+      clearInterval(drip);
+      for (const ex of slow) ex.abort('client reset');
+    }
+    for (const ex of slow) expect(await lineOf(ex)).toMatchObject({ status: 499, reason: 'client reset' });
+  });
+});
+
 // ------------------------------------------------------------------ backpressure
 
 describe('ProxyHandler: backpressure from a slow client to the upstream', () => {
