@@ -6,8 +6,8 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FRAME_TYPE, H3_ERROR, SETTINGS_ID, STREAM_TYPE, encodeControlStreamPreface, encodeGoaway, parseGoaway, parseSettings } from '../../src/proxy/h3/frames.js';
-import { H3Session } from '../../src/proxy/h3/session.js';
-import type { HttpExchange, RequestHandler } from '../../src/proxy/http/exchange.js';
+import { H3Session, type SessionLimits } from '../../src/proxy/h3/session.js';
+import { RequestTimeoutError, type HttpExchange, type RequestHandler } from '../../src/proxy/http/exchange.js';
 import { MemoryQuicConnection, dataFrame, encodeFrame, headersFrame, parseResponse, requestHeaders, serverUniFrames } from '../helpers/memory-quic.js';
 
 const CONTROL = 2; // the client's first unidirectional stream
@@ -31,12 +31,18 @@ interface Harness {
   handlerErrors: unknown[];
 }
 
-function open(handler: RequestHandler = new HeldExchanges()): Harness {
+const LIMITS: SessionLimits = {
+  requestHeaderTimeoutMs: 10_000,
+  requestBodyTimeoutMs: 30_000,
+  maxHeaderBytes: MAX_FIELD_SECTION_SIZE,
+};
+
+function open(handler: RequestHandler = new HeldExchanges(), limits: Partial<SessionLimits> = {}): Harness {
   const conn = new MemoryQuicConnection();
   const handlerErrors: unknown[] = [];
   const session = new H3Session(conn, {
     handler,
-    maxFieldSectionSize: MAX_FIELD_SECTION_SIZE,
+    limits: { ...LIMITS, ...limits },
     onHandlerError: (err) => handlerErrors.push(err),
   });
   conn.start(session);
@@ -465,5 +471,110 @@ describe('HTTP/3 and QPACK rules the audit found unenforced (hardening defect 8)
     conn.clientSend(0, headersFrame(fields), true);
     expect(parseResponse(conn, 0).resetCode).toBe(H3_ERROR.H3_MESSAGE_ERROR);
     expect(parseResponse(conn, 0).status).toBeUndefined();
+  });
+});
+
+describe('Request timeouts (hardening defect 5)', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  const post = (length: number): Buffer => headersFrame(requestHeaders('POST', '/upload', [['content-length', String(length)]]));
+
+  it('resets a request whose HEADERS are incomplete request_header_timeout after the stream opened (H3_REQUEST_INCOMPLETE), however bytes trickle in', () => {
+    const { conn, session, handler } = open();
+    const frame = headersFrame(requestHeaders('GET', '/a/path/long/enough/to/trickle'));
+    conn.clientSend(0, frame.subarray(0, 3));
+    for (let i = 3; i < 12; i++) {
+      vi.advanceTimersByTime(1_000);
+      conn.clientSend(0, frame.subarray(i, i + 1)); // a byte every second does not extend the deadline
+    }
+    vi.advanceTimersByTime(999);
+    expect(parseResponse(conn, 0).resetCode).toBeUndefined();
+    vi.advanceTimersByTime(1);
+    expect(parseResponse(conn, 0).resetCode).toBe(H3_ERROR.H3_REQUEST_INCOMPLETE);
+    expect(conn.stopSent.get(0)).toBe(H3_ERROR.H3_REQUEST_INCOMPLETE);
+    expect(handler.exchanges).toHaveLength(0);
+    expect(session.activeRequests).toBe(0);
+    expect(conn.closed).toBeUndefined();
+    // The last byte comes too late: dropped, not a new request.
+    conn.clientSend(0, frame.subarray(12), true);
+    expect(handler.exchanges).toHaveLength(0);
+  });
+
+  it('answers 408 when the client sends no body byte for request_body_timeout; each byte restarts the clock; the exchange is aborted with a RequestTimeoutError', async () => {
+    const { conn, session, handler } = open();
+    conn.clientSend(0, Buffer.concat([post(1000), dataFrame(Buffer.from('a'))]));
+    const ex = handler.last;
+    let bodyError: Error | undefined;
+    ex.body.stream.on('error', (e) => (bodyError = e));
+    ex.body.stream.resume();
+    vi.advanceTimersByTime(29_000);
+    conn.clientSend(0, dataFrame(Buffer.from('b'))); // progress: 30 s from here
+    vi.advanceTimersByTime(29_999);
+    expect(parseResponse(conn, 0).status).toBeUndefined();
+    expect(ex.signal.aborted).toBe(false);
+    vi.advanceTimersByTime(1);
+    const res = parseResponse(conn, 0);
+    expect(res.status).toBe(408);
+    expect(res.fin).toBe(true);
+    expect(res.resetCode).toBeUndefined();
+    expect(conn.stopSent.get(0)).toBe(H3_ERROR.H3_NO_ERROR);
+    expect(ex.signal.aborted).toBe(true);
+    expect(ex.signal.reason).toBeInstanceOf(RequestTimeoutError);
+    expect((ex.signal.reason as Error).message).toBe('request body timeout: no bytes for 30s');
+    expect(session.activeRequests).toBe(0);
+    await vi.advanceTimersByTimeAsync(0);
+    // The body fails (the upload is cancelled), it does not end as if complete.
+    expect(bodyError).toBeDefined();
+    // The handler's late response has no effect.
+    ex.respond(200, []);
+    expect(parseResponse(conn, 0).status).toBe(408);
+  });
+
+  it('resets the stream (H3_REQUEST_INCOMPLETE) when the body times out after the response started', () => {
+    const { conn, handler } = open();
+    conn.clientSend(0, Buffer.concat([post(1000), dataFrame(Buffer.from('a'))]));
+    const ex = handler.last;
+    ex.body.stream.resume();
+    ex.respond(200, []);
+    ex.write(Buffer.from('early part'));
+    vi.advanceTimersByTime(30_000);
+    const res = parseResponse(conn, 0);
+    expect(res.status).toBe(200);
+    expect(res.resetCode).toBe(H3_ERROR.H3_REQUEST_INCOMPLETE);
+    expect(conn.stopSent.get(0)).toBe(H3_ERROR.H3_REQUEST_INCOMPLETE);
+    expect(ex.signal.reason).toBeInstanceOf(RequestTimeoutError);
+  });
+
+  it('stops the body clock while the handler does not read the body (backpressure) and restarts it when reading resumes', async () => {
+    const { conn, handler } = open();
+    const chunk = Buffer.alloc(64 * 1024, 7);
+    conn.clientSend(0, post(8 * chunk.length));
+    for (let i = 0; i < 8; i++) conn.clientSend(0, dataFrame(chunk));
+    expect(conn.unread(0)).toBeGreaterThan(0); // paused: the handler's buffer is full
+    vi.advanceTimersByTime(120_000);
+    expect(parseResponse(conn, 0).status).toBeUndefined();
+    const ex = handler.last;
+    ex.body.stream.resume();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(conn.unread(0)).toBe(0);
+    await vi.advanceTimersByTimeAsync(29_999);
+    expect(parseResponse(conn, 0).status).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(parseResponse(conn, 0).status).toBe(408);
+  });
+
+  it('a request that is complete has no clock: a slow upstream is not a slow client', () => {
+    const { conn, handler } = open();
+    conn.clientSend(0, Buffer.concat([post(1), dataFrame(Buffer.from('a'))]), true);
+    get(conn, 4);
+    vi.advanceTimersByTime(600_000);
+    expect(parseResponse(conn, 0).status).toBeUndefined();
+    expect(parseResponse(conn, 4).status).toBeUndefined();
+    expect(handler.exchanges.every((e) => !e.signal.aborted)).toBe(true);
   });
 });

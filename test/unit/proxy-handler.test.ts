@@ -14,7 +14,7 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { RouteConfig, UpstreamPoolConfig } from '../../src/proxy/config/types.js';
 import { AccessLog } from '../../src/proxy/http/access-log.js';
-import type { HttpExchange, RequestHandler } from '../../src/proxy/http/exchange.js';
+import { RequestTimeoutError, type HttpExchange, type RequestHandler } from '../../src/proxy/http/exchange.js';
 import { ProxyHandler } from '../../src/proxy/http/proxy-handler.js';
 import { matchRoute } from '../../src/proxy/http/route.js';
 import { UpstreamRegistry } from '../../src/proxy/upstream/index.js';
@@ -622,6 +622,21 @@ describe('ProxyHandler: slow clients cannot hold the upstream pool', { timeout: 
       for (const ex of slow) ex.abort('client reset');
     }
     for (const ex of slow) expect(await lineOf(ex)).toMatchObject({ status: 499, reason: 'client reset' });
+  });
+
+  it('a request timeout from the protocol layer cancels the upstream upload and is logged 408 with its reason', async () => {
+    const upstream = await startUpstream((req) => req.resume()); // reads the upload, never answers
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin], NO_TIMEOUTS)]);
+    const arrived = upstream.nextRequest();
+    const ex = proxy.send({ method: 'POST', path: '/upload', contentLength: 1000, body: ['partial'], bodyEnds: false });
+    const [req] = await arrived;
+    req.on('error', () => {}); // the cancelled upload surfaces as 'aborted' on the server side
+    const upstreamClosed = new Promise((resolve) => req.on('close', resolve));
+    ex.abort(new RequestTimeoutError('request body timeout: no bytes for 30s'));
+    await upstreamClosed;
+    expect(req.complete).toBe(false);
+    expect(await lineOf(ex)).toMatchObject({ status: 408, upstream: upstream.origin, reason: 'request body timeout: no bytes for 30s' });
+    expect(proxy.registry.get('app')!.stats()[0]!.inFlight).toBe(0);
   });
 });
 

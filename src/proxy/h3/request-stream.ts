@@ -5,8 +5,9 @@
  * QUIC flow control slows the client), and encodes the response the handler writes. It is the
  * HTTP/3 implementation of the protocol-neutral HttpExchange.
  */
+import { formatDuration } from '../config/units.js';
 import { BodyLengthCounter, validateRequest, validateTrailers, type FieldList, type ValidatedRequest } from '../http-semantics/index.js';
-import { dispatchExchange, type HttpExchange, type RequestHandler } from '../http/exchange.js';
+import { dispatchExchange, RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from '../http/exchange.js';
 import { RequestBody } from '../http/request-body.js';
 import type { QuicStreams } from '../quic/connection.js';
 import type { HostPort } from '../quic/native.js';
@@ -43,8 +44,19 @@ const enum Send {
  */
 type State = { readonly phase: 'open'; recv: Recv; send: Send } | { readonly phase: 'finished' };
 
+/** The limits a request stream enforces itself (config `http:`). */
+export interface RequestLimits {
+  /** The complete HEADERS must arrive this long after the stream opened. */
+  readonly requestHeaderTimeoutMs: number;
+  /** Longest silence from the client while the request body is incomplete. */
+  readonly requestBodyTimeoutMs: number;
+}
+
 export interface RequestStreamOptions {
   readonly handler: RequestHandler;
+  readonly limits: RequestLimits;
+  /** The stream's clock may now run out at `at` (see `deadline`): make sure someone checks then. */
+  readonly scheduleDeadline: (at: number | undefined) => void;
   /** A handler threw (a bug): the client got a 500 or a reset; this reports it. */
   readonly onHandlerError: (err: unknown, streamId: number) => void;
   /** Called once when the stream is finished. */
@@ -63,6 +75,10 @@ export class RequestStream implements HttpExchange {
   readonly writer: StreamWriter;
   private readonly frames = new FrameReader();
   private readonly abortController = new AbortController();
+  /** When we first heard of the stream: the header clock runs from here (performance.now() ms). */
+  private readonly openedAt = performance.now();
+  /** Last time the request moved (client bytes arrived, or our body consumer caught up). */
+  private lastProgressAt = this.openedAt;
   private state: State = { phase: 'open', recv: Recv.Headers, send: Send.NotStarted };
   private lengthCounter: BodyLengthCounter | undefined;
   private requestBody: RequestBody | undefined;
@@ -117,6 +133,12 @@ export class RequestStream implements HttpExchange {
   // ------------------------------------------------------------------ receive side
 
   onReadable(): void {
+    this.readAvailable();
+    // Reading may have started a clock (a new stream, HEADERS done, a paused body resumed).
+    this.opts.scheduleDeadline(this.deadline);
+  }
+
+  private readAvailable(): void {
     if (!this.receiving) {
       this.discardInput();
       return;
@@ -131,6 +153,7 @@ export class RequestStream implements HttpExchange {
       }
       if (res === null) return;
       const [n, fin] = res;
+      this.lastProgressAt = performance.now();
       try {
         if (n > 0) this.onBytes(scratch.subarray(0, n));
         // A response completed early (during onBytes) ends our interest in the request.
@@ -141,6 +164,64 @@ export class RequestStream implements HttpExchange {
       }
       if (fin) return;
     }
+  }
+
+  // ------------------------------------------------------------------ timeouts
+
+  /**
+   * When this stream's clock runs out (performance.now() ms), or undefined while none runs: the
+   * header clock until HEADERS complete (not extended by arriving bytes: slow-loris headers), then
+   * the body idle clock while we wait for the client. It does not run while the body is paused
+   * (our consumer is not reading; the upstream's own timeouts cover that) or once the request is in.
+   */
+  get deadline(): number | undefined {
+    if (this.state.phase !== 'open') return undefined;
+    switch (this.state.recv) {
+      case Recv.Headers:
+        return this.openedAt + this.opts.limits.requestHeaderTimeoutMs;
+      case Recv.Body:
+      case Recv.Trailers:
+        return this.lastProgressAt + this.opts.limits.requestBodyTimeoutMs;
+      case Recv.BodyPaused:
+      case Recv.Done:
+        return undefined;
+    }
+  }
+
+  /** The session's sweep: act on an expired clock; returns the stream's next deadline. */
+  checkDeadline(now: number): number | undefined {
+    const at = this.deadline;
+    if (at === undefined || now < at) return at;
+    if (this.state.phase === 'open' && this.state.recv === Recv.Headers) {
+      // H3_REQUEST_INCOMPLETE: we end the stream without a fully formed request (§8.1). Not
+      // REJECTED (an invitation to retry at once) nor EXCESSIVE_LOAD (kept for the size limits).
+      this.streamError(new H3Error(H3_ERROR.H3_REQUEST_INCOMPLETE, `request headers incomplete after ${formatDuration(this.opts.limits.requestHeaderTimeoutMs)}`));
+    } else {
+      this.bodyTimedOut();
+    }
+    return this.deadline;
+  }
+
+  /**
+   * The client sent no body byte for request_body_timeout: cancel the exchange (the upstream
+   * upload with it) and answer 408, or reset the stream when the response has started.
+   */
+  private bodyTimedOut(): void {
+    const reason = `request body timeout: no bytes for ${formatDuration(this.opts.limits.requestBodyTimeoutMs)}`;
+    // Fail the body first: the 408 below completes the response, which would otherwise end the
+    // body as if the upload were whole.
+    this.requestBody?.abort(reason);
+    if (!this.headersSent) {
+      respondText(this, 408, 'request body timeout\n');
+    } else {
+      const code = H3_ERROR.H3_REQUEST_INCOMPLETE;
+      this.conn.stopSending(this.streamId, code);
+      this.conn.resetStream(this.streamId, code);
+      this.writer.fail();
+      this.finish();
+    }
+    // Last: the handler sees the exchange already answered and only cancels and logs.
+    this.abortController.abort(new RequestTimeoutError(reason));
   }
 
   private onBytes(chunk: Buffer): void {
@@ -218,7 +299,11 @@ export class RequestStream implements HttpExchange {
   private pauseUntilDrained(): void {
     this.setRecv(Recv.BodyPaused);
     void this.requestBody!.drained().then(() => {
-      if (this.state.phase === 'open' && this.state.recv === Recv.BodyPaused) this.state.recv = Recv.Body;
+      if (this.state.phase === 'open' && this.state.recv === Recv.BodyPaused) {
+        this.state.recv = Recv.Body;
+        // The client was not the one waiting: its idle clock starts again now.
+        this.lastProgressAt = performance.now();
+      }
       this.onReadable();
       // Reading freed flow-control credit: let the endpoint send MAX_STREAM_DATA.
       this.conn.wake();
@@ -269,7 +354,8 @@ export class RequestStream implements HttpExchange {
   // ------------------------------------------------------------------ send side
 
   respond(status: number, headers: FieldList, endStream = false): void {
-    if (this.state.phase === 'finished') return;
+    // After an abort (reset, timeout) the exchange is over for the handler: nothing to answer.
+    if (this.state.phase === 'finished' || this.abortController.signal.aborted) return;
     if (this.state.send !== Send.NotStarted) throw new Error('response headers already sent');
     this.state.send = Send.Body;
     this.sendFields([[':status', String(status)], ...headers], endStream);

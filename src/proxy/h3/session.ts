@@ -9,8 +9,9 @@ import { streamResetCode } from '../quic/native.js';
 import { H3_ERROR, H3Error } from './errors.js';
 import { FRAME_TYPE, FrameReader, STREAM_TYPE, SETTINGS_ID, encodeControlStreamPreface, encodeGoaway, parseGoaway, parseSettings, parseSingleVarintPayload } from './frames.js';
 import { DecoderStreamReceiver, EncoderStreamReceiver } from './qpack.js';
-import { RequestStream } from './request-stream.js';
+import { RequestStream, type RequestLimits } from './request-stream.js';
 import { StreamWriter } from './stream-writer.js';
+import { SweepTimer } from './sweep-timer.js';
 import { decodeVarint } from './varint.js';
 
 /** Server-initiated unidirectional stream IDs: 3, 7, 11 (RFC 9000 §2.1). */
@@ -28,12 +29,18 @@ const GOAWAY_GRACE_MIN_MS = 100;
 const GOAWAY_GRACE_MAX_MS = 3000;
 const STOP_CHECK_INTERVAL_MS = 100;
 
+/** Per-connection HTTP limits (config `http:`, same names; see config/REFERENCE.md). */
+export interface SessionLimits extends RequestLimits {
+  /** Largest request header section (SETTINGS_MAX_FIELD_SECTION_SIZE). */
+  readonly maxHeaderBytes: number;
+}
+
 export interface SessionOptions {
   readonly handler: RequestHandler;
   /** A handler threw (a bug): the client got a 500 or a reset; this reports it. */
   readonly onHandlerError: (err: unknown, streamId: number) => void;
-  /** Largest request header section we accept (SETTINGS_MAX_FIELD_SECTION_SIZE). */
-  readonly maxFieldSectionSize: number;
+  /** maxHeaderBytes is also what SETTINGS_MAX_FIELD_SECTION_SIZE announces. */
+  readonly limits: SessionLimits;
   /** Called once when the connection is gone, with a summary for logs. */
   readonly onClosed?: (session: H3Session) => void;
 }
@@ -69,6 +76,8 @@ export class H3Session implements QuicApplication {
   private highestRequestId = -4;
   private goawayId: number | undefined;
   private closing = false;
+  /** Request header and body clocks of every stream, behind one timer. */
+  private readonly deadlines = new SweepTimer((now) => this.sweepDeadlines(now));
   requestsServed = 0;
 
   constructor(
@@ -92,7 +101,7 @@ export class H3Session implements QuicApplication {
       encodeControlStreamPreface([
         [SETTINGS_ID.QPACK_MAX_TABLE_CAPACITY, 0],
         [SETTINGS_ID.QPACK_BLOCKED_STREAMS, 0],
-        [SETTINGS_ID.MAX_FIELD_SECTION_SIZE, this.opts.maxFieldSectionSize],
+        [SETTINGS_ID.MAX_FIELD_SECTION_SIZE, this.opts.limits.maxHeaderBytes],
       ]),
     );
     this.openUniStream(QPACK_ENCODER_STREAM_ID, Buffer.from([STREAM_TYPE.QPACK_ENCODER]));
@@ -121,6 +130,7 @@ export class H3Session implements QuicApplication {
 
   onClosed(): void {
     if (this.stopCheckTimer) clearTimeout(this.stopCheckTimer);
+    this.deadlines.stop();
     for (const req of this.requests.values()) req.abort('connection closed');
     this.requests.clear();
     this.opts.onClosed?.(this);
@@ -170,6 +180,8 @@ export class H3Session implements QuicApplication {
       if (this.closing) return;
       req = new RequestStream(this.conn, streamId, {
         handler: this.opts.handler,
+        limits: this.opts.limits,
+        scheduleDeadline: (at) => this.deadlines.ensure(at),
         onHandlerError: this.opts.onHandlerError,
         onDone: () => this.onRequestDone(streamId),
       });
@@ -177,6 +189,26 @@ export class H3Session implements QuicApplication {
       if (streamId > this.highestRequestId) this.highestRequestId = streamId;
     }
     req.onReadable();
+  }
+
+  /**
+   * The deadline timer fired: every stream acts on its own expired clock (reset, 408); the
+   * earliest clock still running re-arms the timer. O(open requests) per expiry, nothing per byte.
+   */
+  private sweepDeadlines(now: number): number | undefined {
+    if (this.closing) return undefined;
+    let next: number | undefined;
+    try {
+      for (const req of this.requests.values()) {
+        const at = req.checkDeadline(now);
+        if (at !== undefined && (next === undefined || at < next)) next = at;
+      }
+    } catch (err) {
+      this.connectionError(err);
+    }
+    // Outside any receive: flush the resets and 408s now.
+    this.conn.wake();
+    return this.closing ? undefined : next;
   }
 
   private onRequestDone(streamId: number): void {
