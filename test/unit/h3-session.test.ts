@@ -5,7 +5,7 @@
  * connection is MemoryQuicConnection; the handler is the test's own.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FRAME_TYPE, H3_ERROR, SETTINGS_ID, STREAM_TYPE, encodeControlStreamPreface, encodeGoaway, parseGoaway, parseSettings } from '../../src/proxy/h3/frames.js';
+import { FRAME_TYPE, H3_ERROR, SETTINGS_ID, STREAM_TYPE, encodeControlStreamPreface, encodeFrameHeader, encodeGoaway, parseGoaway, parseSettings } from '../../src/proxy/h3/frames.js';
 import { H3Session, type SessionLimits } from '../../src/proxy/h3/session.js';
 import { RequestTimeoutError, type HttpExchange, type RequestHandler } from '../../src/proxy/http/exchange.js';
 import { MemoryQuicConnection, dataFrame, encodeFrame, headersFrame, parseResponse, requestHeaders, serverUniFrames } from '../helpers/memory-quic.js';
@@ -34,7 +34,9 @@ interface Harness {
 const LIMITS: SessionLimits = {
   requestHeaderTimeoutMs: 10_000,
   requestBodyTimeoutMs: 30_000,
+  maxRequestsPerConnection: 10_000,
   maxHeaderBytes: MAX_FIELD_SECTION_SIZE,
+  maxConnectionHeaderBytes: 256 * 1024,
 };
 
 function open(handler: RequestHandler = new HeldExchanges(), limits: Partial<SessionLimits> = {}): Harness {
@@ -474,7 +476,7 @@ describe('HTTP/3 and QPACK rules the audit found unenforced (hardening defect 8)
   });
 });
 
-describe('Request timeouts (hardening defect 5)', () => {
+describe('Request timeouts and header limits (hardening defect 5)', () => {
   beforeEach(() => {
     vi.useFakeTimers();
   });
@@ -482,6 +484,8 @@ describe('Request timeouts (hardening defect 5)', () => {
     vi.useRealTimers();
   });
 
+  /** The start of a HEADERS frame announcing `length` payload bytes, with all but the last byte. */
+  const incompleteHeaders = (length: number): Buffer => Buffer.concat([encodeFrameHeader(FRAME_TYPE.HEADERS, length), Buffer.alloc(length - 1, 0x41)]);
   const post = (length: number): Buffer => headersFrame(requestHeaders('POST', '/upload', [['content-length', String(length)]]));
 
   it('resets a request whose HEADERS are incomplete request_header_timeout after the stream opened (H3_REQUEST_INCOMPLETE), however bytes trickle in', () => {
@@ -503,6 +507,70 @@ describe('Request timeouts (hardening defect 5)', () => {
     // The last byte comes too late: dropped, not a new request.
     conn.clientSend(0, frame.subarray(12), true);
     expect(handler.exchanges).toHaveLength(0);
+  });
+
+  it('slow-loris headers: 100 streams of incomplete 65 KB HEADERS hold at most max_connection_header_bytes, none after request_header_timeout; another connection is served meanwhile', () => {
+    const maxConnectionHeaderBytes = 256 * 1024;
+    const attacker = open(new HeldExchanges(), { maxHeaderBytes: 64 * 1024, maxConnectionHeaderBytes });
+    const sent = new Map<number, number>();
+    /** Bytes of HEADERS the server still holds: sent on streams it has neither reset nor answered. */
+    const held = (): number => [...sent].reduce((n, [id, bytes]) => n + (parseResponse(attacker.conn, id).resetCode === undefined ? bytes : 0), 0);
+    let maxHeld = 0;
+    for (let i = 0; i < 100; i++) {
+      const frame = incompleteHeaders(65_000);
+      attacker.conn.clientSend(4 * i, frame);
+      sent.set(4 * i, frame.length);
+      maxHeld = Math.max(maxHeld, held(), attacker.session.headerBytesHeld);
+    }
+    // Bound: the connection's budget (was 100 × 65 KB ≈ 6.5 MB, held until the connection died).
+    expect(maxHeld).toBeLessThanOrEqual(maxConnectionHeaderBytes);
+    const refused = [...sent.keys()].filter((id) => parseResponse(attacker.conn, id).resetCode === H3_ERROR.H3_EXCESSIVE_LOAD);
+    expect(refused).toHaveLength(100 - Math.floor(maxConnectionHeaderBytes / 65_004));
+    // One timer for the session's deadlines, not one per stream.
+    expect(vi.getTimerCount()).toBeLessThanOrEqual(2);
+
+    const legit = open();
+    get(legit.conn, 0);
+    answer(legit.handler.last);
+    expect(parseResponse(legit.conn, 0).status).toBe(200);
+
+    vi.advanceTimersByTime(10_000);
+    expect(held()).toBe(0);
+    expect(attacker.session.headerBytesHeld).toBe(0);
+    expect(attacker.session.activeRequests).toBe(0);
+    expect([...sent.keys()].filter((id) => parseResponse(attacker.conn, id).resetCode === H3_ERROR.H3_REQUEST_INCOMPLETE)).toHaveLength(100 - refused.length);
+    expect(attacker.handler.exchanges).toHaveLength(0);
+  });
+
+  it('counts only the bytes before HEADERS complete: a request with its body in the same packet passes a tight connection budget', () => {
+    const { conn, session, handler } = open(new HeldExchanges(), { maxHeaderBytes: 1024, maxConnectionHeaderBytes: 1024 + 16 });
+    conn.clientSend(0, incompleteHeaders(900)); // another stream holds most of the budget
+    const body = Buffer.alloc(60_000, 1);
+    conn.clientSend(4, Buffer.concat([post(body.length), dataFrame(body)]), true);
+    expect(handler.exchanges.map((e) => e.streamId)).toEqual([4]);
+    expect(parseResponse(conn, 4).resetCode).toBeUndefined();
+    expect(session.headerBytesHeld).toBe(902);
+  });
+
+  it('answers 431 to a header section above max_header_bytes (decoded, or a HEADERS frame announcing more) and keeps the connection', () => {
+    const { conn, session, handler } = open(new HeldExchanges(), { maxHeaderBytes: 2048 });
+    const settings = parseSettings((serverUniFrames(conn, 3).frames[0] as { payload: Buffer }).payload);
+    expect(settings.get(SETTINGS_ID.MAX_FIELD_SECTION_SIZE)).toBe(2048);
+    // 2 fields of 1000 bytes: 2 × (5 + 1000 + 32) + the pseudo-headers > 2048 decoded.
+    conn.clientSend(0, headersFrame(requestHeaders('GET', '/', [['x-a', 'a'.repeat(1000)], ['x-b', 'b'.repeat(1000)]])), true);
+    expect(parseResponse(conn, 0).status).toBe(431);
+    expect(parseResponse(conn, 0).fin).toBe(true);
+    // A frame announcing 1 MB: answered at its first bytes, nothing of it buffered.
+    conn.clientSend(4, encodeFrameHeader(FRAME_TYPE.HEADERS, 1_000_000));
+    expect(parseResponse(conn, 4).status).toBe(431);
+    expect(conn.stopSent.get(4)).toBe(H3_ERROR.H3_NO_ERROR);
+    conn.clientSend(4, Buffer.alloc(50_000));
+    expect(conn.unread(4)).toBe(0);
+    expect(session.headerBytesHeld).toBe(0);
+    expect(handler.exchanges).toHaveLength(0);
+    get(conn, 8);
+    expect(handler.exchanges.map((e) => e.streamId)).toEqual([8]);
+    expect(conn.closed).toBeUndefined();
   });
 
   it('answers 408 when the client sends no body byte for request_body_timeout; each byte restarts the clock; the exchange is aborted with a RequestTimeoutError', async () => {
@@ -576,5 +644,45 @@ describe('Request timeouts (hardening defect 5)', () => {
     expect(parseResponse(conn, 0).status).toBeUndefined();
     expect(parseResponse(conn, 4).status).toBeUndefined();
     expect(handler.exchanges.every((e) => !e.signal.aborted)).toBe(true);
+  });
+
+  it('after max_requests_per_connection requests: GOAWAY at once, later streams refused with H3_REQUEST_REJECTED, close when served', () => {
+    const { conn, session, handler } = open(new HeldExchanges(), { maxRequestsPerConnection: 2 });
+    const goaways = (): number[] =>
+      serverUniFrames(conn, 3)
+        .frames.filter((f) => f.kind === 'frame' && f.type === FRAME_TYPE.GOAWAY)
+        .map((f) => (f.kind === 'frame' ? parseGoaway(f.payload) : -1));
+    get(conn, 0);
+    expect(goaways()).toEqual([]);
+    get(conn, 8); // out of order: stream 4 is implicitly open but not seen yet
+    expect(goaways()).toEqual([12]);
+    expect(session.draining).toBe(true);
+    for (const id of [4, 12]) {
+      get(conn, id);
+      expect(parseResponse(conn, id).resetCode).toBe(H3_ERROR.H3_REQUEST_REJECTED);
+      expect(conn.stopSent.get(id)).toBe(H3_ERROR.H3_REQUEST_REJECTED);
+    }
+    expect(handler.exchanges.map((e) => e.streamId)).toEqual([0, 8]);
+    // A drain starting now changes nothing: the limit already holds.
+    session.goaway();
+    vi.advanceTimersByTime(3_000);
+    expect(goaways()).toEqual([12]);
+    for (const ex of handler.exchanges) answer(ex);
+    conn.deliver();
+    expect(conn.closed).toEqual({ code: H3_ERROR.H3_NO_ERROR, reason: 'goaway' });
+  });
+
+  it('a drain in its first phase is cut short by the request limit (GOAWAY ids only fall)', () => {
+    const { conn, session } = open(new HeldExchanges(), { maxRequestsPerConnection: 3 });
+    get(conn, 0);
+    session.goaway();
+    get(conn, 4);
+    get(conn, 8);
+    const ids = serverUniFrames(conn, 3)
+      .frames.filter((f) => f.kind === 'frame' && f.type === FRAME_TYPE.GOAWAY)
+      .map((f) => (f.kind === 'frame' ? parseGoaway(f.payload) : -1));
+    expect(ids).toEqual([2 ** 53 - 4, 12]);
+    vi.advanceTimersByTime(3_000);
+    expect(serverUniFrames(conn, 3).frames.filter((f) => f.kind === 'frame' && f.type === FRAME_TYPE.GOAWAY)).toHaveLength(2);
   });
 });

@@ -13,8 +13,9 @@ import type { QuicStreams } from '../quic/connection.js';
 import type { HostPort } from '../quic/native.js';
 import { streamResetCode } from '../quic/native.js';
 import { H3_ERROR, H3Error, h3ErrorName } from './errors.js';
-import { FRAME_TYPE, FrameReader, encodeDataFrameHeader, encodeHeadersFrame } from './frames.js';
-import { decodeFieldSection, encodeFieldSection } from './qpack.js';
+import { FRAME_TYPE, FrameReader, FrameTooLargeError, encodeDataFrameHeader, encodeHeadersFrame } from './frames.js';
+import type { HeaderBudget } from './header-budget.js';
+import { FieldSectionTooLargeError, decodeFieldSection, encodeFieldSection } from './qpack.js';
 import { StreamWriter } from './stream-writer.js';
 
 /** What we still take from the client. */
@@ -50,11 +51,15 @@ export interface RequestLimits {
   readonly requestHeaderTimeoutMs: number;
   /** Longest silence from the client while the request body is incomplete. */
   readonly requestBodyTimeoutMs: number;
+  /** Largest header section: decoded size (RFC 9114 §4.2.2), and the HEADERS frame's payload. */
+  readonly maxHeaderBytes: number;
 }
 
 export interface RequestStreamOptions {
   readonly handler: RequestHandler;
   readonly limits: RequestLimits;
+  /** The connection's budget for bytes read before HEADERS complete. */
+  readonly headerBudget: HeaderBudget;
   /** The stream's clock may now run out at `at` (see `deadline`): make sure someone checks then. */
   readonly scheduleDeadline: (at: number | undefined) => void;
   /** A handler threw (a bug): the client got a 500 or a reset; this reports it. */
@@ -73,12 +78,14 @@ const scratch = Buffer.allocUnsafe(READ_CHUNK);
 export class RequestStream implements HttpExchange {
   readonly protocol = 'h3';
   readonly writer: StreamWriter;
-  private readonly frames = new FrameReader();
+  private readonly frames: FrameReader;
   private readonly abortController = new AbortController();
   /** When we first heard of the stream: the header clock runs from here (performance.now() ms). */
   private readonly openedAt = performance.now();
   /** Last time the request moved (client bytes arrived, or our body consumer caught up). */
   private lastProgressAt = this.openedAt;
+  /** Bytes this stream holds of the connection's header budget. */
+  private headerBytesTaken = 0;
   private state: State = { phase: 'open', recv: Recv.Headers, send: Send.NotStarted };
   private lengthCounter: BodyLengthCounter | undefined;
   private requestBody: RequestBody | undefined;
@@ -95,6 +102,7 @@ export class RequestStream implements HttpExchange {
     // STOP_SENDING from the client shows up as a failed write: stop the exchange (and the
     // upstream body it pulls) instead of reading it to the end for nobody.
     this.writer = new StreamWriter(conn, streamId, () => this.onWriteFailed());
+    this.frames = new FrameReader({ maxFieldSectionFrameSize: opts.limits.maxHeaderBytes });
   }
 
   private onWriteFailed(): void {
@@ -144,9 +152,13 @@ export class RequestStream implements HttpExchange {
       return;
     }
     while (this.state.phase === 'open' && this.state.recv !== Recv.Done && this.state.recv !== Recv.BodyPaused) {
+      const inHeaders = this.state.recv === Recv.Headers;
+      // Before HEADERS complete, read at most what the connection's header budget has room for
+      // (one byte when it is spent, to see whether more comes): it is never overdrawn.
+      const into = inHeaders ? scratch.subarray(0, Math.max(1, Math.min(READ_CHUNK, this.opts.headerBudget.available))) : scratch;
       let res: [number, boolean] | null;
       try {
-        res = this.conn.streamRecv(this.streamId, scratch);
+        res = this.conn.streamRecv(this.streamId, into);
       } catch (err) {
         this.onPeerReset(streamResetCode(err) ?? H3_ERROR.H3_INTERNAL_ERROR);
         return;
@@ -154,16 +166,37 @@ export class RequestStream implements HttpExchange {
       if (res === null) return;
       const [n, fin] = res;
       this.lastProgressAt = performance.now();
+      if (inHeaders && n > 0) {
+        if (!this.opts.headerBudget.take(n)) {
+          const limit = this.opts.headerBudget.limit;
+          this.streamError(new H3Error(H3_ERROR.H3_EXCESSIVE_LOAD, `incomplete request headers on this connection above ${limit} bytes`));
+          return;
+        }
+        this.headerBytesTaken += n;
+      }
       try {
         if (n > 0) this.onBytes(scratch.subarray(0, n));
         // A response completed early (during onBytes) ends our interest in the request.
         if (fin && this.receiving) this.onFin();
       } catch (err) {
-        this.streamError(err);
+        if (isHeaderSectionTooLarge(err) && this.state.phase === 'open' && this.state.recv === Recv.Headers) this.answerHeadersTooLarge();
+        else this.streamError(err);
         return;
       }
       if (fin) return;
     }
+  }
+
+  /** RFC 9114 §4.2.2: a header section above our limit may get 431 rather than a reset. */
+  private answerHeadersTooLarge(): void {
+    this.releaseHeaderBytes();
+    respondText(this, 431, 'request header fields too large\n');
+  }
+
+  /** Gives back what this stream held of the connection's header budget (idempotent). */
+  private releaseHeaderBytes(): void {
+    this.opts.headerBudget.release(this.headerBytesTaken);
+    this.headerBytesTaken = 0;
   }
 
   // ------------------------------------------------------------------ timeouts
@@ -254,7 +287,8 @@ export class RequestStream implements HttpExchange {
   }
 
   private onRequestHeaders(block: Buffer): void {
-    const fields = decodeFieldSection(block);
+    this.releaseHeaderBytes();
+    const fields = decodeFieldSection(block, { maxFieldSectionSize: this.opts.limits.maxHeaderBytes });
     const v = validateRequest(fields);
     if (!v.ok) {
       if (v.kind === 'malformed') throw new H3Error(H3_ERROR.H3_MESSAGE_ERROR, v.reason);
@@ -277,7 +311,7 @@ export class RequestStream implements HttpExchange {
   }
 
   private onRequestTrailers(block: Buffer): void {
-    const v = validateTrailers(decodeFieldSection(block));
+    const v = validateTrailers(decodeFieldSection(block, { maxFieldSectionSize: this.opts.limits.maxHeaderBytes }));
     if (!v.ok) throw new H3Error(H3_ERROR.H3_MESSAGE_ERROR, v.reason);
     this.requestTrailers = v.trailers;
     this.setRecv(Recv.Trailers);
@@ -405,6 +439,7 @@ export class RequestStream implements HttpExchange {
       // The response is complete: the rest of the request body is not needed (§4.1.2).
       this.conn.stopSending(this.streamId, H3_ERROR.H3_NO_ERROR);
       this.state.recv = Recv.Done;
+      this.releaseHeaderBytes();
       this.requestBody?.end();
     }
     this.maybeDone();
@@ -440,6 +475,11 @@ export class RequestStream implements HttpExchange {
   private finish(): void {
     if (this.state.phase === 'finished') return;
     this.state = { phase: 'finished' };
+    this.releaseHeaderBytes();
     this.opts.onDone();
   }
+}
+
+function isHeaderSectionTooLarge(err: unknown): boolean {
+  return err instanceof FieldSectionTooLargeError || (err instanceof FrameTooLargeError && err.frameType === FRAME_TYPE.HEADERS);
 }

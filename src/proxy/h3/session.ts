@@ -8,6 +8,7 @@ import type { QuicApplication, QuicStreams } from '../quic/connection.js';
 import { streamResetCode } from '../quic/native.js';
 import { H3_ERROR, H3Error } from './errors.js';
 import { FRAME_TYPE, FrameReader, STREAM_TYPE, SETTINGS_ID, encodeControlStreamPreface, encodeGoaway, parseGoaway, parseSettings, parseSingleVarintPayload } from './frames.js';
+import { HeaderBudget } from './header-budget.js';
 import { DecoderStreamReceiver, EncoderStreamReceiver } from './qpack.js';
 import { RequestStream, type RequestLimits } from './request-stream.js';
 import { StreamWriter } from './stream-writer.js';
@@ -31,8 +32,10 @@ const STOP_CHECK_INTERVAL_MS = 100;
 
 /** Per-connection HTTP limits (config `http:`, same names; see config/REFERENCE.md). */
 export interface SessionLimits extends RequestLimits {
-  /** Largest request header section (SETTINGS_MAX_FIELD_SECTION_SIZE). */
-  readonly maxHeaderBytes: number;
+  /** After this many requests: GOAWAY, and later streams are refused. */
+  readonly maxRequestsPerConnection: number;
+  /** Bytes held across all request streams whose HEADERS are incomplete. */
+  readonly maxConnectionHeaderBytes: number;
 }
 
 export interface SessionOptions {
@@ -76,6 +79,9 @@ export class H3Session implements QuicApplication {
   private highestRequestId = -4;
   private goawayId: number | undefined;
   private closing = false;
+  /** Request streams taken on (counted against maxRequestsPerConnection). */
+  private requestsAccepted = 0;
+  private readonly headerBudget: HeaderBudget;
   /** Request header and body clocks of every stream, behind one timer. */
   private readonly deadlines = new SweepTimer((now) => this.sweepDeadlines(now));
   requestsServed = 0;
@@ -83,7 +89,14 @@ export class H3Session implements QuicApplication {
   constructor(
     readonly conn: QuicStreams,
     private readonly opts: SessionOptions,
-  ) {}
+  ) {
+    this.headerBudget = new HeaderBudget(opts.limits.maxConnectionHeaderBytes);
+  }
+
+  /** Bytes held for request streams whose HEADERS are incomplete (at most maxConnectionHeaderBytes). */
+  get headerBytesHeld(): number {
+    return this.headerBudget.used;
+  }
 
   get activeRequests(): number {
     return this.requests.size;
@@ -149,10 +162,16 @@ export class H3Session implements QuicApplication {
     const grace = Math.min(GOAWAY_GRACE_MAX_MS, Math.max(GOAWAY_GRACE_MIN_MS, 3 * this.conn.rttMs));
     setTimeout(() => {
       if (this.closing) return;
-      this.goawayId = this.highestRequestId + 4;
-      if (this.conn.isReady) this.sendGoaway();
+      this.lowerGoaway(this.highestRequestId + 4);
       this.closeIfIdle();
     }, grace).unref();
+  }
+
+  /** GOAWAY with `id`, unless one with a lower id went out already (ids may only fall, §5.2). */
+  private lowerGoaway(id: number): void {
+    if (this.goawayId !== undefined && this.goawayId <= id) return;
+    this.goawayId = id;
+    if (this.conn.isReady) this.sendGoaway();
   }
 
   get draining(): boolean {
@@ -170,8 +189,10 @@ export class H3Session implements QuicApplication {
       return;
     }
     if (!req) {
-      if (this.goawayId !== undefined && streamId >= this.goawayId) {
-        // Above our GOAWAY: the client will retry it on a new connection (RFC 9114 §5.2).
+      const { maxRequestsPerConnection } = this.opts.limits;
+      if ((this.goawayId !== undefined && streamId >= this.goawayId) || this.requestsAccepted >= maxRequestsPerConnection) {
+        // Above our GOAWAY, or beyond the request limit (even a lower id that arrived late):
+        // unprocessed, so the client retries it on a new connection (RFC 9114 §4.1.1, §5.2).
         this.conn.stopSending(streamId, H3_ERROR.H3_REQUEST_REJECTED);
         this.conn.resetStream(streamId, H3_ERROR.H3_REQUEST_REJECTED);
         this.discard(streamId);
@@ -181,12 +202,15 @@ export class H3Session implements QuicApplication {
       req = new RequestStream(this.conn, streamId, {
         handler: this.opts.handler,
         limits: this.opts.limits,
+        headerBudget: this.headerBudget,
         scheduleDeadline: (at) => this.deadlines.ensure(at),
         onHandlerError: this.opts.onHandlerError,
         onDone: () => this.onRequestDone(streamId),
       });
       this.requests.set(streamId, req);
       if (streamId > this.highestRequestId) this.highestRequestId = streamId;
+      // The last request we take: tell the client now (one GOAWAY, no grace: we refuse the rest).
+      if (++this.requestsAccepted === maxRequestsPerConnection) this.lowerGoaway(this.highestRequestId + 4);
     }
     req.onReadable();
   }
