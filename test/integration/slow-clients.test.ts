@@ -57,6 +57,36 @@ function upstreamRequests(up: TestUpstream, path: string, n: number): Promise<vo
   });
 }
 
+interface Setup {
+  proxy: RunningProxy;
+  up: TestUpstream;
+  port: number;
+}
+
+/** A proxy (one worker) routing /api/ to pool `app` on a test upstream; `extra` is appended YAML. */
+function proxyFor(poolOptions: string, extra = ''): Setup {
+  const setup = {} as Setup;
+  beforeAll(async () => {
+    setup.up = await startUpstream('slow-clients');
+    setup.port = await freeUdpPort();
+    setup.proxy = await startProxy(`
+listeners: ["127.0.0.1:${setup.port}"]
+workers: 1
+tls: { state_dir: state }
+routes:
+  - path: /api/
+    upstream: app
+upstreams:
+  app: { targets: ["${setup.up.origin}"], ${poolOptions} }
+${extra}`);
+  });
+  afterAll(async () => {
+    await setup.proxy?.stop();
+    await setup.up?.close();
+  });
+  return setup;
+}
+
 let uploads: SlowUpload[] = [];
 afterEach(async () => {
   for (const u of uploads) u.stop();
@@ -65,31 +95,10 @@ afterEach(async () => {
 });
 
 describe('two slow uploads fill max_connections 2 (defaults for every timeout)', () => {
-  let proxy: RunningProxy;
-  let up: TestUpstream;
-  let port: number;
-
-  beforeAll(async () => {
-    up = await startUpstream('slow-clients');
-    port = await freeUdpPort();
-    proxy = await startProxy(`
-listeners: ["127.0.0.1:${port}"]
-workers: 1
-tls: { state_dir: state }
-routes:
-  - path: /api/
-    upstream: app
-upstreams:
-  app: { targets: ["${up.origin}"], max_connections: 2 }
-`);
-  });
-
-  afterAll(async () => {
-    await proxy?.stop();
-    await up?.close();
-  });
+  const setup = proxyFor('max_connections: 2');
 
   it('a third client GET is answered (503 after queue_timeout, 5 s) well under the 15 s it hung before', async () => {
+    const { proxy, up, port } = setup;
     const arrived = upstreamRequests(up, '/api/upload', 2);
     uploads = [await slowUpload(port, '/api/upload', 5_000), await slowUpload(port, '/api/upload', 5_000)];
     await arrived;
@@ -111,33 +120,10 @@ upstreams:
 });
 
 describe('uploads that go silent are cut by request_body_timeout, freeing the pool', () => {
-  let proxy: RunningProxy;
-  let up: TestUpstream;
-  let port: number;
-
-  beforeAll(async () => {
-    up = await startUpstream('slow-clients');
-    port = await freeUdpPort();
-    proxy = await startProxy(`
-listeners: ["127.0.0.1:${port}"]
-workers: 1
-tls: { state_dir: state }
-routes:
-  - path: /api/
-    upstream: app
-upstreams:
-  app: { targets: ["${up.origin}"], max_connections: 2, queue_timeout: 20s }
-http:
-  request_body_timeout: 2s
-`);
-  });
-
-  afterAll(async () => {
-    await proxy?.stop();
-    await up?.close();
-  });
+  const setup = proxyFor('max_connections: 2, queue_timeout: 20s', 'http: { request_body_timeout: 2s }\n');
 
   it('the slow uploads get 408 after 2 s of silence and the waiting GET is served 200 within ~2 s, not after queue_timeout', async () => {
+    const { proxy, up, port } = setup;
     const arrived = upstreamRequests(up, '/api/upload', 2);
     const cancelled = new Promise<void>((resolve) => {
       let n = 0;

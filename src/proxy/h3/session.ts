@@ -6,13 +6,13 @@
 import type { RequestHandler } from '../http/exchange.js';
 import type { QuicApplication, QuicStreams } from '../quic/connection.js';
 import { streamResetCode } from '../quic/native.js';
+import { SweepTimer } from '../timers/sweep-timer.js';
 import { H3_ERROR, H3Error } from './errors.js';
 import { FRAME_TYPE, FrameReader, STREAM_TYPE, SETTINGS_ID, encodeControlStreamPreface, encodeGoaway, parseGoaway, parseSettings, parseSingleVarintPayload } from './frames.js';
 import { HeaderBudget } from './header-budget.js';
 import { DecoderStreamReceiver, EncoderStreamReceiver } from './qpack.js';
 import { RequestStream, type RequestLimits } from './request-stream.js';
 import { StreamWriter } from './stream-writer.js';
-import { SweepTimer } from './sweep-timer.js';
 import { decodeVarint } from './varint.js';
 
 /** Server-initiated unidirectional stream IDs: 3, 7, 11 (RFC 9000 §2.1). */

@@ -4,6 +4,7 @@
  * whole queue (no timer per request). A cancelled entry stays in place, dead, until it reaches the
  * front.
  */
+import { SweepTimer } from '../timers/sweep-timer.js';
 
 interface Entry<T> {
   readonly item: T;
@@ -15,8 +16,7 @@ export class WaitQueue<T> {
   #entries: Array<Entry<T>> = [];
   #head = 0;
   #live = 0;
-  #timer: NodeJS.Timeout | undefined;
-  #armedAt = Infinity;
+  readonly #timer = new SweepTimer((now) => this.#expire(now));
 
   constructor(
     readonly timeoutMs: number,
@@ -34,12 +34,12 @@ export class WaitQueue<T> {
     const entry: Entry<T> = { item, deadline: performance.now() + this.timeoutMs, live: true };
     this.#entries.push(entry);
     this.#live++;
-    if (this.#live === 1) this.#arm(entry.deadline);
+    this.#timer.ensure(entry.deadline);
     return () => {
       if (!entry.live) return;
       entry.live = false;
       this.#live--;
-      if (this.#live === 0) this.#disarm();
+      if (this.#live === 0) this.#timer.stop();
     };
   }
 
@@ -51,7 +51,7 @@ export class WaitQueue<T> {
     this.#live--;
     this.#head++;
     this.#compact();
-    if (this.#live === 0) this.#disarm();
+    if (this.#live === 0) this.#timer.stop();
     return entry.item;
   }
 
@@ -79,29 +79,12 @@ export class WaitQueue<T> {
     }
   }
 
-  #arm(at: number): void {
-    if (this.#timer !== undefined && at >= this.#armedAt) return;
-    this.#disarm();
-    this.#armedAt = at;
-    this.#timer = setTimeout(() => this.#fire(), Math.max(0, Math.ceil(at - performance.now())));
-    this.#timer.unref();
-  }
-
-  #disarm(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#armedAt = Infinity;
-  }
-
-  #fire(): void {
-    this.#timer = undefined;
-    this.#armedAt = Infinity;
-    const now = performance.now();
+  /** The timer fired: expire what waited long enough; the oldest left re-arms it. */
+  #expire(now: number): number | undefined {
     for (let entry = this.#next(); entry !== undefined && entry.deadline <= now; entry = this.#next()) {
       this.shift();
       this.onExpired(entry.item);
     }
-    const next = this.#next();
-    if (next !== undefined) this.#arm(next.deadline);
+    return this.#next()?.deadline;
   }
 }

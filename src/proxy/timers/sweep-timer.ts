@@ -1,9 +1,9 @@
 /**
- * One Node timer for every deadline of a session's request streams. It is armed for the earliest
- * deadline anyone announced; when it fires, the owner sweeps its streams (each acts on its own
- * expired clock) and reports the earliest deadline left, which re-arms it. A deadline that moves
- * later (a body byte arrived) needs no call at all: the sweep finds it not yet due. So a stream
- * costs nothing per byte and no timer of its own.
+ * One Node timer for many deadlines (an HTTP/3 session's request clocks, an upstream pool's wait
+ * queue). It is armed for the earliest deadline anyone announced; when it fires, the owner sweeps
+ * what it holds (each item acts on its own expired deadline) and reports the earliest deadline
+ * left, which re-arms it. A deadline that moves later (a body byte arrived) needs no call at all:
+ * the sweep finds it not yet due. So an item costs nothing per event and no timer of its own.
  */
 export class SweepTimer {
   #timer: NodeJS.Timeout | undefined;
