@@ -12,8 +12,8 @@
 import type { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import type { UpstreamPoolConfig } from '../config/types.js';
-import type { Field } from '../http-semantics/fields.js';
 import { formatDuration } from '../config/units.js';
+import type { Field } from '../http-semantics/fields.js';
 import { Balancer } from './balancer.js';
 import { ExchangeAbortedError, UpstreamError } from './errors.js';
 import { UpstreamExchange, type UpstreamResponse } from './upstream-exchange.js';
