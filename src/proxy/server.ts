@@ -71,7 +71,7 @@ export class ProxyServer {
           const session = new H3Session(conn, {
             handler,
             onHandlerError: (err, stream) => log.error({ conn: conn.id, stream, err }, 'request handler failed; answered 500 or reset'),
-            maxFieldSectionSize: 64 * 1024,
+            limits: config.http,
             onClosed: (sess) => {
               this.sessions.delete(sess);
               const st = conn.stats();

@@ -6,6 +6,7 @@
  * bounded, and a well-formed request on a fresh connection must still be served afterwards.
  */
 import { describe, expect, it } from 'vitest';
+import { HTTP_DEFAULTS } from '../../src/proxy/config/section-http.js';
 import { FRAME_TYPE, H3_ERROR, SETTINGS_ID, STREAM_TYPE } from '../../src/proxy/h3/frames.js';
 import { encodeFieldSection } from '../../src/proxy/h3/qpack.js';
 import { H3Session } from '../../src/proxy/h3/session.js';
@@ -67,7 +68,7 @@ describe('H3Session under random input', () => {
             respondText(ex, 200, 'ok\n');
           },
         },
-        maxFieldSectionSize: 16 * 1024,
+        limits: { ...HTTP_DEFAULTS, maxHeaderBytes: 16 * 1024 },
         onHandlerError: (err) => {
           throw err;
         },
@@ -91,7 +92,7 @@ describe('H3Session under random input', () => {
     expect(served).toBeGreaterThan(50);
 
     const conn = new MemoryQuicConnection();
-    const session = new H3Session(conn, { handler: { handle: (ex) => respondText(ex, 200, 'ok\n') }, maxFieldSectionSize: 16 * 1024, onHandlerError: () => {} });
+    const session = new H3Session(conn, { handler: { handle: (ex) => respondText(ex, 200, 'ok\n') }, limits: HTTP_DEFAULTS, onHandlerError: () => {} });
     conn.start(session);
     conn.clientSend(0, headersFrame(requestHeaders('GET', '/')), true);
     expect(parseResponse(conn, 0).status).toBe(200);

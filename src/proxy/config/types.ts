@@ -16,6 +16,7 @@ export interface ProxyConfig {
   /** How long a draining generation may live after a reload (ms). */
   readonly drainTimeoutMs: number;
   readonly process: ProcessConfig;
+  readonly http: HttpLimits;
 }
 
 /** How the master runs generations of workers. */
@@ -97,6 +98,8 @@ export interface UpstreamPoolConfig {
   readonly bodyTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
   readonly maxConnectionsPerTarget: number;
+  /** Longest wait for a free connection when all `maxConnectionsPerTarget` are busy (0: fail at once). */
+  readonly queueTimeoutMs: number;
 }
 
 export interface QuicLimits {
@@ -112,4 +115,18 @@ export interface QuicLimits {
 export interface LoggingConfig {
   readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   readonly accessLog: boolean;
+}
+
+/** `http:` limits of each request and each client connection (all protocols). */
+export interface HttpLimits {
+  /** A request must deliver its complete header section this long after its stream opened. */
+  readonly requestHeaderTimeoutMs: number;
+  /** Longest silence from the client while a request body is incomplete. */
+  readonly requestBodyTimeoutMs: number;
+  /** Requests served on one connection before it is told to go away (GOAWAY). */
+  readonly maxRequestsPerConnection: number;
+  /** Largest request header section, decoded (HTTP/3: SETTINGS_MAX_FIELD_SECTION_SIZE). */
+  readonly maxHeaderBytes: number;
+  /** Bytes one connection may hold for requests whose header section is still incomplete. */
+  readonly maxConnectionHeaderBytes: number;
 }
