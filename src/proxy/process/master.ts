@@ -4,12 +4,12 @@
  * the working generation in BPF once every new worker is ready, and drains the previous one.
  * The master never parses QUIC.
  */
-import { readFileSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { GenerationManager, type Group } from '../../grm/index.js';
 import { ConfigError, formatConfigErrors, loadConfig } from '../config/index.js';
 import type { ProxyConfig } from '../config/types.js';
 import { Generation, type WorkerProcess } from './generation.js';
+import { removePidFile } from './pid-file.js';
 
 export type ReloadOutcome =
   /** `phases`: durations in ms (validate, start and flip). */
@@ -208,11 +208,7 @@ export class Master {
     if (graceful) await Promise.all(gens.map((g) => (g.state === 'draining' ? g.gone : g.drain(g.config.drainTimeoutMs))));
     else await Promise.all(gens.map(async (g) => (await g.kill(), g.release())));
     // After an upgrade the pid file names the new master: leave it.
-    try {
-      if (readFileSync(this.config.process.pidFile, 'utf8').trim() === String(process.pid)) unlinkSync(this.config.process.pidFile);
-    } catch {
-      // already gone
-    }
+    removePidFile(this.config.process.pidFile);
     this.manager.close();
   }
 }
