@@ -1,12 +1,12 @@
 // Two managers on the same pins (the old and the new master during a binary upgrade) update the
 // group record concurrently: every read-modify-write holds the pin dir's lock, so none is lost.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { GRM } from '../../src/grm/abi.generated.js';
 import { defaultObjectPath, GenerationManager } from '../../src/grm/manager.js';
+import { compileToTempDir } from '../helpers/compiled.js';
 import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
 
 enterPrivateNetns();
@@ -15,11 +15,7 @@ const pinDir = uniquePinDir('writers');
 
 beforeAll(() => {
   // The child managers run as plain JS: compile the sources once.
-  buildDir = mkdtempSync(join(tmpdir(), 'grm-writers-'));
-  const root = resolve(__dirname, '../..');
-  execFileSync('npx', ['tsc', '-p', 'tsconfig.json', '--outDir', buildDir], { cwd: root, stdio: 'ignore' });
-  symlinkSync(join(root, 'node_modules'), join(buildDir, 'node_modules'));
-  writeFileSync(join(buildDir, 'package.json'), '{"type":"module"}\n');
+  buildDir = compileToTempDir('grm-writers-');
 }, 120_000);
 
 afterAll(() => {

@@ -28,6 +28,22 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
   }
 }
 
+/** proxy.yaml in `dir`: one worker answering 200, with `processKeys` as its `process:` section. */
+function writeOneWorkerConfig(dir: string, port: number, processKeys: string): string {
+  const file = path.join(dir, 'proxy.yaml');
+  writeFileSync(
+    file,
+    `
+listeners: ["127.0.0.1:${port}"]
+workers: 1
+tls: { state_dir: state }
+routes: [{ path: /, respond: { status: 200 } }]
+process: { ${processKeys} }
+`,
+  );
+  return file;
+}
+
 function workerPids(masterPid: number): number[] {
   const out = readFileSync(`/proc/${masterPid}/task/${masterPid}/children`, 'utf8').trim();
   return out ? out.split(/\s+/).map(Number).sort() : [];
@@ -151,17 +167,7 @@ describe('single-master check', () => {
     await new Promise<void>((resolve) => impostor.listen(socket, resolve));
     try {
       const port = await freeUdpPort();
-      const configFile = path.join(dir, 'proxy.yaml');
-      writeFileSync(
-        configFile,
-        `
-listeners: ["127.0.0.1:${port}"]
-workers: 1
-tls: { state_dir: state }
-routes: [{ path: /, respond: { status: 200 } }]
-process: { control_socket: control.sock, pin_dir: "${pinDir}" }
-`,
-      );
+      const configFile = writeOneWorkerConfig(dir, port, `control_socket: control.sock, pin_dir: "${pinDir}"`);
       const r = await cli('--config', configFile);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain(`bad reply from the master on ${socket}: not JSON`);
@@ -212,17 +218,7 @@ routes: [{ path: /, respond: { status: 200 } }]
     mkdirSync(path.join(dir, 'state'), { mode: 0o700 });
     const socket = path.join(dir, 'state/control.sock');
     writeFileSync(socket, 'not a socket\n');
-    const configFile = path.join(dir, 'proxy.yaml');
-    writeFileSync(
-      configFile,
-      `
-listeners: ["127.0.0.1:${port}"]
-workers: 1
-tls: { state_dir: state }
-routes: [{ path: /, respond: { status: 200 } }]
-process: { pin_dir: "${pinDir}" }
-`,
-    );
+    const configFile = writeOneWorkerConfig(dir, port, `pin_dir: "${pinDir}"`);
     try {
       const r = await cli('--config', configFile);
       expect(r.code).toBe(1);

@@ -20,12 +20,8 @@ function octal(mode: number): string {
  * or other (whoever can write it can swap the files in it).
  */
 export function privateDirProblem(dir: string): string | undefined {
-  let st: Stats;
-  try {
-    st = statSync(dir);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : `cannot be inspected (${(err as Error).message})`;
-  }
+  const st = inspect(() => statSync(dir));
+  if (typeof st === 'string') return st;
   if (!st.isDirectory()) return 'is not a directory';
   if (st.uid !== ourUid()) return `is owned by uid ${st.uid}, not by us (uid ${ourUid()}): chown it or use another directory`;
   if (st.mode & 0o022) return `is writable by ${who(st.mode, 0o020, 0o002)} (mode ${octal(st.mode)}): chmod go-w it`;
@@ -45,17 +41,22 @@ export function ensurePrivateDir(dir: string): void {
  * or other.
  */
 export function secretFileProblem(file: string): string | undefined {
-  let st: Stats;
-  try {
-    st = lstatSync(file);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : `cannot be inspected (${(err as Error).message})`;
-  }
+  const st = inspect(() => lstatSync(file));
+  if (typeof st === 'string') return st;
   if (st.isSymbolicLink()) return 'is a symlink; a secret must be a regular file';
   if (!st.isFile()) return 'is not a regular file';
   if (st.uid !== ourUid()) return `is owned by uid ${st.uid}, not by us (uid ${ourUid()})`;
   if (st.mode & 0o066) return `is accessible to ${who(st.mode, 0o060, 0o006)} (mode ${octal(st.mode)}): chmod 600 it`;
   return undefined;
+}
+
+/** The stat of a path, or why there is none ('missing' when it does not exist). */
+function inspect(stat: () => Stats): Stats | string {
+  try {
+    return stat();
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : `cannot be inspected (${(err as Error).message})`;
+  }
 }
 
 function who(mode: number, group: number, other: number): string {
