@@ -10,18 +10,18 @@ export class GroupNames {
   /** Server names (exact, or "*.suffix" wildcards of one label) steering new connections to `app`. */
   set(app: number, names: readonly string[]): void {
     checkApp(app);
-    const s = this.record.state();
-    const map = this.record.core.maps.grm_names;
-    for (const [k, v] of this.entries()) if (v === app) map.delete(k);
-    for (const name of names) {
-      const val = Buffer.alloc(grm_name_val.size);
-      setU(val, grm_name_val.fields.app, app);
-      map.update(nameKey(s.id, name), val);
-    }
-    // The program decrypts Initials only for groups flagged as having names.
-    const any = this.entries().length > 0;
-    s.flags = any ? s.flags | GRM.GROUP_HAS_NAMES : s.flags & ~GRM.GROUP_HAS_NAMES;
-    this.record.write(s);
+    this.record.update((s) => {
+      const map = this.record.core.maps.grm_names;
+      for (const [k, v] of this.entries()) if (v === app) map.delete(k);
+      for (const name of names) {
+        const val = Buffer.alloc(grm_name_val.size);
+        setU(val, grm_name_val.fields.app, app);
+        map.update(nameKey(s.id, name), val);
+      }
+      // The program decrypts Initials only for groups flagged as having names.
+      const any = this.entries().length > 0;
+      s.flags = any ? s.flags | GRM.GROUP_HAS_NAMES : s.flags & ~GRM.GROUP_HAS_NAMES;
+    });
   }
 
   /** Server names per app. */

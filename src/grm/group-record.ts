@@ -31,6 +31,19 @@ export class GroupRecord {
     return s;
   }
 
+  /**
+   * Read-modify-write of the record under the pin dir's lock (another manager on the same pins may
+   * be updating it too); nothing is written when `fn` throws.
+   */
+  update<T>(fn: (s: GroupState) => T): T {
+    return this.core.withStateLock(() => {
+      const s = this.state();
+      const out = fn(s);
+      this.write(s);
+      return out;
+    });
+  }
+
   write(s: GroupState): void {
     this.core.maps.grm_groups.update(this.idKey, encodeGroup(s));
   }

@@ -39,15 +39,13 @@ export class GroupSockets {
       throw new GrmError('BAD_ARGUMENT', `worker index ${workerIndex} out of range 0..${GRM.MAX_WORKERS - 1}`);
     }
     checkAdoptable(fd, this.record.address);
-    const s = this.record.state();
-    const slot = this.record.slotOf(gen);
-    const value = Buffer.alloc(8);
-    value.writeBigUInt64LE(BigInt(fd));
-    this.record.core.maps.grm_socks.update(sockKey(s.id, slot, workerIndex), value);
-    if (s.slotWorkers[slot]! < workerIndex + 1) {
-      s.slotWorkers[slot] = workerIndex + 1;
-      this.record.write(s);
-    }
+    this.record.update((s) => {
+      const slot = this.record.slotOf(gen);
+      const value = Buffer.alloc(8);
+      value.writeBigUInt64LE(BigInt(fd));
+      this.record.core.maps.grm_socks.update(sockKey(s.id, slot, workerIndex), value);
+      s.slotWorkers[slot] = Math.max(s.slotWorkers[slot]!, workerIndex + 1);
+    });
     attachReuseportProgram(fd, this.record.core.progFd);
   }
 

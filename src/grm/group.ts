@@ -74,32 +74,32 @@ export class Group {
   /** Starts a generation for `app` in a free slot; returns its number (monotonic per group). */
   addGeneration(app = 0): number {
     checkApp(app);
-    const s = this.state();
-    const slot = s.slotState.findIndex((st) => st === GRM.SLOT_FREE);
-    if (slot < 0) {
-      throw new GrmError('NO_FREE_SLOT', `${this}: all ${GRM.MAX_SLOTS} generation slots are in use: retire drained generations first`);
-    }
-    s.lastGen += 1;
-    s.slotState[slot] = GRM.SLOT_IN_USE;
-    s.slotApp[slot] = app;
-    s.slotGen[slot] = s.lastGen;
-    s.slotWorkers[slot] = 0;
-    this.core.zeroGenStats(s.id, slot);
-    this.record.write(s);
-    return s.lastGen;
+    return this.record.update((s) => {
+      const slot = s.slotState.findIndex((st) => st === GRM.SLOT_FREE);
+      if (slot < 0) {
+        throw new GrmError('NO_FREE_SLOT', `${this}: all ${GRM.MAX_SLOTS} generation slots are in use: retire drained generations first`);
+      }
+      s.lastGen += 1;
+      s.slotState[slot] = GRM.SLOT_IN_USE;
+      s.slotApp[slot] = app;
+      s.slotGen[slot] = s.lastGen;
+      s.slotWorkers[slot] = 0;
+      this.core.zeroGenStats(s.id, slot);
+      return s.lastGen;
+    });
   }
 
   /** Makes `gen` the generation new connections of `app` go to. It must have a live socket. */
   setWorking(app: number, gen: number): void {
     checkApp(app);
-    const slot = this.slotOf(gen);
-    const s = this.state();
-    if (s.slotApp[slot] !== app) throw new GrmError('BAD_ARGUMENT', `${this}: generation ${gen} belongs to app ${s.slotApp[slot]}, not ${app}`);
-    if (this.sockets.live(slot, s.slotWorkers[slot]!).length === 0) {
-      throw new GrmError('EMPTY_GENERATION', `${this}: generation ${gen} has no registered live socket`);
-    }
-    s.workingSlot[app] = slot;
-    this.record.write(s);
+    this.record.update((s) => {
+      const slot = this.slotOf(gen);
+      if (s.slotApp[slot] !== app) throw new GrmError('BAD_ARGUMENT', `${this}: generation ${gen} belongs to app ${s.slotApp[slot]}, not ${app}`);
+      if (this.sockets.live(slot, s.slotWorkers[slot]!).length === 0) {
+        throw new GrmError('EMPTY_GENERATION', `${this}: generation ${gen} has no registered live socket`);
+      }
+      s.workingSlot[app] = slot;
+    });
   }
 
   /** The working generation of an app, or null. */
@@ -112,17 +112,17 @@ export class Group {
 
   /** Frees a drained generation's slot and forgets its sockets. The working generation cannot be retired. */
   retire(gen: number): void {
-    const slot = this.slotOf(gen);
-    const s = this.state();
-    if (s.workingSlot.includes(slot)) {
-      throw new GrmError('WORKING_GENERATION', `${this}: generation ${gen} is working for app ${s.workingSlot.indexOf(slot)}: flip first`);
-    }
-    this.sockets.forget(slot, s.slotWorkers[slot]!);
-    s.slotState[slot] = GRM.SLOT_FREE;
-    s.slotGen[slot] = 0;
-    s.slotWorkers[slot] = 0;
-    s.slotApp[slot] = 0;
-    this.record.write(s);
+    this.record.update((s) => {
+      const slot = this.slotOf(gen);
+      if (s.workingSlot.includes(slot)) {
+        throw new GrmError('WORKING_GENERATION', `${this}: generation ${gen} is working for app ${s.workingSlot.indexOf(slot)}: flip first`);
+      }
+      this.sockets.forget(slot, s.slotWorkers[slot]!);
+      s.slotState[slot] = GRM.SLOT_FREE;
+      s.slotGen[slot] = 0;
+      s.slotWorkers[slot] = 0;
+      s.slotApp[slot] = 0;
+    });
   }
 
   generations(): GenerationInfo[] {

@@ -9,4 +9,6 @@ export interface ManagerCore {
   issuingKey(): CidKey;
   liveKeys(): ReadonlyMap<number, CidKey>;
   zeroGenStats(groupId: number, slot: number): void;
+  /** Runs a synchronous read-modify-write of the pinned state holding the pin dir's writers' lock. */
+  withStateLock<T>(fn: () => T): T;
 }

@@ -19,6 +19,7 @@ import { genStatsKey } from './group-stats.js';
 import type { ManagerCore } from './manager-core.js';
 import { mapFromFd } from './map-specs.js';
 import { bpf, withSignalsBlocked } from './libbpf.js';
+import { StateLock } from './state-lock.js';
 import { toSocketAddress, type ListenAddress, type SocketAddress } from './sockets.js';
 import { getU, setBytes, setU, u32 } from './struct-view.js';
 
@@ -47,13 +48,16 @@ export class GenerationManager implements ManagerCore {
   private liveKeyMap = new Map<number, CidKey>();
   private issuing: CidKey | undefined;
   private closed = false;
+  private readonly lock: StateLock;
 
   private constructor(
     readonly pinDir: string,
     private readonly obj: unknown,
     readonly progFd: number,
     readonly maps: Readonly<Record<MapName, BpfMap>>,
-  ) {}
+  ) {
+    this.lock = new StateLock(pinDir);
+  }
 
   static open(opts: ManagerOptions = {}): GenerationManager {
     const pinDir = opts.pinDir ?? DEFAULT_PIN_DIR;
@@ -71,7 +75,12 @@ export class GenerationManager implements ManagerCore {
         maps[name] = mapFromFd(name, bpf.mapFd(m) as number);
       }
       const mgr = new GenerationManager(pinDir, obj, bpf.programFd(prog) as number, maps);
-      mgr.loadKeys(opts.cidLength);
+      try {
+        mgr.withStateLock(() => mgr.loadKeys(opts.cidLength));
+      } catch (err) {
+        mgr.lock.close();
+        throw err;
+      }
       return mgr;
     } catch (err) {
       bpf.objectClose(obj);
@@ -97,7 +106,15 @@ export class GenerationManager implements ManagerCore {
    * shorter than two rotations.
    */
   rotateCidKey(cidLength = this.issuingKey().cidLength): CidKey {
+    return this.withStateLock(() => this.rotateCidKeyLocked(cidLength));
+  }
+
+  private rotateCidKeyLocked(cidLength: number): CidKey {
     validateCidLength(cidLength);
+    // Another manager on these pins may have rotated since we read them: start from the map.
+    const pinned = readCidKeys(this.maps.grm_keys);
+    this.liveKeyMap = pinned.live;
+    this.issuing = pinned.issuing ?? this.issuing;
     const prev = this.issuing;
     const configId = prev ? (prev.configId + 1) % GRM.CONFIG_UNROUTABLE : 0;
     const rnd = randomBytes(16);
@@ -125,6 +142,10 @@ export class GenerationManager implements ManagerCore {
     return this.liveKeyMap;
   }
 
+  withStateLock<T>(fn: () => T): T {
+    return this.lock.run(fn);
+  }
+
   zeroGenStats(groupId: number, slot: number): void {
     const m = this.maps.grm_genstats;
     m.update(genStatsKey(groupId, slot), Buffer.alloc(m.lookupSize));
@@ -134,6 +155,10 @@ export class GenerationManager implements ManagerCore {
 
   /** The group of a listen address, created if new (options apply to new groups and update old ones). */
   openGroup(addr: ListenAddress, opts: GroupOptions = {}): Group {
+    return this.withStateLock(() => this.openGroupLocked(addr, opts));
+  }
+
+  private openGroupLocked(addr: ListenAddress, opts: GroupOptions): Group {
     const sa = toSocketAddress(addr);
     const key = groupKey(sa);
     const known = this.maps.grm_group_ids.lookup(key);
@@ -180,6 +205,7 @@ export class GenerationManager implements ManagerCore {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.lock.close();
     bpf.objectClose(this.obj);
   }
 

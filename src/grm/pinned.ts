@@ -8,11 +8,13 @@ import type { Group } from './group.js';
 import type { ManagerCore } from './manager-core.js';
 import { detachCloseUnpin, groupsOf } from './manager.js';
 import { openPinnedMaps } from './map-specs.js';
+import { StateLock } from './state-lock.js';
 
 export class PinnedState implements ManagerCore {
   readonly progFd = -1;
   private readonly keys: ReadonlyMap<number, CidKey>;
   private readonly issuing: CidKey | undefined;
+  private readonly lock: StateLock;
 
   private constructor(
     readonly pinDir: string,
@@ -21,6 +23,7 @@ export class PinnedState implements ManagerCore {
     const keys = readCidKeys(maps.grm_keys);
     this.keys = keys.live;
     this.issuing = keys.issuing;
+    this.lock = new StateLock(pinDir);
   }
 
   static open(pinDir: string): PinnedState {
@@ -40,11 +43,16 @@ export class PinnedState implements ManagerCore {
     throw new GrmError('BAD_ARGUMENT', 'pinned state is read-only: open a GenerationManager to change it');
   }
 
+  withStateLock<T>(fn: () => T): T {
+    return this.lock.run(fn);
+  }
+
   groups(): Group[] {
     return groupsOf(this);
   }
 
   close(): void {
+    this.lock.close();
     for (const m of Object.values(this.maps)) m.close();
   }
 

@@ -1,6 +1,6 @@
 /**
  * The one binding to libc (koffi): the calls Node has no API for (raw sockets by fd, unix
- * datagrams, sendmmsg, mount, unshare, signal masks), the constants they take, and errno helpers.
+ * datagrams, sendmmsg, mount, unshare, signal masks, flock), the constants they take, and errno helpers.
  * The bottom layer: src/grm, src/proxy, tests and benches import it; it imports nothing of ours.
  * Calls return -1 and set errno (read it with errno() right after the call).
  */
@@ -24,6 +24,7 @@ export const libc = {
   unshare: lib.func('int unshare(int flags)'),
   pthread_sigmask: lib.func('int pthread_sigmask(int how, const void *set, _Out_ void *oldset)'),
   strerror: lib.func('const char *strerror(int errnum)'),
+  flock: lib.func('int flock(int fd, int operation)'),
 };
 
 // <sys/socket.h>, <netinet/in.h> (Linux values)
@@ -53,6 +54,10 @@ export const SIG_BLOCK = 0;
 export const SIG_SETMASK = 2;
 /** sizeof(sigset_t) in glibc. */
 export const SIGSET_BYTES = 128;
+
+// <sys/file.h>
+export const LOCK_EX = 2;
+export const LOCK_UN = 8;
 
 // <errno.h>
 export const EPERM = 1;

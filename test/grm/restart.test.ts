@@ -1,15 +1,15 @@
 // Manager restart: the pinned maps keep groups, generations, sockets, CID keys and counters, and
 // the attached program keeps steering while no manager runs (closed, or its process killed).
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type dgram from 'node:dgram';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createCidIssuer, type CidIssuerParams } from '../../src/grm/cid.js';
 import { defaultObjectPath, GenerationManager } from '../../src/grm/manager.js';
 import { createReuseportSocket, toSocketAddress } from '../../src/grm/sockets.js';
+import { compileToTempDir } from '../helpers/compiled.js';
 import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
 import { issueCid, longHeader, Receivers, send, shortHeader, tagOf, udpClient } from './udp.js';
 
@@ -21,11 +21,7 @@ let buildDir = '';
 
 beforeAll(() => {
   // The child manager runs as plain JS: compile the sources once.
-  buildDir = mkdtempSync(join(tmpdir(), 'grm-restart-'));
-  const root = resolve(__dirname, '../..');
-  execFileSync('npx', ['tsc', '-p', 'tsconfig.json', '--outDir', buildDir], { cwd: root, stdio: 'ignore' });
-  symlinkSync(join(root, 'node_modules'), join(buildDir, 'node_modules'));
-  writeFileSync(join(buildDir, 'package.json'), '{"type":"module"}\n');
+  buildDir = compileToTempDir('grm-restart-');
 }, 120_000);
 
 afterAll(() => {

@@ -4,7 +4,7 @@
  * SIGTERM drains and exits.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -26,6 +26,22 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
     const e = err as { code?: number; stdout?: string; stderr?: string };
     return { code: e.code ?? 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
   }
+}
+
+/** proxy.yaml in `dir`: one worker answering 200, with `processKeys` as its `process:` section. */
+function writeOneWorkerConfig(dir: string, port: number, processKeys: string): string {
+  const file = path.join(dir, 'proxy.yaml');
+  writeFileSync(
+    file,
+    `
+listeners: ["127.0.0.1:${port}"]
+workers: 1
+tls: { state_dir: state }
+routes: [{ path: /, respond: { status: 200 } }]
+process: { ${processKeys} }
+`,
+  );
+  return file;
 }
 
 function workerPids(masterPid: number): number[] {
@@ -151,23 +167,65 @@ describe('single-master check', () => {
     await new Promise<void>((resolve) => impostor.listen(socket, resolve));
     try {
       const port = await freeUdpPort();
-      const configFile = path.join(dir, 'proxy.yaml');
-      writeFileSync(
-        configFile,
-        `
-listeners: ["127.0.0.1:${port}"]
-workers: 1
-tls: { state_dir: state }
-routes: [{ path: /, respond: { status: 200 } }]
-process: { control_socket: control.sock, pin_dir: "${pinDir}" }
-`,
-      );
+      const configFile = writeOneWorkerConfig(dir, port, `control_socket: control.sock, pin_dir: "${pinDir}"`);
       const r = await cli('--config', configFile);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain(`bad reply from the master on ${socket}: not JSON`);
       expect(existsSync(path.join(dir, 'state/udpgrm-proxy.pid'))).toBe(false);
     } finally {
       impostor.close();
+      removePinDir(pinDir);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('pid file and control socket paths (issue 13, defect 6)', () => {
+  it('replaces a symlink at the pid file path instead of writing through it; the control socket is 0600', async () => {
+    const dir = makeTempDir();
+    const port = await freeUdpPort();
+    mkdirSync(path.join(dir, 'state'), { mode: 0o700 });
+    const victim = path.join(dir, 'victim');
+    writeFileSync(victim, 'precious\n');
+    const pidFile = path.join(dir, 'state/udpgrm-proxy.pid');
+    symlinkSync(victim, pidFile);
+    const proxy = await startProxy(
+      `
+listeners: ["127.0.0.1:${port}"]
+workers: 1
+tls: { state_dir: state }
+routes: [{ path: /, respond: { status: 200 } }]
+`,
+      { dir },
+    );
+    try {
+      expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+      expect(lstatSync(pidFile).isFile()).toBe(true);
+      expect(readFileSync(pidFile, 'utf8')).toBe(`${proxy.proc.pid}\n`);
+      const socket = lstatSync(path.join(dir, 'state/control.sock'));
+      expect(socket.isSocket()).toBe(true);
+      expect(socket.mode & 0o777).toBe(0o600);
+    } finally {
+      await proxy.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('does not start when a regular file is at the control socket path, names it, and leaves it', async () => {
+    const dir = makeTempDir();
+    const pinDir = uniquePinDir('not-a-socket');
+    const port = await freeUdpPort();
+    mkdirSync(path.join(dir, 'state'), { mode: 0o700 });
+    const socket = path.join(dir, 'state/control.sock');
+    writeFileSync(socket, 'not a socket\n');
+    const configFile = writeOneWorkerConfig(dir, port, `pin_dir: "${pinDir}"`);
+    try {
+      const r = await cli('--config', configFile);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`control socket path ${socket} is a regular file, not a socket: not removing it`);
+      expect(readFileSync(socket, 'utf8')).toBe('not a socket\n');
+      expect(existsSync(path.join(dir, 'state/udpgrm-proxy.pid'))).toBe(false);
+    } finally {
       removePinDir(pinDir);
       rmSync(dir, { recursive: true, force: true });
     }

@@ -3,7 +3,7 @@
  * a path to what is wrong), the wire format an older master speaks, and the errors a client tells
  * apart (only "nobody listening" means no master).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,6 +11,19 @@ import { afterAll, afterEach, describe, expect, expectTypeOf, it } from 'vitest'
 import { ControlError, ControlServer, controlRequest } from '../../src/proxy/process/control.js';
 import { decodeReply, decodeRequest, type ControlHandlers, type ControlReply, type StatusReply } from '../../src/proxy/process/control-protocol.js';
 import { DecodeError } from '../../src/proxy/process/json-decode.js';
+import { AF_UNIX, libc } from '../../src/sys/libc.js';
+
+const SOCK_STREAM = 1;
+
+/** A unix socket file nobody listens on, as a master killed with SIGKILL leaves it. */
+function staleSocket(at: string): void {
+  const fd = libc.socket(AF_UNIX, SOCK_STREAM, 0) as number;
+  const addr = Buffer.alloc(110);
+  addr.writeUInt16LE(AF_UNIX, 0);
+  addr.write(at, 2, 'utf8');
+  expect(libc.bind(fd, addr, 2 + Buffer.byteLength(at) + 1)).toBe(0);
+  libc.close(fd);
+}
 
 const dir = mkdtempSync(path.join(tmpdir(), 'control-protocol-test-'));
 let n = 0;
@@ -145,10 +158,37 @@ describe('control socket', () => {
 
   it('takes over a socket file nobody listens on', async () => {
     const stale = socketPath();
-    writeFileSync(stale, '');
+    staleSocket(stale);
+    expect(lstatSync(stale).isSocket()).toBe(true);
     const server = await ControlServer.listen(stale, handlers);
     closers.push(() => server.close());
     expect(await controlRequest(stale, { cmd: 'stop', graceful: true })).toEqual({ ok: true });
+  });
+
+  it('creates the socket 0600', async () => {
+    const at = socketPath();
+    const server = await ControlServer.listen(at, handlers);
+    closers.push(() => server.close());
+    expect(lstatSync(at).mode & 0o777).toBe(0o600);
+  });
+
+  it('refuses a regular file at its path, naming it, and leaves it there', async () => {
+    const at = socketPath();
+    writeFileSync(at, 'not ours');
+    await expect(ControlServer.listen(at, handlers)).rejects.toThrow(
+      `control socket path ${at} is a regular file, not a socket: not removing it; move it away or set process.control_socket`,
+    );
+    expect(readFileSync(at, 'utf8')).toBe('not ours');
+  });
+
+  it('refuses a symlink at its path, even to a stale socket, and leaves both', async () => {
+    const target = socketPath();
+    staleSocket(target);
+    const at = socketPath();
+    symlinkSync(target, at);
+    await expect(ControlServer.listen(at, handlers)).rejects.toThrow(`control socket path ${at} is a symlink, not a socket`);
+    expect(lstatSync(at).isSymbolicLink()).toBe(true);
+    expect(existsSync(target)).toBe(true);
   });
 
   async function failure(at: string, timeoutMs?: number): Promise<ControlError> {

@@ -16,6 +16,7 @@ import { readLogging, readQuic } from './section-quic.js';
 import { readRoutes } from './section-routes.js';
 import { readTls, type TlsRead } from './section-tls.js';
 import { readUpstreams } from './section-upstreams.js';
+import { ensurePrivateDir, privateDirProblem } from './file-trust.js';
 import { ensureSelfSigned, ensureTicketKey, selfSignedPlan, selfSignedProblem, ticketKeyProblem } from './tls-state.js';
 import type { CertificateConfig, ListenerConfig, ProxyConfig, TlsConfig } from './types.js';
 import { Cursor, IssueLog } from './yaml-cursor.js';
@@ -129,6 +130,22 @@ function prepareTlsState(
   let certificates: CertificateConfig[] = tls.certificates;
   let selfSigned: StateFate = 'not used';
   const stateWhere = (c: Cursor | undefined, key: string): [number | undefined, string] => [c?.offset, `tls.${key}`];
+
+  // The state dir holds the secrets, the pid file and the control socket: it must be ours alone.
+  if (create) {
+    try {
+      ensurePrivateDir(tls.stateDir);
+    } catch (err) {
+      log.add(...stateWhere(tls.stateDirCursor, 'state_dir'), oneLine(err));
+      return undefined;
+    }
+  } else {
+    const problem = privateDirProblem(tls.stateDir);
+    if (problem !== undefined && problem !== 'missing') {
+      log.add(...stateWhere(tls.stateDirCursor, 'state_dir'), `state directory ${tls.stateDir} ${problem}`);
+      return undefined;
+    }
+  }
 
   if (certificates.length === 0) {
     const names = selfSignedNames(listeners);

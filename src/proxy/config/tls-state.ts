@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
 import { chmodSync, linkSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { secretFileProblem } from './file-trust.js';
 import { canonicalIp } from './names.js';
 
 /**
@@ -32,8 +33,15 @@ export function selfSignedPlan(stateDir: string, names: readonly string[]): Self
   return { certFile: join(stateDir, 'self-signed.crt'), keyFile: join(stateDir, 'self-signed.key'), names };
 }
 
-/** Why the existing pair cannot be reused, or undefined when it can. */
+/**
+ * Why the existing pair cannot be reused, or undefined when it can. A key that is not a private
+ * file of ours may have been planted or read by someone else: the pair is ours to make, so such a
+ * key is a reason to regenerate it (the rename replaces the file or symlink, never its target).
+ */
 export function selfSignedProblem(plan: SelfSignedPlan, now = new Date()): string | undefined {
+  const keyProblem = secretFileProblem(plan.keyFile);
+  if (keyProblem === 'missing') return 'missing';
+  if (keyProblem !== undefined) return `key ${plan.keyFile} ${keyProblem}`;
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(readFileSync(plan.certFile));
@@ -100,8 +108,14 @@ export function ensureSelfSigned(plan: SelfSignedPlan, stateDir: string): boolea
   return true;
 }
 
-/** Why an existing ticket key file is unusable, 'missing', or undefined when fine. */
+/**
+ * Why an existing ticket key file is unusable, 'missing', or undefined when fine. A key that is not
+ * a private file of ours is refused, not replaced: it may be the operator's (shared by several
+ * hosts), and whoever could write or read it can decrypt resumed sessions, which they must know.
+ */
 export function ticketKeyProblem(file: string): string | undefined {
+  const trust = secretFileProblem(file);
+  if (trust !== undefined) return trust;
   try {
     const size = statSync(file).size;
     if (size !== TICKET_KEY_BYTES) {

@@ -2,8 +2,11 @@
  * The master's local control channel: a unix socket carrying one JSON line per request and one
  * per reply (control-protocol.ts says what they hold). `udpgrm-proxy reload`, `upgrade` and
  * `list --config` use it, and so does a new master during an upgrade; only root can connect (0600).
+ *
+ * The socket is created 0600 (under a restrictive umask, so there is no window before a chmod),
+ * and nothing at its path is ever followed or deleted unless it is a socket nobody listens on.
  */
-import { chmodSync, existsSync, rmSync } from 'node:fs';
+import { lstatSync, unlinkSync, type Stats } from 'node:fs';
 import net from 'node:net';
 import { decodeReply, decodeRequest, dispatch, type ControlCommand, type ControlHandlers, type ControlReply, type ControlRequest } from './control-protocol.js';
 import { DecodeError } from './json-decode.js';
@@ -20,8 +23,13 @@ export class ControlServer {
   ) {}
 
   static async listen(path: string, handlers: ControlHandlers): Promise<ControlServer> {
+    const problem = controlPathProblem(path);
+    if (problem !== undefined) throw new Error(problem);
     // A socket file left by a master that is gone would make listen fail with EADDRINUSE.
-    if (existsSync(path) && !(await isListening(path))) rmSync(path, { force: true });
+    if (lstatOrUndefined(path) !== undefined) {
+      if (await isListening(path)) throw new Error(`a master already listens on the control socket ${path}`);
+      unlinkSync(path);
+    }
     const server = net.createServer((conn) => {
       let buf = '';
       conn.setEncoding('utf8');
@@ -65,9 +73,15 @@ export class ControlServer {
     };
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(path, () => resolve());
+      // bind(2) runs inside listen() synchronously and creates the file with mode 0777 & ~umask:
+      // 0600 from the start. The umask is process-wide, so it is restored at once.
+      const umask = process.umask(0o177);
+      try {
+        server.listen(path, () => resolve());
+      } finally {
+        process.umask(umask);
+      }
     });
-    chmodSync(path, 0o600);
     return new ControlServer(server, path);
   }
 
@@ -76,7 +90,28 @@ export class ControlServer {
     if (this.closed) return;
     this.closed = true;
     this.server.close();
-    rmSync(this.path, { force: true });
+    // Only our socket: whatever else is there now is not ours to delete.
+    if (lstatOrUndefined(this.path)?.isSocket()) unlinkSync(this.path);
+  }
+}
+
+/**
+ * Why the control socket cannot be created at `path`: something other than a socket is there (a
+ * symlink, a regular file...). Never deleted: it is not ours, and it may matter to someone.
+ */
+export function controlPathProblem(path: string): string | undefined {
+  const st = lstatOrUndefined(path);
+  if (st === undefined || st.isSocket()) return undefined;
+  const what = st.isSymbolicLink() ? 'a symlink' : st.isFile() ? 'a regular file' : st.isDirectory() ? 'a directory' : 'not a socket';
+  return `control socket path ${path} is ${what}, not a socket: not removing it; move it away or set process.control_socket`;
+}
+
+function lstatOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
   }
 }
 

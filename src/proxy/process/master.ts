@@ -4,12 +4,13 @@
  * the working generation in BPF once every new worker is ready, and drains the previous one.
  * The master never parses QUIC.
  */
-import { readFileSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { GenerationManager, type Group } from '../../grm/index.js';
 import { ConfigError, formatConfigErrors, loadConfig } from '../config/index.js';
 import type { ProxyConfig } from '../config/types.js';
 import { Generation, type WorkerProcess } from './generation.js';
+import { OrphanSlots } from './orphans.js';
+import { removePidFile } from './pid-file.js';
 
 export type ReloadOutcome =
   /** `phases`: durations in ms (validate, start and flip). */
@@ -40,6 +41,8 @@ export class Master {
   private reloading: Promise<ReloadOutcome> | undefined;
   private queuedReload: Promise<ReloadOutcome> | undefined;
   private stopping = false;
+  /** Slots of a crashed previous master whose workers still drain. */
+  private readonly orphans: OrphanSlots;
   readonly counters: MasterCounters = { reloadsOk: 0, reloadsFailed: 0, workerRestarts: 0 };
 
   private constructor(
@@ -47,7 +50,9 @@ export class Master {
     private readonly manager: GenerationManager,
     private readonly groups: Group[],
     private readonly opts: MasterOptions,
-  ) {}
+  ) {
+    this.orphans = new OrphanSlots(opts.log);
+  }
 
   /** Loads the config, opens (or adopts) the BPF state and starts the first generation. */
   static async start(config: ProxyConfig, opts: MasterOptions): Promise<Master> {
@@ -56,10 +61,13 @@ export class Master {
     const master = new Master(config, manager, groups, opts);
     const stale = groups.map((g) => g.generations().map((info) => info.gen));
     const gen = await master.startGeneration(config);
-    // Slots left by a previous master that is gone: their sockets closed with it.
+    // Slots left by a previous master that is gone (after an upgrade the previous master still
+    // manages its own): its workers may still be draining connections, so they are adopted and
+    // retired once those workers exited, not cut now. Ours is working by now, so none gets new
+    // connections.
     if (!opts.upgrade) {
       groups.forEach((g, i) => {
-        for (const old of stale[i]!) if (old !== gen.groupGens[i]) tryRetire(g, old, opts.log);
+        for (const old of stale[i]!) if (old !== gen.groupGens[i]) master.orphans.adopt(g, old);
       });
     }
     return master;
@@ -203,27 +211,17 @@ export class Master {
   /** Graceful stop: every generation drains (bounded by drain_timeout), then the master exits. */
   async stop(graceful: boolean): Promise<void> {
     this.stopping = true;
+    this.orphans.stop();
     if (graceful) await this.reloading;
     const gens = [...this.generations];
     if (graceful) await Promise.all(gens.map((g) => (g.state === 'draining' ? g.gone : g.drain(g.config.drainTimeoutMs))));
     else await Promise.all(gens.map(async (g) => (await g.kill(), g.release())));
     // After an upgrade the pid file names the new master: leave it.
-    try {
-      if (readFileSync(this.config.process.pidFile, 'utf8').trim() === String(process.pid)) unlinkSync(this.config.process.pidFile);
-    } catch {
-      // already gone
-    }
+    removePidFile(this.config.process.pidFile);
     this.manager.close();
   }
 }
 
-function tryRetire(g: Group, gen: number, log: Logger): void {
-  try {
-    g.retire(gen);
-  } catch (err) {
-    log.warn({ group: String(g), gen, err: (err as Error).message }, 'cannot retire stale generation');
-  }
-}
 
 function round(ms: number): number {
   return Math.round(ms * 10) / 10;

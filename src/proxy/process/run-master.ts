@@ -7,14 +7,14 @@
  *   SIGQUIT         fast stop
  * The same reload and upgrade, and a status view, are available on the control socket.
  */
-import { writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { createLogger } from '../log.js';
 import { CLI_SCRIPT } from './cli-script.js';
 import { controlHandlers } from './control-dispatch.js';
-import { ControlError, ControlServer, controlRequest } from './control.js';
+import { ControlError, ControlServer, controlPathProblem, controlRequest } from './control.js';
 import { loadOrReport } from './load-config.js';
 import { Master } from './master.js';
+import { writePidFile } from './pid-file.js';
 import { monotonicUsec, sdNotify } from './sd-notify.js';
 import { Upgrade, requestHandover, takeUpgradeFrom } from './upgrade.js';
 
@@ -32,7 +32,7 @@ export async function runProxy(configFile: string): Promise<number> {
 
   // One master per control socket: a second one would fight over the same BPF state.
   if (!upgradeFrom) {
-    const refusal = await otherMaster(controlSocket);
+    const refusal = controlPathProblem(controlSocket) ?? (await otherMaster(controlSocket));
     if (refusal) {
       process.stderr.write(`udpgrm-proxy: ${refusal}\n`);
       return 1;
@@ -52,10 +52,17 @@ export async function runProxy(configFile: string): Promise<number> {
     }
     log.info({ from: upgradeFrom }, 'took over from the previous master');
   }
-  writeFileSync(pidFile, `${process.pid}\n`);
-
   const running = new RunningMaster(master, new Upgrade(configFile, log), log);
-  await running.listen(controlSocket);
+  try {
+    writePidFile(pidFile);
+    await running.listen(controlSocket);
+  } catch (err) {
+    // Checked before starting, but the paths may have changed since: without them we cannot serve.
+    log.error({ error: (err as Error).message }, 'cannot write the pid file or create the control socket; stopping');
+    process.stderr.write(`udpgrm-proxy: ${(err as Error).message}\n`);
+    await master.stop(false);
+    return 1;
+  }
   sdNotify(upgradeFrom ? `MAINPID=${process.pid}\nREADY=1` : 'READY=1');
   log.info({ config: config.file, listeners: config.listeners.length, workers: config.workers }, 'ready');
   running.handleSignals();
