@@ -8,6 +8,7 @@ import type { QuicApplication, QuicStreams } from '../quic/connection.js';
 import { streamResetCode } from '../quic/native.js';
 import { H3_ERROR, H3Error } from './errors.js';
 import { FRAME_TYPE, FrameReader, STREAM_TYPE, SETTINGS_ID, encodeControlStreamPreface, encodeGoaway, parseGoaway, parseSettings, parseSingleVarintPayload } from './frames.js';
+import { HandshakeGate } from './handshake-gate.js';
 import { DecoderStreamReceiver, EncoderStreamReceiver } from './qpack.js';
 import { RequestStream } from './request-stream.js';
 import { StreamWriter } from './stream-writer.js';
@@ -70,11 +71,15 @@ export class H3Session implements QuicApplication {
   private goawayId: number | undefined;
   private closing = false;
   requestsServed = 0;
+  private readonly handshake: HandshakeGate;
 
   constructor(
     readonly conn: QuicStreams,
     private readonly opts: SessionOptions,
-  ) {}
+  ) {
+    // Created before the handshake completes (at accept): requests received in 0-RTT wait on it.
+    this.handshake = new HandshakeGate(conn.isReady && !conn.inEarlyData);
+  }
 
   get activeRequests(): number {
     return this.requests.size;
@@ -100,6 +105,10 @@ export class H3Session implements QuicApplication {
     if (this.goawayId !== undefined) this.sendGoaway();
   }
 
+  onHandshakeComplete(): void {
+    this.handshake.complete();
+  }
+
   onStreamReadable(streamId: number): void {
     try {
       if ((streamId & 0x3) === 0) this.onRequestStreamReadable(streamId);
@@ -123,6 +132,7 @@ export class H3Session implements QuicApplication {
     if (this.stopCheckTimer) clearTimeout(this.stopCheckTimer);
     for (const req of this.requests.values()) req.abort('connection closed');
     this.requests.clear();
+    this.handshake.close();
     this.opts.onClosed?.(this);
   }
 
@@ -172,6 +182,7 @@ export class H3Session implements QuicApplication {
         handler: this.opts.handler,
         onHandlerError: this.opts.onHandlerError,
         onDone: () => this.onRequestDone(streamId),
+        handshakeComplete: () => this.handshake.wait(),
       });
       this.requests.set(streamId, req);
       if (streamId > this.highestRequestId) this.highestRequestId = streamId;
