@@ -17,16 +17,26 @@ export interface TestUpstream {
   readonly port: number;
   readonly origin: string;
   readonly requests: number;
+  /** Every request received, in arrival order (method, url, lowercased headers). */
+  readonly log: ReadonlyArray<UpstreamRequestRecord>;
   /** 'request' (url) for every request; 'aborted' (url) when a /slow response is cut off by our side. */
   readonly events: EventEmitter;
   close(): Promise<void>;
 }
 
+export interface UpstreamRequestRecord {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+}
+
 export async function startUpstream(name = 'up'): Promise<TestUpstream> {
   let requests = 0;
+  const log: UpstreamRequestRecord[] = [];
   const events = new EventEmitter();
   const server = http.createServer((req, res) => {
     requests++;
+    log.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
     events.emit('request', req.url);
     const url = new URL(req.url ?? '/', 'http://x');
     const leaf = `/${url.pathname.split('/').pop()}`;
@@ -95,6 +105,7 @@ export async function startUpstream(name = 'up'): Promise<TestUpstream> {
     get requests() {
       return requests;
     },
+    log,
     events,
     close: () =>
       new Promise<void>((resolve) => {
