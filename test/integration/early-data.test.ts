@@ -119,3 +119,58 @@ upstreams:
     });
   });
 }
+
+describe('quic.early_data: off', () => {
+  let proxy: RunningProxy;
+  let up: TestUpstream;
+  let port: number;
+
+  beforeAll(async () => {
+    up = await startUpstream('no-early');
+    const dir = makeTempDir();
+    const a = makeCert(dir, 'a', 'a.test');
+    port = await freeUdpPort();
+    proxy = await startProxy(
+      `
+listeners: ["127.0.0.1:${port}"]
+workers: 1
+logging: { level: info, access_log: true }
+tls:
+  state_dir: state
+  certificates:
+    - { names: [a.test], cert: ${a.cert}, key: ${a.key} }
+quic: { early_data: off }
+routes:
+  - path: /api/
+    upstream: app
+upstreams:
+  app: { targets: ["${up.origin}"] }
+`,
+      { dir },
+    );
+  });
+
+  afterAll(async () => {
+    await proxy?.stop();
+    await up?.close();
+  });
+
+  it('issues tickets without early data, still resumes, and marks nothing early', async () => {
+    const first = await H3Client.connect({ host: '127.0.0.1', port, sni: 'a.test', earlyData: true });
+    expect((await first.get('a.test', '/api/warmup')).status).toBe(200);
+    const session = first.session();
+    await first.close();
+
+    const c = await H3Client.open({ host: '127.0.0.1', port, sni: 'a.test', session: session!, earlyData: true });
+    // The ticket carries no early-data allowance (max_early_data_size 0), so the client cannot try.
+    expect(c.isInEarlyData).toBe(false);
+    const g = await c.get('a.test', '/api/page');
+    await c.handshake;
+    expect(c.isResumed).toBe(true);
+    expect(g.status).toBe(200);
+    await c.close();
+    expect(up.log.filter((r) => r.url === '/api/page').map((r) => r.headers['early-data'])).toEqual([undefined]);
+    const line = await proxy.waitForLog((l) => l.log === 'access' && l.path === '/api/page');
+    expect(line.earlyData).toBeUndefined();
+  });
+});
