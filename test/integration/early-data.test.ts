@@ -27,52 +27,64 @@ async function replay(flight: readonly Buffer[], port: number): Promise<void> {
   sock.close();
 }
 
-for (const certificates of ['one certificate', 'two certificates'] as const) {
-  describe(`0-RTT replay (${certificates})`, () => {
-    let proxy: RunningProxy;
-    let up: TestUpstream;
-    let port: number;
+interface Setup {
+  readonly proxy: RunningProxy;
+  readonly up: TestUpstream;
+  readonly port: number;
+}
 
-    beforeAll(async () => {
-      up = await startUpstream('early');
-      const dir = makeTempDir();
-      const a = makeCert(dir, 'a', 'a.test');
-      const b = makeCert(dir, 'b', 'b.test');
-      port = await freeUdpPort();
-      const second = certificates === 'two certificates' ? `\n    - { names: [b.test], cert: ${b.cert}, key: ${b.key} }` : '';
-      proxy = await startProxy(
-        `
-listeners: ["127.0.0.1:${port}"]
-workers: 1
-logging: { level: info, access_log: true }
-tls:
-  state_dir: state
-  certificates:
-    - { names: [a.test], cert: ${a.cert}, key: ${a.key}, default: true }${second}
-routes:
-  - path: /api/
-    upstream: app
-upstreams:
-  app: { targets: ["${up.origin}"] }
-`,
-        { dir },
-      );
-    });
+/** A one-worker proxy routing /api/ to a recording upstream, with one or two certificates. */
+async function startSetup(certificateCount: 1 | 2, quic = ''): Promise<Setup> {
+  const up = await startUpstream('early');
+  const dir = makeTempDir();
+  const certs = [makeCert(dir, 'a', 'a.test'), makeCert(dir, 'b', 'b.test')].slice(0, certificateCount);
+  const port = await freeUdpPort();
+  const list = certs.map((c, i) => `{ names: [${i === 0 ? 'a' : 'b'}.test], cert: ${c.cert}, key: ${c.key} }`).join(', ');
+  const yaml = [
+    `listeners: ["127.0.0.1:${port}"]`,
+    'workers: 1',
+    'logging: { level: info, access_log: true }',
+    `tls: { state_dir: state, certificates: [${list}] }`,
+    quic,
+    'routes: [{ path: /api/, upstream: app }]',
+    `upstreams: { app: { targets: ["${up.origin}"] } }`,
+  ].join('\n');
+  return { proxy: await startProxy(yaml, { dir }), up, port };
+}
 
-    afterAll(async () => {
-      await proxy?.stop();
-      await up?.close();
-    });
+/** Starts a setup for the enclosing describe block (stopped after it); the getter reads it in tests. */
+function useSetup(certificateCount: 1 | 2, quic = ''): () => Setup {
+  let setup: Setup | undefined;
+  beforeAll(async () => {
+    setup = await startSetup(certificateCount, quic);
+  });
+  afterAll(async () => {
+    await setup?.proxy.stop();
+    await setup?.up.close();
+  });
+  return () => setup!;
+}
+
+/** A resumable session from a first connection (with one request on it, so the ticket has arrived). */
+async function ticket(port: number): Promise<Uint8Array> {
+  const first = await H3Client.connect({ host: '127.0.0.1', port, sni: 'a.test', earlyData: true });
+  expect((await first.get('a.test', '/api/warmup')).status).toBe(200);
+  const session = first.session();
+  expect(session).not.toBeNull();
+  await first.close();
+  return session!;
+}
+
+for (const certificateCount of [1, 2] as const) {
+  describe(`0-RTT replay (${certificateCount} certificate(s))`, () => {
+    const setup = useSetup(certificateCount);
 
     it('serves a safe request early, holds a POST for the handshake, and a replayed first flight reaches the upstream with nothing', async () => {
-      const first = await H3Client.connect({ host: '127.0.0.1', port, sni: 'a.test', earlyData: true });
-      expect((await first.get('a.test', '/api/warmup')).status).toBe(200);
-      const session = first.session();
-      expect(session).not.toBeNull();
-      await first.close();
+      const { proxy, up, port } = setup();
+      const session = await ticket(port);
 
       const flight: Buffer[] = [];
-      const c = await H3Client.open({ host: '127.0.0.1', port, sni: 'a.test', session: session!, earlyData: true, firstFlight: flight });
+      const c = await H3Client.open({ host: '127.0.0.1', port, sni: 'a.test', session, earlyData: true, firstFlight: flight });
       expect(c.isInEarlyData).toBe(true);
       const body = Buffer.from('amount=100');
       const post = c.request(
@@ -121,47 +133,12 @@ upstreams:
 }
 
 describe('quic.early_data: off', () => {
-  let proxy: RunningProxy;
-  let up: TestUpstream;
-  let port: number;
-
-  beforeAll(async () => {
-    up = await startUpstream('no-early');
-    const dir = makeTempDir();
-    const a = makeCert(dir, 'a', 'a.test');
-    port = await freeUdpPort();
-    proxy = await startProxy(
-      `
-listeners: ["127.0.0.1:${port}"]
-workers: 1
-logging: { level: info, access_log: true }
-tls:
-  state_dir: state
-  certificates:
-    - { names: [a.test], cert: ${a.cert}, key: ${a.key} }
-quic: { early_data: off }
-routes:
-  - path: /api/
-    upstream: app
-upstreams:
-  app: { targets: ["${up.origin}"] }
-`,
-      { dir },
-    );
-  });
-
-  afterAll(async () => {
-    await proxy?.stop();
-    await up?.close();
-  });
+  const setup = useSetup(1, 'quic: { early_data: off }');
 
   it('issues tickets without early data, still resumes, and marks nothing early', async () => {
-    const first = await H3Client.connect({ host: '127.0.0.1', port, sni: 'a.test', earlyData: true });
-    expect((await first.get('a.test', '/api/warmup')).status).toBe(200);
-    const session = first.session();
-    await first.close();
-
-    const c = await H3Client.open({ host: '127.0.0.1', port, sni: 'a.test', session: session!, earlyData: true });
+    const { proxy, up, port } = setup();
+    const session = await ticket(port);
+    const c = await H3Client.open({ host: '127.0.0.1', port, sni: 'a.test', session, earlyData: true });
     // The ticket carries no early-data allowance (max_early_data_size 0), so the client cannot try.
     expect(c.isInEarlyData).toBe(false);
     const g = await c.get('a.test', '/api/page');
