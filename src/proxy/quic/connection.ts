@@ -98,7 +98,9 @@ export class QuicConnection implements TimerOwner, QuicStreams {
     if (!app) return;
     if (this.handshake !== 'complete') {
       const before = this.handshake;
-      this.handshake = q.isEstablished() ? 'complete' : q.isInEarlyData() ? 'early-data' : 'in-progress';
+      // Only forward: once on 0-RTT keys, the connection stays "early" until the handshake completes.
+      if (q.isEstablished()) this.handshake = 'complete';
+      else if (q.isInEarlyData()) this.handshake = 'early-data';
       if (before === 'in-progress' && this.handshake !== 'in-progress') app.onReady();
       // Before reading: streams read below in the same turn already count as after the handshake.
       if (this.handshake === 'complete') app.onHandshakeComplete();
