@@ -16,6 +16,7 @@ import { matchRoute } from './http/route.js';
 import type { WorkerStats } from './worker-stats.js';
 import { openDgramSocket } from './net/udp-socket.js';
 import { QuicEndpoint } from './quic/endpoint.js';
+import { ReplayGuard } from './quic/replay-guard.js';
 import { TlsContexts } from './quic/tls-contexts.js';
 import { UpstreamRegistry } from './upstream/registry.js';
 
@@ -49,6 +50,8 @@ export class ProxyServer {
     const ticketKey = readTicketKey(config.tls.ticketKeyFile);
     const resetKey = Buffer.from(hkdfSync('sha256', ticketKey, Buffer.alloc(0), 'udpgrm-proxy stateless reset', 32));
     const tls = new TlsContexts({ certificates: config.tls.certificates, alpn: config.tls.alpn, limits: config.quic, ticketKey });
+    // One guard for all of this worker's listeners: a replay sent to another listener is caught too.
+    const replayGuard = config.quic.earlyData === 'off' ? undefined : new ReplayGuard();
     const upstreams = (this.upstreams = new UpstreamRegistry(config.upstreams));
     const handler = new ProxyHandler({
       route: (host, path) => matchRoute(config.routes, host, path),
@@ -67,6 +70,7 @@ export class ProxyServer {
         limits: config.quic,
         resetKey,
         log,
+        ...(replayGuard ? { replayGuard } : {}),
         createApplication: (conn) => {
           const session = new H3Session(conn, {
             handler,

@@ -41,6 +41,10 @@ export interface ConnectOptions {
   timeoutMs?: number;
   /** ALPN protocols to offer (default ['h3']). */
   alpn?: string[];
+  /** Offer 0-RTT when resuming `session` (requests written before the handshake completes go in early data). */
+  earlyData?: boolean;
+  /** Receives a copy of every datagram sent before the first one is received: the client's first flight. */
+  firstFlight?: Buffer[];
 }
 
 export class H3Client {
@@ -65,6 +69,7 @@ export class H3Client {
     this.local = { host: a.address, port: a.port };
     this.closed = new Promise((r) => (this.closedResolve = r));
     socket.on('message', (msg, rinfo) => {
+      this.firstFlight = undefined;
       try {
         conn.recv(msg, { from: { host: rinfo.address, port: rinfo.port }, to: this.local });
       } catch {
@@ -75,6 +80,19 @@ export class H3Client {
   }
 
   static async connect(opts: ConnectOptions): Promise<H3Client> {
+    const client = await H3Client.open(opts);
+    await client.handshake;
+    return client;
+  }
+
+  /** Resolves once the handshake completed; rejects when it failed or timed out. */
+  handshake: Promise<void> = Promise.resolve();
+
+  /**
+   * Starts a connection without waiting for the handshake: with `session` and `earlyData`, requests
+   * made right away are sent in 0-RTT. `handshake` settles when the handshake does.
+   */
+  static async open(opts: ConnectOptions): Promise<H3Client> {
     const family = net.isIPv6(opts.host) ? 'udp6' : 'udp4';
     const socket = dgram.createSocket(family);
     await new Promise<void>((r) => socket.bind(0, opts.host, () => r()));
@@ -90,12 +108,14 @@ export class H3Client {
     cfg.setInitialMaxStreamDataUni(1024 * 1024);
     cfg.setInitialMaxStreamsBidi(100);
     cfg.setInitialMaxStreamsUni(100);
+    if (opts.earlyData) cfg.enableEarlyData();
     const a = socket.address();
     const peer = { host: opts.host, port: opts.port };
     const conn = quiche.Connection.connect(opts.sni ?? null, randomBytes(16), { host: a.address, port: a.port }, peer, cfg);
     if (opts.session) conn.setSession(opts.session);
     const client = new H3Client(socket, conn, peer);
-    await new Promise<void>((resolve, reject) => {
+    client.firstFlight = opts.firstFlight;
+    client.handshake = new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('handshake timed out')), opts.timeoutMs ?? 5000);
       client.established = () => {
         clearTimeout(t);
@@ -107,7 +127,17 @@ export class H3Client {
       };
       client.afterIo();
     });
+    // Observed by `connect`, or by the caller of `open`; never an unhandled rejection meanwhile.
+    client.handshake.catch(() => {});
     return client;
+  }
+
+  /** Where the first flight goes (until the first datagram is received). */
+  private firstFlight: Buffer[] | undefined;
+
+  /** True while 0-RTT keys are in use (the handshake has not completed). */
+  get isInEarlyData(): boolean {
+    return this.conn.isInEarlyData();
   }
 
   /** DER bytes of the certificate the server presented. */
@@ -239,7 +269,9 @@ export class H3Client {
     for (;;) {
       const r = c.send(this.buf);
       if (!r) break;
-      this.socket.send(Buffer.from(this.buf.subarray(0, r[0])), this.peer.port, this.peer.host);
+      const datagram = Buffer.from(this.buf.subarray(0, r[0]));
+      this.firstFlight?.push(Buffer.from(datagram));
+      this.socket.send(datagram, this.peer.port, this.peer.host);
     }
     if (c.isClosed()) {
       this.peerError = c.peerError();

@@ -43,6 +43,8 @@ export interface MemoryExchangeOptions {
   readonly writeHighWaterMark?: number;
   /** false: a slow client that reads nothing until read() or resume() (default true). */
   readonly reading?: boolean;
+  /** The request arrived in 0-RTT; the handshake then completes when the test says (`completeHandshake`, `closeBeforeHandshake`). */
+  readonly earlyData?: boolean;
 }
 
 export type ResponseEvent =
@@ -71,6 +73,7 @@ export class MemoryExchange implements HttpExchange {
   readonly requestFed: Promise<void>;
   bytesReceived = 0;
   bytesSent = 0;
+  readonly earlyData: boolean;
 
   readonly #init: MemoryRequest;
   readonly #abort = new AbortController();
@@ -87,6 +90,8 @@ export class MemoryExchange implements HttpExchange {
   #feeding: Promise<void> = Promise.resolve();
   #resolveFinished!: (outcome: Outcome) => void;
   #resolveFed!: () => void;
+  #handshake: 'pending' | 'complete' | 'closed';
+  #handshakeWaiters: Array<(complete: boolean) => void> = [];
 
   constructor(init: MemoryRequest = {}, options: MemoryExchangeOptions = {}) {
     const headers: FieldList = [...(init.headers ?? [])];
@@ -112,11 +117,42 @@ export class MemoryExchange implements HttpExchange {
     this.streamId = options.streamId ?? (nextStreamId += 4) - 4;
     this.#writeHighWaterMark = options.writeHighWaterMark ?? 256 * 1024;
     this.#reading = options.reading ?? true;
+    this.earlyData = options.earlyData ?? false;
+    this.#handshake = this.earlyData ? 'pending' : 'complete';
     this.finished = new Promise((resolve) => (this.#resolveFinished = resolve));
     this.requestFed = new Promise((resolve) => (this.#resolveFed = resolve));
   }
 
+  handshakeComplete(): Promise<boolean> {
+    if (this.#handshake !== 'pending') return Promise.resolve(this.#handshake === 'complete');
+    return new Promise((resolve) => this.#handshakeWaiters.push(resolve));
+  }
+
+  /** Has the handler waited for the handshake (a request held back from early data)? */
+  get waitingForHandshake(): boolean {
+    return this.#handshakeWaiters.length > 0;
+  }
+
   // ------------------------------------------------------------------ the test's side
+
+  /** The client's handshake completes: requests held back from early data go on. */
+  completeHandshake(): void {
+    this.#settleHandshake('complete');
+  }
+
+  /** The connection ends before the handshake completes (a replayed first flight does). */
+  closeBeforeHandshake(): void {
+    this.#settleHandshake('closed');
+    this.abort('connection closed');
+  }
+
+  #settleHandshake(to: 'complete' | 'closed'): void {
+    if (this.#handshake !== 'pending') return;
+    this.#handshake = to;
+    const waiters = this.#handshakeWaiters;
+    this.#handshakeWaiters = [];
+    for (const w of waiters) w(to === 'complete');
+  }
 
   /** Hand the exchange to a handler (through dispatchExchange), then start feeding the body. */
   dispatch(handler: RequestHandler, onError: (err: unknown) => void = (err) => { throw err; }): Promise<Outcome> {

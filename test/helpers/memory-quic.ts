@@ -31,6 +31,8 @@ export class MemoryQuicConnection implements QuicStreams {
   readonly id = 'c0ffee';
   peer = { host: '192.0.2.7', port: 50000 };
   isReady = true;
+  /** The connection runs on 0-RTT keys: set before creating the session, ended by `completeHandshake()`. */
+  inEarlyData = false;
   rttMs = 0;
   app: QuicApplication | undefined;
   /** CONNECTION_CLOSE the application asked for. */
@@ -113,6 +115,13 @@ export class MemoryQuicConnection implements QuicStreams {
   start(app: QuicApplication): void {
     this.app = app;
     app.onReady();
+    if (!this.inEarlyData) app.onHandshakeComplete();
+  }
+
+  /** The client's Finished arrived: the connection leaves early data (as QuicConnection reports it). */
+  completeHandshake(): void {
+    this.inEarlyData = false;
+    this.app?.onHandshakeComplete();
   }
 
   /** Client bytes (and FIN) on a stream, then one delivery to the application. */

@@ -17,6 +17,8 @@ export interface TestUpstream {
   readonly port: number;
   readonly origin: string;
   readonly requests: number;
+  /** Every request received, in arrival order (method, url, lowercased headers). */
+  readonly log: ReadonlyArray<UpstreamRequestRecord>;
   /**
    * 'request' (url) for every request; 'aborted' (url) when a /slow response is cut off by our side;
    * 'upload-aborted' (url) when a request body is cut off before its end.
@@ -25,11 +27,19 @@ export interface TestUpstream {
   close(): Promise<void>;
 }
 
+export interface UpstreamRequestRecord {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+}
+
 export async function startUpstream(name = 'up'): Promise<TestUpstream> {
   let requests = 0;
+  const log: UpstreamRequestRecord[] = [];
   const events = new EventEmitter();
   const server = http.createServer((req, res) => {
     requests++;
+    log.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
     events.emit('request', req.url);
     const url = new URL(req.url ?? '/', 'http://x');
     const leaf = `/${url.pathname.split('/').pop()}`;
@@ -102,6 +112,7 @@ export async function startUpstream(name = 'up'): Promise<TestUpstream> {
     get requests() {
       return requests;
     },
+    log,
     events,
     close: () =>
       new Promise<void>((resolve) => {

@@ -38,6 +38,7 @@ describe('parseClientHello', () => {
       serverName: 'example.com',
       alpn: ['alpn'],
       quicTransportParametersPresent: true,
+      offersEarlyData: false,
       legacyVersion: 0x0303,
       supportedVersions: [0x0304],
     });
@@ -57,18 +58,25 @@ describe('parseClientHello', () => {
       serverName: 'www.example.com',
       alpn: ['h3', 'h3-29', 'hq-interop'],
       quicTransportParametersPresent: true,
+      offersEarlyData: false,
       legacyVersion: 0x0303,
       supportedVersions: [0x1a1a, 0x0304],
     });
   });
 
   it('returns empty ALPN and no name when the extensions are absent', () => {
-    expect(parseClientHello(clientHello([]))).toEqual({ alpn: [], quicTransportParametersPresent: false, legacyVersion: 0x0303 });
+    expect(parseClientHello(clientHello([]))).toEqual({ alpn: [], quicTransportParametersPresent: false, legacyVersion: 0x0303, offersEarlyData: false });
     expect(parseClientHello(clientHello(undefined, 0x0301))).toEqual({
       alpn: [],
       quicTransportParametersPresent: false,
+      offersEarlyData: false,
       legacyVersion: 0x0301,
     });
+  });
+
+  it('reports an early_data offer (0-RTT, RFC 8446 §4.2.10)', () => {
+    expect(parseClientHello(clientHello([alpn('h3'), [42, Buffer.alloc(0)]])).offersEarlyData).toBe(true);
+    expect(parseClientHello(clientHello([alpn('h3')])).offersEarlyData).toBe(false);
   });
 
   it('treats an IPv4 literal as no name and skips unknown name types', () => {

@@ -148,6 +148,9 @@ describe('kinds of error', () => {
       [5, 27, 'quic.max_concurrent_streams', 'expected max_concurrent_streams (1..100000), got 1.5'],
       [6, 15, 'quic.cid_length', 'cid_length must be between 8 and 20, got 21'],
     ]);
+    expect(check(`${OK_LISTENERS}${OK_ROUTES}quic:\n  early_data: always\n`)).toEqual([
+      [4, 15, 'quic.early_data', 'expected one of "off", "safe", got "always"'],
+    ]);
   });
 
   it('durations and sizes', () => {

@@ -101,6 +101,7 @@ describe('loadConfig on valid files', () => {
       initialMaxStreamData: 1_000_000,
       maxUdpPayload: 1452,
       cidLength: 20,
+      earlyData: 'off',
     });
     expect(config.logging).toEqual({ level: 'debug', accessLog: false });
   });
@@ -142,6 +143,7 @@ describe('loadConfig on valid files', () => {
       initialMaxStreamData: 1024 * 1024,
       maxUdpPayload: 1350,
       cidLength: 16,
+      earlyData: 'safe',
     });
     expect(config.logging).toEqual({ level: 'info', accessLog: true });
   });

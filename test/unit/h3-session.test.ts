@@ -192,6 +192,53 @@ describe('H3Session: GOAWAY (RFC 9114 §5.2)', () => {
   });
 });
 
+describe('RequestStream: requests received in 0-RTT (RFC 9114 §10.9, RFC 8470)', () => {
+  /** A session on a connection running on 0-RTT keys (as at accept of a resumed client's first flight). */
+  function openEarly(): Harness {
+    const conn = new MemoryQuicConnection();
+    conn.inEarlyData = true;
+    const handler = new HeldExchanges();
+    const handlerErrors: unknown[] = [];
+    const session = new H3Session(conn, { handler, limits: LIMITS, onHandlerError: (err) => handlerErrors.push(err) });
+    conn.start(session);
+    return { conn, session, handler, handlerErrors };
+  }
+
+  it('marks a request read during early data, and keeps the mark after the handshake completes', async () => {
+    const { conn, handler } = openEarly();
+    get(conn, 0, '/early');
+    const early = handler.last;
+    expect(early.earlyData).toBe(true);
+    let complete: boolean | undefined;
+    void early.handshakeComplete().then((c) => (complete = c));
+    await Promise.resolve();
+    expect(complete).toBeUndefined();
+    conn.completeHandshake();
+    await Promise.resolve();
+    expect(complete).toBe(true);
+    expect(early.earlyData).toBe(true);
+    get(conn, 4, '/late');
+    expect(handler.last.earlyData).toBe(false);
+    expect(await handler.last.handshakeComplete()).toBe(true);
+  });
+
+  it('reports a handshake that never completes (connection closed) to requests waiting for it', async () => {
+    const { conn, session, handler } = openEarly();
+    get(conn, 0);
+    const waiting = handler.last.handshakeComplete();
+    session.onClosed();
+    expect(await waiting).toBe(false);
+    expect(await handler.last.handshakeComplete()).toBe(false);
+  });
+
+  it('does not mark requests on a connection that never used early data', async () => {
+    const { conn, handler } = open();
+    get(conn, 0);
+    expect(handler.last.earlyData).toBe(false);
+    expect(await handler.last.handshakeComplete()).toBe(true);
+  });
+});
+
 describe('RequestStream: validation (RFC 9114 §4.1.2, §4.3)', () => {
   const streamError = (fields: Array<[string, string]>): { code: number | undefined; stop: number | undefined; closed: unknown; handled: number } => {
     const { conn, handler } = open();

@@ -79,6 +79,7 @@ describe('ClientHelloAssembler with captured Chromium Initials', () => {
     quicTransportParametersPresent: true,
     legacyVersion: 0x0303,
     supportedVersions: [0x0304],
+    offersEarlyData: false,
   };
 
   it('needs both datagrams of the split ClientHello, in either order', () => {

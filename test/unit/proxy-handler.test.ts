@@ -508,6 +508,90 @@ describe('ProxyHandler: forwarding to an upstream', { timeout: 10_000 }, () => {
 
 // ------------------------------------------------------------------ upstream failures
 
+describe('ProxyHandler: requests received in 0-RTT (RFC 8470)', { timeout: 10_000 }, () => {
+  /** An upstream that records each request it got (method, path, early-data field) and answers 200. */
+  async function recordingUpstream(): Promise<{ origin: string; seen: Array<[string, string, string | undefined]> }> {
+    const seen: Array<[string, string, string | undefined]> = [];
+    const upstream = await startUpstream((req, res) => {
+      seen.push([req.method!, req.url!, req.headers['early-data'] as string | undefined]);
+      req.resume();
+      req.on('end', () => res.end('ok'));
+    });
+    return { origin: upstream.origin, seen };
+  }
+
+  /** Lets every pending promise and I/O callback run (the upstream would have seen a forwarded request by then). */
+  const settle = async (): Promise<void> => {
+    for (let i = 0; i < 50; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+  };
+
+  it('serves GET, HEAD and OPTIONS without a body at once, with Early-Data: 1', async () => {
+    const up = await recordingUpstream();
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [up.origin])]);
+    for (const method of ['GET', 'HEAD', 'OPTIONS']) {
+      const ex = proxy.send({ method, path: `/${method.toLowerCase()}` }, { earlyData: true });
+      expect(await ex.finished).toBe('ended');
+      expect(ex.waitingForHandshake).toBe(false);
+      expect(await lineOf(ex)).toMatchObject({ status: 200, earlyData: 'served-early' });
+    }
+    expect(up.seen).toEqual([
+      ['GET', '/get', '1'],
+      ['HEAD', '/head', '1'],
+      ['OPTIONS', '/options', '1'],
+    ]);
+  });
+
+  it('holds a POST until the handshake completes, then forwards it once, still with Early-Data: 1', async () => {
+    const up = await recordingUpstream();
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [up.origin])]);
+    const ex = proxy.send({ method: 'POST', path: '/transfer', contentLength: 3, body: ['abc'] }, { earlyData: true });
+    await settle();
+    expect(ex.waitingForHandshake).toBe(true);
+    expect(up.seen).toEqual([]);
+    ex.completeHandshake();
+    expect(await ex.finished).toBe('ended');
+    expect(up.seen).toEqual([['POST', '/transfer', '1']]);
+    expect(await lineOf(ex)).toMatchObject({ status: 200, earlyData: 'held-for-handshake' });
+  });
+
+  it('holds a safe method with a body, and unsafe methods without one (DELETE)', async () => {
+    const up = await recordingUpstream();
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [up.origin])]);
+    const withBody = proxy.send({ method: 'GET', path: '/search', contentLength: 2, body: ['{}'] }, { earlyData: true });
+    const del = proxy.send({ method: 'DELETE', path: '/item/1' }, { earlyData: true });
+    await settle();
+    expect(withBody.waitingForHandshake).toBe(true);
+    expect(del.waitingForHandshake).toBe(true);
+    expect(up.seen).toEqual([]);
+    withBody.completeHandshake();
+    del.completeHandshake();
+    await Promise.all([withBody.finished, del.finished]);
+    expect(up.seen.map(([m, , e]) => [m, e])).toEqual(expect.arrayContaining([['GET', '1'], ['DELETE', '1']]));
+    expect(await lineOf(del)).toMatchObject({ earlyData: 'held-for-handshake' });
+  });
+
+  it('never forwards a held request whose connection ends before the handshake (a replayed first flight)', async () => {
+    const up = await recordingUpstream();
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [up.origin])]);
+    const ex = proxy.send({ method: 'POST', path: '/transfer', contentLength: 3, body: ['abc'] }, { earlyData: true });
+    await settle();
+    ex.closeBeforeHandshake();
+    expect(await ex.finished).toBe('aborted');
+    await settle();
+    expect(up.seen).toEqual([]);
+    expect(await lineOf(ex)).toMatchObject({ status: 499, earlyData: 'held-for-handshake' });
+  });
+
+  it('adds no Early-Data field to a request that did not arrive in early data', async () => {
+    const up = await recordingUpstream();
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [up.origin])]);
+    const ex = proxy.send({ method: 'POST', path: '/transfer', contentLength: 1, body: ['x'] });
+    expect(await ex.finished).toBe('ended');
+    expect(up.seen).toEqual([['POST', '/transfer', undefined]]);
+    expect(await lineOf(ex)).not.toHaveProperty('earlyData');
+  });
+});
+
 describe('ProxyHandler: upstream failures', { timeout: 10_000 }, () => {
   it('answers 502 when the upstream refuses the connection', async () => {
     const origin = await refusedOrigin();

@@ -1,5 +1,5 @@
 /** `quic:` transport limits and `logging:`. */
-import type { LoggingConfig, QuicLimits } from './types.js';
+import { EARLY_DATA_MODES, type LoggingConfig, type QuicLimits } from './types.js';
 import type { Cursor } from './yaml-cursor.js';
 
 export const QUIC_DEFAULTS: QuicLimits = {
@@ -10,9 +10,10 @@ export const QUIC_DEFAULTS: QuicLimits = {
   // Fits the common 1500-byte MTU with IPv6 + tunnelling headroom (what quiche's examples use).
   maxUdpPayload: 1350,
   cidLength: 16,
+  earlyData: 'safe',
 };
 
-const QUIC_KEYS = ['idle_timeout', 'max_concurrent_streams', 'initial_max_data', 'initial_max_stream_data', 'max_udp_payload', 'cid_length'] as const;
+const QUIC_KEYS = ['idle_timeout', 'max_concurrent_streams', 'initial_max_data', 'initial_max_stream_data', 'max_udp_payload', 'cid_length', 'early_data'] as const;
 const GIB = 1024 ** 3;
 
 export function readQuic(section: Cursor | undefined): QuicLimits {
@@ -27,6 +28,7 @@ export function readQuic(section: Cursor | undefined): QuicLimits {
     maxUdpPayload: f.max_udp_payload?.size(1200, 65527) ?? d.maxUdpPayload,
     // RFC 9000 allows up to 20 bytes; below 8 there is no room for routing bits plus entropy.
     cidLength: f.cid_length?.integer(8, 20, 'cid_length') ?? d.cidLength,
+    earlyData: f.early_data?.oneOf(EARLY_DATA_MODES) ?? d.earlyData,
   };
 }
 

@@ -110,7 +110,16 @@ export interface QuicLimits {
   readonly maxUdpPayload: number;
   /** Length of server connection IDs we issue (8..20). */
   readonly cidLength: number;
+  /** TLS early data (0-RTT): refused, or accepted with the replay rules of EARLY_DATA_MODES. */
+  readonly earlyData: EarlyDataMode;
 }
+
+/**
+ * `off`: no 0-RTT. `safe`: 0-RTT accepted; only safe methods without a body are served from it
+ * (forwarded with `Early-Data: 1`), anything else waits for the handshake (RFC 8470).
+ */
+export const EARLY_DATA_MODES = ['off', 'safe'] as const;
+export type EarlyDataMode = (typeof EARLY_DATA_MODES)[number];
 
 export interface LoggingConfig {
   readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';

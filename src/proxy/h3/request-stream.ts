@@ -66,6 +66,8 @@ export interface RequestStreamOptions {
   readonly onHandlerError: (err: unknown, streamId: number) => void;
   /** Called once when the stream is finished. */
   readonly onDone: () => void;
+  /** The connection's handshake: true once complete, false if the connection ended before. */
+  readonly handshakeComplete: () => Promise<boolean>;
 }
 
 /** Errors on a request stream that end the whole connection; the rest reset only the stream. */
@@ -93,6 +95,11 @@ export class RequestStream implements HttpExchange {
   private requestTrailers: FieldList | undefined;
   bytesReceived = 0;
   bytesSent = 0;
+  /**
+   * Request bytes were read while the connection ran on 0-RTT keys. Kept after the handshake
+   * completes: what arrived early may be a replay however late it is dispatched (RFC 8470 §5.1).
+   */
+  earlyData = false;
 
   constructor(
     private readonly conn: QuicStreams,
@@ -122,6 +129,10 @@ export class RequestStream implements HttpExchange {
 
   get signal(): AbortSignal {
     return this.abortController.signal;
+  }
+
+  handshakeComplete(): Promise<boolean> {
+    return this.opts.handshakeComplete();
   }
 
   get body(): RequestBody {
@@ -259,6 +270,7 @@ export class RequestStream implements HttpExchange {
 
   private onBytes(chunk: Buffer): void {
     this.bytesReceived += chunk.length;
+    if (this.conn.inEarlyData) this.earlyData = true;
     for (const ev of this.frames.push(chunk)) {
       // The handler may answer synchronously (built-in routes, errors) while frames of this chunk
       // remain: the rest of the request is no longer wanted (we sent STOP_SENDING).

@@ -9,6 +9,7 @@ import { streamResetCode } from '../quic/native.js';
 import { SweepTimer } from '../timers/sweep-timer.js';
 import { H3_ERROR, H3Error } from './errors.js';
 import { FRAME_TYPE, FrameReader, STREAM_TYPE, SETTINGS_ID, encodeControlStreamPreface, encodeGoaway, parseGoaway, parseSettings, parseSingleVarintPayload } from './frames.js';
+import { HandshakeGate } from './handshake-gate.js';
 import { HeaderBudget } from './header-budget.js';
 import { DecoderStreamReceiver, EncoderStreamReceiver } from './qpack.js';
 import { RequestStream, type RequestLimits } from './request-stream.js';
@@ -85,12 +86,15 @@ export class H3Session implements QuicApplication {
   /** Request header and body clocks of every stream, behind one timer. */
   private readonly deadlines = new SweepTimer((now) => this.sweepDeadlines(now));
   requestsServed = 0;
+  private readonly handshake: HandshakeGate;
 
   constructor(
     readonly conn: QuicStreams,
     private readonly opts: SessionOptions,
   ) {
     this.headerBudget = new HeaderBudget(opts.limits.maxConnectionHeaderBytes);
+    // Created before the handshake completes (at accept): requests received in 0-RTT wait on it.
+    this.handshake = new HandshakeGate(conn.isReady && !conn.inEarlyData);
   }
 
   /** Bytes held for request streams whose HEADERS are incomplete (at most maxConnectionHeaderBytes). */
@@ -122,6 +126,10 @@ export class H3Session implements QuicApplication {
     if (this.goawayId !== undefined) this.sendGoaway();
   }
 
+  onHandshakeComplete(): void {
+    this.handshake.complete();
+  }
+
   onStreamReadable(streamId: number): void {
     try {
       if ((streamId & 0x3) === 0) this.onRequestStreamReadable(streamId);
@@ -146,6 +154,7 @@ export class H3Session implements QuicApplication {
     this.deadlines.stop();
     for (const req of this.requests.values()) req.abort('connection closed');
     this.requests.clear();
+    this.handshake.close();
     this.opts.onClosed?.(this);
   }
 
@@ -206,6 +215,7 @@ export class H3Session implements QuicApplication {
         scheduleDeadline: (at) => this.deadlines.ensure(at),
         onHandlerError: this.opts.onHandlerError,
         onDone: () => this.onRequestDone(streamId),
+        handshakeComplete: () => this.handshake.wait(),
       });
       this.requests.set(streamId, req);
       if (streamId > this.highestRequestId) this.highestRequestId = streamId;

@@ -14,6 +14,8 @@ export interface UpstreamRequestContext {
   readonly clientIp: string;
   /** Pseudonym for Via; defaults to VIA_PSEUDONYM. */
   readonly via?: string;
+  /** The request arrived in TLS early data: say so upstream with `Early-Data: 1` (RFC 8470 §5.1). */
+  readonly earlyData?: boolean;
 }
 
 export interface ClientResponseContext {
@@ -93,6 +95,7 @@ export function toUpstreamRequestHeaders(request: ValidatedRequest, context: Ups
   out.push(['x-forwarded-host', request.authority]);
   via.push(`3 ${context.via ?? VIA_PSEUDONYM}`);
   out.push(['via', via.join(', ')]);
+  if (context.earlyData) out.push(['early-data', '1']);
   return out;
 }
 

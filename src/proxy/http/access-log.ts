@@ -16,6 +16,8 @@ export interface AccessLogEntry {
   client: string;
   /** Why the exchange ended abnormally (upstream refused, client reset, …). */
   reason?: string;
+  /** Present when the request arrived in 0-RTT: how it was treated (RFC 8470). */
+  earlyData?: 'served-early' | 'held-for-handshake';
 }
 
 export class AccessLog {

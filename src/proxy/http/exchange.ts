@@ -29,6 +29,13 @@ export interface HttpExchange {
   readonly headersSent: boolean;
   readonly bytesReceived: number;
   readonly bytesSent: number;
+  /**
+   * Some of the request arrived in TLS early data (0-RTT), so it may be a replay (RFC 8446 §8,
+   * RFC 8470): true even when the handshake has completed since.
+   */
+  readonly earlyData: boolean;
+  /** Resolves true once the client's handshake completed (at once if it has), false if the connection ended first. */
+  handshakeComplete(): Promise<boolean>;
   respond(status: number, headers: FieldList, endStream?: boolean): void;
   /** Sends body bytes; false means wait for `drained()` before writing more. */
   write(chunk: Buffer): boolean;

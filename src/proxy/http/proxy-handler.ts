@@ -10,6 +10,7 @@ import { UpstreamError, classifyUpstreamError } from '../upstream/errors.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { UpstreamRegistry } from '../upstream/registry.js';
 import type { AccessLog } from './access-log.js';
+import { earlyDataHandling, type EarlyDataHandling } from './early-data.js';
 import { RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from './exchange.js';
 import type { RequestBody } from './request-body.js';
 
@@ -25,6 +26,8 @@ export class ProxyHandler implements RequestHandler {
   handle(ex: HttpExchange): void {
     const started = performance.now();
     const route = this.opts.route(ex.request.authority, ex.request.path);
+    // Built-in answers (404, respond routes) have no effect a replay could repeat: served at once.
+    const early: { handling: EarlyDataHandling } = { handling: ex.earlyData ? 'served-early' : 'not-early' };
     const done = (status: number, upstream?: string, reason?: string): void =>
       this.opts.accessLog.write({
         method: ex.request.method,
@@ -40,6 +43,7 @@ export class ProxyHandler implements RequestHandler {
         stream: ex.streamId,
         client: ex.client.host,
         ...(reason ? { reason } : {}),
+        ...(early.handling !== 'not-early' ? { earlyData: early.handling } : {}),
       });
 
     if (!route) {
@@ -69,22 +73,32 @@ export class ProxyHandler implements RequestHandler {
       done(502, action.upstream, 'pool missing');
       return;
     }
-    void this.proxy(ex, route, pool).then(
+    void this.proxy(ex, route, pool, early).then(
       (r) => done(r.status, r.upstream, r.reason),
       (err: unknown) => done(0, action.upstream, `internal: ${(err as Error).message}`),
     );
   }
 
-  private async proxy(ex: HttpExchange, route: RouteConfig, pool: UpstreamPool): Promise<{ status: number; upstream?: string; reason?: string }> {
+  private async proxy(
+    ex: HttpExchange,
+    route: RouteConfig,
+    pool: UpstreamPool,
+    early: { handling: EarlyDataHandling },
+  ): Promise<{ status: number; upstream?: string; reason?: string }> {
     const hasBody = requestHasBody(ex);
     if (!hasBody) drain(ex.body);
+    early.handling = earlyDataHandling(ex.request, ex.earlyData, hasBody);
+    // A replayed first flight never completes the handshake: what it carried never leaves here.
+    if (early.handling === 'held-for-handshake' && !(await ex.handshakeComplete())) {
+      return { status: 499, upstream: pool.name, reason: 'connection closed before the handshake completed (request held from early data)' };
+    }
     let res;
     try {
       res = await pool.forward(
         {
           method: ex.request.method,
           path: ex.request.path,
-          headers: toUpstreamRequestHeaders(ex.request, { clientIp: ex.client.host }),
+          headers: toUpstreamRequestHeaders(ex.request, { clientIp: ex.client.host, earlyData: ex.earlyData }),
           body: hasBody ? ex.body.stream : null,
         },
         { signal: ex.signal },

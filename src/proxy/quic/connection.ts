@@ -11,6 +11,12 @@ import { Shutdown, type HostPort, type QuicheConnection, type QuicheStats } from
 export interface QuicApplication {
   /** Handshake complete (or 0-RTT keys available): open control streams. */
   onReady(): void;
+  /**
+   * The handshake completed (called once, after onReady): the client is authenticated as the
+   * holder of its keys, so what it sends from now on is no replay. Requests held back from
+   * early data may go on.
+   */
+  onHandshakeComplete(): void;
   onStreamReadable(streamId: number): void;
   onStreamWritable(streamId: number): void;
   /** True while some stream waits for flow-control credit (so the endpoint polls writability). */
@@ -34,6 +40,11 @@ export interface QuicStreams {
   readonly peer: HostPort;
   /** Handshake complete or 0-RTT keys available: streams may be opened. */
   readonly isReady: boolean;
+  /**
+   * True while the connection runs on 0-RTT keys (the handshake is not complete): what the client
+   * sent so far may be a replay (RFC 8446 §8, RFC 9001 §9.2).
+   */
+  readonly inEarlyData: boolean;
   /** Smoothed round-trip time of the active path in ms (0 before a sample). */
   readonly rttMs: number;
   /** Reads into `buf`: [bytes, fin], or null when nothing is buffered. Throws on RESET_STREAM. */
@@ -60,7 +71,8 @@ export class QuicConnection implements TimerOwner, QuicStreams {
   /** Hex of every server CID that routes to this connection (for the endpoint's table). */
   readonly cids = new Set<string>();
   readonly openedAt = Date.now();
-  private ready = false;
+  /** How far the TLS handshake is, as the application sees it. */
+  private handshake: 'in-progress' | 'early-data' | 'complete' = 'in-progress';
   closed = false;
 
   constructor(
@@ -84,11 +96,16 @@ export class QuicConnection implements TimerOwner, QuicStreams {
     const q = this.quic;
     const app = this.app;
     if (!app) return;
-    if (!this.ready && (q.isEstablished() || q.isInEarlyData())) {
-      this.ready = true;
-      app.onReady();
+    if (this.handshake !== 'complete') {
+      const before = this.handshake;
+      // Only forward: once on 0-RTT keys, the connection stays "early" until the handshake completes.
+      if (q.isEstablished()) this.handshake = 'complete';
+      else if (q.isInEarlyData()) this.handshake = 'early-data';
+      if (before === 'in-progress' && this.handshake !== 'in-progress') app.onReady();
+      // Before reading: streams read below in the same turn already count as after the handshake.
+      if (this.handshake === 'complete') app.onHandshakeComplete();
     }
-    if (!this.ready) return;
+    if (this.handshake === 'in-progress') return;
     // isReadable is one cheap call; building the readable() iterator is not, and most packets
     // (ACKs, flow-control updates) leave nothing to read.
     if (q.isReadable()) for (const id of q.readable()) app.onStreamReadable(id);
@@ -111,7 +128,11 @@ export class QuicConnection implements TimerOwner, QuicStreams {
   }
 
   get isReady(): boolean {
-    return this.ready;
+    return this.handshake !== 'in-progress';
+  }
+
+  get inEarlyData(): boolean {
+    return this.handshake === 'early-data';
   }
 
   get rttMs(): number {

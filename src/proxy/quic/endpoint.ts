@@ -15,8 +15,10 @@ import type { CertificateConfig, QuicLimits } from '../config/types.js';
 import { BatchSender } from '../net/batch-sender.js';
 import { QuicConnection, type ConnectionHost, type QuicApplication } from './connection.js';
 import { DROP, type DropCounts, type DropReason } from './drop-reasons.js';
+import { admitEarlyData, readFirstInitial } from './early-data-admission.js';
 import { ClientHelloAssembler } from './initial/index.js';
 import { PacketType, quiche, type HostPort } from './native.js';
+import type { ReplayGuard } from './replay-guard.js';
 import { TimerQueue } from './timer-queue.js';
 import type { TlsContexts } from './tls-contexts.js';
 
@@ -33,6 +35,8 @@ export interface EndpointOptions {
   readonly resetKey: Buffer;
   readonly createApplication: (conn: QuicConnection) => QuicApplication;
   readonly log: Logger;
+  /** The worker's 0-RTT replay guard (shared by its endpoints); absent when early data is off. */
+  readonly replayGuard?: ReplayGuard;
 }
 
 export interface EndpointCounters {
@@ -223,7 +227,8 @@ export class QuicEndpoint implements ConnectionHost {
   private onClientInitial(msg: Buffer, dcidHex: string, peer: HostPort): void {
     const { tls } = this.opts;
     if (tls.single) {
-      this.accept(dcidHex, peer, this.opts.selectCertificate(undefined), [msg]);
+      const earlyData = this.opts.replayGuard !== undefined && admitEarlyData(this.opts.replayGuard, readFirstInitial(msg));
+      this.accept(dcidHex, peer, this.opts.selectCertificate(undefined), [msg], earlyData);
       return;
     }
     let attempt = this.attempts.get(dcidHex);
@@ -255,12 +260,14 @@ export class QuicEndpoint implements ConnectionHost {
     this.attempts.delete(dcidHex);
     // A ClientHello without a protocol we speak still goes to quiche: it answers with the TLS
     // no_application_protocol alert, which tells the client why, instead of silence.
-    this.accept(dcidHex, peer, this.opts.selectCertificate(result.serverName), attempt.datagrams);
+    const earlyData = admitEarlyData(this.opts.replayGuard, attempt.assembler);
+    this.accept(dcidHex, peer, this.opts.selectCertificate(result.serverName), attempt.datagrams, earlyData);
   }
 
-  private accept(dcidHex: string, peer: HostPort, cert: CertificateConfig, datagrams: Buffer[]): void {
+  /** `earlyData` false: this attempt's 0-RTT is refused (replay guard), it may still resume in 1-RTT. */
+  private accept(dcidHex: string, peer: HostPort, cert: CertificateConfig, datagrams: Buffer[], earlyData: boolean): void {
     const scid = this.opts.issuer.issue();
-    const quic = quiche.Connection.accept(scid, null, this.opts.local, peer, this.opts.tls.configFor(cert));
+    const quic = quiche.Connection.accept(scid, null, this.opts.local, peer, this.opts.tls.configFor(cert, earlyData));
     const conn = new QuicConnection(quic, scid.toString('hex'), dcidHex, this.opts.local, peer, this);
     conn.cids.add(conn.id);
     conn.cids.add(dcidHex);

@@ -1,6 +1,9 @@
 /**
  * One quiche Config per certificate, shared by every connection that uses it (so BoringSSL's
- * SSL_CTX and its session-ticket key are shared too, and resumption / 0-RTT work).
+ * SSL_CTX and its session-ticket key are shared too, and resumption / 0-RTT work). With
+ * `early_data: safe` each certificate has a second Config that refuses 0-RTT: quiche has no
+ * per-connection switch, so the endpoint picks that one for an attempt the replay guard refuses.
+ * Both share the ticket key, so the refused attempt still resumes (1-RTT).
  */
 import type { CertificateConfig, QuicLimits } from '../config/types.js';
 import { quiche, type QuicheConfig } from './native.js';
@@ -13,11 +16,28 @@ export interface TlsContextOptions {
   readonly ticketKey: Buffer;
 }
 
+/** A certificate's Configs: 0-RTT refused, and accepted when `quic.early_data` allows it. */
+interface CertificateContexts {
+  readonly noEarlyData: QuicheConfig;
+  readonly earlyData: QuicheConfig | undefined;
+}
+
 export class TlsContexts {
-  private readonly byCert = new Map<CertificateConfig, QuicheConfig>();
+  private readonly byCert = new Map<CertificateConfig, CertificateContexts>();
 
   constructor(opts: TlsContextOptions) {
-    for (const cert of opts.certificates) this.byCert.set(cert, buildConfig(cert, opts));
+    for (const cert of opts.certificates) {
+      this.byCert.set(cert, {
+        noEarlyData: buildConfig(cert, opts, false),
+        earlyData: opts.limits.earlyData === 'off' ? undefined : buildConfig(cert, opts, true),
+      });
+    }
+  }
+
+  /** 0-RTT can be accepted at all (`quic.early_data` is not off). */
+  get earlyDataEnabled(): boolean {
+    for (const c of this.byCert.values()) return c.earlyData !== undefined;
+    return false;
   }
 
   /** True when there is a single certificate: no need to read the SNI before accepting. */
@@ -25,14 +45,15 @@ export class TlsContexts {
     return this.byCert.size === 1;
   }
 
-  configFor(cert: CertificateConfig): QuicheConfig {
-    const cfg = this.byCert.get(cert);
-    if (!cfg) throw new Error(`no TLS context for certificate ${cert.certFile}`);
-    return cfg;
+  /** The Config for a new connection; `earlyData` false refuses its 0-RTT (it resumes in 1-RTT). */
+  configFor(cert: CertificateConfig, earlyData: boolean): QuicheConfig {
+    const contexts = this.byCert.get(cert);
+    if (!contexts) throw new Error(`no TLS context for certificate ${cert.certFile}`);
+    return (earlyData ? contexts.earlyData : undefined) ?? contexts.noEarlyData;
   }
 }
 
-function buildConfig(cert: CertificateConfig, opts: TlsContextOptions): QuicheConfig {
+function buildConfig(cert: CertificateConfig, opts: TlsContextOptions, earlyData: boolean): QuicheConfig {
   const { limits } = opts;
   const cfg = new quiche.Config();
   try {
@@ -43,7 +64,7 @@ function buildConfig(cert: CertificateConfig, opts: TlsContextOptions): QuicheCo
   }
   cfg.setApplicationProtos([...opts.alpn]);
   cfg.setTicketKey(opts.ticketKey);
-  cfg.enableEarlyData();
+  if (earlyData) cfg.enableEarlyData();
   cfg.verifyPeer(false);
   cfg.grease(true);
   cfg.setMaxIdleTimeout(limits.idleTimeoutMs);

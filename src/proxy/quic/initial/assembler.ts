@@ -2,7 +2,7 @@
  * Reassembles one connection attempt's ClientHello from the CRYPTO frames of its client Initials
  * (it may span datagrams: Chrome's post-quantum key share).
  */
-import { parseClientHello, TLS_HANDSHAKE_CLIENT_HELLO, type ClientHelloInfo } from './client-hello.js';
+import { CLIENT_RANDOM_LENGTH, CLIENT_RANDOM_OFFSET, parseClientHello, TLS_HANDSHAKE_CLIENT_HELLO, type ClientHelloInfo } from './client-hello.js';
 import { InitialParseError } from './errors.js';
 import { parseInitialFrames, type CryptoFragment } from './frames.js';
 import type { SupportedQuicVersion } from './keys.js';
@@ -45,6 +45,7 @@ export class ClientHelloAssembler {
   private storedBytes = 0;
   private attempt: InitialAttempt | undefined;
   private result: ClientHelloInfo | undefined;
+  private random: Buffer | undefined;
   private failure: InitialParseError | undefined;
 
   constructor(options: ClientHelloAssemblerOptions = {}) {
@@ -56,6 +57,14 @@ export class ClientHelloAssembler {
   /** Version, DCID, SCID and token of the first accepted Initial; undefined before that. */
   get initial(): InitialAttempt | undefined {
     return this.attempt;
+  }
+
+  /**
+   * The ClientHello's random once its first bytes arrived (usually in the first Initial, even
+   * when the ClientHello spans several): what the 0-RTT replay guard keys on.
+   */
+  get clientRandom(): Buffer | undefined {
+    return this.random;
   }
 
   /** The parsed ClientHello once complete. */
@@ -106,6 +115,9 @@ export class ClientHelloAssembler {
     const available = contiguousLength(this.fragments);
     if (available >= 1 && this.fragments[0]!.data[0] !== TLS_HANDSHAKE_CLIENT_HELLO) {
       throw new InitialParseError('not-client-hello', `handshake type ${this.fragments[0]!.data[0]}`);
+    }
+    if (this.random === undefined && available >= CLIENT_RANDOM_OFFSET + CLIENT_RANDOM_LENGTH) {
+      this.random = copyPrefix(this.fragments, CLIENT_RANDOM_OFFSET + CLIENT_RANDOM_LENGTH).subarray(CLIENT_RANDOM_OFFSET);
     }
     if (available < HANDSHAKE_HEADER_LENGTH) return 'need-more';
     const header = copyPrefix(this.fragments, HANDSHAKE_HEADER_LENGTH);

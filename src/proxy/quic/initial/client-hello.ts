@@ -12,12 +12,18 @@ export interface ClientHelloInfo {
   readonly legacyVersion: number;
   /** supported_versions list, if sent (RFC 8446 §4.2.1). */
   readonly supportedVersions?: number[];
+  /** early_data (RFC 8446 §4.2.10) is present: the client offers 0-RTT. */
+  readonly offersEarlyData: boolean;
 }
 
 export const TLS_HANDSHAKE_CLIENT_HELLO = 1;
+/** The ClientHello's random: after the handshake header (4 bytes) and legacy_version (2). */
+export const CLIENT_RANDOM_OFFSET = 6;
+export const CLIENT_RANDOM_LENGTH = 32;
 
 const EXT_SERVER_NAME = 0;
 const EXT_ALPN = 16;
+const EXT_EARLY_DATA = 42;
 const EXT_SUPPORTED_VERSIONS = 43;
 const EXT_QUIC_TRANSPORT_PARAMETERS = 57;
 const SNI_HOST_NAME = 0;
@@ -112,6 +118,7 @@ export function parseClientHello(msg: Buffer): ClientHelloInfo {
   let alpn: string[] = [];
   let supportedVersions: number[] | undefined;
   let quicTransportParametersPresent = false;
+  let offersEarlyData = false;
   // A ClientHello may end after the compression methods (RFC 8446 §4.1.2 allows no extensions
   // block for older versions); then nothing below is present and the caller refuses by ALPN.
   if (r.remaining > 0) {
@@ -136,11 +143,14 @@ export function parseClientHello(msg: Buffer): ClientHelloInfo {
         case EXT_QUIC_TRANSPORT_PARAMETERS:
           quicTransportParametersPresent = true;
           break;
+        case EXT_EARLY_DATA:
+          offersEarlyData = true;
+          break;
       }
     }
   }
 
-  const info: { -readonly [K in keyof ClientHelloInfo]: ClientHelloInfo[K] } = { alpn, quicTransportParametersPresent, legacyVersion };
+  const info: { -readonly [K in keyof ClientHelloInfo]: ClientHelloInfo[K] } = { alpn, quicTransportParametersPresent, legacyVersion, offersEarlyData };
   if (serverName !== undefined) info.serverName = serverName;
   if (supportedVersions !== undefined) info.supportedVersions = supportedVersions;
   return info;
