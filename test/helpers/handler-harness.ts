@@ -6,7 +6,7 @@
  */
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import pino from 'pino';
 import { afterEach, beforeEach, expect } from 'vitest';
 import type { RouteConfig, UpstreamPoolConfig } from '../../src/proxy/config/types.js';
@@ -168,6 +168,49 @@ export async function startUpstream(handler: (req: IncomingMessage, res: ServerR
     origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     nextRequest: () => new Promise((resolve) => waiting.push(resolve)),
   };
+}
+
+export interface RawUpstream {
+  readonly origin: string;
+  /** Request heads (request line and fields, up to the empty line) in arrival order. */
+  readonly heads: string[];
+}
+
+/**
+ * An HTTP/1.1 upstream that writes raw bytes, for responses node:http would refuse to send (an
+ * unsolicited 100, status 999, a 304 with a body length). `answer` gets each request head once it
+ * (and its content-length body, if any) arrived, and writes the response to the socket.
+ */
+export async function startRawUpstream(answer: (head: string, socket: Socket) => void): Promise<RawUpstream> {
+  const heads: string[] = [];
+  const sockets = new Set<Socket>();
+  const server = createTcpServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    let buffered = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      for (;;) {
+        const end = buffered.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = buffered.subarray(0, end).toString('latin1');
+        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+        if (buffered.length < end + 4 + length) return;
+        buffered = buffered.subarray(end + 4 + length);
+        heads.push(head);
+        answer(head, socket);
+      }
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  cleanups.push(async () => {
+    for (const socket of sockets) socket.destroy();
+    server.close();
+    await once(server, 'close');
+  });
+  return { origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, heads };
 }
 
 /** An origin nothing listens on (the port was just released). */

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   type Field,
+  responseHasNoContent,
+  statusHasNoContent,
   toClientResponseHeaders,
   toClientTrailers,
   toUpstreamRequestHeaders,
@@ -113,6 +115,25 @@ describe('toClientResponseHeaders', () => {
       ['via', '1.1 udpgrm-proxy'],
       ['x-config-version', '7'],
     ]);
+  });
+});
+
+describe('Content-Length by status (RFC 9110 §8.6)', () => {
+  const upstream: Field[] = [
+    ['ETag', '"v1"'],
+    ['Content-Length', '5'],
+  ];
+  it('drops Content-Length from 1xx and 204, keeps it on 200, 304 (the representation length)', () => {
+    for (const status of [103, 204]) expect(toClientResponseHeaders(upstream, { status }), String(status)).toEqual([['etag', '"v1"'], ['via', '1.1 udpgrm-proxy']]);
+    for (const status of [200, 304]) expect(toClientResponseHeaders(upstream, { status }), String(status)).toContainEqual(['content-length', '5']);
+  });
+
+  it('knows which responses end with their headers (RFC 9110 §6.4.1)', () => {
+    expect([100, 103, 204, 304].map(statusHasNoContent)).toEqual([true, true, true, true]);
+    expect([200, 205, 404, 500].map(statusHasNoContent)).toEqual([false, false, false, false]);
+    expect(responseHasNoContent('HEAD', 200)).toBe(true);
+    expect(responseHasNoContent('GET', 200)).toBe(false);
+    expect(responseHasNoContent('GET', 304)).toBe(true);
   });
 });
 

@@ -5,6 +5,7 @@
 
 import { connectionListedNames, type Field, type FieldList, isFieldValue, isHopByHop, isToken } from './fields.js';
 import type { ValidatedRequest } from './request-validation.js';
+import { statusForbidsContentLength } from './status.js';
 
 /** The pseudonym this proxy uses in Via (RFC 9110 §7.6.3). */
 export const VIA_PSEUDONYM = 'udpgrm-proxy';
@@ -19,6 +20,8 @@ export interface UpstreamRequestContext {
 export interface ClientResponseContext {
   /** The route's configured response headers; they replace upstream fields of the same name. */
   readonly routeHeaders?: readonly Field[];
+  /** The response status: a 1xx or 204 loses any Content-Length (RFC 9110 §8.6). */
+  readonly status?: number;
   readonly via?: string;
 }
 
@@ -99,12 +102,13 @@ export function toUpstreamRequestHeaders(request: ValidatedRequest, context: Ups
 /**
  * Build the HTTP/3 response header list from an HTTP/1.1 upstream's fields: names lowercased,
  * hop-by-hop and connection-listed fields removed (they are connection-specific and would make
- * the HTTP/3 response malformed), fields with illegal names or values dropped, Via appended,
- * route headers applied last.
+ * the HTTP/3 response malformed), fields with illegal names or values dropped, Content-Length
+ * dropped where the status forbids it, Via appended, route headers applied last.
  */
 export function toClientResponseHeaders(upstreamHeaders: readonly Field[], context: ClientResponseContext = {}): FieldList {
   const listed = connectionListedNames(upstreamHeaders);
   const replaced = new Set((context.routeHeaders ?? []).map(([name]) => name.toLowerCase()));
+  const dropLength = context.status !== undefined && statusForbidsContentLength(context.status);
   const out: FieldList = [];
   const via: string[] = [];
 
@@ -112,6 +116,7 @@ export function toClientResponseHeaders(upstreamHeaders: readonly Field[], conte
     const name = rawName.toLowerCase();
     if (!isToken(name) || !isFieldValue(value)) continue;
     if (listed.has(name) || isHopByHop(name) || replaced.has(name)) continue;
+    if (dropLength && name === 'content-length') continue;
     if (name === 'via') {
       via.push(value);
       continue;

@@ -5,7 +5,7 @@
  * exactly one access-log line.
  */
 import type { RouteConfig } from '../config/types.js';
-import { toClientResponseHeaders, toClientTrailers, toUpstreamRequestHeaders, type FieldList } from '../http-semantics/index.js';
+import { responseHasNoContent, toClientResponseHeaders, toClientTrailers, toUpstreamRequestHeaders, type FieldList } from '../http-semantics/index.js';
 import { UpstreamError, classifyUpstreamError } from '../upstream/errors.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { UpstreamRegistry } from '../upstream/registry.js';
@@ -95,7 +95,13 @@ export class ProxyHandler implements RequestHandler {
       respondText(ex, e.status, `${e.status === 504 ? 'upstream timed out' : 'upstream unavailable'}\n`);
       return { status: e.status, upstream: e.target, reason: e.reason };
     }
-    ex.respond(res.status, toClientResponseHeaders(res.headers, { routeHeaders: route.responseHeaders }));
+    const headers = toClientResponseHeaders(res.headers, { routeHeaders: route.responseHeaders, status: res.status });
+    // HEAD, 204 and 304 end with the headers (the upstream exchange is already complete).
+    if (responseHasNoContent(ex.request.method, res.status)) {
+      ex.respond(res.status, headers, true);
+      return { status: res.status, upstream: res.target };
+    }
+    ex.respond(res.status, headers);
     try {
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
         if (!ex.write(chunk)) await ex.drained();

@@ -84,7 +84,7 @@ export class UpstreamPool {
         // If the exchange ended before undici read the whole request body, release the feeder.
         if (request.body && !request.body.destroyed) request.body.destroy();
       },
-      options.responseHighWaterMark,
+      { method: request.method, responseHighWaterMark: options.responseHighWaterMark },
     );
 
     if (signal?.aborted) {

@@ -1,0 +1,59 @@
+/**
+ * Upstream responses at the edges of HTTP/1.1 (hardening defect 9), through ProxyHandler and the
+ * in-memory exchange against raw TCP upstreams that write exactly the bytes under test:
+ * responses that cannot have a body (RFC 9110 §6.4.1: HEAD, 1xx, 204, 304) relayed complete,
+ * unsolicited 100 Continue ignored (§15.2), statuses outside 100..599 refused (§15), and built-in
+ * 204/304 responses without Content-Length (§8.6).
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  installHandlerHarness,
+  lineOf,
+  makeProxy,
+  poolConfig,
+  proxyRoute,
+  startRawUpstream,
+} from '../helpers/handler-harness.js';
+
+installHandlerHarness();
+
+const VIA = ['via', '1.1 udpgrm-proxy'] as [string, string];
+
+describe('responses that cannot have a body are relayed complete (RFC 9110 §6.4.1)', { timeout: 10_000 }, () => {
+  it('relays a 304 whose upstream sent content-length, keeping it, and the pool connection stays usable', async () => {
+    const upstream = await startRawUpstream((head, socket) => {
+      if (head.startsWith('GET /cached ')) socket.write('HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 5\r\n\r\n');
+      else socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    });
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin])]);
+    const ex = proxy.send({ path: '/cached', headers: [['if-none-match', '"v1"']] });
+    expect(await ex.finished).toBe('ended');
+    expect(ex.events).toEqual([{ type: 'respond', status: 304, headers: [['etag', '"v1"'], ['content-length', '5'], VIA], endStream: true }]);
+    const line = await lineOf(ex);
+    expect(line).toMatchObject({ status: 304, upstream: upstream.origin, bytesOut: 0 });
+    expect(line).not.toHaveProperty('reason');
+
+    const next = proxy.send({ path: '/after' });
+    expect(await next.finished).toBe('ended');
+    expect(next.status).toBe(200);
+    expect(next.responseBody.toString()).toBe('ok');
+  });
+
+  it('relays a 204 whose upstream sent content-length, without it (RFC 9110 §8.6)', async () => {
+    const upstream = await startRawUpstream((_head, socket) => socket.write('HTTP/1.1 204 No Content\r\nX-App: yes\r\nContent-Length: 7\r\n\r\n'));
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin])]);
+    const ex = proxy.send({ method: 'DELETE', path: '/item/1' });
+    expect(await ex.finished).toBe('ended');
+    expect(ex.events).toEqual([{ type: 'respond', status: 204, headers: [['x-app', 'yes'], VIA], endStream: true }]);
+    expect(await lineOf(ex)).toMatchObject({ method: 'DELETE', status: 204, upstream: upstream.origin });
+  });
+
+  it('relays the response to HEAD with its content-length and no body', async () => {
+    const upstream = await startRawUpstream((_head, socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n\r\n'));
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin])]);
+    const ex = proxy.send({ method: 'HEAD', path: '/doc' });
+    expect(await ex.finished).toBe('ended');
+    expect(ex.events).toEqual([{ type: 'respond', status: 200, headers: [['content-type', 'text/plain'], ['content-length', '1234'], VIA], endStream: true }]);
+    expect(await lineOf(ex)).toMatchObject({ method: 'HEAD', status: 200, bytesOut: 0 });
+  });
+});
