@@ -13,6 +13,7 @@ import {
   poolConfig,
   proxyRoute,
   startRawUpstream,
+  textResponse,
 } from '../helpers/handler-harness.js';
 
 installHandlerHarness();
@@ -55,5 +56,16 @@ describe('responses that cannot have a body are relayed complete (RFC 9110 §6.4
     expect(await ex.finished).toBe('ended');
     expect(ex.events).toEqual([{ type: 'respond', status: 200, headers: [['content-type', 'text/plain'], ['content-length', '1234'], VIA], endStream: true }]);
     expect(await lineOf(ex)).toMatchObject({ method: 'HEAD', status: 200, bytesOut: 0 });
+  });
+});
+
+describe('statuses outside 100..599 (RFC 9110 §15)', { timeout: 10_000 }, () => {
+  it.each([999, 600])('answers 502 for an upstream status %i and logs why', async (status) => {
+    const upstream = await startRawUpstream((_head, socket) => socket.write(`HTTP/1.1 ${status} Odd\r\nContent-Length: 2\r\n\r\nno`));
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin])]);
+    const ex = proxy.send({ path: '/odd' });
+    expect(await ex.finished).toBe('ended');
+    expect(ex.events).toEqual(textResponse(502, 'upstream unavailable\n'));
+    expect(await lineOf(ex)).toMatchObject({ status: 502, upstream: upstream.origin, reason: `invalid upstream response: status ${status} is outside 100..599` });
   });
 });

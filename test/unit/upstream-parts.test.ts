@@ -13,6 +13,7 @@ describe('classifyUpstreamError', () => {
     [new undiciErrors.SocketError('other side closed'), 'reset', 502],
     [Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }), 'reset', 502],
     [new undiciErrors.ResponseContentLengthMismatchError(), 'reset', 502],
+    [Object.assign(new Error('Invalid status code'), { code: 'HPE_INVALID_STATUS' }), 'invalid_response', 502],
     [new undiciErrors.ClientClosedError(), 'other', 502],
     [Object.assign(new Error('x'), { code: 'EHOSTUNREACH' }), 'other', 502],
     [new ExchangeAbortedError('client went away'), 'aborted', 502],

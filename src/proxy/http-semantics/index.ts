@@ -4,4 +4,4 @@ export type { RequestValidation, TrailerValidation, ValidatedRequest, Validation
 export { BodyLengthCounter, checkBodyLength, validateRequest, validateTrailers } from './request-validation.js';
 export type { ClientResponseContext, UpstreamRequestContext } from './translate.js';
 export { VIA_PSEUDONYM, toClientResponseHeaders, toClientTrailers, toUpstreamRequestHeaders } from './translate.js';
-export { responseHasNoContent, statusForbidsContentLength, statusHasNoContent } from './status.js';
+export { isValidStatus, responseHasNoContent, statusForbidsContentLength, statusHasNoContent } from './status.js';

@@ -1,5 +1,10 @@
 /** Status-code rules shared by the upstream client and the response path (RFC 9110 §15, §6.4.1). */
 
+/** RFC 9110 §15: a status code is three digits whose first is 1 to 5. */
+export function isValidStatus(status: number): boolean {
+  return Number.isInteger(status) && status >= 100 && status <= 599;
+}
+
 /**
  * A response with this status never has content (RFC 9110 §6.4.1, RFC 9112 §6.3): 1xx, 204, 304.
  * Its message ends with the header section whatever Content-Length says.

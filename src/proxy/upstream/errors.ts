@@ -9,6 +9,8 @@ export type UpstreamErrorKind =
   | 'response_timeout'
   | 'body_timeout'
   | 'reset'
+  /** The upstream answered something that is not an HTTP response we may relay (parse error, status 999). */
+  | 'invalid_response'
   /** The exchange was cancelled from our side (client reset the stream, abort(), signal). */
   | 'aborted'
   | 'other';
@@ -19,6 +21,7 @@ const STATUS_BY_KIND: Readonly<Record<UpstreamErrorKind, 502 | 504>> = {
   response_timeout: 504,
   body_timeout: 504,
   reset: 502,
+  invalid_response: 502,
   aborted: 502,
   other: 502,
 };
@@ -90,6 +93,6 @@ export function classifyUpstreamError(err: unknown, target: string | undefined):
   if (code !== undefined && RESET_CODES.has(code)) return make('reset', `upstream reset: ${code === 'UND_ERR_SOCKET' ? message : code}`);
   if (code !== undefined && CONNECT_FAILURES.has(code)) return make('other', `connect ${code}`);
   if (code === 'UND_ERR_CLOSED' || code === 'UND_ERR_DESTROYED') return make('other', 'upstream pool closed');
-  if (code !== undefined && code.startsWith('HPE_')) return make('other', `invalid upstream response: ${code}`);
+  if (code !== undefined && code.startsWith('HPE_')) return make('invalid_response', `invalid upstream response: ${code}`);
   return make('other', code === undefined ? message : `${code}: ${message}`);
 }

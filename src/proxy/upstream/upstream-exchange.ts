@@ -7,7 +7,7 @@
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { FieldList } from '../http-semantics/fields.js';
-import { responseHasNoContent } from '../http-semantics/status.js';
+import { isValidStatus, responseHasNoContent } from '../http-semantics/status.js';
 import { classifyUpstreamError, ExchangeAbortedError, UpstreamError } from './errors.js';
 
 export const DEFAULT_RESPONSE_HIGH_WATER_MARK = 64 * 1024;
@@ -115,6 +115,14 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(controller: DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    // undici's parser takes any three digits; 600..999 is no HTTP status (RFC 9110 §15) and the
+    // client could not make sense of it: a 502 names the upstream's fault instead.
+    if (!isValidStatus(statusCode)) {
+      const err = new UpstreamError('invalid_response', `invalid upstream response: status ${statusCode} is outside 100..599`, this.target);
+      this.fail(err);
+      controller.abort(err);
+      return;
+    }
     // 1xx interim responses are not relayed; the final response follows.
     if (statusCode < 200 || this.#state !== 'waiting') return;
     this.#controller = controller;
