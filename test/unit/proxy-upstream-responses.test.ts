@@ -12,6 +12,7 @@ import {
   makeProxy,
   poolConfig,
   proxyRoute,
+  respondRoute,
   startRawUpstream,
   textResponse,
 } from '../helpers/handler-harness.js';
@@ -67,5 +68,17 @@ describe('statuses outside 100..599 (RFC 9110 §15)', { timeout: 10_000 }, () =>
     expect(await ex.finished).toBe('ended');
     expect(ex.events).toEqual(textResponse(502, 'upstream unavailable\n'));
     expect(await lineOf(ex)).toMatchObject({ status: 502, upstream: upstream.origin, reason: `invalid upstream response: status ${status} is outside 100..599` });
+  });
+});
+
+describe('built-in responses without content (RFC 9110 §8.6)', () => {
+  it.each([204, 304])('answers a %i respond route without content-length, ended with the headers', async (status) => {
+    const proxy = makeProxy([respondRoute('routes[0]', '/', { status, headers: [['x-static', '1']], body: '' }, [['x-config-version', '7']])]);
+    for (const method of ['GET', 'HEAD']) {
+      const ex = proxy.send({ method, path: '/' });
+      expect(await ex.finished).toBe('ended');
+      expect(ex.events).toEqual([{ type: 'respond', status, headers: [['x-static', '1'], ['x-config-version', '7']], endStream: true }]);
+      expect(await lineOf(ex)).toMatchObject({ method, status, bytesOut: 0 });
+    }
   });
 });

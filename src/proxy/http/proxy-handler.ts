@@ -5,7 +5,7 @@
  * exactly one access-log line.
  */
 import type { RouteConfig } from '../config/types.js';
-import { responseHasNoContent, toClientResponseHeaders, toClientTrailers, toUpstreamRequestHeaders, type FieldList } from '../http-semantics/index.js';
+import { responseHasNoContent, statusHasNoContent, toClientResponseHeaders, toClientTrailers, toUpstreamRequestHeaders, type FieldList } from '../http-semantics/index.js';
 import { UpstreamError, classifyUpstreamError } from '../upstream/errors.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { UpstreamRegistry } from '../upstream/registry.js';
@@ -52,7 +52,8 @@ export class ProxyHandler implements RequestHandler {
     if (action.kind === 'respond') {
       drain(ex.body);
       const headers: FieldList = [...action.headers.map(([k, v]) => [k, v] as [string, string]), ...route.responseHeaders.map(([k, v]) => [k, v] as [string, string])];
-      headers.push(['content-length', String(action.body.length)]);
+      // A 204 must not state a length, and a 304 has no representation of ours to measure (RFC 9110 §8.6).
+      if (!statusHasNoContent(action.status)) headers.push(['content-length', String(action.body.length)]);
       const head = ex.request.method === 'HEAD';
       ex.respond(action.status, headers, head || action.body.length === 0);
       if (!head && action.body.length > 0) {
