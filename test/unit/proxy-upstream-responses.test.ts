@@ -5,6 +5,7 @@
  * unsolicited 100 Continue ignored (§15.2), statuses outside 100..599 refused (§15), and built-in
  * 204/304 responses without Content-Length (§8.6).
  */
+import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import {
   installHandlerHarness,
@@ -20,6 +21,14 @@ import {
 installHandlerHarness();
 
 const VIA = ['via', '1.1 udpgrm-proxy'] as [string, string];
+
+/** Writes `bytes` in pieces of `step` bytes, one per event-loop turn (so the proxy reads them apart). */
+async function trickle(socket: Socket, bytes: string, step: number): Promise<void> {
+  for (let i = 0; i < bytes.length; i += step) {
+    socket.write(Buffer.from(bytes.slice(i, i + step), 'latin1'));
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
 
 describe('responses that cannot have a body are relayed complete (RFC 9110 §6.4.1)', { timeout: 10_000 }, () => {
   it('relays a 304 whose upstream sent content-length, keeping it, and the pool connection stays usable', async () => {
@@ -57,6 +66,56 @@ describe('responses that cannot have a body are relayed complete (RFC 9110 §6.4
     expect(await ex.finished).toBe('ended');
     expect(ex.events).toEqual([{ type: 'respond', status: 200, headers: [['content-type', 'text/plain'], ['content-length', '1234'], VIA], endStream: true }]);
     expect(await lineOf(ex)).toMatchObject({ method: 'HEAD', status: 200, bytesOut: 0 });
+  });
+});
+
+describe('interim responses from the upstream (RFC 9110 §15.2)', { timeout: 10_000 }, () => {
+  it('ignores an unsolicited 100 Continue before the final response', async () => {
+    const upstream = await startRawUpstream((_head, socket) => socket.write('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello'));
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin])]);
+    const ex = proxy.send({ path: '/x' });
+    expect(await ex.finished).toBe('ended');
+    expect(ex.status).toBe(200);
+    expect(ex.responseBody.toString()).toBe('hello');
+    expect(await lineOf(ex)).not.toHaveProperty('reason');
+  });
+
+  it('ignores several interim responses split across reads, on every request of a kept-alive connection', async () => {
+    const upstream = await startRawUpstream((head, socket) => {
+      const n = head.split(' ')[1]!.slice(1);
+      void trickle(socket, `HTTP/1.1 100 Continue\r\nX-A: 1\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: ${n.length}\r\n\r\n${n}`, 7);
+    });
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin], { maxConnectionsPerTarget: 1 })]);
+    for (const n of ['first', 'second', 'third']) {
+      const ex = proxy.send({ path: `/${n}` });
+      expect(await ex.finished).toBe('ended');
+      expect(ex.status).toBe(200);
+      expect(ex.responseBody.toString()).toBe(n);
+    }
+    expect(upstream.heads).toHaveLength(3);
+  });
+
+  it('leaves bytes that look like a 100 response alone inside a body (content-length and chunked)', async () => {
+    const fake = 'HTTP/1.1 100 Continue\r\n\r\n';
+    const upstream = await startRawUpstream((head, socket) => {
+      if (head.startsWith('GET /length ')) socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${fake.length}\r\n\r\n${fake}`);
+      else socket.write(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${fake.length.toString(16)}\r\n${fake}\r\n0\r\n\r\n`);
+    });
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin], { maxConnectionsPerTarget: 1 })]);
+    for (const path of ['/length', '/chunked', '/length']) {
+      const ex = proxy.send({ path });
+      expect(await ex.finished).toBe('ended');
+      expect(ex.responseBody.toString()).toBe(fake);
+    }
+  });
+
+  it('never asks the upstream for a 100 Continue, whatever the client sent', async () => {
+    const upstream = await startRawUpstream((_head, socket) => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'));
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin])]);
+    const ex = proxy.send({ method: 'POST', path: '/up', headers: [['expect', '100-continue']], contentLength: 3, body: ['abc'] });
+    expect(await ex.finished).toBe('ended');
+    expect(ex.status).toBe(200);
+    expect(upstream.heads[0]).not.toMatch(/\r\nexpect:/i);
   });
 });
 

@@ -8,6 +8,7 @@ import { Pool } from 'undici';
 import type { UpstreamPoolConfig } from '../config/types.js';
 import type { Field } from '../http-semantics/fields.js';
 import { Balancer } from './balancer.js';
+import { filteringConnector } from './connector.js';
 import { ExchangeAbortedError, UpstreamError } from './errors.js';
 import { UpstreamExchange, type UpstreamResponse } from './upstream-exchange.js';
 
@@ -53,7 +54,8 @@ export class UpstreamPool {
       pool: new Pool(origin, {
         connections: config.maxConnectionsPerTarget,
         pipelining: 1,
-        connect: { timeout: config.connectTimeoutMs },
+        // undici's connector, plus the removal of unsolicited 100 Continue responses (RFC 9110 §15.2).
+        connect: filteringConnector({ timeout: config.connectTimeoutMs }),
         headersTimeout: config.responseTimeoutMs,
         bodyTimeout: config.bodyTimeoutMs,
         keepAliveTimeout: Math.max(1, config.keepAliveTimeoutMs),
