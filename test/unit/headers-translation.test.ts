@@ -75,6 +75,11 @@ describe('toUpstreamRequestHeaders', () => {
     expect(out).toContainEqual(['content-type', 'text/plain']);
     expect(out).toContainEqual(['content-length', '3']);
   });
+
+  it('forwards one content-length field however often the client repeated it', () => {
+    const out = toUpstreamRequestHeaders(request([['content-length', '3'], ['content-length', '3']]), { clientIp: '10.0.0.1' });
+    expect(out.filter(([n]) => n === 'content-length')).toEqual([['content-length', '3']]);
+  });
 });
 
 describe('toClientResponseHeaders', () => {

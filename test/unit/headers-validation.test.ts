@@ -50,6 +50,15 @@ describe('validateRequest', () => {
     expect(same.ok && same.request.contentLength).toBe(5);
   });
 
+  it('collapses identical content-length fields into one (RFC 9110 §8.6)', () => {
+    const same = validateRequest(withFields(['accept', '*/*'], ['content-length', '5'], ['x-a', '1'], ['content-length', '5']));
+    expect(same.ok && same.request.headers).toEqual([
+      ['accept', '*/*'],
+      ['content-length', '5'],
+      ['x-a', '1'],
+    ]);
+  });
+
   it('rejects bad content-length values', () => {
     expect(reasonOf(withFields(['content-length', '-1']))).toMatch(/content-length/);
     expect(reasonOf(withFields(['content-length', '1,1']))).toMatch(/content-length/);

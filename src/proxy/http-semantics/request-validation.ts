@@ -100,6 +100,12 @@ export function validateRequest(fields: readonly Field[]): RequestValidation {
 
   const contentLength = parseContentLength(headers);
   if (typeof contentLength === 'object') return contentLength;
+  // Identical content-length fields are one value (RFC 9110 §8.6): keep the first field only, so
+  // nothing downstream sees (or forwards) two.
+  if (contentLength !== undefined) {
+    const first = headers.findIndex(([name]) => name === 'content-length');
+    for (let i = headers.length - 1; i > first; i--) if (headers[i]![0] === 'content-length') headers.splice(i, 1);
+  }
 
   const request: ValidatedRequest =
     contentLength === undefined
@@ -184,7 +190,7 @@ function resolveAuthority(
   return authority;
 }
 
-/** Every content-length field must hold the same run of digits (RFC 9110 §8.6). */
+/** Every content-length field must hold the same run of digits (RFC 9110 §8.6); they are then one value. */
 function parseContentLength(headers: FieldList): number | undefined | { ok: false; kind: 'malformed'; reason: string } {
   let text: string | undefined;
   for (const [name, value] of headers) {

@@ -65,6 +65,7 @@ export function toUpstreamRequestHeaders(request: ValidatedRequest, context: Ups
   const cookies: string[] = [];
   const forwardedFor: string[] = [];
   const via: string[] = [];
+  let sentLength = false;
 
   for (const [name, value] of request.headers) {
     if (listed.has(name) || REQUEST_FIELDS_REBUILT.has(name)) continue;
@@ -86,6 +87,12 @@ export function toUpstreamRequestHeaders(request: ValidatedRequest, context: Ups
       continue;
     }
     if (FORWARDING_FIELDS.has(name)) continue; // proto and host: we state our own
+    if (name === 'content-length') {
+      // Validation made every value equal: one field, however often the client repeated it (RFC 9110 §8.6).
+      if (!sentLength) out.push([name, value]);
+      sentLength = true;
+      continue;
+    }
     out.push([name, value]);
   }
 

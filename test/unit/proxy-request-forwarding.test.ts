@@ -1,0 +1,60 @@
+/**
+ * What reaches the upstream for a client's request (hardening defect 10), through ProxyHandler and
+ * the in-memory exchange against real node:http upstreams: Content-Length collapsed, forwarding
+ * fields by trusted_proxies, bodies of GET/DELETE/OPTIONS forwarded, routing on the normalised path
+ * (dot segments, duplicate slashes, encoded unreserved characters) with a request target that
+ * is forwarded as received or normalised, and non-ASCII octets percent-encoded.
+ */
+import type { IncomingMessage } from 'node:http';
+import { describe, expect, it } from 'vitest';
+import {
+  installHandlerHarness,
+  lineOf,
+  makeProxy,
+  poolConfig,
+  proxyRoute,
+  startUpstream,
+  type Upstream,
+} from '../helpers/handler-harness.js';
+
+installHandlerHarness();
+
+interface Seen {
+  readonly method: string;
+  readonly url: string;
+  /** Raw header lines as the upstream received them: [name, value, name, value, ...]. */
+  readonly raw: string[];
+  readonly headers: IncomingMessage['headers'];
+  readonly body: string;
+}
+
+/** An upstream that answers 200 with a JSON record of the request it received. */
+async function echoUpstream(): Promise<Upstream> {
+  return startUpstream((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      const seen: Seen = { method: req.method!, url: req.url!, raw: req.rawHeaders, headers: req.headers, body: Buffer.concat(parts).toString('latin1') };
+      const body = JSON.stringify(seen);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) });
+      res.end(body);
+    });
+  });
+}
+
+const seenBy = (ex: { responseBody: Buffer }): Seen => JSON.parse(ex.responseBody.toString()) as Seen;
+
+describe('Content-Length fields (RFC 9110 §8.6)', { timeout: 10_000 }, () => {
+  it('collapses two identical content-length fields into one; the upstream gets one and the body', async () => {
+    const upstream = await echoUpstream();
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin])]);
+    const ex = proxy.send({ method: 'POST', path: '/twice', headers: [['content-length', '3']], contentLength: 3, body: ['abc'] });
+    expect(await ex.finished).toBe('ended');
+    expect(ex.status).toBe(200);
+    const seen = seenBy(ex);
+    expect(seen.raw.filter((_v, i) => i % 2 === 0 && seen.raw[i]!.toLowerCase() === 'content-length')).toHaveLength(1);
+    expect(seen.headers['content-length']).toBe('3');
+    expect(seen.body).toBe('abc');
+    expect(await lineOf(ex)).not.toHaveProperty('reason');
+  });
+});
