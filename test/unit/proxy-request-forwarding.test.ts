@@ -14,6 +14,7 @@ import {
   poolConfig,
   proxyRoute,
   startUpstream,
+  textResponse,
   type Upstream,
 } from '../helpers/handler-harness.js';
 
@@ -56,5 +57,47 @@ describe('Content-Length fields (RFC 9110 §8.6)', { timeout: 10_000 }, () => {
     expect(seen.headers['content-length']).toBe('3');
     expect(seen.body).toBe('abc');
     expect(await lineOf(ex)).not.toHaveProperty('reason');
+  });
+});
+
+describe('request bodies without content-length', { timeout: 10_000 }, () => {
+  it.each(['GET', 'DELETE', 'OPTIONS'])('forwards the body of a %s that has one', async (method) => {
+    const upstream = await echoUpstream();
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin])]);
+    const ex = proxy.send({ method, path: '/search', body: ['{"query":', '"x"}'] });
+    expect(await ex.finished).toBe('ended');
+    const seen = seenBy(ex);
+    expect(seen.method).toBe(method);
+    expect(seen.body).toBe('{"query":"x"}');
+    expect(await lineOf(ex)).toMatchObject({ method, status: 200, bytesIn: 13 });
+  });
+
+  it('sends no body (no content-length, no chunked framing) for a GET that has none', async () => {
+    const upstream = await echoUpstream();
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin])]);
+    const ex = proxy.send({ path: '/plain' });
+    expect(await ex.finished).toBe('ended');
+    expect(seenBy(ex).headers).not.toHaveProperty('transfer-encoding');
+    expect(seenBy(ex).headers).not.toHaveProperty('content-length');
+  });
+
+  it('waits for the first body byte when a GET is still open, and forwards what follows', async () => {
+    const upstream = await echoUpstream();
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin])]);
+    const ex = proxy.send({ path: '/later', body: [], bodyEnds: false });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(ex.headersSent).toBe(false);
+    await ex.sendBody(['late ', 'body'], true);
+    expect(await ex.finished).toBe('ended');
+    expect(seenBy(ex).body).toBe('late body');
+  });
+
+  it('refuses a TRACE with a body (RFC 9110 §9.3.8) with 400', async () => {
+    const upstream = await echoUpstream();
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin])]);
+    const ex = proxy.send({ method: 'TRACE', path: '/t', body: ['x'] });
+    expect(await ex.finished).toBe('ended');
+    expect(ex.events).toEqual(textResponse(400, 'a TRACE request cannot have content\n'));
+    expect(await lineOf(ex)).toMatchObject({ method: 'TRACE', status: 400, reason: 'TRACE with content' });
   });
 });

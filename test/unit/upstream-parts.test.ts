@@ -86,4 +86,24 @@ describe('RequestBody', () => {
     expect(pipe.push(Buffer.alloc(100))).toBe(true);
     expect(pipe.needsDrain).toBe(false);
   });
+
+  it('hasContent() waits for the first body byte or the end of the body', async () => {
+    const withData = new RequestBody();
+    const pending = withData.hasContent();
+    withData.push(Buffer.alloc(0));
+    withData.push(Buffer.from('x'));
+    expect(await pending).toBe(true);
+    expect(await withData.hasContent()).toBe(true);
+
+    const empty = new RequestBody();
+    const ended = empty.hasContent();
+    empty.end();
+    expect(await ended).toBe(false);
+    expect(await empty.hasContent()).toBe(false);
+
+    const reset = new RequestBody();
+    const aborted = reset.hasContent();
+    reset.abort('client reset');
+    expect(await aborted).toBe(false);
+  });
 });

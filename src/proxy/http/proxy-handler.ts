@@ -77,8 +77,14 @@ export class ProxyHandler implements RequestHandler {
   }
 
   private async proxy(ex: HttpExchange, route: RouteConfig, pool: UpstreamPool): Promise<{ status: number; upstream?: string; reason?: string }> {
-    const hasBody = requestHasBody(ex);
+    const hasBody = await requestHasBody(ex);
     if (!hasBody) drain(ex.body);
+    if (hasBody && ex.request.method === 'TRACE') {
+      // RFC 9110 §9.3.8: a client must not send content in a TRACE request.
+      drain(ex.body);
+      respondText(ex, 400, 'a TRACE request cannot have content\n');
+      return { status: 400, reason: 'TRACE with content' };
+    }
     let res;
     try {
       res = await pool.forward(
@@ -120,11 +126,15 @@ export class ProxyHandler implements RequestHandler {
   }
 }
 
-/** Without content-length, only methods that conventionally carry a body get one upstream. */
-function requestHasBody(ex: HttpExchange): boolean {
+/**
+ * Whether the upstream gets a body: Content-Length says so when present; without it (HTTP/3 DATA
+ * needs no announced length) the first body byte or the end of the body decides, whatever the
+ * method, so a GET's body is forwarded rather than silently dropped.
+ */
+function requestHasBody(ex: HttpExchange): Promise<boolean> {
   const len = ex.request.contentLength;
-  if (len !== undefined) return len > 0;
-  return !['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE'].includes(ex.request.method);
+  if (len !== undefined) return Promise.resolve(len > 0);
+  return ex.body.hasContent();
 }
 
 /** A body we will not use is still read, so the client's flow control does not stall the stream. */
