@@ -12,7 +12,7 @@ import { afterEach, beforeEach, expect } from 'vitest';
 import type { RouteConfig, UpstreamPoolConfig } from '../../src/proxy/config/types.js';
 import { AccessLog } from '../../src/proxy/http/access-log.js';
 import type { HttpExchange } from '../../src/proxy/http/exchange.js';
-import { ProxyHandler } from '../../src/proxy/http/proxy-handler.js';
+import { ProxyHandler, type HandlerOptions } from '../../src/proxy/http/proxy-handler.js';
 import { matchRoute } from '../../src/proxy/http/route.js';
 import { UpstreamRegistry } from '../../src/proxy/upstream/index.js';
 import { MemoryExchange, type MemoryExchangeOptions, type MemoryRequest } from './memory-exchange.js';
@@ -128,10 +128,10 @@ export interface TestProxy {
   send(request: MemoryRequest, options?: MemoryExchangeOptions): MemoryExchange;
 }
 
-export function makeProxy(routes: RouteConfig[], pools: UpstreamPoolConfig[] = []): TestProxy {
+export function makeProxy(routes: RouteConfig[], pools: UpstreamPoolConfig[] = [], options: Pick<HandlerOptions, 'trustedProxies'> = {}): TestProxy {
   const registry = new UpstreamRegistry(new Map(pools.map((p) => [p.name, p])));
   cleanups.push(() => registry.destroy());
-  const handler = new ProxyHandler({ route: (host, path) => matchRoute(routes, host, path), upstreams: registry, accessLog: makeAccessLog() });
+  const handler = new ProxyHandler({ route: (host, path) => matchRoute(routes, host, path), upstreams: registry, accessLog: makeAccessLog(), ...options });
   return {
     handler,
     registry,

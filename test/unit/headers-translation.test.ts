@@ -22,27 +22,43 @@ describe('toUpstreamRequestHeaders', () => {
       ['x-forwarded-for', '192.0.2.7'],
       ['x-forwarded-proto', 'https'],
       ['x-forwarded-host', 'app.example:8443'],
+      ['forwarded', 'for=192.0.2.7;host="app.example:8443";proto=https'],
       ['via', '3 udpgrm-proxy'],
     ]);
   });
 
-  it('appends to existing X-Forwarded-For and Via, replaces proto/host claims', () => {
-    const out = toUpstreamRequestHeaders(
-      request([
-        ['x-forwarded-for', '203.0.113.1'],
-        ['x-forwarded-for', '203.0.113.2'],
-        ['x-forwarded-proto', 'http'],
-        ['x-forwarded-host', 'evil.example'],
-        ['via', '1.1 cdn'],
-        ['host', 'app.example:8443'],
-      ]),
-      { clientIp: '2001:db8::1', via: 'edge1' },
-    );
+  const claims: Array<[string, string]> = [
+    ['x-forwarded-for', '203.0.113.1'],
+    ['x-forwarded-for', '203.0.113.2'],
+    ['x-forwarded-proto', 'http'],
+    ['x-forwarded-host', 'evil.example'],
+    ['forwarded', 'for=203.0.113.1'],
+    ['via', '1.1 cdn'],
+    ['x-real-ip', '203.0.113.1'],
+    ['early-data', '1'],
+    ['host', 'app.example:8443'],
+  ];
+
+  it('from a trusted proxy: appends to X-Forwarded-For, Forwarded and Via, keeps its proto and host claims', () => {
+    const out = toUpstreamRequestHeaders(request(claims), { clientIp: '2001:db8::1', via: 'edge1', trustForwarded: true });
     expect(out).toEqual([
       ['host', 'app.example:8443'],
       ['x-forwarded-for', '203.0.113.1, 203.0.113.2, 2001:db8::1'],
+      ['x-forwarded-proto', 'http'],
+      ['x-forwarded-host', 'evil.example'],
+      ['forwarded', 'for=203.0.113.1, for="[2001:db8::1]";host="app.example:8443";proto=https'],
+      ['via', '1.1 cdn, 3 edge1'],
+    ]);
+  });
+
+  it('from anyone else: replaces X-Forwarded-For/-Proto/-Host and Forwarded, appends to Via; never forwards x-real-ip or early-data', () => {
+    const out = toUpstreamRequestHeaders(request(claims), { clientIp: '2001:db8::1', via: 'edge1' });
+    expect(out).toEqual([
+      ['host', 'app.example:8443'],
+      ['x-forwarded-for', '2001:db8::1'],
       ['x-forwarded-proto', 'https'],
       ['x-forwarded-host', 'app.example:8443'],
+      ['forwarded', 'for="[2001:db8::1]";host="app.example:8443";proto=https'],
       ['via', '1.1 cdn, 3 edge1'],
     ]);
   });

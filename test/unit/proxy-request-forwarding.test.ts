@@ -7,6 +7,8 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
+import { parseCidr } from '../../src/proxy/config/cidr.js';
+import { TrustedProxies } from '../../src/proxy/http/trusted-proxies.js';
 import {
   installHandlerHarness,
   lineOf,
@@ -45,6 +47,16 @@ async function echoUpstream(): Promise<Upstream> {
 
 const seenBy = (ex: { responseBody: Buffer }): Seen => JSON.parse(ex.responseBody.toString()) as Seen;
 
+function trusted(...cidrs: string[]): TrustedProxies {
+  return new TrustedProxies(
+    cidrs.map((text) => {
+      const parsed = parseCidr(text);
+      if (!parsed.ok) throw new Error(parsed.expected);
+      return parsed.value;
+    }),
+  );
+}
+
 describe('Content-Length fields (RFC 9110 §8.6)', { timeout: 10_000 }, () => {
   it('collapses two identical content-length fields into one; the upstream gets one and the body', async () => {
     const upstream = await echoUpstream();
@@ -57,6 +69,59 @@ describe('Content-Length fields (RFC 9110 §8.6)', { timeout: 10_000 }, () => {
     expect(seen.headers['content-length']).toBe('3');
     expect(seen.body).toBe('abc');
     expect(await lineOf(ex)).not.toHaveProperty('reason');
+  });
+});
+
+describe('forwarding fields and trusted_proxies', { timeout: 10_000 }, () => {
+  const spoofed: Array<[string, string]> = [
+    ['x-forwarded-for', '198.51.100.9'],
+    ['x-forwarded-proto', 'http'],
+    ['x-forwarded-host', 'spoofed.example'],
+    ['forwarded', 'for=198.51.100.9;proto=http'],
+    ['x-real-ip', '198.51.100.9'],
+    ['early-data', '1'],
+  ];
+
+  it('replaces client-supplied forwarding fields and drops x-real-ip and early-data from an untrusted client', async () => {
+    const upstream = await echoUpstream();
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin])]);
+    const ex = proxy.send({ authority: 'shop.example', path: '/p', headers: spoofed });
+    expect(await ex.finished).toBe('ended');
+    const { headers } = seenBy(ex);
+    expect(headers).toMatchObject({
+      'x-forwarded-for': '192.0.2.10',
+      'x-forwarded-proto': 'https',
+      'x-forwarded-host': 'shop.example',
+      forwarded: 'for=192.0.2.10;host=shop.example;proto=https',
+    });
+    expect(headers).not.toHaveProperty('x-real-ip');
+    expect(headers).not.toHaveProperty('early-data');
+  });
+
+  it('keeps and appends to them from a client inside trusted_proxies (IPv4, IPv4-mapped IPv6, IPv6)', async () => {
+    const upstream = await echoUpstream();
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin])], { trustedProxies: trusted('192.0.2.0/24', '2001:db8::/32') });
+    for (const [client, node] of [
+      ['192.0.2.10', '192.0.2.10'],
+      ['::ffff:192.0.2.77', '"[::ffff:192.0.2.77]"'],
+      ['2001:db8::5', '"[2001:db8::5]"'],
+    ] as const) {
+      const ex = proxy.send({ authority: 'shop.example:8443', path: '/p', headers: spoofed }, { client: { host: client, port: 1 } });
+      expect(await ex.finished).toBe('ended');
+      const { headers } = seenBy(ex);
+      expect(headers, client).toMatchObject({
+        'x-forwarded-for': `198.51.100.9, ${client}`,
+        'x-forwarded-proto': 'http',
+        'x-forwarded-host': 'spoofed.example',
+        forwarded: `for=198.51.100.9;proto=http, for=${node};host="shop.example:8443";proto=https`,
+      });
+      expect(headers).not.toHaveProperty('x-real-ip');
+      expect(headers).not.toHaveProperty('early-data');
+    }
+    // Outside every trusted range: replaced.
+    const outside = proxy.send({ authority: 'shop.example', path: '/p', headers: spoofed }, { client: { host: '203.0.113.4', port: 1 } });
+    expect(await outside.finished).toBe('ended');
+    expect(seenBy(outside).headers['x-forwarded-for']).toBe('203.0.113.4');
   });
 });
 

@@ -493,7 +493,8 @@ describe('UpstreamPool against real HTTP/1.1 servers', () => {
     const response = await registry.get('app')!.forward({
       method: validated.request.method,
       path: validated.request.path,
-      headers: toUpstreamRequestHeaders(validated.request, { clientIp: '2001:db8::7' }),
+      // From a trusted proxy, so its X-Forwarded-For is appended to (see trusted_proxies).
+      headers: toUpstreamRequestHeaders(validated.request, { clientIp: '2001:db8::7', trustForwarded: true }),
     });
     await readAll(response);
     expect(seen?.headers.host).toBe('shop.example');

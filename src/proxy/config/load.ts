@@ -14,12 +14,13 @@ import { readProcess } from './section-process.js';
 import { readLogging, readQuic } from './section-quic.js';
 import { readRoutes } from './section-routes.js';
 import { readTls, type TlsRead } from './section-tls.js';
+import { readTrustedProxies } from './section-trusted-proxies.js';
 import { readUpstreams } from './section-upstreams.js';
 import { ensureSelfSigned, ensureTicketKey, selfSignedPlan, selfSignedProblem, ticketKeyProblem } from './tls-state.js';
 import type { CertificateConfig, ListenerConfig, ProxyConfig, TlsConfig } from './types.js';
 import { Cursor, IssueLog } from './yaml-cursor.js';
 
-const TOP_KEYS = ['listeners', 'workers', 'drain_timeout', 'tls', 'routes', 'upstreams', 'quic', 'logging', 'process'] as const;
+const TOP_KEYS = ['listeners', 'workers', 'drain_timeout', 'tls', 'routes', 'upstreams', 'quic', 'logging', 'process', 'trusted_proxies'] as const;
 export const DRAIN_TIMEOUT_DEFAULT_MS = 30_000;
 
 export interface LoadOptions {
@@ -82,6 +83,7 @@ export function loadConfigWithState(file: string, options: LoadOptions = {}): Lo
   const quic = readQuic(f.quic);
   const logging = readLogging(f.logging);
   const processConfig = readProcess(f.process, path, tlsRead.stateDir);
+  const trustedProxies = readTrustedProxies(f.trusted_proxies);
 
   if (log.issues.length > 0) throw new ConfigError(log.sorted(), source);
 
@@ -100,6 +102,7 @@ export function loadConfigWithState(file: string, options: LoadOptions = {}): Lo
     workers,
     drainTimeoutMs,
     process: processConfig,
+    trustedProxies,
   };
   return { config, selfSigned: state.selfSigned, ticketKey: state.ticketKey };
 }

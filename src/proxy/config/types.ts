@@ -16,6 +16,8 @@ export interface ProxyConfig {
   /** How long a draining generation may live after a reload (ms). */
   readonly drainTimeoutMs: number;
   readonly process: ProcessConfig;
+  /** Proxies whose X-Forwarded-For/-Proto/-Host and Forwarded fields are kept (default none). */
+  readonly trustedProxies: readonly CidrConfig[];
 }
 
 /** How the master runs generations of workers. */
@@ -112,4 +114,11 @@ export interface QuicLimits {
 export interface LoggingConfig {
   readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   readonly accessLog: boolean;
+}
+
+/** A CIDR range: canonical network address and prefix length (32 or 128 for a single host). */
+export interface CidrConfig {
+  readonly address: string;
+  readonly prefixLength: number;
+  readonly family: 4 | 6;
 }

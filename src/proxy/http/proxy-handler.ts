@@ -12,11 +12,14 @@ import type { UpstreamRegistry } from '../upstream/registry.js';
 import type { AccessLog } from './access-log.js';
 import { respondText, type HttpExchange, type RequestHandler } from './exchange.js';
 import type { RequestBody } from './request-body.js';
+import type { TrustedProxies } from './trusted-proxies.js';
 
 export interface HandlerOptions {
   readonly route: (host: string, path: string) => RouteConfig | undefined;
   readonly upstreams: UpstreamRegistry;
   readonly accessLog: AccessLog;
+  /** Clients whose forwarding fields are kept (config trusted_proxies); default: nobody's. */
+  readonly trustedProxies?: TrustedProxies;
 }
 
 export class ProxyHandler implements RequestHandler {
@@ -91,7 +94,7 @@ export class ProxyHandler implements RequestHandler {
         {
           method: ex.request.method,
           path: ex.request.path,
-          headers: toUpstreamRequestHeaders(ex.request, { clientIp: ex.client.host }),
+          headers: toUpstreamRequestHeaders(ex.request, { clientIp: ex.client.host, trustForwarded: this.opts.trustedProxies?.trusts(ex.client.host) ?? false }),
           body: hasBody ? ex.body.stream : null,
         },
         { signal: ex.signal },
