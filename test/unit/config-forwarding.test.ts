@@ -1,5 +1,6 @@
 /**
- * Config keys of the forwarding defences: `trusted_proxies` (CIDR ranges, errors at file:line:col).
+ * Config keys of the forwarding defences: `trusted_proxies` (CIDR ranges, errors at file:line:col),
+ * `routes[].forward_path`, and route path prefixes written in normalised form.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -63,5 +64,28 @@ describe('trusted_proxies', () => {
       expect.stringMatching(/^9:5 trusted_proxies\[5\]: expected .*prefix length/),
     ]);
     expect(load(`${BASE}trusted_proxy: []\n`)).toEqual([expect.stringMatching(/^3:1 trusted_proxy: unknown key "trusted_proxy".*trusted_proxies/)]);
+  });
+});
+
+describe('routes[].forward_path and normalised path prefixes', () => {
+  const UPSTREAMS = 'upstreams: { app: { targets: ["http://127.0.0.1:8080"] } }\n';
+  const LISTENERS = 'listeners: ["127.0.0.1:4433"]\n';
+
+  it('defaults to forwarding as received (key absent), takes normalised', () => {
+    const routes = config(`${LISTENERS}${UPSTREAMS}routes:\n  - { path: /a, upstream: app }\n  - { path: /b, upstream: app, forward_path: normalised }\n  - { path: /c, upstream: app, forward_path: as_received }\n`).routes;
+    expect(routes.map((r) => r.forwardPath)).toEqual([undefined, 'normalised', 'as_received']);
+  });
+
+  it('reports a bad value, forward_path on a respond route, and prefixes that are not normalised', () => {
+    const issues = load(
+      `${LISTENERS}${UPSTREAMS}routes:\n  - { path: /a, upstream: app, forward_path: raw }\n  - { path: /b, respond: { status: 200 }, forward_path: normalised }\n  - { path: "/%68ealthz", upstream: app }\n  - { path: /a//b/../c, upstream: app }\n  - { path: /a%2Fb, upstream: app }\n`,
+    );
+    expect(issues).toEqual([
+      expect.stringMatching(/^4:46 routes\[0\]\.forward_path: expected one of "as_received", "normalised", got "raw"/),
+      expect.stringMatching(/^5:57 routes\[1\]\.forward_path: forward_path applies to routes with "upstream" only$/),
+      expect.stringMatching(/^6:13 routes\[2\]\.path: requests are matched on their normalised path: write "\/healthz" instead of "\/%68ealthz"$/),
+      expect.stringMatching(/^7:13 routes\[3\]\.path: .*write "\/a\/c"/),
+      expect.stringMatching(/^8:13 routes\[4\]\.path: expected a path prefix that can be normalised: encoded "\/" \(%2F\)/),
+    ]);
   });
 });

@@ -7,6 +7,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
+import type { RouteConfig } from '../../src/proxy/config/types.js';
 import { parseCidr } from '../../src/proxy/config/cidr.js';
 import { TrustedProxies } from '../../src/proxy/http/trusted-proxies.js';
 import {
@@ -15,6 +16,7 @@ import {
   makeProxy,
   poolConfig,
   proxyRoute,
+  respondRoute,
   startUpstream,
   textResponse,
   type Upstream,
@@ -164,5 +166,66 @@ describe('request bodies without content-length', { timeout: 10_000 }, () => {
     expect(await ex.finished).toBe('ended');
     expect(ex.events).toEqual(textResponse(400, 'a TRACE request cannot have content\n'));
     expect(await lineOf(ex)).toMatchObject({ method: 'TRACE', status: 400, reason: 'TRACE with content' });
+  });
+});
+
+describe('routing on the normalised path', { timeout: 10_000 }, () => {
+  const routes = (forwardPath?: RouteConfig['forwardPath']): RouteConfig[] => [
+    respondRoute('routes[0]', '/healthz', { status: 403, headers: [], body: 'blocked\n' }),
+    { ...proxyRoute('routes[1]', 'app'), hosts: [{ kind: 'exact', name: 'app.example' }], ...(forwardPath ? { forwardPath } : {}) },
+  ];
+
+  it.each(['/healthz', '/x/../healthz', '/%68ealthz', '//healthz', '/./healthz', '/a/b/%2E%2E/../healthz', '/healthz/', '/%2e%2e/healthz?x=1', '///x//..//healthz'])(
+    '%s reaches the /healthz route',
+    async (path) => {
+      const upstream = await echoUpstream();
+      const proxy = makeProxy(routes(), [poolConfig('app', [upstream.origin])]);
+      const ex = proxy.send({ path });
+      expect(await ex.finished).toBe('ended');
+      expect(ex.status).toBe(403);
+      expect(await lineOf(ex)).toMatchObject({ path, status: 403, route: 'routes[0]' });
+    },
+  );
+
+  it.each([
+    ['/x/%2F../healthz', 'encoded "/" (%2F)'],
+    ['/x%5C..%5Chealthz', 'encoded "\\" (%5C)'],
+    ['/x\\..\\healthz', '"\\"'],
+    ['/x%00', 'encoded NUL (%00)'],
+    ['/x%zz', 'invalid percent-encoding'],
+    ['/x#frag', 'fragment'],
+  ])('answers 400 for %s (%s)', async (path, why) => {
+    const proxy = makeProxy(routes(), []);
+    const ex = proxy.send({ path });
+    expect(await ex.finished).toBe('ended');
+    expect(ex.status).toBe(400);
+    const line = await lineOf(ex);
+    expect(line).toMatchObject({ path, status: 400 });
+    expect(String(line['reason'])).toContain(why);
+  });
+
+  it('forwards the target as received by default, normalised when the route says so', async () => {
+    const upstream = await echoUpstream();
+    const target = '/a//b/./c/../%64?q=%2e%2E&r=/../';
+    const asReceived = makeProxy(routes(), [poolConfig('app', [upstream.origin])]).send({ path: target });
+    expect(await asReceived.finished).toBe('ended');
+    expect(seenBy(asReceived).url).toBe(target);
+    const normalised = makeProxy(routes('normalised'), [poolConfig('app', [upstream.origin])]).send({ path: target });
+    expect(await normalised.finished).toBe('ended');
+    expect(seenBy(normalised).url).toBe('/a/b/d?q=%2e%2E&r=/../');
+  });
+
+  it('percent-encodes octets above 0x7E in path and query before forwarding, and routes on the encoded form', async () => {
+    const upstream = await echoUpstream();
+    const proxy = makeProxy(
+      [respondRoute('routes[0]', '/caf%C3%A9', { status: 403, headers: [], body: '' }), { ...proxyRoute('routes[1]', 'app'), hosts: [{ kind: 'exact', name: 'app.example' }] }],
+      [poolConfig('app', [upstream.origin])],
+    );
+    const ex = proxy.send({ path: '/na\xefve/\xff?q=\xe9t\xe9' });
+    expect(await ex.finished).toBe('ended');
+    expect(seenBy(ex).url).toBe('/na%EFve/%FF?q=%E9t%E9');
+    const blocked = proxy.send({ path: '/caf\xc3\xa9' });
+    expect(await blocked.finished).toBe('ended');
+    expect(blocked.status).toBe(403);
   });
 });

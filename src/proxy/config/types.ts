@@ -75,6 +75,8 @@ export interface RouteConfig {
   readonly action: RouteAction;
   /** Extra response headers added to every response of this route (e.g. x-config-version). */
   readonly responseHeaders: readonly (readonly [string, string])[];
+  /** Proxy routes: forward the request target as received (default) or normalised (http-semantics/request-target.ts). */
+  readonly forwardPath?: 'as_received' | 'normalised';
 }
 
 export type RouteAction =

@@ -5,7 +5,15 @@
  * exactly one access-log line.
  */
 import type { RouteConfig } from '../config/types.js';
-import { responseHasNoContent, statusHasNoContent, toClientResponseHeaders, toClientTrailers, toUpstreamRequestHeaders, type FieldList } from '../http-semantics/index.js';
+import {
+  normaliseTarget,
+  responseHasNoContent,
+  statusHasNoContent,
+  toClientResponseHeaders,
+  toClientTrailers,
+  toUpstreamRequestHeaders,
+  type FieldList,
+} from '../http-semantics/index.js';
 import { UpstreamError, classifyUpstreamError } from '../upstream/errors.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { UpstreamRegistry } from '../upstream/registry.js';
@@ -27,7 +35,9 @@ export class ProxyHandler implements RequestHandler {
 
   handle(ex: HttpExchange): void {
     const started = performance.now();
-    const route = this.opts.route(ex.request.authority, ex.request.path);
+    // Routes match the normalised path, so no spelling of a path walks past the route meant for it.
+    const target = normaliseTarget(ex.request.path);
+    const route = target.ok ? this.opts.route(ex.request.authority, target.target.path) : undefined;
     const done = (status: number, upstream?: string, reason?: string): void =>
       this.opts.accessLog.write({
         method: ex.request.method,
@@ -45,6 +55,12 @@ export class ProxyHandler implements RequestHandler {
         ...(reason ? { reason } : {}),
       });
 
+    if (!target.ok) {
+      drain(ex.body);
+      respondText(ex, 400, 'bad request target\n');
+      done(400, undefined, `bad request target: ${target.reason}`);
+      return;
+    }
     if (!route) {
       drain(ex.body);
       respondText(ex, 404, 'no route for this host and path\n');
@@ -73,13 +89,14 @@ export class ProxyHandler implements RequestHandler {
       done(502, action.upstream, 'pool missing');
       return;
     }
-    void this.proxy(ex, route, pool).then(
+    const forwardPath = route.forwardPath === 'normalised' ? target.target.normalised : target.target.received;
+    void this.proxy(ex, route, pool, forwardPath).then(
       (r) => done(r.status, r.upstream, r.reason),
       (err: unknown) => done(0, action.upstream, `internal: ${(err as Error).message}`),
     );
   }
 
-  private async proxy(ex: HttpExchange, route: RouteConfig, pool: UpstreamPool): Promise<{ status: number; upstream?: string; reason?: string }> {
+  private async proxy(ex: HttpExchange, route: RouteConfig, pool: UpstreamPool, path: string): Promise<{ status: number; upstream?: string; reason?: string }> {
     const hasBody = await requestHasBody(ex);
     if (!hasBody) drain(ex.body);
     if (hasBody && ex.request.method === 'TRACE') {
@@ -93,7 +110,7 @@ export class ProxyHandler implements RequestHandler {
       res = await pool.forward(
         {
           method: ex.request.method,
-          path: ex.request.path,
+          path,
           headers: toUpstreamRequestHeaders(ex.request, { clientIp: ex.client.host, trustForwarded: this.opts.trustedProxies?.trusts(ex.client.host) ?? false }),
           body: hasBody ? ex.body.stream : null,
         },
