@@ -4,7 +4,7 @@
  * response body streams back as the client's flow control allows, and every exchange ends in
  * exactly one access-log line.
  */
-import type { RouteConfig } from '../config/types.js';
+import type { RouteAction, RouteConfig } from '../config/types.js';
 import {
   normaliseTarget,
   responseHasNoContent,
@@ -70,15 +70,7 @@ export class ProxyHandler implements RequestHandler {
     const action = route.action;
     if (action.kind === 'respond') {
       drain(ex.body);
-      const headers: FieldList = [...action.headers.map(([k, v]) => [k, v] as [string, string]), ...route.responseHeaders.map(([k, v]) => [k, v] as [string, string])];
-      // A 204 must not state a length, and a 304 has no representation of ours to measure (RFC 9110 §8.6).
-      if (!statusHasNoContent(action.status)) headers.push(['content-length', String(action.body.length)]);
-      const head = ex.request.method === 'HEAD';
-      ex.respond(action.status, headers, head || action.body.length === 0);
-      if (!head && action.body.length > 0) {
-        ex.write(action.body);
-        ex.end();
-      }
+      respondBuiltIn(ex, action, route.responseHeaders);
       done(action.status);
       return;
     }
@@ -98,10 +90,9 @@ export class ProxyHandler implements RequestHandler {
 
   private async proxy(ex: HttpExchange, route: RouteConfig, pool: UpstreamPool, path: string): Promise<{ status: number; upstream?: string; reason?: string }> {
     const hasBody = await requestHasBody(ex);
-    if (!hasBody) drain(ex.body);
+    if (!hasBody || ex.request.method === 'TRACE') drain(ex.body);
     if (hasBody && ex.request.method === 'TRACE') {
       // RFC 9110 §9.3.8: a client must not send content in a TRACE request.
-      drain(ex.body);
       respondText(ex, 400, 'a TRACE request cannot have content\n');
       return { status: 400, reason: 'TRACE with content' };
     }
@@ -143,6 +134,19 @@ export class ProxyHandler implements RequestHandler {
       ex.reset();
       return { status: res.status, upstream: res.target, reason: `upstream ${e.kind}: ${e.reason}` };
     }
+  }
+}
+
+/** A `respond` route's answer: status, its headers, the route's headers, the body unless HEAD. */
+function respondBuiltIn(ex: HttpExchange, action: Extract<RouteAction, { kind: 'respond' }>, routeHeaders: RouteConfig['responseHeaders']): void {
+  const headers: FieldList = [...action.headers, ...routeHeaders].map(([k, v]) => [k, v] as [string, string]);
+  // A 204 must not state a length, and a 304 has no representation of ours to measure (RFC 9110 §8.6).
+  if (!statusHasNoContent(action.status)) headers.push(['content-length', String(action.body.length)]);
+  const head = ex.request.method === 'HEAD';
+  ex.respond(action.status, headers, head || action.body.length === 0);
+  if (!head && action.body.length > 0) {
+    ex.write(action.body);
+    ex.end();
   }
 }
 
