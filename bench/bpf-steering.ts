@@ -14,8 +14,9 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import koffi from 'koffi';
-import { GenerationManager } from '../src/grm/manager.js';
-import { clientHello, clientInitials } from '../test/grm/quic-initial.js';
+import { createCidIssuer, GenerationManager } from '../src/grm/index.js';
+import { AF_INET, CLONE_NEWNET, errno, errnoText, libc, SOCK_DGRAM } from '../src/sys/libc.js';
+import { clientHello, clientInitials } from '../test/helpers/quic-initial.js';
 
 const PER_PHASE = Number(process.argv[2] ?? 100_000);
 const SNI_COUNT = 10 * 1024; // must be a multiple of the burst size
@@ -29,8 +30,7 @@ interface Phase {
 const PORT = 45999;
 
 function enterPrivateNetns(): void {
-  const unshare = koffi.load('libc.so.6').func('int unshare(int flags)');
-  if ((unshare(0x40000000) as number) !== 0) throw new Error(`unshare(CLONE_NEWNET): errno ${koffi.errno()} (root needed)`);
+  if ((libc.unshare(CLONE_NEWNET) as number) !== 0) throw new Error(`unshare(CLONE_NEWNET): ${errnoText(errno())} (root needed)`);
   execFileSync('ip', ['link', 'set', 'lo', 'up']);
 }
 
@@ -54,13 +54,6 @@ function progStats(groupsMapId: number): { ns: number; cnt: number } {
   return { ns, cnt };
 }
 
-const libc = koffi.load('libc.so.6');
-const cSocket = libc.func('int socket(int, int, int)');
-const cConnect = libc.func('int connect(int, const void *, uint32_t)');
-const cClose = libc.func('int close(int)');
-// msgvec is passed as an address: the mmsghdr array lives in koffi-allocated memory.
-const cSendmmsg = libc.func('int sendmmsg(int, uint64_t, unsigned int, int)');
-
 const BURST = 1024;
 const SLOT = 1200;
 
@@ -78,12 +71,12 @@ class BurstSender {
     this.mem = koffi.alloc('uint8_t', total);
     this.base = koffi.address(this.mem);
     this.view = Buffer.from(koffi.view(this.mem, total));
-    this.fd = cSocket(2, 2, 0) as number;
+    this.fd = libc.socket(AF_INET, SOCK_DGRAM, 0) as number;
     const sa = Buffer.alloc(16);
-    sa.writeUInt16LE(2, 0);
+    sa.writeUInt16LE(AF_INET, 0);
     sa.writeUInt16BE(port, 2);
     sa.set([127, 0, 0, 1], 4);
-    if (this.fd < 0 || (cConnect(this.fd, sa, 16) as number) < 0) throw new Error(`burst sender socket: errno ${koffi.errno()}`);
+    if (this.fd < 0 || (libc.connect(this.fd, sa, 16) as number) < 0) throw new Error(`burst sender socket: ${errnoText(errno())}`);
   }
 
   /** Fills slot i with a datagram; returns nothing, remembers its length. */
@@ -101,15 +94,16 @@ class BurstSender {
   send(): number {
     let sent = 0;
     while (sent < BURST) {
-      const n = cSendmmsg(this.fd, this.base + BigInt(this.hdrOff + sent * 64), BURST - sent, 0) as number;
-      if (n <= 0) throw new Error(`sendmmsg: errno ${koffi.errno()}`);
+      // view shares the koffi-allocated memory that the iovecs point into.
+      const n = libc.sendmmsg(this.fd, this.view.subarray(this.hdrOff + sent * 64), BURST - sent, 0) as number;
+      if (n <= 0) throw new Error(`sendmmsg: ${errnoText(errno())}`);
       sent += n;
     }
     return sent;
   }
 
   close(): void {
-    cClose(this.fd);
+    libc.close(this.fd);
     koffi.free(this.mem);
   }
 }
@@ -145,7 +139,7 @@ async function main(): Promise<void> {
     client.bind(0, '127.0.0.1');
     await once(client, 'listening');
 
-    const cids = Array.from({ length: 1024 }, (_, i) => group.codec.issue(i % 2 ? old : gen, i % 2));
+    const cids = Array.from({ length: 1024 }, (_, i) => createCidIssuer(group.cidIssuerParams(i % 2 ? old : gen, i % 2)).issue());
     const initial = (dcid: Buffer): Buffer => {
       const b = Buffer.alloc(1200);
       b[0] = 0xc0;

@@ -165,7 +165,7 @@ static __always_inline __u64 siphash24(__u64 k0, __u64 k1, const __u8 *n, __u32 
  * want_len is the DCID length a long header states, 0 for short headers (length from the config). */
 static __always_inline int cid_decode(const __u8 *cid, __u32 want_len, __u32 *slot, __u32 *worker)
 {
-	__u32 cfg = cid[0] >> 5;
+	__u32 cfg = cid[0] >> GRM_CONFIG_SHIFT;
 	struct grm_cid_key *k;
 	__u32 len, nlen, e, r, sw, check;
 	__u64 h, a;
@@ -182,15 +182,19 @@ static __always_inline int cid_decode(const __u8 *cid, __u32 want_len, __u32 *sl
 		return -1;
 	nlen = len - GRM_CID_NONCE_OFFSET;
 	h = siphash24(k->k0, k->k1, cid + GRM_CID_NONCE_OFFSET, nlen);
-	e = (__u32)cid[1] << 16 | (__u32)cid[2] << 8 | cid[3];
-	r = e ^ (__u32)(h & 0xffffff);
+	e = 0;
+#pragma unroll
+	for (int i = 0; i < GRM_CID_ROUTE_BYTES; i++)
+		e = e << 8 | cid[GRM_CID_ROUTE_OFFSET + i];
+	r = e ^ (__u32)(h & ((1ULL << GRM_CID_ROUTE_BITS) - 1));
 	sw = r >> GRM_CHECK_BITS;
-	a = (h >> 24) | 1;
-	check = (__u32)((((__u64)(sw + 1) * a) & ((1ULL << 40) - 1)) >> 29);
+	a = (h >> GRM_CID_ROUTE_BITS) | 1;
+	check = (__u32)((((__u64)(sw + 1) * a) & ((1ULL << GRM_CHECK_PRODUCT_BITS) - 1)) >>
+			(GRM_CHECK_PRODUCT_BITS - GRM_CHECK_BITS));
 	if ((r & ((1u << GRM_CHECK_BITS) - 1)) != check)
 		return -1;
-	*slot = sw >> 8;
-	*worker = sw & 0xff;
+	*slot = sw >> GRM_WORKER_BITS;
+	*worker = sw & ((1u << GRM_WORKER_BITS) - 1);
 	return 0;
 }
 

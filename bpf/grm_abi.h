@@ -83,14 +83,28 @@
 #define GRM_SLOT_NONE 255
 #define GRM_CID_MIN_LEN 8
 #define GRM_CID_MAX_LEN 20
+/* CID layout ("Connection ID" above); cid.ts and cid_decode() take every number from here. */
+#define GRM_CONFIG_SHIFT 5 /* byte 0 = config id << GRM_CONFIG_SHIFT | random bits below it */
+#define GRM_CID_ROUTE_OFFSET 1 /* E, big-endian */
 #define GRM_CID_ROUTE_BYTES 3
 #define GRM_CID_NONCE_OFFSET 4
+#define GRM_SLOT_BITS 5
+#define GRM_WORKER_BITS 8
 #define GRM_CHECK_BITS 11
+#define GRM_CHECK_PRODUCT_BITS 40 /* check = top GRM_CHECK_BITS of the product mod 2^40 */
 #define GRM_NAME_MAX 64
 #define GRM_MAX_ATTEMPTS 65536
 #define GRM_MAX_NAMES 4096
 #define GRM_PROBES GRM_MAX_WORKERS /* probe every index of a slot: holes cost only when present */
 #define GRM_DEFAULT_ATTEMPT_TTL_MS 10000
+
+#define GRM_CID_ROUTE_BITS (8 * GRM_CID_ROUTE_BYTES)
+_Static_assert(GRM_SLOT_BITS + GRM_WORKER_BITS + GRM_CHECK_BITS == GRM_CID_ROUTE_BITS, "R fills E");
+_Static_assert(GRM_CID_ROUTE_OFFSET + GRM_CID_ROUTE_BYTES == GRM_CID_NONCE_OFFSET, "nonce follows E");
+_Static_assert(1 << GRM_SLOT_BITS == GRM_MAX_SLOTS && 1 << GRM_WORKER_BITS == GRM_MAX_WORKERS, "R holds every slot and worker");
+_Static_assert(1 << (8 - GRM_CONFIG_SHIFT) == GRM_MAX_CONFIGS, "byte 0 holds every config id");
+/* The TS codec computes the product in doubles: it must stay below 2^53. */
+_Static_assert(GRM_SLOT_BITS + GRM_WORKER_BITS + GRM_CHECK_PRODUCT_BITS <= 53, "check product exact in doubles");
 
 /* struct grm_group.flags */
 #define GRM_GROUP_DROP_UNPARSEABLE 1

@@ -1,13 +1,21 @@
 #!/usr/bin/env node
 // Generates src/grm/abi.generated.ts from bpf/grm_abi.h (GRM_* integer #defines) and the BTF of
 // bpf/grm.bpf.o (layout of every struct grm_*, names of the maps), so the TypeScript side never
-// restates the ABI by hand. Usage: node scripts/gen-grm-abi.mjs <grm_abi.h> <grm.bpf.o> <out.ts>
-import { readFileSync, writeFileSync } from 'node:fs';
+// restates the ABI by hand. Usage: node scripts/gen-grm-abi.mjs [--check] <grm_abi.h> <grm.bpf.o> <out.ts>
+// --check writes nothing and exits 1 when <out.ts> differs from what would be generated (CI gate).
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
-const [headerPath, objectPath, outPath] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const check = args[0] === '--check';
+const [headerPath, objectPath, outPath] = check ? args.slice(1) : args;
 if (!headerPath || !objectPath || !outPath) {
-  process.stderr.write('usage: gen-grm-abi.mjs <grm_abi.h> <grm.bpf.o> <out.ts>\n');
+  process.stderr.write('usage: gen-grm-abi.mjs [--check] <grm_abi.h> <grm.bpf.o> <out.ts>\n');
+  process.exit(2);
+}
+
+if (!existsSync(objectPath)) {
+  process.stderr.write(`${objectPath} not found: run 'make -C bpf'\n`);
   process.exit(2);
 }
 
@@ -64,4 +72,21 @@ for (const s of structs) {
 }
 out += `export const MAP_NAMES = [${maps.map((m) => `'${m}'`).join(', ')}] as const;\n`;
 out += `export type MapName = (typeof MAP_NAMES)[number];\n`;
-writeFileSync(outPath, out);
+
+if (!check) {
+  writeFileSync(outPath, out);
+} else {
+  const current = existsSync(outPath) ? readFileSync(outPath, 'utf8') : '';
+  if (current !== out) {
+    const have = current.split('\n');
+    const want = out.split('\n');
+    let line = 0;
+    while (line < want.length && have[line] === want[line]) line++;
+    process.stderr.write(
+      `${outPath} differs from what ${headerPath} and ${objectPath} generate (first at line ${line + 1}):\n` +
+        `  file:      ${have[line] ?? '(end of file)'}\n  generated: ${want[line] ?? '(end of file)'}\n` +
+        `run 'make -C bpf' and commit src/grm/abi.generated.ts\n`,
+    );
+    process.exit(1);
+  }
+}

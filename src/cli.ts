@@ -28,21 +28,21 @@ const COMMANDS: Record<string, Command> = {
   run: {
     options: { config: { type: 'string', short: 'c' } },
     async run(values) {
-      const { runProxy } = await import('./proxy/main.js');
+      const { runProxy } = await import('./proxy/process/run-master.js');
       return runProxy(requireString(values, 'config'));
     },
   },
   reload: {
     options: { config: { type: 'string', short: 'c' } },
     async run(values) {
-      const { runReload } = await import('./proxy/main.js');
+      const { runReload } = await import('./proxy/process/control-client.js');
       return runReload(requireString(values, 'config'));
     },
   },
   upgrade: {
     options: { config: { type: 'string', short: 'c' } },
     async run(values) {
-      const { runUpgrade } = await import('./proxy/main.js');
+      const { runUpgrade } = await import('./proxy/process/control-client.js');
       return runUpgrade(requireString(values, 'config'));
     },
   },
@@ -83,7 +83,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (argv[0] === '__worker') {
-    const { runWorker } = await import('./proxy/worker.js');
+    const { runWorker } = await import('./proxy/process/worker.js');
     return runWorker();
   }
   if (argv[0] === 'list') {
@@ -92,7 +92,8 @@ export async function main(argv: string[]): Promise<number> {
     // With a config: the running master's generations first, then the kernel's view of its pins.
     const file = argv[at + 1];
     if (!file) throw new UsageError('--config FILE is required');
-    const { printMasterStatus, loadOrReport } = await import('./proxy/main.js');
+    const { printMasterStatus } = await import('./proxy/process/control-client.js');
+    const { loadOrReport } = await import('./proxy/process/load-config.js');
     const config = loadOrReport(file);
     if (!config) return 1;
     const rest = argv.filter((_, i) => i !== at && i !== at + 1);

@@ -1,5 +1,7 @@
 /** One BPF map by fd: typed-buffer lookups, updates, deletes and key iteration. */
-import { bpf, checkBpf, c, ENOENT, possibleCpus } from './native.js';
+import { ENOENT, libc } from '../sys/libc.js';
+import { checkBpf } from './errors.js';
+import { bpf, possibleCpus } from './libbpf.js';
 
 export class BpfMap {
   constructor(
@@ -49,6 +51,6 @@ export class BpfMap {
   }
 
   close(): void {
-    c.close(this.fd);
+    libc.close(this.fd);
   }
 }

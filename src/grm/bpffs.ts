@@ -1,8 +1,7 @@
 /** Makes sure the pin dir lives on a mounted bpffs (mounting /sys/fs/bpf if needed). */
 import { mkdirSync, readFileSync } from 'node:fs';
-import koffi from 'koffi';
+import { EPERM, errno, errnoText, libc } from '../sys/libc.js';
 import { GrmError } from './errors.js';
-import { c, errnoText } from './native.js';
 
 export const BPFFS_ROOT = '/sys/fs/bpf';
 
@@ -20,10 +19,10 @@ export function ensureBpffs(pinDir: string): void {
     if (!pinDir.startsWith(`${BPFFS_ROOT}/`)) {
       throw new GrmError('BPFFS', `pin dir ${pinDir} is not on a bpf filesystem (mount one, or use a dir under ${BPFFS_ROOT})`);
     }
-    if ((c.mount('bpf', BPFFS_ROOT, 'bpf', 0, null) as number) < 0) {
-      const errno = koffi.errno();
-      const hint = errno === 1 ? ' (needs root or CAP_SYS_ADMIN; or mount it: mount -t bpf bpf /sys/fs/bpf)' : '';
-      throw new GrmError('BPFFS', `bpffs is not mounted on ${BPFFS_ROOT} and mounting it failed: ${errnoText(errno)}${hint}`, errno);
+    if ((libc.mount('bpf', BPFFS_ROOT, 'bpf', 0, null) as number) < 0) {
+      const e = errno();
+      const hint = e === EPERM ? ' (needs root or CAP_SYS_ADMIN; or mount it: mount -t bpf bpf /sys/fs/bpf)' : '';
+      throw new GrmError('BPFFS', `bpffs is not mounted on ${BPFFS_ROOT} and mounting it failed: ${errnoText(e)}${hint}`, e);
     }
     if (!covered()) throw new GrmError('BPFFS', `mounted bpffs on ${BPFFS_ROOT} but ${pinDir} is still not on it`);
   }

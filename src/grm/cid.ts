@@ -22,9 +22,16 @@ export interface CidRoute {
   readonly worker: number;
 }
 
+// The layout, from grm_abi.h (which static-asserts that these fit together).
+const RANDOM_MASK = (1 << GRM.CONFIG_SHIFT) - 1;
+const ROUTE_BITS = 8 * GRM.CID_ROUTE_BYTES;
+const ROUTE_MASK = 2 ** ROUTE_BITS - 1;
+const WORKER_MASK = (1 << GRM.WORKER_BITS) - 1;
 const CHECK_MASK = (1 << GRM.CHECK_BITS) - 1;
-const TWO_40 = 2 ** 40;
-const TWO_29 = 2 ** 29;
+const PRODUCT_MOD = 2 ** GRM.CHECK_PRODUCT_BITS;
+const CHECK_SHIFT = 2 ** (GRM.CHECK_PRODUCT_BITS - GRM.CHECK_BITS);
+const HI_SHIFT = 2 ** (32 - ROUTE_BITS);
+const LO_SHIFT = 2 ** ROUTE_BITS;
 const hashOut = new Uint32Array(2);
 const splitKeys = new WeakMap<CidKey, Uint32Array>();
 
@@ -38,11 +45,12 @@ function hashNonce(key: CidKey, cid: Uint8Array): void {
   siphash24Into(k, cid.subarray(GRM.CID_NONCE_OFFSET), hashOut);
 }
 
-/** check = (((slot << 8 | worker) + 1) * ((H >> 24) | 1) mod 2^40) >> 29; exact in doubles (< 2^53). */
-function checkBits(slot: number, worker: number): number {
-  const a = (hashOut[0]! * 256 + (hashOut[1]! >>> 24)) % TWO_40;
+/** check = ((sw + 1) * ((H >> ROUTE_BITS) | 1) mod 2^PRODUCT_BITS) >> (PRODUCT_BITS - CHECK_BITS) with
+ * sw = slot << WORKER_BITS | worker; exact in doubles (grm_abi.h keeps the product below 2^53). */
+function checkBits(sw: number): number {
+  const a = (hashOut[0]! * HI_SHIFT + Math.floor(hashOut[1]! / LO_SHIFT)) % PRODUCT_MOD;
   const odd = a % 2 === 0 ? a + 1 : a;
-  return Math.floor((((((slot << 8) | worker) + 1) * odd) % TWO_40) / TWO_29);
+  return Math.floor(((sw + 1) * odd) % PRODUCT_MOD / CHECK_SHIFT);
 }
 
 export function validateCidLength(len: number): void {
@@ -71,30 +79,27 @@ export function encodeCid(key: CidKey, slot: number, worker: number, random: Buf
     throw new GrmError('BAD_ARGUMENT', `worker index ${worker} out of range 0..${GRM.MAX_WORKERS - 1}`);
   }
   const cid = Buffer.from(random.subarray(0, key.cidLength));
-  cid[0] = (key.configId << 5) | (cid[0]! & 0x1f);
+  cid[0] = (key.configId << GRM.CONFIG_SHIFT) | (cid[0]! & RANDOM_MASK);
   hashNonce(key, cid);
-  const r = (((slot << 8) | worker) << GRM.CHECK_BITS) | checkBits(slot, worker);
-  const e = r ^ (hashOut[1]! & 0xffffff);
-  cid[1] = e >>> 16;
-  cid[2] = (e >>> 8) & 0xff;
-  cid[3] = e & 0xff;
+  const sw = (slot << GRM.WORKER_BITS) | worker;
+  const r = (sw << GRM.CHECK_BITS) | checkBits(sw);
+  cid.writeUIntBE(r ^ (hashOut[1]! & ROUTE_MASK), GRM.CID_ROUTE_OFFSET, GRM.CID_ROUTE_BYTES);
   return cid;
 }
 
 /** Decodes a CID with whichever live key its config id names; null if it is not one of ours. */
 export function decodeCid(keys: ReadonlyMap<number, CidKey>, cid: Uint8Array): CidRoute | null {
   if (cid.length < 1) return null;
-  const configId = cid[0]! >> 5;
+  const configId = cid[0]! >> GRM.CONFIG_SHIFT;
   const key = keys.get(configId);
   if (!key || cid.length !== key.cidLength) return null;
   hashNonce(key, cid);
-  const e = (cid[1]! << 16) | (cid[2]! << 8) | cid[3]!;
-  const r = e ^ (hashOut[1]! & 0xffffff);
+  let e = 0;
+  for (let i = 0; i < GRM.CID_ROUTE_BYTES; i++) e = (e << 8) | cid[GRM.CID_ROUTE_OFFSET + i]!;
+  const r = e ^ (hashOut[1]! & ROUTE_MASK);
   const sw = r >>> GRM.CHECK_BITS;
-  const slot = sw >>> 8;
-  const worker = sw & 0xff;
-  if ((r & CHECK_MASK) !== checkBits(slot, worker)) return null;
-  return { configId, slot, worker };
+  if ((r & CHECK_MASK) !== checkBits(sw)) return null;
+  return { configId, slot: sw >>> GRM.WORKER_BITS, worker: sw & WORKER_MASK };
 }
 
 /** Everything a worker process needs to issue CIDs for its socket (JSON-safe: pass it to a child). */

@@ -1,4 +1,6 @@
 /** Every failure of the generation manager is a GrmError with a code naming what is wrong. */
+import { EACCES, EPERM, errno, errnoText } from '../sys/libc.js';
+
 export type GrmErrorCode =
   | 'PERMISSION' // not root / no CAP_BPF + CAP_NET_ADMIN
   | 'BPFFS' // bpffs not mounted and cannot be mounted
@@ -10,8 +12,7 @@ export type GrmErrorCode =
   | 'NO_SUCH_GENERATION'
   | 'WORKING_GENERATION'
   | 'EMPTY_GENERATION'
-  | 'TOO_MANY_GROUPS'
-  | 'BAD_CID';
+  | 'TOO_MANY_GROUPS';
 
 export class GrmError extends Error {
   override readonly name = 'GrmError';
@@ -22,4 +23,25 @@ export class GrmError extends Error {
   ) {
     super(message);
   }
+}
+
+/** Turns a failed libc call (-1 + errno) into a GrmError. */
+export function checkLibc(ret: number, what: string): number {
+  if (ret < 0) {
+    const e = errno();
+    throw new GrmError('SYSCALL', `${what}: ${errnoText(e)}`, e);
+  }
+  return ret;
+}
+
+/** Turns a failed libbpf call (-errno) into a GrmError, naming privilege problems plainly. */
+export function checkBpf(ret: number, what: string): number {
+  if (ret < 0) {
+    const e = -ret;
+    if (e === EPERM || e === EACCES) {
+      throw new GrmError('PERMISSION', `${what}: ${errnoText(e)}: needs root or CAP_BPF+CAP_NET_ADMIN`, e);
+    }
+    throw new GrmError('SYSCALL', `${what}: ${errnoText(e)}`, e);
+  }
+  return ret;
 }

@@ -6,19 +6,21 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import koffi from 'koffi';
-import { GRM, grm_cid_key, grm_group_key, MAP_NAMES, type MapName } from './abi.generated.js';
+import { EACCES, EAGAIN, EPERM, errno, errnoText } from '../sys/libc.js';
+import { GRM, grm_group_key, MAP_NAMES, type MapName } from './abi.generated.js';
 import type { BpfMap } from './bpf-map.js';
 import { ensureBpffs } from './bpffs.js';
 import { validateCidLength, type CidKey } from './cid.js';
+import { clearCidKey, readCidKeys, writeCidKey } from './cid-keys.js';
 import { GrmError } from './errors.js';
 import { Group, type GroupOptions } from './group.js';
 import { emptyGroup, decodeGroup, encodeGroup } from './group-state.js';
+import { genStatsKey } from './group-stats.js';
 import type { ManagerCore } from './manager-core.js';
-import { mapFromFd, openPinnedMaps } from './map-specs.js';
-import { bpf, errnoText, EACCES, EPERM, withSignalsBlocked } from './native.js';
+import { mapFromFd } from './map-specs.js';
+import { bpf, withSignalsBlocked } from './libbpf.js';
 import { toSocketAddress, type ListenAddress, type SocketAddress } from './sockets.js';
-import { getU, getU64, setBytes, setU, setU64 } from './struct-view.js';
+import { getU, setBytes, setU, u32 } from './struct-view.js';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/udpgrm-proxy';
 export const DEFAULT_CID_LENGTH = 16;
@@ -42,7 +44,7 @@ export function defaultObjectPath(): string {
 }
 
 export class GenerationManager implements ManagerCore {
-  private readonly liveKeyMap = new Map<number, CidKey>();
+  private liveKeyMap = new Map<number, CidKey>();
   private issuing: CidKey | undefined;
   private closed = false;
 
@@ -81,22 +83,9 @@ export class GenerationManager implements ManagerCore {
 
   private loadKeys(cidLength?: number): void {
     if (cidLength !== undefined) validateCidLength(cidLength);
-    this.liveKeyMap.clear();
-    this.issuing = undefined;
-    for (let id = 0; id < GRM.MAX_CONFIGS; id++) {
-      const v = this.maps.grm_keys.lookup(u32(id));
-      if (!v) continue;
-      const flags = getU(v, grm_cid_key.fields.flags);
-      if (!(flags & GRM.KEY_LIVE)) continue;
-      const key: CidKey = {
-        configId: id,
-        cidLength: getU(v, grm_cid_key.fields.cid_len),
-        k0: getU64(v, grm_cid_key.fields.k0),
-        k1: getU64(v, grm_cid_key.fields.k1),
-      };
-      this.liveKeyMap.set(id, key);
-      if (flags & GRM.KEY_ISSUING) this.issuing = key;
-    }
+    const { live, issuing } = readCidKeys(this.maps.grm_keys);
+    this.liveKeyMap = live;
+    this.issuing = issuing;
     if (!this.issuing || (cidLength !== undefined && cidLength !== this.issuing.cidLength)) {
       this.rotateCidKey(cidLength ?? this.issuing?.cidLength ?? DEFAULT_CID_LENGTH);
     }
@@ -114,26 +103,17 @@ export class GenerationManager implements ManagerCore {
     const rnd = randomBytes(16);
     const next: CidKey = { configId, cidLength, k0: rnd.readBigUInt64LE(0), k1: rnd.readBigUInt64LE(8) };
     // New key live first, so nothing it issues is ever undecodable; then drop all but two.
-    this.writeKey(next, GRM.KEY_LIVE | GRM.KEY_ISSUING);
-    if (prev) this.writeKey(prev, GRM.KEY_LIVE);
+    writeCidKey(this.maps.grm_keys, next, GRM.KEY_LIVE | GRM.KEY_ISSUING);
+    if (prev) writeCidKey(this.maps.grm_keys, prev, GRM.KEY_LIVE);
     for (const id of [...this.liveKeyMap.keys()]) {
       if (id !== configId && id !== prev?.configId) {
-        this.maps.grm_keys.update(u32(id), Buffer.alloc(grm_cid_key.size));
+        clearCidKey(this.maps.grm_keys, id);
         this.liveKeyMap.delete(id);
       }
     }
     this.liveKeyMap.set(configId, next);
     this.issuing = next;
     return next;
-  }
-
-  private writeKey(k: CidKey, flags: number): void {
-    const v = Buffer.alloc(grm_cid_key.size);
-    setU64(v, grm_cid_key.fields.k0, k.k0);
-    setU64(v, grm_cid_key.fields.k1, k.k1);
-    setU(v, grm_cid_key.fields.cid_len, k.cidLength);
-    setU(v, grm_cid_key.fields.flags, flags);
-    this.maps.grm_keys.update(u32(k.configId), v);
   }
 
   issuingKey(): CidKey {
@@ -147,7 +127,7 @@ export class GenerationManager implements ManagerCore {
 
   zeroGenStats(groupId: number, slot: number): void {
     const m = this.maps.grm_genstats;
-    m.update(u32(groupId * GRM.MAX_SLOTS + slot), Buffer.alloc(m.lookupSize));
+    m.update(genStatsKey(groupId, slot), Buffer.alloc(m.lookupSize));
   }
 
   // ---- groups ----
@@ -215,12 +195,6 @@ function checkTtl(ms: number): number {
   return ms;
 }
 
-function u32(v: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(v >>> 0);
-  return b;
-}
-
 /**
  * Opens and loads the BPF object with its maps pinned under pinDir. The verifier gives up with
  * EAGAIN when a signal arrives while it works: signals are blocked during the load, and an
@@ -229,7 +203,7 @@ function u32(v: number): Buffer {
 function loadObject(objectPath: string, pinDir: string): unknown {
   for (let attempt = 1; ; attempt++) {
     const obj = bpf.objectOpenFile(objectPath, null);
-    if (!obj) throw new GrmError('OBJECT', `cannot open BPF object ${objectPath}: ${errnoText(koffi.errno())}`);
+    if (!obj) throw new GrmError('OBJECT', `cannot open BPF object ${objectPath}: ${errnoText(errno())}`);
     for (const name of MAP_NAMES) {
       const m = bpf.findMapByName(obj, name);
       if (m) bpf.mapSetPinPath(m, join(pinDir, name));
@@ -237,22 +211,21 @@ function loadObject(objectPath: string, pinDir: string): unknown {
     const ret = withSignalsBlocked(() => bpf.objectLoad(obj) as number);
     if (ret >= 0) return obj;
     bpf.objectClose(obj);
-    const errno = -ret;
-    if (errno === EAGAIN && attempt < LOAD_ATTEMPTS) continue;
-    if (errno === EPERM || errno === EACCES) {
-      throw new GrmError('PERMISSION', `loading ${objectPath}: ${errnoText(errno)}: needs root or CAP_BPF+CAP_NET_ADMIN`, errno);
+    const e = -ret;
+    if (e === EAGAIN && attempt < LOAD_ATTEMPTS) continue;
+    if (e === EPERM || e === EACCES) {
+      throw new GrmError('PERMISSION', `loading ${objectPath}: ${errnoText(e)}: needs root or CAP_BPF+CAP_NET_ADMIN`, e);
     }
     throw new GrmError(
       'UNSUPPORTED',
-      `loading ${objectPath}: ${errnoText(errno)}: the kernel lacks sk_reuseport/REUSEPORT_SOCKARRAY/BTF support, ` +
+      `loading ${objectPath}: ${errnoText(e)}: the kernel lacks sk_reuseport/REUSEPORT_SOCKARRAY/BTF support, ` +
         `or the maps pinned in ${pinDir} come from an incompatible build (run 'udpgrm-proxy grm cleanup')`,
-      errno,
+      e,
     );
   }
 }
 
 const LOAD_ATTEMPTS = 5;
-const EAGAIN = 11;
 
 export function groupKey(sa: SocketAddress): Buffer {
   const k = Buffer.alloc(grm_group_key.size);
@@ -302,5 +275,3 @@ export function unpinAll(pinDir: string): void {
   for (const f of readdirSync(pinDir)) unlinkSync(join(pinDir, f));
   rmdirSync(pinDir);
 }
-
-export { openPinnedMaps };

@@ -15,7 +15,8 @@ import {
 } from './abi.generated.js';
 import { BpfMap } from './bpf-map.js';
 import { GrmError } from './errors.js';
-import { bpf, errnoText } from './native.js';
+import { EACCES, EPERM, errnoText } from '../sys/libc.js';
+import { bpf } from './libbpf.js';
 
 export const MAP_SPECS: Record<MapName, { keySize: number; valueSize: number; perCpu: boolean }> = {
   grm_groups: { keySize: 4, valueSize: grm_group.size, perCpu: false },
@@ -41,7 +42,7 @@ export function openPinnedMaps(pinDir: string): Record<MapName, BpfMap> {
     for (const name of MAP_NAMES) {
       const fd = bpf.objGet(join(pinDir, name)) as number;
       if (fd < 0) {
-        const code = -fd === 1 || -fd === 13 ? 'PERMISSION' : 'BAD_ARGUMENT';
+        const code = -fd === EPERM || -fd === EACCES ? 'PERMISSION' : 'BAD_ARGUMENT';
         const hint = code === 'PERMISSION' ? ': needs root or CAP_BPF' : ': is the generation manager running with this pin dir?';
         throw new GrmError(code, `cannot open pinned map ${join(pinDir, name)}: ${errnoText(-fd)}${hint}`, -fd);
       }

@@ -1,14 +1,14 @@
-/** Reuseport UDP sockets by fd (koffi → libc): create, inspect, attach/detach the steering program. */
+/** Reuseport UDP sockets by fd (through libc): create, inspect, attach/detach the steering program. */
 import { isIP } from 'node:net';
-import koffi from 'koffi';
 import {
   AF_INET,
   AF_INET6,
-  c,
-  checkLibc,
+  EPERM,
+  errno,
   errnoText,
   IPPROTO_IPV6,
   IPV6_V6ONLY,
+  libc as c,
   SO_ATTACH_REUSEPORT_EBPF,
   SO_COOKIE,
   SO_DETACH_REUSEPORT_BPF,
@@ -22,8 +22,8 @@ import {
   SOCK_DGRAM,
   SOCK_NONBLOCK,
   SOL_SOCKET,
-} from './native.js';
-import { GrmError } from './errors.js';
+} from '../sys/libc.js';
+import { checkLibc, GrmError } from './errors.js';
 
 export interface ListenAddress {
   readonly host: string;
@@ -161,11 +161,11 @@ export function attachReuseportProgram(fd: number, progFd: number): void {
   const v = Buffer.alloc(4);
   v.writeInt32LE(progFd);
   if ((c.setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, v, 4) as number) < 0) {
-    const errno = koffi.errno();
+    const e = errno();
     throw new GrmError(
-      errno === 1 ? 'PERMISSION' : 'UNSUPPORTED',
-      `SO_ATTACH_REUSEPORT_EBPF: ${errnoText(errno)}${errno === 1 ? ': needs root or CAP_NET_ADMIN' : ': kernel lacks reuseport BPF?'}`,
-      errno,
+      e === EPERM ? 'PERMISSION' : 'UNSUPPORTED',
+      `SO_ATTACH_REUSEPORT_EBPF: ${errnoText(e)}${e === EPERM ? ': needs root or CAP_NET_ADMIN' : ': kernel lacks reuseport BPF?'}`,
+      e,
     );
   }
 }

@@ -62,10 +62,6 @@ export function setBytes(buf: Buffer, field: AbiField, bytes: Uint8Array, base =
   Buffer.from(bytes).copy(buf, base + field.offset);
 }
 
-export function alloc<F extends string>(s: AbiStruct<F>): Buffer {
-  return Buffer.alloc(s.size);
-}
-
 /** Sums every 64-bit counter of a per-CPU value (stride rounded up to 8 bytes) into one buffer. */
 export function sumPerCpu<F extends string>(s: AbiStruct<F>, raw: Buffer, cpus: number): Buffer {
   const stride = Math.ceil(s.size / 8) * 8;
@@ -76,4 +72,11 @@ export function sumPerCpu<F extends string>(s: AbiStruct<F>, raw: Buffer, cpus: 
     out.writeBigUInt64LE(total, off);
   }
   return out;
+}
+
+/** A little-endian u32: the key of every array map, and the value of the u32-valued ones. */
+export function u32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v >>> 0);
+  return b;
 }

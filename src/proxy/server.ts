@@ -14,7 +14,7 @@ import { AccessLog } from './http/access-log.js';
 import { ProxyHandler } from './http/proxy-handler.js';
 import { matchRoute } from './http/route.js';
 import { TrustedProxies } from './http/trusted-proxies.js';
-import type { WorkerStats } from './ipc.js';
+import type { WorkerStats } from './worker-stats.js';
 import { openDgramSocket } from './net/udp-socket.js';
 import { QuicEndpoint } from './quic/endpoint.js';
 import { TlsContexts } from './quic/tls-contexts.js';
@@ -73,7 +73,7 @@ export class ProxyServer {
           const session = new H3Session(conn, {
             handler,
             onHandlerError: (err, stream) => log.error({ conn: conn.id, stream, err }, 'request handler failed; answered 500 or reset'),
-            maxFieldSectionSize: 64 * 1024,
+            limits: config.http,
             onClosed: (sess) => {
               this.sessions.delete(sess);
               const st = conn.stats();

@@ -7,7 +7,7 @@ import { decodeCid, encodeCid } from '../../src/grm/cid.js';
 import type { Group } from '../../src/grm/group.js';
 import { GenerationManager } from '../../src/grm/manager.js';
 import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
-import { Receivers, send, shortHeader, udpClient } from './udp.js';
+import { issueCid, Receivers, send, shortHeader, udpClient } from './udp.js';
 
 enterPrivateNetns();
 const pinDir = uniquePinDir('codec');
@@ -136,9 +136,9 @@ test('key rotation keeps two configs live: CIDs of the config before the previou
   const gen = group.working(0)!;
   const slot = group.slotOf(gen);
   const first = mgr.rotateCidKey(12);
-  const oldCid = group.codec.issue(gen, 77);
+  const oldCid = issueCid(group, gen, 77);
   const second = mgr.rotateCidKey(12);
-  const midCid = group.codec.issue(gen, 77);
+  const midCid = issueCid(group, gen, 77);
   mgr.rotateCidKey(12); // `first` is dropped now
   expect([...mgr.liveKeys().keys()].sort()).toEqual([second.configId, mgr.issuingKey().configId].sort());
   expect(first.configId).not.toBe(second.configId);

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { GrmError } from '../../src/grm/errors.js';
 import { GenerationManager } from '../../src/grm/manager.js';
 import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
+import { issueCid } from './udp.js';
 
 enterPrivateNetns();
 const pinDir = uniquePinDir('errors');
@@ -65,7 +66,7 @@ test('bad arguments are GrmErrors, not crashes', () => {
     const other = mgr.openGroup({ host: '127.0.0.1', port: 49902 }).createSocket();
     expect(() => g.register(gen, 0, other)).toThrow(/is bound to 127.0.0.1:49902, not 127.0.0.1:49901/);
     expect(() => g.setServerNames(0, ['bad name!'])).toThrow(expect.objectContaining({ code: 'BAD_ARGUMENT' }));
-    expect(() => g.codec.issue(gen + 5, 0)).toThrow(expect.objectContaining({ code: 'NO_SUCH_GENERATION' }));
+    expect(() => issueCid(g, gen + 5, 0)).toThrow(expect.objectContaining({ code: 'NO_SUCH_GENERATION' }));
   } finally {
     mgr.cleanup();
   }

@@ -11,7 +11,7 @@ import { createCidIssuer, type CidIssuerParams } from '../../src/grm/cid.js';
 import { defaultObjectPath, GenerationManager } from '../../src/grm/manager.js';
 import { createReuseportSocket, toSocketAddress } from '../../src/grm/sockets.js';
 import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
-import { longHeader, Receivers, send, shortHeader, tagOf, udpClient } from './udp.js';
+import { issueCid, longHeader, Receivers, send, shortHeader, tagOf, udpClient } from './udp.js';
 
 enterPrivateNetns();
 const pinDirs: string[] = [];
@@ -67,7 +67,7 @@ test('a closed manager leaves steering running; a new one adopts everything', as
     rx.add(fd);
   }
   ga.setWorking(0, g1);
-  const cids = [ga.codec.issue(g1, 0), ga.codec.issue(g1, 1)];
+  const cids = [issueCid(ga, g1, 0), issueCid(ga, g1, 1)];
   a.close();
 
   const c = await client();
@@ -81,7 +81,7 @@ test('a closed manager leaves steering running; a new one adopts everything', as
   expect(gb!.working(0)).toBe(g1);
   expect(gb!.generations().map((g) => [g.gen, g.sockets.length])).toEqual([[g1, 2]]);
   expect(b.issuingKey().cidLength).toBe(10);
-  expect(gb!.codec.decode(cids[0]!)).toEqual({ slot: 0, worker: 0, gen: g1 });
+  expect(gb!.decodeCid(cids[0]!)).toEqual({ slot: 0, worker: 0, gen: g1 });
   expect(gb!.stats().group.cid_ok).toBe(1n); // counters survive too
 
   const g2 = gb!.addGeneration();

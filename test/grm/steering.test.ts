@@ -4,12 +4,13 @@
 import { randomBytes } from 'node:crypto';
 import type dgram from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { GRM } from '../../src/grm/abi.generated.js';
+import { GRM, grm_attempt, grm_attempt_key } from '../../src/grm/abi.generated.js';
 import { GrmError } from '../../src/grm/errors.js';
 import type { Group } from '../../src/grm/group.js';
 import { GenerationManager } from '../../src/grm/manager.js';
+import { getU64, setBytes, setU } from '../../src/grm/struct-view.js';
 import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
-import { longHeader, Receivers, send, shortHeader, tagOf, udpClient } from './udp.js';
+import { issueCid, longHeader, Receivers, send, shortHeader, tagOf, udpClient } from './udp.js';
 
 enterPrivateNetns();
 const pinDir = uniquePinDir('steer');
@@ -78,6 +79,29 @@ async function client(family: 4 | 6 = 4): Promise<dgram.Socket> {
   return c;
 }
 
+/** expires_ns of the grm_attempts record of a client DCID. */
+function attemptExpiry(s: Setup, dcid: Buffer): bigint {
+  const key = Buffer.alloc(grm_attempt_key.size);
+  setU(key, grm_attempt_key.fields.group, s.group.id);
+  setU(key, grm_attempt_key.fields.len, dcid.length);
+  setBytes(key, grm_attempt_key.fields.dcid, dcid);
+  const rec = mgr.maps.grm_attempts.lookup(key);
+  if (!rec) throw new Error('no attempt record');
+  return getU64(rec, grm_attempt.fields.expires_ns);
+}
+
+/**
+ * Waits until CLOCK_MONOTONIC (bpf_ktime_get_ns in the program; process.hrtime in Node) is past
+ * `ns`: from then on the program sees the record as expired. Fails after a deadline.
+ */
+async function clockPast(ns: bigint, deadlineMs = 5_000): Promise<void> {
+  const deadline = process.hrtime.bigint() + BigInt(deadlineMs) * 1_000_000n;
+  for (let now = process.hrtime.bigint(); now <= ns; now = process.hrtime.bigint()) {
+    if (now > deadline) throw new Error(`clock did not pass ${ns} within ${deadlineMs} ms`);
+    await new Promise((r) => setTimeout(r, Math.ceil(Number(ns - now) / 1e6)));
+  }
+}
+
 function genOfReceiver(s: Setup, receiver: number): number {
   for (const [gen, idx] of s.socketsOf) if (idx.includes(receiver)) return gen;
   return -1;
@@ -123,7 +147,7 @@ describe('short headers', () => {
     for (let flip = 0; flip < 5; flip++) {
       const gen = addWorkingGen(s, 2);
       for (let w = 0; w < 2; w++) {
-        for (let k = 0; k < 5; k++) issued.push({ cid: s.group.codec.issue(gen, w), receiver: s.socketsOf.get(gen)![w]! });
+        for (let k = 0; k < 5; k++) issued.push({ cid: issueCid(s.group, gen, w), receiver: s.socketsOf.get(gen)![w]! });
       }
       const expectedByTag = new Map<number, number>();
       for (const { cid, receiver } of issued) {
@@ -145,7 +169,7 @@ describe('short headers', () => {
     const g1 = addWorkingGen(s, 2);
     const g2 = addWorkingGen(s, 2);
     const c = await client();
-    await send(c, longHeader(2, s.group.codec.issue(g1, 1), 7), s.port);
+    await send(c, longHeader(2, issueCid(s.group, g1, 1), 7), s.port);
     await s.rx.waitFor(1);
     expect(s.rx.arrivals[0]!.receiver).toBe(s.socketsOf.get(g1)![1]);
   });
@@ -176,14 +200,20 @@ describe('connection attempts', () => {
   });
 
   test('attempt records expire after attemptTtlMs', async () => {
-    const s = setup({ attemptTtlMs: 50 });
+    const ttlMs = 50;
+    const s = setup({ attemptTtlMs: ttlMs });
     const g1 = addWorkingGen(s, 1);
     const c = await client();
     const dcid = randomBytes(8);
+    const sentAt = process.hrtime.bigint();
     await send(c, longHeader(0, dcid, 1), s.port);
     await s.rx.waitFor(1);
+    const arrivedAt = process.hrtime.bigint();
+    const expires = attemptExpiry(s, dcid);
+    const ttlNs = BigInt(ttlMs) * 1_000_000n;
+    expect(expires >= sentAt + ttlNs && expires <= arrivedAt + ttlNs).toBe(true); // the program's clock + TTL
     const g2 = addWorkingGen(s, 1);
-    await new Promise((r) => setTimeout(r, 120)); // let the 50 ms record lapse
+    await clockPast(expires);
     await send(c, longHeader(0, dcid, 2), s.port);
     await s.rx.waitFor(2);
     expect(genOfReceiver(s, s.rx.arrivals[1]!.receiver)).toBe(g2);
@@ -230,7 +260,7 @@ describe('fallbacks', () => {
     const g1 = addWorkingGen(s, 2);
     const g2 = addWorkingGen(s, 2);
     const stray = s.rx.add(s.group.createSocket()); // in the group, never registered
-    const cid = s.group.codec.issue(g2, 0);
+    const cid = issueCid(s.group, g2, 0);
     for (const r of s.socketsOf.get(g2)!) s.rx.close(r); // the working generation dies
     const c = await client();
     for (let i = 0; i < 20; i++) await send(c, longHeader(0, randomBytes(8), i), s.port);
@@ -265,7 +295,7 @@ describe('generation slots', () => {
     expect(() => s.group.slotOf(g1)).toThrow(expect.objectContaining({ code: 'NO_SUCH_GENERATION' }));
     // A CID of the retired generation no longer reaches its old socket: it falls back (counted).
     const c = await client();
-    const stale = s.group.codec.issue(g2, 0);
+    const stale = issueCid(s.group, g2, 0);
     await send(c, shortHeader(stale, 1), s.port);
     await s.rx.waitFor(1);
     expect(genOfReceiver(s, s.rx.arrivals[0]!.receiver)).toBe(g2);
@@ -281,7 +311,7 @@ test('IPv6 groups steer the same way', async () => {
   const s = setup({}, 6);
   const g1 = addWorkingGen(s, 2);
   const c = await client(6);
-  await send(c, shortHeader(s.group.codec.issue(g1, 1), 1), s.port, '::1');
+  await send(c, shortHeader(issueCid(s.group, g1, 1), 1), s.port, '::1');
   await send(c, longHeader(0, randomBytes(8), 2), s.port, '::1');
   await s.rx.waitFor(2);
   expect(s.rx.arrivals.find((a) => tagOf(a.msg, 12, false) === 1 && a.msg[0]! < 0x80)!.receiver).toBe(s.socketsOf.get(g1)![1]);
@@ -301,9 +331,9 @@ test('groups sharing a port on different addresses, and an unmanaged address on 
   receivers.push(plain);
   plain.add(createReuseportSocket(toSocketAddress({ host: '127.0.0.3', port })));
   const c = await client();
-  await send(c, shortHeader(a.group.codec.issue(ga, 1), 1), port, '127.0.0.1');
-  await send(c, shortHeader(b.group.codec.issue(gb, 0), 2), port, '127.0.0.2');
-  await send(c, shortHeader(a.group.codec.issue(ga, 1), 3), port, '127.0.0.3');
+  await send(c, shortHeader(issueCid(a.group, ga, 1), 1), port, '127.0.0.1');
+  await send(c, shortHeader(issueCid(b.group, gb, 0), 2), port, '127.0.0.2');
+  await send(c, shortHeader(issueCid(a.group, ga, 1), 3), port, '127.0.0.3');
   await a.rx.waitFor(1);
   await b.rx.waitFor(1);
   await plain.waitFor(1);
@@ -315,7 +345,7 @@ test('groups sharing a port on different addresses, and an unmanaged address on 
 test('re-registering a worker index (respawned worker) moves its CIDs to the new socket', async () => {
   const s = setup();
   const g1 = addWorkingGen(s, 2);
-  const cid = s.group.codec.issue(g1, 1);
+  const cid = issueCid(s.group, g1, 1);
   const fd = s.group.createSocket();
   s.group.register(g1, 1, fd);
   const fresh = s.rx.add(fd);

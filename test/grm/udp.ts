@@ -1,6 +1,8 @@
-/** Plain UDP helpers for steering tests: receivers on registered fds, a batching sender. */
+/** UDP helpers for steering tests: receivers on registered fds, a batching sender, datagrams, CIDs. */
 import dgram from 'node:dgram';
 import { once } from 'node:events';
+import { createCidIssuer } from '../../src/grm/cid.js';
+import type { Group } from '../../src/grm/group.js';
 
 export interface Arrival {
   readonly receiver: number; // index into the receivers array
@@ -93,4 +95,9 @@ export function longHeader(type: number, dcid: Buffer, tag: number, version = 1)
 
 export function tagOf(msg: Buffer, dcidLen: number, long: boolean): number {
   return long ? msg.readUInt32BE(6 + dcidLen + 1 + 8) : msg.readUInt32BE(1 + dcidLen);
+}
+
+/** A CID routing to (gen, worker), issued the way a worker issues them (createCidIssuer). */
+export function issueCid(group: Group, gen: number, worker: number): Buffer {
+  return createCidIssuer(group.cidIssuerParams(gen, worker)).issue();
 }

@@ -1,6 +1,6 @@
 /**
  * Headless Debian Chromium driven by playwright-core, forced onto HTTP/3 for one origin
- * (DESIGN.md §7: QUIC needs the certificate's SPKI hash, not --ignore-certificate-errors).
+ * (over QUIC it needs the certificate's SPKI hash: --ignore-certificate-errors alone fails).
  * playwright gives every launch a fresh temporary profile, as the recipe asks.
  */
 import { createHash, X509Certificate } from 'node:crypto';

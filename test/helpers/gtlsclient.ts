@@ -1,6 +1,6 @@
 /**
- * ngtcp2's gtlsclient as a real HTTP/3 client. Its exit code is 0 even when the handshake fails
- * (DESIGN.md §7), so results are read from its output: response headers and body files.
+ * ngtcp2's gtlsclient as a real HTTP/3 client. Its exit code is 0 even when the handshake fails,
+ * so results are read from its output: response headers and body files.
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';

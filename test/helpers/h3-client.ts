@@ -147,6 +147,24 @@ export class H3Client {
     return promise;
   }
 
+  /**
+   * A request whose stream stays open after its HEADERS (and `body`, if given): send the rest with
+   * `sendData`, as slowly as the test likes. The response may come before the request ends.
+   */
+  openRequest(fields: Array<[string, string]>, body?: Buffer): { streamId: number; response: Promise<H3Response> } {
+    const streamId = this.nextStreamId;
+    this.unfinished.add(streamId);
+    const response = this.requestWithBlock(encodeFieldSection(fields), body, streamId);
+    return { streamId, response };
+  }
+
+  /** More of an open request's body (a DATA frame), and the end of the stream when `fin`. */
+  sendData(streamId: number, data: Buffer, fin = false): void {
+    if (fin) this.unfinished.delete(streamId);
+    this.sendAll(streamId, data.length > 0 ? Buffer.concat([encodeDataFrameHeader(data.length), data]) : data);
+    this.afterIo();
+  }
+
   /** Abandon a request: STOP_SENDING with `code` (what a browser does when a fetch is cancelled). */
   cancel(streamId: number, code: number): void {
     try {
@@ -177,6 +195,8 @@ export class H3Client {
   }
 
   private outgoing = new Map<number, Buffer>();
+  /** Request streams opened with openRequest whose end the test has not sent yet. */
+  private readonly unfinished = new Set<number>();
 
   private sendAll(id: number, data: Buffer): void {
     const queued = this.outgoing.get(id);
@@ -189,7 +209,7 @@ export class H3Client {
       const uni = (id & 2) !== 0;
       let n: number | null;
       try {
-        n = this.conn.streamSend(id, data, !uni);
+        n = this.conn.streamSend(id, data, !uni && !this.unfinished.has(id));
       } catch {
         this.outgoing.delete(id);
         continue;

@@ -93,6 +93,7 @@ export function poolConfig(name: string, targets: string[], overrides: Partial<U
     bodyTimeoutMs: 10_000,
     keepAliveTimeoutMs: 30_000,
     maxConnectionsPerTarget: 8,
+    queueTimeoutMs: 5_000,
     ...overrides,
   };
 }

@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import { InitialParseError, type InitialParseReason } from '../../src/proxy/quic/initial-errors.js';
+import { InitialParseError, type InitialParseReason } from '../../src/proxy/quic/initial/errors.js';
 
 /** Asserts that `fn` throws an InitialParseError with exactly this reason. */
 export function expectInitialParseReason(fn: () => unknown, reason: InitialParseReason): void {

@@ -134,11 +134,15 @@ export class MemoryExchange implements HttpExchange {
     return this.#feeding;
   }
 
-  /** The client gives up (stream reset, connection gone): signal aborted, body failed. */
-  abort(reason = 'client reset'): void {
+  /**
+   * The client gives up (stream reset, connection gone): signal aborted, body failed. An Error is
+   * the signal's reason as given, e.g. a RequestTimeoutError as a protocol layer's timeout sets it.
+   */
+  abort(reason: string | Error = 'client reset'): void {
     if (this.#outcome !== undefined) return;
-    this.body.abort(reason);
-    this.#abort.abort(new Error(reason));
+    const err = typeof reason === 'string' ? new Error(reason) : reason;
+    this.body.abort(err.message);
+    this.#abort.abort(err);
     this.#finish('aborted');
   }
 

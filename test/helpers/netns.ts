@@ -6,13 +6,10 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
-import koffi from 'koffi';
-
-const CLONE_NEWNET = 0x40000000;
+import { CLONE_NEWNET, errno, errnoText, libc } from '../../src/sys/libc.js';
 
 export function enterPrivateNetns(): void {
-  const unshare = koffi.load('libc.so.6').func('int unshare(int flags)');
-  if ((unshare(CLONE_NEWNET) as number) !== 0) throw new Error(`unshare(CLONE_NEWNET) failed: errno ${koffi.errno()}`);
+  if ((libc.unshare(CLONE_NEWNET) as number) !== 0) throw new Error(`unshare(CLONE_NEWNET) failed: ${errnoText(errno())}`);
   execFileSync('ip', ['link', 'set', 'lo', 'up']);
   // Ephemeral ports (client sockets) below the fixed ports the tests bind (45000..50000).
   execFileSync('sysctl', ['-q', '-w', 'net.ipv4.ip_local_port_range=20000 29999']);

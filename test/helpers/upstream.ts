@@ -17,7 +17,10 @@ export interface TestUpstream {
   readonly port: number;
   readonly origin: string;
   readonly requests: number;
-  /** 'request' (url) for every request; 'aborted' (url) when a /slow response is cut off by our side. */
+  /**
+   * 'request' (url) for every request; 'aborted' (url) when a /slow response is cut off by our side;
+   * 'upload-aborted' (url) when a request body is cut off before its end.
+   */
   readonly events: EventEmitter;
   close(): Promise<void>;
 }
@@ -72,6 +75,10 @@ export async function startUpstream(name = 'up'): Promise<TestUpstream> {
     }
     const hash = createHash('sha256');
     let length = 0;
+    req.on('error', () => {}); // a cut upload: reported below
+    req.on('close', () => {
+      if (!req.complete) events.emit('upload-aborted', req.url);
+    });
     req.on('data', (c: Buffer) => {
       hash.update(c);
       length += c.length;

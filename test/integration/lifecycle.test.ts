@@ -1,14 +1,16 @@
 /**
  * Master lifecycle: a reload with an invalid config changes nothing and reports where the error
- * is; a worker killed with SIGKILL is replaced on the same sockets; SIGTERM drains and exits.
+ * is; a worker killed with SIGKILL is replaced on the same sockets; one master per control socket;
+ * SIGTERM drains and exits.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gtlsclient } from '../helpers/gtlsclient.js';
-import { enterPrivateNetns } from '../helpers/netns.js';
+import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
 import { PROXY_BIN, freeUdpPort, makeTempDir, startProxy, type RunningProxy } from '../helpers/proxy.js';
 
 enterPrivateNetns();
@@ -17,7 +19,8 @@ const execFileAsync = promisify(execFile);
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [PROXY_BIN, ...args], { encoding: 'utf8' });
+    // Bounded: a master that starts by mistake would otherwise run until the test times out.
+    const { stdout, stderr } = await execFileAsync(process.execPath, [PROXY_BIN, ...args], { encoding: 'utf8', timeout: 30_000 });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
@@ -99,6 +102,13 @@ routes:
     expect(accepted).toBeGreaterThanOrEqual(6);
   });
 
+  it('refuses to start a second master on the same control socket', async () => {
+    const r = await cli('--config', proxy.configFile);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`a master is already running on ${path.join(proxy.dir, 'state/control.sock')}`);
+    expect(readFileSync(path.join(proxy.dir, 'state/udpgrm-proxy.pid'), 'utf8').trim()).toBe(String(proxy.proc.pid));
+  });
+
   it('stops gracefully on SIGTERM: workers gone, pid file and control socket removed', async () => {
     const pidFile = path.join(proxy.dir, 'state/udpgrm-proxy.pid');
     expect(readFileSync(pidFile, 'utf8').trim()).toBe(String(proxy.proc.pid));
@@ -128,5 +138,38 @@ routes: [{ path: /, respond: { status: 200 } }]
     // Far below drain_timeout: nothing waited for a drain.
     expect(Date.now() - t0).toBeLessThan(10_000);
     for (const pid of workers) expect(existsSync(`/proc/${pid}`)).toBe(false);
+  });
+});
+
+describe('single-master check', () => {
+  it('does not start when the control socket answers but not as a master, and names the socket', async () => {
+    const dir = makeTempDir();
+    const pinDir = uniquePinDir('impostor');
+    const socket = path.join(dir, 'control.sock');
+    // Something listens there but does not speak the protocol: not "no master running".
+    const impostor = net.createServer((c) => c.end('not a master\n'));
+    await new Promise<void>((resolve) => impostor.listen(socket, resolve));
+    try {
+      const port = await freeUdpPort();
+      const configFile = path.join(dir, 'proxy.yaml');
+      writeFileSync(
+        configFile,
+        `
+listeners: ["127.0.0.1:${port}"]
+workers: 1
+tls: { state_dir: state }
+routes: [{ path: /, respond: { status: 200 } }]
+process: { control_socket: control.sock, pin_dir: "${pinDir}" }
+`,
+      );
+      const r = await cli('--config', configFile);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`bad reply from the master on ${socket}: not JSON`);
+      expect(existsSync(path.join(dir, 'state/udpgrm-proxy.pid'))).toBe(false);
+    } finally {
+      impostor.close();
+      removePinDir(pinDir);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

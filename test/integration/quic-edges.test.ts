@@ -1,10 +1,13 @@
 /**
  * QUIC endpoint behaviour at the edges, against the real proxy: Version Negotiation for an
- * unknown version, stateless reset for a packet of no known connection, and the TLS
- * no_application_protocol alert for a client without h3 (one certificate and two).
+ * unknown version, stateless reset (with the token for the CID) for a packet of no known
+ * connection and none for one too short, and the TLS no_application_protocol alert for a client
+ * without h3 (one certificate and two).
  */
-import { randomBytes } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCert } from '../helpers/certs.js';
 import { datagramFuzzer } from '../helpers/datagram-fuzz.js';
@@ -17,20 +20,72 @@ enterPrivateNetns();
 /** TLS alert no_application_protocol (120) as a QUIC crypto error (0x100 + alert). */
 const NO_APPLICATION_PROTOCOL = 0x178;
 
-/** Sends one datagram and resolves with the first reply (or undefined after 2 s). */
-async function exchange(port: number, datagram: Buffer): Promise<Buffer | undefined> {
+/** Reserved for negotiation tests (RFC 9000 §15): the proxy answers it with Version Negotiation. */
+const UNKNOWN_VERSION = 0x1a2a3a4a;
+
+/** 1200 bytes of an unknown version: always answered, with a Version Negotiation whose DCID is `scid`. */
+function versionProbe(scid: Buffer): Buffer {
+  const pkt = Buffer.alloc(1200);
+  pkt[0] = 0xc0;
+  pkt.writeUInt32BE(UNKNOWN_VERSION, 1);
+  pkt[5] = 0; // empty DCID
+  pkt[6] = scid.length;
+  scid.copy(pkt, 7);
+  return pkt;
+}
+
+function answersProbe(reply: Buffer, scid: Buffer): boolean {
+  return reply.length >= 6 + scid.length && reply.readUInt32BE(1) === 0 && reply[5] === scid.length && reply.subarray(6, 6 + scid.length).equals(scid);
+}
+
+async function udpSocket(): Promise<dgram.Socket> {
   const sock = dgram.createSocket('udp4');
   await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  return sock;
+}
+
+/**
+ * Sends one datagram, then a probe the proxy always answers, and resolves with the first reply, or
+ * undefined when the probe's answer comes first. The worker reads datagrams in order and sends
+ * stateless replies at once, so the answer to `datagram` precedes the probe's: silence is known
+ * from an event, not from a timeout.
+ */
+async function exchange(port: number, datagram: Buffer): Promise<Buffer | undefined> {
+  const sock = await udpSocket();
+  const marker = randomBytes(8);
   try {
     return await new Promise<Buffer | undefined>((resolve) => {
-      const timer = setTimeout(() => resolve(undefined), 2000);
-      sock.once('message', (m) => {
-        clearTimeout(timer);
-        resolve(m);
-      });
-      sock.send(datagram, port, '127.0.0.1');
+      sock.on('message', (m) => resolve(answersProbe(m, marker) ? undefined : m));
+      sock.send(datagram, port, '127.0.0.1', () => sock.send(versionProbe(marker), port, '127.0.0.1'));
     });
   } finally {
+    sock.close();
+  }
+}
+
+/**
+ * Sends a probe every 100 ms until one is answered (a flood can fill the socket buffer and lose
+ * some): true on the first answer, false if none of `tries` is.
+ */
+async function probeUntilAnswered(port: number, tries = 100): Promise<boolean> {
+  const sock = await udpSocket();
+  const marker = randomBytes(8);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await new Promise<boolean>((resolve) => {
+      sock.on('message', (m) => {
+        if (answersProbe(m, marker)) resolve(true);
+      });
+      let sent = 0;
+      const send = (): void => {
+        if (sent++ === tries) return resolve(false);
+        sock.send(versionProbe(marker), port, '127.0.0.1');
+        timer = setTimeout(send, 100);
+      };
+      send();
+    });
+  } finally {
+    clearTimeout(timer);
     sock.close();
   }
 }
@@ -147,13 +202,7 @@ routes: [{ path: /, respond: { status: 200 } }]
         }
         // The worker handles datagrams in order: an answer to a probe sent last means it read the
         // flood (a probe may also be lost to a full socket buffer, so ask again until answered).
-        const probe = Buffer.alloc(1200);
-        probe[0] = 0xc0;
-        probe.writeUInt32BE(0x1a2a3a4a, 1);
-        const t0 = performance.now();
-        let answered = false;
-        for (let i = 0; i < 10 && !answered; i++) answered = (await exchange(port, probe)) !== undefined;
-        expect(answered).toBe(true);
+        expect(await probeUntilAnswered(port)).toBe(true);
         expect((await client.get(sni, '/')).status).toBe(200);
       } finally {
         sock.close();
@@ -165,13 +214,27 @@ routes: [{ path: /, respond: { status: 200 } }]
 
   it('answers a short-header packet of no known connection with a stateless reset', async () => {
     // A short header whose DCID has our CID length (16) but was never issued.
-    const pkt = Buffer.concat([Buffer.from([0x40]), randomBytes(16), randomBytes(60)]);
+    const dcid = randomBytes(16);
+    const pkt = Buffer.concat([Buffer.from([0x40]), dcid, randomBytes(60)]);
     const reply = await exchange(singlePort, pkt);
     expect(reply).toBeDefined();
     // RFC 9000 §10.3: looks like a short header, at least 21 bytes, smaller than what triggered it.
     expect(reply![0]! & 0xc0).toBe(0x40);
     expect(reply!.length).toBeGreaterThanOrEqual(21);
     expect(reply!.length).toBeLessThan(pkt.length);
+    // It ends with the token any worker would issue for that CID (RFC 9000 §10.3.2): HMAC-SHA256 of
+    // the CID under a key derived from the state directory's ticket key (as the proxy derives it).
+    const ticketKey = readFileSync(path.join(single.dir, 'state', 'ticket.key'));
+    const resetKey = Buffer.from(hkdfSync('sha256', ticketKey, Buffer.alloc(0), 'udpgrm-proxy stateless reset', 32));
+    const token = createHmac('sha256', resetKey).update(dcid).digest().subarray(0, 16);
+    expect(reply!.subarray(reply!.length - 16).toString('hex')).toBe(token.toString('hex'));
+  });
+
+  it('sends no stateless reset to a packet too short to be answered by a shorter one', async () => {
+    // RFC 9000 §10.3: a reset must be smaller than what triggered it and at least 21 bytes, so a
+    // 21-byte short header (our 16-byte CID length) gets nothing: no reset loop between endpoints.
+    const pkt = Buffer.concat([Buffer.from([0x40]), randomBytes(16), randomBytes(4)]);
+    expect(await exchange(singlePort, pkt)).toBeUndefined();
   });
 
   it('refuses a client without h3 with the no_application_protocol alert', async () => {

@@ -12,10 +12,11 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchH3Chromium, type H3Browser } from '../helpers/chromium.js';
+import { waitForExit, waitForPidGone, waitUntil } from '../helpers/deadline.js';
 import { gtlsclient } from '../helpers/gtlsclient.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
 import { PROXY_BIN, freeUdpPort, makeTempDir, startProxy, type RunningProxy } from '../helpers/proxy.js';
@@ -105,17 +106,19 @@ describe('20 reloads and an upgrade under load with real clients', () => {
   let newMasterPid = 0;
 
   afterAll(async () => {
-    await browser?.close();
-    await proxy?.stop();
-    // The upgraded master is not our child: stop it by pid and wait until it is gone.
-    if (newMasterPid) {
-      process.kill(newMasterPid, 'SIGTERM');
-      const until = Date.now() + 30_000;
-      while (existsSync(`/proc/${newMasterPid}`) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    try {
+      await browser?.close();
+      await proxy?.stop();
+      // The upgraded master is not our child: stop it by pid and wait until it is gone.
+      if (newMasterPid) {
+        process.kill(newMasterPid, 'SIGTERM');
+        await waitForPidGone(newMasterPid, 'the upgraded master after SIGTERM', 30_000);
+      }
+    } finally {
+      await upA?.close();
+      await upB?.close();
+      spawnSync(process.execPath, [PROXY_BIN, 'grm', 'cleanup', '--pin-dir', pinDir]);
     }
-    await upA?.close();
-    await upB?.close();
-    spawnSync(process.execPath, [PROXY_BIN, 'grm', 'cleanup', '--pin-dir', pinDir]);
   });
 
   it('fails no request, keeps the download intact and moves every client to the new config', async () => {
@@ -183,24 +186,30 @@ describe('20 reloads and an upgrade under load with real clients', () => {
     }
 
     // Every client must be on the last config within drain_timeout: wait for each to see it.
-    const deadline = Date.now() + 20_000;
-    const onLatest = async (): Promise<boolean> => {
-      const chromiumVersions = await page.evaluate(() => (window as unknown as { tally: { versions: number[] } }).tally.versions.slice(-1));
-      return longLived.versions.at(-1) === version && perRequest.versions.at(-1) === version && chromiumVersions[0] === version;
-    };
-    while (!(await onLatest()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const chromiumLast = async (): Promise<number | undefined> =>
+      (await page.evaluate(() => (window as unknown as { tally: { versions: number[] } }).tally.versions.slice(-1)))[0];
+    const onLatest = async (): Promise<boolean> =>
+      longLived.versions.at(-1) === version && perRequest.versions.at(-1) === version && (await chromiumLast()) === version;
+    await waitUntil(`every client to see config version ${version}`, onLatest, {
+      timeoutMs: 20_000,
+      intervalMs: 100,
+      detail: async () => `last seen: long-lived ${longLived.versions.at(-1)}, per-request ${perRequest.versions.at(-1)}, chromium ${await chromiumLast()}`,
+    });
     expect(await onLatest()).toBe(true);
     const downloaded = await download;
 
     // Old generations drain and go: one generation, two workers, no leaked fds in the master.
     const status = async (): Promise<string> => (await run(process.execPath, [PROXY_BIN, 'list', '--config', proxy.configFile])).output;
     const oneGeneration = async (): Promise<string> => {
-      const until = Date.now() + 25_000;
-      let listing = await status();
-      while (listing.split('\n').filter((l) => l.startsWith('generation ')).length !== 1 && Date.now() < until) {
-        await new Promise((r) => setTimeout(r, 200));
-        listing = await status();
-      }
+      let listing = '';
+      await waitUntil(
+        'old generations to drain (one generation listed)',
+        async () => {
+          listing = await status();
+          return listing.split('\n').filter((l) => l.startsWith('generation ')).length === 1;
+        },
+        { timeoutMs: 25_000, intervalMs: 200, detail: () => `last listing:\n${listing}` },
+      );
       return listing;
     };
     let listing = await oneGeneration();
@@ -211,12 +220,17 @@ describe('20 reloads and an upgrade under load with real clients', () => {
     // Binary upgrade to the same binary under the same load: a new master takes over.
     const upgraded = await run(process.execPath, [PROXY_BIN, 'upgrade', '--config', proxy.configFile]);
     expect(upgraded.code, upgraded.output).toBe(0);
-    await new Promise<void>((resolve) => (proxy.proc.exitCode !== null ? resolve() : proxy.proc.once('exit', () => resolve())));
+    // The old master drains its clients first (drain_timeout 60 s, plus the workers' grace).
+    await waitForExit(proxy.proc, 'the old master after the upgrade', 90_000);
     newMasterPid = Number(readFileSync(path.join(dir, 'state/udpgrm-proxy.pid'), 'utf8'));
     expect(newMasterPid).not.toBe(masterPid);
     // Keep the clients going on the new master for a while.
     const servedBefore = longLived.ok + perRequest.ok;
-    while (longLived.ok + perRequest.ok < servedBefore + 500) await new Promise((r) => setTimeout(r, 100));
+    await waitUntil('500 more requests served by the new master', () => longLived.ok + perRequest.ok >= servedBefore + 500, {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+      detail: () => `served ${longLived.ok + perRequest.ok - servedBefore}; failed so far: ${JSON.stringify([...longLived.failed, ...perRequest.failed].slice(-5))}`,
+    });
 
     running = false;
     const chromium = await page.evaluate(() => {

@@ -5,20 +5,25 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { waitForExit, waitForPidGone, waitUntil } from '../helpers/deadline.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
 import { NotifySocket } from '../helpers/notify-socket.js';
 import { freeUdpPort, makeTempDir, startProxy } from '../helpers/proxy.js';
 
 enterPrivateNetns();
 
-/** Messages on the notify socket until `count` arrived (10 s at most). */
+/** Messages on the notify socket until `count` arrived; fails after 10 s with what did arrive. */
 async function received(notify: NotifySocket, count: number): Promise<string[]> {
   const got: string[] = [];
-  const until = Date.now() + 10_000;
-  while (got.length < count && Date.now() < until) {
-    got.push(...notify.drain());
-    if (got.length < count) await new Promise((r) => setTimeout(r, 20));
-  }
+  // Polled: the stand-in socket is read without blocking and has no event.
+  await waitUntil(
+    `${count} notify message(s)`,
+    () => {
+      got.push(...notify.drain());
+      return got.length >= count;
+    },
+    { timeoutMs: 10_000, intervalMs: 20, detail: () => `got ${JSON.stringify(got)}` },
+  );
   return got;
 }
 
@@ -54,7 +59,7 @@ routes: [{ path: /, respond: { status: 200 } }]
     process.kill(proxy.proc.pid!, 'SIGUSR2');
     const took = await proxy.waitForLog((l) => l.msg === 'took over from the previous master');
     newMaster = Number(took.pid);
-    await new Promise<void>((resolve) => (proxy.proc.exitCode !== null ? resolve() : proxy.proc.once('exit', () => resolve())));
+    await waitForExit(proxy.proc, 'the old master after the handover', 30_000);
     expect(Number(readFileSync(path.join(dir, 'state/udpgrm-proxy.pid'), 'utf8'))).toBe(newMaster);
     // The old master does not claim STOPPING during a handover: the service keeps running.
     expect(await received(notify, 1)).toEqual([`MAINPID=${newMaster}\nREADY=1`]);
@@ -63,7 +68,7 @@ routes: [{ path: /, respond: { status: 200 } }]
     // master's exit: the notify socket is what we check from here on.)
     process.kill(newMaster, 'SIGTERM');
     expect(await received(notify, 1)).toEqual(['STOPPING=1']);
-    while (existsSync(`/proc/${newMaster}`)) await new Promise((r) => setTimeout(r, 50));
+    await waitForPidGone(newMaster, 'the new master after SIGTERM', 30_000);
     await proxy.stop();
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseClientHello } from '../../src/proxy/quic/client-hello.js';
-import { InitialParseError } from '../../src/proxy/quic/initial-errors.js';
+import { parseClientHello } from '../../src/proxy/quic/initial/client-hello.js';
+import { InitialParseError } from '../../src/proxy/quic/initial/errors.js';
 import { CLIENT_HELLO } from './initial-rfc-vectors.js';
 import { expectInitialParseReason } from '../helpers/initial-parse-error.js';
 

@@ -101,6 +101,27 @@ describe('every error in a file, each with file:line:col and path', () => {
     expect(formatConfigErrors(missing)).toBe(`${join(dir, 'nope.yaml')}: cannot read config: file not found\n1 error in ${join(dir, 'nope.yaml')}\n`);
   });
 
+  it('reports http limits and queue_timeout out of range at their positions, and a connection header bound below one request', () => {
+    const http = issuesOf(
+      `${OK_LISTENERS}${OK_ROUTES}http:\n  request_header_timeout: 10ms\n  request_body_timeout: soon\n  max_requests_per_connection: 0\n  max_header_bytes: 2MiB\n  request_body_timout: 1\n`,
+    );
+    expect(http).toEqual([
+      [4, 27, 'http.request_header_timeout', 'must be between 100ms and 10m, got "10ms"'],
+      [5, 25, 'http.request_body_timeout', expect.stringMatching(/^expected a duration like/)],
+      [6, 32, 'http.max_requests_per_connection', 'max_requests_per_connection must be between 1 and 1000000000, got 0'],
+      [7, 21, 'http.max_header_bytes', 'must be between 1KiB and 1MiB, got "2MiB"'],
+      [8, 3, 'http.request_body_timout', expect.stringMatching(/^unknown key "request_body_timout"; did you mean "request_body_timeout"\?/)],
+    ]);
+    expect(issuesOf(`${OK_LISTENERS}${OK_ROUTES}http:\n  max_header_bytes: 128KiB\n  max_connection_header_bytes: 128KiB\n`)).toEqual([
+      [5, 32, 'http.max_connection_header_bytes', 'max_connection_header_bytes (128KiB) must hold one largest HEADERS frame: at least max_header_bytes + 16 = 131088'],
+    ]);
+    expect(issuesOf(`${OK_LISTENERS}${OK_ROUTES}http: {max_header_bytes: 512KiB}\n`)).toEqual([
+      [3, 26, 'http.max_header_bytes', 'max_connection_header_bytes (256KiB) must hold one largest HEADERS frame: at least max_header_bytes + 16 = 524304'],
+    ]);
+    const queue = issuesOf(`${OK_LISTENERS}routes: [{upstream: app}]\nupstreams:\n  app: {targets: ["http://127.0.0.1:1"], queue_timeout: 11m}\n`);
+    expect(queue).toEqual([[4, 57, 'upstreams.app.queue_timeout', 'must be between 0s and 10m, got "11m"']]);
+  });
+
   it('requires listeners and routes', () => {
     expect(issuesOf('')).toEqual([
       [1, 1, '', expect.stringMatching(/^missing "listeners"/)],

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -81,6 +81,7 @@ describe('loadConfig on valid files', () => {
       bodyTimeoutMs: 1500,
       keepAliveTimeoutMs: 10_000,
       maxConnectionsPerTarget: 32,
+      queueTimeoutMs: 5000,
     });
     expect(config.upstreams.get('web')).toEqual({
       name: 'web',
@@ -91,6 +92,7 @@ describe('loadConfig on valid files', () => {
       bodyTimeoutMs: 60_000,
       keepAliveTimeoutMs: 4000,
       maxConnectionsPerTarget: 256,
+      queueTimeoutMs: 5000,
     });
     expect(config.quic).toEqual({
       idleTimeoutMs: 10_000,
@@ -142,6 +144,37 @@ describe('loadConfig on valid files', () => {
       cidLength: 16,
     });
     expect(config.logging).toEqual({ level: 'info', accessLog: true });
+  });
+
+  it('reads the http section and upstream queue_timeout, with defaults for what is left out', () => {
+    const work = mkdtempSync(join(dir, 'http-'));
+    const file = join(work, 'proxy.yaml');
+    const base = 'listeners: ["127.0.0.1:4433"]\nroutes: [{upstream: app}]\n';
+    writeFileSync(file, `${base}upstreams:\n  app: {targets: ["http://127.0.0.1:8080"]}\n`);
+    const defaults = loadConfig(file);
+    expect(defaults.http).toEqual({
+      requestHeaderTimeoutMs: 10_000,
+      requestBodyTimeoutMs: 30_000,
+      maxRequestsPerConnection: 10_000,
+      maxHeaderBytes: 64 * 1024,
+      maxConnectionHeaderBytes: 256 * 1024,
+    });
+    expect(defaults.upstreams.get('app')?.queueTimeoutMs).toBe(5000);
+
+    writeFileSync(
+      file,
+      `${base}upstreams:\n  app: {targets: ["http://127.0.0.1:8080"], queue_timeout: 0}\n` +
+        'http:\n  request_header_timeout: 2s\n  request_body_timeout: 1m\n  max_requests_per_connection: 500\n  max_header_bytes: 16KiB\n  max_connection_header_bytes: 1MiB\n',
+    );
+    const set = loadConfig(file);
+    expect(set.http).toEqual({
+      requestHeaderTimeoutMs: 2000,
+      requestBodyTimeoutMs: 60_000,
+      maxRequestsPerConnection: 500,
+      maxHeaderBytes: 16 * 1024,
+      maxConnectionHeaderBytes: 1024 * 1024,
+    });
+    expect(set.upstreams.get('app')?.queueTimeoutMs).toBe(0);
   });
 
   it('loads the shipped config/proxy.yaml as is (copied beside its own state dir)', () => {

@@ -19,7 +19,7 @@ import {
   parseSingleVarintPayload,
   type H3FrameEvent,
 } from '../../src/proxy/h3/frames.js';
-import { encodeVarint } from '../../src/proxy/h3/varint.js';
+import { encodeVarint } from '../../src/proxy/quic/varint.js';
 import { h3ErrorCode } from '../helpers/h3-error-code.js';
 import { hex } from '../helpers/hex.js';
 

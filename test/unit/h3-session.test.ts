@@ -5,9 +5,9 @@
  * connection is MemoryQuicConnection; the handler is the test's own.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FRAME_TYPE, H3_ERROR, SETTINGS_ID, STREAM_TYPE, encodeControlStreamPreface, encodeGoaway, parseGoaway, parseSettings } from '../../src/proxy/h3/frames.js';
-import { H3Session } from '../../src/proxy/h3/session.js';
-import type { HttpExchange, RequestHandler } from '../../src/proxy/http/exchange.js';
+import { FRAME_TYPE, H3_ERROR, SETTINGS_ID, STREAM_TYPE, encodeControlStreamPreface, encodeFrameHeader, encodeGoaway, parseGoaway, parseSettings } from '../../src/proxy/h3/frames.js';
+import { H3Session, type SessionLimits } from '../../src/proxy/h3/session.js';
+import { RequestTimeoutError, type HttpExchange, type RequestHandler } from '../../src/proxy/http/exchange.js';
 import { MemoryQuicConnection, dataFrame, encodeFrame, headersFrame, parseResponse, requestHeaders, serverUniFrames } from '../helpers/memory-quic.js';
 
 const CONTROL = 2; // the client's first unidirectional stream
@@ -31,12 +31,20 @@ interface Harness {
   handlerErrors: unknown[];
 }
 
-function open(handler: RequestHandler = new HeldExchanges()): Harness {
+const LIMITS: SessionLimits = {
+  requestHeaderTimeoutMs: 10_000,
+  requestBodyTimeoutMs: 30_000,
+  maxRequestsPerConnection: 10_000,
+  maxHeaderBytes: MAX_FIELD_SECTION_SIZE,
+  maxConnectionHeaderBytes: 256 * 1024,
+};
+
+function open(handler: RequestHandler = new HeldExchanges(), limits: Partial<SessionLimits> = {}): Harness {
   const conn = new MemoryQuicConnection();
   const handlerErrors: unknown[] = [];
   const session = new H3Session(conn, {
     handler,
-    maxFieldSectionSize: MAX_FIELD_SECTION_SIZE,
+    limits: { ...LIMITS, ...limits },
     onHandlerError: (err) => handlerErrors.push(err),
   });
   conn.start(session);
@@ -465,5 +473,216 @@ describe('HTTP/3 and QPACK rules the audit found unenforced (hardening defect 8)
     conn.clientSend(0, headersFrame(fields), true);
     expect(parseResponse(conn, 0).resetCode).toBe(H3_ERROR.H3_MESSAGE_ERROR);
     expect(parseResponse(conn, 0).status).toBeUndefined();
+  });
+});
+
+describe('Request timeouts and header limits (hardening defect 5)', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  /** The start of a HEADERS frame announcing `length` payload bytes, with all but the last byte. */
+  const incompleteHeaders = (length: number): Buffer => Buffer.concat([encodeFrameHeader(FRAME_TYPE.HEADERS, length), Buffer.alloc(length - 1, 0x41)]);
+  const post = (length: number): Buffer => headersFrame(requestHeaders('POST', '/upload', [['content-length', String(length)]]));
+
+  it('resets a request whose HEADERS are incomplete request_header_timeout after the stream opened (H3_REQUEST_INCOMPLETE), however bytes trickle in', () => {
+    const { conn, session, handler } = open();
+    const frame = headersFrame(requestHeaders('GET', '/a/path/long/enough/to/trickle'));
+    conn.clientSend(0, frame.subarray(0, 3));
+    for (let i = 3; i < 12; i++) {
+      vi.advanceTimersByTime(1_000);
+      conn.clientSend(0, frame.subarray(i, i + 1)); // a byte every second does not extend the deadline
+    }
+    vi.advanceTimersByTime(999);
+    expect(parseResponse(conn, 0).resetCode).toBeUndefined();
+    vi.advanceTimersByTime(1);
+    expect(parseResponse(conn, 0).resetCode).toBe(H3_ERROR.H3_REQUEST_INCOMPLETE);
+    expect(conn.stopSent.get(0)).toBe(H3_ERROR.H3_REQUEST_INCOMPLETE);
+    expect(handler.exchanges).toHaveLength(0);
+    expect(session.activeRequests).toBe(0);
+    expect(conn.closed).toBeUndefined();
+    // The last byte comes too late: dropped, not a new request.
+    conn.clientSend(0, frame.subarray(12), true);
+    expect(handler.exchanges).toHaveLength(0);
+  });
+
+  it('slow-loris headers: 100 streams of incomplete 65 KB HEADERS hold at most max_connection_header_bytes, none after request_header_timeout; another connection is served meanwhile', () => {
+    const maxConnectionHeaderBytes = 256 * 1024;
+    const attacker = open(new HeldExchanges(), { maxHeaderBytes: 64 * 1024, maxConnectionHeaderBytes });
+    const sent = new Map<number, number>();
+    /** Bytes of HEADERS the server still holds: sent on streams it has neither reset nor answered. */
+    const held = (): number => [...sent].reduce((n, [id, bytes]) => n + (parseResponse(attacker.conn, id).resetCode === undefined ? bytes : 0), 0);
+    let maxHeld = 0;
+    for (let i = 0; i < 100; i++) {
+      const frame = incompleteHeaders(65_000);
+      attacker.conn.clientSend(4 * i, frame);
+      sent.set(4 * i, frame.length);
+      maxHeld = Math.max(maxHeld, held(), attacker.session.headerBytesHeld);
+    }
+    // Bound: the connection's budget (was 100 × 65 KB ≈ 6.5 MB, held until the connection died).
+    expect(maxHeld).toBeLessThanOrEqual(maxConnectionHeaderBytes);
+    const refused = [...sent.keys()].filter((id) => parseResponse(attacker.conn, id).resetCode === H3_ERROR.H3_EXCESSIVE_LOAD);
+    expect(refused).toHaveLength(100 - Math.floor(maxConnectionHeaderBytes / 65_004));
+    // One timer for the session's deadlines, not one per stream.
+    expect(vi.getTimerCount()).toBeLessThanOrEqual(2);
+
+    const legit = open();
+    get(legit.conn, 0);
+    answer(legit.handler.last);
+    expect(parseResponse(legit.conn, 0).status).toBe(200);
+
+    vi.advanceTimersByTime(10_000);
+    expect(held()).toBe(0);
+    expect(attacker.session.headerBytesHeld).toBe(0);
+    expect(attacker.session.activeRequests).toBe(0);
+    expect([...sent.keys()].filter((id) => parseResponse(attacker.conn, id).resetCode === H3_ERROR.H3_REQUEST_INCOMPLETE)).toHaveLength(100 - refused.length);
+    expect(attacker.handler.exchanges).toHaveLength(0);
+  });
+
+  it('counts only the bytes before HEADERS complete: a request with its body in the same packet passes a tight connection budget', () => {
+    const { conn, session, handler } = open(new HeldExchanges(), { maxHeaderBytes: 1024, maxConnectionHeaderBytes: 1024 + 16 });
+    conn.clientSend(0, incompleteHeaders(900)); // another stream holds most of the budget
+    const body = Buffer.alloc(60_000, 1);
+    conn.clientSend(4, Buffer.concat([post(body.length), dataFrame(body)]), true);
+    expect(handler.exchanges.map((e) => e.streamId)).toEqual([4]);
+    expect(parseResponse(conn, 4).resetCode).toBeUndefined();
+    expect(session.headerBytesHeld).toBe(902);
+  });
+
+  it('answers 431 to a header section above max_header_bytes (decoded, or a HEADERS frame announcing more) and keeps the connection', () => {
+    const { conn, session, handler } = open(new HeldExchanges(), { maxHeaderBytes: 2048 });
+    const settings = parseSettings((serverUniFrames(conn, 3).frames[0] as { payload: Buffer }).payload);
+    expect(settings.get(SETTINGS_ID.MAX_FIELD_SECTION_SIZE)).toBe(2048);
+    // 2 fields of 1000 bytes: 2 × (5 + 1000 + 32) + the pseudo-headers > 2048 decoded.
+    conn.clientSend(0, headersFrame(requestHeaders('GET', '/', [['x-a', 'a'.repeat(1000)], ['x-b', 'b'.repeat(1000)]])), true);
+    expect(parseResponse(conn, 0).status).toBe(431);
+    expect(parseResponse(conn, 0).fin).toBe(true);
+    // A frame announcing 1 MB: answered at its first bytes, nothing of it buffered.
+    conn.clientSend(4, encodeFrameHeader(FRAME_TYPE.HEADERS, 1_000_000));
+    expect(parseResponse(conn, 4).status).toBe(431);
+    expect(conn.stopSent.get(4)).toBe(H3_ERROR.H3_NO_ERROR);
+    conn.clientSend(4, Buffer.alloc(50_000));
+    expect(conn.unread(4)).toBe(0);
+    expect(session.headerBytesHeld).toBe(0);
+    expect(handler.exchanges).toHaveLength(0);
+    get(conn, 8);
+    expect(handler.exchanges.map((e) => e.streamId)).toEqual([8]);
+    expect(conn.closed).toBeUndefined();
+  });
+
+  it('answers 408 when the client sends no body byte for request_body_timeout; each byte restarts the clock; the exchange is aborted with a RequestTimeoutError', async () => {
+    const { conn, session, handler } = open();
+    conn.clientSend(0, Buffer.concat([post(1000), dataFrame(Buffer.from('a'))]));
+    const ex = handler.last;
+    let bodyError: Error | undefined;
+    ex.body.stream.on('error', (e) => (bodyError = e));
+    ex.body.stream.resume();
+    vi.advanceTimersByTime(29_000);
+    conn.clientSend(0, dataFrame(Buffer.from('b'))); // progress: 30 s from here
+    vi.advanceTimersByTime(29_999);
+    expect(parseResponse(conn, 0).status).toBeUndefined();
+    expect(ex.signal.aborted).toBe(false);
+    vi.advanceTimersByTime(1);
+    const res = parseResponse(conn, 0);
+    expect(res.status).toBe(408);
+    expect(res.fin).toBe(true);
+    expect(res.resetCode).toBeUndefined();
+    expect(conn.stopSent.get(0)).toBe(H3_ERROR.H3_NO_ERROR);
+    expect(ex.signal.aborted).toBe(true);
+    expect(ex.signal.reason).toBeInstanceOf(RequestTimeoutError);
+    expect((ex.signal.reason as Error).message).toBe('request body timeout: no bytes for 30s');
+    expect(session.activeRequests).toBe(0);
+    await vi.advanceTimersByTimeAsync(0);
+    // The body fails (the upload is cancelled), it does not end as if complete.
+    expect(bodyError).toBeDefined();
+    // The handler's late response has no effect.
+    ex.respond(200, []);
+    expect(parseResponse(conn, 0).status).toBe(408);
+  });
+
+  it('resets the stream (H3_REQUEST_INCOMPLETE) when the body times out after the response started', () => {
+    const { conn, handler } = open();
+    conn.clientSend(0, Buffer.concat([post(1000), dataFrame(Buffer.from('a'))]));
+    const ex = handler.last;
+    ex.body.stream.resume();
+    ex.respond(200, []);
+    ex.write(Buffer.from('early part'));
+    vi.advanceTimersByTime(30_000);
+    const res = parseResponse(conn, 0);
+    expect(res.status).toBe(200);
+    expect(res.resetCode).toBe(H3_ERROR.H3_REQUEST_INCOMPLETE);
+    expect(conn.stopSent.get(0)).toBe(H3_ERROR.H3_REQUEST_INCOMPLETE);
+    expect(ex.signal.reason).toBeInstanceOf(RequestTimeoutError);
+  });
+
+  it('stops the body clock while the handler does not read the body (backpressure) and restarts it when reading resumes', async () => {
+    const { conn, handler } = open();
+    const chunk = Buffer.alloc(64 * 1024, 7);
+    conn.clientSend(0, post(8 * chunk.length));
+    for (let i = 0; i < 8; i++) conn.clientSend(0, dataFrame(chunk));
+    expect(conn.unread(0)).toBeGreaterThan(0); // paused: the handler's buffer is full
+    vi.advanceTimersByTime(120_000);
+    expect(parseResponse(conn, 0).status).toBeUndefined();
+    const ex = handler.last;
+    ex.body.stream.resume();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(conn.unread(0)).toBe(0);
+    await vi.advanceTimersByTimeAsync(29_999);
+    expect(parseResponse(conn, 0).status).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(parseResponse(conn, 0).status).toBe(408);
+  });
+
+  it('a request that is complete has no clock: a slow upstream is not a slow client', () => {
+    const { conn, handler } = open();
+    conn.clientSend(0, Buffer.concat([post(1), dataFrame(Buffer.from('a'))]), true);
+    get(conn, 4);
+    vi.advanceTimersByTime(600_000);
+    expect(parseResponse(conn, 0).status).toBeUndefined();
+    expect(parseResponse(conn, 4).status).toBeUndefined();
+    expect(handler.exchanges.every((e) => !e.signal.aborted)).toBe(true);
+  });
+
+  it('after max_requests_per_connection requests: GOAWAY at once, later streams refused with H3_REQUEST_REJECTED, close when served', () => {
+    const { conn, session, handler } = open(new HeldExchanges(), { maxRequestsPerConnection: 2 });
+    const goaways = (): number[] =>
+      serverUniFrames(conn, 3)
+        .frames.filter((f) => f.kind === 'frame' && f.type === FRAME_TYPE.GOAWAY)
+        .map((f) => (f.kind === 'frame' ? parseGoaway(f.payload) : -1));
+    get(conn, 0);
+    expect(goaways()).toEqual([]);
+    get(conn, 8); // out of order: stream 4 is implicitly open but not seen yet
+    expect(goaways()).toEqual([12]);
+    expect(session.draining).toBe(true);
+    for (const id of [4, 12]) {
+      get(conn, id);
+      expect(parseResponse(conn, id).resetCode).toBe(H3_ERROR.H3_REQUEST_REJECTED);
+      expect(conn.stopSent.get(id)).toBe(H3_ERROR.H3_REQUEST_REJECTED);
+    }
+    expect(handler.exchanges.map((e) => e.streamId)).toEqual([0, 8]);
+    // A drain starting now changes nothing: the limit already holds.
+    session.goaway();
+    vi.advanceTimersByTime(3_000);
+    expect(goaways()).toEqual([12]);
+    for (const ex of handler.exchanges) answer(ex);
+    conn.deliver();
+    expect(conn.closed).toEqual({ code: H3_ERROR.H3_NO_ERROR, reason: 'goaway' });
+  });
+
+  it('a drain in its first phase is cut short by the request limit (GOAWAY ids only fall)', () => {
+    const { conn, session } = open(new HeldExchanges(), { maxRequestsPerConnection: 3 });
+    get(conn, 0);
+    session.goaway();
+    get(conn, 4);
+    get(conn, 8);
+    const ids = serverUniFrames(conn, 3)
+      .frames.filter((f) => f.kind === 'frame' && f.type === FRAME_TYPE.GOAWAY)
+      .map((f) => (f.kind === 'frame' ? parseGoaway(f.payload) : -1));
+    expect(ids).toEqual([2 ** 53 - 4, 12]);
+    vi.advanceTimersByTime(3_000);
+    expect(serverUniFrames(conn, 3).frames.filter((f) => f.kind === 'frame' && f.type === FRAME_TYPE.GOAWAY)).toHaveLength(2);
   });
 });

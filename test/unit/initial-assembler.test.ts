@@ -1,31 +1,12 @@
-import { randomBytes } from 'node:crypto';
-import { quiche } from '@matrixai/quic/native/index.js';
 import { describe, expect, it } from 'vitest';
 import { CHROME_INITIAL_DATAGRAMS } from './initial-chrome-capture.js';
-import {
-  buildClientInitial,
-  ClientHelloAssembler,
-  decryptClientInitial,
-  extractCryptoFrames,
-  parseClientHello,
-  QUIC_V1,
-  QUIC_V2,
-  type ClientHelloInfo,
-  type CryptoFragment,
-} from '../../src/proxy/quic/initial.js';
+import { ClientHelloAssembler } from '../../src/proxy/quic/initial/assembler.js';
+import { parseClientHello, type ClientHelloInfo } from '../../src/proxy/quic/initial/client-hello.js';
+import { extractCryptoFrames, type CryptoFragment } from '../../src/proxy/quic/initial/frames.js';
+import { QUIC_V1, QUIC_V2 } from '../../src/proxy/quic/initial/keys.js';
+import { decryptClientInitial } from '../../src/proxy/quic/initial/packet.js';
+import { buildClientInitial, quicheClientInitial } from '../helpers/quic-initial.js';
 import { expectInitialParseReason } from '../helpers/initial-parse-error.js';
-
-/** The first datagram a real quiche client sends. */
-function quicheFirstDatagram(serverName: string | null, alpn: string[], scid: Buffer): Buffer {
-  const config = new quiche.Config();
-  config.setApplicationProtos(alpn);
-  config.verifyPeer(false);
-  const conn = quiche.Connection.connect(serverName, scid, { host: '127.0.0.1', port: 40001 }, { host: '127.0.0.1', port: 40002 }, config);
-  const buf = Buffer.alloc(65536);
-  const sent = conn.send(buf);
-  if (sent === null) throw new Error('quiche produced no Initial');
-  return Buffer.from(buf.subarray(0, sent[0]));
-}
 
 /** The ClientHello bytes carried by a single-datagram Initial. */
 function clientHelloOf(datagram: Buffer): Buffer {
@@ -67,7 +48,7 @@ function pushAll(datagrams: Buffer[]): { results: ('need-more' | ClientHelloInfo
 
 describe('ClientHelloAssembler with a real quiche client', () => {
   it('reads SNI and ALPN from quiche Initials', () => {
-    const datagram = quicheFirstDatagram('sni.example', ['h3'], scid);
+    const datagram = quicheClientInitial('sni.example', ['h3'], scid);
     expect(datagram.length).toBeGreaterThanOrEqual(1200);
     const assembler = new ClientHelloAssembler();
     const info = assembler.push(datagram);
@@ -84,7 +65,7 @@ describe('ClientHelloAssembler with a real quiche client', () => {
   });
 
   it('reads an ALPN list and a missing SNI', () => {
-    const info = new ClientHelloAssembler().push(quicheFirstDatagram(null, ['h3', 'hq-interop'], scid)) as ClientHelloInfo;
+    const info = new ClientHelloAssembler().push(quicheClientInitial(null, ['h3', 'hq-interop'], scid)) as ClientHelloInfo;
     expect(info.serverName).toBeUndefined();
     expect(info.alpn).toEqual(['h3', 'hq-interop']);
   });
@@ -120,7 +101,7 @@ describe('ClientHelloAssembler with captured Chromium Initials', () => {
 });
 
 describe('ClientHelloAssembler reassembly', () => {
-  const hello = inflateClientHello(clientHelloOf(quicheFirstDatagram('split.example', ['h3'], scid)), 1600);
+  const hello = inflateClientHello(clientHelloOf(quicheClientInitial('split.example', ['h3'], scid)), 1600);
   const expected = parseClientHello(hello);
   const cut = 1000;
   const first = initialWith(0, [{ offset: 0, data: hello.subarray(0, cut) }]);
@@ -245,20 +226,3 @@ describe('ClientHelloAssembler limits and refusals', () => {
     expectInitialParseReason(() => new ClientHelloAssembler().push(initialWith(0, [{ offset: 0, data: truncatedHello }])), 'client-hello-truncated');
   });
 });
-
-describe('cost', () => {
-  it('measures decryptClientInitial and a full push', () => {
-    const datagram = quicheFirstDatagram('sni.example', ['h3'], randomBytes(16));
-    const iterations = 2000;
-    for (let i = 0; i < 200; i++) decryptClientInitial(datagram); // warm up
-    let t = process.hrtime.bigint();
-    for (let i = 0; i < iterations; i++) decryptClientInitial(datagram);
-    const decryptUs = Number(process.hrtime.bigint() - t) / 1000 / iterations;
-    t = process.hrtime.bigint();
-    for (let i = 0; i < iterations; i++) new ClientHelloAssembler().push(datagram);
-    const pushUs = Number(process.hrtime.bigint() - t) / 1000 / iterations;
-    console.log(`decryptClientInitial (keys derived each call): ${decryptUs.toFixed(1)} µs; ClientHelloAssembler.push, one-datagram ClientHello: ${pushUs.toFixed(1)} µs`);
-    expect(decryptUs).toBeGreaterThan(0);
-  });
-});
-

@@ -1,16 +1,11 @@
-import { quiche } from '@matrixai/quic/native/index.js';
 import { describe, expect, it } from 'vitest';
-import {
-  buildClientInitial,
-  ClientHelloAssembler,
-  decryptClientInitial,
-  decryptClientInitials,
-  encodeCryptoFrame,
-  extractCryptoFrames,
-  InitialParseError,
-  parseClientHello,
-  QUIC_V2,
-} from '../../src/proxy/quic/initial.js';
+import { ClientHelloAssembler } from '../../src/proxy/quic/initial/assembler.js';
+import { parseClientHello } from '../../src/proxy/quic/initial/client-hello.js';
+import { InitialParseError } from '../../src/proxy/quic/initial/errors.js';
+import { extractCryptoFrames } from '../../src/proxy/quic/initial/frames.js';
+import { QUIC_V2 } from '../../src/proxy/quic/initial/keys.js';
+import { decryptClientInitial, decryptClientInitials } from '../../src/proxy/quic/initial/packet.js';
+import { buildClientInitial, encodeCryptoFrame, quicheClientInitial } from '../helpers/quic-initial.js';
 import { CHROME_INITIAL_DATAGRAMS } from './initial-chrome-capture.js';
 import { V1_PROTECTED_PACKET, V2_PROTECTED_PACKET } from './initial-rfc-vectors.js';
 
@@ -76,21 +71,11 @@ function outcome(fn: () => unknown): 'ok' | 'error' {
   }
 }
 
-function quicheInitial(): Buffer {
-  const config = new quiche.Config();
-  config.setApplicationProtos(['h3', 'hq-interop']);
-  config.verifyPeer(false);
-  const conn = quiche.Connection.connect('fuzz.example', Buffer.alloc(16, 9), { host: '127.0.0.1', port: 1 }, { host: '127.0.0.1', port: 2 }, config);
-  const buf = Buffer.alloc(65536);
-  const sent = conn.send(buf)!;
-  return Buffer.from(buf.subarray(0, sent[0]));
-}
-
 const ITERATIONS = 3000;
 
 describe('fuzz: mutated Initials end only in InitialParseError or a result', () => {
   const seeds = [
-    quicheInitial(),
+    quicheClientInitial('fuzz.example', ['h3', 'hq-interop'], Buffer.alloc(16, 9)),
     Buffer.from(V1_PROTECTED_PACKET, 'hex'),
     Buffer.from(V2_PROTECTED_PACKET, 'hex'),
     ...CHROME_INITIAL_DATAGRAMS.map((h) => Buffer.from(h, 'hex')),

@@ -1,18 +1,8 @@
 import { hkdfSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import {
-  buildClientInitial,
-  decryptClientInitial,
-  decryptClientInitials,
-  deriveInitialSecrets,
-  extractCryptoFrames,
-  hkdfExpandLabel,
-  hkdfExtract,
-  parseInitialFrames,
-  parseLongHeader,
-  QUIC_V1,
-  QUIC_V2,
-} from '../../src/proxy/quic/initial.js';
+import { deriveInitialSecrets, hkdfExpandLabel, hkdfExtract, QUIC_V1, QUIC_V2 } from '../../src/proxy/quic/initial/keys.js';
+import { extractCryptoFrames, parseInitialFrames } from '../../src/proxy/quic/initial/frames.js';
+import { decryptClientInitial, decryptClientInitials, parseLongHeader } from '../../src/proxy/quic/initial/packet.js';
 import {
   CLIENT_CRYPTO_FRAME,
   CLIENT_HELLO,
@@ -25,6 +15,7 @@ import {
   V2_PROTECTED_PACKET,
 } from './initial-rfc-vectors.js';
 import { hex } from '../helpers/hex.js';
+import { buildClientInitial } from '../helpers/quic-initial.js';
 import { expectInitialParseReason } from '../helpers/initial-parse-error.js';
 
 const dcid = hex(RFC_DCID);

@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { AccessLog } from '../../src/proxy/http/access-log.js';
-import type { RequestHandler } from '../../src/proxy/http/exchange.js';
+import { RequestTimeoutError, type RequestHandler } from '../../src/proxy/http/exchange.js';
 import { ProxyHandler } from '../../src/proxy/http/proxy-handler.js';
 import { matchRoute } from '../../src/proxy/http/route.js';
 import { UpstreamRegistry } from '../../src/proxy/upstream/index.js';
@@ -418,6 +418,57 @@ describe('ProxyHandler: upstream failures', { timeout: 10_000 }, () => {
     expect(line).toMatchObject({ status: 200, upstream: upstream.origin, reason: 'client reset', bytesOut: 5 });
     expect(ex.events.map((e) => e.type)).toEqual(['respond', 'write']);
     expect(ex.outcome).toBe('aborted');
+  });
+});
+
+// ------------------------------------------------------------------ slow clients (hardening defect 5)
+
+describe('ProxyHandler: slow clients cannot hold the upstream pool', { timeout: 10_000 }, () => {
+  it('two slow uploads occupy max_connections 2: a third client is answered 503 within queue_timeout, with the reason logged', async () => {
+    const upstream = await startUpstream((req, res) => {
+      req.resume();
+      req.on('end', () => res.end(`${req.method} done\n`));
+    });
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin], { ...NO_TIMEOUTS, maxConnectionsPerTarget: 2, queueTimeoutMs: 300 })]);
+    // Slow uploads: content-length 1000, one byte now and then; each holds a pooled connection.
+    const slow = [0, 1].map(() => proxy.send({ method: 'POST', path: '/upload', contentLength: 1000, body: ['x'], bodyEnds: false }));
+    const drip = setInterval(() => {
+      for (const ex of slow) void ex.sendBody(['x']);
+    }, 50);
+    try {
+      await upstream.nextRequest();
+      await new Promise<void>((resolve) => {
+        const check = (): void => (proxy.registry.get('app')!.stats()[0]!.inFlight === 2 ? resolve() : void setImmediate(check));
+        check();
+      });
+      const started = performance.now();
+      const legit = proxy.send({ path: '/page' });
+      await legit.finished;
+      const elapsed = performance.now() - started;
+      expect(legit.events).toEqual(textResponse(503, 'upstream unavailable\n'));
+      // Bound: queue_timeout (300 ms) plus slack; before the fix it waited for the uploads to end.
+      expect(elapsed).toBeLessThan(1_500);
+      expect(await lineOf(legit)).toMatchObject({ status: 503, route: 'routes[0]', reason: expect.stringMatching(/^no free connection within 300ms/) });
+    } finally {
+      clearInterval(drip);
+      for (const ex of slow) ex.abort('client reset');
+    }
+    for (const ex of slow) expect(await lineOf(ex)).toMatchObject({ status: 499, reason: 'client reset' });
+  });
+
+  it('a request timeout from the protocol layer cancels the upstream upload and is logged 408 with its reason', async () => {
+    const upstream = await startUpstream((req) => req.resume()); // reads the upload, never answers
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin], NO_TIMEOUTS)]);
+    const arrived = upstream.nextRequest();
+    const ex = proxy.send({ method: 'POST', path: '/upload', contentLength: 1000, body: ['partial'], bodyEnds: false });
+    const [req] = await arrived;
+    req.on('error', () => {}); // the cancelled upload surfaces as 'aborted' on the server side
+    const upstreamClosed = new Promise((resolve) => req.on('close', resolve));
+    ex.abort(new RequestTimeoutError('request body timeout: no bytes for 30s'));
+    await upstreamClosed;
+    expect(req.complete).toBe(false);
+    expect(await lineOf(ex)).toMatchObject({ status: 408, upstream: upstream.origin, reason: 'request body timeout: no bytes for 30s' });
+    expect(proxy.registry.get('app')!.stats()[0]!.inFlight).toBe(0);
   });
 });
 

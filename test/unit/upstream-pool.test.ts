@@ -57,6 +57,7 @@ function poolConfig(targets: string[], overrides: Partial<UpstreamPoolConfig> = 
     bodyTimeoutMs: 10_000,
     keepAliveTimeoutMs: 30_000,
     maxConnectionsPerTarget: 8,
+    queueTimeoutMs: 5_000,
     ...overrides,
   };
 }
@@ -515,5 +516,127 @@ describe('UpstreamPool against real HTTP/1.1 servers', () => {
     expect(clientHeaders).toContainEqual(['via', '1.1 udpgrm-proxy']);
     expect(clientHeaders).toContainEqual(['x-config-version', '3']);
     for (const name of names) expect(name).toBe(name.toLowerCase());
+  });
+});
+
+/** Rejects when `promise` has not settled within `ms` (so a hang fails fast, with a message). */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not settled within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+describe('UpstreamPool: time waiting for a pooled connection is bounded (hardening defect 5)', () => {
+  /** An upstream that holds every request until the test ends it. */
+  async function holdingServer(): Promise<{ server: TestServer; held: ServerResponse[] }> {
+    const held: ServerResponse[] = [];
+    const server = await startServer((req, res) => {
+      req.resume();
+      if (req.url?.startsWith('/hold')) held.push(res);
+      else res.end(`served ${req.url}`);
+    });
+    return { server, held };
+  }
+
+  it('answers 503 queue_timeout after queue_timeout when every connection stays busy, without sending the request', async () => {
+    const { server, held } = await holdingServer();
+    const pool = makePool(poolConfig([server.origin], { maxConnectionsPerTarget: 2, queueTimeoutMs: 300 }));
+    const busy = [pool.forward({ method: 'GET', path: '/hold/1', headers: getHeaders }), pool.forward({ method: 'GET', path: '/hold/2', headers: getHeaders })];
+    while (held.length < 2) await once(server.server, 'request');
+    const started = performance.now();
+    const err = await within(expectUpstreamError(pool.forward({ method: 'GET', path: '/third', headers: getHeaders })), 3_000, 'queued request');
+    const waited = performance.now() - started;
+    expect(err.kind).toBe('queue_timeout');
+    expect(err.status).toBe(503);
+    expect(err.reason).toMatch(/no free connection within 300ms/);
+    // Bound: the queue timeout (300 ms), plus scheduling slack; not the 10 s response timeout.
+    expect(waited).toBeGreaterThanOrEqual(290);
+    expect(waited).toBeLessThan(1_500);
+    expect(server.requests).toBe(2);
+    expect(pool.queued).toBe(0);
+    // The busy exchanges are unaffected.
+    for (const res of held) res.end('released');
+    for (const p of busy) expect((await readAll(await p)).toString()).toBe('released');
+  });
+
+  it('fails at once with queue_timeout 0', async () => {
+    const { server, held } = await holdingServer();
+    const pool = makePool(poolConfig([server.origin], { maxConnectionsPerTarget: 1, queueTimeoutMs: 0 }));
+    const busy = pool.forward({ method: 'GET', path: '/hold', headers: getHeaders });
+    while (held.length < 1) await once(server.server, 'request');
+    const err = await within(expectUpstreamError(pool.forward({ method: 'GET', path: '/x', headers: getHeaders })), 500, 'fail-fast request');
+    expect(err.kind).toBe('queue_timeout');
+    held[0]!.end();
+    await readAll(await busy);
+  });
+
+  it('serves queued requests in arrival order as connections free up, on any target of the pool', async () => {
+    const a = await holdingServer();
+    const b = await holdingServer();
+    const pool = makePool(poolConfig([a.server.origin, b.server.origin], { maxConnectionsPerTarget: 1, queueTimeoutMs: 5_000 }));
+    const first = pool.forward({ method: 'GET', path: '/hold/a', headers: getHeaders });
+    const second = pool.forward({ method: 'GET', path: '/hold/b', headers: getHeaders });
+    while (a.held.length + b.held.length < 2) await Promise.race([once(a.server.server, 'request'), once(b.server.server, 'request')]);
+    const order: string[] = [];
+    const queued = ['/q1', '/q2', '/q3'].map((path) =>
+      pool.forward({ method: 'GET', path, headers: getHeaders }).then(async (r) => {
+        order.push((await readAll(r)).toString());
+      }),
+    );
+    expect(pool.queued).toBe(3);
+    // Target b frees first: the oldest queued request goes there, not to the still-busy a.
+    b.held[0]!.end('b done');
+    await readAll(await second);
+    await queued[0];
+    await queued[1];
+    await queued[2];
+    expect(order).toEqual(['served /q1', 'served /q2', 'served /q3']);
+    expect(a.server.requests).toBe(1);
+    a.held[0]!.end('a done');
+    await readAll(await first);
+    expect(pool.stats().map((s) => s.inFlight)).toEqual([0, 0]);
+  });
+
+  it('an aborted signal takes a request out of the queue at once; it never reaches the upstream', async () => {
+    const { server, held } = await holdingServer();
+    const pool = makePool(poolConfig([server.origin], { maxConnectionsPerTarget: 1, queueTimeoutMs: 60_000 }));
+    const busy = pool.forward({ method: 'GET', path: '/hold', headers: getHeaders });
+    while (held.length < 1) await once(server.server, 'request');
+    const controller = new AbortController();
+    const body = new RequestBody();
+    const queued = pool.forward({ method: 'POST', path: '/cancelled', headers: [...getHeaders, ['content-length', '5']], body: body.stream }, { signal: controller.signal });
+    controller.abort();
+    const err = await within(expectUpstreamError(queued), 500, 'aborted queued request');
+    expect(err.kind).toBe('aborted');
+    expect(body.stream.destroyed).toBe(true);
+    expect(pool.queued).toBe(0);
+    held[0]!.end();
+    await readAll(await busy);
+    expect((await readAll(await pool.forward({ method: 'GET', path: '/after', headers: getHeaders }))).toString()).toBe('served /after');
+    expect(server.requests).toBe(2);
+  });
+
+  it('close() serves what is queued before closing; destroy() fails it', async () => {
+    const { server, held } = await holdingServer();
+    const pool = new UpstreamPool(poolConfig([server.origin], { maxConnectionsPerTarget: 1 }));
+    const busy = pool.forward({ method: 'GET', path: '/hold', headers: getHeaders });
+    while (held.length < 1) await once(server.server, 'request');
+    const queued = pool.forward({ method: 'GET', path: '/queued', headers: getHeaders });
+    const closing = pool.close();
+    held[0]!.end('first');
+    expect((await readAll(await busy)).toString()).toBe('first');
+    expect((await readAll(await queued)).toString()).toBe('served /queued');
+    await closing;
+
+    const other = new UpstreamPool(poolConfig([server.origin], { maxConnectionsPerTarget: 1 }));
+    const busy2 = other.forward({ method: 'GET', path: '/hold', headers: getHeaders });
+    while (held.length < 2) await once(server.server, 'request');
+    const queued2 = expectUpstreamError(other.forward({ method: 'GET', path: '/queued', headers: getHeaders }));
+    const failed2 = expectUpstreamError(busy2);
+    await other.destroy();
+    expect((await queued2).reason).toBe('upstream pool closed');
+    await failed2;
   });
 });

@@ -42,7 +42,7 @@ export function summarise(config: ProxyConfig, selfSigned: StateFate, ticketKey:
   lines.push(`  alpn: ${config.tls.alpn.join(', ')}; ticket key: ${config.tls.ticketKeyFile} (${FATE[ticketKey]})`);
   for (const r of config.routes) lines.push(`  ${describeRoute(r)}`);
   for (const u of config.upstreams.values()) {
-    lines.push(`  upstream ${u.name}: ${u.targets.join(', ')} (${u.balance}, connect ${formatDuration(u.connectTimeoutMs)}, response ${formatDuration(u.responseTimeoutMs)})`);
+    lines.push(`  upstream ${u.name}: ${u.targets.join(', ')} (${u.balance}, connect ${formatDuration(u.connectTimeoutMs)}, response ${formatDuration(u.responseTimeoutMs)}, queue ${formatDuration(u.queueTimeoutMs)})`);
   }
   const q = config.quic;
   lines.push(
@@ -50,5 +50,10 @@ export function summarise(config: ProxyConfig, selfSigned: StateFate, ticketKey:
       `stream_data ${formatSize(q.initialMaxStreamData)}, udp payload ${q.maxUdpPayload}, cid ${q.cidLength} bytes`,
   );
   lines.push(`  logging: ${config.logging.level}, access log ${config.logging.accessLog ? 'on' : 'off'}`);
+  const h = config.http;
+  lines.push(
+    `  http: header timeout ${formatDuration(h.requestHeaderTimeoutMs)}, body timeout ${formatDuration(h.requestBodyTimeoutMs)}, ` +
+      `${h.maxRequestsPerConnection} requests/connection, headers ${formatSize(h.maxHeaderBytes)} (${formatSize(h.maxConnectionHeaderBytes)} per connection)`,
+  );
   return lines.join('\n') + '\n';
 }

@@ -12,9 +12,11 @@ export const UPSTREAM_DEFAULTS = {
   // reuse a socket the origin is closing.
   keepAliveTimeoutMs: 4_000,
   maxConnectionsPerTarget: 256,
+  // Well under a browser's patience: a full pool answers 503 rather than hanging the request.
+  queueTimeoutMs: 5_000,
 } as const;
 
-const POOL_KEYS = ['targets', 'balance', 'connect_timeout', 'response_timeout', 'body_timeout', 'keepalive_timeout', 'max_connections'] as const;
+const POOL_KEYS = ['targets', 'balance', 'connect_timeout', 'response_timeout', 'body_timeout', 'keepalive_timeout', 'max_connections', 'queue_timeout'] as const;
 const POOL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const HOUR = 3_600_000;
 
@@ -79,6 +81,7 @@ function readPool(name: string, pool: Cursor): UpstreamPoolConfig | undefined {
     bodyTimeoutMs: pick(f.body_timeout, (c) => c.duration(1, HOUR), d.bodyTimeoutMs),
     keepAliveTimeoutMs: pick(f.keepalive_timeout, (c) => c.duration(1, HOUR), d.keepAliveTimeoutMs),
     maxConnectionsPerTarget: pick(f.max_connections, (c) => c.integer(1, 100_000, 'max_connections'), d.maxConnectionsPerTarget),
+    queueTimeoutMs: pick(f.queue_timeout, (c) => c.duration(0, 10 * 60_000), d.queueTimeoutMs),
   };
   return ok ? config : undefined;
 }

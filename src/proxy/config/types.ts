@@ -16,6 +16,7 @@ export interface ProxyConfig {
   /** How long a draining generation may live after a reload (ms). */
   readonly drainTimeoutMs: number;
   readonly process: ProcessConfig;
+  readonly http: HttpLimits;
   /** Proxies whose X-Forwarded-For/-Proto/-Host and Forwarded fields are kept (default none). */
   readonly trustedProxies: readonly CidrConfig[];
 }
@@ -101,6 +102,8 @@ export interface UpstreamPoolConfig {
   readonly bodyTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
   readonly maxConnectionsPerTarget: number;
+  /** Longest wait for a free connection when all `maxConnectionsPerTarget` are busy (0: fail at once). */
+  readonly queueTimeoutMs: number;
 }
 
 export interface QuicLimits {
@@ -116,6 +119,20 @@ export interface QuicLimits {
 export interface LoggingConfig {
   readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   readonly accessLog: boolean;
+}
+
+/** `http:` limits of each request and each client connection (all protocols). */
+export interface HttpLimits {
+  /** A request must deliver its complete header section this long after its stream opened. */
+  readonly requestHeaderTimeoutMs: number;
+  /** Longest silence from the client while a request body is incomplete. */
+  readonly requestBodyTimeoutMs: number;
+  /** Requests served on one connection before it is told to go away (GOAWAY). */
+  readonly maxRequestsPerConnection: number;
+  /** Largest request header section, decoded (HTTP/3: SETTINGS_MAX_FIELD_SECTION_SIZE). */
+  readonly maxHeaderBytes: number;
+  /** Bytes one connection may hold for requests whose header section is still incomplete. */
+  readonly maxConnectionHeaderBytes: number;
 }
 
 /** A CIDR range: canonical network address and prefix length (32 or 128 for a single host). */

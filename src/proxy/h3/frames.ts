@@ -2,7 +2,7 @@
 // reader lives in frame-reader.ts. Transport-independent: Buffers in, Buffers out.
 
 import { H3Error, H3_ERROR } from './errors.js';
-import { decodeVarint, decodeVarintBigInt, varintLength, writeVarint } from './varint.js';
+import { decodeVarint, decodeVarintBigInt, varintLength, writeVarint } from '../quic/varint.js';
 
 export { H3Error, QpackError, H3_ERROR, h3ErrorName } from './errors.js';
 export type { H3ErrorCode, H3ErrorName } from './errors.js';
@@ -229,6 +229,22 @@ const enum ReaderState {
 const MAX_FRAME_HEADER = 16;
 
 /**
+ * A HEADERS or PUSH_PROMISE frame announcing a payload above the reader's limit (H3_EXCESSIVE_LOAD),
+ * detected at its frame header, before any of the payload is buffered. A request stream may answer
+ * 431 instead (RFC 9114 §4.2.2).
+ */
+export class FrameTooLargeError extends H3Error {
+  constructor(
+    readonly frameType: number,
+    readonly length: number,
+    readonly limit: number,
+  ) {
+    super(H3_ERROR.H3_EXCESSIVE_LOAD, `frame 0x${frameType.toString(16)} of ${length} bytes exceeds limit ${limit}`);
+    this.name = 'FrameTooLargeError';
+  }
+}
+
+/**
  * Splits one stream's bytes into HTTP/3 frames, across arbitrary chunk boundaries. It knows
  * nothing about which frames are allowed on which stream: that is the connection layer's job
  * (e.g. DATA on the control stream is H3_FRAME_UNEXPECTED). After it throws, it stays failed.
@@ -357,12 +373,7 @@ export class FrameReader {
     }
     if (WHOLE_FRAME_TYPES.has(type)) {
       if (type === FRAME_TYPE.HEADERS || type === FRAME_TYPE.PUSH_PROMISE) {
-        if (length > this.maxFieldSectionFrameSize) {
-          throw new H3Error(
-            H3_ERROR.H3_EXCESSIVE_LOAD,
-            `frame 0x${type.toString(16)} of ${length} bytes exceeds limit ${this.maxFieldSectionFrameSize}`,
-          );
-        }
+        if (length > this.maxFieldSectionFrameSize) throw new FrameTooLargeError(type, length, this.maxFieldSectionFrameSize);
       } else if (SINGLE_VARINT_FRAME_TYPES.has(type)) {
         if (length < 1 || length > 8) {
           throw new H3Error(H3_ERROR.H3_FRAME_ERROR, `frame 0x${type.toString(16)} has bad length ${length}`);

@@ -5,15 +5,17 @@
  * QUIC flow control slows the client), and encodes the response the handler writes. It is the
  * HTTP/3 implementation of the protocol-neutral HttpExchange.
  */
+import { formatDuration } from '../config/units.js';
 import { BodyLengthCounter, validateRequest, validateTrailers, type FieldList, type ValidatedRequest } from '../http-semantics/index.js';
-import { dispatchExchange, type HttpExchange, type RequestHandler } from '../http/exchange.js';
+import { dispatchExchange, RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from '../http/exchange.js';
 import { RequestBody } from '../http/request-body.js';
 import type { QuicStreams } from '../quic/connection.js';
 import type { HostPort } from '../quic/native.js';
 import { streamResetCode } from '../quic/native.js';
 import { H3_ERROR, H3Error, h3ErrorName } from './errors.js';
-import { FRAME_TYPE, FrameReader, encodeDataFrameHeader, encodeHeadersFrame } from './frames.js';
-import { decodeFieldSection, encodeFieldSection } from './qpack.js';
+import { FRAME_TYPE, FrameReader, FrameTooLargeError, encodeDataFrameHeader, encodeHeadersFrame } from './frames.js';
+import type { HeaderBudget } from './header-budget.js';
+import { FieldSectionTooLargeError, decodeFieldSection, encodeFieldSection } from './qpack.js';
 import { StreamWriter } from './stream-writer.js';
 
 /** What we still take from the client. */
@@ -43,8 +45,23 @@ const enum Send {
  */
 type State = { readonly phase: 'open'; recv: Recv; send: Send } | { readonly phase: 'finished' };
 
+/** The limits a request stream enforces itself (config `http:`). */
+export interface RequestLimits {
+  /** The complete HEADERS must arrive this long after the stream opened. */
+  readonly requestHeaderTimeoutMs: number;
+  /** Longest silence from the client while the request body is incomplete. */
+  readonly requestBodyTimeoutMs: number;
+  /** Largest header section: decoded size (RFC 9114 §4.2.2), and the HEADERS frame's payload. */
+  readonly maxHeaderBytes: number;
+}
+
 export interface RequestStreamOptions {
   readonly handler: RequestHandler;
+  readonly limits: RequestLimits;
+  /** The connection's budget for bytes read before HEADERS complete. */
+  readonly headerBudget: HeaderBudget;
+  /** The stream's clock may now run out at `at` (see `deadline`): make sure someone checks then. */
+  readonly scheduleDeadline: (at: number | undefined) => void;
   /** A handler threw (a bug): the client got a 500 or a reset; this reports it. */
   readonly onHandlerError: (err: unknown, streamId: number) => void;
   /** Called once when the stream is finished. */
@@ -61,8 +78,14 @@ const scratch = Buffer.allocUnsafe(READ_CHUNK);
 export class RequestStream implements HttpExchange {
   readonly protocol = 'h3';
   readonly writer: StreamWriter;
-  private readonly frames = new FrameReader();
+  private readonly frames: FrameReader;
   private readonly abortController = new AbortController();
+  /** When we first heard of the stream: the header clock runs from here (performance.now() ms). */
+  private readonly openedAt = performance.now();
+  /** Last time the request moved (client bytes arrived, or our body consumer caught up). */
+  private lastProgressAt = this.openedAt;
+  /** Bytes this stream holds of the connection's header budget. */
+  private headerBytesTaken = 0;
   private state: State = { phase: 'open', recv: Recv.Headers, send: Send.NotStarted };
   private lengthCounter: BodyLengthCounter | undefined;
   private requestBody: RequestBody | undefined;
@@ -79,6 +102,7 @@ export class RequestStream implements HttpExchange {
     // STOP_SENDING from the client shows up as a failed write: stop the exchange (and the
     // upstream body it pulls) instead of reading it to the end for nobody.
     this.writer = new StreamWriter(conn, streamId, () => this.onWriteFailed());
+    this.frames = new FrameReader({ maxFieldSectionFrameSize: opts.limits.maxHeaderBytes });
   }
 
   private onWriteFailed(): void {
@@ -117,30 +141,120 @@ export class RequestStream implements HttpExchange {
   // ------------------------------------------------------------------ receive side
 
   onReadable(): void {
+    this.readAvailable();
+    // Reading may have started a clock (a new stream, HEADERS done, a paused body resumed).
+    this.opts.scheduleDeadline(this.deadline);
+  }
+
+  private readAvailable(): void {
     if (!this.receiving) {
       this.discardInput();
       return;
     }
     while (this.state.phase === 'open' && this.state.recv !== Recv.Done && this.state.recv !== Recv.BodyPaused) {
+      const inHeaders = this.state.recv === Recv.Headers;
+      // Before HEADERS complete, read at most what the connection's header budget has room for
+      // (one byte when it is spent, to see whether more comes): it is never overdrawn.
+      const into = inHeaders ? scratch.subarray(0, Math.max(1, Math.min(READ_CHUNK, this.opts.headerBudget.available))) : scratch;
       let res: [number, boolean] | null;
       try {
-        res = this.conn.streamRecv(this.streamId, scratch);
+        res = this.conn.streamRecv(this.streamId, into);
       } catch (err) {
         this.onPeerReset(streamResetCode(err) ?? H3_ERROR.H3_INTERNAL_ERROR);
         return;
       }
       if (res === null) return;
       const [n, fin] = res;
+      this.lastProgressAt = performance.now();
+      if (inHeaders && n > 0) {
+        if (!this.opts.headerBudget.take(n)) {
+          const limit = this.opts.headerBudget.limit;
+          this.streamError(new H3Error(H3_ERROR.H3_EXCESSIVE_LOAD, `incomplete request headers on this connection above ${limit} bytes`));
+          return;
+        }
+        this.headerBytesTaken += n;
+      }
       try {
         if (n > 0) this.onBytes(scratch.subarray(0, n));
         // A response completed early (during onBytes) ends our interest in the request.
         if (fin && this.receiving) this.onFin();
       } catch (err) {
-        this.streamError(err);
+        if (isHeaderSectionTooLarge(err) && this.state.phase === 'open' && this.state.recv === Recv.Headers) this.answerHeadersTooLarge();
+        else this.streamError(err);
         return;
       }
       if (fin) return;
     }
+  }
+
+  /** RFC 9114 §4.2.2: a header section above our limit may get 431 rather than a reset. */
+  private answerHeadersTooLarge(): void {
+    this.releaseHeaderBytes();
+    respondText(this, 431, 'request header fields too large\n');
+  }
+
+  /** Gives back what this stream held of the connection's header budget (idempotent). */
+  private releaseHeaderBytes(): void {
+    this.opts.headerBudget.release(this.headerBytesTaken);
+    this.headerBytesTaken = 0;
+  }
+
+  // ------------------------------------------------------------------ timeouts
+
+  /**
+   * When this stream's clock runs out (performance.now() ms), or undefined while none runs: the
+   * header clock until HEADERS complete (not extended by arriving bytes: slow-loris headers), then
+   * the body idle clock while we wait for the client. It does not run while the body is paused
+   * (our consumer is not reading; the upstream's own timeouts cover that) or once the request is in.
+   */
+  get deadline(): number | undefined {
+    if (this.state.phase !== 'open') return undefined;
+    switch (this.state.recv) {
+      case Recv.Headers:
+        return this.openedAt + this.opts.limits.requestHeaderTimeoutMs;
+      case Recv.Body:
+      case Recv.Trailers:
+        return this.lastProgressAt + this.opts.limits.requestBodyTimeoutMs;
+      case Recv.BodyPaused:
+      case Recv.Done:
+        return undefined;
+    }
+  }
+
+  /** The session's sweep: act on an expired clock; returns the stream's next deadline. */
+  checkDeadline(now: number): number | undefined {
+    const at = this.deadline;
+    if (at === undefined || now < at) return at;
+    if (this.state.phase === 'open' && this.state.recv === Recv.Headers) {
+      // H3_REQUEST_INCOMPLETE: we end the stream without a fully formed request (§8.1). Not
+      // REJECTED (an invitation to retry at once) nor EXCESSIVE_LOAD (kept for the size limits).
+      this.streamError(new H3Error(H3_ERROR.H3_REQUEST_INCOMPLETE, `request headers incomplete after ${formatDuration(this.opts.limits.requestHeaderTimeoutMs)}`));
+    } else {
+      this.bodyTimedOut();
+    }
+    return this.deadline;
+  }
+
+  /**
+   * The client sent no body byte for request_body_timeout: cancel the exchange (the upstream
+   * upload with it) and answer 408, or reset the stream when the response has started.
+   */
+  private bodyTimedOut(): void {
+    const reason = `request body timeout: no bytes for ${formatDuration(this.opts.limits.requestBodyTimeoutMs)}`;
+    // Fail the body first: the 408 below completes the response, which would otherwise end the
+    // body as if the upload were whole.
+    this.requestBody?.abort(reason);
+    if (!this.headersSent) {
+      respondText(this, 408, 'request body timeout\n');
+    } else {
+      const code = H3_ERROR.H3_REQUEST_INCOMPLETE;
+      this.conn.stopSending(this.streamId, code);
+      this.conn.resetStream(this.streamId, code);
+      this.writer.fail();
+      this.finish();
+    }
+    // Last: the handler sees the exchange already answered and only cancels and logs.
+    this.abortController.abort(new RequestTimeoutError(reason));
   }
 
   private onBytes(chunk: Buffer): void {
@@ -173,7 +287,8 @@ export class RequestStream implements HttpExchange {
   }
 
   private onRequestHeaders(block: Buffer): void {
-    const fields = decodeFieldSection(block);
+    this.releaseHeaderBytes();
+    const fields = decodeFieldSection(block, { maxFieldSectionSize: this.opts.limits.maxHeaderBytes });
     const v = validateRequest(fields);
     if (!v.ok) {
       if (v.kind === 'malformed') throw new H3Error(H3_ERROR.H3_MESSAGE_ERROR, v.reason);
@@ -196,7 +311,7 @@ export class RequestStream implements HttpExchange {
   }
 
   private onRequestTrailers(block: Buffer): void {
-    const v = validateTrailers(decodeFieldSection(block));
+    const v = validateTrailers(decodeFieldSection(block, { maxFieldSectionSize: this.opts.limits.maxHeaderBytes }));
     if (!v.ok) throw new H3Error(H3_ERROR.H3_MESSAGE_ERROR, v.reason);
     this.requestTrailers = v.trailers;
     this.setRecv(Recv.Trailers);
@@ -218,7 +333,11 @@ export class RequestStream implements HttpExchange {
   private pauseUntilDrained(): void {
     this.setRecv(Recv.BodyPaused);
     void this.requestBody!.drained().then(() => {
-      if (this.state.phase === 'open' && this.state.recv === Recv.BodyPaused) this.state.recv = Recv.Body;
+      if (this.state.phase === 'open' && this.state.recv === Recv.BodyPaused) {
+        this.state.recv = Recv.Body;
+        // The client was not the one waiting: its idle clock starts again now.
+        this.lastProgressAt = performance.now();
+      }
       this.onReadable();
       // Reading freed flow-control credit: let the endpoint send MAX_STREAM_DATA.
       this.conn.wake();
@@ -269,7 +388,8 @@ export class RequestStream implements HttpExchange {
   // ------------------------------------------------------------------ send side
 
   respond(status: number, headers: FieldList, endStream = false): void {
-    if (this.state.phase === 'finished') return;
+    // After an abort (reset, timeout) the exchange is over for the handler: nothing to answer.
+    if (this.state.phase === 'finished' || this.abortController.signal.aborted) return;
     if (this.state.send !== Send.NotStarted) throw new Error('response headers already sent');
     this.state.send = Send.Body;
     this.sendFields([[':status', String(status)], ...headers], endStream);
@@ -319,6 +439,7 @@ export class RequestStream implements HttpExchange {
       // The response is complete: the rest of the request body is not needed (§4.1.2).
       this.conn.stopSending(this.streamId, H3_ERROR.H3_NO_ERROR);
       this.state.recv = Recv.Done;
+      this.releaseHeaderBytes();
       this.requestBody?.end();
     }
     this.maybeDone();
@@ -354,6 +475,11 @@ export class RequestStream implements HttpExchange {
   private finish(): void {
     if (this.state.phase === 'finished') return;
     this.state = { phase: 'finished' };
+    this.releaseHeaderBytes();
     this.opts.onDone();
   }
+}
+
+function isHeaderSectionTooLarge(err: unknown): boolean {
+  return err instanceof FieldSectionTooLargeError || (err instanceof FrameTooLargeError && err.frameType === FRAME_TYPE.HEADERS);
 }

@@ -6,12 +6,14 @@
 import type { RequestHandler } from '../http/exchange.js';
 import type { QuicApplication, QuicStreams } from '../quic/connection.js';
 import { streamResetCode } from '../quic/native.js';
+import { SweepTimer } from '../timers/sweep-timer.js';
 import { H3_ERROR, H3Error } from './errors.js';
 import { FRAME_TYPE, FrameReader, STREAM_TYPE, SETTINGS_ID, encodeControlStreamPreface, encodeGoaway, parseGoaway, parseSettings, parseSingleVarintPayload } from './frames.js';
+import { HeaderBudget } from './header-budget.js';
 import { DecoderStreamReceiver, EncoderStreamReceiver } from './qpack.js';
-import { RequestStream } from './request-stream.js';
+import { RequestStream, type RequestLimits } from './request-stream.js';
 import { StreamWriter } from './stream-writer.js';
-import { decodeVarint } from './varint.js';
+import { decodeVarint } from '../quic/varint.js';
 
 /** Server-initiated unidirectional stream IDs: 3, 7, 11 (RFC 9000 §2.1). */
 const CONTROL_STREAM_ID = 3;
@@ -28,12 +30,20 @@ const GOAWAY_GRACE_MIN_MS = 100;
 const GOAWAY_GRACE_MAX_MS = 3000;
 const STOP_CHECK_INTERVAL_MS = 100;
 
+/** Per-connection HTTP limits (config `http:`, same names; see config/REFERENCE.md). */
+export interface SessionLimits extends RequestLimits {
+  /** After this many requests: GOAWAY, and later streams are refused. */
+  readonly maxRequestsPerConnection: number;
+  /** Bytes held across all request streams whose HEADERS are incomplete. */
+  readonly maxConnectionHeaderBytes: number;
+}
+
 export interface SessionOptions {
   readonly handler: RequestHandler;
   /** A handler threw (a bug): the client got a 500 or a reset; this reports it. */
   readonly onHandlerError: (err: unknown, streamId: number) => void;
-  /** Largest request header section we accept (SETTINGS_MAX_FIELD_SECTION_SIZE). */
-  readonly maxFieldSectionSize: number;
+  /** maxHeaderBytes is also what SETTINGS_MAX_FIELD_SECTION_SIZE announces. */
+  readonly limits: SessionLimits;
   /** Called once when the connection is gone, with a summary for logs. */
   readonly onClosed?: (session: H3Session) => void;
 }
@@ -69,12 +79,24 @@ export class H3Session implements QuicApplication {
   private highestRequestId = -4;
   private goawayId: number | undefined;
   private closing = false;
+  /** Request streams taken on (counted against maxRequestsPerConnection). */
+  private requestsAccepted = 0;
+  private readonly headerBudget: HeaderBudget;
+  /** Request header and body clocks of every stream, behind one timer. */
+  private readonly deadlines = new SweepTimer((now) => this.sweepDeadlines(now));
   requestsServed = 0;
 
   constructor(
     readonly conn: QuicStreams,
     private readonly opts: SessionOptions,
-  ) {}
+  ) {
+    this.headerBudget = new HeaderBudget(opts.limits.maxConnectionHeaderBytes);
+  }
+
+  /** Bytes held for request streams whose HEADERS are incomplete (at most maxConnectionHeaderBytes). */
+  get headerBytesHeld(): number {
+    return this.headerBudget.used;
+  }
 
   get activeRequests(): number {
     return this.requests.size;
@@ -92,7 +114,7 @@ export class H3Session implements QuicApplication {
       encodeControlStreamPreface([
         [SETTINGS_ID.QPACK_MAX_TABLE_CAPACITY, 0],
         [SETTINGS_ID.QPACK_BLOCKED_STREAMS, 0],
-        [SETTINGS_ID.MAX_FIELD_SECTION_SIZE, this.opts.maxFieldSectionSize],
+        [SETTINGS_ID.MAX_FIELD_SECTION_SIZE, this.opts.limits.maxHeaderBytes],
       ]),
     );
     this.openUniStream(QPACK_ENCODER_STREAM_ID, Buffer.from([STREAM_TYPE.QPACK_ENCODER]));
@@ -121,6 +143,7 @@ export class H3Session implements QuicApplication {
 
   onClosed(): void {
     if (this.stopCheckTimer) clearTimeout(this.stopCheckTimer);
+    this.deadlines.stop();
     for (const req of this.requests.values()) req.abort('connection closed');
     this.requests.clear();
     this.opts.onClosed?.(this);
@@ -139,10 +162,16 @@ export class H3Session implements QuicApplication {
     const grace = Math.min(GOAWAY_GRACE_MAX_MS, Math.max(GOAWAY_GRACE_MIN_MS, 3 * this.conn.rttMs));
     setTimeout(() => {
       if (this.closing) return;
-      this.goawayId = this.highestRequestId + 4;
-      if (this.conn.isReady) this.sendGoaway();
+      this.lowerGoaway(this.highestRequestId + 4);
       this.closeIfIdle();
     }, grace).unref();
+  }
+
+  /** GOAWAY with `id`, unless one with a lower id went out already (ids may only fall, §5.2). */
+  private lowerGoaway(id: number): void {
+    if (this.goawayId !== undefined && this.goawayId <= id) return;
+    this.goawayId = id;
+    if (this.conn.isReady) this.sendGoaway();
   }
 
   get draining(): boolean {
@@ -160,8 +189,10 @@ export class H3Session implements QuicApplication {
       return;
     }
     if (!req) {
-      if (this.goawayId !== undefined && streamId >= this.goawayId) {
-        // Above our GOAWAY: the client will retry it on a new connection (RFC 9114 §5.2).
+      const { maxRequestsPerConnection } = this.opts.limits;
+      if ((this.goawayId !== undefined && streamId >= this.goawayId) || this.requestsAccepted >= maxRequestsPerConnection) {
+        // Above our GOAWAY, or beyond the request limit (even a lower id that arrived late):
+        // unprocessed, so the client retries it on a new connection (RFC 9114 §4.1.1, §5.2).
         this.conn.stopSending(streamId, H3_ERROR.H3_REQUEST_REJECTED);
         this.conn.resetStream(streamId, H3_ERROR.H3_REQUEST_REJECTED);
         this.discard(streamId);
@@ -170,13 +201,38 @@ export class H3Session implements QuicApplication {
       if (this.closing) return;
       req = new RequestStream(this.conn, streamId, {
         handler: this.opts.handler,
+        limits: this.opts.limits,
+        headerBudget: this.headerBudget,
+        scheduleDeadline: (at) => this.deadlines.ensure(at),
         onHandlerError: this.opts.onHandlerError,
         onDone: () => this.onRequestDone(streamId),
       });
       this.requests.set(streamId, req);
       if (streamId > this.highestRequestId) this.highestRequestId = streamId;
+      // The last request we take: tell the client now (one GOAWAY, no grace: we refuse the rest).
+      if (++this.requestsAccepted === maxRequestsPerConnection) this.lowerGoaway(this.highestRequestId + 4);
     }
     req.onReadable();
+  }
+
+  /**
+   * The deadline timer fired: every stream acts on its own expired clock (reset, 408); the
+   * earliest clock still running re-arms the timer. O(open requests) per expiry, nothing per byte.
+   */
+  private sweepDeadlines(now: number): number | undefined {
+    if (this.closing) return undefined;
+    let next: number | undefined;
+    try {
+      for (const req of this.requests.values()) {
+        const at = req.checkDeadline(now);
+        if (at !== undefined && (next === undefined || at < next)) next = at;
+      }
+    } catch (err) {
+      this.connectionError(err);
+    }
+    // Outside any receive: flush the resets and 408s now.
+    this.conn.wake();
+    return this.closing ? undefined : next;
   }
 
   private onRequestDone(streamId: number): void {

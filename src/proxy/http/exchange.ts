@@ -41,6 +41,16 @@ export interface HttpExchange {
   reset(): void;
 }
 
+/**
+ * The signal's reason when the client was too slow sending its request (e.g. the request body
+ * timeout): the protocol layer ended the exchange itself (408, or a reset once the response had
+ * started); the handler only cancels its work and logs `status` and the message.
+ */
+export class RequestTimeoutError extends Error {
+  override readonly name = 'RequestTimeoutError';
+  readonly status = 408;
+}
+
 /** What the proxy does with a request: route it, answer it, forward it. */
 export interface RequestHandler {
   /** Must not throw; `dispatchExchange` still guards against it. */

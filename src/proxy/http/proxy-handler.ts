@@ -18,7 +18,7 @@ import { UpstreamError, classifyUpstreamError } from '../upstream/errors.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { UpstreamRegistry } from '../upstream/registry.js';
 import type { AccessLog } from './access-log.js';
-import { respondText, type HttpExchange, type RequestHandler } from './exchange.js';
+import { RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from './exchange.js';
 import type { RequestBody } from './request-body.js';
 import type { TrustedProxies } from './trusted-proxies.js';
 
@@ -109,7 +109,7 @@ export class ProxyHandler implements RequestHandler {
       );
     } catch (err) {
       const e = classifyUpstreamError(err, undefined);
-      if (e.kind === 'aborted' || ex.signal.aborted) return { status: 499, upstream: e.target, reason: 'client reset' };
+      if (e.kind === 'aborted' || ex.signal.aborted) return { ...abandoned(ex, undefined), upstream: e.target };
       respondText(ex, e.status, `${e.status === 504 ? 'upstream timed out' : 'upstream unavailable'}\n`);
       return { status: e.status, upstream: e.target, reason: e.reason };
     }
@@ -129,7 +129,7 @@ export class ProxyHandler implements RequestHandler {
       return { status: res.status, upstream: res.target };
     } catch (err) {
       const e = classifyUpstreamError(err, res.target);
-      if (e.kind === 'aborted' || ex.signal.aborted) return { status: res.status, upstream: res.target, reason: 'client reset' };
+      if (e.kind === 'aborted' || ex.signal.aborted) return { ...abandoned(ex, res.status), upstream: res.target };
       // Headers are out: the only honest signal left is abandoning the response (RFC 9114 §4.1.1).
       ex.reset();
       return { status: res.status, upstream: res.target, reason: `upstream ${e.kind}: ${e.reason}` };
@@ -148,6 +148,16 @@ function respondBuiltIn(ex: HttpExchange, action: Extract<RouteAction, { kind: '
     ex.write(action.body);
     ex.end();
   }
+}
+
+/**
+ * How an exchange the client side ended is logged: the response status if it had started, else
+ * 499 for a reset or 408 for a request timeout; the reason says which.
+ */
+function abandoned(ex: HttpExchange, responseStatus: number | undefined): { status: number; reason: string } {
+  const why: unknown = ex.signal.reason;
+  if (why instanceof RequestTimeoutError) return { status: responseStatus ?? why.status, reason: why.message };
+  return { status: responseStatus ?? 499, reason: 'client reset' };
 }
 
 /**

@@ -8,18 +8,16 @@
  */
 import net from 'node:net';
 import koffi from 'koffi';
-import type { HostPort } from '../quic/native.js';
+import type { HostPort } from './address.js';
 
-const AF_INET = 2;
-const AF_INET6 = 10;
+import { AF_INET, AF_INET6, EINTR, libc } from '../../sys/libc.js';
+
 const MMSGHDR_SIZE = 64;
 const IOVEC_SIZE = 16;
 const SOCKADDR_SLOT = 28;
-const EINTR = 4;
 
-const libc = koffi.load('libc.so.6');
-const c_sendmmsg = libc.func('int sendmmsg(int fd, void *msgvec, unsigned int vlen, int flags)');
-const c_inet_pton = libc.func('int inet_pton(int af, const char *src, void *dst)');
+const c_sendmmsg = libc.sendmmsg;
+const c_inet_pton = libc.inet_pton;
 
 export interface BatchSenderCounters {
   packets: number;

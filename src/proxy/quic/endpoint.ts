@@ -13,8 +13,9 @@ import type { Logger } from 'pino';
 import type { CidIssuer } from '../../grm/interface.js';
 import type { CertificateConfig, QuicLimits } from '../config/types.js';
 import { BatchSender } from '../net/batch-sender.js';
-import { ClientHelloAssembler } from './initial.js';
 import { QuicConnection, type ConnectionHost, type QuicApplication } from './connection.js';
+import { DROP, type DropCounts, type DropReason } from './drop-reasons.js';
+import { ClientHelloAssembler } from './initial/index.js';
 import { PacketType, quiche, type HostPort } from './native.js';
 import { TimerQueue } from './timer-queue.js';
 import type { TlsContexts } from './tls-contexts.js';
@@ -45,7 +46,7 @@ export interface EndpointCounters {
   statelessResets: number;
   /** Exceptions caught on the packet path (each one a bug to fix; the datagram or connection is dropped). */
   internalErrors: number;
-  dropped: Record<string, number>;
+  dropped: DropCounts;
 }
 
 /** Pending connection attempts whose ClientHello is not complete yet (Chrome splits it). */
@@ -115,7 +116,7 @@ export class QuicEndpoint implements ConnectionHost {
     // A stateless reply to a forged source (broadcast, unreachable) fails asynchronously; without a
     // listener that failure would end the worker.
     opts.socket.on('error', (err) => {
-      this.drop('reply not sent');
+      this.drop(DROP.replyNotSent);
       this.logLimited({ err: err.message }, 'stateless reply not sent');
     });
   }
@@ -158,7 +159,7 @@ export class QuicEndpoint implements ConnectionHost {
     try {
       this.onDatagram(msg, peer);
     } catch (err) {
-      this.drop('internal error');
+      this.drop(DROP.internalError);
       this.internalError(err, { peer, bytes: msg.length });
     }
   }
@@ -170,7 +171,7 @@ export class QuicEndpoint implements ConnectionHost {
     // per packet in this binding, against ~0.2 µs for these few bytes (RFC 9000 §17).
     const dcidHex = dcidOf(msg, this.opts.issuer.cidLength);
     if (dcidHex === undefined) {
-      this.drop('unparseable');
+      this.drop(DROP.unparseable);
       return;
     }
     const conn = this.byCid.get(dcidHex);
@@ -187,12 +188,12 @@ export class QuicEndpoint implements ConnectionHost {
     // invariant fields are read until we know it is a version we speak.
     const version = msg.readUInt32BE(1);
     if (version === 0) {
-      this.drop('server-only packet type');
+      this.drop(DROP.serverOnlyPacketType);
       return;
     }
     if (!quiche.versionIsSupported(version)) {
       // RFC 9000 §5.2.2: only a datagram that could open a connection earns a reply (no amplification).
-      if (msg.length < quiche.MIN_CLIENT_INITIAL_LEN) this.drop('short packet of unknown version');
+      if (msg.length < quiche.MIN_CLIENT_INITIAL_LEN) this.drop(DROP.shortUnknownVersion);
       else this.negotiateVersion(msg, peer);
       return;
     }
@@ -200,20 +201,20 @@ export class QuicEndpoint implements ConnectionHost {
     try {
       ty = quiche.Header.fromSlice(msg, cidLength).ty;
     } catch {
-      this.drop('unparseable');
+      this.drop(DROP.unparseable);
       return;
     }
     if (ty === PacketType.Retry) {
-      this.drop('server-only packet type');
+      this.drop(DROP.serverOnlyPacketType);
       return;
     }
     if (ty !== PacketType.Initial) {
       // 0-RTT or Handshake for a connection we do not know (yet, or any more).
-      this.drop('unknown connection');
+      this.drop(DROP.unknownConnection);
       return;
     }
     if (msg.length < quiche.MIN_CLIENT_INITIAL_LEN) {
-      this.drop('short initial');
+      this.drop(DROP.shortInitial);
       return;
     }
     this.onClientInitial(msg, dcidHex, peer);
@@ -229,14 +230,14 @@ export class QuicEndpoint implements ConnectionHost {
     if (!attempt) {
       this.expireAttempts();
       if (this.attempts.size >= MAX_ATTEMPTS) {
-        this.drop('too many pending handshakes');
+        this.drop(DROP.tooManyPendingHandshakes);
         return;
       }
       attempt = { assembler: new ClientHelloAssembler(), datagrams: [], expiresAt: performance.now() + ATTEMPT_LIFETIME_MS };
       this.attempts.set(dcidHex, attempt);
     }
     if (attempt.datagrams.length >= MAX_DATAGRAMS_PER_ATTEMPT) {
-      this.drop('client hello too long');
+      this.drop(DROP.clientHelloTooLong);
       return;
     }
     attempt.datagrams.push(msg);
@@ -246,7 +247,7 @@ export class QuicEndpoint implements ConnectionHost {
     } catch (err) {
       // This datagram is dropped; the attempt lives on (a retransmission may still complete it).
       attempt.datagrams.pop();
-      this.drop('undecodable initial');
+      this.drop(DROP.undecodableInitial);
       this.opts.log.debug({ err: (err as Error).message, peer }, 'dropping client initial');
       return;
     }
@@ -278,7 +279,7 @@ export class QuicEndpoint implements ConnectionHost {
       conn.peer = peer;
     } catch {
       // quiche already accounted for the bad packet (or closed the connection); nothing to add.
-      this.drop('rejected by quic');
+      this.drop(DROP.rejectedByQuic);
     }
     this.guard(conn, () => conn.afterReceive());
     this.wake(conn);
@@ -376,6 +377,8 @@ export class QuicEndpoint implements ConnectionHost {
       try {
         q.newSourceCid(cid, token, false);
       } catch {
+        // Not expected while sourceCidsLeft() > 0; the peer just has fewer spare CIDs.
+        this.drop(DROP.cidNotOffered);
         return;
       }
       const hex = cid.toString('hex');
@@ -417,7 +420,7 @@ export class QuicEndpoint implements ConnectionHost {
     const dcidEnd = 6 + msg[5]!;
     const scidLength = msg[dcidEnd];
     if (scidLength === undefined || msg.length < dcidEnd + 1 + scidLength) {
-      this.drop('unparseable');
+      this.drop(DROP.unparseable);
       return;
     }
     const dcid = msg.subarray(6, dcidEnd);
@@ -437,7 +440,7 @@ export class QuicEndpoint implements ConnectionHost {
     // Must be shorter than what triggered it (no amplification loops) and at least 21 bytes.
     const len = Math.min(receivedLength - 1, 43);
     if (len < 21 || dcid.length !== this.opts.issuer.cidLength) {
-      this.drop('unknown connection');
+      this.drop(DROP.unknownConnection);
       return;
     }
     const pkt = randomBytes(len);
@@ -455,7 +458,7 @@ export class QuicEndpoint implements ConnectionHost {
     }
   }
 
-  private drop(reason: string): void {
+  private drop(reason: DropReason): void {
     this.counters.dropped[reason] = (this.counters.dropped[reason] ?? 0) + 1;
   }
 }

@@ -1,17 +1,19 @@
 /**
- * The quiche binding shipped inside @matrixai/quic (we use only the native layer: DESIGN.md §3).
+ * The quiche binding shipped inside @matrixai/quic. We use only the native layer: its TypeScript
+ * classes mishandle early unidirectional streams and split ClientHellos.
  * Re-exported here so the rest of the code imports one module and one set of types.
  */
 import { quiche } from '@matrixai/quic/native/index.js';
-import type { Config, Connection, Header, Host, SendInfo, Stats } from '@matrixai/quic/native/types.js';
+import type { Config, Connection, Header, SendInfo, Stats } from '@matrixai/quic/native/types.js';
 
 export { quiche };
 export type QuicheConfig = Config;
 export type QuicheConnection = Connection;
 export type QuicheHeader = Header;
-export type HostPort = Host;
 export type QuicheSendInfo = SendInfo;
 export type QuicheStats = Stats;
+/** The binding's Host, {host, port}; one address type for net/, quic/ and h3/. */
+export type { HostPort } from '../net/address.js';
 
 export const PacketType = quiche.Type;
 export const Shutdown = quiche.Shutdown;

@@ -8,6 +8,8 @@ export type UpstreamErrorKind =
   | 'connect_timeout'
   | 'response_timeout'
   | 'body_timeout'
+  /** Every connection of the pool stayed busy for queue_timeout: the request was never sent. */
+  | 'queue_timeout'
   | 'reset'
   /** The upstream answered something that is not an HTTP response we may relay (parse error, status 999). */
   | 'invalid_response'
@@ -15,21 +17,25 @@ export type UpstreamErrorKind =
   | 'aborted'
   | 'other';
 
-const STATUS_BY_KIND: Readonly<Record<UpstreamErrorKind, 502 | 504>> = {
+const STATUS_BY_KIND: Readonly<Record<UpstreamErrorKind, UpstreamErrorStatus>> = {
   connect_refused: 502,
   connect_timeout: 504,
   response_timeout: 504,
   body_timeout: 504,
+  // Overloaded rather than broken: the upstream may well answer a retry (RFC 9110 §15.6.4).
+  queue_timeout: 503,
   reset: 502,
   invalid_response: 502,
   aborted: 502,
   other: 502,
 };
 
+export type UpstreamErrorStatus = 502 | 503 | 504;
+
 export class UpstreamError extends Error {
   override readonly name = 'UpstreamError';
-  /** Status to send when response headers have not gone out yet (502 or 504). */
-  readonly status: 502 | 504;
+  /** Status to send when response headers have not gone out yet (502, 503 or 504). */
+  readonly status: UpstreamErrorStatus;
 
   constructor(
     readonly kind: UpstreamErrorKind,

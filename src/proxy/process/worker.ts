@@ -2,11 +2,11 @@
  * A worker process: serves HTTP/3 on the sockets the master passed it (one per listener, already
  * registered in the generation's BPF slot), until the master tells it to drain.
  */
-import { createCidIssuer } from '../grm/index.js';
-import { loadConfig } from './config/index.js';
+import { createCidIssuer } from '../../grm/index.js';
+import { loadConfig } from '../config/index.js';
 import { FIRST_SOCKET_FD, type MasterToWorker, type WorkerToMaster } from './ipc.js';
-import { createLogger } from './log.js';
-import { ProxyServer } from './server.js';
+import { createLogger } from '../log.js';
+import { ProxyServer } from '../server.js';
 
 function send(msg: WorkerToMaster): void {
   // After the master went away the channel is closed: there is nobody left to tell.

@@ -2,26 +2,7 @@
  * systemd's notify protocol (sd_notify(3)): datagrams like "READY=1" to $NOTIFY_SOCKET. Node has
  * no unix datagram sockets, so this goes through libc. Without NOTIFY_SOCKET it does nothing.
  */
-import koffi from 'koffi';
-
-const AF_UNIX = 1;
-const SOCK_DGRAM = 2;
-const SOCK_CLOEXEC = 0o2000000;
-
-type CFunction = ReturnType<ReturnType<typeof koffi.load>['func']>;
-let libc: { socket: CFunction; sendto: CFunction; close: CFunction } | undefined;
-
-function lib(): NonNullable<typeof libc> {
-  if (!libc) {
-    const l = koffi.load('libc.so.6');
-    libc = {
-      socket: l.func('int socket(int, int, int)'),
-      sendto: l.func('intptr_t sendto(int, const void *, size_t, int, const void *, uint32_t)'),
-      close: l.func('int close(int)'),
-    };
-  }
-  return libc;
-}
+import { AF_UNIX, libc, SOCK_CLOEXEC, SOCK_DGRAM } from '../../sys/libc.js';
 
 /** Sends `state` (e.g. "READY=1\nMAINPID=123") to systemd; returns false when not under systemd. */
 export function sdNotify(state: string): boolean {
@@ -33,7 +14,7 @@ export function sdNotify(state: string): boolean {
   const addr = Buffer.alloc(2 + name.length + (path.startsWith('@') ? 0 : 1));
   addr.writeUInt16LE(AF_UNIX, 0);
   name.copy(addr, 2);
-  const c = lib();
+  const c = libc;
   const fd = c.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0) as number;
   if (fd < 0) return false;
   try {

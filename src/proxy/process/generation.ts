@@ -5,9 +5,10 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
-import { closeFd, type Group } from '../grm/index.js';
-import type { ProxyConfig } from './config/types.js';
-import { type MasterToWorker, type WorkerStats, type WorkerToMaster } from './ipc.js';
+import { closeFd, type Group } from '../../grm/index.js';
+import type { ProxyConfig } from '../config/types.js';
+import { type MasterToWorker, type WorkerToMaster } from './ipc.js';
+import type { WorkerStats } from '../worker-stats.js';
 
 export type GenerationState = 'starting' | 'working' | 'draining' | 'gone';
 

@@ -1,5 +1,5 @@
-import { InitialParseError } from './initial-errors.js';
-import { ByteReader } from './initial-varint.js';
+import { InitialParseError } from './errors.js';
+import { ByteReader } from './byte-reader.js';
 
 /** A piece of the Initial-level CRYPTO stream. `data` is a view into the decrypted payload. */
 export interface CryptoFragment {
@@ -60,8 +60,8 @@ export function parseInitialFrames(payload: Buffer): InitialFrames {
       case CRYPTO: {
         const offset = r.varint();
         const length = r.varint();
-        // RFC 9000 allows up to 2^62-1; numbers are exact only to 2^53, and no ClientHello comes
-        // near either, so anything past 2^53 is refused here rather than mis-added.
+        // RFC 9000 allows up to 2^62-1; past 2^53 the codec reads Infinity and no ClientHello comes
+        // near, so a frame ending beyond 2^53 is refused here rather than mis-added.
         if (offset > Number.MAX_SAFE_INTEGER - length) throw new InitialParseError('bad-frame', 'CRYPTO frame ends beyond 2^53');
         crypto.push({ offset, data: r.bytes(length) });
         break;

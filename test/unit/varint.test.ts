@@ -5,10 +5,10 @@ import {
   encodeVarint,
   varintLength,
   writeVarint,
-} from '../../src/proxy/h3/varint.js';
+} from '../../src/proxy/quic/varint.js';
 import { hex } from '../helpers/hex.js';
 
-describe('QUIC varint (RFC 9000 §16, §A.1 examples)', () => {
+describe('QUIC varint, the one codec of quic/ and h3/ (RFC 9000 §16, §A.1 examples)', () => {
   it('decodes the 8-byte example 0xc2197c5eff14e88c = 151288809941952652', () => {
     expect(decodeVarintBigInt(hex('c2197c5eff14e88c'), 0)).toEqual({ value: 151288809941952652n, length: 8 });
     // Above 2^53: the number decoder reports Infinity rather than a rounded value.
@@ -56,6 +56,21 @@ describe('QUIC varint (RFC 9000 §16, §A.1 examples)', () => {
     const b = Buffer.alloc(6);
     expect(writeVarint(b, 1, 15293)).toBe(3);
     expect(decodeVarint(b, 1)).toEqual({ value: 15293, length: 2 });
+  });
+
+  it('stops at a given end as if the buffer ended there', () => {
+    expect(decodeVarint(hex('9d7f3e7d'), 0, 3)).toBeUndefined();
+    expect(decodeVarint(hex('259d7f'), 0, 1)).toEqual({ value: 37, length: 1 });
+    expect(decodeVarint(hex('259d7f'), 1, 1)).toBeUndefined();
+  });
+
+  it('writes a longer encoding than the shortest when asked, and refuses a shorter one', () => {
+    const b = Buffer.alloc(8);
+    expect(writeVarint(b, 0, 37, 2)).toBe(2);
+    expect(b.subarray(0, 2).toString('hex')).toBe('4025'); // the §A.1 two-byte 37
+    expect(writeVarint(b, 0, 15293, 8)).toBe(8);
+    expect(decodeVarint(b, 0)).toEqual({ value: 15293, length: 8 });
+    expect(() => writeVarint(b, 0, 16384, 2)).toThrow(RangeError);
   });
 
   it('refuses values it cannot encode', () => {

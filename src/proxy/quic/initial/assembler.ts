@@ -1,40 +1,12 @@
 /**
- * Reading the client's first flight before handing it to quiche: quiche has no SNI callback and
- * one certificate per Config, so the proxy decrypts the Initial packet(s) itself, reassembles the
- * ClientHello from CRYPTO frames (it may span datagrams: Chrome's post-quantum key share), and
- * picks the Config from SNI and ALPN before calling Connection.accept.
+ * Reassembles one connection attempt's ClientHello from the CRYPTO frames of its client Initials
+ * (it may span datagrams: Chrome's post-quantum key share).
  */
 import { parseClientHello, TLS_HANDSHAKE_CLIENT_HELLO, type ClientHelloInfo } from './client-hello.js';
-import { InitialParseError } from './initial-errors.js';
-import { parseInitialFrames, type CryptoFragment } from './initial-frames.js';
-import type { SupportedQuicVersion } from './initial-keys.js';
-import { decryptClientInitials, InitialKeyCache } from './initial-packet.js';
-
-export { parseClientHello, type ClientHelloInfo } from './client-hello.js';
-export { InitialParseError, type InitialParseReason } from './initial-errors.js';
-export { extractCryptoFrames, parseInitialFrames, type CryptoFragment, type InitialFrames } from './initial-frames.js';
-export {
-  deriveInitialSecrets,
-  hkdfExpandLabel,
-  hkdfExtract,
-  isSupportedVersion,
-  QUIC_V1,
-  QUIC_V2,
-  type InitialKeys,
-  type SupportedQuicVersion,
-} from './initial-keys.js';
-export {
-  decryptClientInitial,
-  decryptClientInitials,
-  InitialKeyCache,
-  openLongHeaderPacket,
-  parseLongHeader,
-  type DecryptedInitial,
-  type LongHeader,
-  type LongPacketType,
-  type OpenedPacket,
-} from './initial-packet.js';
-export { buildClientInitial, encodeCryptoFrame, MIN_CLIENT_INITIAL_DATAGRAM, type BuildClientInitialOptions } from './initial-build.js';
+import { InitialParseError } from './errors.js';
+import { parseInitialFrames, type CryptoFragment } from './frames.js';
+import type { SupportedQuicVersion } from './keys.js';
+import { decryptClientInitials, InitialKeyCache } from './packet.js';
 
 export interface ClientHelloAssemblerOptions {
   /** Largest CRYPTO stream offset accepted and largest ClientHello; default 64 KiB. */

@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { InitialParseError } from './initial-errors.js';
+import { InitialParseError } from './errors.js';
 
 /** QUIC version 1 (RFC 9000). */
 export const QUIC_V1 = 0x00000001;

@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv } from 'node:crypto';
-import { InitialParseError } from './initial-errors.js';
-import { deriveInitialSecrets, isSupportedVersion, QUIC_V2, type InitialKeys, type SupportedQuicVersion } from './initial-keys.js';
-import { ByteReader } from './initial-varint.js';
+import { InitialParseError } from './errors.js';
+import { deriveInitialSecrets, isSupportedVersion, QUIC_V2, type InitialKeys, type SupportedQuicVersion } from './keys.js';
+import { ByteReader } from './byte-reader.js';
 
 /** Longest connection ID QUIC v1/v2 allow (RFC 9000 §17.2). */
 export const MAX_CID_LENGTH = 20;

@@ -2,7 +2,8 @@
  * Messages between the master and its workers (Node IPC channel, JSON). The master never parses
  * QUIC; a worker never touches BPF state. Sockets travel as inherited fds (stdio slots 4, 5, …).
  */
-import type { CidIssuerParams } from '../grm/index.js';
+import type { CidIssuerParams } from '../../grm/index.js';
+import type { WorkerStats } from '../worker-stats.js';
 
 /** First stdio slot holding a listener socket in a worker. */
 export const FIRST_SOCKET_FD = 4;
@@ -27,21 +28,6 @@ export type MasterToWorker =
     }
   | { readonly type: 'drain'; readonly timeoutMs: number }
   | { readonly type: 'stats'; readonly id: number };
-
-export interface WorkerStats {
-  readonly connections: number;
-  readonly activeRequests: number;
-  /** The worker's QUIC endpoints added up: datagrams in/out, handshakes, drops by reason. */
-  readonly quic?: {
-    readonly datagramsIn: number;
-    readonly datagramsOut: number;
-    readonly connectionsAccepted: number;
-    readonly statelessResets: number;
-    /** Failures in our own packet path, caught (each closed one connection or dropped one datagram). */
-    readonly internalErrors: number;
-    readonly dropped: Readonly<Record<string, number>>;
-  };
-}
 
 export type WorkerToMaster =
   | { readonly type: 'ready' }

@@ -1,4 +1,4 @@
-import { InitialParseError, type InitialParseReason } from './initial-errors.js';
+import { InitialParseError, type InitialParseReason } from './errors.js';
 
 /** What the proxy needs from a ClientHello before choosing a certificate and accepting. */
 export interface ClientHelloInfo {

@@ -6,18 +6,15 @@
  */
 import { readFileSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { GenerationManager, type Group } from '../grm/index.js';
-import { ConfigError, formatConfigErrors, loadConfig } from './config/index.js';
-import type { ProxyConfig } from './config/types.js';
+import { GenerationManager, type Group } from '../../grm/index.js';
+import { ConfigError, formatConfigErrors, loadConfig } from '../config/index.js';
+import type { ProxyConfig } from '../config/types.js';
 import { Generation, type WorkerProcess } from './generation.js';
 
-export interface ReloadOutcome {
-  readonly ok: boolean;
-  readonly generation?: number;
-  readonly error?: string;
-  /** Phase durations in ms (validate, start, flip). */
-  readonly phases?: Record<string, number>;
-}
+export type ReloadOutcome =
+  /** `phases`: durations in ms (validate, start and flip). */
+  | { readonly ok: true; readonly generation: number; readonly phases: Readonly<Record<string, number>> }
+  | { readonly ok: false; readonly error: string };
 
 export interface MasterOptions {
   readonly configFile: string;

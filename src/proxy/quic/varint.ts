@@ -1,11 +1,16 @@
-// QUIC variable-length integers (RFC 9000 §16): the two high bits of the first byte give the
-// length (1, 2, 4 or 8 bytes), the remaining bits are the big-endian value, up to 2^62-1.
+// QUIC variable-length integers (RFC 9000 §16), the one codec for QUIC (Initial parsing) and
+// HTTP/3 (frames, settings, stream types): the two high bits of the first byte give the length
+// (1, 2, 4 or 8 bytes), the remaining bits are the big-endian value, up to 2^62-1.
 //
-// Values are JS numbers. Everything HTTP/3 really carries (stream IDs, lengths, settings values)
-// fits in 2^53-1; the only values that legitimately exceed it are reserved "grease" codepoints
-// (0x1f*N+0x21). `decodeVarint` therefore reports any value above Number.MAX_SAFE_INTEGER as
-// `Infinity`: it compares greater than every real value, never equals a known type/setting, and
-// so is naturally "unknown, skip it". Use `decodeVarintBigInt` when the exact value matters.
+// Above 2^53 (the one place the three former codecs disagreed):
+// - `decodeVarint` returns JS numbers and reports any value above Number.MAX_SAFE_INTEGER as
+//   `Infinity`, never a rounded value. Infinity compares greater than every real limit, so a length,
+//   offset or count that large fails its bounds check, and it never equals a known frame type or
+//   setting, so a grease codepoint (0x1f*N+0x21, RFC 9114 §7.2.8) is "unknown, skip it". Nothing
+//   we accept (lengths, offsets, stream IDs) comes near 2^53.
+// - `decodeVarintBigInt` is exact over the whole range, for when the exact value matters.
+// - Encoding takes a safe non-negative integer or a bigint up to 2^62-1, and throws RangeError
+//   otherwise (an unsafe number may already be rounded: refuse rather than write a wrong value).
 
 export const VARINT_MAX = (1n << 62n) - 1n;
 
@@ -16,13 +21,8 @@ export interface Varint {
   length: number;
 }
 
-/** Length in bytes of the varint whose first byte is `firstByte`. */
-export function varintLengthFromFirstByte(firstByte: number): number {
-  return 1 << (firstByte >> 6);
-}
-
 /** Bytes needed to encode `value` in the shortest form. */
-export function varintLength(value: number | bigint): number {
+export function varintLength(value: number | bigint): 1 | 2 | 4 | 8 {
   if (typeof value === 'bigint') {
     if (value < 0n || value > VARINT_MAX) throw new RangeError(`varint out of range: ${value}`);
     if (value < 0x40n) return 1;
@@ -39,9 +39,15 @@ export function varintLength(value: number | bigint): number {
   return 8;
 }
 
-/** Writes `value` at `offset` in the shortest form; returns the offset after it. */
-export function writeVarint(buf: Uint8Array, offset: number, value: number | bigint): number {
-  const len = varintLength(value);
+/**
+ * Writes `value` at `offset`, in the shortest form unless `length` asks for a longer one (RFC 9000
+ * §16 allows any; e.g. a Length field written before the size it counts is known); returns the
+ * offset after it.
+ */
+export function writeVarint(buf: Uint8Array, offset: number, value: number | bigint, length?: 1 | 2 | 4 | 8): number {
+  const shortest = varintLength(value);
+  if (length !== undefined && length < shortest) throw new RangeError(`varint ${value} does not fit in ${length} bytes`);
+  const len = length ?? shortest;
   if (offset + len > buf.length) throw new RangeError('varint does not fit in buffer');
   if (len === 8) {
     let v = BigInt(value);
@@ -75,14 +81,15 @@ export function encodeVarint(value: number | bigint): Buffer {
 }
 
 /**
- * Decodes the varint at `offset`, or returns undefined if `buf` ends before it does
- * ("need more bytes"). Values above 2^53-1 come back as Infinity (see module comment).
+ * Decodes the varint at `offset`, or returns undefined if the bytes end (at `end`, default the
+ * buffer's end) before it does ("need more bytes"). Values above 2^53-1 come back as Infinity
+ * (see module comment).
  */
-export function decodeVarint(buf: Uint8Array, offset: number): Varint | undefined {
-  if (offset >= buf.length) return undefined;
+export function decodeVarint(buf: Uint8Array, offset: number, end = buf.length): Varint | undefined {
+  if (offset >= end) return undefined;
   const first = buf[offset];
   const length = 1 << (first >> 6);
-  if (offset + length > buf.length) return undefined;
+  if (offset + length > end) return undefined;
   switch (length) {
     case 1:
       return { value: first, length };

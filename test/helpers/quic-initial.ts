@@ -1,11 +1,17 @@
-import { createCipheriv } from 'node:crypto';
-import type { CryptoFragment } from './initial-frames.js';
-import { deriveInitialSecrets, QUIC_V1, type InitialKeys, type SupportedQuicVersion } from './initial-keys.js';
-import { longPacketTypeBits, MAX_CID_LENGTH } from './initial-packet.js';
-import { varintLength, writeVarint } from './initial-varint.js';
+/**
+ * Test and bench helper: client Initial datagrams (RFC 9000 §17.2.2, RFC 9001 §5), the inverse of
+ * src/proxy/quic/initial/. Produces exact first-flight traffic: split ClientHellos, retransmits,
+ * coalesced packets, malformed fields. Concatenate buildClientInitial results to coalesce packets.
+ */
+import { createCipheriv, randomBytes } from 'node:crypto';
+import type { CryptoFragment } from '../../src/proxy/quic/initial/frames.js';
+import { deriveInitialSecrets, QUIC_V1, type InitialKeys, type SupportedQuicVersion } from '../../src/proxy/quic/initial/keys.js';
+import { longPacketTypeBits, MAX_CID_LENGTH } from '../../src/proxy/quic/initial/packet.js';
+import { quiche } from '../../src/proxy/quic/native.js';
+import { varintLength, writeVarint } from '../../src/proxy/quic/varint.js';
 
 /** Smallest datagram that may carry a client Initial (RFC 9000 §14.1). */
-export const MIN_CLIENT_INITIAL_DATAGRAM = 1200;
+const MIN_CLIENT_INITIAL_DATAGRAM = 1200;
 
 export interface BuildClientInitialOptions {
   /** Destination CID: the Initial keys derive from it (RFC 9001 §5.2). */
@@ -39,11 +45,7 @@ export function encodeCryptoFrame(offset: number, data: Buffer): Buffer {
   return out;
 }
 
-/**
- * Builds one protected client Initial packet (RFC 9000 §17.2.2, RFC 9001 §5): the inverse of
- * decryptClientInitial. Used to produce exact test traffic (split ClientHellos, retransmits) and
- * by tools that need to speak first-flight QUIC. Concatenate results to coalesce packets.
- */
+/** Builds one protected client Initial packet (RFC 9000 §17.2.2, RFC 9001 §5). */
 export function buildClientInitial(opts: BuildClientInitialOptions): Buffer {
   const version = opts.version ?? QUIC_V1;
   const token = opts.token ?? Buffer.alloc(0);
@@ -93,4 +95,63 @@ export function buildClientInitial(opts: BuildClientInitialOptions): Buffer {
   packet[0] = packet[0]! ^ (mask[0]! & 0x0f);
   for (let i = 0; i < pnLength; i++) packet[pnOffset + i] = packet[pnOffset + i]! ^ mask[1 + i]!;
   return packet;
+}
+
+function u16(n: number): Buffer {
+  return Buffer.from([n >> 8, n & 0xff]);
+}
+
+function extension(type: number, body: Buffer): Buffer {
+  return Buffer.concat([u16(type), u16(body.length), body]);
+}
+
+/**
+ * A TLS 1.3 ClientHello handshake message offering h3, with a server_name unless null; padding
+ * extensions of `padBefore` / `padAfter` bytes around server_name move it within the message.
+ */
+export function clientHello(serverName: string | null, padBefore = 0, padAfter = 0): Buffer {
+  const exts: Buffer[] = [];
+  if (padBefore > 0) exts.push(extension(0x0015, Buffer.alloc(padBefore)));
+  if (serverName !== null) {
+    const name = Buffer.from(serverName);
+    const entry = Buffer.concat([Buffer.from([0]), u16(name.length), name]);
+    exts.push(extension(0x0000, Buffer.concat([u16(entry.length), entry])));
+  }
+  if (padAfter > 0) exts.push(extension(0xfafa, Buffer.alloc(padAfter))); // a GREASE-style filler
+  exts.push(extension(0x002b, Buffer.from([2, 0x03, 0x04]))); // supported_versions: TLS 1.3
+  exts.push(extension(0x0010, Buffer.from([0, 3, 2, 0x68, 0x33]))); // ALPN h3
+  const extBytes = Buffer.concat(exts);
+  const body = Buffer.concat([
+    Buffer.from([0x03, 0x03]),
+    randomBytes(32),
+    Buffer.from([0]), // legacy_session_id
+    u16(2),
+    Buffer.from([0x13, 0x01]),
+    Buffer.from([1, 0]),
+    u16(extBytes.length),
+    extBytes,
+  ]);
+  return Buffer.concat([Buffer.from([1, 0, body.length >> 8, body.length & 0xff]), body]);
+}
+
+/**
+ * The QUIC v1 datagrams of one connection attempt, each padded to 1200 bytes with a 4-byte packet
+ * number: the ClientHello in one, or cut at `splitAt` into two (as Chrome's post-quantum one is).
+ */
+export function clientInitials(dcid: Buffer, hello: Buffer, splitAt = 0): Buffer[] {
+  const scid = randomBytes(8);
+  const parts = splitAt ? [hello.subarray(0, splitAt), hello.subarray(splitAt)] : [hello];
+  return parts.map((data, pn) => buildClientInitial({ dcid, scid, pn, pnLength: 4, cryptoFrames: [{ offset: pn === 0 ? 0 : splitAt, data }] }));
+}
+
+/** The first datagram a real quiche client sends: its Initial with a complete ClientHello. */
+export function quicheClientInitial(serverName: string | null, alpn: string[], scid: Buffer): Buffer {
+  const config = new quiche.Config();
+  config.setApplicationProtos(alpn);
+  config.verifyPeer(false);
+  const conn = quiche.Connection.connect(serverName, scid, { host: '127.0.0.1', port: 40001 }, { host: '127.0.0.1', port: 40002 }, config);
+  const buf = Buffer.alloc(65536);
+  const sent = conn.send(buf);
+  if (sent === null) throw new Error('quiche produced no Initial');
+  return Buffer.from(buf.subarray(0, sent[0]));
 }

@@ -1,0 +1,49 @@
+/**
+ * The koffi binding to libbpf.so.1: the generation manager's own library (libc is src/sys/libc.ts).
+ * libbpf 1.x returns -errno from its bpf_* wrappers (checkBpf in errors.ts).
+ */
+import koffi from 'koffi';
+import { libc, SIG_BLOCK, SIG_SETMASK, SIGSET_BYTES } from '../sys/libc.js';
+import { checkBpf } from './errors.js';
+
+const libbpf = koffi.load('libbpf.so.1');
+
+export const bpf = {
+  objectOpenFile: libbpf.func('void *bpf_object__open_file(const char *path, const void *opts)'),
+  objectLoad: libbpf.func('int bpf_object__load(void *obj)'),
+  objectClose: libbpf.func('void bpf_object__close(void *obj)'),
+  findMapByName: libbpf.func('void *bpf_object__find_map_by_name(void *obj, const char *name)'),
+  findProgramByName: libbpf.func('void *bpf_object__find_program_by_name(void *obj, const char *name)'),
+  mapSetPinPath: libbpf.func('int bpf_map__set_pin_path(void *map, const char *path)'),
+  mapFd: libbpf.func('int bpf_map__fd(void *map)'),
+  programFd: libbpf.func('int bpf_program__fd(void *prog)'),
+  mapUpdate: libbpf.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
+  mapLookup: libbpf.func('int bpf_map_lookup_elem(int fd, const void *key, _Out_ void *value)'),
+  mapDelete: libbpf.func('int bpf_map_delete_elem(int fd, const void *key)'),
+  mapNextKey: libbpf.func('int bpf_map_get_next_key(int fd, const void *key, _Out_ void *next)'),
+  objGet: libbpf.func('int bpf_obj_get(const char *path)'),
+  numPossibleCpus: libbpf.func('int libbpf_num_possible_cpus()'),
+};
+
+/**
+ * Runs `fn` with every signal blocked on this thread. The BPF verifier abandons a load with
+ * EAGAIN when a signal is pending (V8's profiler sends SIGPROF every millisecond); blocked
+ * signals are delivered right after.
+ */
+export function withSignalsBlocked<T>(fn: () => T): T {
+  const all = Buffer.alloc(SIGSET_BYTES, 0xff);
+  const old = Buffer.alloc(SIGSET_BYTES);
+  libc.pthread_sigmask(SIG_BLOCK, all, old);
+  try {
+    return fn();
+  } finally {
+    libc.pthread_sigmask(SIG_SETMASK, old, null);
+  }
+}
+
+let cpus = 0;
+/** Number of possible CPUs: the stride of per-CPU map values. */
+export function possibleCpus(): number {
+  if (cpus === 0) cpus = checkBpf(bpf.numPossibleCpus() as number, 'libbpf_num_possible_cpus');
+  return cpus;
+}

@@ -1,0 +1,56 @@
+/**
+ * The CLI commands that talk to a running master over its control socket: `reload`, `upgrade`
+ * and the master's part of `list --config`.
+ */
+import { controlRequest } from './control.js';
+import { isFailure, type ControlCommand, type ControlRequest, type ControlSuccess, type StatusReply } from './control-protocol.js';
+import { loadOrReport } from './load-config.js';
+
+/** `udpgrm-proxy reload --config FILE`: asks the running master to reload and waits for the outcome. */
+export function runReload(configFile: string): Promise<number> {
+  return ask(configFile, { cmd: 'reload' }, (r) => `reloaded: generation ${r.generation} is working (${JSON.stringify(r.phases)})`);
+}
+
+/** `udpgrm-proxy upgrade --config FILE`: binary upgrade of the running master; waits for the handover. */
+export function runUpgrade(configFile: string): Promise<number> {
+  return ask(configFile, { cmd: 'upgrade' }, (r) => `upgraded: master pid ${r.pid} took over; the previous master drains`);
+}
+
+/** `udpgrm-proxy list --config FILE`: the master's generations, workers and live counts. */
+export function printMasterStatus(configFile: string): Promise<number> {
+  return ask(configFile, { cmd: 'status' }, (r) => formatStatus(r).join('\n'));
+}
+
+/** Sends `req` to the master of `configFile`; prints `describe(reply)`, or why it failed. Returns the exit code. */
+async function ask<C extends ControlCommand>(configFile: string, req: ControlRequest<C>, describe: (reply: ControlSuccess<C>) => string): Promise<number> {
+  // The file is validated here too, so errors print with positions even before the master sees them.
+  const config = loadOrReport(configFile);
+  if (!config) return 1;
+  const reply = await controlRequest(config.process.controlSocket, req);
+  if (isFailure(reply)) {
+    process.stderr.write(`${req.cmd} failed: ${reply.error}\n`);
+    return 1;
+  }
+  process.stdout.write(`${describe(reply)}\n`);
+  return 0;
+}
+
+function formatStatus(reply: StatusReply): string[] {
+  const lines = [`master pid ${reply.pid}  reloads ok ${reply.counters.reloadsOk} failed ${reply.counters.reloadsFailed}  worker restarts ${reply.counters.workerRestarts}`];
+  for (const g of reply.generations) {
+    const conns = g.workers.reduce((n, w) => n + w.connections, 0);
+    const reqs = g.workers.reduce((n, w) => n + w.activeRequests, 0);
+    lines.push(
+      `generation ${g.id}  ${g.state}  age ${(g.ageMs / 1000).toFixed(1)}s${g.drainingForMs !== undefined ? `  draining ${(g.drainingForMs / 1000).toFixed(1)}s` : ''}  bpf gens ${g.slots.join(',')}  connections ${conns}  requests ${reqs}`,
+    );
+    for (const w of g.workers) {
+      const q = w.quic;
+      const drops = q ? Object.entries(q.dropped).map(([why, n]) => `${why}=${n}`).join(',') : '';
+      lines.push(
+        `\tworker ${w.index}  pid ${w.pid ?? '-'}  connections ${w.connections}  requests ${w.activeRequests}` +
+          (q ? `  datagrams in ${q.datagramsIn} out ${q.datagramsOut}  accepted ${q.connectionsAccepted}  resets ${q.statelessResets}  internal errors ${q.internalErrors}  dropped ${drops || 0}` : ''),
+      );
+    }
+  }
+  return lines;
+}

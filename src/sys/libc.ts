@@ -1,0 +1,72 @@
+/**
+ * The one binding to libc (koffi): the calls Node has no API for (raw sockets by fd, unix
+ * datagrams, sendmmsg, mount, unshare, signal masks), the constants they take, and errno helpers.
+ * The bottom layer: src/grm, src/proxy, tests and benches import it; it imports nothing of ours.
+ * Calls return -1 and set errno (read it with errno() right after the call).
+ */
+import koffi from 'koffi';
+
+const lib = koffi.load('libc.so.6');
+
+export const libc = {
+  socket: lib.func('int socket(int domain, int type, int protocol)'),
+  bind: lib.func('int bind(int fd, const void *addr, uint32_t len)'),
+  connect: lib.func('int connect(int fd, const void *addr, uint32_t len)'),
+  getsockname: lib.func('int getsockname(int fd, _Out_ void *addr, _Inout_ uint32_t *len)'),
+  setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)'),
+  getsockopt: lib.func('int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)'),
+  sendto: lib.func('intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
+  sendmmsg: lib.func('int sendmmsg(int fd, void *msgvec, unsigned int vlen, int flags)'),
+  recv: lib.func('intptr_t recv(int fd, void *buf, size_t len, int flags)'),
+  close: lib.func('int close(int fd)'),
+  inet_pton: lib.func('int inet_pton(int af, const char *src, void *dst)'),
+  mount: lib.func('int mount(const char *src, const char *target, const char *type, unsigned long flags, const void *data)'),
+  unshare: lib.func('int unshare(int flags)'),
+  pthread_sigmask: lib.func('int pthread_sigmask(int how, const void *set, _Out_ void *oldset)'),
+  strerror: lib.func('const char *strerror(int errnum)'),
+};
+
+// <sys/socket.h>, <netinet/in.h> (Linux values)
+export const AF_UNIX = 1;
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const SOCK_DGRAM = 2;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+export const MSG_DONTWAIT = 0x40;
+export const SOL_SOCKET = 1;
+export const SO_TYPE = 3;
+export const SO_SNDBUF = 7;
+export const SO_RCVBUF = 8;
+export const SO_REUSEPORT = 15;
+export const SO_SNDBUFFORCE = 32;
+export const SO_RCVBUFFORCE = 33;
+export const SO_ATTACH_REUSEPORT_EBPF = 52;
+export const SO_COOKIE = 57;
+export const SO_DETACH_REUSEPORT_BPF = 68;
+export const IPPROTO_IPV6 = 41;
+export const IPV6_V6ONLY = 26;
+
+// <sched.h>, <signal.h>
+export const CLONE_NEWNET = 0x40000000;
+export const SIG_BLOCK = 0;
+export const SIG_SETMASK = 2;
+/** sizeof(sigset_t) in glibc. */
+export const SIGSET_BYTES = 128;
+
+// <errno.h>
+export const EPERM = 1;
+export const ENOENT = 2;
+export const EINTR = 4;
+export const EAGAIN = 11;
+export const EACCES = 13;
+
+/** errno of the last libc call on this thread. */
+export function errno(): number {
+  return koffi.errno();
+}
+
+/** "Operation not permitted (errno 1)". */
+export function errnoText(errnum: number): string {
+  return `${libc.strerror(errnum) as string} (errno ${errnum})`;
+}
