@@ -16,6 +16,7 @@ import { ProxyHandler, type HandlerOptions } from '../../src/proxy/http/proxy-ha
 import { matchRoute } from '../../src/proxy/http/route.js';
 import { UpstreamRegistry } from '../../src/proxy/upstream/index.js';
 import { MemoryExchange, type MemoryExchangeOptions, type MemoryRequest } from './memory-exchange.js';
+import { testPoolConfig } from './pool-config.js';
 
 export type AccessLine = Record<string, unknown>;
 
@@ -83,20 +84,7 @@ export function lineOf(ex: HttpExchange): Promise<AccessLine> {
   });
 }
 
-export function poolConfig(name: string, targets: string[], overrides: Partial<UpstreamPoolConfig> = {}): UpstreamPoolConfig {
-  return {
-    name,
-    targets,
-    balance: 'round_robin',
-    connectTimeoutMs: 5_000,
-    responseTimeoutMs: 10_000,
-    bodyTimeoutMs: 10_000,
-    keepAliveTimeoutMs: 30_000,
-    maxConnectionsPerTarget: 8,
-    queueTimeoutMs: 5_000,
-    ...overrides,
-  };
-}
+export const poolConfig = testPoolConfig;
 
 /** Upstream timeouts far beyond any test's own timeout. */
 export const NO_TIMEOUTS: Partial<UpstreamPoolConfig> = { responseTimeoutMs: 600_000, bodyTimeoutMs: 600_000 };

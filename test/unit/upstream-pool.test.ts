@@ -7,6 +7,7 @@ import type { UpstreamPoolConfig } from '../../src/proxy/config/types.js';
 import { toClientResponseHeaders, toUpstreamRequestHeaders, validateRequest } from '../../src/proxy/http-semantics/index.js';
 import { RequestBody } from '../../src/proxy/http/request-body.js';
 import { UpstreamError, UpstreamPool, UpstreamRegistry, type UpstreamResponse } from '../../src/proxy/upstream/index.js';
+import { testPoolConfig } from '../helpers/pool-config.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -47,20 +48,7 @@ async function startServer(handler: Handler): Promise<TestServer> {
   return state;
 }
 
-function poolConfig(targets: string[], overrides: Partial<UpstreamPoolConfig> = {}): UpstreamPoolConfig {
-  return {
-    name: 'test',
-    targets,
-    balance: 'round_robin',
-    connectTimeoutMs: 5_000,
-    responseTimeoutMs: 10_000,
-    bodyTimeoutMs: 10_000,
-    keepAliveTimeoutMs: 30_000,
-    maxConnectionsPerTarget: 8,
-    queueTimeoutMs: 5_000,
-    ...overrides,
-  };
-}
+const poolConfig = (targets: string[], overrides: Partial<UpstreamPoolConfig> = {}): UpstreamPoolConfig => testPoolConfig('test', targets, overrides);
 
 function makePool(config: UpstreamPoolConfig): UpstreamPool {
   const pool = new UpstreamPool(config);
