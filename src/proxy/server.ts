@@ -13,6 +13,7 @@ import { H3Session } from './h3/session.js';
 import { AccessLog } from './http/access-log.js';
 import { ProxyHandler } from './http/proxy-handler.js';
 import { matchRoute } from './http/route.js';
+import { TrustedProxies } from './http/trusted-proxies.js';
 import type { WorkerStats } from './worker-stats.js';
 import { openDgramSocket } from './net/udp-socket.js';
 import { QuicEndpoint } from './quic/endpoint.js';
@@ -57,6 +58,7 @@ export class ProxyServer {
       route: (host, path) => matchRoute(config.routes, host, path),
       upstreams,
       accessLog: new AccessLog(config.logging.accessLog ? log.child({}) : undefined),
+      trustedProxies: new TrustedProxies(config.trustedProxies),
     });
     for (const s of sockets) {
       const socket = await openDgramSocket(s.fd, s.family);

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   type Field,
+  responseHasNoContent,
+  statusHasNoContent,
   toClientResponseHeaders,
   toClientTrailers,
   toUpstreamRequestHeaders,
@@ -20,27 +22,43 @@ describe('toUpstreamRequestHeaders', () => {
       ['x-forwarded-for', '192.0.2.7'],
       ['x-forwarded-proto', 'https'],
       ['x-forwarded-host', 'app.example:8443'],
+      ['forwarded', 'for=192.0.2.7;host="app.example:8443";proto=https'],
       ['via', '3 udpgrm-proxy'],
     ]);
   });
 
-  it('appends to existing X-Forwarded-For and Via, replaces proto/host claims', () => {
-    const out = toUpstreamRequestHeaders(
-      request([
-        ['x-forwarded-for', '203.0.113.1'],
-        ['x-forwarded-for', '203.0.113.2'],
-        ['x-forwarded-proto', 'http'],
-        ['x-forwarded-host', 'evil.example'],
-        ['via', '1.1 cdn'],
-        ['host', 'app.example:8443'],
-      ]),
-      { clientIp: '2001:db8::1', via: 'edge1' },
-    );
+  const claims: Array<[string, string]> = [
+    ['x-forwarded-for', '203.0.113.1'],
+    ['x-forwarded-for', '203.0.113.2'],
+    ['x-forwarded-proto', 'http'],
+    ['x-forwarded-host', 'evil.example'],
+    ['forwarded', 'for=203.0.113.1'],
+    ['via', '1.1 cdn'],
+    ['x-real-ip', '203.0.113.1'],
+    ['early-data', '1'],
+    ['host', 'app.example:8443'],
+  ];
+
+  it('from a trusted proxy: appends to X-Forwarded-For, Forwarded and Via, keeps its proto and host claims', () => {
+    const out = toUpstreamRequestHeaders(request(claims), { clientIp: '2001:db8::1', via: 'edge1', trustForwarded: true });
     expect(out).toEqual([
       ['host', 'app.example:8443'],
       ['x-forwarded-for', '203.0.113.1, 203.0.113.2, 2001:db8::1'],
+      ['x-forwarded-proto', 'http'],
+      ['x-forwarded-host', 'evil.example'],
+      ['forwarded', 'for=203.0.113.1, for="[2001:db8::1]";host="app.example:8443";proto=https'],
+      ['via', '1.1 cdn, 3 edge1'],
+    ]);
+  });
+
+  it('from anyone else: replaces X-Forwarded-For/-Proto/-Host and Forwarded, appends to Via; never forwards x-real-ip or early-data', () => {
+    const out = toUpstreamRequestHeaders(request(claims), { clientIp: '2001:db8::1', via: 'edge1' });
+    expect(out).toEqual([
+      ['host', 'app.example:8443'],
+      ['x-forwarded-for', '2001:db8::1'],
       ['x-forwarded-proto', 'https'],
       ['x-forwarded-host', 'app.example:8443'],
+      ['forwarded', 'for="[2001:db8::1]";host="app.example:8443";proto=https'],
       ['via', '1.1 cdn, 3 edge1'],
     ]);
   });
@@ -72,6 +90,11 @@ describe('toUpstreamRequestHeaders', () => {
     expect(out.filter(([n]) => n === 'cookie')).toEqual([['cookie', 'a=1; b=2']]);
     expect(out).toContainEqual(['content-type', 'text/plain']);
     expect(out).toContainEqual(['content-length', '3']);
+  });
+
+  it('forwards one content-length field however often the client repeated it', () => {
+    const out = toUpstreamRequestHeaders(request([['content-length', '3'], ['content-length', '3']]), { clientIp: '10.0.0.1' });
+    expect(out.filter(([n]) => n === 'content-length')).toEqual([['content-length', '3']]);
   });
 });
 
@@ -113,6 +136,25 @@ describe('toClientResponseHeaders', () => {
       ['via', '1.1 udpgrm-proxy'],
       ['x-config-version', '7'],
     ]);
+  });
+});
+
+describe('Content-Length by status (RFC 9110 §8.6)', () => {
+  const upstream: Field[] = [
+    ['ETag', '"v1"'],
+    ['Content-Length', '5'],
+  ];
+  it('drops Content-Length from 1xx and 204, keeps it on 200, 304 (the representation length)', () => {
+    for (const status of [103, 204]) expect(toClientResponseHeaders(upstream, { status }), String(status)).toEqual([['etag', '"v1"'], ['via', '1.1 udpgrm-proxy']]);
+    for (const status of [200, 304]) expect(toClientResponseHeaders(upstream, { status }), String(status)).toContainEqual(['content-length', '5']);
+  });
+
+  it('knows which responses end with their headers (RFC 9110 §6.4.1)', () => {
+    expect([100, 103, 204, 304].map(statusHasNoContent)).toEqual([true, true, true, true]);
+    expect([200, 205, 404, 500].map(statusHasNoContent)).toEqual([false, false, false, false]);
+    expect(responseHasNoContent('HEAD', 200)).toBe(true);
+    expect(responseHasNoContent('GET', 200)).toBe(false);
+    expect(responseHasNoContent('GET', 304)).toBe(true);
   });
 });
 

@@ -50,6 +50,15 @@ describe('validateRequest', () => {
     expect(same.ok && same.request.contentLength).toBe(5);
   });
 
+  it('collapses identical content-length fields into one (RFC 9110 §8.6)', () => {
+    const same = validateRequest(withFields(['accept', '*/*'], ['content-length', '5'], ['x-a', '1'], ['content-length', '5']));
+    expect(same.ok && same.request.headers).toEqual([
+      ['accept', '*/*'],
+      ['content-length', '5'],
+      ['x-a', '1'],
+    ]);
+  });
+
   it('rejects bad content-length values', () => {
     expect(reasonOf(withFields(['content-length', '-1']))).toMatch(/content-length/);
     expect(reasonOf(withFields(['content-length', '1,1']))).toMatch(/content-length/);
@@ -121,6 +130,18 @@ describe('validateRequest', () => {
     expect(reasonOf([[':method', 'GET'], [':scheme', 'https'], [':authority', 'u@h'], [':path', '/']])).toMatch(/userinfo/);
     expect(reasonOf([[':method', 'GET'], [':scheme', 'https'], [':authority', 'a/b'], [':path', '/']])).toMatch(/invalid authority/);
     expect(validateRequest([[':method', 'GET'], [':scheme', 'https'], [':authority', '[::1]:443'], [':path', '/']]).ok).toBe(true);
+  });
+
+  it('takes an authority only as a single host[:port] (RFC 3986 §3.2, RFC 9110 §7.2)', () => {
+    const authority = (value: string): boolean => validateRequest([[':method', 'GET'], [':scheme', 'https'], [':authority', value], [':path', '/']]).ok;
+    for (const good of ['example.com', 'EXAMPLE.com.', 'a-b_c.example:8443', 'xn--bcher-kva.example', '127.0.0.1', '127.0.0.1:443', '[::1]', '[::1]:4433', '[2001:db8::a:1]:443', '[::ffff:192.0.2.1]', 'localhost:']) {
+      expect(authority(good), good).toBe(true);
+    }
+    for (const bad of ['localhost,evil.example', 'a;b', "a'b", 'a(b)', 'a*b', 'a+b', 'a=b', 'a!b', 'a$b', 'a&b', '%61.example', 'a..b', '.a', 'a:b', 'a:1:2', 'a:123456', 'a:65536', '[::1', '[::1]x', '[v1.x]', '[fe80::1%25eth0]', '[1.2.3.4]', '[::g]', 'a b', 'a~b']) {
+      expect(authority(bad), bad).toBe(false);
+    }
+    expect(reasonOf(withFields(['host', 'example.com,evil.example']))).toMatch(/differ/);
+    expect(reasonOf([[':method', 'GET'], [':scheme', 'https'], [':path', '/'], ['host', 'example.com,evil.example']])).toMatch(/invalid authority/);
   });
 
   it('treats CONNECT as unsupported and :protocol as malformed', () => {

@@ -8,199 +8,30 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import pino from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { RouteConfig, UpstreamPoolConfig } from '../../src/proxy/config/types.js';
+import { describe, expect, it } from 'vitest';
 import { AccessLog } from '../../src/proxy/http/access-log.js';
-import { RequestTimeoutError, type HttpExchange, type RequestHandler } from '../../src/proxy/http/exchange.js';
+import { RequestTimeoutError, type RequestHandler } from '../../src/proxy/http/exchange.js';
 import { ProxyHandler } from '../../src/proxy/http/proxy-handler.js';
 import { matchRoute } from '../../src/proxy/http/route.js';
 import { UpstreamRegistry } from '../../src/proxy/upstream/index.js';
-import { MemoryExchange, type MemoryExchangeOptions, type MemoryRequest } from '../helpers/memory-exchange.js';
+import {
+  installHandlerHarness,
+  lineOf,
+  makeProxy,
+  NO_TIMEOUTS,
+  poolConfig,
+  proxyRoute,
+  quiescent,
+  refusedOrigin,
+  respondRoute,
+  startUpstream,
+  text,
+  textResponse,
+} from '../helpers/handler-harness.js';
+import { MemoryExchange } from '../helpers/memory-exchange.js';
 
-// ------------------------------------------------------------------ harness
-
-type AccessLine = Record<string, unknown>;
-
-interface LogSink {
-  /** Parsed access-log lines, as pino wrote them. */
-  readonly lines: AccessLine[];
-  watchers: Array<() => void>;
-}
-
-let cleanups: Array<() => Promise<void> | void> = [];
-/** This test's access log (a late line of an earlier test cannot land here). */
-let log: LogSink = { lines: [], watchers: [] };
-/** Exchanges handed to a ProxyHandler: each must log exactly one line. */
-let proxied: MemoryExchange[] = [];
-
-beforeEach(() => {
-  cleanups = [];
-  log = { lines: [], watchers: [] };
-  proxied = [];
-});
-
-afterEach(async (context) => {
-  const unfinished = proxied.filter((ex) => ex.outcome === undefined);
-  // A failed test may leave an exchange open: the client goes away before the servers do.
-  for (const ex of unfinished) ex.abort('test teardown');
-  while (cleanups.length > 0) await cleanups.pop()!();
-  if (context.task.result?.state === 'fail') return;
-  // Every exchange finished, with exactly one access-log line each, and no other line.
-  expect(unfinished.map((ex) => ex.streamId)).toEqual([]);
-  expect(log.lines.map((l) => l['stream']).sort()).toEqual(proxied.map((ex) => ex.streamId).sort());
-});
-
-function makeAccessLog(): AccessLog {
-  const sink = log;
-  const logger = pino(
-    { base: undefined, timestamp: false },
-    {
-      write(line: string): void {
-        sink.lines.push(JSON.parse(line) as AccessLine);
-        const watchers = sink.watchers;
-        sink.watchers = [];
-        for (const w of watchers) w();
-      },
-    },
-  );
-  return new AccessLog(logger);
-}
-
-/** The access-log line of one exchange, once it is written. */
-function lineOf(ex: HttpExchange): Promise<AccessLine> {
-  return new Promise((resolve) => {
-    const check = (): void => {
-      const line = log.lines.find((l) => l['stream'] === ex.streamId);
-      if (line) resolve(line);
-      else log.watchers.push(check);
-    };
-    check();
-  });
-}
-
-function poolConfig(name: string, targets: string[], overrides: Partial<UpstreamPoolConfig> = {}): UpstreamPoolConfig {
-  return {
-    name,
-    targets,
-    balance: 'round_robin',
-    connectTimeoutMs: 5_000,
-    responseTimeoutMs: 10_000,
-    bodyTimeoutMs: 10_000,
-    keepAliveTimeoutMs: 30_000,
-    maxConnectionsPerTarget: 8,
-    queueTimeoutMs: 5_000,
-    ...overrides,
-  };
-}
-
-/** Upstream timeouts far beyond any test's own timeout. */
-const NO_TIMEOUTS: Partial<UpstreamPoolConfig> = { responseTimeoutMs: 600_000, bodyTimeoutMs: 600_000 };
-
-const proxyRoute = (name: string, upstream: string, pathPrefix = '/', responseHeaders: Array<[string, string]> = []): RouteConfig => ({
-  name,
-  hosts: [{ kind: 'any' }],
-  pathPrefix,
-  action: { kind: 'proxy', upstream },
-  responseHeaders,
-});
-
-const respondRoute = (
-  name: string,
-  pathPrefix: string,
-  respond: { status: number; headers: Array<[string, string]>; body: string },
-  responseHeaders: Array<[string, string]> = [],
-): RouteConfig => ({
-  name,
-  hosts: [{ kind: 'exact', name: 'app.example' }],
-  pathPrefix,
-  action: { kind: 'respond', status: respond.status, headers: respond.headers, body: Buffer.from(respond.body) },
-  responseHeaders,
-});
-
-interface TestProxy {
-  readonly handler: ProxyHandler;
-  readonly registry: UpstreamRegistry;
-  /** Build an exchange, dispatch it to the handler, return it. */
-  send(request: MemoryRequest, options?: MemoryExchangeOptions): MemoryExchange;
-}
-
-function makeProxy(routes: RouteConfig[], pools: UpstreamPoolConfig[] = []): TestProxy {
-  const registry = new UpstreamRegistry(new Map(pools.map((p) => [p.name, p])));
-  cleanups.push(() => registry.destroy());
-  const handler = new ProxyHandler({ route: (host, path) => matchRoute(routes, host, path), upstreams: registry, accessLog: makeAccessLog() });
-  return {
-    handler,
-    registry,
-    send(request, options) {
-      const ex = new MemoryExchange(request, options);
-      proxied.push(ex);
-      void ex.dispatch(handler);
-      return ex;
-    },
-  };
-}
-
-interface Upstream {
-  readonly origin: string;
-  /** Resolves with the next request the server receives. */
-  nextRequest(): Promise<[IncomingMessage, ServerResponse]>;
-}
-
-async function startUpstream(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<Upstream> {
-  const waiting: Array<(pair: [IncomingMessage, ServerResponse]) => void> = [];
-  const server = createServer((req, res) => {
-    res.sendDate = false;
-    handler(req, res);
-    waiting.shift()?.([req, res]);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  cleanups.push(async () => {
-    server.closeAllConnections();
-    server.close();
-    await once(server, 'close');
-  });
-  return {
-    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    nextRequest: () => new Promise((resolve) => waiting.push(resolve)),
-  };
-}
-
-/** An origin nothing listens on (the port was just released). */
-async function refusedOrigin(): Promise<string> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as AddressInfo).port;
-  server.close();
-  await once(server, 'close');
-  return `http://127.0.0.1:${port}`;
-}
-
-/**
- * Resolves once `progress()` stopped changing (the same value over 200 consecutive event-loop turns,
- * with I/O polled in each) or `stop()` holds. Not a timer: it waits for the system to go quiet.
- */
-async function quiescent(progress: () => number, stop: () => boolean): Promise<void> {
-  let last = progress();
-  let quiet = 0;
-  while (!stop() && quiet < 200) {
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    const now = progress();
-    quiet = now === last ? quiet + 1 : 0;
-    last = now;
-  }
-}
-
-const text = (s: string): Buffer => Buffer.from(s);
-const textResponse = (status: number, body: string) => [
-  { type: 'respond', status, headers: [['content-type', 'text/plain; charset=utf-8'], ['content-length', String(Buffer.byteLength(body))]], endStream: false },
-  { type: 'write', chunk: text(body) },
-  { type: 'end', trailers: undefined },
-];
+installHandlerHarness();
 
 // ------------------------------------------------------------------ routing and built-in responses
 
@@ -371,7 +202,8 @@ describe('ProxyHandler: forwarding to an upstream', { timeout: 10_000 }, () => {
       accept: 'text/plain',
       cookie: 'a=1; b=2',
       te: 'trailers',
-      'x-forwarded-for': '198.51.100.9, 192.0.2.10',
+      // The client is no trusted proxy: its forwarding claims are replaced by ours.
+      'x-forwarded-for': '192.0.2.10',
       'x-forwarded-proto': 'https',
       'x-forwarded-host': 'shop.example',
       via: '2 edge-a, 3 udpgrm-proxy',

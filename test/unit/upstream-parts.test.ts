@@ -13,6 +13,7 @@ describe('classifyUpstreamError', () => {
     [new undiciErrors.SocketError('other side closed'), 'reset', 502],
     [Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }), 'reset', 502],
     [new undiciErrors.ResponseContentLengthMismatchError(), 'reset', 502],
+    [Object.assign(new Error('Invalid status code'), { code: 'HPE_INVALID_STATUS' }), 'invalid_response', 502],
     [new undiciErrors.ClientClosedError(), 'other', 502],
     [Object.assign(new Error('x'), { code: 'EHOSTUNREACH' }), 'other', 502],
     [new ExchangeAbortedError('client went away'), 'aborted', 502],
@@ -84,5 +85,25 @@ describe('RequestBody', () => {
     expect(pipe.stream.errored).toBeInstanceOf(ExchangeAbortedError);
     expect(pipe.push(Buffer.alloc(100))).toBe(true);
     expect(pipe.needsDrain).toBe(false);
+  });
+
+  it('hasContent() waits for the first body byte or the end of the body', async () => {
+    const withData = new RequestBody();
+    const pending = withData.hasContent();
+    withData.push(Buffer.alloc(0));
+    withData.push(Buffer.from('x'));
+    expect(await pending).toBe(true);
+    expect(await withData.hasContent()).toBe(true);
+
+    const empty = new RequestBody();
+    const ended = empty.hasContent();
+    empty.end();
+    expect(await ended).toBe(false);
+    expect(await empty.hasContent()).toBe(false);
+
+    const reset = new RequestBody();
+    const aborted = reset.hasContent();
+    reset.abort('client reset');
+    expect(await aborted).toBe(false);
   });
 });

@@ -7,6 +7,7 @@ import type { UpstreamPoolConfig } from '../../src/proxy/config/types.js';
 import { toClientResponseHeaders, toUpstreamRequestHeaders, validateRequest } from '../../src/proxy/http-semantics/index.js';
 import { RequestBody } from '../../src/proxy/http/request-body.js';
 import { UpstreamError, UpstreamPool, UpstreamRegistry, type UpstreamResponse } from '../../src/proxy/upstream/index.js';
+import { testPoolConfig } from '../helpers/pool-config.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -47,20 +48,7 @@ async function startServer(handler: Handler): Promise<TestServer> {
   return state;
 }
 
-function poolConfig(targets: string[], overrides: Partial<UpstreamPoolConfig> = {}): UpstreamPoolConfig {
-  return {
-    name: 'test',
-    targets,
-    balance: 'round_robin',
-    connectTimeoutMs: 5_000,
-    responseTimeoutMs: 10_000,
-    bodyTimeoutMs: 10_000,
-    keepAliveTimeoutMs: 30_000,
-    maxConnectionsPerTarget: 8,
-    queueTimeoutMs: 5_000,
-    ...overrides,
-  };
-}
+const poolConfig = (targets: string[], overrides: Partial<UpstreamPoolConfig> = {}): UpstreamPoolConfig => testPoolConfig('test', targets, overrides);
 
 function makePool(config: UpstreamPoolConfig): UpstreamPool {
   const pool = new UpstreamPool(config);
@@ -494,7 +482,8 @@ describe('UpstreamPool against real HTTP/1.1 servers', () => {
     const response = await registry.get('app')!.forward({
       method: validated.request.method,
       path: validated.request.path,
-      headers: toUpstreamRequestHeaders(validated.request, { clientIp: '2001:db8::7' }),
+      // From a trusted proxy, so its X-Forwarded-For is appended to (see trusted_proxies).
+      headers: toUpstreamRequestHeaders(validated.request, { clientIp: '2001:db8::7', trustForwarded: true }),
     });
     await readAll(response);
     expect(seen?.headers.host).toBe('shop.example');

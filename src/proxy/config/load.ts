@@ -15,13 +15,14 @@ import { readProcess } from './section-process.js';
 import { readLogging, readQuic } from './section-quic.js';
 import { readRoutes } from './section-routes.js';
 import { readTls, type TlsRead } from './section-tls.js';
+import { readTrustedProxies } from './section-trusted-proxies.js';
 import { readUpstreams } from './section-upstreams.js';
 import { ensurePrivateDir, privateDirProblem } from './file-trust.js';
 import { ensureSelfSigned, ensureTicketKey, selfSignedPlan, selfSignedProblem, ticketKeyProblem } from './tls-state.js';
 import type { CertificateConfig, ListenerConfig, ProxyConfig, TlsConfig } from './types.js';
 import { Cursor, IssueLog } from './yaml-cursor.js';
 
-const TOP_KEYS = ['listeners', 'workers', 'drain_timeout', 'tls', 'routes', 'upstreams', 'quic', 'logging', 'process', 'http'] as const;
+const TOP_KEYS = ['listeners', 'workers', 'drain_timeout', 'tls', 'routes', 'upstreams', 'quic', 'logging', 'process', 'http', 'trusted_proxies'] as const;
 export const DRAIN_TIMEOUT_DEFAULT_MS = 30_000;
 
 export interface LoadOptions {
@@ -85,6 +86,7 @@ export function loadConfigWithState(file: string, options: LoadOptions = {}): Lo
   const logging = readLogging(f.logging);
   const processConfig = readProcess(f.process, path, tlsRead.stateDir);
   const http = readHttp(f.http);
+  const trustedProxies = readTrustedProxies(f.trusted_proxies);
 
   if (log.issues.length > 0) throw new ConfigError(log.sorted(), source);
 
@@ -104,6 +106,7 @@ export function loadConfigWithState(file: string, options: LoadOptions = {}): Lo
     drainTimeoutMs,
     process: processConfig,
     http,
+    trustedProxies,
   };
   return { config, selfSigned: state.selfSigned, ticketKey: state.ticketKey };
 }

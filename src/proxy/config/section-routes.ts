@@ -2,12 +2,14 @@
  * `routes:` — evaluated in file order, first match wins (see http/route.ts). Each route matches on
  * host and path prefix and either proxies to an upstream pool or answers itself (`respond`).
  */
+import { normaliseTarget } from '../http-semantics/request-target.js';
 import { parseHeaderName, parseHeaderValue, parseHostPattern } from './names.js';
 import { didYouMean } from './suggest.js';
 import type { HostPattern, RouteAction, RouteConfig } from './types.js';
 import type { Cursor } from './yaml-cursor.js';
 
-const ROUTE_KEYS = ['host', 'path', 'upstream', 'respond', 'headers'] as const;
+const ROUTE_KEYS = ['host', 'path', 'upstream', 'respond', 'headers', 'forward_path'] as const;
+const FORWARD_PATHS = ['as_received', 'normalised'] as const;
 const RESPOND_KEYS = ['status', 'headers', 'body'] as const;
 type Header = readonly [string, string];
 
@@ -51,8 +53,11 @@ function readRoute(item: Cursor, name: string, upstreams: ReadonlySet<string>): 
     item.missing(['upstream', 'respond'], 'a route needs an action: "upstream: POOL" or "respond: { status, headers, body }"');
   }
   const responseHeaders = f.headers === undefined ? [] : readHeaders(f.headers);
+  const forwardPath = f.forward_path?.oneOf(FORWARD_PATHS);
+  if (f.forward_path !== undefined && f.upstream === undefined) f.forward_path.error('forward_path applies to routes with "upstream" only');
   if (action === undefined || responseHeaders === undefined || !ok) return undefined;
-  return { name, hosts: hosts!, pathPrefix: pathPrefix!, action, responseHeaders };
+  const route: RouteConfig = { name, hosts: hosts!, pathPrefix: pathPrefix!, action, responseHeaders };
+  return forwardPath === undefined ? route : { ...route, forwardPath };
 }
 
 function readHosts(c: Cursor): HostPattern[] | undefined {
@@ -85,6 +90,16 @@ function readPathPrefix(c: Cursor): string | undefined {
   }
   if (/[?#\s\x00-\x1f\x7f]/.test(path) || /[^\x21-\x7e]/.test(path)) {
     c.error(`expected a path prefix of visible ASCII without "?", "#" or spaces, got ${JSON.stringify(path)}`);
+    return undefined;
+  }
+  // Requests are matched on their normalised path: a prefix in any other spelling would never match.
+  const normalised = normaliseTarget(path);
+  if (!normalised.ok) {
+    c.error(`expected a path prefix that can be normalised: ${normalised.reason}`);
+    return undefined;
+  }
+  if (normalised.target.path !== path) {
+    c.error(`requests are matched on their normalised path: write ${JSON.stringify(normalised.target.path)} instead of ${JSON.stringify(path)}`);
     return undefined;
   }
   return path;

@@ -17,6 +17,8 @@ export interface ProxyConfig {
   readonly drainTimeoutMs: number;
   readonly process: ProcessConfig;
   readonly http: HttpLimits;
+  /** Proxies whose X-Forwarded-For/-Proto/-Host and Forwarded fields are kept (default none). */
+  readonly trustedProxies: readonly CidrConfig[];
 }
 
 /** How the master runs generations of workers. */
@@ -74,6 +76,8 @@ export interface RouteConfig {
   readonly action: RouteAction;
   /** Extra response headers added to every response of this route (e.g. x-config-version). */
   readonly responseHeaders: readonly (readonly [string, string])[];
+  /** Proxy routes: forward the request target as received (default) or normalised (http-semantics/request-target.ts). */
+  readonly forwardPath?: 'as_received' | 'normalised';
 }
 
 export type RouteAction =
@@ -138,4 +142,11 @@ export interface HttpLimits {
   readonly maxHeaderBytes: number;
   /** Bytes one connection may hold for requests whose header section is still incomplete. */
   readonly maxConnectionHeaderBytes: number;
+}
+
+/** A CIDR range: canonical network address and prefix length (32 or 128 for a single host). */
+export interface CidrConfig {
+  readonly address: string;
+  readonly prefixLength: number;
+  readonly family: 4 | 6;
 }

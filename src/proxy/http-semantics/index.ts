@@ -4,3 +4,6 @@ export type { RequestValidation, TrailerValidation, ValidatedRequest, Validation
 export { BodyLengthCounter, checkBodyLength, validateRequest, validateTrailers } from './request-validation.js';
 export type { ClientResponseContext, UpstreamRequestContext } from './translate.js';
 export { VIA_PSEUDONYM, toClientResponseHeaders, toClientTrailers, toUpstreamRequestHeaders } from './translate.js';
+export { isValidStatus, responseHasNoContent, statusForbidsContentLength, statusHasNoContent } from './status.js';
+export type { NormalisedTarget, TargetNormalisation } from './request-target.js';
+export { mergeSlashes, normaliseTarget, removeDotSegments } from './request-target.js';

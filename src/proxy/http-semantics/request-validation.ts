@@ -4,6 +4,7 @@
  * `unsupported` one (a well-formed request we do not serve, such as CONNECT) with a 501 response.
  */
 
+import { isIPv6 } from 'node:net';
 import {
   CONNECTION_SPECIFIC_FIELDS,
   type Field,
@@ -36,8 +37,11 @@ export type TrailerValidation =
   | { readonly ok: false; readonly kind: 'malformed'; readonly reason: string };
 
 const REQUEST_PSEUDO_HEADERS: ReadonlySet<string> = new Set([':method', ':scheme', ':authority', ':path', ':protocol']);
-// authority = host [ ":" port ] with host an IP-literal or reg-name; userinfo is forbidden (§4.3.1).
-const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?$/;
+// authority = host [ ":" port ] (RFC 3986 §3.2.2-3.2.3; userinfo is forbidden, RFC 9114 §4.3.1):
+// an IPv6 literal in brackets, or dot-separated labels of letters, digits, '-' and '_' (DNS names
+// and IPv4 addresses). A reg-name may also hold sub-delims and percent-encoding, but no host we
+// route or forward does, and "a,b" or "a;b" would name different hosts to different readers.
+const AUTHORITY = /^(?:\[([0-9A-Fa-f:.]+)\]|[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?)(?::([0-9]{0,5}))?$/;
 // Octets undici (and an HTTP/1.1 request line) accept in a request target: no space, no controls.
 const PATH_OCTETS = /^[\x21-\x7e\x80-\xff]+$/;
 const DIGITS = /^[0-9]+$/;
@@ -100,6 +104,12 @@ export function validateRequest(fields: readonly Field[]): RequestValidation {
 
   const contentLength = parseContentLength(headers);
   if (typeof contentLength === 'object') return contentLength;
+  // Identical content-length fields are one value (RFC 9110 §8.6): keep the first field only, so
+  // nothing downstream sees (or forwards) two.
+  if (contentLength !== undefined) {
+    const first = headers.findIndex(([name]) => name === 'content-length');
+    for (let i = headers.length - 1; i > first; i--) if (headers[i]![0] === 'content-length') headers.splice(i, 1);
+  }
 
   const request: ValidatedRequest =
     contentLength === undefined
@@ -180,11 +190,15 @@ function resolveAuthority(
   }
   const authority = (pseudoAuthority ?? host) as string;
   if (authority.includes('@')) return malformed('userinfo in authority');
-  if (!AUTHORITY.test(authority)) return malformed('invalid authority');
+  const parts = AUTHORITY.exec(authority);
+  if (parts === null) return malformed('invalid authority');
+  const [, ipv6, port] = parts;
+  if (ipv6 !== undefined && !isIPv6(ipv6)) return malformed('invalid IPv6 address in authority');
+  if (port !== undefined && port !== '' && Number(port) > 65535) return malformed('invalid port in authority');
   return authority;
 }
 
-/** Every content-length field must hold the same run of digits (RFC 9110 §8.6). */
+/** Every content-length field must hold the same run of digits (RFC 9110 §8.6); they are then one value. */
 function parseContentLength(headers: FieldList): number | undefined | { ok: false; kind: 'malformed'; reason: string } {
   let text: string | undefined;
   for (const [name, value] of headers) {

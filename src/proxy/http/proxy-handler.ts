@@ -4,8 +4,16 @@
  * response body streams back as the client's flow control allows, and every exchange ends in
  * exactly one access-log line.
  */
-import type { RouteConfig } from '../config/types.js';
-import { toClientResponseHeaders, toClientTrailers, toUpstreamRequestHeaders, type FieldList } from '../http-semantics/index.js';
+import type { RouteAction, RouteConfig } from '../config/types.js';
+import {
+  normaliseTarget,
+  responseHasNoContent,
+  statusHasNoContent,
+  toClientResponseHeaders,
+  toClientTrailers,
+  toUpstreamRequestHeaders,
+  type FieldList,
+} from '../http-semantics/index.js';
 import { UpstreamError, classifyUpstreamError } from '../upstream/errors.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { UpstreamRegistry } from '../upstream/registry.js';
@@ -13,11 +21,14 @@ import type { AccessLog } from './access-log.js';
 import { earlyDataHandling, type EarlyDataHandling } from './early-data.js';
 import { RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from './exchange.js';
 import type { RequestBody } from './request-body.js';
+import type { TrustedProxies } from './trusted-proxies.js';
 
 export interface HandlerOptions {
   readonly route: (host: string, path: string) => RouteConfig | undefined;
   readonly upstreams: UpstreamRegistry;
   readonly accessLog: AccessLog;
+  /** Clients whose forwarding fields are kept (config trusted_proxies); default: nobody's. */
+  readonly trustedProxies?: TrustedProxies;
 }
 
 export class ProxyHandler implements RequestHandler {
@@ -25,7 +36,9 @@ export class ProxyHandler implements RequestHandler {
 
   handle(ex: HttpExchange): void {
     const started = performance.now();
-    const route = this.opts.route(ex.request.authority, ex.request.path);
+    // Routes match the normalised path, so no spelling of a path walks past the route meant for it.
+    const target = normaliseTarget(ex.request.path);
+    const route = target.ok ? this.opts.route(ex.request.authority, target.target.path) : undefined;
     // Built-in answers (404, respond routes) have no effect a replay could repeat: served at once.
     const early: { handling: EarlyDataHandling } = { handling: ex.earlyData ? 'served-early' : 'not-early' };
     const done = (status: number, upstream?: string, reason?: string): void =>
@@ -46,6 +59,12 @@ export class ProxyHandler implements RequestHandler {
         ...(early.handling !== 'not-early' ? { earlyData: early.handling } : {}),
       });
 
+    if (!target.ok) {
+      drain(ex.body);
+      respondText(ex, 400, 'bad request target\n');
+      done(400, undefined, `bad request target: ${target.reason}`);
+      return;
+    }
     if (!route) {
       drain(ex.body);
       respondText(ex, 404, 'no route for this host and path\n');
@@ -55,14 +74,7 @@ export class ProxyHandler implements RequestHandler {
     const action = route.action;
     if (action.kind === 'respond') {
       drain(ex.body);
-      const headers: FieldList = [...action.headers.map(([k, v]) => [k, v] as [string, string]), ...route.responseHeaders.map(([k, v]) => [k, v] as [string, string])];
-      headers.push(['content-length', String(action.body.length)]);
-      const head = ex.request.method === 'HEAD';
-      ex.respond(action.status, headers, head || action.body.length === 0);
-      if (!head && action.body.length > 0) {
-        ex.write(action.body);
-        ex.end();
-      }
+      respondBuiltIn(ex, action, route.responseHeaders);
       done(action.status);
       return;
     }
@@ -73,7 +85,8 @@ export class ProxyHandler implements RequestHandler {
       done(502, action.upstream, 'pool missing');
       return;
     }
-    void this.proxy(ex, route, pool, early).then(
+    const forwardPath = route.forwardPath === 'normalised' ? target.target.normalised : target.target.received;
+    void this.proxy(ex, route, pool, forwardPath, early).then(
       (r) => done(r.status, r.upstream, r.reason),
       (err: unknown) => done(0, action.upstream, `internal: ${(err as Error).message}`),
     );
@@ -83,10 +96,16 @@ export class ProxyHandler implements RequestHandler {
     ex: HttpExchange,
     route: RouteConfig,
     pool: UpstreamPool,
+    path: string,
     early: { handling: EarlyDataHandling },
   ): Promise<{ status: number; upstream?: string; reason?: string }> {
-    const hasBody = requestHasBody(ex);
-    if (!hasBody) drain(ex.body);
+    const hasBody = await requestHasBody(ex);
+    if (!hasBody || ex.request.method === 'TRACE') drain(ex.body);
+    if (hasBody && ex.request.method === 'TRACE') {
+      // RFC 9110 §9.3.8: a client must not send content in a TRACE request.
+      respondText(ex, 400, 'a TRACE request cannot have content\n');
+      return { status: 400, reason: 'TRACE with content' };
+    }
     early.handling = earlyDataHandling(ex.request, ex.earlyData, hasBody);
     // A replayed first flight never completes the handshake: what it carried never leaves here.
     if (early.handling === 'held-for-handshake' && !(await ex.handshakeComplete())) {
@@ -97,8 +116,12 @@ export class ProxyHandler implements RequestHandler {
       res = await pool.forward(
         {
           method: ex.request.method,
-          path: ex.request.path,
-          headers: toUpstreamRequestHeaders(ex.request, { clientIp: ex.client.host, earlyData: ex.earlyData }),
+          path,
+          headers: toUpstreamRequestHeaders(ex.request, {
+            clientIp: ex.client.host,
+            earlyData: ex.earlyData,
+            trustForwarded: this.opts.trustedProxies?.trusts(ex.client.host) ?? false,
+          }),
           body: hasBody ? ex.body.stream : null,
         },
         { signal: ex.signal },
@@ -109,7 +132,13 @@ export class ProxyHandler implements RequestHandler {
       respondText(ex, e.status, `${e.status === 504 ? 'upstream timed out' : 'upstream unavailable'}\n`);
       return { status: e.status, upstream: e.target, reason: e.reason };
     }
-    ex.respond(res.status, toClientResponseHeaders(res.headers, { routeHeaders: route.responseHeaders }));
+    const headers = toClientResponseHeaders(res.headers, { routeHeaders: route.responseHeaders, status: res.status });
+    // HEAD, 204 and 304 end with the headers (the upstream exchange is already complete).
+    if (responseHasNoContent(ex.request.method, res.status)) {
+      ex.respond(res.status, headers, true);
+      return { status: res.status, upstream: res.target };
+    }
+    ex.respond(res.status, headers);
     try {
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
         if (!ex.write(chunk)) await ex.drained();
@@ -127,6 +156,19 @@ export class ProxyHandler implements RequestHandler {
   }
 }
 
+/** A `respond` route's answer: status, its headers, the route's headers, the body unless HEAD. */
+function respondBuiltIn(ex: HttpExchange, action: Extract<RouteAction, { kind: 'respond' }>, routeHeaders: RouteConfig['responseHeaders']): void {
+  const headers: FieldList = [...action.headers, ...routeHeaders].map(([k, v]) => [k, v] as [string, string]);
+  // A 204 must not state a length, and a 304 has no representation of ours to measure (RFC 9110 §8.6).
+  if (!statusHasNoContent(action.status)) headers.push(['content-length', String(action.body.length)]);
+  const head = ex.request.method === 'HEAD';
+  ex.respond(action.status, headers, head || action.body.length === 0);
+  if (!head && action.body.length > 0) {
+    ex.write(action.body);
+    ex.end();
+  }
+}
+
 /**
  * How an exchange the client side ended is logged: the response status if it had started, else
  * 499 for a reset or 408 for a request timeout; the reason says which.
@@ -137,11 +179,15 @@ function abandoned(ex: HttpExchange, responseStatus: number | undefined): { stat
   return { status: responseStatus ?? 499, reason: 'client reset' };
 }
 
-/** Without content-length, only methods that conventionally carry a body get one upstream. */
-function requestHasBody(ex: HttpExchange): boolean {
+/**
+ * Whether the upstream gets a body: Content-Length says so when present; without it (HTTP/3 DATA
+ * needs no announced length) the first body byte or the end of the body decides, whatever the
+ * method, so a GET's body is forwarded rather than silently dropped.
+ */
+function requestHasBody(ex: HttpExchange): Promise<boolean> {
   const len = ex.request.contentLength;
-  if (len !== undefined) return len > 0;
-  return !['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE'].includes(ex.request.method);
+  if (len !== undefined) return Promise.resolve(len > 0);
+  return ex.body.hasContent();
 }
 
 /** A body we will not use is still read, so the client's flow control does not stall the stream. */

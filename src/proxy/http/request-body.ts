@@ -19,6 +19,8 @@ export class RequestBody {
   #drainWaiters: Array<() => void> = [];
   /** Node asked for data (called _read) and no push happened since. */
   #consumerWaiting = false;
+  #bytesPushed = 0;
+  #contentWaiters: Array<(hasContent: boolean) => void> = [];
 
   constructor(highWaterMark: number = DEFAULT_BODY_HIGH_WATER_MARK) {
     this.stream = new Readable({
@@ -30,6 +32,7 @@ export class RequestBody {
       },
       destroy: (err, callback) => {
         this.#releaseAll();
+        this.#settleContent(false);
         callback(err);
       },
     });
@@ -48,7 +51,21 @@ export class RequestBody {
     if (this.stream.destroyed) return true;
     if (chunk.byteLength === 0) return !this.needsDrain;
     this.#consumerWaiting = false;
-    return this.stream.push(chunk);
+    this.#bytesPushed += chunk.byteLength;
+    const more = this.stream.push(chunk);
+    this.#settleContent(true);
+    return more;
+  }
+
+  /**
+   * Whether the request has content: true once a body byte arrived, false once the body ended (or
+   * failed) without one. Without Content-Length only this tells an empty GET from one with a body:
+   * an HTTP/3 request may carry DATA without announcing a length. Never rejects.
+   */
+  hasContent(): Promise<boolean> {
+    if (this.#bytesPushed > 0) return Promise.resolve(true);
+    if (this.#ended || this.stream.destroyed) return Promise.resolve(false);
+    return new Promise((resolve) => this.#contentWaiters.push(resolve));
   }
 
   /** True while the buffer is full and the consumer has not asked for more. */
@@ -73,6 +90,7 @@ export class RequestBody {
     this.#trailers = trailers;
     if (!this.stream.destroyed) this.stream.push(null);
     this.#releaseAll();
+    this.#settleContent(this.#bytesPushed > 0);
   }
 
   /** The client reset its stream: fail the upstream request. */
@@ -88,6 +106,12 @@ export class RequestBody {
   /** True when the body no longer forwards anything (ended, or the exchange is over). */
   get closed(): boolean {
     return this.#ended || this.stream.destroyed;
+  }
+
+  #settleContent(hasContent: boolean): void {
+    const waiters = this.#contentWaiters;
+    this.#contentWaiters = [];
+    for (const resolve of waiters) resolve(hasContent);
   }
 
   #releaseAll(): void {

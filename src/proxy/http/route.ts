@@ -6,7 +6,8 @@
  * Host: the request's authority, lowercased, port and trailing dot removed, IPv6 brackets removed.
  * Path: the request path without its query. A prefix matches on SEGMENT BOUNDARIES: "/api" matches
  * "/api", "/api/" and "/api/v1" but not "/apix"; a prefix ending in "/" ("/api/") matches everything
- * that starts with it. Matching is on the path as sent (case-sensitive, no percent-decoding).
+ * that starts with it. The handler passes the NORMALISED path (http-semantics/request-target.ts:
+ * dot segments removed, slashes merged, unreserved characters decoded); matching is case-sensitive.
  */
 import type { HostPattern, RouteConfig } from '../config/types.js';
 

@@ -11,6 +11,8 @@ export type UpstreamErrorKind =
   /** Every connection of the pool stayed busy for queue_timeout: the request was never sent. */
   | 'queue_timeout'
   | 'reset'
+  /** The upstream answered something that is not an HTTP response we may relay (parse error, status 999). */
+  | 'invalid_response'
   /** The exchange was cancelled from our side (client reset the stream, abort(), signal). */
   | 'aborted'
   | 'other';
@@ -23,6 +25,7 @@ const STATUS_BY_KIND: Readonly<Record<UpstreamErrorKind, UpstreamErrorStatus>> =
   // Overloaded rather than broken: the upstream may well answer a retry (RFC 9110 §15.6.4).
   queue_timeout: 503,
   reset: 502,
+  invalid_response: 502,
   aborted: 502,
   other: 502,
 };
@@ -96,6 +99,6 @@ export function classifyUpstreamError(err: unknown, target: string | undefined):
   if (code !== undefined && RESET_CODES.has(code)) return make('reset', `upstream reset: ${code === 'UND_ERR_SOCKET' ? message : code}`);
   if (code !== undefined && CONNECT_FAILURES.has(code)) return make('other', `connect ${code}`);
   if (code === 'UND_ERR_CLOSED' || code === 'UND_ERR_DESTROYED') return make('other', 'upstream pool closed');
-  if (code !== undefined && code.startsWith('HPE_')) return make('other', `invalid upstream response: ${code}`);
+  if (code !== undefined && code.startsWith('HPE_')) return make('invalid_response', `invalid upstream response: ${code}`);
   return make('other', code === undefined ? message : `${code}: ${message}`);
 }

@@ -15,6 +15,7 @@ import type { UpstreamPoolConfig } from '../config/types.js';
 import { formatDuration } from '../config/units.js';
 import type { Field } from '../http-semantics/fields.js';
 import { Balancer } from './balancer.js';
+import { filteringConnector } from './connector.js';
 import { ExchangeAbortedError, UpstreamError } from './errors.js';
 import { UpstreamExchange, type UpstreamResponse } from './upstream-exchange.js';
 import { WaitQueue } from './wait-queue.js';
@@ -74,7 +75,8 @@ export class UpstreamPool {
       pool: new Pool(origin, {
         connections: config.maxConnectionsPerTarget,
         pipelining: 1,
-        connect: { timeout: config.connectTimeoutMs },
+        // undici's connector, plus the removal of unsolicited 100 Continue responses (RFC 9110 §15.2).
+        connect: filteringConnector({ timeout: config.connectTimeoutMs }),
         headersTimeout: config.responseTimeoutMs,
         bodyTimeout: config.bodyTimeoutMs,
         keepAliveTimeout: Math.max(1, config.keepAliveTimeoutMs),
@@ -151,7 +153,7 @@ export class UpstreamPool {
         if (request.body && !request.body.destroyed) request.body.destroy();
         this.#schedulePump();
       },
-      options.responseHighWaterMark,
+      { method: request.method, responseHighWaterMark: options.responseHighWaterMark },
     );
 
     if (signal?.aborted) {

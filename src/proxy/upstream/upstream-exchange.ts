@@ -7,6 +7,7 @@
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { FieldList } from '../http-semantics/fields.js';
+import { isValidStatus, responseHasNoContent } from '../http-semantics/status.js';
 import { classifyUpstreamError, ExchangeAbortedError, UpstreamError } from './errors.js';
 
 export const DEFAULT_RESPONSE_HIGH_WATER_MARK = 64 * 1024;
@@ -34,6 +35,13 @@ type HeaderSource = DispatchController['rawHeaders'] | Record<string, string | s
 
 type State = 'waiting' | 'streaming' | 'done' | 'failed';
 
+export interface UpstreamExchangeOptions {
+  /** The request's method: the response to HEAD has no content (RFC 9110 §9.3.2). */
+  readonly method?: string;
+  /** Bytes of response body buffered before the upstream socket is paused. */
+  readonly responseHighWaterMark?: number;
+}
+
 export class UpstreamExchange implements Dispatcher.DispatchHandler {
   readonly response: Promise<UpstreamResponse>;
   #state: State = 'waiting';
@@ -46,11 +54,16 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   #rejectTrailers!: (err: UpstreamError) => void;
   readonly #trailers: Promise<FieldList>;
 
+  readonly #method: string;
+  readonly #responseHighWaterMark: number;
+
   constructor(
     readonly target: string,
     private readonly onSettled: () => void,
-    private readonly responseHighWaterMark: number = DEFAULT_RESPONSE_HIGH_WATER_MARK,
+    options: UpstreamExchangeOptions = {},
   ) {
+    this.#method = options.method ?? 'GET';
+    this.#responseHighWaterMark = options.responseHighWaterMark ?? DEFAULT_RESPONSE_HIGH_WATER_MARK;
     this.response = new Promise((resolve, reject) => {
       this.#resolveResponse = resolve;
       this.#rejectResponse = reject;
@@ -102,12 +115,20 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(controller: DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    // undici's parser takes any three digits; 600..999 is no HTTP status (RFC 9110 §15) and the
+    // client could not make sense of it: a 502 names the upstream's fault instead.
+    if (!isValidStatus(statusCode)) {
+      const err = new UpstreamError('invalid_response', `invalid upstream response: status ${statusCode} is outside 100..599`, this.target);
+      this.fail(err);
+      controller.abort(err);
+      return;
+    }
     // 1xx interim responses are not relayed; the final response follows.
     if (statusCode < 200 || this.#state !== 'waiting') return;
     this.#controller = controller;
     this.#state = 'streaming';
     const body = new Readable({
-      highWaterMark: this.responseHighWaterMark,
+      highWaterMark: this.#responseHighWaterMark,
       read: () => controller.resume(),
       destroy: (err, callback) => {
         // The consumer gave up before the end: stop the upstream exchange too.
@@ -118,6 +139,15 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     // Errors are delivered through the iterator/`errored`; never as an unhandled 'error' event.
     body.on('error', () => {});
     this.#body = body;
+    // HEAD, 204 and 304 end with their headers (RFC 9110 §6.4.1), whatever Content-Length says. The
+    // exchange is complete now: undici's later complaint that a 304's content-length went unmet
+    // (ResponseContentLengthMismatchError, it closes that connection) must not fail it.
+    const complete = responseHasNoContent(this.#method, statusCode);
+    if (complete) {
+      this.#state = 'done';
+      body.push(null);
+      this.#resolveTrailers([]);
+    }
     this.#resolveResponse({
       status: statusCode,
       headers: toFieldList(controller.rawHeaders ?? headers),
@@ -126,6 +156,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
       target: this.target,
       abort: (reason?: string) => this.abort(reason),
     });
+    if (complete) this.onSettled();
   }
 
   onResponseData(controller: DispatchController, chunk: Buffer): void {

@@ -1,0 +1,233 @@
+/**
+ * Removes `100 Continue` responses from an HTTP/1.1 upstream's byte stream before undici parses it.
+ * undici destroys the connection on any 100 ("bad response", client-h1.js onHeadersComplete), but a
+ * client must parse and may ignore a 1xx it did not expect (RFC 9110 §15.2). We never send
+ * `Expect: 100-continue` upstream (translate.ts drops it, undici refuses it), so every 100 we see
+ * is unsolicited and tells us nothing.
+ *
+ * A 100 may only be removed where a response begins. To know where that is, the filter follows
+ * the response framing of RFC 9112 §6.3 as strictly as undici's parser does: a status line and
+ * fields up to the empty line, then no content (1xx, 204, 304), a Content-Length body, or a chunked
+ * body with its trailer section. On anything it does not fully understand (a body delimited by
+ * the connection close, Transfer-Encoding other than a lone "chunked", differing Content-Length
+ * values, a bare CR or LF, obs-fold, a 101, a head over 64 KiB) it steps aside for the rest of the
+ * connection: every byte passes untouched and undici judges it. So it never drops a byte inside a
+ * message, only whole 100 heads at message boundaries.
+ *
+ * The response to HEAD has no content whatever its Content-Length says, and the filter cannot see
+ * the method; undici closes the connection after a HEAD request (client-h1.js writeH1, kReset), so
+ * the filter's wrong idea of that body is never used.
+ */
+
+const MAX_HEAD = 64 * 1024;
+const MAX_LINE = 8 * 1024;
+const CRLF = Buffer.from('\r\n');
+const HEAD_END = Buffer.from('\r\n\r\n');
+/** What a 100 status line starts with ('x' stands for the HTTP minor version, 0 or 1). */
+const CONTINUE_PREFIX = 'HTTP/1.x 100';
+const STATUS_LINE = /^HTTP\/1\.[01] (\d{3})(?: [\t\x20-\x7e\x80-\xff]*)?$/;
+const FIELD_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[\t ]*([^\r\n]*?)[\t ]*$/;
+const CHUNK_SIZE_LINE = /^([0-9A-Fa-f]{1,12})[\t ]*(?:;[^\r\n]*)?$/;
+
+type Mode =
+  /** At a response boundary: reading a status line and fields. */
+  | { readonly kind: 'head' }
+  /** Inside a content-length body, or the data of one chunk. */
+  | { readonly kind: 'body'; remaining: number; readonly chunked: boolean }
+  /** Reading a line of a chunked body: a chunk size, the CRLF after chunk data, or a trailer line. */
+  | { readonly kind: 'line'; readonly line: 'size' | 'data-end' | 'trailer' }
+  /** Stepped aside: everything passes, nothing is looked at. */
+  | { readonly kind: 'opaque' };
+
+export class InterimResponseFilter {
+  #mode: Mode = { kind: 'head' };
+  /** The head being read (held back while it may be a 100). */
+  #head: Buffer = Buffer.alloc(0);
+  /** Bytes of #head already passed on (all of it once it cannot be a 100). */
+  #headPassed = 0;
+  /** The current chunked-body line, for parsing (its bytes pass on as they come). */
+  #line = '';
+  #dropped = 0;
+
+  /** How many 100 responses were removed. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /** True once the filter stepped aside for good. */
+  get opaque(): boolean {
+    return this.#mode.kind === 'opaque';
+  }
+
+  /** Bytes received from the upstream → the bytes to hand to the HTTP parser (possibly none). */
+  push(chunk: Buffer): Buffer {
+    if (this.opaque) return chunk;
+    const out: Buffer[] = [];
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.opaque) {
+        out.push(chunk.subarray(at));
+        break;
+      }
+      at = this.#step(chunk, at, out);
+    }
+    return out.length === 1 ? out[0]! : Buffer.concat(out);
+  }
+
+  /** The connection ended: what is still held (the start of a 100 head) goes on, for undici to judge. */
+  end(): Buffer {
+    const held = this.#head.subarray(this.#headPassed);
+    this.#head = Buffer.alloc(0);
+    this.#headPassed = 0;
+    this.#mode = { kind: 'opaque' };
+    return held;
+  }
+
+  #step(chunk: Buffer, at: number, out: Buffer[]): number {
+    const mode = this.#mode;
+    switch (mode.kind) {
+      case 'head':
+        return this.#readHead(chunk, at, out);
+      case 'body': {
+        const take = Math.min(mode.remaining, chunk.length - at);
+        out.push(chunk.subarray(at, at + take));
+        mode.remaining -= take;
+        if (mode.remaining === 0) this.#mode = mode.chunked ? { kind: 'line', line: 'data-end' } : { kind: 'head' };
+        return at + take;
+      }
+      case 'line':
+        return this.#readLine(mode.line, chunk, at, out);
+      case 'opaque':
+        out.push(chunk.subarray(at));
+        return chunk.length;
+    }
+  }
+
+  #readHead(chunk: Buffer, at: number, out: Buffer[]): number {
+    const before = this.#head.length;
+    // Usually the whole head is in one read: no copy then.
+    this.#head = before === 0 ? chunk.subarray(at) : Buffer.concat([this.#head, chunk.subarray(at)]);
+    // Search from where an end marker split across reads could start.
+    const end = this.#head.indexOf(HEAD_END, Math.max(0, before - 3));
+    const headLength = end < 0 ? this.#head.length : end + HEAD_END.length;
+    const consumed = headLength - before;
+    if (end >= 0) this.#head = this.#head.subarray(0, headLength);
+
+    if (this.#head.length > MAX_HEAD) {
+      this.#stepAside(out);
+      return at + consumed;
+    }
+    if (!this.#mayBeContinue()) this.#passHead(out);
+    if (end < 0) return chunk.length;
+
+    const head = this.#head.subarray(0, end).toString('latin1');
+    const next = this.#afterHead(head);
+    if (next === 'drop') {
+      this.#dropped++;
+    } else {
+      this.#passHead(out);
+      this.#mode = next;
+    }
+    this.#head = Buffer.alloc(0);
+    this.#headPassed = 0;
+    return at + consumed;
+  }
+
+  /** Could the head read so far be a 100 (status line "HTTP/1.x 100" then SP or CR)? */
+  #mayBeContinue(): boolean {
+    const head = this.#head;
+    const n = Math.min(head.length, CONTINUE_PREFIX.length);
+    for (let i = 0; i < n; i++) {
+      const c = head[i]!;
+      const ok = i === 7 ? c === 0x30 || c === 0x31 : c === CONTINUE_PREFIX.charCodeAt(i);
+      if (!ok) return false;
+    }
+    if (head.length > CONTINUE_PREFIX.length) {
+      const c = head[CONTINUE_PREFIX.length]!;
+      return c === 0x20 || c === 0x0d;
+    }
+    return true;
+  }
+
+  #passHead(out: Buffer[]): void {
+    if (this.#headPassed < this.#head.length) out.push(this.#head.subarray(this.#headPassed));
+    this.#headPassed = this.#head.length;
+  }
+
+  #stepAside(out: Buffer[]): void {
+    this.#passHead(out);
+    this.#head = Buffer.alloc(0);
+    this.#headPassed = 0;
+    this.#mode = { kind: 'opaque' };
+  }
+
+  /** What follows a complete head (without its final CRLFCRLF): drop it (a 100), or the body framing. */
+  #afterHead(head: string): 'drop' | Mode {
+    const opaque: Mode = { kind: 'opaque' };
+    const lines = head.split('\r\n');
+    // A bare CR or LF (lenient framing) or obs-fold: leave it to undici.
+    if (lines.some((l) => l.includes('\r') || l.includes('\n'))) return opaque;
+    const status = STATUS_LINE.exec(lines[0]!);
+    if (status === null) return opaque;
+    const code = Number(status[1]);
+    const lengths: string[] = [];
+    const codings: string[] = [];
+    for (const line of lines.slice(1)) {
+      const field = FIELD_LINE.exec(line);
+      if (field === null) return opaque;
+      const name = field[1]!.toLowerCase();
+      if (name === 'content-length') lengths.push(field[2]!);
+      else if (name === 'transfer-encoding') codings.push(field[2]!);
+    }
+    if (code === 100) return 'drop';
+    // 101 switches protocols: what follows is not HTTP/1.1 (undici refuses it anyway).
+    if (code === 101 || code < 100 || code > 599) return opaque;
+    if (code < 200 || code === 204 || code === 304) return { kind: 'head' };
+    if (codings.length > 0) {
+      if (codings.length !== 1 || codings[0]!.toLowerCase() !== 'chunked' || lengths.length > 0) return opaque;
+      return { kind: 'line', line: 'size' };
+    }
+    if (lengths.length === 0) return opaque; // delimited by the connection close
+    if (!lengths.every((v) => v === lengths[0] && /^\d{1,15}$/.test(v))) return opaque;
+    const length = Number(lengths[0]);
+    return length === 0 ? { kind: 'head' } : { kind: 'body', remaining: length, chunked: false };
+  }
+
+  /** A line of a chunked body (RFC 9112 §7.1): passed on at once, parsed when complete. */
+  #readLine(line: 'size' | 'data-end' | 'trailer', chunk: Buffer, at: number, out: Buffer[]): number {
+    const lf = chunk.indexOf(0x0a, at);
+    const stop = lf < 0 ? chunk.length : lf + 1;
+    out.push(chunk.subarray(at, stop));
+    this.#line += chunk.toString('latin1', at, stop);
+    if (this.#line.length > MAX_LINE) {
+      this.#mode = { kind: 'opaque' };
+      return stop;
+    }
+    if (lf < 0) return stop;
+    const text = this.#line;
+    this.#line = '';
+    if (!text.endsWith('\r\n') || text.indexOf('\r') !== text.length - CRLF.length) {
+      this.#mode = { kind: 'opaque' };
+      return stop;
+    }
+    const content = text.slice(0, -CRLF.length);
+    this.#mode = this.#afterLine(line, content);
+    return stop;
+  }
+
+  #afterLine(line: 'size' | 'data-end' | 'trailer', content: string): Mode {
+    switch (line) {
+      case 'data-end':
+        return content === '' ? { kind: 'line', line: 'size' } : { kind: 'opaque' };
+      case 'trailer':
+        if (content === '') return { kind: 'head' };
+        return FIELD_LINE.test(content) ? { kind: 'line', line: 'trailer' } : { kind: 'opaque' };
+      case 'size': {
+        const size = CHUNK_SIZE_LINE.exec(content);
+        if (size === null) return { kind: 'opaque' };
+        const n = parseInt(size[1]!, 16);
+        return n === 0 ? { kind: 'line', line: 'trailer' } : { kind: 'body', remaining: n, chunked: true };
+      }
+    }
+  }
+}

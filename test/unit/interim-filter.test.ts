@@ -1,0 +1,93 @@
+/**
+ * The HTTP/1.1 interim-response filter (src/proxy/upstream/interim-filter.ts) on byte streams:
+ * 100 Continue heads are removed at response boundaries only, however the stream is split into
+ * reads; anything the filter does not fully understand makes it step aside.
+ */
+import { describe, expect, it } from 'vitest';
+import { InterimResponseFilter } from '../../src/proxy/upstream/interim-filter.js';
+
+const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+
+/** Feed `pieces` (latin1) through a new filter, then end it; returns what came out and the filter. */
+function run(pieces: readonly string[]): { out: string; filter: InterimResponseFilter } {
+  const filter = new InterimResponseFilter();
+  const parts = pieces.map((p) => filter.push(Buffer.from(p, 'latin1')));
+  parts.push(filter.end());
+  return { out: Buffer.concat(parts).toString('latin1'), filter };
+}
+
+/** The filter's output for `stream` cut at every position (and into single bytes) is always `expected`. */
+function expectEverySplit(stream: string, expected: string): void {
+  expect(run([stream]).out).toBe(expected);
+  expect(run([...stream]).out).toBe(expected);
+  for (let cut = 1; cut < stream.length; cut++) {
+    expect(run([stream.slice(0, cut), stream.slice(cut)]).out, `cut at ${cut}`).toBe(expected);
+  }
+}
+
+describe('removes 100 Continue at response boundaries (RFC 9110 §15.2)', () => {
+  it('drops a 100 before the final response, however the bytes are split', () => {
+    const final = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello';
+    expectEverySplit(CONTINUE + final, final);
+    expect(run([CONTINUE + final]).filter.dropped).toBe(1);
+  });
+
+  it('drops 100s with fields, HTTP/1.0 and no reason phrase; keeps other 1xx', () => {
+    const hints = 'HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n';
+    const final = 'HTTP/1.1 204 No Content\r\n\r\n';
+    expectEverySplit(`HTTP/1.1 100 Continue\r\nX-A: 1\r\n\r\n${hints}HTTP/1.0 100\r\n\r\n${final}`, hints + final);
+  });
+
+  it('finds the next boundary after content-length, chunked (extensions, trailers) and bodiless responses', () => {
+    const first = 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc';
+    // RFC 9112 §7.1: chunk extensions, a last chunk, then a trailer section.
+    const chunked = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Sum: 9\r\n\r\n';
+    const notModified = 'HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n';
+    const last = 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n';
+    expectEverySplit(`${CONTINUE}${first}${CONTINUE}${chunked}${CONTINUE}${notModified}${CONTINUE}${last}${CONTINUE}`, first + chunked + notModified + last);
+  });
+
+  it('leaves 100-shaped bytes inside bodies alone', () => {
+    const inLength = `HTTP/1.1 200 OK\r\nContent-Length: ${CONTINUE.length}\r\n\r\n${CONTINUE}`;
+    const inChunk = `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${CONTINUE.length.toString(16)}\r\n${CONTINUE}\r\n0\r\n\r\n`;
+    expectEverySplit(inLength + inChunk, inLength + inChunk);
+  });
+
+  it('does not take other statuses that start like 100 for one', () => {
+    for (const line of ['HTTP/1.1 1000 X', 'HTTP/1.1 101 Switching', 'HTTP/1.2 100 Continue', 'HTTP/1.1 100x']) {
+      const stream = `${line}\r\n\r\n`;
+      expect(run([stream]).out, line).toBe(stream);
+    }
+  });
+
+  it('hands on a 100 head cut off by the end of the connection, for the parser to judge', () => {
+    expect(run(['HTTP/1.1 100 Cont']).out).toBe('HTTP/1.1 100 Cont');
+  });
+});
+
+describe('steps aside on framing it does not fully understand', () => {
+  const later = `${CONTINUE}HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n`;
+  it.each([
+    ['a body delimited by the connection close', 'HTTP/1.1 200 OK\r\n\r\nbody'],
+    ['transfer-coding other than a lone chunked', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n'],
+    ['chunked together with content-length', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n'],
+    ['differing content-length values', 'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab'],
+    ['a bare LF', 'HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n'],
+    ['obs-fold', 'HTTP/1.1 200 OK\r\nX-A: 1\r\n  2\r\nContent-Length: 0\r\n\r\n'],
+    ['101 Switching Protocols', 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n'],
+    ['a bad chunk size', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n'],
+    ['chunk data not followed by CRLF', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n0\r\n\r\n'],
+  ])('%s: everything after passes untouched', (_what, first) => {
+    const { out, filter } = run([first + later]);
+    expect(out).toBe(first + later);
+    expect(filter.opaque).toBe(true);
+    expect(filter.dropped).toBe(0);
+  });
+
+  it('a head longer than 64 KiB', () => {
+    const big = `HTTP/1.1 100 Continue\r\nX-Big: ${'a'.repeat(70_000)}\r\n\r\n`;
+    const { out, filter } = run([big.slice(0, 40_000), big.slice(40_000)]);
+    expect(out).toBe(big);
+    expect(filter.opaque).toBe(true);
+  });
+});
