@@ -8,7 +8,7 @@
  * received datagrams produces one drain of `send()` per connection, not one per datagram.
  */
 import type dgram from 'node:dgram';
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { CidIssuer } from '../../grm/interface.js';
 import type { CertificateConfig, QuicLimits } from '../config/types.js';
@@ -17,6 +17,7 @@ import { QuicConnection, type ConnectionHost, type QuicApplication } from './con
 import { DROP, type DropCounts, type DropReason } from './drop-reasons.js';
 import { ClientHelloAssembler } from './initial/index.js';
 import { PacketType, quiche, type HostPort } from './native.js';
+import { ResetTokens } from './reset-tokens.js';
 import { TimerQueue } from './timer-queue.js';
 import type { TlsContexts } from './tls-contexts.js';
 
@@ -29,7 +30,7 @@ export interface EndpointOptions {
   readonly selectCertificate: (sni: string | undefined) => CertificateConfig;
   readonly issuer: CidIssuer;
   readonly limits: QuicLimits;
-  /** Key for stateless reset tokens; the same in every worker and generation. */
+  /** Key for stateless reset tokens, the same in every worker and generation; tokens derive from it per listener. */
   readonly resetKey: Buffer;
   readonly createApplication: (conn: QuicConnection) => QuicApplication;
   readonly log: Logger;
@@ -106,11 +107,13 @@ export class QuicEndpoint implements ConnectionHost {
   private closed = false;
   private closedResolvers: Array<() => void> = [];
   private readonly sender: BatchSender;
+  private readonly resetTokens: ResetTokens;
   private loggedAt = -Infinity;
   /** Packet-path log lines suppressed since the last one written. */
   private unlogged = 0;
 
   constructor(private readonly opts: EndpointOptions) {
+    this.resetTokens = new ResetTokens(opts.resetKey, opts.local);
     this.sender = new BatchSender(opts.fd, Math.max(opts.limits.maxUdpPayload, 1350));
     opts.socket.on('message', (msg, rinfo) => this.receive(msg, { host: rinfo.address, port: rinfo.port }));
     // A stateless reply to a forged source (broadcast, unreachable) fails asynchronously; without a
@@ -275,14 +278,23 @@ export class QuicEndpoint implements ConnectionHost {
   private feed(conn: QuicConnection, msg: Buffer, peer: HostPort): void {
     try {
       conn.quic.recv(msg, { from: peer, to: this.opts.local });
-      // Only an authenticated packet may move the address we report upstream (X-Forwarded-For).
-      conn.peer = peer;
+      // recv succeeds for packets quiche could not decrypt, so the datagram's source proves
+      // nothing: the address we report upstream (X-Forwarded-For) moves only when quiche itself
+      // migrated the connection to it, which it does for authenticated packets only.
+      this.followPeer(conn);
     } catch {
       // quiche already accounted for the bad packet (or closed the connection); nothing to add.
       this.drop(DROP.rejectedByQuic);
     }
     this.guard(conn, () => conn.afterReceive());
     this.wake(conn);
+  }
+
+  /** Drains quiche's path events (they queue up otherwise) and follows the peer it migrated to. */
+  private followPeer(conn: QuicConnection): void {
+    for (let ev = conn.quic.pathEventNext(); ev; ev = conn.quic.pathEventNext()) {
+      if (ev.type === 'PeerMigrated') conn.peer = ev.new;
+    }
   }
 
   /** Runs connection work; a failure closes that connection (INTERNAL_ERROR) and spares the rest. */
@@ -372,8 +384,7 @@ export class QuicEndpoint implements ConnectionHost {
     const q = conn.quic;
     while (conn.cids.size < 2 + EXTRA_CIDS && q.sourceCidsLeft() > 0) {
       const cid = this.opts.issuer.issue();
-      const t = this.resetToken(cid);
-      const token = (t.readBigUInt64BE(0) << 64n) | t.readBigUInt64BE(8);
+      const token = this.resetTokens.tokenBigInt(cid);
       try {
         q.newSourceCid(cid, token, false);
       } catch {
@@ -431,11 +442,6 @@ export class QuicEndpoint implements ConnectionHost {
     this.opts.socket.send(out.subarray(0, len), peer.port, peer.host);
   }
 
-  /** RFC 9000 §10.3: token = HMAC(static key, CID), so any worker can reset a CID any other issued. */
-  private resetToken(cid: Buffer): Buffer {
-    return createHmac('sha256', this.opts.resetKey).update(cid).digest().subarray(0, 16);
-  }
-
   private sendStatelessReset(dcid: Buffer, receivedLength: number, peer: HostPort): void {
     // Must be shorter than what triggered it (no amplification loops) and at least 21 bytes.
     const len = Math.min(receivedLength - 1, 43);
@@ -445,7 +451,7 @@ export class QuicEndpoint implements ConnectionHost {
     }
     const pkt = randomBytes(len);
     pkt[0] = (pkt[0]! & 0x3f) | 0x40;
-    this.resetToken(dcid).copy(pkt, len - 16);
+    this.resetTokens.token(dcid).copy(pkt, len - 16);
     this.counters.statelessResets++;
     this.opts.socket.send(pkt, peer.port, peer.host);
   }
