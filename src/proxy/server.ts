@@ -15,7 +15,9 @@ import { ProxyHandler } from './http/proxy-handler.js';
 import { matchRoute } from './http/route.js';
 import type { WorkerStats } from './worker-stats.js';
 import { openDgramSocket } from './net/udp-socket.js';
+import { WorkerAdmission } from './quic/admission.js';
 import { QuicEndpoint } from './quic/endpoint.js';
+import { RetryTokens, retryTokenKey } from './quic/retry-token.js';
 import { TlsContexts } from './quic/tls-contexts.js';
 import { UpstreamRegistry } from './upstream/registry.js';
 
@@ -48,6 +50,10 @@ export class ProxyServer {
     const { config, log } = this;
     const ticketKey = readTicketKey(config.tls.ticketKeyFile);
     const resetKey = Buffer.from(hkdfSync('sha256', ticketKey, Buffer.alloc(0), 'udpgrm-proxy stateless reset', 32));
+    // Same key material in every worker and generation: a token one issued, any other accepts.
+    const retryTokens = new RetryTokens(retryTokenKey(ticketKey));
+    // Limits are per worker, whatever listener a connection arrives on.
+    const admission = new WorkerAdmission(config.quic);
     const tls = new TlsContexts({ certificates: config.tls.certificates, alpn: config.tls.alpn, limits: config.quic, ticketKey });
     const upstreams = (this.upstreams = new UpstreamRegistry(config.upstreams));
     const handler = new ProxyHandler({
@@ -66,6 +72,8 @@ export class ProxyServer {
         issuer: s.issuer,
         limits: config.quic,
         resetKey,
+        retryTokens,
+        admission,
         log,
         createApplication: (conn) => {
           const session = new H3Session(conn, {

@@ -127,6 +127,12 @@ describe('kinds of error', () => {
       [5, 27, 'quic.max_concurrent_streams', 'expected max_concurrent_streams (1..100000), got 1.5'],
       [6, 15, 'quic.cid_length', 'cid_length must be between 8 and 20, got 21'],
     ]);
+    expect(check(`${OK_LISTENERS}${OK_ROUTES}quic:\n  retry: sometimes\n  max_handshakes: 0\n  handshake_timeout: 1h\n  pending_client_hello_bytes: 1KiB\n`)).toEqual([
+      [4, 10, 'quic.retry', expect.stringMatching(/^expected one of "auto", "always", "never", got "sometimes"/)],
+      [5, 19, 'quic.max_handshakes', 'max_handshakes must be between 1 and 1000000, got 0'],
+      [6, 22, 'quic.handshake_timeout', expect.stringMatching(/handshake_timeout|10m|1h/)],
+      [7, 31, 'quic.pending_client_hello_bytes', expect.stringMatching(/64KiB|1KiB/)],
+    ]);
   });
 
   it('durations and sizes', () => {
