@@ -113,6 +113,26 @@ describe('QUIC endpoint defences', () => {
     expect(bytes, `${datagrams} datagrams, ${bytes} bytes for ${initial.length}`).toBeLessThanOrEqual(3 * initial.length);
   });
 
+  it('discards handshakes that do not complete within handshake_timeout', async () => {
+    // 500 Initials carrying only the start of a ClientHello: quiche waits for the rest (and would
+    // hold each until the 30 s idle timeout); the handshake timeout ends them all, silently.
+    const { proxy, port } = await proxyWith('retry: never, handshake_timeout: 1s');
+    const hello = clientHello('localhost', 0, 4000);
+    const sock = await udpSocket();
+    try {
+      for (let i = 0; i < 500; i++) {
+        const pkt = buildClientInitial({ dcid: randomBytes(16), scid: randomBytes(8), pn: 0, cryptoFrames: [{ offset: 0, data: hello.subarray(0, 300) }] });
+        await new Promise<void>((r) => sock.send(pkt, port, '127.0.0.1', () => r()));
+      }
+      await sleep(2_000);
+    } finally {
+      sock.close();
+    }
+    expect((await dropCounters(proxy)).get('handshake timeout')).toBe(500);
+    const { stdout } = await execFileAsync(process.execPath, [PROXY_BIN, 'list', '--config', proxy.configFile], { encoding: 'utf8', timeout: 30_000 });
+    expect(stdout).toMatch(/worker 0 .* connections 0 /);
+  });
+
   it('validates addresses with Retry: real clients complete, a token from another address does not', async () => {
     const { proxy, port } = await proxyWith('retry: always');
     const client = await H3Client.connect({ host: '127.0.0.1', port, sni: 'localhost' });
