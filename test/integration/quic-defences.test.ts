@@ -109,6 +109,7 @@ describe('QUIC endpoint defences', () => {
     } finally {
       sock.close();
     }
+    console.log(`silent source: ${datagrams} datagrams, ${bytes} bytes back for ${initial.length} (${(bytes / initial.length).toFixed(2)}x)`);
     expect(datagrams).toBeGreaterThan(0); // answered, not ignored
     expect(bytes, `${datagrams} datagrams, ${bytes} bytes for ${initial.length}`).toBeLessThanOrEqual(3 * initial.length);
   });
@@ -183,6 +184,7 @@ describe('QUIC endpoint defences', () => {
     const sockets = await Promise.all(Array.from({ length: 100 }, () => udpSocket()));
     let sent = 0;
     let flooding = true;
+    const floodStart = performance.now();
     // About 3,000 valid Initials per second, each with a fresh DCID, from 100 source ports.
     const flood = (async () => {
       while (flooding) {
@@ -213,23 +215,28 @@ describe('QUIC endpoint defences', () => {
       const g = await gtlsclient('127.0.0.1', port, [`https://localhost:${port}/`]);
       expect(ok).toBe(3);
       expect(g.statuses, g.output).toEqual([200]);
-      await sleep(1_500);
+      await sleep(500);
     } finally {
       flooding = false;
       await flood;
       for (const s of sockets) s.close();
     }
+    const rate = sent / ((performance.now() - floodStart) / 1000);
     const after = rssKb(worker);
     const counters = await dropCounters(proxy);
-    console.log(`flood: ${sent} Initials; worker RSS ${before} kB -> ${after} kB; retries ${counters.get('answered with retry') ?? 0}`);
-    expect(sent).toBeGreaterThan(6_000);
+    console.log(`flood: ${sent} Initials (${Math.round(rate)}/s); worker RSS ${before} kB -> ${after} kB; retries ${counters.get('answered with retry') ?? 0}`);
+    expect(sent).toBeGreaterThan(3_000);
+    expect(rate).toBeGreaterThan(1_000);
     expect(counters.get('answered with retry') ?? 0).toBeGreaterThan(sent / 2);
     // Without Retry each Initial held a connection (~30 kB) until the idle timeout: ~200 MB here.
     expect(after - before, `worker RSS ${before} kB -> ${after} kB`).toBeLessThan(64 * 1024);
   });
 
-  it('refuses connections over the per-IP and per-worker limits with CONNECTION_REFUSED', async () => {
-    for (const quic of ['retry: never, max_connections_per_ip: 2', 'max_connections: 2']) {
+  it.each([
+    ['per-IP', 'retry: never, max_connections_per_ip: 2'],
+    ['per-worker', 'max_connections: 2'],
+  ])('refuses connections over the %s limit with CONNECTION_REFUSED', async (_limit, quic) => {
+    {
       const { proxy, port } = await proxyWith(quic);
       const a = await H3Client.connect({ host: '127.0.0.1', port, sni: 'localhost' });
       const b = await H3Client.connect({ host: '127.0.0.1', port, sni: 'localhost' });

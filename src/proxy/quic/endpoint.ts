@@ -317,6 +317,8 @@ export class QuicEndpoint implements ConnectionHost {
     const out = Buffer.allocUnsafe(RETRY_PACKET_MAX);
     const len = quiche.retry(hdr.scid, odcid, retryScid, token, hdr.version, out);
     this.drop(DROP.retrySent);
+    this.counters.datagramsOut++;
+    this.counters.bytesOut += len;
     this.opts.socket.send(out.subarray(0, len), peer.port, peer.host);
   }
 
