@@ -16,8 +16,10 @@ import { matchRoute } from './http/route.js';
 import { TrustedProxies } from './http/trusted-proxies.js';
 import type { WorkerStats } from './worker-stats.js';
 import { openDgramSocket } from './net/udp-socket.js';
+import { WorkerAdmission } from './quic/admission.js';
 import { QuicEndpoint } from './quic/endpoint.js';
 import { ReplayGuard } from './quic/replay-guard.js';
+import { RetryTokens, retryTokenKey } from './quic/retry-token.js';
 import { TlsContexts } from './quic/tls-contexts.js';
 import { UpstreamRegistry } from './upstream/registry.js';
 
@@ -50,6 +52,10 @@ export class ProxyServer {
     const { config, log } = this;
     const ticketKey = readTicketKey(config.tls.ticketKeyFile);
     const resetKey = Buffer.from(hkdfSync('sha256', ticketKey, Buffer.alloc(0), 'udpgrm-proxy stateless reset', 32));
+    // Same key material in every worker and generation: a token one issued, any other accepts.
+    const retryTokens = new RetryTokens(retryTokenKey(ticketKey));
+    // Limits are per worker, whatever listener a connection arrives on.
+    const admission = new WorkerAdmission(config.quic);
     const tls = new TlsContexts({ certificates: config.tls.certificates, alpn: config.tls.alpn, limits: config.quic, ticketKey });
     // One guard for all of this worker's listeners: a replay sent to another listener is caught too.
     const replayGuard = config.quic.earlyData === 'off' ? undefined : new ReplayGuard();
@@ -71,6 +77,8 @@ export class ProxyServer {
         issuer: s.issuer,
         limits: config.quic,
         resetKey,
+        retryTokens,
+        admission,
         log,
         ...(replayGuard ? { replayGuard } : {}),
         createApplication: (conn) => {

@@ -214,6 +214,26 @@ export class H3Client {
     ]);
   }
 
+  /** The client's own address (its UDP socket). */
+  get localAddress(): { host: string; port: number } {
+    return this.local;
+  }
+
+  /** The server CID this client currently sends to (what an on-path observer sees). */
+  get serverCid(): Buffer {
+    return Buffer.from(this.conn.destinationId());
+  }
+
+  /** Goes silent without a CONNECTION_CLOSE (a client that vanished): the server must time it out. */
+  abandon(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.socket.removeAllListeners('message');
+    this.socket.close();
+    for (const p of this.pending.values()) p.reject(new Error('abandoned'));
+    this.pending.clear();
+    this.closedResolve?.();
+  }
+
   close(): Promise<void> {
     try {
       this.conn.close(true, 0x100, Buffer.alloc(0));

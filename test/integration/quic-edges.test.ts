@@ -38,6 +38,18 @@ function answersProbe(reply: Buffer, scid: Buffer): boolean {
   return reply.length >= 6 + scid.length && reply.readUInt32BE(1) === 0 && reply[5] === scid.length && reply.subarray(6, 6 + scid.length).equals(scid);
 }
 
+/**
+ * The stateless reset token the proxy gives `cid` on `listener` (RFC 9000 §10.3.2): HMAC-SHA256 of
+ * the CID under a per-listener key, HKDF of the shared reset key (itself HKDF of the state dir's
+ * ticket key) with the listener's address.
+ */
+function resetToken(dir: string, listener: { host: string; port: number }, cid: Buffer): Buffer {
+  const ticketKey = readFileSync(path.join(dir, 'state', 'ticket.key'));
+  const resetKey = Buffer.from(hkdfSync('sha256', ticketKey, Buffer.alloc(0), 'udpgrm-proxy stateless reset', 32));
+  const listenerKey = Buffer.from(hkdfSync('sha256', resetKey, Buffer.alloc(0), `udpgrm-proxy reset listener ${listener.host} ${listener.port}`, 32));
+  return createHmac('sha256', listenerKey).update(cid).digest().subarray(0, 16);
+}
+
 async function udpSocket(): Promise<dgram.Socket> {
   const sock = dgram.createSocket('udp4');
   await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
@@ -93,8 +105,10 @@ async function probeUntilAnswered(port: number, tries = 100): Promise<boolean> {
 describe('QUIC endpoint edges', () => {
   let single: RunningProxy;
   let multi: RunningProxy;
+  let dual: RunningProxy;
   let singlePort: number;
   let multiPort: number;
+  let dualPort: number;
 
   beforeAll(async () => {
     singlePort = await freeUdpPort();
@@ -120,11 +134,22 @@ routes: [{ path: /, respond: { status: 200 } }]
 `,
       { dir },
     );
+    // Two listeners in one worker (two CID tables); debug logs show each closed connection's peer.
+    dualPort = await freeUdpPort();
+    dual = await startProxy(`
+listeners: ["127.0.0.1:${dualPort}", "[::1]:${dualPort}"]
+workers: 1
+tls: { state_dir: state }
+quic: { idle_timeout: 1s }
+logging: { level: debug }
+routes: [{ path: /, respond: { status: 200 } }]
+`);
   });
 
   afterAll(async () => {
     await single?.stop();
     await multi?.stop();
+    await dual?.stop();
   });
 
   it('answers an unknown version with Version Negotiation listing QUIC v1', async () => {
@@ -224,10 +249,65 @@ routes: [{ path: /, respond: { status: 200 } }]
     expect(reply!.length).toBeLessThan(pkt.length);
     // It ends with the token any worker would issue for that CID (RFC 9000 §10.3.2): HMAC-SHA256 of
     // the CID under a key derived from the state directory's ticket key (as the proxy derives it).
-    const ticketKey = readFileSync(path.join(single.dir, 'state', 'ticket.key'));
-    const resetKey = Buffer.from(hkdfSync('sha256', ticketKey, Buffer.alloc(0), 'udpgrm-proxy stateless reset', 32));
-    const token = createHmac('sha256', resetKey).update(dcid).digest().subarray(0, 16);
+    const token = resetToken(single.dir, { host: '127.0.0.1', port: singlePort }, dcid);
     expect(reply!.subarray(reply!.length - 16).toString('hex')).toBe(token.toString('hex'));
+  });
+
+  it('answers a live CID of one listener sent to another without that connection\'s reset token', async () => {
+    // RFC 9000 §21.11: each listener has its own CID table, so [::1] does not know a connection
+    // of 127.0.0.1 and answers with a reset. It must not carry the token valid for that
+    // connection, or anyone who sees a CID could kill it.
+    const client = await H3Client.connect({ host: '127.0.0.1', port: dualPort, sni: 'localhost' });
+    try {
+      expect((await client.get('localhost', '/')).status).toBe(200);
+      const cid = client.serverCid;
+      expect(cid.length).toBe(16);
+      const sock = dgram.createSocket('udp6');
+      await new Promise<void>((r) => sock.bind(0, '::1', () => r()));
+      let reply: Buffer;
+      try {
+        reply = await new Promise<Buffer>((resolve) => {
+          sock.once('message', (m) => resolve(m));
+          sock.send(Buffer.concat([Buffer.from([0x40]), cid, randomBytes(60)]), dualPort, '::1');
+        });
+      } finally {
+        sock.close();
+      }
+      const got = reply.subarray(reply.length - 16).toString('hex');
+      const ticketKey = readFileSync(path.join(dual.dir, 'state', 'ticket.key'));
+      const sharedKey = Buffer.from(hkdfSync('sha256', ticketKey, Buffer.alloc(0), 'udpgrm-proxy stateless reset', 32));
+      // Neither the token the IPv4 listener gives this CID, nor one shared by every listener.
+      expect(got).not.toBe(resetToken(dual.dir, { host: '127.0.0.1', port: dualPort }, cid).toString('hex'));
+      expect(got).not.toBe(createHmac('sha256', sharedKey).update(cid).digest().subarray(0, 16).toString('hex'));
+      // It is [::1]'s own token for that CID (valid only for connections [::1] issued it to).
+      expect(got).toBe(resetToken(dual.dir, { host: '::1', port: dualPort }, cid).toString('hex'));
+      // And the connection lives on.
+      expect((await client.get('localhost', '/')).status).toBe(200);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('keeps the peer address of a connection when a garbage packet carries its CID from elsewhere', async () => {
+    // quiche's recv succeeds for a packet it cannot decrypt: such a datagram must not move the
+    // address the connection reports (X-Forwarded-For, logs). The client then goes silent, so the
+    // last address the proxy holds is what its idle timeout logs.
+    const client = await H3Client.connect({ host: '127.0.0.1', port: dualPort, sni: 'localhost' });
+    expect((await client.get('localhost', '/')).status).toBe(200);
+    const cid = client.serverCid;
+    const clientPort = client.localAddress.port;
+    client.abandon();
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.2', () => r()));
+    try {
+      await new Promise<void>((r) => sock.send(Buffer.concat([Buffer.from([0x40]), cid, randomBytes(80)]), dualPort, '127.0.0.1', () => r()));
+    } finally {
+      sock.close();
+    }
+    const closed = await dual.waitForLog((l) => l.msg === 'connection closed' && (l.peer as { port?: number } | undefined)?.port === clientPort, 10_000).catch(() => undefined);
+    const moved = await dual.waitForLog((l) => l.msg === 'connection closed' && (l.peer as { host?: string } | undefined)?.host === '127.0.0.2', 1).catch(() => undefined);
+    expect(moved).toBeUndefined();
+    expect(closed?.peer).toEqual({ host: '127.0.0.1', port: clientPort });
   });
 
   it('sends no stateless reset to a packet too short to be answered by a shorter one', async () => {

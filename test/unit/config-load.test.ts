@@ -102,6 +102,15 @@ describe('loadConfig on valid files', () => {
       maxUdpPayload: 1452,
       cidLength: 20,
       earlyData: 'off',
+      retry: 'always',
+      retryThreshold: 50,
+      maxConnections: 5000,
+      maxHandshakes: 200,
+      maxConnectionsPerIp: 64,
+      handshakeTimeoutMs: 5000,
+      pendingClientHellos: 128,
+      pendingClientHelloBytes: 1024 * 1024,
+      pendingClientHelloTimeoutMs: 2000,
     });
     expect(config.logging).toEqual({ level: 'debug', accessLog: false });
   });
@@ -144,6 +153,15 @@ describe('loadConfig on valid files', () => {
       maxUdpPayload: 1350,
       cidLength: 16,
       earlyData: 'safe',
+      retry: 'auto',
+      retryThreshold: 100,
+      maxConnections: 10_000,
+      maxHandshakes: 1_000,
+      maxConnectionsPerIp: 1_000,
+      handshakeTimeoutMs: 10_000,
+      pendingClientHellos: 1_024,
+      pendingClientHelloBytes: 4 * 1024 * 1024,
+      pendingClientHelloTimeoutMs: 3_000,
     });
     expect(config.logging).toEqual({ level: 'info', accessLog: true });
   });

@@ -11,9 +11,42 @@ export const QUIC_DEFAULTS: QuicLimits = {
   maxUdpPayload: 1350,
   cidLength: 16,
   earlyData: 'safe',
+  retry: 'auto',
+  // Far below max_handshakes: a flood of unvalidated Initials turns into stateless Retries long
+  // before validated clients are refused.
+  retryThreshold: 100,
+  maxConnections: 10_000,
+  maxHandshakes: 1_000,
+  maxConnectionsPerIp: 1_000,
+  handshakeTimeoutMs: 10_000,
+  pendingClientHellos: 1_024,
+  pendingClientHelloBytes: 4 * 1024 * 1024,
+  // A split ClientHello's second datagram follows the first at once; a lost one is resent
+  // after the client's first PTO (about 1 s).
+  pendingClientHelloTimeoutMs: 3_000,
 };
 
-const QUIC_KEYS = ['idle_timeout', 'max_concurrent_streams', 'initial_max_data', 'initial_max_stream_data', 'max_udp_payload', 'cid_length', 'early_data'] as const;
+export const RETRY_MODES = ['auto', 'always', 'never'] as const;
+
+const QUIC_KEYS = [
+  'idle_timeout',
+  'max_concurrent_streams',
+  'initial_max_data',
+  'initial_max_stream_data',
+  'max_udp_payload',
+  'cid_length',
+  'retry',
+  'retry_threshold',
+  'max_connections',
+  'max_handshakes',
+  'max_connections_per_ip',
+  'handshake_timeout',
+  'pending_client_hellos',
+  'pending_client_hello_bytes',
+  'pending_client_hello_timeout',
+  'early_data',
+] as const;
+const MILLION = 1_000_000;
 const GIB = 1024 ** 3;
 
 export function readQuic(section: Cursor | undefined): QuicLimits {
@@ -29,6 +62,15 @@ export function readQuic(section: Cursor | undefined): QuicLimits {
     // RFC 9000 allows up to 20 bytes; below 8 there is no room for routing bits plus entropy.
     cidLength: f.cid_length?.integer(8, 20, 'cid_length') ?? d.cidLength,
     earlyData: f.early_data?.oneOf(EARLY_DATA_MODES) ?? d.earlyData,
+    retry: f.retry?.oneOf(RETRY_MODES) ?? d.retry,
+    retryThreshold: f.retry_threshold?.integer(0, MILLION, 'retry_threshold') ?? d.retryThreshold,
+    maxConnections: f.max_connections?.integer(1, MILLION, 'max_connections') ?? d.maxConnections,
+    maxHandshakes: f.max_handshakes?.integer(1, MILLION, 'max_handshakes') ?? d.maxHandshakes,
+    maxConnectionsPerIp: f.max_connections_per_ip?.integer(1, MILLION, 'max_connections_per_ip') ?? d.maxConnectionsPerIp,
+    handshakeTimeoutMs: f.handshake_timeout?.duration(100, 600_000) ?? d.handshakeTimeoutMs,
+    pendingClientHellos: f.pending_client_hellos?.integer(1, MILLION, 'pending_client_hellos') ?? d.pendingClientHellos,
+    pendingClientHelloBytes: f.pending_client_hello_bytes?.size(64 * 1024, GIB) ?? d.pendingClientHelloBytes,
+    pendingClientHelloTimeoutMs: f.pending_client_hello_timeout?.duration(100, 60_000) ?? d.pendingClientHelloTimeoutMs,
   };
 }
 

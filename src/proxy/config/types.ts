@@ -116,7 +116,25 @@ export interface QuicLimits {
   readonly cidLength: number;
   /** TLS early data (0-RTT): refused, or accepted with the replay rules of EARLY_DATA_MODES. */
   readonly earlyData: EarlyDataMode;
+  /** Address validation with Retry (RFC 9000 §8.1.2): always, never, or once handshakes pile up. */
+  readonly retry: RetryMode;
+  /** In `auto`: handshakes in progress in a worker from which clients without a token get a Retry. */
+  readonly retryThreshold: number;
+  /** Connections (handshaking or not) per worker; beyond it: Retry or CONNECTION_REFUSED. */
+  readonly maxConnections: number;
+  /** Handshakes in progress (incl. pending split ClientHellos) per worker. */
+  readonly maxHandshakes: number;
+  /** Connections per client IP address per worker. */
+  readonly maxConnectionsPerIp: number;
+  /** A connection not established within this is discarded silently (ms). */
+  readonly handshakeTimeoutMs: number;
+  /** Pending split-ClientHello attempts (multi-certificate configs): entries, bytes and age bounds. */
+  readonly pendingClientHellos: number;
+  readonly pendingClientHelloBytes: number;
+  readonly pendingClientHelloTimeoutMs: number;
 }
+
+export type RetryMode = 'auto' | 'always' | 'never';
 
 /**
  * `off`: no 0-RTT. `safe`: 0-RTT accepted; only safe methods without a body are served from it

@@ -14,7 +14,6 @@ export const DROP = {
   unknownConnection: 'unknown connection',
   /** A client Initial in a datagram below 1200 bytes (RFC 9000 §14.1). */
   shortInitial: 'short initial',
-  tooManyPendingHandshakes: 'too many pending handshakes',
   clientHelloTooLong: 'client hello too long',
   /** The Initial could not be decrypted or its ClientHello was malformed. */
   undecodableInitial: 'undecodable initial',
@@ -26,6 +25,24 @@ export const DROP = {
   replyNotSent: 'reply not sent',
   /** quiche refused a CID we offered the peer (it has fewer spare CIDs for migration). */
   cidNotOffered: 'cid not offered',
+  /** A client Initial without a valid token answered with a stateless Retry (not a connection yet). */
+  retrySent: 'answered with retry',
+  /** An Initial's token did not open (forged, altered, for another address or CID) or was stale. */
+  invalidRetryToken: 'invalid retry token',
+  /** Refused with CONNECTION_REFUSED: quic.max_connections per worker reached. */
+  refusedMaxConnections: 'refused max_connections',
+  /** Refused with CONNECTION_REFUSED: quic.max_handshakes per worker reached. */
+  refusedMaxHandshakes: 'refused max_handshakes',
+  /** Refused with CONNECTION_REFUSED: quic.max_connections_per_ip reached. */
+  refusedMaxConnectionsPerIp: 'refused max_connections_per_ip',
+  /** A connection not established within quic.handshake_timeout, discarded without a reply. */
+  handshakeTimeout: 'handshake timeout',
+  /** Packets held back: the unvalidated peer's 3x anti-amplification allowance was used up. */
+  amplificationLimit: 'held by amplification limit',
+  /** A pending split ClientHello evicted to stay within quic.pending_client_hellos / _bytes. */
+  pendingClientHelloEvicted: 'pending client hello evicted',
+  /** A pending split ClientHello older than quic.pending_client_hello_timeout. */
+  pendingClientHelloExpired: 'pending client hello expired',
 } as const;
 
 export type DropReason = (typeof DROP)[keyof typeof DROP];

@@ -1,14 +1,18 @@
 /**
  * The QUIC endpoint: one UDP socket, the connections on it, and the packet loop.
  *
- *   datagram → header → (known CID? that connection : new attempt → SNI → accept) → quiche.recv
- *   → application callbacks → flush (quiche.send until done) → socket
+ *   datagram → header → (known CID? that connection : new attempt → token? → admission
+ *   (accept | Retry | CONNECTION_REFUSED) → SNI → accept) → quiche.recv
+ *   → application callbacks → flush (quiche.send until done or the 3x allowance is used) → socket
+ *
+ * Until its handshake completes a connection is on probation: bytes sent ≤ 3 × bytes received
+ * unless a Retry token proved the address, and it is discarded when the handshake timeout passes.
  *
  * Sends are flushed once per event-loop turn for every connection that was touched, so a burst of
  * received datagrams produces one drain of `send()` per connection, not one per datagram.
  */
 import type dgram from 'node:dgram';
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { CidIssuer } from '../../grm/interface.js';
 import type { CertificateConfig, QuicLimits } from '../config/types.js';
@@ -16,9 +20,12 @@ import { BatchSender } from '../net/batch-sender.js';
 import { QuicConnection, type ConnectionHost, type QuicApplication } from './connection.js';
 import { DROP, type DropCounts, type DropReason } from './drop-reasons.js';
 import { admitEarlyData, readFirstInitial } from './early-data-admission.js';
-import { ClientHelloAssembler } from './initial/index.js';
-import { PacketType, quiche, type HostPort } from './native.js';
+import { AmplificationBudget, type WorkerAdmission } from './admission.js';
+import { PacketType, quiche, type HostPort, type QuicheHeader } from './native.js';
+import { PendingClientHellos } from './pending-handshakes.js';
 import type { ReplayGuard } from './replay-guard.js';
+import { ResetTokens } from './reset-tokens.js';
+import type { RetryTokens } from './retry-token.js';
 import { TimerQueue } from './timer-queue.js';
 import type { TlsContexts } from './tls-contexts.js';
 
@@ -31,8 +38,12 @@ export interface EndpointOptions {
   readonly selectCertificate: (sni: string | undefined) => CertificateConfig;
   readonly issuer: CidIssuer;
   readonly limits: QuicLimits;
-  /** Key for stateless reset tokens; the same in every worker and generation. */
+  /** Key for stateless reset tokens, the same in every worker and generation; tokens derive from it per listener. */
   readonly resetKey: Buffer;
+  /** Retry tokens; their key is the same in every worker and generation. */
+  readonly retryTokens: RetryTokens;
+  /** The worker's connection limits, shared by its listeners. */
+  readonly admission: WorkerAdmission;
   readonly createApplication: (conn: QuicConnection) => QuicApplication;
   readonly log: Logger;
   /** The worker's 0-RTT replay guard (shared by its endpoints); absent when early data is off. */
@@ -53,12 +64,18 @@ export interface EndpointCounters {
   dropped: DropCounts;
 }
 
-/** Pending connection attempts whose ClientHello is not complete yet (Chrome splits it). */
-interface Attempt {
-  readonly assembler: ClientHelloAssembler;
-  readonly datagrams: Buffer[];
-  readonly expiresAt: number;
+/** A connection's standing with the endpoint: on probation until its handshake completes. */
+type Phase =
+  | { readonly kind: 'handshaking'; readonly startedAt: number; readonly budget: AmplificationBudget }
+  | { readonly kind: 'established' };
+
+interface Admitted {
+  readonly ip: string;
+  phase: Phase;
 }
+
+/** Token validation of a client Initial. */
+type Validation = { readonly kind: 'none' } | { readonly kind: 'valid'; readonly odcid: Buffer };
 
 /**
  * Largest Version Negotiation reply: RFC 8999 lets a long header of an unknown version carry CIDs
@@ -68,9 +85,14 @@ interface Attempt {
 const VERSION_NEGOTIATION_MAX = 1200;
 /** At most one log line per this interval for failures on the packet path. */
 const PACKET_PATH_LOG_INTERVAL_MS = 1000;
-const MAX_ATTEMPTS = 4096;
-const MAX_DATAGRAMS_PER_ATTEMPT = 8;
-const ATTEMPT_LIFETIME_MS = 5000;
+/** How often handshake timeouts and pending ClientHellos are swept. */
+const SWEEP_INTERVAL_MS = 250;
+/** Smallest datagram we let quiche fill while the allowance is short (a padded Initial's size). */
+const MIN_SEND_ALLOWANCE = 1200;
+/** RFC 9000 §20.1. */
+const CONNECTION_REFUSED = 0x2;
+/** A Retry packet: header, two CIDs of ≤ 20 bytes, our token (< 100 bytes), integrity tag. */
+const RETRY_PACKET_MAX = 512;
 /** Extra CIDs offered to each peer (it may use them after migration or NAT rebinding). */
 const EXTRA_CIDS = 2;
 
@@ -103,18 +125,30 @@ export class QuicEndpoint implements ConnectionHost {
   };
   private readonly byCid = new Map<string, QuicConnection>();
   private readonly connections = new Set<QuicConnection>();
-  private readonly attempts = new Map<string, Attempt>();
+  private readonly pending: PendingClientHellos;
+  private readonly admitted = new Map<QuicConnection, Admitted>();
+  /** Connections still handshaking, in the order they started (so the sweep stops early). */
+  private readonly handshaking = new Set<QuicConnection>();
+  private readonly sweeper: NodeJS.Timeout;
   private readonly dirty = new Set<QuicConnection>();
   private readonly timers = new TimerQueue<QuicConnection>((conn, err) => this.failed(conn, err));
   private flushScheduled = false;
   private closed = false;
   private closedResolvers: Array<() => void> = [];
   private readonly sender: BatchSender;
+  private readonly resetTokens: ResetTokens;
   private loggedAt = -Infinity;
   /** Packet-path log lines suppressed since the last one written. */
   private unlogged = 0;
 
   constructor(private readonly opts: EndpointOptions) {
+    this.resetTokens = new ResetTokens(opts.resetKey, opts.local);
+    const l = opts.limits;
+    this.pending = new PendingClientHellos({ maxEntries: l.pendingClientHellos, maxBytes: l.pendingClientHelloBytes, maxAgeMs: l.pendingClientHelloTimeoutMs }, (why) =>
+      this.drop(why === 'evicted' ? DROP.pendingClientHelloEvicted : DROP.pendingClientHelloExpired),
+    );
+    // Expiry must not wait for the next attempt to arrive: a flood that stops leaves nothing behind.
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS).unref();
     this.sender = new BatchSender(opts.fd, Math.max(opts.limits.maxUdpPayload, 1350));
     opts.socket.on('message', (msg, rinfo) => this.receive(msg, { host: rinfo.address, port: rinfo.port }));
     // A stateless reply to a forged source (broadcast, unreachable) fails asynchronously; without a
@@ -149,6 +183,7 @@ export class QuicEndpoint implements ConnectionHost {
     for (const conn of this.connections) conn.closeWithAppError(code, 'server shutting down');
     this.flush();
     this.closed = true;
+    clearInterval(this.sweeper);
     this.timers.close();
     this.opts.socket.close();
   }
@@ -201,13 +236,14 @@ export class QuicEndpoint implements ConnectionHost {
       else this.negotiateVersion(msg, peer);
       return;
     }
-    let ty: number;
+    let hdr: QuicheHeader;
     try {
-      ty = quiche.Header.fromSlice(msg, cidLength).ty;
+      hdr = quiche.Header.fromSlice(msg, cidLength);
     } catch {
       this.drop(DROP.unparseable);
       return;
     }
+    const ty = hdr.ty;
     if (ty === PacketType.Retry) {
       this.drop(DROP.serverOnlyPacketType);
       return;
@@ -221,75 +257,197 @@ export class QuicEndpoint implements ConnectionHost {
       this.drop(DROP.shortInitial);
       return;
     }
-    this.onClientInitial(msg, dcidHex, peer);
+    this.onClientInitial(msg, dcidHex, hdr, peer);
   }
 
-  private onClientInitial(msg: Buffer, dcidHex: string, peer: HostPort): void {
+  private onClientInitial(msg: Buffer, dcidHex: string, hdr: QuicheHeader, peer: HostPort): void {
     const { tls } = this.opts;
-    if (tls.single) {
-      const earlyData = this.opts.replayGuard !== undefined && admitEarlyData(this.opts.replayGuard, readFirstInitial(msg));
-      this.accept(dcidHex, peer, this.opts.selectCertificate(undefined), [msg], earlyData);
-      return;
-    }
-    let attempt = this.attempts.get(dcidHex);
-    if (!attempt) {
-      this.expireAttempts();
-      if (this.attempts.size >= MAX_ATTEMPTS) {
-        this.drop(DROP.tooManyPendingHandshakes);
+    // The rest of a split ClientHello (or a retransmit) belongs to an attempt already admitted.
+    const continuing = !tls.single && this.pending.has(dcidHex);
+    let odcid: Buffer | undefined;
+    if (!continuing) {
+      const validation = this.validateToken(hdr, peer);
+      odcid = validation.kind === 'valid' ? validation.odcid : undefined;
+      const decision = this.opts.admission.decide(peer.host, odcid !== undefined);
+      if (decision.action === 'retry') {
+        this.sendRetry(hdr, peer);
         return;
       }
-      attempt = { assembler: new ClientHelloAssembler(), datagrams: [], expiresAt: performance.now() + ATTEMPT_LIFETIME_MS };
-      this.attempts.set(dcidHex, attempt);
+      if (decision.action === 'refuse') {
+        this.drop(decision.limit === 'connections' ? DROP.refusedMaxConnections : decision.limit === 'handshakes' ? DROP.refusedMaxHandshakes : DROP.refusedMaxConnectionsPerIp);
+        this.refuse(msg, peer);
+        return;
+      }
     }
-    if (attempt.datagrams.length >= MAX_DATAGRAMS_PER_ATTEMPT) {
-      this.drop(DROP.clientHelloTooLong);
+    if (tls.single) {
+      // Asked only now, after Retry validation: a client's retried Initial (same ClientHello) is no replay.
+      const earlyData = this.opts.replayGuard !== undefined && admitEarlyData(this.opts.replayGuard, readFirstInitial(msg));
+      this.accept(dcidHex, peer, this.opts.selectCertificate(undefined), [msg], odcid, earlyData);
       return;
     }
-    attempt.datagrams.push(msg);
-    let result;
+    const result = this.pending.push(dcidHex, msg, performance.now(), odcid);
+    this.syncPending();
+    switch (result.kind) {
+      case 'need-more':
+        return;
+      case 'too-long':
+        this.drop(DROP.clientHelloTooLong);
+        return;
+      case 'undecodable':
+        this.drop(DROP.undecodableInitial);
+        this.opts.log.debug({ err: result.error.message, peer }, 'dropping client initial');
+        return;
+      case 'complete':
+        // A ClientHello without a protocol we speak still goes to quiche: it answers with the TLS
+        // no_application_protocol alert, which tells the client why, instead of silence.
+        this.accept(dcidHex, peer, this.opts.selectCertificate(result.hello.serverName), result.datagrams, result.odcid, admitEarlyData(this.opts.replayGuard, result.assembler));
+    }
+  }
+
+  /** A token that opens, for this address, naming the DCID the client used: its address is proven. */
+  private validateToken(hdr: QuicheHeader, peer: HostPort): Validation {
+    const token = hdr.token;
+    if (!token || token.length === 0) return { kind: 'none' };
+    const opened = this.opts.retryTokens.open(token, peer);
+    if (opened.kind === 'valid' && Buffer.from(hdr.dcid).equals(opened.contents.retryScid)) return { kind: 'valid', odcid: opened.contents.odcid };
+    // Forged, stale, or a NEW_TOKEN of another server: proceed as without one (RFC 9000 §8.1.3).
+    this.drop(DROP.invalidRetryToken);
+    return { kind: 'none' };
+  }
+
+  /** RFC 9000 §8.1.2: a stateless Retry whose token proves the address when it comes back. */
+  private sendRetry(hdr: QuicheHeader, peer: HostPort): void {
+    const retryScid = this.opts.issuer.issue();
+    const odcid = Buffer.from(hdr.dcid);
+    const token = this.opts.retryTokens.seal(peer, { odcid, retryScid });
+    const out = Buffer.allocUnsafe(RETRY_PACKET_MAX);
+    const len = quiche.retry(hdr.scid, odcid, retryScid, token, hdr.version, out);
+    this.drop(DROP.retrySent);
+    this.counters.datagramsOut++;
+    this.counters.bytesOut += len;
+    this.opts.socket.send(out.subarray(0, len), peer.port, peer.host);
+  }
+
+  /**
+   * Over a limit without Retry: CONNECTION_REFUSED (RFC 9000 §20.1) from a throwaway quiche
+   * connection that is never registered, its reply held to the 3x allowance of what arrived.
+   */
+  private refuse(msg: Buffer, peer: HostPort): void {
+    const q = quiche.Connection.accept(this.opts.issuer.issue(), null, this.opts.local, peer, this.opts.tls.configFor(this.opts.selectCertificate(undefined), false));
     try {
-      result = attempt.assembler.push(msg);
-    } catch (err) {
-      // This datagram is dropped; the attempt lives on (a retransmission may still complete it).
-      attempt.datagrams.pop();
-      this.drop(DROP.undecodableInitial);
-      this.opts.log.debug({ err: (err as Error).message, peer }, 'dropping client initial');
-      return;
+      q.recv(msg, { from: peer, to: this.opts.local });
+    } catch {
+      // Still closable: quiche answers in whatever space it has keys for.
     }
-    if (result === 'need-more') return;
-    this.attempts.delete(dcidHex);
-    // A ClientHello without a protocol we speak still goes to quiche: it answers with the TLS
-    // no_application_protocol alert, which tells the client why, instead of silence.
-    const earlyData = admitEarlyData(this.opts.replayGuard, attempt.assembler);
-    this.accept(dcidHex, peer, this.opts.selectCertificate(result.serverName), attempt.datagrams, earlyData);
+    try {
+      q.close(false, CONNECTION_REFUSED, Buffer.from('server busy'));
+    } catch {
+      // Already closing (e.g. quiche refused the ClientHello itself).
+    }
+    const budget = new AmplificationBudget(false);
+    budget.onReceived(msg.length);
+    const out = Buffer.allocUnsafe(Math.max(this.opts.limits.maxUdpPayload, MIN_SEND_ALLOWANCE));
+    for (;;) {
+      const allowance = budget.allowance;
+      if (allowance < MIN_SEND_ALLOWANCE) break;
+      let res;
+      try {
+        res = q.send(out.subarray(0, Math.min(out.length, allowance)));
+      } catch {
+        break;
+      }
+      if (res === null) break;
+      budget.onSent(res[0]);
+      this.counters.datagramsOut++;
+      this.counters.bytesOut += res[0];
+      this.opts.socket.send(Buffer.from(out.subarray(0, res[0])), peer.port, peer.host);
+    }
+  }
+
+  private syncPending(): void {
+    this.opts.admission.setPending(this, this.pending.size);
   }
 
   /** `earlyData` false: this attempt's 0-RTT is refused (replay guard), it may still resume in 1-RTT. */
-  private accept(dcidHex: string, peer: HostPort, cert: CertificateConfig, datagrams: Buffer[], earlyData: boolean): void {
-    const scid = this.opts.issuer.issue();
-    const quic = quiche.Connection.accept(scid, null, this.opts.local, peer, this.opts.tls.configFor(cert, earlyData));
-    const conn = new QuicConnection(quic, scid.toString('hex'), dcidHex, this.opts.local, peer, this);
+  private accept(dcidHex: string, peer: HostPort, cert: CertificateConfig, datagrams: Buffer[], odcid: Buffer | undefined, earlyData: boolean): void {
+    // After a Retry the client addresses the CID our Retry named: quiche must use it as its SCID
+    // (retry_source_connection_id) and echo the first DCID (original_destination_connection_id).
+    const scid = odcid ? Buffer.from(dcidHex, 'hex') : this.opts.issuer.issue();
+    const quic = quiche.Connection.accept(scid, odcid ?? null, this.opts.local, peer, this.opts.tls.configFor(cert, earlyData));
+    const conn = new QuicConnection(quic, scid.toString('hex'), odcid ? odcid.toString('hex') : dcidHex, this.opts.local, peer, this);
     conn.cids.add(conn.id);
     conn.cids.add(dcidHex);
     this.byCid.set(conn.id, conn);
     this.byCid.set(dcidHex, conn);
     this.connections.add(conn);
     this.counters.connectionsAccepted++;
+    this.admitted.set(conn, { ip: peer.host, phase: { kind: 'handshaking', startedAt: performance.now(), budget: new AmplificationBudget(odcid !== undefined) } });
+    this.handshaking.add(conn);
+    this.opts.admission.opened(peer.host);
     conn.app = this.opts.createApplication(conn);
     for (const d of datagrams) this.feed(conn, d, peer);
   }
 
+  /** The allowance of a connection still on probation; undefined once validated. */
+  private budgetOf(conn: QuicConnection): AmplificationBudget | undefined {
+    const phase = this.admitted.get(conn)?.phase;
+    return phase?.kind === 'handshaking' ? phase.budget : undefined;
+  }
+
+  /** Handshake complete: the address is validated (RFC 9000 §8.1) and the timeout no longer applies. */
+  private checkEstablished(conn: QuicConnection): void {
+    const a = this.admitted.get(conn);
+    if (a?.phase.kind !== 'handshaking' || !conn.quic.isEstablished()) return;
+    a.phase = { kind: 'established' };
+    this.handshaking.delete(conn);
+    this.opts.admission.established();
+  }
+
+  /** Handshake timeouts and pending ClientHello expiry, on a timer: nothing waits for more traffic. */
+  private sweep(): void {
+    try {
+      const now = performance.now();
+      this.pending.expire(now);
+      this.syncPending();
+      const limit = this.opts.limits.handshakeTimeoutMs;
+      for (const conn of this.handshaking) {
+        const phase = this.admitted.get(conn)?.phase;
+        if (phase?.kind !== 'handshaking') {
+          this.handshaking.delete(conn);
+          continue;
+        }
+        if (now - phase.startedAt < limit) break;
+        // Silently: a source that never completes is likely spoofed, and every reply is amplification.
+        this.drop(DROP.handshakeTimeout);
+        this.onClosed(conn);
+      }
+    } catch (err) {
+      this.internalError(err, { in: 'sweep' });
+    }
+  }
+
   private feed(conn: QuicConnection, msg: Buffer, peer: HostPort): void {
+    this.budgetOf(conn)?.onReceived(msg.length);
     try {
       conn.quic.recv(msg, { from: peer, to: this.opts.local });
-      // Only an authenticated packet may move the address we report upstream (X-Forwarded-For).
-      conn.peer = peer;
+      // recv succeeds for packets quiche could not decrypt, so the datagram's source proves
+      // nothing: the address we report upstream (X-Forwarded-For) moves only when quiche itself
+      // migrated the connection to it, which it does for authenticated packets only.
+      this.followPeer(conn);
     } catch {
       // quiche already accounted for the bad packet (or closed the connection); nothing to add.
       this.drop(DROP.rejectedByQuic);
     }
+    this.checkEstablished(conn);
     this.guard(conn, () => conn.afterReceive());
     this.wake(conn);
+  }
+
+  /** Drains quiche's path events (they queue up otherwise) and follows the peer it migrated to. */
+  private followPeer(conn: QuicConnection): void {
+    for (let ev = conn.quic.pathEventNext(); ev; ev = conn.quic.pathEventNext()) {
+      if (ev.type === 'PeerMigrated') conn.peer = ev.new;
+    }
   }
 
   /** Runs connection work; a failure closes that connection (INTERNAL_ERROR) and spares the rest. */
@@ -348,20 +506,31 @@ export class QuicEndpoint implements ConnectionHost {
     if (conn.closed) return;
     const q = conn.quic;
     const sender = this.sender;
+    this.checkEstablished(conn);
+    const budget = this.budgetOf(conn);
+    let held = false;
     for (;;) {
       let slot = sender.slot();
       if (!slot) {
         sender.flush();
         slot = sender.slot()!;
       }
+      // RFC 9000 §8.1 counted by us: quiche 0.18 exceeds 3x on its own (PTO probes).
+      const allowance = budget?.allowance ?? Infinity;
+      if (allowance < MIN_SEND_ALLOWANCE) {
+        this.drop(DROP.amplificationLimit);
+        held = true;
+        break;
+      }
       let res;
       try {
-        res = q.send(slot);
+        res = q.send(allowance < slot.length ? slot.subarray(0, allowance) : slot);
       } catch (err) {
         this.opts.log.warn({ conn: conn.id, err: (err as Error).message }, 'quic send failed');
         break;
       }
       if (res === null) break;
+      budget?.onSent(res[0]);
       sender.commit(res[0], res[1].to);
       this.counters.datagramsOut++;
       this.counters.bytesOut += res[0];
@@ -372,15 +541,16 @@ export class QuicEndpoint implements ConnectionHost {
       this.onClosed(conn);
       return;
     }
-    this.timers.schedule(conn, q.timeout());
+    // Held back by the allowance: quiche's timer would only ask to send again (at once, in a
+    // loop); the next datagram from the peer, or the handshake timeout, is what moves it on.
+    this.timers.schedule(conn, held ? undefined : q.timeout());
   }
 
   private offerCids(conn: QuicConnection): void {
     const q = conn.quic;
     while (conn.cids.size < 2 + EXTRA_CIDS && q.sourceCidsLeft() > 0) {
       const cid = this.opts.issuer.issue();
-      const t = this.resetToken(cid);
-      const token = (t.readBigUInt64BE(0) << 64n) | t.readBigUInt64BE(8);
+      const token = this.resetTokens.tokenBigInt(cid);
       try {
         q.newSourceCid(cid, token, false);
       } catch {
@@ -403,7 +573,15 @@ export class QuicEndpoint implements ConnectionHost {
   }
 
   private onClosed(conn: QuicConnection): void {
+    if (conn.closed) return;
     conn.closed = true;
+    this.dirty.delete(conn);
+    const admitted = this.admitted.get(conn);
+    if (admitted) {
+      this.admitted.delete(conn);
+      this.handshaking.delete(conn);
+      this.opts.admission.closed(admitted.ip, admitted.phase.kind === 'handshaking');
+    }
     this.timers.schedule(conn, undefined);
     for (const hex of conn.cids) if (this.byCid.get(hex) === conn) this.byCid.delete(hex);
     this.connections.delete(conn);
@@ -438,11 +616,6 @@ export class QuicEndpoint implements ConnectionHost {
     this.opts.socket.send(out.subarray(0, len), peer.port, peer.host);
   }
 
-  /** RFC 9000 §10.3: token = HMAC(static key, CID), so any worker can reset a CID any other issued. */
-  private resetToken(cid: Buffer): Buffer {
-    return createHmac('sha256', this.opts.resetKey).update(cid).digest().subarray(0, 16);
-  }
-
   private sendStatelessReset(dcid: Buffer, receivedLength: number, peer: HostPort): void {
     // Must be shorter than what triggered it (no amplification loops) and at least 21 bytes.
     const len = Math.min(receivedLength - 1, 43);
@@ -452,17 +625,9 @@ export class QuicEndpoint implements ConnectionHost {
     }
     const pkt = randomBytes(len);
     pkt[0] = (pkt[0]! & 0x3f) | 0x40;
-    this.resetToken(dcid).copy(pkt, len - 16);
+    this.resetTokens.token(dcid).copy(pkt, len - 16);
     this.counters.statelessResets++;
     this.opts.socket.send(pkt, peer.port, peer.host);
-  }
-
-  private expireAttempts(): void {
-    const now = performance.now();
-    for (const [key, a] of this.attempts) {
-      if (a.expiresAt > now) break; // insertion order = expiry order
-      this.attempts.delete(key);
-    }
   }
 
   private drop(reason: DropReason): void {
