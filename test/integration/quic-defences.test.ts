@@ -9,11 +9,13 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decryptClientInitial } from '../../src/proxy/quic/initial/packet.js';
 import { extractCryptoFrames } from '../../src/proxy/quic/initial/frames.js';
 import { makeCert } from '../helpers/certs.js';
+import { launchH3Chromium } from '../helpers/chromium.js';
 import { gtlsclient } from '../helpers/gtlsclient.js';
 import { H3Client } from '../helpers/h3-client.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
@@ -179,6 +181,8 @@ describe('QUIC endpoint defences', () => {
     expect((await warm.get('localhost', '/')).status).toBe(200);
     await warm.close();
     const before = rssKb(worker);
+    // Launched before the flood: the browser's own start-up is not what is measured.
+    const browser = await launchH3Chromium({ host: '127.0.0.1', port }, path.join(proxy.dir, 'state/self-signed.crt'));
 
     const { hello, scid } = realClientHello();
     const sockets = await Promise.all(Array.from({ length: 100 }, () => udpSocket()));
@@ -213,13 +217,19 @@ describe('QUIC endpoint defences', () => {
         }
       }
       const g = await gtlsclient('127.0.0.1', port, [`https://localhost:${port}/`]);
+      const { page, protocols } = await browser.newPage();
+      const url = `https://127.0.0.1:${port}/`;
+      const chromium = await page.goto(url);
       expect(ok).toBe(3);
       expect(g.statuses, g.output).toEqual([200]);
+      expect(chromium?.status()).toBe(200);
+      expect(protocols.get(url)).toBe('h3');
       await sleep(500);
     } finally {
       flooding = false;
       await flood;
       for (const s of sockets) s.close();
+      await browser.close();
     }
     const rate = sent / ((performance.now() - floodStart) / 1000);
     const after = rssKb(worker);
