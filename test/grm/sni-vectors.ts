@@ -4,7 +4,8 @@
 import crypto from 'node:crypto';
 import { expect } from 'vitest';
 import { quiche } from '@matrixai/quic/native/index.js';
-import { CLIENT_CRYPTO_FRAME, CLIENT_PADDING_LENGTH, RFC_DCID, V1_UNPROTECTED_HEADER } from '../unit/initial-rfc-vectors.js';
+import { buildClientInitial, encodeCryptoFrame } from '../helpers/quic-initial.js';
+import { CLIENT_CRYPTO_FRAME, RFC_DCID, V1_PROTECTED_PACKET } from '../unit/initial-rfc-vectors.js';
 
 // Error codes of bpf/quic_sni.h (returned negated).
 const E_SHORT = -2;
@@ -14,26 +15,23 @@ const E_FRAME = -6;
 const E_TOO_LONG = -8;
 
 // ---------------------------------------------------------------------------------------------
-// QUIC v1 Initial protection (RFC 9001 §5), written here independently of the C under test.
+// Initials built with the test suite's client-side Initial builder (test/helpers/quic-initial.ts,
+// RFC 9001 §5 with node:crypto), independent of the C under test.
 
-const V1_SALT = Buffer.from('38762cf7f55934b34d179ae6a4c80cadccbb7f0a', 'hex');
-
-function hkdfExpandLabel(secret: Buffer, label: string, length: number): Buffer {
-  const full = Buffer.from(`tls13 ${label}`, 'latin1');
-  const info = Buffer.concat([u16(length), Buffer.from([full.length]), full, Buffer.from([0])]);
-  // length <= 32: HKDF-Expand is one HMAC block
-  return crypto.createHmac('sha256', secret).update(Buffer.concat([info, Buffer.from([1])])).digest().subarray(0, length);
+interface InitialSpec {
+  dcid: Buffer;
+  pn?: number;
+  pnLen?: 1 | 2 | 3 | 4;
+  /** Plaintext frames, padded with PADDING to `size` bytes of datagram. */
+  frames: Buffer;
+  size: number;
 }
 
-function clientInitialKeys(dcid: Buffer): { key: Buffer; iv: Buffer; hp: Buffer } {
-  const initialSecret = crypto.createHmac('sha256', V1_SALT).update(dcid).digest();
-  const client = hkdfExpandLabel(initialSecret, 'client in', 32);
-  return {
-    key: hkdfExpandLabel(client, 'quic key', 16),
-    iv: hkdfExpandLabel(client, 'quic iv', 12),
-    hp: hkdfExpandLabel(client, 'quic hp', 16),
-  };
+function protectInitial(spec: InitialSpec): Buffer {
+  return buildClientInitial({ dcid: spec.dcid, scid: Buffer.alloc(0), pn: spec.pn ?? 0, pnLength: spec.pnLen ?? 4, extraFrames: spec.frames, padTo: spec.size });
 }
+
+const cryptoFrame = encodeCryptoFrame;
 
 function u16(n: number): Buffer {
   return Buffer.from([(n >> 8) & 0xff, n & 0xff]);
@@ -41,76 +39,6 @@ function u16(n: number): Buffer {
 
 function u24(n: number): Buffer {
   return Buffer.from([(n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]);
-}
-
-function varint(n: number): Buffer {
-  if (n < 0x40) return Buffer.from([n]);
-  if (n < 0x4000) return Buffer.from([0x40 | (n >> 8), n & 0xff]);
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n | 0x80000000);
-  return b;
-}
-
-interface InitialSpec {
-  dcid: Buffer;
-  scid?: Buffer;
-  token?: Buffer;
-  pn?: number;
-  pnLen?: number;
-  version?: number;
-  frames: Buffer; // plaintext payload
-}
-
-/** Long-header header of an Initial with a 2-byte Length and the packet number in clear. */
-function initialHeader(spec: InitialSpec, payloadLen: number): Buffer {
-  const pnLen = spec.pnLen ?? 4;
-  const scid = spec.scid ?? Buffer.alloc(0);
-  const token = spec.token ?? Buffer.alloc(0);
-  const pn = Buffer.alloc(4);
-  pn.writeUInt32BE(spec.pn ?? 0);
-  const version = Buffer.alloc(4);
-  version.writeUInt32BE(spec.version ?? 1);
-  const length = pnLen + payloadLen + 16;
-  return Buffer.concat([
-    Buffer.from([0xc0 | (pnLen - 1)]),
-    version,
-    Buffer.from([spec.dcid.length]),
-    spec.dcid,
-    Buffer.from([scid.length]),
-    scid,
-    varint(token.length),
-    token,
-    Buffer.from([0x40 | (length >> 8), length & 0xff]),
-    pn.subarray(4 - pnLen),
-  ]);
-}
-
-/** A protected client Initial: AES-128-GCM payload, then header protection. */
-function protectInitial(spec: InitialSpec): Buffer {
-  const { key, iv, hp } = clientInitialKeys(spec.dcid);
-  const pnLen = spec.pnLen ?? 4;
-  const header = initialHeader(spec, spec.frames.length);
-  const nonce = Buffer.from(iv);
-  nonce.writeUInt32BE((nonce.readUInt32BE(8) ^ (spec.pn ?? 0)) >>> 0, 8);
-  const gcm = crypto.createCipheriv('aes-128-gcm', key, nonce);
-  gcm.setAAD(header);
-  const packet = Buffer.concat([header, gcm.update(spec.frames), gcm.final(), gcm.getAuthTag()]);
-  const pnOffset = header.length - pnLen;
-  const ecb = crypto.createCipheriv('aes-128-ecb', hp, null);
-  const mask = ecb.update(packet.subarray(pnOffset + 4, pnOffset + 20));
-  packet[0] ^= mask[0] & 0x0f;
-  for (let i = 0; i < pnLen; i++) packet[pnOffset + i] ^= mask[1 + i];
-  return packet;
-}
-
-function cryptoFrame(offset: number, data: Buffer): Buffer {
-  return Buffer.concat([Buffer.from([0x06]), varint(offset), varint(data.length), data]);
-}
-
-/** Frames padded with PADDING so that the whole datagram is `size` bytes. */
-function padTo(spec: Omit<InitialSpec, 'frames'>, frames: Buffer, size: number): Buffer {
-  const overhead = initialHeader({ ...spec, frames }, 0).length + 16;
-  return Buffer.concat([frames, Buffer.alloc(Math.max(0, size - overhead - frames.length))]);
 }
 
 function extension(type: number, body: Buffer): Buffer {
@@ -153,11 +81,10 @@ function pqKeyShare(): Buffer {
 // RFC 9001 Appendix A.2 (client Initial), from the vectors shared with the Initial unit tests.
 
 export function rfcClientInitial(): Buffer {
-  // CRYPTO frame, then PADDING up to 1162 bytes of payload
-  const frames = Buffer.concat([Buffer.from(CLIENT_CRYPTO_FRAME, 'hex'), Buffer.alloc(CLIENT_PADDING_LENGTH)]);
-  const spec = { dcid: Buffer.from(RFC_DCID, 'hex'), pn: 2, pnLen: 4, frames };
-  expect(initialHeader(spec, frames.length).toString('hex')).toBe(V1_UNPROTECTED_HEADER);
-  return protectInitial(spec);
+  // CRYPTO frame, then PADDING up to a 1200-byte datagram: exactly the RFC's protected packet.
+  const datagram = protectInitial({ dcid: Buffer.from(RFC_DCID, 'hex'), pn: 2, pnLen: 4, frames: Buffer.from(CLIENT_CRYPTO_FRAME, 'hex'), size: 1200 });
+  expect(datagram.toString('hex')).toBe(V1_PROTECTED_PACKET);
+  return datagram;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -333,36 +260,36 @@ export function buildCases(): Case[] {
   // Datagrams longer than QUIC_SNI_SCAN_BYTES: only the first 1280 bytes are looked at.
   const dcid = crypto.randomBytes(8);
   const smallCh = clientHello([supportedVersions, serverNameExt('big.example'), alpnH3, transportParams]);
-  const big = protectInitial({ dcid, frames: padTo({ dcid }, cryptoFrame(0, smallCh), 1452) });
+  const big = protectInitial({ dcid, frames: cryptoFrame(0, smallCh), size: 1452 });
   cases.push({ name: '1452-byte datagram', datagram: big, ret: 11, sni: 'big.example' });
   const lateCh = clientHello([supportedVersions, pqKeyShare(), serverNameExt('beyond.example'), transportParams]);
   expect(lateCh.indexOf(Buffer.from('beyond.example'))).toBeGreaterThan(1280);
-  cases.push({ name: '1472-byte datagram, server_name after byte 1280', datagram: protectInitial({ dcid, frames: padTo({ dcid }, cryptoFrame(0, lateCh), 1472) }), ret: 0 });
+  cases.push({ name: '1472-byte datagram, server_name after byte 1280', datagram: protectInitial({ dcid, frames: cryptoFrame(0, lateCh), size: 1472 }), ret: 0 });
 
   // Chrome-like ClientHello: post-quantum key_share before server_name, split over two Initials.
   const splitCh = clientHello([supportedVersions, pqKeyShare(), serverNameExt('late.example'), alpnH3, transportParams]);
   expect(splitCh.length).toBeGreaterThan(1300);
   const cut = 1100;
-  const part1 = padTo({ dcid }, cryptoFrame(0, splitCh.subarray(0, cut)), 1250);
-  const part2 = padTo({ dcid }, cryptoFrame(cut, splitCh.subarray(cut)), 1250);
-  cases.push({ name: 'split ClientHello, server_name in 2nd datagram: 1st', datagram: protectInitial({ dcid, pn: 0, frames: part1 }), ret: 0 });
-  cases.push({ name: 'split ClientHello, server_name in 2nd datagram: 2nd', datagram: protectInitial({ dcid, pn: 1, frames: part2 }), ret: 0 });
+  const part1 = cryptoFrame(0, splitCh.subarray(0, cut));
+  const part2 = cryptoFrame(cut, splitCh.subarray(cut));
+  cases.push({ name: 'split ClientHello, server_name in 2nd datagram: 1st', datagram: protectInitial({ dcid, pn: 0, frames: part1, size: 1250 }), ret: 0 });
+  cases.push({ name: 'split ClientHello, server_name in 2nd datagram: 2nd', datagram: protectInitial({ dcid, pn: 1, frames: part2, size: 1250 }), ret: 0 });
   // Same, with server_name first: found in the 1st datagram although the ClientHello is incomplete.
   const earlyCh = clientHello([serverNameExt('early.example'), supportedVersions, pqKeyShare(), alpnH3, transportParams]);
-  const early1 = padTo({ dcid }, cryptoFrame(0, earlyCh.subarray(0, cut)), 1250);
-  cases.push({ name: 'split ClientHello, server_name in 1st datagram', datagram: protectInitial({ dcid, pn: 0, frames: early1 }), ret: 13, sni: 'early.example' });
+  const early1 = cryptoFrame(0, earlyCh.subarray(0, cut));
+  cases.push({ name: 'split ClientHello, server_name in 1st datagram', datagram: protectInitial({ dcid, pn: 0, frames: early1, size: 1250 }), ret: 13, sni: 'early.example' });
 
   // Chrome "chaos protection": CRYPTO fragments out of order, mixed with PING and PADDING.
   const ch = clientHello([supportedVersions, alpnH3, serverNameExt('Chaos.Example'), transportParams]);
   const cuts = [0, 40, 57, 90, ch.length];
   const frag = (i: number) => cryptoFrame(cuts[i], ch.subarray(cuts[i], cuts[i + 1]));
   const chaos = Buffer.concat([Buffer.from([0x01]), frag(2), Buffer.alloc(7), frag(0), Buffer.from([0x01, 0x01]), frag(3), Buffer.alloc(30), frag(1)]);
-  cases.push({ name: 'chaos-protected ClientHello (4 fragments, PING, PADDING)', datagram: protectInitial({ dcid, pn: 0, pnLen: 1, frames: padTo({ dcid, pnLen: 1 }, chaos, 1200) }), ret: 13, sni: 'chaos.example' });
+  cases.push({ name: 'chaos-protected ClientHello (4 fragments, PING, PADDING)', datagram: protectInitial({ dcid, pn: 0, pnLen: 1, frames: chaos, size: 1200 }), ret: 13, sni: 'chaos.example' });
   // ACK before CRYPTO (a client Initial sent after the server's Initial arrived).
   const ack = Buffer.from([0x02, 0x00, 0x05, 0x01, 0x00, 0x00, 0x00]); // largest 0, delay 5, 1 extra range
-  cases.push({ name: 'ACK then CRYPTO', datagram: protectInitial({ dcid, pn: 2, pnLen: 2, frames: padTo({ dcid, pnLen: 2 }, Buffer.concat([ack, cryptoFrame(0, ch)]), 1200) }), ret: 13, sni: 'chaos.example' });
+  cases.push({ name: 'ACK then CRYPTO', datagram: protectInitial({ dcid, pn: 2, pnLen: 2, frames: Buffer.concat([ack, cryptoFrame(0, ch)]), size: 1200 }), ret: 13, sni: 'chaos.example' });
   // Retransmission tail only (CRYPTO not starting at 0): no SNI here.
-  cases.push({ name: 'CRYPTO at offset 200 only', datagram: protectInitial({ dcid, pn: 3, frames: padTo({ dcid }, cryptoFrame(200, ch.subarray(0, 50)), 1200) }), ret: 0 });
+  cases.push({ name: 'CRYPTO at offset 200 only', datagram: protectInitial({ dcid, pn: 3, frames: cryptoFrame(200, ch.subarray(0, 50)), size: 1200 }), ret: 0 });
 
   cases.push({ name: 'Chromium capture A, 1st datagram', datagram: CHROME_A_DGRAM1, ret: 11, sni: 'sni.example' });
   cases.push({ name: 'Chromium capture B, 1st datagram', datagram: CHROME_B_DGRAM1, ret: 11, sni: 'sni.example' });
