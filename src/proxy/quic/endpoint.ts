@@ -432,8 +432,9 @@ export class QuicEndpoint implements ConnectionHost {
       conn.quic.recv(msg, { from: peer, to: this.opts.local });
       // recv succeeds for packets quiche could not decrypt, so the datagram's source proves
       // nothing: the address we report upstream (X-Forwarded-For) moves only when quiche itself
-      // migrated the connection to it, which it does for authenticated packets only.
-      this.followPeer(conn);
+      // migrated the connection to it, which it does for authenticated packets only. Path events
+      // arise only from a datagram of another address, so the common case skips the native call.
+      if (peer.port !== conn.peer.port || peer.host !== conn.peer.host) this.followPeer(conn);
     } catch {
       // quiche already accounted for the bad packet (or closed the connection); nothing to add.
       this.drop(DROP.rejectedByQuic);
