@@ -12,6 +12,7 @@ import { H3_ERROR } from './h3/errors.js';
 import { H3Session } from './h3/session.js';
 import { AccessLog } from './http/access-log.js';
 import { ProxyHandler } from './http/proxy-handler.js';
+import { RefusalCounter } from './http/refusals.js';
 import { matchRoute } from './http/route.js';
 import { TrustedProxies } from './http/trusted-proxies.js';
 import type { WorkerStats } from './worker-stats.js';
@@ -34,6 +35,8 @@ export interface ServerSocket {
 export class ProxyServer {
   private readonly endpoints: QuicEndpoint[] = [];
   private readonly sessions = new Set<H3Session>();
+  /** Requests the HTTP limits and timeouts turned away, over all listeners (for `list`). */
+  readonly refusals = new RefusalCounter();
   private upstreams: UpstreamRegistry | undefined;
   private draining = false;
 
@@ -65,6 +68,7 @@ export class ProxyServer {
       upstreams,
       accessLog: new AccessLog(config.logging.accessLog ? log.child({}) : undefined),
       trustedProxies: new TrustedProxies(config.trustedProxies),
+      refusals: this.refusals,
     });
     for (const s of sockets) {
       const socket = await openDgramSocket(s.fd, s.family);
@@ -86,6 +90,7 @@ export class ProxyServer {
             handler,
             onHandlerError: (err, stream) => log.error({ conn: conn.id, stream, err }, 'request handler failed; answered 500 or reset'),
             limits: config.http,
+            refusals: this.refusals,
             onClosed: (sess) => {
               this.sessions.delete(sess);
               const st = conn.stats();

@@ -3,6 +3,7 @@
  * layer carries it to the master and on to `udpgrm-proxy list`; it lives here so the server does
  * not import from the process layer above it.
  */
+import type { RefusalCounts } from './http/refusals.js';
 import type { DropCounts } from './quic/drop-reasons.js';
 
 export interface WorkerStats {
@@ -18,4 +19,6 @@ export interface WorkerStats {
     readonly internalErrors: number;
     readonly dropped: Readonly<DropCounts>;
   };
+  /** Requests the HTTP limits and timeouts turned away or cut short, by reason. */
+  readonly refused?: Readonly<RefusalCounts>;
 }

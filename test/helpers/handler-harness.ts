@@ -117,7 +117,7 @@ export interface TestProxy {
   send(request: MemoryRequest, options?: MemoryExchangeOptions): MemoryExchange;
 }
 
-export function makeProxy(routes: RouteConfig[], pools: UpstreamPoolConfig[] = [], options: Pick<HandlerOptions, 'trustedProxies'> = {}): TestProxy {
+export function makeProxy(routes: RouteConfig[], pools: UpstreamPoolConfig[] = [], options: Pick<HandlerOptions, 'trustedProxies' | 'refusals'> = {}): TestProxy {
   const registry = new UpstreamRegistry(new Map(pools.map((p) => [p.name, p])));
   cleanups.push(() => registry.destroy());
   const handler = new ProxyHandler({ route: (host, path) => matchRoute(routes, host, path), upstreams: registry, accessLog: makeAccessLog(), ...options });

@@ -5,10 +5,11 @@
  * within a bound: by queue_timeout (503) when the uploads keep trickling, and with a 200 once
  * request_body_timeout has cut uploads that went silent.
  */
+import { execFileSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { H3Client, type H3Response } from '../helpers/h3-client.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
-import { freeUdpPort, startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { PROXY_BIN, freeUdpPort, startProxy, type RunningProxy } from '../helpers/proxy.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 // The proxy attaches BPF to its sockets: keep it and its clients in a private network namespace.
@@ -116,6 +117,8 @@ describe('two slow uploads fill max_connections 2 (defaults for every timeout)',
     expect(elapsed).toBeLessThan(8_000);
     const line = await proxy.waitForLog((l) => l.log === 'access' && l.path === '/api/page');
     expect(line).toMatchObject({ status: 503, reason: expect.stringMatching(/^no free connection within 5s/) });
+    // `list` counts it with the worker that turned it away.
+    expect(execFileSync(process.execPath, [PROXY_BIN, 'list', '--config', proxy.configFile], { encoding: 'utf8' })).toMatch(/refused upstream queue timeout=1\b/);
   });
 });
 
@@ -150,5 +153,6 @@ describe('uploads that go silent are cut by request_body_timeout, freeing the po
     const lines = proxy.logs.filter((l) => l.log === 'access' && l.path === '/api/upload');
     expect(lines).toHaveLength(2);
     for (const l of lines) expect(l).toMatchObject({ status: 408, reason: 'request body timeout: no bytes for 2s' });
+    expect(execFileSync(process.execPath, [PROXY_BIN, 'list', '--config', proxy.configFile], { encoding: 'utf8' })).toMatch(/refused request body timeout=2\b/);
   });
 });

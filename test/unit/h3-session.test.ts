@@ -4,6 +4,7 @@
  * responses, trailers, clients that stop or reset a stream, and a handler that throws. The QUIC
  * connection is MemoryQuicConnection; the handler is the test's own.
  */
+import { RefusalCounter } from '../../src/proxy/http/refusals.js';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FRAME_TYPE, H3_ERROR, SETTINGS_ID, STREAM_TYPE, encodeControlStreamPreface, encodeFrameHeader, encodeGoaway, parseGoaway, parseSettings } from '../../src/proxy/h3/frames.js';
 import { H3Session, type SessionLimits } from '../../src/proxy/h3/session.js';
@@ -717,6 +718,20 @@ describe('Request timeouts and header limits (hardening defect 5)', () => {
     for (const ex of handler.exchanges) answer(ex);
     conn.deliver();
     expect(conn.closed).toEqual({ code: H3_ERROR.H3_NO_ERROR, reason: 'goaway' });
+  });
+
+  it('counts what the limits and timeouts turn away, by reason (shown by list)', () => {
+    const refusals = new RefusalCounter();
+    const conn = new MemoryQuicConnection();
+    const limits = { ...LIMITS, maxHeaderBytes: 2048, maxRequestsPerConnection: 3 };
+    conn.start(new H3Session(conn, { handler: new HeldExchanges(), limits, onHandlerError: () => {}, refusals }));
+    conn.clientSend(0, headersFrame(requestHeaders('GET', '/', [['x-a', 'a'.repeat(1000)], ['x-b', 'b'.repeat(1000)]])), true);
+    conn.clientSend(4, Buffer.concat([post(1000), dataFrame(Buffer.from('a'))]));
+    conn.clientSend(8, incompleteHeaders(1000));
+    expect(refusals.counts).toEqual({ 'header section too large': 1 });
+    vi.advanceTimersByTime(30_000);
+    get(conn, 12); // beyond max_requests_per_connection (0, 4 and 8 were taken)
+    expect(refusals.counts).toEqual({ 'header section too large': 1, 'request header timeout': 1, 'request body timeout': 1, 'requests per connection': 1 });
   });
 
   it('a drain in its first phase is cut short by the request limit (GOAWAY ids only fall)', () => {

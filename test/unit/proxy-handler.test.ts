@@ -6,6 +6,7 @@
  * client to the upstream, and a handler that throws. Every exchange given to ProxyHandler must
  * produce exactly one access-log line (checked after each test).
  */
+import { RefusalCounter } from '../../src/proxy/http/refusals.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import pino from 'pino';
@@ -513,7 +514,8 @@ describe('ProxyHandler: slow clients cannot hold the upstream pool', { timeout: 
       req.resume();
       req.on('end', () => res.end(`${req.method} done\n`));
     });
-    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin], { ...NO_TIMEOUTS, maxConnectionsPerTarget: 2, queueTimeoutMs: 300 })]);
+    const refusals = new RefusalCounter();
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin], { ...NO_TIMEOUTS, maxConnectionsPerTarget: 2, queueTimeoutMs: 300 })], { refusals });
     // Slow uploads: content-length 1000, one byte now and then; each holds a pooled connection.
     const slow = [0, 1].map(() => proxy.send({ method: 'POST', path: '/upload', contentLength: 1000, body: ['x'], bodyEnds: false }));
     const drip = setInterval(() => {
@@ -533,6 +535,7 @@ describe('ProxyHandler: slow clients cannot hold the upstream pool', { timeout: 
       // Bound: queue_timeout (300 ms) plus slack; before the fix it waited for the uploads to end.
       expect(elapsed).toBeLessThan(1_500);
       expect(await lineOf(legit)).toMatchObject({ status: 503, route: 'routes[0]', reason: expect.stringMatching(/^no free connection within 300ms/) });
+      expect(refusals.counts).toEqual({ 'upstream queue timeout': 1 });
     } finally {
       clearInterval(drip);
       for (const ex of slow) ex.abort('client reset');

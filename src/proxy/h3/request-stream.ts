@@ -8,6 +8,7 @@
 import { formatDuration } from '../config/units.js';
 import { BodyLengthCounter, validateRequest, validateTrailers, type FieldList, type ValidatedRequest } from '../http-semantics/index.js';
 import { dispatchExchange, RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from '../http/exchange.js';
+import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import { RequestBody } from '../http/request-body.js';
 import type { QuicStreams } from '../quic/connection.js';
 import type { HostPort } from '../quic/native.js';
@@ -68,6 +69,8 @@ export interface RequestStreamOptions {
   readonly onDone: () => void;
   /** The connection's handshake: true once complete, false if the connection ended before. */
   readonly handshakeComplete: () => Promise<boolean>;
+  /** Counts what the limits and timeouts turn away (for `list`); absent in tests that do not look. */
+  readonly refusals?: RefusalCounter;
 }
 
 /** Errors on a request stream that end the whole connection; the rest reset only the stream. */
@@ -180,6 +183,7 @@ export class RequestStream implements HttpExchange {
       if (inHeaders && n > 0) {
         if (!this.opts.headerBudget.take(n)) {
           const limit = this.opts.headerBudget.limit;
+          this.opts.refusals?.add(REFUSAL.connectionHeaderBudget);
           this.streamError(new H3Error(H3_ERROR.H3_EXCESSIVE_LOAD, `incomplete request headers on this connection above ${limit} bytes`));
           return;
         }
@@ -201,6 +205,7 @@ export class RequestStream implements HttpExchange {
   /** RFC 9114 §4.2.2: a header section above our limit may get 431 rather than a reset. */
   private answerHeadersTooLarge(): void {
     this.releaseHeaderBytes();
+    this.opts.refusals?.add(REFUSAL.headerTooLarge);
     respondText(this, 431, 'request header fields too large\n');
   }
 
@@ -239,6 +244,7 @@ export class RequestStream implements HttpExchange {
     if (this.state.phase === 'open' && this.state.recv === Recv.Headers) {
       // H3_REQUEST_INCOMPLETE: we end the stream without a fully formed request (§8.1). Not
       // REJECTED (an invitation to retry at once) nor EXCESSIVE_LOAD (kept for the size limits).
+      this.opts.refusals?.add(REFUSAL.headerTimeout);
       this.streamError(new H3Error(H3_ERROR.H3_REQUEST_INCOMPLETE, `request headers incomplete after ${formatDuration(this.opts.limits.requestHeaderTimeoutMs)}`));
     } else {
       this.bodyTimedOut();
@@ -252,6 +258,7 @@ export class RequestStream implements HttpExchange {
    */
   private bodyTimedOut(): void {
     const reason = `request body timeout: no bytes for ${formatDuration(this.opts.limits.requestBodyTimeoutMs)}`;
+    this.opts.refusals?.add(REFUSAL.bodyTimeout);
     // Fail the body first: the 408 below completes the response, which would otherwise end the
     // body as if the upload were whole.
     this.requestBody?.abort(reason);

@@ -4,6 +4,7 @@
  * `RequestStream`; what happens to a request (routing, upstreams) is the handler's business.
  */
 import type { RequestHandler } from '../http/exchange.js';
+import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import type { QuicApplication, QuicStreams } from '../quic/connection.js';
 import { streamResetCode } from '../quic/native.js';
 import { SweepTimer } from '../timers/sweep-timer.js';
@@ -47,6 +48,8 @@ export interface SessionOptions {
   readonly limits: SessionLimits;
   /** Called once when the connection is gone, with a summary for logs. */
   readonly onClosed?: (session: H3Session) => void;
+  /** Counts what the limits and timeouts turn away (for `list`). */
+  readonly refusals?: RefusalCounter;
 }
 
 /** A peer unidirectional stream, by what its type (the first varint, §6.2) made of it. */
@@ -202,6 +205,7 @@ export class H3Session implements QuicApplication {
       if ((this.goawayId !== undefined && streamId >= this.goawayId) || this.requestsAccepted >= maxRequestsPerConnection) {
         // Above our GOAWAY, or beyond the request limit (even a lower id that arrived late):
         // unprocessed, so the client retries it on a new connection (RFC 9114 §4.1.1, §5.2).
+        if (this.requestsAccepted >= maxRequestsPerConnection) this.opts.refusals?.add(REFUSAL.requestLimit);
         this.conn.stopSending(streamId, H3_ERROR.H3_REQUEST_REJECTED);
         this.conn.resetStream(streamId, H3_ERROR.H3_REQUEST_REJECTED);
         this.discard(streamId);
@@ -216,6 +220,7 @@ export class H3Session implements QuicApplication {
         onHandlerError: this.opts.onHandlerError,
         onDone: () => this.onRequestDone(streamId),
         handshakeComplete: () => this.handshake.wait(),
+        ...(this.opts.refusals ? { refusals: this.opts.refusals } : {}),
       });
       this.requests.set(streamId, req);
       if (streamId > this.highestRequestId) this.highestRequestId = streamId;

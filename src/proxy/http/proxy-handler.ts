@@ -20,6 +20,7 @@ import type { UpstreamRegistry } from '../upstream/registry.js';
 import type { AccessLog } from './access-log.js';
 import { earlyDataHandling, type EarlyDataHandling } from './early-data.js';
 import { RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from './exchange.js';
+import { REFUSAL, type RefusalCounter } from './refusals.js';
 import type { RequestBody } from './request-body.js';
 import type { TrustedProxies } from './trusted-proxies.js';
 
@@ -29,6 +30,8 @@ export interface HandlerOptions {
   readonly accessLog: AccessLog;
   /** Clients whose forwarding fields are kept (config trusted_proxies); default: nobody's. */
   readonly trustedProxies?: TrustedProxies;
+  /** Counts requests turned away by a limit (for `list`). */
+  readonly refusals?: RefusalCounter;
 }
 
 export class ProxyHandler implements RequestHandler {
@@ -129,6 +132,7 @@ export class ProxyHandler implements RequestHandler {
     } catch (err) {
       const e = classifyUpstreamError(err, undefined);
       if (e.kind === 'aborted' || ex.signal.aborted) return { ...abandoned(ex, undefined), upstream: e.target };
+      if (e.kind === 'queue_timeout') this.opts.refusals?.add(REFUSAL.upstreamQueueTimeout);
       respondText(ex, e.status, `${e.status === 504 ? 'upstream timed out' : 'upstream unavailable'}\n`);
       return { status: e.status, upstream: e.target, reason: e.reason };
     }

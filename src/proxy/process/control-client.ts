@@ -46,9 +46,11 @@ function formatStatus(reply: StatusReply): string[] {
     for (const w of g.workers) {
       const q = w.quic;
       const drops = q ? Object.entries(q.dropped).map(([why, n]) => `${why}=${n}`).join(',') : '';
+      const refused = w.refused ? Object.entries(w.refused).map(([why, n]) => `${why}=${n}`).join(',') : '';
       lines.push(
         `\tworker ${w.index}  pid ${w.pid ?? '-'}  connections ${w.connections}  requests ${w.activeRequests}` +
-          (q ? `  datagrams in ${q.datagramsIn} out ${q.datagramsOut}  accepted ${q.connectionsAccepted}  resets ${q.statelessResets}  internal errors ${q.internalErrors}  dropped ${drops || 0}` : ''),
+          (q ? `  datagrams in ${q.datagramsIn} out ${q.datagramsOut}  accepted ${q.connectionsAccepted}  resets ${q.statelessResets}  internal errors ${q.internalErrors}  dropped ${drops || 0}` : '') +
+          (w.refused ? `  refused ${refused || 0}` : ''),
       );
     }
   }

@@ -65,6 +65,7 @@ const workerStatus = object({
       dropped: record(number),
     }),
   ),
+  refused: optional(record(number)),
 }) satisfies Decoder<WorkerStats & { index: number; pid?: number }>;
 
 const generationStatus = object({

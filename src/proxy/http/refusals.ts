@@ -1,0 +1,25 @@
+/**
+ * Requests the HTTP layer turned away or cut short by its limits and timeouts, counted by reason
+ * for `udpgrm-proxy list` (the QUIC layer counts its own in quic/drop-reasons.ts). A closed set:
+ * a typo cannot make a new counter.
+ */
+export const REFUSAL = {
+  headerTimeout: 'request header timeout',
+  bodyTimeout: 'request body timeout',
+  headerTooLarge: 'header section too large',
+  connectionHeaderBudget: 'connection header budget',
+  requestLimit: 'requests per connection',
+  upstreamQueueTimeout: 'upstream queue timeout',
+} as const;
+
+export type Refusal = (typeof REFUSAL)[keyof typeof REFUSAL];
+export type RefusalCounts = Partial<Record<Refusal, number>>;
+
+/** One per worker, shared by its sessions and its handler. */
+export class RefusalCounter {
+  readonly counts: RefusalCounts = {};
+
+  add(reason: Refusal): void {
+    this.counts[reason] = (this.counts[reason] ?? 0) + 1;
+  }
+}
