@@ -71,9 +71,13 @@ function rssKb(pid: number): number {
 /** The drop counters of `udpgrm-proxy list --config` (label → count). */
 async function dropCounters(proxy: RunningProxy): Promise<Map<string, number>> {
   const { stdout } = await execFileAsync(process.execPath, [PROXY_BIN, 'list', '--config', proxy.configFile], { encoding: 'utf8', timeout: 30_000 });
-  const m = /dropped (.*)$/m.exec(stdout);
+  // Fields of a worker line are separated by two spaces; labels contain single ones.
+  const field = stdout
+    .split('\n')
+    .flatMap((line) => line.split('  '))
+    .find((f) => f.startsWith('dropped '));
   const out = new Map<string, number>();
-  for (const part of (m?.[1] ?? '').split(',')) {
+  for (const part of (field?.slice('dropped '.length) ?? '').split(',')) {
     const eq = part.lastIndexOf('=');
     if (eq > 0) out.set(part.slice(0, eq), Number(part.slice(eq + 1)));
   }
