@@ -118,6 +118,11 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 const worker = process.argv[2] === '__worker';
+// `udpgrm-proxy list | head`: a reader that stops early is not an error of ours (as with any Unix tool).
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
