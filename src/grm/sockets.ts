@@ -23,6 +23,7 @@ import {
   SOCK_NONBLOCK,
   SOL_SOCKET,
 } from '../sys/libc.js';
+import { ipAddressBytes, sockaddrBytes } from '../sys/sockaddr.js';
 import { checkLibc, GrmError } from './errors.js';
 
 export interface ListenAddress {
@@ -47,23 +48,7 @@ export function toSocketAddress(a: ListenAddress): SocketAddress {
   if (a.family !== undefined && a.family !== kind) throw new GrmError('BAD_ARGUMENT', `host ${a.host} is not IPv${a.family}`);
   if (!Number.isInteger(a.port) || a.port < 1 || a.port > 65535) throw new GrmError('BAD_ARGUMENT', `bad port ${a.port}`);
   if (kind === 4) return { family: AF_INET, port: a.port, addr: Buffer.from(a.host.split('.').map(Number)) };
-  return { family: AF_INET6, port: a.port, addr: ipv6Bytes(a.host) };
-}
-
-function ipv6Bytes(host: string): Buffer {
-  let text = host;
-  const out = Buffer.alloc(16);
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (v4) {
-    const b = v4[1]!.split('.').map(Number);
-    text = text.slice(0, -v4[1]!.length) + `${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
-  }
-  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const words = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  words.forEach((w, i) => out.writeUInt16BE(parseInt(w, 16), i * 2));
-  return out;
+  return { family: AF_INET6, port: a.port, addr: ipAddressBytes(a.host) };
 }
 
 export function formatAddress(a: SocketAddress): string {
@@ -74,18 +59,7 @@ export function formatAddress(a: SocketAddress): string {
 }
 
 function sockaddr(a: SocketAddress): Buffer {
-  if (a.family === AF_INET) {
-    const b = Buffer.alloc(16);
-    b.writeUInt16LE(AF_INET, 0);
-    b.writeUInt16BE(a.port, 2);
-    a.addr.copy(b, 4, 0, 4);
-    return b;
-  }
-  const b = Buffer.alloc(28);
-  b.writeUInt16LE(AF_INET6, 0);
-  b.writeUInt16BE(a.port, 2);
-  a.addr.copy(b, 8, 0, 16);
-  return b;
+  return sockaddrBytes(a.family, a.port, a.addr);
 }
 
 function setInt(fd: number, level: number, name: number, value: number, what: string): void {

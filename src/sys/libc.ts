@@ -11,6 +11,7 @@ const lib = koffi.load('libc.so.6');
 export const libc = {
   socket: lib.func('int socket(int domain, int type, int protocol)'),
   bind: lib.func('int bind(int fd, const void *addr, uint32_t len)'),
+  listen: lib.func('int listen(int fd, int backlog)'),
   connect: lib.func('int connect(int fd, const void *addr, uint32_t len)'),
   getsockname: lib.func('int getsockname(int fd, _Out_ void *addr, _Inout_ uint32_t *len)'),
   setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)'),
@@ -31,15 +32,18 @@ export const libc = {
 export const AF_UNIX = 1;
 export const AF_INET = 2;
 export const AF_INET6 = 10;
+export const SOCK_STREAM = 1;
 export const SOCK_DGRAM = 2;
 export const SOCK_NONBLOCK = 0o4000;
 export const SOCK_CLOEXEC = 0o2000000;
 export const MSG_DONTWAIT = 0x40;
 export const SOL_SOCKET = 1;
+export const SO_REUSEADDR = 2;
 export const SO_TYPE = 3;
 export const SO_SNDBUF = 7;
 export const SO_RCVBUF = 8;
 export const SO_REUSEPORT = 15;
+export const SO_ACCEPTCONN = 30;
 export const SO_SNDBUFFORCE = 32;
 export const SO_RCVBUFFORCE = 33;
 export const SO_ATTACH_REUSEPORT_EBPF = 52;
