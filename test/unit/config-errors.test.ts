@@ -191,6 +191,35 @@ describe('kinds of error', () => {
     expect(issues[5]![3]).toBe('duplicate listener [::1]:4433 (already listed at listeners[5])');
   });
 
+  it('listener protocols, alt_svc and http_redirect', () => {
+    const issues = check(
+      'listeners:\n' +
+        '  - address: "127.0.0.1:443"\n' + // 2
+        '    protocols: [h2, h4]\n' + // 3
+        '  - address: "127.0.0.1:444"\n' + // 4
+        '    protocols: [h3, h3]\n' + // 5
+        '  - address: "127.0.0.1:445"\n' + // 6
+        '    protocols: [h3]\n' + // 7
+        '    http_redirect: "127.0.0.1:80"\n' + // 8
+        '  - address: "127.0.0.1:446"\n' + // 9
+        '    alt_svc: "h3=\\":446\\"\\n"\n' + // 10
+        '    portocols: [h1]\n' + // 11
+        '  - protocols: [h1]\n' + // 12
+        '  - address: "127.0.0.1:447"\n' + // 13
+        '    http_redirect: "127.0.0.1:447"\n' + // 14
+        OK_ROUTES,
+    );
+    expect(issues.map(([l, c, p, m]) => `${l}:${c} ${p}: ${m}`)).toEqual([
+      '3:21 listeners[0].protocols[1]: expected one of "h1", "h2", "h3", got "h4"',
+      '5:21 listeners[1].protocols[1]: protocol h3 is listed twice',
+      expect.stringMatching(/^8:20 listeners\[2\]\.http_redirect: http_redirect sends clients to this listener's https URL, but it serves no TCP protocol/),
+      expect.stringMatching(/^10:14 listeners\[3\]\.alt_svc: expected a header value without control characters/),
+      expect.stringMatching(/^11:5 listeners\[3\]\.portocols: unknown key "portocols"; did you mean "protocols"\?/),
+      expect.stringMatching(/^12:5 listeners\[4\]: missing "address"/),
+      '14:20 listeners[5].http_redirect: TCP address 127.0.0.1:447 is already used by listeners[5].address',
+    ]);
+  });
+
   it('routes: host patterns, path prefixes, actions, status, headers', () => {
     const issues = check(
       OK_LISTENERS +

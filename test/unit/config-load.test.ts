@@ -34,8 +34,8 @@ describe('loadConfig on valid files', () => {
 
     expect(config.file).toBe(join(work, 'proxy.yaml'));
     expect(config.listeners).toEqual([
-      { host: '0.0.0.0', port: 8443, family: 4 },
-      { host: '::1', port: 8443, family: 6 },
+      { host: '0.0.0.0', port: 8443, family: 4, protocols: ['h1', 'h2', 'h3'], altSvc: 'h3=":8443"; ma=86400', httpRedirect: { host: '0.0.0.0', port: 8080, family: 4 } },
+      { host: '::1', port: 8443, family: 6, protocols: ['h2', 'h3'], altSvc: 'h3=":443"; ma=3600', httpRedirect: undefined },
     ]);
     expect(config.workers).toBe(3);
     expect(config.drainTimeoutMs).toBe(90_000);
@@ -119,7 +119,7 @@ describe('loadConfig on valid files', () => {
     const work = mkdtempSync(join(dir, 'minimal-'));
     copyFileSync(join(fixtures, 'minimal.yaml'), join(work, 'proxy.yaml'));
     const config = loadConfig(join(work, 'proxy.yaml'));
-    expect(config.listeners).toEqual([{ host: '127.0.0.1', port: 4433, family: 4 }]);
+    expect(config.listeners).toEqual([{ host: '127.0.0.1', port: 4433, family: 4, protocols: ['h1', 'h2', 'h3'], altSvc: 'h3=":4433"; ma=86400', httpRedirect: undefined }]);
     expect(config.workers).toBe(availableParallelism());
     expect(config.drainTimeoutMs).toBe(30_000);
     expect(config.tls.alpn).toEqual(['h3']);
@@ -201,9 +201,9 @@ describe('loadConfig on valid files', () => {
     const work = mkdtempSync(join(dir, 'shipped-'));
     copyFileSync(repoConfig, join(work, 'proxy.yaml'));
     const config = loadConfig(join(work, 'proxy.yaml'));
-    expect(config.listeners).toEqual([
-      { host: '127.0.0.1', port: 4433, family: 4 },
-      { host: '::1', port: 4433, family: 6 },
+    expect(config.listeners.map((l) => [l.host, l.port, l.protocols.join(',')])).toEqual([
+      ['127.0.0.1', 4433, 'h1,h2,h3'],
+      ['::1', 4433, 'h1,h2,h3'],
     ]);
     expect(config.tls.certificates).toHaveLength(1);
     expect(config.tls.certificates[0]!.selfSigned).toBe(true);
@@ -223,7 +223,8 @@ describe('loadConfig on valid files', () => {
     const result = checkConfigFile(repoConfig);
     expect(result.ok).toBe(true);
     if (result.ok) {
-      expect(result.summary).toContain('listeners: 127.0.0.1:4433, [::1]:4433 (UDP)');
+      expect(result.summary).toContain('listener 127.0.0.1:4433: h1, h2, h3; alt-svc h3=":4433"; ma=86400');
+      expect(result.summary).toContain('listener [::1]:4433: h1, h2, h3');
       expect(result.summary).toContain('routes[0]: host * path /healthz → respond 200');
     }
   });

@@ -33,7 +33,10 @@ function describeRoute(r: RouteConfig): string {
 
 export function summarise(config: ProxyConfig, selfSigned: StateFate, ticketKey: StateFate): string {
   const lines = [`${config.file}: OK`];
-  lines.push(`  listeners: ${config.listeners.map(formatListener).join(', ')} (UDP)`);
+  for (const l of config.listeners) {
+    const redirect = l.httpRedirect ? `; http_redirect ${formatListener(l.httpRedirect)}` : '';
+    lines.push(`  listener ${formatListener(l)}: ${l.protocols.join(', ')}; alt-svc ${l.altSvc ?? 'off'}${redirect}`);
+  }
   lines.push(`  workers: ${config.workers}, drain_timeout: ${formatDuration(config.drainTimeoutMs)}`);
   for (const c of config.tls.certificates) {
     const origin = c.selfSigned ? `self-signed, ${FATE[selfSigned]}` : 'configured';

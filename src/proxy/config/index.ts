@@ -5,5 +5,5 @@ export { loadConfig, loadConfigWithState, type LoadOptions, type LoadResult, typ
 export { checkConfigFile, type CheckResult } from './check.js';
 export { selectCertificate } from './select-certificate.js';
 export { readTicketKey, TICKET_KEY_BYTES } from './tls-state.js';
-export { formatListener } from './section-listeners.js';
+export { formatListener, servesTls, servesUdp } from './section-listeners.js';
 export { parseDuration, parseSize } from './units.js';

@@ -4,7 +4,7 @@
  * normalised value or a description of what was expected.
  */
 import { isIP } from 'node:net';
-import type { HostPattern, ListenerConfig } from './types.js';
+import type { HostPattern, ListenAddressConfig } from './types.js';
 import type { Parsed } from './units.js';
 
 /** Canonical text of an IP literal ('::0001' → '::1'), or undefined when `text` is not one. */
@@ -27,7 +27,7 @@ function parsePort(text: string): number | undefined {
 const LISTEN_EXAMPLE = '"IPv4:PORT" or "[IPv6]:PORT", e.g. "127.0.0.1:4433" or "[::1]:4433"';
 
 /** "127.0.0.1:4433" / "[::1]:4433" → a listener. Host names are refused: we bind, we do not resolve. */
-export function parseListenAddress(text: string): Parsed<ListenerConfig> {
+export function parseListenAddress(text: string): Parsed<ListenAddressConfig> {
   const bracketed = /^\[([^\]]*)\]:([^:]*)$/.exec(text);
   const plain = /^([^:[\]]*):([^:]*)$/.exec(text);
   const match = bracketed ?? plain;

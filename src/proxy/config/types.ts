@@ -34,11 +34,25 @@ export interface ProcessConfig {
   readonly readyTimeoutMs: number;
 }
 
-export interface ListenerConfig {
+export interface ListenAddressConfig {
   /** Literal IP address (IPv4 or IPv6, no brackets). */
   readonly host: string;
   readonly port: number;
   readonly family: 4 | 6;
+}
+
+/** What a listener serves: HTTP/3 on UDP; HTTP/1.1 and HTTP/2 over TLS on TCP. */
+export const LISTENER_PROTOCOLS = ['h1', 'h2', 'h3'] as const;
+export type ListenerProtocol = (typeof LISTENER_PROTOCOLS)[number];
+
+/** One `listeners:` entry: the same IP:PORT on UDP (h3) and TCP (h1, h2), per `protocols`. */
+export interface ListenerConfig extends ListenAddressConfig {
+  /** Never empty, in LISTENER_PROTOCOLS order. */
+  readonly protocols: readonly ListenerProtocol[];
+  /** The Alt-Svc field value every response on this listener carries; undefined: none. */
+  readonly altSvc: string | undefined;
+  /** A plain-HTTP TCP address answering 308 to this listener's https URL. */
+  readonly httpRedirect: ListenAddressConfig | undefined;
 }
 
 export interface TlsConfig {
