@@ -7,7 +7,7 @@ import { hkdfSync } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { CidIssuer } from '../grm/interface.js';
 import { formatListener, readTicketKey, selectCertificate } from './config/index.js';
-import type { ProxyConfig } from './config/types.js';
+import type { ListenerConfig, ProxyConfig } from './config/types.js';
 import { H3_ERROR } from './h3/errors.js';
 import { H3Session } from './h3/session.js';
 import { AccessLog } from './http/access-log.js';
@@ -26,10 +26,20 @@ import { UpstreamRegistry } from './upstream/registry.js';
 
 export interface ServerSocket {
   readonly fd: number;
+  /** The config listener this UDP socket serves (HTTP/3). */
+  readonly listener: ListenerConfig;
   readonly host: string;
   readonly port: number;
   readonly family: 4 | 6;
   readonly issuer: CidIssuer;
+}
+
+export interface TcpServerSocket {
+  /** An already listening TCP socket (inherited from the master, shared with other workers). */
+  readonly fd: number;
+  readonly listener: ListenerConfig;
+  /** h1/h2 over TLS per listener.protocols, or its plain-HTTP http_redirect address. */
+  readonly role: 'tls' | 'redirect';
 }
 
 export class ProxyServer {
@@ -45,7 +55,7 @@ export class ProxyServer {
     private readonly log: Logger,
   ) {}
 
-  static async start(config: ProxyConfig, sockets: readonly ServerSocket[], log: Logger): Promise<ProxyServer> {
+  static async start(config: ProxyConfig, sockets: readonly ServerSocket[], _tcpSockets: readonly TcpServerSocket[], log: Logger): Promise<ProxyServer> {
     const server = new ProxyServer(config, log);
     await server.listen(sockets);
     return server;
