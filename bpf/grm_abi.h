@@ -64,10 +64,9 @@
  * Internal maps (not part of this ABI, not pinned by name): pkt_scratch (per-CPU header copy for
  * short or non-linear datagrams, attempt key) and sni_scratch / quic_sni_scratch (SNI reader).
  *
- * Later: udpgrm's socket-option API (UDP_GRM_WORKING_GEN, UDP_GRM_SOCKET_GEN, ...) can be layered
- * on these maps: a group is an address in grm_groups, an app number is an app here, udpgrm's
- * "generation" maps onto a generation number with its slot, and registration is an update of
- * grm_socks by {group, slot, worker} (udpgrm's socket index = worker index).
+ * udpgrm compatibility (compat.bpf.c, "GRM_COMPAT_*" and struct grm_compat_* at the end of this
+ * file): a separate object with its own maps (prefix grmc_, pinned in their own dir), so the
+ * proxy's groups above are untouched by it.
  */
 #ifndef GRM_ABI_H
 #define GRM_ABI_H
@@ -203,6 +202,162 @@ struct grm_gen_stats {
 	__u64 cid_ok;
 	__u64 cid_gone;  /* CIDs naming this slot whose socket is gone */
 	__u64 fallbacks; /* new connections received as a fallback for another slot */
+};
+
+/*
+ * ---- udpgrm compatibility: compat.bpf.c <-> src/grm/compat ----
+ * udpgrm's socket-option API on any SO_REUSEPORT UDP socket of a cgroup that has the hooks:
+ *   cgroup/bind4|6      create the socket's grmc_sk storage (SO_COOKIE, netns, gen = idx = -1)
+ *   cgroup/setsockopt   IPPROTO_UDP options 200..204 (udpgrm's semantics and errno values)
+ *   cgroup/getsockopt   the same options, read side
+ *   cgroup/sendmsg4|6   FLOW dissector: learn flows from replies
+ *   sk_reuseport        grmc_select, attached by the agent to every compat group
+ * Registration: the setsockopt hook posts a struct grm_compat_msg to grmc_ring; the agent
+ * (udpgrm-proxy grm --daemon) takes the socket from the process (pidfd_getfd), picks its index in
+ * the generation's slot, inserts it in grmc_socks (SOCKHASH keyed by SO_COOKIE), writes the slot's
+ * struct grm_compat_slot and the socket's idx, and attaches grmc_select to the reuseport group.
+ * Everything is pinned: a restarted agent adopts it, and requests queue in the ring meanwhile.
+ *
+ * Writers (one writer per value, so no update is ever lost):
+ *   grmc_groups  the setsockopt hook (creation, working generations); `delete` removes entries
+ *   grmc_slots   the agent only (whole-value replace: the program sees the old or the new value)
+ *   grmc_sk      the hooks (gen, app) and the agent (idx); the agent's update carries the gen of
+ *                the request it serves, and every later request is queued behind it
+ *   grmc_flows   the sendmsg hooks and FLOW_ASSURE
+ * Slot of a generation (udpgrm's TO_WRK_GEN): A = max_apps or 1, slot = app * (32 / A) + gen % (32 / A).
+ * Cookie (16 bits, big-endian on the wire): idx << 8 | cs << 5 | slot, cs = 3-bit check of idx
+ * and slot (GRM_COMPAT_COOKIE_CS_SEED; see cookie.ts).
+ */
+#define GRM_COMPAT_SOL_UDP 17
+#define GRM_COMPAT_OPT_WORKING_GEN 200
+#define GRM_COMPAT_OPT_SOCKET_GEN 201
+#define GRM_COMPAT_OPT_DISSECTOR 202
+#define GRM_COMPAT_OPT_FLOW_ASSURE 203
+#define GRM_COMPAT_OPT_SOCKET_APP 204
+#define GRM_COMPAT_DISSECTOR_FLOW 0
+#define GRM_COMPAT_DISSECTOR_CBPF 1
+#define GRM_COMPAT_DISSECTOR_BESPOKE 3
+#define GRM_COMPAT_DISSECTOR_NOOP 4
+#define GRM_COMPAT_DISSECTOR_FLAG_VERBOSE 0x8000
+#define GRM_COMPAT_MAX_INSTR 64
+#define GRM_COMPAT_LABEL_SZ 100
+#define GRM_COMPAT_MAX_GENS 32
+#define GRM_COMPAT_MAX_SOCKETS_IN_GEN 256
+#define GRM_COMPAT_MAX_APPS 4
+#define GRM_COMPAT_FLOW_DEFAULT_TIMEOUT_SEC 125
+#define GRM_COMPAT_MAX_GROUPS 512
+#define GRM_COMPAT_MAX_FLOWS 8192
+#define GRM_COMPAT_MAX_SOCKETS 65536
+#define GRM_COMPAT_RING_BYTES 65536
+#define GRM_COMPAT_NONE 0xffffffff /* gen / idx of a socket not (yet) registered */
+#define GRM_COMPAT_COOKIE_CS_SEED 0xd
+#define GRM_COMPAT_GROUP_VERBOSE 1 /* struct grm_compat_group.flags */
+/* struct grm_compat_msg.type */
+#define GRM_COMPAT_MSG_REGISTER_SOCKET 1
+#define GRM_COMPAT_MSG_SET_WORKING_GEN 2
+#define GRM_COMPAT_MSG_DISSECTOR 3
+
+/* udpgrm's struct udp_grm_dissector (632 bytes, same layout): SET/GET of option 202. */
+struct grm_compat_dissector {
+	__u32 dissector_type;         /* GRM_COMPAT_DISSECTOR_*, | FLAG_VERBOSE on SET */
+	__u32 flow_entry_timeout_sec; /* FLOW; 0 = GRM_COMPAT_FLOW_DEFAULT_TIMEOUT_SEC */
+	__u32 max_apps;
+	__u32 bespoke_digest;
+	char label[GRM_COMPAT_LABEL_SZ];
+	__u32 filter_len; /* CBPF instructions, or BESPOKE hostname entries */
+	/* CBPF: GRM_COMPAT_MAX_INSTR x {u16 code, u8 jt, u8 jf, u32 k};
+	 * BESPOKE: 8 x {u8 app, u8 reserved, u8 hostname[62]} */
+	__u8 payload[GRM_COMPAT_MAX_INSTR * 8];
+};
+_Static_assert(sizeof(struct grm_compat_dissector) == 632, "udpgrm's struct udp_grm_dissector");
+
+/* GET of option 201 with optlen >= 12. */
+struct grm_compat_sock_gen {
+	__u32 socket_gen;
+	__u32 socket_idx;
+	__u16 grm_cookie;
+	__u16 reserved;
+};
+
+/* grmc_groups value, keyed by struct grm_group_key (the bound address). */
+struct grm_compat_group {
+	struct grm_compat_dissector dis; /* dissector_type without flags */
+	__u64 netns_cookie;              /* of the socket that created the group */
+	__u32 random_id;                 /* separates groups in grmc_flows */
+	__u32 flags;                     /* GRM_COMPAT_GROUP_* */
+	__u32 working_gen[GRM_COMPAT_MAX_APPS];
+};
+
+/* grmc_slots: the sockets of one generation slot, by index. Written by the agent only. */
+struct grm_compat_slot_key {
+	struct grm_group_key group;
+	__u32 slot;
+};
+
+struct grm_compat_slot {
+	__u32 max_idx; /* indices 0..max_idx-1 take new flows (entries may be dead) */
+	__u32 reserved;
+	__u64 cookies[GRM_COMPAT_MAX_SOCKETS_IN_GEN]; /* SO_COOKIE, 0 = empty */
+};
+
+/* grmc_sk (SK_STORAGE): per socket, created at bind for SO_REUSEPORT UDP sockets. */
+struct grm_compat_sock {
+	__u64 cookie;       /* SO_COOKIE (not readable in sockopt context, so recorded at bind) */
+	__u64 netns_cookie;
+	__u32 gen;          /* GRM_COMPAT_NONE until SOCKET_GEN */
+	__u32 idx;          /* GRM_COMPAT_NONE until the agent registered it */
+	__u32 app;
+	__u32 reserved;
+};
+
+/* grmc_ring record. */
+struct grm_compat_msg {
+	__u32 type;  /* GRM_COMPAT_MSG_* */
+	__u32 tgid;  /* caller's process (pid in the initial pid namespace) */
+	__u32 value; /* REGISTER: socket gen; SET_WORKING_GEN: the gen; DISSECTOR: the type */
+	__u32 app;
+	__u64 cookie; /* the socket's SO_COOKIE */
+	struct grm_group_key group;
+};
+
+/* grmc_flows (LRU): FLOW dissector, keyed by the remote address (the local one is the group's). */
+struct grm_compat_flow_key {
+	__u8 addr[16]; /* IPv4 in the first 4 bytes */
+	__u32 port;    /* network byte order */
+	__u32 random_id;
+};
+
+struct grm_compat_flow {
+	__u64 cookie;     /* owner socket */
+	__u64 last_tx_ns; /* bpf_ktime_get_ns of the owner's last send */
+	__u32 slot;
+	__u32 reserved;
+};
+
+/* grmc_stats (PERCPU_HASH keyed by struct grm_group_key): udpgrm's counters, plus per slot. */
+struct grm_compat_stats {
+	__u64 rx_processed_total;
+	__u64 rx_internal_state_error;
+	__u64 rx_cbpf_prog_error;
+	__u64 rx_packet_too_short_error;
+	__u64 rx_dissected_ok_total;
+	__u64 rx_flow_ok;
+	__u64 rx_flow_rg_conflict;
+	__u64 rx_flow_other_error;
+	__u64 rx_flow_new_unseen;
+	__u64 rx_flow_new_had_expired;
+	__u64 rx_flow_new_bad_cookie;
+	__u64 rx_new_flow_total;
+	__u64 rx_new_flow_working_gen_dispatch_ok;
+	__u64 rx_new_flow_working_gen_dispatch_error;
+	__u64 tx_total;
+	__u64 tx_flow_create_ok;
+	__u64 tx_flow_create_from_expired_ok;
+	__u64 tx_flow_create_error;
+	__u64 tx_flow_update_ok;
+	__u64 tx_flow_update_conflict;
+	__u64 slot_rx_new_flow[GRM_COMPAT_MAX_GENS];     /* new flows dispatched to the slot */
+	__u64 slot_rx_existing_flow[GRM_COMPAT_MAX_GENS]; /* datagrams of known flows delivered to it */
 };
 
 #endif

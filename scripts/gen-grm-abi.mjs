@@ -1,22 +1,27 @@
 #!/usr/bin/env node
 // Generates src/grm/abi.generated.ts from bpf/grm_abi.h (GRM_* integer #defines) and the BTF of
 // bpf/grm.bpf.o (layout of every struct grm_*, names of the maps), so the TypeScript side never
-// restates the ABI by hand. Usage: node scripts/gen-grm-abi.mjs [--check] <grm_abi.h> <grm.bpf.o> <out.ts>
+// restates the ABI by hand. Usage:
+//   node scripts/gen-grm-abi.mjs [--check] <grm_abi.h> <grm.bpf.o> <out.ts> [<compat.bpf.o>]
+// The compat object (udpgrm compatibility) adds its structs and COMPAT_MAP_NAMES (maps grmc_*);
+// a struct both objects use must have the same layout in both.
 // --check writes nothing and exits 1 when <out.ts> differs from what would be generated (CI gate).
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
 const args = process.argv.slice(2);
 const check = args[0] === '--check';
-const [headerPath, objectPath, outPath] = check ? args.slice(1) : args;
+const [headerPath, objectPath, outPath, compatPath] = check ? args.slice(1) : args;
 if (!headerPath || !objectPath || !outPath) {
   process.stderr.write('usage: gen-grm-abi.mjs [--check] <grm_abi.h> <grm.bpf.o> <out.ts>\n');
   process.exit(2);
 }
 
-if (!existsSync(objectPath)) {
-  process.stderr.write(`${objectPath} not found: run 'make -C bpf'\n`);
-  process.exit(2);
+for (const p of [objectPath, compatPath].filter(Boolean)) {
+  if (!existsSync(p)) {
+    process.stderr.write(`${p} not found: run 'make -C bpf'\n`);
+    process.exit(2);
+  }
 }
 
 const constants = [];
@@ -25,53 +30,79 @@ for (const line of readFileSync(headerPath, 'utf8').split('\n')) {
   if (m) constants.push([m[1].slice(4), Number(m[2])]);
 }
 
-const btf = JSON.parse(execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', objectPath], { encoding: 'utf8' }));
-const byId = new Map(btf.types.map((t) => [t.id, t]));
+function readBtf(path) {
+  const btf = JSON.parse(execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', path], { encoding: 'utf8' }));
+  return { types: btf.types, byId: new Map(btf.types.map((t) => [t.id, t])) };
+}
 
-function resolve(id) {
-  let t = byId.get(id);
-  while (t && (t.kind === 'TYPEDEF' || t.kind === 'CONST' || t.kind === 'VOLATILE')) t = byId.get(t.type_id);
-  return t;
-}
-function sizeOf(id) {
-  const t = resolve(id);
-  if (t.kind === 'ARRAY') return t.nr_elems * sizeOf(t.type_id);
-  return t.size;
-}
-// A member: offset, byte size of one scalar element, array dimensions ([] for scalars and structs).
-function describe(id) {
-  const dims = [];
-  let t = resolve(id);
-  while (t.kind === 'ARRAY') {
-    dims.push(t.nr_elems);
-    t = resolve(t.type_id);
+// Layout of every struct grm_* of one object: [name, size, fields text].
+function structsOf({ types, byId }) {
+  function resolve(id) {
+    let t = byId.get(id);
+    while (t && (t.kind === 'TYPEDEF' || t.kind === 'CONST' || t.kind === 'VOLATILE')) t = byId.get(t.type_id);
+    return t;
   }
-  return { elemSize: t.size, dims, struct: t.kind === 'STRUCT' ? t.name : undefined };
+  function sizeOf(id) {
+    const t = resolve(id);
+    if (t.kind === 'ARRAY') return t.nr_elems * sizeOf(t.type_id);
+    return t.size;
+  }
+  // A member: offset, byte size of one scalar element, array dimensions ([] for scalars and structs).
+  function describe(id) {
+    const dims = [];
+    let t = resolve(id);
+    while (t.kind === 'ARRAY') {
+      dims.push(t.nr_elems);
+      t = resolve(t.type_id);
+    }
+    return { elemSize: t.size, dims, struct: t.kind === 'STRUCT' ? t.name : undefined };
+  }
+  return types
+    .filter((t) => t.kind === 'STRUCT' && t.name?.startsWith('grm_'))
+    .map((s) => {
+      const fields = s.members.map((m) => {
+        if (m.bits_offset % 8 !== 0) throw new Error(`${s.name}.${m.name}: bit fields are not supported`);
+        const d = describe(m.type_id);
+        const size = d.struct ? sizeOf(m.type_id) : d.elemSize;
+        return `    ${m.name}: { offset: ${m.bits_offset / 8}, elemSize: ${size}, dims: [${d.dims.join(', ')}] },`;
+      });
+      const names = s.members.map((m) => `'${m.name}'`).join(' | ');
+      return [s.name, `export const ${s.name}: AbiStruct<${names}> = {\n  size: ${s.size},\n  fields: {\n${fields.join('\n')}\n  },\n};\n\n`];
+    });
 }
 
-const structs = btf.types.filter((t) => t.kind === 'STRUCT' && t.name?.startsWith('grm_'));
-const maps = btf.types
-  .filter((t) => t.kind === 'DATASEC' && t.name === '.maps')
-  .flatMap((s) => s.vars.map((v) => byId.get(v.type_id).name))
-  .filter((name) => name.startsWith('grm_')) // per-CPU scratch maps (pkt_scratch, quic_sni_*) are internal
-  .sort();
+function mapsOf({ types, byId }, prefix) {
+  return types
+    .filter((t) => t.kind === 'DATASEC' && t.name === '.maps')
+    .flatMap((s) => s.vars.map((v) => byId.get(v.type_id).name))
+    .filter((name) => name.startsWith(prefix)) // per-CPU scratch maps (pkt_scratch, quic_sni_*) are internal
+    .sort();
+}
+
+const main = readBtf(objectPath);
+const compat = compatPath ? readBtf(compatPath) : undefined;
+const structs = new Map();
+for (const [name, text] of [...structsOf(main), ...(compat ? structsOf(compat) : [])]) {
+  if (structs.has(name) && structs.get(name) !== text) {
+    process.stderr.write(`struct ${name} has different layouts in ${objectPath} and ${compatPath}\n`);
+    process.exit(1);
+  }
+  structs.set(name, text);
+}
+const maps = mapsOf(main, 'grm_');
+const compatMaps = compat ? mapsOf(compat, 'grmc_') : [];
 
 let out = `// GENERATED by scripts/gen-grm-abi.mjs from bpf/grm_abi.h and bpf/grm.bpf.o (BTF). Do not edit.\n\n`;
 out += `export const GRM = {\n${constants.map(([k, v]) => `  ${k}: ${v},`).join('\n')}\n} as const;\n\n`;
 out += `export interface AbiField {\n  readonly offset: number;\n  readonly elemSize: number;\n  readonly dims: readonly number[];\n}\n\n`;
 out += `export interface AbiStruct<F extends string> {\n  readonly size: number;\n  readonly fields: { readonly [K in F]: AbiField };\n}\n\n`;
-for (const s of structs) {
-  const fields = s.members.map((m) => {
-    if (m.bits_offset % 8 !== 0) throw new Error(`${s.name}.${m.name}: bit fields are not supported`);
-    const d = describe(m.type_id);
-    const size = d.struct ? sizeOf(m.type_id) : d.elemSize;
-    return `    ${m.name}: { offset: ${m.bits_offset / 8}, elemSize: ${size}, dims: [${d.dims.join(', ')}] },`;
-  });
-  const names = s.members.map((m) => `'${m.name}'`).join(' | ');
-  out += `export const ${s.name}: AbiStruct<${names}> = {\n  size: ${s.size},\n  fields: {\n${fields.join('\n')}\n  },\n};\n\n`;
-}
+for (const text of structs.values()) out += text;
 out += `export const MAP_NAMES = [${maps.map((m) => `'${m}'`).join(', ')}] as const;\n`;
 out += `export type MapName = (typeof MAP_NAMES)[number];\n`;
+if (compat) {
+  out += `\nexport const COMPAT_MAP_NAMES = [${compatMaps.map((m) => `'${m}'`).join(', ')}] as const;\n`;
+  out += `export type CompatMapName = (typeof COMPAT_MAP_NAMES)[number];\n`;
+}
 
 if (!check) {
   writeFileSync(outPath, out);

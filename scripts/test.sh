@@ -9,7 +9,7 @@ abi=src/grm/abi.generated.ts
 before=$(mktemp -d)
 cp "$abi" "$before/checked-out-abi.generated.ts"
 bash scripts/setup.sh
-if ! node scripts/gen-grm-abi.mjs --check bpf/grm_abi.h bpf/grm.bpf.o "$before/checked-out-abi.generated.ts"; then
+if ! node scripts/gen-grm-abi.mjs --check bpf/grm_abi.h bpf/grm.bpf.o "$before/checked-out-abi.generated.ts" bpf/compat.bpf.o; then
   rm -rf "$before"
   echo "test: $abi was stale (the build has regenerated it; commit the new file)" >&2
   exit 1

@@ -14,6 +14,8 @@ usage:
   udpgrm-proxy list --config FILE        the running proxy's generations, workers, connections
   udpgrm-proxy list [--pin-dir DIR] [-v] [IP:PORT]  groups, generations, sockets, counters
   udpgrm-proxy grm cleanup [--pin-dir DIR]  remove pinned BPF state
+  udpgrm-proxy grm --daemon | --install[=CGROUP] | list | delete IP:PORT | -h
+                                         udpgrm's interface for any UDP service (grm -h)
   udpgrm-proxy --help | --version
 `;
 
@@ -74,7 +76,8 @@ async function runGrm(argv: string[]): Promise<number> {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
+  // `grm -h` is udpgrm's help (exit 254), handled by grm/compat/cli.ts.
+  if (argv[0] !== 'grm' && (argv.includes('--help') || argv.includes('-h'))) {
     process.stdout.write(USAGE);
     return 0;
   }
@@ -101,8 +104,10 @@ export async function main(argv: string[]): Promise<number> {
     return (await runGrm([...rest, '--pin-dir', config.process.pinDir])) || code;
   }
   if (argv[0] === 'grm') {
-    if (argv[1] !== 'cleanup') throw new UsageError(`unknown grm command "${argv[1] ?? ''}" (expected: grm cleanup)`);
-    return runGrm(argv.slice(1));
+    if (argv[1] === 'cleanup') return runGrm(argv.slice(1));
+    // Everything else is udpgrm's command line (grm/compat/cli.ts).
+    const { runCompatCli } = await import('./grm/compat/cli.js');
+    return runCompatCli(argv.slice(1));
   }
   const name = argv[0] && !argv[0].startsWith('-') ? argv[0] : 'run';
   const rest = name === 'run' && argv[0] !== 'run' ? argv : argv.slice(1);

@@ -31,6 +31,33 @@ export const GRM = {
   SLOT_IN_USE: 1,
   KEY_LIVE: 1,
   KEY_ISSUING: 2,
+  COMPAT_SOL_UDP: 17,
+  COMPAT_OPT_WORKING_GEN: 200,
+  COMPAT_OPT_SOCKET_GEN: 201,
+  COMPAT_OPT_DISSECTOR: 202,
+  COMPAT_OPT_FLOW_ASSURE: 203,
+  COMPAT_OPT_SOCKET_APP: 204,
+  COMPAT_DISSECTOR_FLOW: 0,
+  COMPAT_DISSECTOR_CBPF: 1,
+  COMPAT_DISSECTOR_BESPOKE: 3,
+  COMPAT_DISSECTOR_NOOP: 4,
+  COMPAT_DISSECTOR_FLAG_VERBOSE: 32768,
+  COMPAT_MAX_INSTR: 64,
+  COMPAT_LABEL_SZ: 100,
+  COMPAT_MAX_GENS: 32,
+  COMPAT_MAX_SOCKETS_IN_GEN: 256,
+  COMPAT_MAX_APPS: 4,
+  COMPAT_FLOW_DEFAULT_TIMEOUT_SEC: 125,
+  COMPAT_MAX_GROUPS: 512,
+  COMPAT_MAX_FLOWS: 8192,
+  COMPAT_MAX_SOCKETS: 65536,
+  COMPAT_RING_BYTES: 65536,
+  COMPAT_NONE: 4294967295,
+  COMPAT_COOKIE_CS_SEED: 13,
+  COMPAT_GROUP_VERBOSE: 1,
+  COMPAT_MSG_REGISTER_SOCKET: 1,
+  COMPAT_MSG_SET_WORKING_GEN: 2,
+  COMPAT_MSG_DISSECTOR: 3,
 } as const;
 
 export interface AbiField {
@@ -150,5 +177,130 @@ export const grm_gen_stats: AbiStruct<'packets' | 'new_conns' | 'cid_ok' | 'cid_
   },
 };
 
+export const grm_compat_group: AbiStruct<'dis' | 'netns_cookie' | 'random_id' | 'flags' | 'working_gen'> = {
+  size: 664,
+  fields: {
+    dis: { offset: 0, elemSize: 632, dims: [] },
+    netns_cookie: { offset: 632, elemSize: 8, dims: [] },
+    random_id: { offset: 640, elemSize: 4, dims: [] },
+    flags: { offset: 644, elemSize: 4, dims: [] },
+    working_gen: { offset: 648, elemSize: 4, dims: [4] },
+  },
+};
+
+export const grm_compat_dissector: AbiStruct<'dissector_type' | 'flow_entry_timeout_sec' | 'max_apps' | 'bespoke_digest' | 'label' | 'filter_len' | 'payload'> = {
+  size: 632,
+  fields: {
+    dissector_type: { offset: 0, elemSize: 4, dims: [] },
+    flow_entry_timeout_sec: { offset: 4, elemSize: 4, dims: [] },
+    max_apps: { offset: 8, elemSize: 4, dims: [] },
+    bespoke_digest: { offset: 12, elemSize: 4, dims: [] },
+    label: { offset: 16, elemSize: 1, dims: [100] },
+    filter_len: { offset: 116, elemSize: 4, dims: [] },
+    payload: { offset: 120, elemSize: 1, dims: [512] },
+  },
+};
+
+export const grm_compat_stats: AbiStruct<'rx_processed_total' | 'rx_internal_state_error' | 'rx_cbpf_prog_error' | 'rx_packet_too_short_error' | 'rx_dissected_ok_total' | 'rx_flow_ok' | 'rx_flow_rg_conflict' | 'rx_flow_other_error' | 'rx_flow_new_unseen' | 'rx_flow_new_had_expired' | 'rx_flow_new_bad_cookie' | 'rx_new_flow_total' | 'rx_new_flow_working_gen_dispatch_ok' | 'rx_new_flow_working_gen_dispatch_error' | 'tx_total' | 'tx_flow_create_ok' | 'tx_flow_create_from_expired_ok' | 'tx_flow_create_error' | 'tx_flow_update_ok' | 'tx_flow_update_conflict' | 'slot_rx_new_flow' | 'slot_rx_existing_flow'> = {
+  size: 672,
+  fields: {
+    rx_processed_total: { offset: 0, elemSize: 8, dims: [] },
+    rx_internal_state_error: { offset: 8, elemSize: 8, dims: [] },
+    rx_cbpf_prog_error: { offset: 16, elemSize: 8, dims: [] },
+    rx_packet_too_short_error: { offset: 24, elemSize: 8, dims: [] },
+    rx_dissected_ok_total: { offset: 32, elemSize: 8, dims: [] },
+    rx_flow_ok: { offset: 40, elemSize: 8, dims: [] },
+    rx_flow_rg_conflict: { offset: 48, elemSize: 8, dims: [] },
+    rx_flow_other_error: { offset: 56, elemSize: 8, dims: [] },
+    rx_flow_new_unseen: { offset: 64, elemSize: 8, dims: [] },
+    rx_flow_new_had_expired: { offset: 72, elemSize: 8, dims: [] },
+    rx_flow_new_bad_cookie: { offset: 80, elemSize: 8, dims: [] },
+    rx_new_flow_total: { offset: 88, elemSize: 8, dims: [] },
+    rx_new_flow_working_gen_dispatch_ok: { offset: 96, elemSize: 8, dims: [] },
+    rx_new_flow_working_gen_dispatch_error: { offset: 104, elemSize: 8, dims: [] },
+    tx_total: { offset: 112, elemSize: 8, dims: [] },
+    tx_flow_create_ok: { offset: 120, elemSize: 8, dims: [] },
+    tx_flow_create_from_expired_ok: { offset: 128, elemSize: 8, dims: [] },
+    tx_flow_create_error: { offset: 136, elemSize: 8, dims: [] },
+    tx_flow_update_ok: { offset: 144, elemSize: 8, dims: [] },
+    tx_flow_update_conflict: { offset: 152, elemSize: 8, dims: [] },
+    slot_rx_new_flow: { offset: 160, elemSize: 8, dims: [32] },
+    slot_rx_existing_flow: { offset: 416, elemSize: 8, dims: [32] },
+  },
+};
+
+export const grm_compat_sock: AbiStruct<'cookie' | 'netns_cookie' | 'gen' | 'idx' | 'app' | 'reserved'> = {
+  size: 32,
+  fields: {
+    cookie: { offset: 0, elemSize: 8, dims: [] },
+    netns_cookie: { offset: 8, elemSize: 8, dims: [] },
+    gen: { offset: 16, elemSize: 4, dims: [] },
+    idx: { offset: 20, elemSize: 4, dims: [] },
+    app: { offset: 24, elemSize: 4, dims: [] },
+    reserved: { offset: 28, elemSize: 4, dims: [] },
+  },
+};
+
+export const grm_compat_flow_key: AbiStruct<'addr' | 'port' | 'random_id'> = {
+  size: 24,
+  fields: {
+    addr: { offset: 0, elemSize: 1, dims: [16] },
+    port: { offset: 16, elemSize: 4, dims: [] },
+    random_id: { offset: 20, elemSize: 4, dims: [] },
+  },
+};
+
+export const grm_compat_flow: AbiStruct<'cookie' | 'last_tx_ns' | 'slot' | 'reserved'> = {
+  size: 24,
+  fields: {
+    cookie: { offset: 0, elemSize: 8, dims: [] },
+    last_tx_ns: { offset: 8, elemSize: 8, dims: [] },
+    slot: { offset: 16, elemSize: 4, dims: [] },
+    reserved: { offset: 20, elemSize: 4, dims: [] },
+  },
+};
+
+export const grm_compat_slot_key: AbiStruct<'group' | 'slot'> = {
+  size: 28,
+  fields: {
+    group: { offset: 0, elemSize: 24, dims: [] },
+    slot: { offset: 24, elemSize: 4, dims: [] },
+  },
+};
+
+export const grm_compat_slot: AbiStruct<'max_idx' | 'reserved' | 'cookies'> = {
+  size: 2056,
+  fields: {
+    max_idx: { offset: 0, elemSize: 4, dims: [] },
+    reserved: { offset: 4, elemSize: 4, dims: [] },
+    cookies: { offset: 8, elemSize: 8, dims: [256] },
+  },
+};
+
+export const grm_compat_sock_gen: AbiStruct<'socket_gen' | 'socket_idx' | 'grm_cookie' | 'reserved'> = {
+  size: 12,
+  fields: {
+    socket_gen: { offset: 0, elemSize: 4, dims: [] },
+    socket_idx: { offset: 4, elemSize: 4, dims: [] },
+    grm_cookie: { offset: 8, elemSize: 2, dims: [] },
+    reserved: { offset: 10, elemSize: 2, dims: [] },
+  },
+};
+
+export const grm_compat_msg: AbiStruct<'type' | 'tgid' | 'value' | 'app' | 'cookie' | 'group'> = {
+  size: 48,
+  fields: {
+    type: { offset: 0, elemSize: 4, dims: [] },
+    tgid: { offset: 4, elemSize: 4, dims: [] },
+    value: { offset: 8, elemSize: 4, dims: [] },
+    app: { offset: 12, elemSize: 4, dims: [] },
+    cookie: { offset: 16, elemSize: 8, dims: [] },
+    group: { offset: 24, elemSize: 24, dims: [] },
+  },
+};
+
 export const MAP_NAMES = ['grm_attempts', 'grm_genstats', 'grm_group_ids', 'grm_groups', 'grm_gstats', 'grm_keys', 'grm_names', 'grm_ports', 'grm_socks'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
+
+export const COMPAT_MAP_NAMES = ['grmc_flows', 'grmc_groups', 'grmc_ring', 'grmc_sk', 'grmc_slots', 'grmc_socks', 'grmc_stats'] as const;
+export type CompatMapName = (typeof COMPAT_MAP_NAMES)[number];

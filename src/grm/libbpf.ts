@@ -8,6 +8,9 @@ import { checkBpf } from './errors.js';
 
 const libbpf = koffi.load('libbpf.so.1');
 
+/** int (*ring_buffer_sample_fn)(void *ctx, void *data, size_t size): a registered JS callback. */
+export const RingSampleFn = koffi.proto('int grm_ring_sample_fn(void *ctx, void *data, size_t size)');
+
 export const bpf = {
   objectOpenFile: libbpf.func('void *bpf_object__open_file(const char *path, const void *opts)'),
   objectLoad: libbpf.func('int bpf_object__load(void *obj)'),
@@ -23,6 +26,13 @@ export const bpf = {
   mapNextKey: libbpf.func('int bpf_map_get_next_key(int fd, const void *key, _Out_ void *next)'),
   objGet: libbpf.func('int bpf_obj_get(const char *path)'),
   numPossibleCpus: libbpf.func('int libbpf_num_possible_cpus()'),
+  objPin: libbpf.func('int bpf_obj_pin(int fd, const char *path)'),
+  linkCreate: libbpf.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)'),
+  linkDetach: libbpf.func('int bpf_link_detach(int link_fd)'),
+  ringBufferNew: libbpf.func('void *ring_buffer__new(int map_fd, grm_ring_sample_fn *cb, void *ctx, const void *opts)'),
+  ringBufferConsume: libbpf.func('int ring_buffer__consume(void *rb)'),
+  ringBufferEpollFd: libbpf.func('int ring_buffer__epoll_fd(void *rb)'),
+  ringBufferFree: libbpf.func('void ring_buffer__free(void *rb)'),
 };
 
 /**

@@ -28,6 +28,11 @@ export const libc = {
   pthread_sigmask: lib.func('int pthread_sigmask(int how, const void *set, _Out_ void *oldset)'),
   strerror: lib.func('const char *strerror(int errnum)'),
   flock: lib.func('int flock(int fd, int operation)'),
+  /** A pidfd for a process (glibc 2.36+), and a copy of one of its fds (needs ptrace rights over it). */
+  pidfd_open: lib.func('int pidfd_open(int pid, unsigned int flags)'),
+  pidfd_getfd: lib.func('int pidfd_getfd(int pidfd, int targetfd, unsigned int flags)'),
+  /** Call with .async: blocks a libuv threadpool thread, not the event loop. */
+  epoll_wait: lib.func('int epoll_wait(int epfd, _Out_ void *events, int maxevents, int timeout)'),
 };
 
 // <sys/socket.h>, <netinet/in.h> (Linux values)
@@ -72,9 +77,14 @@ export const LOCK_UN = 8;
 // <errno.h>
 export const EPERM = 1;
 export const ENOENT = 2;
+export const ESRCH = 3;
 export const EINTR = 4;
 export const EAGAIN = 11;
+export const EBADF = 9;
 export const EACCES = 13;
+export const EEXIST = 17;
+/** sizeof(struct epoll_event) on x86-64 (packed: u32 events + u64 data). */
+export const EPOLL_EVENT_BYTES = 12;
 
 /** errno of the last libc call on this thread. */
 export function errno(): number {

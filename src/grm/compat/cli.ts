@@ -1,0 +1,191 @@
+/**
+ * udpgrm's command line under `udpgrm-proxy grm`, so scripts written for udpgrm run unchanged:
+ *   --daemon [--install[=CGROUP]] [--self] [--force] [--pin-dir=DIR] [--without-sendmsg]
+ *   --install[=CGROUP] [--self]      (no CGROUP: the root cgroup, as udpgrm)
+ *   list [-v] [IP:PORT] | delete IP:PORT | -h
+ * plus `uninstall` (ours): detach every hook of the pin dir, forget its groups, remove it.
+ * Exit codes as udpgrm: 0 ok, 254 after -h, 255 on any error.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Agent } from './agent.js';
+import { cgroup2Mount, install, selfCgroup, uninstall } from './install.js';
+import { closeMaps, isCompatPinDir, openPinnedCompatMaps } from './maps.js';
+import { deleteCompatGroup, listCompat } from './list.js';
+import { CompatState, DEFAULT_COMPAT_PIN_DIR, unpinCompat } from './state.js';
+
+export const EXIT_USAGE = 254;
+export const EXIT_FATAL = 255;
+
+export const COMPAT_USAGE = `usage: udpgrm-proxy grm [options] [command]
+udpgrm's interface (socket options IPPROTO_UDP 200..204) for any UDP service.
+
+  --daemon             serve registration requests (state pinned: a restarted daemon adopts it)
+  --install[=CGROUP]   attach the hooks to CGROUP (default: the root cgroup2), with --daemon or alone
+  --self               with --install: this process's own cgroup (appended to CGROUP)
+  --force              with --daemon: remove the pin dir's previous state first
+  --pin-dir=DIR        default ${DEFAULT_COMPAT_PIN_DIR}
+  --without-sendmsg    do not attach the sendmsg hooks (FLOW learns from FLOW_ASSURE only)
+  -v                   list: every socket index and counter
+
+commands:
+  list [IP:PORT]       groups, dissector, socket generations, counters
+  delete IP:PORT       forget a group (its sockets keep passing packets, unsteered)
+  uninstall            detach every hook of the pin dir, forget its groups, remove it
+`;
+
+interface Options {
+  daemon: boolean;
+  install: string | true | undefined;
+  self: boolean;
+  force: boolean;
+  pinDir: string;
+  verbose: boolean;
+  withoutSendmsg: boolean;
+  help: boolean;
+  positionals: string[];
+}
+
+class UsageError extends Error {}
+
+export function parseCompatArgs(argv: readonly string[]): Options {
+  const o: Options = { daemon: false, install: undefined, self: false, force: false, pinDir: DEFAULT_COMPAT_PIN_DIR, verbose: false, withoutSendmsg: false, help: false, positionals: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-h' || a === '--help') o.help = true;
+    else if (a === '-d' || a === '--daemon') o.daemon = true;
+    else if (a === '-i' || a === '--install') o.install = true;
+    else if (a.startsWith('--install=')) o.install = a.slice('--install='.length) || true;
+    else if (a === '-s' || a === '--self') o.self = true;
+    else if (a === '-f' || a === '--force') o.force = true;
+    else if (a === '-v' || a === '--verbose') o.verbose = true;
+    else if (a === '--without-sendmsg') o.withoutSendmsg = true;
+    else if (a.startsWith('--pin-dir=')) o.pinDir = a.slice('--pin-dir='.length);
+    else if (a === '-p' || a === '--pin-dir') {
+      const v = argv[++i];
+      if (!v) throw new UsageError(`${a} needs a directory`);
+      o.pinDir = v;
+    } else if (a.startsWith('--tubular')) throw new UsageError('--tubular is not supported by udpgrm-proxy');
+    else if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`);
+    else o.positionals.push(a);
+  }
+  if ((o.daemon || o.install !== undefined) && o.positionals.length) throw new UsageError('--daemon and --install take no command');
+  return o;
+}
+
+/** The cgroup --install attaches to: the given path (or the cgroup2 root), plus this process's own with --self. */
+export function installTarget(o: Options): string {
+  const base = o.install === true || o.install === undefined ? cgroup2Mount() : o.install;
+  if (!o.self) return base;
+  return join(base, selfCgroup().slice(cgroup2Mount().length));
+}
+
+const out = (s: string): void => void process.stdout.write(s);
+const err = (s: string): void => void process.stderr.write(s);
+
+export async function runCompatCli(argv: readonly string[], signals: NodeJS.Process = process): Promise<number> {
+  let o: Options;
+  try {
+    o = parseCompatArgs(argv);
+  } catch (e) {
+    err(`udpgrm-proxy grm: ${(e as Error).message}\n${COMPAT_USAGE}`);
+    return EXIT_FATAL;
+  }
+  if (o.help) {
+    out(COMPAT_USAGE);
+    return EXIT_USAGE;
+  }
+  try {
+    if (o.daemon) return await runDaemon(o, signals);
+    if (o.install !== undefined) {
+      const state = CompatState.open(o.pinDir);
+      try {
+        const cg = installTarget(o);
+        install(state, cg, { withoutSendmsg: o.withoutSendmsg });
+        out(`[*] Installed hooks on ${cg}\n`);
+      } finally {
+        state.close();
+      }
+      return 0;
+    }
+    return runCommand(o);
+  } catch (e) {
+    err(`udpgrm-proxy grm: ${(e as Error).message}\n`);
+    return EXIT_FATAL;
+  }
+}
+
+function runCommand(o: Options): number {
+  const [cmd, arg, extra] = o.positionals;
+  if (cmd === 'uninstall') {
+    if (!existsSync(o.pinDir)) return 0;
+    uninstall(o.pinDir);
+    if (isCompatPinDir(o.pinDir)) {
+      const maps = openPinnedCompatMaps(o.pinDir);
+      try {
+        // Without their group the attached programs pass packets unsteered.
+        for (const k of maps.grmc_groups.keys()) maps.grmc_groups.delete(k);
+      } finally {
+        closeMaps(maps);
+      }
+    }
+    unpinCompat(o.pinDir);
+    out(`removed ${o.pinDir}\n`);
+    return 0;
+  }
+  if (cmd !== 'list' && cmd !== 'delete') {
+    err(cmd ? `udpgrm-proxy grm: unknown command '${cmd}'\n${COMPAT_USAGE}` : COMPAT_USAGE);
+    return EXIT_FATAL;
+  }
+  if (extra !== undefined || (cmd === 'delete' && !arg)) {
+    err(`udpgrm-proxy grm: usage: ${cmd === 'delete' ? 'delete IP:PORT' : 'list [-v] [IP:PORT]'}\n`);
+    return EXIT_FATAL;
+  }
+  if (!existsSync(o.pinDir)) {
+    err(`udpgrm-proxy grm: ${o.pinDir} does not exist: is the daemon running (--daemon), or --pin-dir wrong?\n`);
+    return EXIT_FATAL;
+  }
+  const maps = openPinnedCompatMaps(o.pinDir);
+  try {
+    if (cmd === 'list') {
+      out(listCompat(maps, o.verbose, arg));
+      return 0;
+    }
+    if (!deleteCompatGroup(maps, arg!)) {
+      err(`udpgrm-proxy grm: no group ${arg}\n`);
+      return EXIT_FATAL;
+    }
+    return 0;
+  } finally {
+    closeMaps(maps);
+  }
+}
+
+async function runDaemon(o: Options, signals: NodeJS.Process): Promise<number> {
+  if (o.force && existsSync(o.pinDir)) {
+    uninstall(o.pinDir);
+    unpinCompat(o.pinDir);
+  }
+  const state = CompatState.open(o.pinDir);
+  const agent = new Agent(state, (line) => out(`${line}\n`));
+  try {
+    if (o.install !== undefined) {
+      const cg = installTarget(o);
+      install(state, cg, { withoutSendmsg: o.withoutSendmsg });
+      out(`[*] Installed hooks on ${cg}\n`);
+    }
+    const stopped = new Promise<void>((resolve) => {
+      signals.once('SIGTERM', resolve);
+      signals.once('SIGINT', resolve);
+    });
+    agent.start();
+    out(`[*] Tailing message ring buffer  pin ${join(o.pinDir, 'grmc_ring')}\n`);
+    await stopped;
+    // Hooks, groups and queued requests stay pinned: the next daemon carries on.
+    await agent.stop();
+    out(`[*] Stopped: ${agent.counters.registered} registered, ${agent.counters.failed} failed\n`);
+    return 0;
+  } finally {
+    state.close();
+  }
+}
