@@ -115,21 +115,26 @@ export async function runCompatCli(argv: readonly string[], signals: NodeJS.Proc
   }
 }
 
+/** Detaches every hook of a pin dir, forgets its groups (their programs then pass packets
+ * unsteered) and removes the pins. */
+export function uninstallCompat(pinDir: string): void {
+  if (!existsSync(pinDir)) return;
+  uninstall(pinDir);
+  if (isCompatPinDir(pinDir)) {
+    const maps = openPinnedCompatMaps(pinDir);
+    try {
+      for (const k of maps.grmc_groups.keys()) maps.grmc_groups.delete(k);
+    } finally {
+      closeMaps(maps);
+    }
+  }
+  unpinCompat(pinDir);
+}
+
 function runCommand(o: Options): number {
   const [cmd, arg, extra] = o.positionals;
   if (cmd === 'uninstall') {
-    if (!existsSync(o.pinDir)) return 0;
-    uninstall(o.pinDir);
-    if (isCompatPinDir(o.pinDir)) {
-      const maps = openPinnedCompatMaps(o.pinDir);
-      try {
-        // Without their group the attached programs pass packets unsteered.
-        for (const k of maps.grmc_groups.keys()) maps.grmc_groups.delete(k);
-      } finally {
-        closeMaps(maps);
-      }
-    }
-    unpinCompat(o.pinDir);
+    uninstallCompat(o.pinDir);
     out(`removed ${o.pinDir}\n`);
     return 0;
   }

@@ -1,0 +1,103 @@
+/**
+ * Isolation for udpgrm-compat tests: a private netns (helpers/netns.ts), a dedicated child cgroup
+ * of the cgroup2 mount holding only the test's child processes, a unique pin dir, and Python
+ * clients (udpgrm_client.py) started inside the cgroup. Everything is removed by cleanup(), also
+ * after a failure; never the root cgroup.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { uninstallCompat } from '../../src/grm/compat/cli.js';
+import { cgroup2Mount } from '../../src/grm/compat/install.js';
+import { waitUntil } from '../helpers/deadline.js';
+
+export const CLIENT = resolve(import.meta.dirname, 'udpgrm_client.py');
+
+/** A child process whose stdout lines are JSON objects. */
+export class JsonChild {
+  readonly lines: Array<Record<string, unknown>> = [];
+  readonly exited: Promise<number>;
+  stderr = '';
+  private waiters: Array<() => void> = [];
+
+  constructor(readonly proc: ChildProcess) {
+    createInterface({ input: proc.stdout! }).on('line', (line) => {
+      try {
+        this.lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        this.lines.push({ text: line });
+      }
+      for (const w of this.waiters.splice(0)) w();
+    });
+    proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    this.exited = new Promise((res) => proc.on('exit', (code, sig) => res(code ?? (sig ? 128 : 1))));
+    void this.exited.then(() => {
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  /** The first line matching `pred`, waiting for it (rejects when the process exits first or at the deadline). */
+  async line(pred: (l: Record<string, unknown>) => boolean, timeoutMs = 20_000): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
+    let done = false;
+    void this.exited.then(() => (done = true));
+    for (;;) {
+      const hit = this.lines.find(pred);
+      if (hit) return hit;
+      if (done) throw new Error(`process exited without the expected line; stdout ${JSON.stringify(this.lines)} stderr ${this.stderr}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out; stdout ${JSON.stringify(this.lines)} stderr ${this.stderr}`);
+      await new Promise<void>((res) => {
+        const t = setTimeout(res, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          res();
+        });
+      });
+    }
+  }
+}
+
+export class TestCgroup {
+  readonly path: string;
+  private readonly children: ChildProcess[] = [];
+
+  constructor(tag: string) {
+    const mount = cgroup2Mount();
+    this.path = join(mount, `udpgrm-proxy-test-${tag}-${process.pid}-${randomBytes(3).toString('hex')}`);
+    if (this.path === mount) throw new Error('refusing to use the root cgroup');
+    mkdirSync(this.path);
+  }
+
+  /** Starts a command as a member of this cgroup: it joins before exec, so its sockets get the hooks. */
+  spawn(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
+    const p = spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', this.path, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env });
+    this.children.push(p);
+    return p;
+  }
+
+  python(args: readonly string[]): JsonChild {
+    return new JsonChild(this.spawn('python3', [CLIENT, ...args]));
+  }
+
+  /** Kills whatever still runs in the cgroup and removes it. */
+  async remove(): Promise<void> {
+    if (!existsSync(this.path)) return;
+    for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    const kill = join(this.path, 'cgroup.kill');
+    if (existsSync(kill)) writeFileSync(kill, '1');
+    await waitUntil('the test cgroup to empty', () => readFileSync(join(this.path, 'cgroup.procs'), 'utf8').trim() === '', { timeoutMs: 10_000 });
+    rmdirSync(this.path);
+  }
+}
+
+export function uniqueCompatPinDir(tag: string): string {
+  return `/sys/fs/bpf/grmc-test-${tag}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+/** Removes a compat pin dir whatever state it is in (links detached, groups forgotten). */
+export function removeCompatPinDir(pinDir: string): void {
+  uninstallCompat(pinDir);
+}
