@@ -4,7 +4,7 @@
  * clients (udpgrm_client.py) started inside the cgroup. Everything is removed by cleanup(), also
  * after a failure; never the root cgroup.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -14,6 +14,8 @@ import { cgroup2Mount } from '../../src/grm/compat/install.js';
 import { waitUntil } from '../helpers/deadline.js';
 
 export const CLIENT = resolve(import.meta.dirname, 'udpgrm_client.py');
+/** The interpreter itself: a version manager's `python3` shim can cost a second per start. */
+export const PYTHON = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
 
 /** A child process whose stdout lines are JSON objects. */
 export class JsonChild {
@@ -79,7 +81,7 @@ export class TestCgroup {
   }
 
   python(args: readonly string[]): JsonChild {
-    return new JsonChild(this.spawn('python3', [CLIENT, ...args]));
+    return new JsonChild(this.spawn(PYTHON, [CLIENT, ...args]));
   }
 
   /** Kills whatever still runs in the cgroup and removes it. */

@@ -142,8 +142,10 @@ def cmd_fill_ring(host, port):
 
 
 def cmd_echo(host, port):
-    """One generation of a NOOP echo service: register as W+1, flip, echo. On 'drain' (stdin):
-    the next generation has flipped, so nothing new arrives: echo what is queued, then exit."""
+    """One generation of a NOOP echo service. Started ahead of time, it waits for 'go' (stdin), then
+    registers as W+1, flips and echoes. On 'drain' (stdin) the next generation has flipped, so
+    nothing new arrives: it echoes what is queued, then exits."""
+    sys.stdin.readline()
     sd = reuseport_socket(host, port)
     sd.setsockopt(IPPROTO_UDP, UDP_GRM_DISSECTOR, dissector(DISSECTOR_NOOP))
     work_gen = sd.getsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN)
