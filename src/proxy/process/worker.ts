@@ -37,7 +37,7 @@ export async function runWorker(): Promise<number> {
       if (drain) drain(m.timeoutMs);
       else drainAskedEarly = m.timeoutMs;
     } else if (m.type === 'stats') {
-      send({ type: 'stats', id: m.id, connections: server?.connectionCount ?? 0, activeRequests: server?.activeRequests ?? 0, quic: server?.quicCounters(), refused: server?.refusals.counts });
+      send({ type: 'stats', id: m.id, connections: server?.connectionCount ?? 0, activeRequests: server?.activeRequests ?? 0, quic: server?.quicCounters(), tcp: server?.tcpCounters(), refused: server?.refusals.counts });
     }
   });
 
@@ -46,7 +46,17 @@ export async function runWorker(): Promise<number> {
     const log = createLogger(config.logging, { worker: init.workerIndex, gen: init.generation });
     server = await ProxyServer.start(
       config,
-      init.sockets.map((s) => ({ fd: FIRST_SOCKET_FD + s.index, host: s.host, port: s.port, family: s.family, issuer: createCidIssuer(s.cid) })),
+      // Until the master passes TCP sockets and says which listener each UDP socket serves, the
+      // i-th socket serves the listener with its address.
+      init.sockets.map((s) => ({
+        fd: FIRST_SOCKET_FD + s.index,
+        host: s.host,
+        port: s.port,
+        family: s.family,
+        issuer: createCidIssuer(s.cid),
+        listener: config.listeners.find((l) => l.host === s.host && l.port === s.port) ?? config.listeners[s.index]!,
+      })),
+      [],
       log,
     );
     log.info('worker ready');
