@@ -48,6 +48,8 @@ export class H1Connection {
   private requests = 0;
   /** No request after the ones in progress: the next response says `Connection: close`. */
   private closing = false;
+  /** The exchanges in progress (more than one only when the client pipelines). */
+  private readonly exchanges = new Set<H1Exchange>();
 
   constructor(
     readonly socket: Socket,
@@ -97,17 +99,22 @@ export class H1Connection {
       return;
     }
     const number = this.requests;
-    new H1Exchange(req, res, built.request, {
+    const exchange: H1Exchange = new H1Exchange(req, res, built.request, {
       handler: this.opts.handler,
       requestBodyTimeoutMs: this.opts.limits.requestBodyTimeoutMs,
       connectionId: this.opts.connectionId,
       requestNumber: number,
       closeAfterResponse: () => this.closing,
       onHandlerError: (err, stream) => this.opts.onHandlerError(err, this.opts.connectionId, stream),
-      onDone: () => this.exchangeDone(),
+      onDone: () => {
+        this.exchanges.delete(exchange);
+        this.exchangeDone();
+      },
       onMalformed: () => this.opts.connections.count('malformed'),
       refusals: this.opts.refusals,
-    }).start();
+    });
+    this.exchanges.add(exchange);
+    exchange.start();
   }
 
   /**
@@ -124,12 +131,17 @@ export class H1Connection {
     this.closing = true;
     if (code === 'HPE_HEADER_OVERFLOW') this.opts.refusals.add(REFUSAL.headerTooLarge);
     else this.opts.connections.count('malformed');
-    if (this.state.kind === 'active') {
+    // The body of a request being served may go bad (a bad chunk size): if no response has
+    // started on this connection, the client still gets its 400; else the connection is cut.
+    const exchanges = [...this.exchanges];
+    if (this.state.kind === 'active' && (exchanges.length === 0 || exchanges.some((ex) => ex.headersSent))) {
       this.socket.destroy();
       return;
     }
     if (code === 'HPE_HEADER_OVERFLOW') endWithStatus(this.socket, 431, 'request header fields too large');
     else endWithStatus(this.socket, 400, `bad request: ${(err as { reason?: string }).reason ?? code}`.replace(/[\r\n]/g, ' '));
+    // After the raw answer is written: their handlers are cancelled and write nothing more.
+    for (const ex of exchanges) ex.abandon(`malformed request: ${code}`);
   }
 
   private exchangeDone(): void {

@@ -271,6 +271,14 @@ export class H1Exchange implements HttpExchange {
     this.finish();
   }
 
+  /**
+   * The connection answers for this exchange (the parser refused the rest of its request): the
+   * handler's work is cancelled and nothing more is written through the response.
+   */
+  abandon(reason: string): void {
+    this.abort(reason);
+  }
+
   /** The connection closed under the exchange (client gone, or our reset). */
   private abort(reason: string): void {
     if (this.state.phase === 'finished') return;

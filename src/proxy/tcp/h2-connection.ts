@@ -28,6 +28,8 @@ const { NGHTTP2_NO_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_PROTOCOL_ERROR, NGH
 
 /** The highest stream id (2^31 - 1): a GOAWAY with it refuses nothing yet (RFC 9113 §6.8). */
 const MAX_STREAM_ID = 2 ** 31 - 1;
+/** How long a cut-off connection stays open after its GOAWAY ENHANCE_YOUR_CALM, so the client reads it. */
+const CUTOFF_LINGER_MS = 500;
 /** The wait for the PING between the two GOAWAY frames, should the client not answer it. */
 const GOAWAY_PING_TIMEOUT_MS = 3000;
 /**
@@ -88,9 +90,11 @@ export class H2Connection {
 
   private onStream(stream: ServerHttp2Stream, rawHeaders: string[]): void {
     stream.on('error', () => {});
-    // Counted whatever becomes of the request: the client reset it before our response was complete.
+    // Counted whatever becomes of the request: the client reset it before our response was
+    // complete. (`aborted`: Node closed the stream while our side was still writing; by 'close'
+    // Node has ended the writable side itself, so writableEnded cannot tell.)
     stream.on('close', () => {
-      if (stream.rstCode !== undefined && stream.rstCode !== NGHTTP2_NO_ERROR && !this.resetByUs.has(stream) && !stream.writableEnded) this.onClientReset();
+      if (stream.aborted && stream.rstCode !== NGHTTP2_NO_ERROR && !this.resetByUs.has(stream)) this.onClientReset();
     });
     if (this.phase !== 'serving') {
       this.resetStream(stream, NGHTTP2_REFUSED_STREAM);
@@ -105,7 +109,18 @@ export class H2Connection {
     if (++this.requests === maxRequestsPerConnection) this.closeGracefully(stream.id);
 
     const fields: FieldList = [];
-    for (let i = 0; i + 1 < rawHeaders.length; i += 2) fields.push([rawHeaders[i]!, rawHeaders[i + 1]!]);
+    let size = 0;
+    for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+      fields.push([rawHeaders[i]!, rawHeaders[i + 1]!]);
+      size += rawHeaders[i]!.length + rawHeaders[i + 1]!.length + 32;
+    }
+    if (size > this.opts.limits.maxHeaderBytes) {
+      // SETTINGS_MAX_HEADER_LIST_SIZE is advisory (RFC 9113 §6.5.2) and Node does not enforce
+      // the value it announces: we do, with 431 as over HTTP/3 (the block is bounded by nghttp2).
+      this.opts.refusals.add(REFUSAL.headerTooLarge);
+      this.respondPlain(stream, 431, 'request header fields too large');
+      return;
+    }
     const v = validateRequest(fields);
     if (!v.ok && v.kind === 'malformed') {
       // RFC 9113 §8.1.1: a malformed request is a stream error of type PROTOCOL_ERROR.
@@ -115,10 +130,7 @@ export class H2Connection {
     }
     if (!v.ok) {
       // Well-formed but not served (CONNECT, another scheme): answered, as over HTTP/3.
-      stream.on('close', () => this.armIdle());
-      stream.respond({ ':status': 501, 'content-type': 'text/plain; charset=utf-8' });
-      stream.end(`${v.reason}\n`);
-      stream.resume();
+      this.respondPlain(stream, 501, v.reason);
       return;
     }
     const exchange: H2Exchange = new H2Exchange(stream, v.request, {
@@ -140,6 +152,14 @@ export class H2Connection {
     exchange.start();
   }
 
+  /** A short answer of our own, before any exchange; the request body is read and dropped. */
+  private respondPlain(stream: ServerHttp2Stream, status: number, text: string): void {
+    stream.on('close', () => this.armIdle());
+    stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
+    stream.end(`${text}\n`);
+    stream.resume();
+  }
+
   private resetStream(stream: ServerHttp2Stream, code: number): void {
     this.resetByUs.add(stream);
     if (!stream.closed && !stream.destroyed) stream.close(code);
@@ -152,8 +172,13 @@ export class H2Connection {
     this.opts.connections.count('rapidResetCutoffs');
     this.opts.refusals.add(REFUSAL.rapidReset);
     this.opts.log.warn({ conn: this.opts.connectionId, resets: this.resets.limit, windowMs: this.resets.windowMs }, 'HTTP/2 client reset too many streams (rapid reset): connection closed');
-    // destroy() sends its final GOAWAY with this code, then closes the socket.
-    this.session.destroy(undefined, NGHTTP2_ENHANCE_YOUR_CALM);
+    // GOAWAY first (measured: destroy(undefined, code) alone closes the socket with no GOAWAY
+    // reaching the client), and the socket closed a moment later: closing it at once, with the
+    // flood still arriving unread, makes the kernel send a reset that discards the GOAWAY at the
+    // client before it reads it. Meanwhile nghttp2 ignores the client's new streams (above the
+    // GOAWAY's last stream id) and we refuse any that still surface.
+    this.session.goaway(NGHTTP2_ENHANCE_YOUR_CALM, 0);
+    setTimeout(() => this.session.destroy(), CUTOFF_LINGER_MS).unref();
   }
 
   /**
