@@ -71,6 +71,13 @@ describe('curl over HTTP/1.1 and HTTP/2', () => {
       expect(echo.bodySha256).toBe(createHash('sha256').update(body).digest('hex'));
     });
 
+    it(`${proto}: the upstream's response trailers reach the client`, async () => {
+      const r = await curl(version, `https://127.0.0.1:${edge.port}/up/trailers`);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('chunk one\nchunk two\n');
+      expect(r.stdout.toLowerCase()).toMatch(/x-checksum: [0-9a-f]{64}/);
+    });
+
     it(`${proto}: a respond route's own alt-svc is replaced by the listener's`, async () => {
       const r = await curl(version, `https://127.0.0.1:${edge.port}/`);
       expect(r.code, r.stderr).toBe(0);
