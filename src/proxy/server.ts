@@ -33,18 +33,17 @@ import { UpstreamRegistry } from './upstream/registry.js';
 /** A UDP socket serving HTTP/3 for one listener (only listeners whose protocols include h3). */
 export interface ServerSocket {
   readonly fd: number;
+  /** The config listener this UDP socket serves (HTTP/3; its Alt-Svc among others). */
+  readonly listener: ListenerConfig;
   readonly host: string;
   readonly port: number;
   readonly family: 4 | 6;
   readonly issuer: CidIssuer;
-  /** The config listener it serves (its Alt-Svc, among others). */
-  readonly listener: ListenerConfig;
 }
 
 export interface TcpServerSocket {
-  /** An already listening TCP socket (inherited). */
+  /** An already listening TCP socket (inherited from the master, shared with other workers). */
   readonly fd: number;
-  /** The config listener it serves. */
   readonly listener: ListenerConfig;
   /** h1/h2 over TLS per listener.protocols, or its plain-HTTP http_redirect address. */
   readonly role: 'tls' | 'redirect';

@@ -20,6 +20,8 @@ export const libc = {
   sendmmsg: lib.func('int sendmmsg(int fd, void *msgvec, unsigned int vlen, int flags)'),
   recv: lib.func('intptr_t recv(int fd, void *buf, size_t len, int flags)'),
   close: lib.func('int close(int fd)'),
+  /** Variadic: pass the third argument as ('int', value). */
+  fcntl: lib.func('int fcntl(int fd, int cmd, ...)'),
   inet_pton: lib.func('int inet_pton(int af, const char *src, void *dst)'),
   mount: lib.func('int mount(const char *src, const char *target, const char *type, unsigned long flags, const void *data)'),
   unshare: lib.func('int unshare(int flags)'),
@@ -51,6 +53,10 @@ export const SO_COOKIE = 57;
 export const SO_DETACH_REUSEPORT_BPF = 68;
 export const IPPROTO_IPV6 = 41;
 export const IPV6_V6ONLY = 26;
+
+// <fcntl.h>
+export const F_SETFD = 2;
+export const FD_CLOEXEC = 1;
 
 // <sched.h>, <signal.h>
 export const CLONE_NEWNET = 0x40000000;

@@ -28,7 +28,7 @@ export function makeTempDir(prefix = 'udpgrm-proxy-test-'): string {
   return mkdtempSync(path.join(tmpdir(), prefix));
 }
 
-/** A UDP port that is free on both the given host (and its TCP twin, for upstreams). */
+/** A port free for both UDP and TCP on the given host (a listener serves h3 on one, h1/h2 on the other). */
 export async function freeUdpPort(host = '127.0.0.1'): Promise<number> {
   for (;;) {
     const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
@@ -37,8 +37,17 @@ export async function freeUdpPort(host = '127.0.0.1'): Promise<number> {
       sock.bind(0, host, () => resolve(sock.address().port));
     });
     await new Promise<void>((r) => sock.close(() => r()));
-    if (port > 1024) return port;
+    // Listeners serve TCP (h1, h2) on the same port by default: it must be free there too.
+    if (port > 1024 && (await tcpPortFree(host, port))) return port;
   }
+}
+
+function tcpPortFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(true)));
+  });
 }
 
 export async function startProxy(configYaml: string, opts: { dir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunningProxy> {

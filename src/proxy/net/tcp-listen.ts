@@ -10,6 +10,8 @@ import {
   AF_INET6,
   errno,
   errnoText,
+  F_SETFD,
+  FD_CLOEXEC,
   IPPROTO_IPV6,
   IPV6_V6ONLY,
   libc as c,
@@ -65,6 +67,14 @@ export function boundPort(fd: number): number {
 /** True when fd is a listening TCP socket (for adopting fds handed over by another master). */
 export function isTcpListenSocket(fd: number): boolean {
   return getInt(fd, SO_TYPE) === SOCK_STREAM && getInt(fd, SO_ACCEPTCONN) === 1;
+}
+
+/**
+ * Marks an inherited fd close-on-exec, so it reaches only the processes we hand it to explicitly
+ * (an fd a parent passed us is inherited without the flag).
+ */
+export function setCloseOnExec(fd: number): void {
+  check(c.fcntl(fd, F_SETFD, 'int', FD_CLOEXEC) as number, `fcntl(FD_CLOEXEC) on fd ${fd}`);
 }
 
 export function closeTcpSocket(fd: number): void {

@@ -9,13 +9,14 @@ import { closeFd, type Group } from '../../grm/index.js';
 import type { ProxyConfig } from '../config/types.js';
 import { type MasterToWorker, type WorkerToMaster } from './ipc.js';
 import type { WorkerStats } from '../worker-stats.js';
+import type { TcpListenerSocket } from './tcp-listeners.js';
 
 export type GenerationState = 'starting' | 'working' | 'draining' | 'gone';
 
 export interface WorkerProcess {
   readonly index: number;
   proc: ChildProcess;
-  /** One fd per listener (the master keeps them, so a restarted worker gets the same sockets). */
+  /** One UDP fd per h3 listener (the master keeps them, so a restarted worker gets the same sockets). */
   readonly fds: readonly number[];
   restarts: number;
   exited: Promise<void>;
@@ -24,7 +25,12 @@ export interface WorkerProcess {
 export interface GenerationOptions {
   readonly id: number;
   readonly config: ProxyConfig;
+  /** One reuseport group per listener serving h3 ... */
   readonly groups: readonly Group[];
+  /** ... and which listener each serves (config.listeners index). */
+  readonly udpListenerIndexes: readonly number[];
+  /** The master's TCP listening sockets: every worker accepts on all of them. */
+  readonly tcp: readonly TcpListenerSocket[];
   /** Command that runs a worker: [script, ...args] for child_process.fork. */
   readonly workerCommand: readonly string[];
   readonly log: Logger;
@@ -89,9 +95,9 @@ export class Generation {
 
   /** Starts (or restarts) one worker on its sockets; resolves when it reports ready. */
   spawn(w: WorkerProcess): Promise<void> {
-    const { config, groups, workerCommand, log } = this.opts;
+    const { config, groups, udpListenerIndexes, tcp, workerCommand, log } = this.opts;
     const [script, ...args] = workerCommand;
-    const proc = fork(script!, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...w.fds] });
+    const proc = fork(script!, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...w.fds, ...tcp.map((t) => t.fd)] });
     w.proc = proc;
     // A failed fork or a send on a channel that just closed: the 'exit' handling covers it.
     proc.on('error', (err) => log.warn({ gen: this.id, worker: w.index, err: err.message }, 'worker process error'));
@@ -102,13 +108,11 @@ export class Generation {
       configFile: config.file,
       generation: this.id,
       workerIndex: w.index,
-      sockets: config.listeners.map((l, i) => ({
-        index: i,
-        host: l.host,
-        port: l.port,
-        family: l.family,
-        cid: groups[i]!.cidIssuerParams(this.groupGens[i]!, w.index),
-      })),
+      sockets: groups.map((g, i) => {
+        const l = config.listeners[udpListenerIndexes[i]!]!;
+        return { index: i, listenerIndex: udpListenerIndexes[i]!, host: l.host, port: l.port, family: l.family, cid: g.cidIssuerParams(this.groupGens[i]!, w.index) };
+      }),
+      tcpSockets: tcp.map((t, j) => ({ index: groups.length + j, listenerIndex: t.listenerIndex, role: t.role, host: t.address.host, port: t.address.port })),
     };
     proc.send(init);
     return new Promise((resolve, reject) => {

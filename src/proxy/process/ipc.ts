@@ -1,6 +1,7 @@
 /**
  * Messages between the master and its workers (Node IPC channel, JSON). The master never parses
- * QUIC; a worker never touches BPF state. Sockets travel as inherited fds (stdio slots 4, 5, …).
+ * QUIC; a worker never touches BPF state. Sockets travel as inherited fds (stdio slots 4, 5, …):
+ * first the generation's UDP sockets, then the master's TCP listening sockets.
  */
 import type { CidIssuerParams } from '../../grm/index.js';
 import type { WorkerStats } from '../worker-stats.js';
@@ -11,11 +12,24 @@ export const FIRST_SOCKET_FD = 4;
 export interface WorkerSocketSpec {
   /** Index into the worker's inherited fds: fd = FIRST_SOCKET_FD + index. */
   readonly index: number;
+  /** The config listener it serves (config.listeners[listenerIndex]). */
+  readonly listenerIndex: number;
   readonly host: string;
   readonly port: number;
   readonly family: 4 | 6;
   /** Routing parameters: CIDs issued with them route back to this socket. */
   readonly cid: CidIssuerParams;
+}
+
+/** A TCP listening socket the worker accepts on (shared with every worker of every generation). */
+export interface WorkerTcpSocketSpec {
+  /** Index into the worker's inherited fds: fd = FIRST_SOCKET_FD + index. */
+  readonly index: number;
+  readonly listenerIndex: number;
+  /** h1/h2 over TLS for the listener, or its plain-HTTP http_redirect address. */
+  readonly role: 'tls' | 'redirect';
+  readonly host: string;
+  readonly port: number;
 }
 
 export type MasterToWorker =
@@ -25,6 +39,7 @@ export type MasterToWorker =
       readonly generation: number;
       readonly workerIndex: number;
       readonly sockets: readonly WorkerSocketSpec[];
+      readonly tcpSockets: readonly WorkerTcpSocketSpec[];
     }
   | { readonly type: 'drain'; readonly timeoutMs: number }
   | { readonly type: 'stats'; readonly id: number };

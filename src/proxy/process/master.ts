@@ -6,11 +6,12 @@
  */
 import type { Logger } from 'pino';
 import { GenerationManager, type Group } from '../../grm/index.js';
-import { ConfigError, formatConfigErrors, loadConfig } from '../config/index.js';
+import { ConfigError, formatConfigErrors, formatListener, loadConfig, servesUdp } from '../config/index.js';
 import type { ProxyConfig } from '../config/types.js';
 import { Generation, type WorkerProcess } from './generation.js';
 import { OrphanSlots } from './orphans.js';
 import { removePidFile } from './pid-file.js';
+import { TcpListeners } from './tcp-listeners.js';
 
 export type ReloadOutcome =
   /** `phases`: durations in ms (validate, start and flip). */
@@ -27,6 +28,8 @@ export interface MasterOptions {
    * it are live, not stale.
    */
   readonly upgrade?: boolean;
+  /** TCP listening sockets the previous master handed over in an upgrade, by key (tcp-listeners.ts). */
+  readonly handedOverTcp?: ReadonlyMap<string, number>;
 }
 
 export interface MasterCounters {
@@ -48,7 +51,11 @@ export class Master {
   private constructor(
     private config: ProxyConfig,
     private readonly manager: GenerationManager,
+    /** One reuseport group per listener serving h3, and the config.listeners index of each. */
     private readonly groups: Group[],
+    private readonly udpListenerIndexes: readonly number[],
+    /** Kept for the master's life (reloads cannot change listeners); handed over in an upgrade. */
+    readonly tcp: TcpListeners,
     private readonly opts: MasterOptions,
   ) {
     this.orphans = new OrphanSlots(opts.log);
@@ -56,9 +63,17 @@ export class Master {
 
   /** Loads the config, opens (or adopts) the BPF state and starts the first generation. */
   static async start(config: ProxyConfig, opts: MasterOptions): Promise<Master> {
-    const manager = GenerationManager.open({ pinDir: config.process.pinDir, cidLength: config.quic.cidLength });
-    const groups = config.listeners.map((l) => manager.openGroup({ host: l.host, port: l.port }));
-    const master = new Master(config, manager, groups, opts);
+    const tcp = TcpListeners.open(config.listeners, opts.handedOverTcp);
+    let manager: GenerationManager;
+    try {
+      manager = GenerationManager.open({ pinDir: config.process.pinDir, cidLength: config.quic.cidLength });
+    } catch (err) {
+      tcp.close();
+      throw err;
+    }
+    const udpListenerIndexes = config.listeners.flatMap((l, i) => (servesUdp(l) ? [i] : []));
+    const groups = udpListenerIndexes.map((i) => manager.openGroup({ host: config.listeners[i]!.host, port: config.listeners[i]!.port }));
+    const master = new Master(config, manager, groups, udpListenerIndexes, tcp, opts);
     const stale = groups.map((g) => g.generations().map((info) => info.gen));
     const gen = await master.startGeneration(config);
     // Slots left by a previous master that is gone (after an upgrade the previous master still
@@ -147,7 +162,9 @@ export class Master {
 
   /** What a reload cannot change without a restart (the reuseport groups are fixed per master). */
   private incompatible(next: ProxyConfig): string | undefined {
-    const key = (c: ProxyConfig): string => c.listeners.map((l) => `${l.host}:${l.port}`).join(',');
+    // Sockets, not advertisements: alt_svc may change in a reload.
+    const key = (c: ProxyConfig): string =>
+      c.listeners.map((l) => `${formatListener(l)} ${l.protocols.join('+')}${l.httpRedirect ? ` redirect ${formatListener(l.httpRedirect)}` : ''}`).join(', ');
     if (key(next) !== key(this.config)) return 'listeners changed: a reload keeps the same listeners (restart or upgrade to change them)';
     if (next.process.pinDir !== this.config.process.pinDir) return 'process.pin_dir changed: restart to change it';
     if (next.quic.cidLength !== this.config.quic.cidLength) return 'quic.cid_length changed: restart to change it';
@@ -161,6 +178,8 @@ export class Master {
       id: this.nextGenerationId++,
       config,
       groups: this.groups,
+      udpListenerIndexes: this.udpListenerIndexes,
+      tcp: this.tcp.sockets,
       workerCommand: this.opts.workerCommand,
       log,
       onWorkerExit: (g, w, code, signal) => this.onWorkerExit(g, w, code, signal),
@@ -219,6 +238,7 @@ export class Master {
     // After an upgrade the pid file names the new master: leave it.
     removePidFile(this.config.process.pidFile);
     this.manager.close();
+    this.tcp.close();
   }
 }
 

@@ -16,6 +16,7 @@ import { loadOrReport } from './load-config.js';
 import { Master } from './master.js';
 import { writePidFile } from './pid-file.js';
 import { monotonicUsec, sdNotify } from './sd-notify.js';
+import { takeHandedOverTcp } from './tcp-listeners.js';
 import { Upgrade, requestHandover, takeUpgradeFrom } from './upgrade.js';
 
 const WORKER_COMMAND = [CLI_SCRIPT, '__worker'];
@@ -27,6 +28,7 @@ export async function runProxy(configFile: string): Promise<number> {
   const config = loadOrReport(configFile);
   if (!config) return 1;
   const upgradeFrom = takeUpgradeFrom();
+  const handedOverTcp = takeHandedOverTcp();
   const log = createLogger(config.logging, { role: 'master' });
   const { controlSocket, pidFile } = config.process;
 
@@ -41,7 +43,7 @@ export async function runProxy(configFile: string): Promise<number> {
 
   // A new master in an upgrade adopts the pinned BPF state and joins the same reuseport groups;
   // the old master's generations stay live until it drains them.
-  const master = await Master.start(config, { configFile: config.file, log, workerCommand: WORKER_COMMAND, upgrade: upgradeFrom !== undefined });
+  const master = await Master.start(config, { configFile: config.file, log, workerCommand: WORKER_COMMAND, upgrade: upgradeFrom !== undefined, handedOverTcp });
   if (upgradeFrom) {
     const refused = await requestHandover(controlSocket);
     if (refused) {
@@ -52,7 +54,7 @@ export async function runProxy(configFile: string): Promise<number> {
     }
     log.info({ from: upgradeFrom }, 'took over from the previous master');
   }
-  const running = new RunningMaster(master, new Upgrade(configFile, log), log);
+  const running = new RunningMaster(master, new Upgrade(configFile, log, () => master.tcp.handover()), log);
   try {
     writePidFile(pidFile);
     await running.listen(controlSocket);

@@ -1,7 +1,8 @@
 /**
  * Binary upgrade: a running master starts a new master from the binary on disk; the new master
- * starts its own generation beside the old one (same pinned BPF state, same reuseport groups) and,
- * once it works, asks the old master for the handover on the control socket. The old master then
+ * starts its own generation beside the old one (same pinned BPF state, same reuseport groups, the
+ * same TCP listening sockets passed down as fds 3, 4, …) and, once it works, asks the old master
+ * for the handover on the control socket. The old master then
  * gives up the control socket, drains its generations and exits.
  */
 import { spawn } from 'node:child_process';
@@ -53,6 +54,8 @@ export class Upgrade {
   constructor(
     private readonly configFile: string,
     private readonly log: Logger,
+    /** The TCP listening sockets to pass on (the new master accepts on the same queues). */
+    private readonly tcpHandover: () => { readonly fds: readonly number[]; readonly env: Record<string, string> },
   ) {}
 
   get handedOver(): boolean {
@@ -75,9 +78,10 @@ export class Upgrade {
       case 'idle':
         break;
     }
+    const tcp = this.tcpHandover();
     const child = spawn(process.execPath, [CLI_SCRIPT, '--config', this.configFile], {
-      env: { ...process.env, [UPGRADE_ENV]: String(process.pid) },
-      stdio: ['ignore', 'inherit', 'inherit'],
+      env: { ...process.env, ...tcp.env, [UPGRADE_ENV]: String(process.pid) },
+      stdio: ['ignore', 'inherit', 'inherit', ...tcp.fds],
       detached: true,
     });
     child.unref();

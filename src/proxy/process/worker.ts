@@ -6,7 +6,8 @@ import { createCidIssuer } from '../../grm/index.js';
 import { loadConfig } from '../config/index.js';
 import { FIRST_SOCKET_FD, type MasterToWorker, type WorkerToMaster } from './ipc.js';
 import { createLogger } from '../log.js';
-import { ProxyServer } from '../server.js';
+import type { ListenerConfig, ProxyConfig } from '../config/types.js';
+import { ProxyServer, type ServerSocket, type TcpServerSocket } from '../server.js';
 
 function send(msg: WorkerToMaster): void {
   // After the master went away the channel is closed: there is nobody left to tell.
@@ -44,21 +45,8 @@ export async function runWorker(): Promise<number> {
   try {
     const config = loadConfig(init.configFile, { createState: false });
     const log = createLogger(config.logging, { worker: init.workerIndex, gen: init.generation });
-    server = await ProxyServer.start(
-      config,
-      // Until the master passes TCP sockets and says which listener each UDP socket serves, the
-      // i-th socket serves the listener with its address.
-      init.sockets.map((s) => ({
-        fd: FIRST_SOCKET_FD + s.index,
-        host: s.host,
-        port: s.port,
-        family: s.family,
-        issuer: createCidIssuer(s.cid),
-        listener: config.listeners.find((l) => l.host === s.host && l.port === s.port) ?? config.listeners[s.index]!,
-      })),
-      [],
-      log,
-    );
+    const { udp, tcp } = workerSockets(init, config);
+    server = await ProxyServer.start(config, udp, tcp, log);
     log.info('worker ready');
   } catch (err) {
     send({ type: 'failed', error: err instanceof Error ? err.message : String(err) });
@@ -83,4 +71,23 @@ export async function runWorker(): Promise<number> {
     process.on('disconnect', () => drain!(ready.config.drainTimeoutMs));
     process.on('SIGTERM', () => drain!(ready.config.drainTimeoutMs));
   });
+}
+
+/**
+ * The inherited sockets with the config listener each serves. The worker reads the config file
+ * itself: should it have changed since the master read it, the listeners no longer line up and
+ * the worker refuses to start (the reload fails; the current generation serves on).
+ */
+function workerSockets(init: Extract<MasterToWorker, { type: 'init' }>, config: ProxyConfig): { udp: ServerSocket[]; tcp: TcpServerSocket[] } {
+  const listenerAt = (index: number, redirect: boolean, host: string, port: number): ListenerConfig => {
+    const l = config.listeners[index];
+    const address = redirect ? l?.httpRedirect : l;
+    if (!l || !address || address.host !== host || address.port !== port) {
+      throw new Error(`${config.file} changed while the generation started (listener ${index} is no longer ${host}:${port}); reload again`);
+    }
+    return l;
+  };
+  const udp = init.sockets.map((s) => ({ fd: FIRST_SOCKET_FD + s.index, listener: listenerAt(s.listenerIndex, false, s.host, s.port), host: s.host, port: s.port, family: s.family, issuer: createCidIssuer(s.cid) }));
+  const tcp = init.tcpSockets.map((s) => ({ fd: FIRST_SOCKET_FD + s.index, listener: listenerAt(s.listenerIndex, s.role === 'redirect', s.host, s.port), role: s.role }));
+  return { udp, tcp };
 }
