@@ -7,8 +7,8 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectTls, statusOf } from '../helpers/raw-tls.js';
-import { startTcpEdge, type TcpEdge } from '../helpers/tcp-edge.js';
+import { connectTls, rawH1, statusOf } from '../helpers/raw-tls.js';
+import { run, startTcpEdge, type TcpEdge } from '../helpers/tcp-edge.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 let up: TestUpstream;
@@ -83,6 +83,8 @@ describe('drain', () => {
     });
     await Promise.all([busySeen, h2Seen]);
 
+    // Still open (keep-alive) until the drain.
+    expect(idle.socket.destroyed).toBe(false);
     const drainStarted = performance.now();
     const drained = edge.server.drain(10_000);
 
@@ -97,8 +99,10 @@ describe('drain', () => {
     });
     expect(refused).toBe('ECONNREFUSED');
 
-    // The idle connection is closed without waiting for the slow requests.
-    expect((await idle.closed) - drainStarted).toBeLessThan(500);
+    // The idle connection is closed by the drain, without waiting for the slow requests.
+    const idleClosedAfter = (await idle.closed) - drainStarted;
+    expect(idleClosedAfter).toBeGreaterThanOrEqual(0);
+    expect(idleClosedAfter).toBeLessThan(500);
 
     const h2 = await h2Response;
     expect(h2).toEqual({ status: 200, body: 'slow\n' });
@@ -117,5 +121,47 @@ describe('drain', () => {
     expect(performance.now() - drainStarted).toBeLessThan(5000);
     expect(edge.server.connectionCount).toBe(0);
     client.close();
+  });
+});
+
+describe('max_requests_per_connection (3) and keepalive_timeout (500 ms)', () => {
+  let limited: TcpEdge;
+  beforeAll(async () => {
+    limited = await startTcpEdge({ upstream: up.origin, http: ['max_requests_per_connection: 3', 'keepalive_timeout: 500ms'] });
+  });
+  afterAll(async () => {
+    await limited?.close();
+  });
+
+  for (const version of ['--http1.1', '--http2'] as const) {
+    it(`${version}: the 3rd request is the connection's last; curl's 4th opens a new one`, async () => {
+      const url = `https://127.0.0.1:${limited.port}/`;
+      const r = await run('curl', ['-sk', version, '-w', '%{http_code} %{num_connects}\n', ...[1, 2, 3, 4].flatMap(() => ['-o', '/dev/null', url])]);
+      expect(r.stdout.trim().split('\n')).toEqual(['200 1', '200 0', '200 0', '200 1']);
+    });
+  }
+
+  it('HTTP/1.1: the last allowed response says Connection: close', async () => {
+    const r = await rawH1(limited.port, ['GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n']);
+    const responses = r.response.split(/(?=HTTP\/1\.1 )/);
+    expect(responses.map(statusOf)).toEqual([200, 200, 200]);
+    expect(responses[2]!.toLowerCase()).toContain('connection: close');
+    expect(responses[1]!.toLowerCase()).not.toContain('connection: close');
+    expect(r.closed).toBe(true);
+  });
+
+  it('an idle keep-alive connection is closed after keepalive_timeout', async () => {
+    const s = await connectTls(limited.port, ['http/1.1']);
+    let text = '';
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => (text += d));
+    s.on('error', () => {});
+    s.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+    await new Promise<void>((resolve) => s.on('data', () => text.endsWith('hello\n') && resolve()));
+    const idleFrom = performance.now();
+    await new Promise<void>((resolve) => s.once('close', () => resolve()));
+    const idleMs = performance.now() - idleFrom;
+    expect(idleMs).toBeGreaterThanOrEqual(400);
+    expect(idleMs).toBeLessThan(2000);
   });
 });

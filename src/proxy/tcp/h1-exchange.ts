@@ -72,8 +72,7 @@ export class H1Exchange implements HttpExchange {
   ) {
     this.client = { host: req.socket.remoteAddress ?? '', port: req.socket.remotePort ?? 0 };
     this.lengthCounter = new BodyLengthCounter(request.contentLength);
-    // The upstream's Date (or none, as over HTTP/3) rather than one Node makes up.
-    res.sendDate = false;
+    // Node adds Date only when the response has none, as node:http2 does for HTTP/2.
   }
 
   get connectionId(): string {
@@ -205,7 +204,7 @@ export class H1Exchange implements HttpExchange {
     }
     // An unfinished request body would have to be read to its end to find the next request:
     // close instead (so would a drain or the request limit).
-    if (!this.req.complete || this.opts.closeAfterResponse()) flat.push('connection', 'close');
+    if (!this.requestComplete || this.opts.closeAfterResponse()) flat.push('connection', 'close');
     this.chunked = !length && this.req.httpVersion === '1.1';
     try {
       this.res.writeHead(status, flat);
@@ -215,6 +214,16 @@ export class H1Exchange implements HttpExchange {
       return;
     }
     if (endStream) this.endResponse();
+  }
+
+  /**
+   * The whole request has arrived. (Node sets `req.complete` only after the 'request' event, even
+   * for a request without a body, so a response started at once would look premature.)
+   */
+  private get requestComplete(): boolean {
+    if (this.state.phase !== 'open' || this.state.recv === Recv.Done || this.req.complete) return true;
+    const length = this.request.contentLength;
+    return this.req.headers['transfer-encoding'] === undefined && (length === undefined || length === 0);
   }
 
   private get sendingBody(): boolean {
