@@ -1,7 +1,8 @@
 /**
- * A serving unit: the sockets of one worker and everything that answers on them (QUIC endpoints,
- * HTTP/3 sessions, the router and upstream pools), built from one config. A reload builds a new
- * one; a draining one sends GOAWAY and finishes what it has.
+ * A serving unit: the sockets of one worker and everything that answers on them (QUIC endpoints
+ * and HTTP/3 sessions on UDP; HTTP/1.1 and HTTP/2 over TLS, and plain-HTTP redirects, on TCP; the
+ * router and upstream pools they share), built from one config. A reload builds a new one; a
+ * draining one stops accepting, sends GOAWAY (or `Connection: close`) and finishes what it has.
  */
 import { hkdfSync } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -11,22 +12,28 @@ import type { ListenerConfig, ProxyConfig } from './config/types.js';
 import { H3_ERROR } from './h3/errors.js';
 import { H3Session } from './h3/session.js';
 import { AccessLog } from './http/access-log.js';
+import { advertiseAltSvc } from './http/alt-svc.js';
 import { ProxyHandler } from './http/proxy-handler.js';
 import { RefusalCounter } from './http/refusals.js';
 import { matchRoute } from './http/route.js';
 import { TrustedProxies } from './http/trusted-proxies.js';
-import type { WorkerStats } from './worker-stats.js';
+import type { TcpStats, WorkerStats } from './worker-stats.js';
 import { openDgramSocket } from './net/udp-socket.js';
 import { WorkerAdmission } from './quic/admission.js';
 import { QuicEndpoint } from './quic/endpoint.js';
 import { ReplayGuard } from './quic/replay-guard.js';
 import { RetryTokens, retryTokenKey } from './quic/retry-token.js';
 import { TlsContexts } from './quic/tls-contexts.js';
+import { TcpConnections } from './tcp/connections.js';
+import { RedirectListener } from './tcp/redirect-listener.js';
+import { TlsListener } from './tcp/tls-listener.js';
+import { TcpCertificates, tcpTicketKeys } from './tcp/tls-options.js';
 import { UpstreamRegistry } from './upstream/registry.js';
 
+/** A UDP socket serving HTTP/3 for one listener (only listeners whose protocols include h3). */
 export interface ServerSocket {
   readonly fd: number;
-  /** The config listener this UDP socket serves (HTTP/3). */
+  /** The config listener this UDP socket serves (HTTP/3; its Alt-Svc among others). */
   readonly listener: ListenerConfig;
   readonly host: string;
   readonly port: number;
@@ -45,6 +52,9 @@ export interface TcpServerSocket {
 export class ProxyServer {
   private readonly endpoints: QuicEndpoint[] = [];
   private readonly sessions = new Set<H3Session>();
+  private readonly tlsListeners: TlsListener[] = [];
+  private readonly redirectListeners: RedirectListener[] = [];
+  private readonly tcp: TcpConnections;
   /** Requests the HTTP limits and timeouts turned away, over all listeners (for `list`). */
   readonly refusals = new RefusalCounter();
   private upstreams: UpstreamRegistry | undefined;
@@ -53,15 +63,22 @@ export class ProxyServer {
   private constructor(
     readonly config: ProxyConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.tcp = new TcpConnections(config.http.maxTcpConnections);
+  }
 
-  static async start(config: ProxyConfig, sockets: readonly ServerSocket[], _tcpSockets: readonly TcpServerSocket[], log: Logger): Promise<ProxyServer> {
+  static async start(config: ProxyConfig, sockets: readonly ServerSocket[], tcpSockets: readonly TcpServerSocket[], log: Logger): Promise<ProxyServer> {
     const server = new ProxyServer(config, log);
-    await server.listen(sockets);
+    try {
+      await server.listen(sockets, tcpSockets);
+    } catch (err) {
+      await server.close();
+      throw err;
+    }
     return server;
   }
 
-  private async listen(sockets: readonly ServerSocket[]): Promise<void> {
+  private async listen(sockets: readonly ServerSocket[], tcpSockets: readonly TcpServerSocket[]): Promise<void> {
     const { config, log } = this;
     const ticketKey = readTicketKey(config.tls.ticketKeyFile);
     const resetKey = Buffer.from(hkdfSync('sha256', ticketKey, Buffer.alloc(0), 'udpgrm-proxy stateless reset', 32));
@@ -97,7 +114,7 @@ export class ProxyServer {
         ...(replayGuard ? { replayGuard } : {}),
         createApplication: (conn) => {
           const session = new H3Session(conn, {
-            handler,
+            handler: advertiseAltSvc(handler, s.listener.altSvc),
             onHandlerError: (err, stream) => log.error({ conn: conn.id, stream, err }, 'request handler failed; answered 500 or reset'),
             limits: config.http,
             refusals: this.refusals,
@@ -115,12 +132,37 @@ export class ProxyServer {
         },
       });
       this.endpoints.push(endpoint);
-      log.info({ listen: formatListener(s) }, 'listening');
+      log.info({ listen: formatListener(s), protocol: 'h3' }, 'listening');
+    }
+    await this.listenTcp(tcpSockets, handler, ticketKey);
+  }
+
+  private async listenTcp(tcpSockets: readonly TcpServerSocket[], handler: ProxyHandler, ticketKey: Buffer): Promise<void> {
+    if (tcpSockets.length === 0) return;
+    const { config, log } = this;
+    const certificates = new TcpCertificates(config.tls);
+    const ticketKeys = tcpTicketKeys(ticketKey);
+    for (const s of tcpSockets) {
+      const common = { fd: s.fd, listener: s.listener, connections: this.tcp, refusals: this.refusals, log };
+      if (s.role === 'redirect') {
+        this.redirectListeners.push(await RedirectListener.open({ ...common, limits: config.http }));
+        log.info({ listen: formatListener(s.listener.httpRedirect ?? s.listener), redirectTo: formatListener(s.listener) }, 'listening (http redirect)');
+        continue;
+      }
+      this.tlsListeners.push(
+        await TlsListener.open({ ...common, handler: advertiseAltSvc(handler, s.listener.altSvc), limits: config.http, certificates, ticketKeys }),
+      );
+      log.info({ listen: formatListener(s.listener), protocols: s.listener.protocols.filter((p) => p !== 'h3') }, 'listening (tcp)');
     }
   }
 
   get connectionCount(): number {
-    return this.endpoints.reduce((n, e) => n + e.connectionCount, 0);
+    return this.endpoints.reduce((n, e) => n + e.connectionCount, 0) + this.tcp.size;
+  }
+
+  /** The TCP edge's counters (for `udpgrm-proxy list --config`). */
+  tcpCounters(): TcpStats {
+    return this.tcp.stats();
   }
 
   /** Endpoint counters of every listener added up (for `udpgrm-proxy list --config`). */
@@ -146,16 +188,23 @@ export class ProxyServer {
   get activeRequests(): number {
     let n = 0;
     for (const s of this.sessions) n += s.activeRequests;
+    for (const l of this.tlsListeners) n += l.activeRequests;
     return n;
   }
 
-  /** Graceful stop: GOAWAY everywhere, wait for connections to finish or `timeoutMs`, then close. */
+  /**
+   * Graceful stop: TCP listeners stop accepting at once (other processes keep the sockets and
+   * their queues), GOAWAY everywhere (HTTP/1.1: `Connection: close`, idle ones closed), wait for
+   * connections to finish or `timeoutMs`, then close.
+   */
   async drain(timeoutMs: number): Promise<{ timedOut: boolean }> {
     this.draining = true;
+    for (const l of this.tlsListeners) l.drain();
+    for (const l of this.redirectListeners) l.drain();
     for (const s of this.sessions) s.goaway();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
-      Promise.all(this.endpoints.map((e) => e.whenEmpty())).then(() => false),
+      Promise.all([...this.endpoints.map((e) => e.whenEmpty()), this.tcp.whenEmpty()]).then(() => false),
       new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs))),
     ]);
     clearTimeout(timer);
@@ -165,6 +214,9 @@ export class ProxyServer {
 
   async close(): Promise<void> {
     for (const e of this.endpoints) e.close(H3_ERROR.H3_NO_ERROR);
+    for (const l of this.tlsListeners) l.stopAccepting();
+    for (const l of this.redirectListeners) l.drain();
+    this.tcp.destroyAll();
     await this.upstreams?.destroy();
   }
 }

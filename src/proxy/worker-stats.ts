@@ -1,5 +1,5 @@
 /**
- * What a worker's data plane reports about itself (live counts and QUIC counters). The process
+ * What a worker's data plane reports about itself (live counts, QUIC and TCP counters). The process
  * layer carries it to the master and on to `udpgrm-proxy list`; it lives here so the server does
  * not import from the process layer above it.
  */
@@ -19,6 +19,24 @@ export interface WorkerStats {
     readonly internalErrors: number;
     readonly dropped: Readonly<DropCounts>;
   };
+  /** The worker's TCP edge (HTTP/1.1 and HTTP/2 over TLS, and http_redirect listeners). */
+  readonly tcp?: TcpStats;
   /** Requests the HTTP limits and timeouts turned away or cut short, by reason. */
   readonly refused?: Readonly<RefusalCounts>;
+}
+
+export interface TcpStats {
+  /** TCP connections taken on (all TCP listeners, redirects included). */
+  readonly accepted: number;
+  /** Open connections whose TLS handshake chose HTTP/1.1 (or no ALPN), and HTTP/2. */
+  readonly h1Connections: number;
+  readonly h2Connections: number;
+  /** Connections closed at once because the worker held max_tcp_connections. */
+  readonly refusedConnections: number;
+  /** HTTP/2 connections cut off for resetting more than h2_max_client_resets streams in 10 s. */
+  readonly rapidResetCutoffs: number;
+  /** TLS handshakes that failed (no common version or ALPN, bad ClientHello, aborted). */
+  readonly tlsErrors: number;
+  /** Requests refused as malformed: HTTP/1.1 parse errors and requests that failed validation. */
+  readonly malformed: number;
 }

@@ -122,6 +122,20 @@ describe('every error in a file, each with file:line:col and path', () => {
     expect(queue).toEqual([[4, 57, 'upstreams.app.queue_timeout', 'must be between 0s and 10m, got "11m"']]);
   });
 
+  it('reports the TCP edge limits out of range at their positions', () => {
+    const tcp = issuesOf(
+      `${OK_LISTENERS}${OK_ROUTES}http:\n  keepalive_timeout: 2h\n  h2_max_concurrent_streams: 0\n  h2_initial_window: 1KiB\n  h2_max_client_resets: 0\n  max_tcp_connections: 2000000\n`,
+    );
+    expect(tcp).toEqual([
+      [4, 22, 'http.keepalive_timeout', 'must be between 100ms and 1h, got "2h"'],
+      [5, 30, 'http.h2_max_concurrent_streams', 'h2_max_concurrent_streams must be between 1 and 10000, got 0'],
+      [6, 22, 'http.h2_initial_window', expect.stringMatching(/^must be between .* got "1KiB"$/)],
+      [7, 25, 'http.h2_max_client_resets', 'h2_max_client_resets must be between 1 and 1000000, got 0'],
+      [8, 24, 'http.max_tcp_connections', 'max_tcp_connections must be between 1 and 1000000, got 2000000'],
+    ]);
+    expect(issuesOf(`${OK_LISTENERS}${OK_ROUTES}http: {h2_initial_window: 3GiB}\n`)).toEqual([[3, 27, 'http.h2_initial_window', expect.stringMatching(/^must be between .* got "3GiB"$/)]]);
+  });
+
   it('requires listeners and routes', () => {
     expect(issuesOf('')).toEqual([
       [1, 1, '', expect.stringMatching(/^missing "listeners"/)],

@@ -178,13 +178,19 @@ describe('loadConfig on valid files', () => {
       maxRequestsPerConnection: 10_000,
       maxHeaderBytes: 64 * 1024,
       maxConnectionHeaderBytes: 256 * 1024,
+      keepaliveTimeoutMs: 60_000,
+      h2MaxConcurrentStreams: 100,
+      h2InitialWindow: 1024 * 1024,
+      h2MaxClientResets: 200,
+      maxTcpConnections: 10_000,
     });
     expect(defaults.upstreams.get('app')?.queueTimeoutMs).toBe(5000);
 
     writeFileSync(
       file,
       `${base}upstreams:\n  app: {targets: ["http://127.0.0.1:8080"], queue_timeout: 0}\n` +
-        'http:\n  request_header_timeout: 2s\n  request_body_timeout: 1m\n  max_requests_per_connection: 500\n  max_header_bytes: 16KiB\n  max_connection_header_bytes: 1MiB\n',
+        'http:\n  request_header_timeout: 2s\n  request_body_timeout: 1m\n  max_requests_per_connection: 500\n  max_header_bytes: 16KiB\n  max_connection_header_bytes: 1MiB\n' +
+        '  keepalive_timeout: 5s\n  h2_max_concurrent_streams: 250\n  h2_initial_window: 256KiB\n  h2_max_client_resets: 50\n  max_tcp_connections: 2000\n',
     );
     const set = loadConfig(file);
     expect(set.http).toEqual({
@@ -193,6 +199,11 @@ describe('loadConfig on valid files', () => {
       maxRequestsPerConnection: 500,
       maxHeaderBytes: 16 * 1024,
       maxConnectionHeaderBytes: 1024 * 1024,
+      keepaliveTimeoutMs: 5000,
+      h2MaxConcurrentStreams: 250,
+      h2InitialWindow: 256 * 1024,
+      h2MaxClientResets: 50,
+      maxTcpConnections: 2000,
     });
     expect(set.upstreams.get('app')?.queueTimeoutMs).toBe(0);
   });

@@ -96,9 +96,23 @@ describe('toUpstreamRequestHeaders', () => {
     const out = toUpstreamRequestHeaders(request([['content-length', '3'], ['content-length', '3']]), { clientIp: '10.0.0.1' });
     expect(out.filter(([n]) => n === 'content-length')).toEqual([['content-length', '3']]);
   });
+
+  it("names the client's protocol version in Via: 1.1, 2 or 3 (RFC 9110 §7.6.3)", () => {
+    const via = (receivedProtocol: '1.1' | '2' | '3' | undefined) =>
+      toUpstreamRequestHeaders(request([['via', '1.1 cdn']]), { clientIp: '10.0.0.1', ...(receivedProtocol ? { receivedProtocol } : {}) }).find(([n]) => n === 'via')?.[1];
+    expect(via('1.1')).toBe('1.1 cdn, 1.1 udpgrm-proxy');
+    expect(via('2')).toBe('1.1 cdn, 2 udpgrm-proxy');
+    expect(via('3')).toBe('1.1 cdn, 3 udpgrm-proxy');
+    expect(via(undefined)).toBe('1.1 cdn, 3 udpgrm-proxy');
+  });
 });
 
 describe('toClientResponseHeaders', () => {
+  it("names the upstream response's protocol version in Via (HTTP/1.1 unless told)", () => {
+    expect(toClientResponseHeaders([['via', '1.0 origin']])).toEqual([['via', '1.0 origin, 1.1 udpgrm-proxy']]);
+    expect(toClientResponseHeaders([], { receivedProtocol: '2' })).toEqual([['via', '2 udpgrm-proxy']]);
+  });
+
   it('lowercases, strips hop-by-hop and connection-listed fields, appends Via', () => {
     const upstream: Field[] = [
       ['Content-Type', 'text/html'],

@@ -51,6 +51,7 @@ describe('ProxyHandler: no route and built-in responses', () => {
     expect(await lineOf(ex)).toEqual({
       level: 30,
       log: 'access',
+      protocol: 'h3',
       method: 'POST',
       authority: 'other.example',
       path: '/hello?x=1',

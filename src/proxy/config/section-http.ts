@@ -1,4 +1,4 @@
-/** `http:` per-request and per-connection HTTP limits: request timeouts and header sizes. */
+/** `http:` per-request and per-connection HTTP limits: request timeouts, header sizes, keep-alive, HTTP/2 and TCP limits. */
 import type { HttpLimits } from './types.js';
 import { formatSize } from './units.js';
 import type { Cursor } from './yaml-cursor.js';
@@ -11,7 +11,19 @@ export const HTTP_DEFAULTS: HttpLimits = {
   maxHeaderBytes: 64 * 1024,
   // Four largest header sections at once: a connection holds at most this for incomplete HEADERS.
   maxConnectionHeaderBytes: 256 * 1024,
+  keepaliveTimeoutMs: 60_000,
+  h2MaxConcurrentStreams: 100,
+  h2InitialWindow: 1024 * 1024,
+  // Far above what a browser cancelling a page's requests reaches, far below an attack's rate
+  // (nghttp2's own limit, 1000 at once then 33/s, is the backstop).
+  h2MaxClientResets: 200,
+  maxTcpConnections: 10_000,
 };
+
+/** The window in which h2_max_client_resets counts a client's stream resets. */
+export const H2_RESET_WINDOW_MS = 10_000;
+/** HTTP/2 window sizes are 31-bit (RFC 9113 §6.9.1). */
+export const H2_MAX_WINDOW = 2 ** 31 - 1;
 
 /**
  * Bytes a HEADERS frame may take beyond its field section: its frame header (type and length
@@ -20,7 +32,18 @@ export const HTTP_DEFAULTS: HttpLimits = {
  */
 export const HEADERS_FRAME_OVERHEAD = 16;
 
-const HTTP_KEYS = ['request_header_timeout', 'request_body_timeout', 'max_requests_per_connection', 'max_header_bytes', 'max_connection_header_bytes'] as const;
+const HTTP_KEYS = [
+  'request_header_timeout',
+  'request_body_timeout',
+  'max_requests_per_connection',
+  'max_header_bytes',
+  'max_connection_header_bytes',
+  'keepalive_timeout',
+  'h2_max_concurrent_streams',
+  'h2_initial_window',
+  'h2_max_client_resets',
+  'max_tcp_connections',
+] as const;
 const MIB = 1024 * 1024;
 
 export function readHttp(section: Cursor | undefined): HttpLimits {
@@ -32,6 +55,12 @@ export function readHttp(section: Cursor | undefined): HttpLimits {
     maxRequestsPerConnection: f.max_requests_per_connection?.integer(1, 1_000_000_000, 'max_requests_per_connection') ?? d.maxRequestsPerConnection,
     maxHeaderBytes: f.max_header_bytes?.size(1024, MIB) ?? d.maxHeaderBytes,
     maxConnectionHeaderBytes: f.max_connection_header_bytes?.size(1024, 64 * MIB) ?? d.maxConnectionHeaderBytes,
+    keepaliveTimeoutMs: f.keepalive_timeout?.duration(100, 3_600_000) ?? d.keepaliveTimeoutMs,
+    h2MaxConcurrentStreams: f.h2_max_concurrent_streams?.integer(1, 10_000, 'h2_max_concurrent_streams') ?? d.h2MaxConcurrentStreams,
+    // At least the protocol's default window (RFC 9113 §6.9.2), at most its 31-bit maximum.
+    h2InitialWindow: f.h2_initial_window?.size(65_535, H2_MAX_WINDOW) ?? d.h2InitialWindow,
+    h2MaxClientResets: f.h2_max_client_resets?.integer(1, 1_000_000, 'h2_max_client_resets') ?? d.h2MaxClientResets,
+    maxTcpConnections: f.max_tcp_connections?.integer(1, 1_000_000, 'max_tcp_connections') ?? d.maxTcpConnections,
   };
   const needed = limits.maxHeaderBytes + HEADERS_FRAME_OVERHEAD;
   if (limits.maxConnectionHeaderBytes < needed) {

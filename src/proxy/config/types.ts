@@ -174,6 +174,16 @@ export interface HttpLimits {
   readonly maxHeaderBytes: number;
   /** Bytes one connection may hold for requests whose header section is still incomplete. */
   readonly maxConnectionHeaderBytes: number;
+  /** An HTTP/1.1 or HTTP/2 connection with no request in progress is closed after this. */
+  readonly keepaliveTimeoutMs: number;
+  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS. */
+  readonly h2MaxConcurrentStreams: number;
+  /** HTTP/2 SETTINGS_INITIAL_WINDOW_SIZE (per stream); the connection window is raised to a multiple of it. */
+  readonly h2InitialWindow: number;
+  /** HTTP/2 rapid reset (CVE-2023-44487): more client resets than this within 10 s cut the connection. */
+  readonly h2MaxClientResets: number;
+  /** Open TCP connections per worker (all TCP listeners); beyond it new ones are closed at once. */
+  readonly maxTcpConnections: number;
 }
 
 /** A CIDR range: canonical network address and prefix length (32 or 128 for a single host). */

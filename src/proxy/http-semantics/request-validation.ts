@@ -189,13 +189,23 @@ function resolveAuthority(
     return malformed(':authority and host differ');
   }
   const authority = (pseudoAuthority ?? host) as string;
-  if (authority.includes('@')) return malformed('userinfo in authority');
+  const problem = authorityProblem(authority);
+  return problem === null ? authority : malformed(problem);
+}
+
+/**
+ * Why `authority` (host [":" port], no userinfo) is not one we accept, or null when it is. Also
+ * judges an HTTP/1.1 Host field (RFC 9112 §3.2: an invalid one gets 400).
+ */
+export function authorityProblem(authority: string): string | null {
+  if (authority === '') return 'empty authority';
+  if (authority.includes('@')) return 'userinfo in authority';
   const parts = AUTHORITY.exec(authority);
-  if (parts === null) return malformed('invalid authority');
+  if (parts === null) return 'invalid authority';
   const [, ipv6, port] = parts;
-  if (ipv6 !== undefined && !isIPv6(ipv6)) return malformed('invalid IPv6 address in authority');
-  if (port !== undefined && port !== '' && Number(port) > 65535) return malformed('invalid port in authority');
-  return authority;
+  if (ipv6 !== undefined && !isIPv6(ipv6)) return 'invalid IPv6 address in authority';
+  if (port !== undefined && port !== '' && Number(port) > 65535) return 'invalid port in authority';
+  return null;
 }
 
 /** Every content-length field must hold the same run of digits (RFC 9110 §8.6); they are then one value. */

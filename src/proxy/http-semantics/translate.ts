@@ -1,6 +1,6 @@
 /**
- * Header translation between the HTTP/3 client side and HTTP/1.1 upstreams. Pure functions over
- * field lists; the HTTP/3 layer adds `:status` itself.
+ * Header translation between the client side (HTTP/3, HTTP/2, HTTP/1.1) and HTTP/1.1 upstreams.
+ * Pure functions over field lists; the protocol layer adds `:status` (or the status line) itself.
  */
 
 import { connectionListedNames, type Field, type FieldList, isFieldValue, isHopByHop, isToken } from './fields.js';
@@ -9,6 +9,12 @@ import { statusForbidsContentLength } from './status.js';
 
 /** The pseudonym this proxy uses in Via (RFC 9110 §7.6.3). */
 export const VIA_PSEUDONYM = 'udpgrm-proxy';
+
+/**
+ * Via's received-protocol (RFC 9110 §7.6.3): the version of the message as we received it, the
+ * protocol name omitted since it is HTTP. "1.1", "2" or "3".
+ */
+export type ViaProtocolVersion = '1.1' | '2' | '3';
 
 export interface UpstreamRequestContext {
   /** The client's IP address (no port, no brackets), appended to X-Forwarded-For. */
@@ -20,6 +26,8 @@ export interface UpstreamRequestContext {
   readonly trustForwarded?: boolean;
   /** Pseudonym for Via; defaults to VIA_PSEUDONYM. */
   readonly via?: string;
+  /** The version of HTTP the client's request arrived in, for Via; default "3". */
+  readonly receivedProtocol?: ViaProtocolVersion;
   /** The request arrived in TLS early data: say so upstream with `Early-Data: 1` (RFC 8470 §5.1). */
   readonly earlyData?: boolean;
 }
@@ -30,6 +38,8 @@ export interface ClientResponseContext {
   /** The response status: a 1xx or 204 loses any Content-Length (RFC 9110 §8.6). */
   readonly status?: number;
   readonly via?: string;
+  /** The version of HTTP the upstream's response arrived in, for Via; default "1.1" (our upstreams speak HTTP/1.1). */
+  readonly receivedProtocol?: ViaProtocolVersion;
 }
 
 /**
@@ -117,7 +127,7 @@ export function toUpstreamRequestHeaders(request: ValidatedRequest, context: Ups
   out.push(['x-forwarded-proto', first('x-forwarded-proto', 'https')]);
   out.push(['x-forwarded-host', first('x-forwarded-host', request.authority)]);
   out.push(['forwarded', list('forwarded', forwardedElement(context.clientIp, request.authority))]);
-  via.push(`3 ${context.via ?? VIA_PSEUDONYM}`);
+  via.push(`${context.receivedProtocol ?? '3'} ${context.via ?? VIA_PSEUDONYM}`);
   out.push(['via', via.join(', ')]);
   if (context.earlyData) out.push(['early-data', '1']);
   return out;
@@ -135,7 +145,7 @@ function forwardedValue(value: string): string {
 }
 
 /**
- * Build the HTTP/3 response header list from an HTTP/1.1 upstream's fields: names lowercased,
+ * Build the client's response header list from an HTTP/1.1 upstream's fields: names lowercased,
  * hop-by-hop and connection-listed fields removed (they are connection-specific and would make
  * the HTTP/3 response malformed), fields with illegal names or values dropped, Content-Length
  * dropped where the status forbids it, Via appended, route headers applied last.
@@ -159,7 +169,7 @@ export function toClientResponseHeaders(upstreamHeaders: readonly Field[], conte
     out.push([name, value]);
   }
 
-  via.push(`1.1 ${context.via ?? VIA_PSEUDONYM}`);
+  via.push(`${context.receivedProtocol ?? '1.1'} ${context.via ?? VIA_PSEUDONYM}`);
   if (!replaced.has('via')) out.push(['via', via.join(', ')]);
   for (const [name, value] of context.routeHeaders ?? []) out.push([name.toLowerCase(), value]);
   return out;

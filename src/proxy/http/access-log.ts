@@ -1,7 +1,10 @@
 /** One line per finished exchange, whatever protocol carried it: `log: "access"` on every line. */
 import type { Logger } from 'pino';
+import type { HttpProtocol } from './exchange.js';
 
 export interface AccessLogEntry {
+  /** What carried the request: h1, h2 or h3. */
+  protocol: HttpProtocol;
   method: string;
   authority: string;
   path: string;

@@ -13,13 +13,14 @@ import {
   toClientTrailers,
   toUpstreamRequestHeaders,
   type FieldList,
+  type ViaProtocolVersion,
 } from '../http-semantics/index.js';
 import { UpstreamError, classifyUpstreamError } from '../upstream/errors.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { UpstreamRegistry } from '../upstream/registry.js';
 import type { AccessLog } from './access-log.js';
 import { earlyDataHandling, type EarlyDataHandling } from './early-data.js';
-import { RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from './exchange.js';
+import { RequestTimeoutError, respondText, type HttpExchange, type HttpProtocol, type RequestHandler } from './exchange.js';
 import { REFUSAL, type RefusalCounter } from './refusals.js';
 import type { RequestBody } from './request-body.js';
 import type { TrustedProxies } from './trusted-proxies.js';
@@ -34,6 +35,9 @@ export interface HandlerOptions {
   readonly refusals?: RefusalCounter;
 }
 
+/** Via's received-protocol for the protocol that carried the client's request. */
+const VIA_VERSION: Readonly<Record<HttpProtocol, ViaProtocolVersion>> = { h1: '1.1', h2: '2', h3: '3' };
+
 export class ProxyHandler implements RequestHandler {
   constructor(private readonly opts: HandlerOptions) {}
 
@@ -46,6 +50,7 @@ export class ProxyHandler implements RequestHandler {
     const early: { handling: EarlyDataHandling } = { handling: ex.earlyData ? 'served-early' : 'not-early' };
     const done = (status: number, upstream?: string, reason?: string): void =>
       this.opts.accessLog.write({
+        protocol: ex.protocol,
         method: ex.request.method,
         authority: ex.request.authority,
         path: ex.request.path,
@@ -123,6 +128,7 @@ export class ProxyHandler implements RequestHandler {
           headers: toUpstreamRequestHeaders(ex.request, {
             clientIp: ex.client.host,
             earlyData: ex.earlyData,
+            receivedProtocol: VIA_VERSION[ex.protocol],
             trustForwarded: this.opts.trustedProxies?.trusts(ex.client.host) ?? false,
           }),
           body: hasBody ? ex.body.stream : null,

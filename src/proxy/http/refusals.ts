@@ -10,6 +10,10 @@ export const REFUSAL = {
   connectionHeaderBudget: 'connection header budget',
   requestLimit: 'requests per connection',
   upstreamQueueTimeout: 'upstream queue timeout',
+  /** An HTTP/2 client reset more than h2_max_client_resets streams in 10 s: its connection was cut. */
+  rapidReset: 'HTTP/2 rapid reset',
+  /** A TCP connection beyond max_tcp_connections, closed at once. */
+  tcpConnectionLimit: 'TCP connections',
 } as const;
 
 export type Refusal = (typeof REFUSAL)[keyof typeof REFUSAL];

@@ -38,7 +38,7 @@ export async function runWorker(): Promise<number> {
       if (drain) drain(m.timeoutMs);
       else drainAskedEarly = m.timeoutMs;
     } else if (m.type === 'stats') {
-      send({ type: 'stats', id: m.id, connections: server?.connectionCount ?? 0, activeRequests: server?.activeRequests ?? 0, quic: server?.quicCounters(), refused: server?.refusals.counts });
+      send({ type: 'stats', id: m.id, connections: server?.connectionCount ?? 0, activeRequests: server?.activeRequests ?? 0, quic: server?.quicCounters(), tcp: server?.tcpCounters(), refused: server?.refusals.counts });
     }
   });
 

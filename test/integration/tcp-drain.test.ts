@@ -1,0 +1,167 @@
+/**
+ * ProxyServer.drain on the TCP edge: listening stops at once, HTTP/2 gets the two-step GOAWAY,
+ * an idle HTTP/1.1 keep-alive connection is closed, a busy one's response says `Connection:
+ * close`, requests in flight complete, and the drain resolves once every connection is gone.
+ */
+import http2 from 'node:http2';
+import net from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectTls, rawH1, statusOf } from '../helpers/raw-tls.js';
+import { run, startTcpEdge, type TcpEdge } from '../helpers/tcp-edge.js';
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+
+let up: TestUpstream;
+let edge: TcpEdge;
+
+beforeAll(async () => {
+  up = await startUpstream('a');
+  edge = await startTcpEdge({ upstream: up.origin });
+});
+
+afterAll(async () => {
+  await edge?.close();
+  await up?.close();
+});
+
+/** A raw HTTP/1.1 client socket collecting what the server sends. */
+interface H1Socket {
+  readonly socket: TLSSocket;
+  text(): string;
+  readonly closed: Promise<number>;
+}
+
+async function h1Socket(): Promise<H1Socket> {
+  const socket = await connectTls(edge.port, ['http/1.1']);
+  let text = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (d: string) => (text += d));
+  socket.on('error', () => {});
+  const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(performance.now())));
+  return { socket, text: () => text, closed };
+}
+
+function upstreamSaw(url: string): Promise<void> {
+  return new Promise((resolve) => {
+    const on = (u: string): void => {
+      if (u !== url) return;
+      up.events.off('request', on);
+      resolve();
+    };
+    up.events.on('request', on);
+  });
+}
+
+describe('drain', () => {
+  it('finishes in-flight requests, GOAWAYs HTTP/2 in two steps, closes idle HTTP/1.1, and resolves when all are gone', async () => {
+    // An idle keep-alive connection: one request answered, then silence.
+    const idle = await h1Socket();
+    idle.socket.write('GET / HTTP/1.1\r\nHost: a.test\r\n\r\n');
+    await new Promise<void>((resolve) => idle.socket.on('data', () => idle.text().endsWith('hello\n') && resolve()));
+    expect(statusOf(idle.text())).toBe(200);
+
+    // A busy HTTP/1.1 connection and an HTTP/2 stream, both waiting on the upstream.
+    const busy = await h1Socket();
+    const busySeen = upstreamSaw('/up/slow?ms=800&c=h1');
+    busy.socket.write('GET /up/slow?ms=800&c=h1 HTTP/1.1\r\nHost: a.test\r\n\r\n');
+
+    const client = http2.connect(`https://127.0.0.1:${edge.port}`, { rejectUnauthorized: false });
+    client.on('error', () => {});
+    const goaways: Array<[number, number]> = [];
+    client.on('goaway', (code, last) => goaways.push([code, last]));
+    const h2Seen = upstreamSaw('/up/slow?ms=800&c=h2');
+    const h2Response = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = client.request({ ':path': '/up/slow?ms=800&c=h2' });
+      let status = 0;
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('response', (h) => (status = Number(h[':status'])));
+      req.on('data', (d: string) => (body += d));
+      req.on('end', () => resolve({ status, body }));
+      req.on('error', reject);
+      req.end();
+    });
+    await Promise.all([busySeen, h2Seen]);
+
+    // Still open (keep-alive) until the drain.
+    expect(idle.socket.destroyed).toBe(false);
+    const drainStarted = performance.now();
+    const drained = edge.server.drain(10_000);
+
+    // Listening stopped at once: this process held the only copy of the socket.
+    const refused = await new Promise<string>((resolve) => {
+      const s = net.connect(edge.port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve('connected');
+      });
+      s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+    });
+    expect(refused).toBe('ECONNREFUSED');
+
+    // The idle connection is closed by the drain, without waiting for the slow requests.
+    const idleClosedAfter = (await idle.closed) - drainStarted;
+    expect(idleClosedAfter).toBeGreaterThanOrEqual(0);
+    expect(idleClosedAfter).toBeLessThan(500);
+
+    const h2 = await h2Response;
+    expect(h2).toEqual({ status: 200, body: 'slow\n' });
+    // First GOAWAY refuses nothing (2^31-1), the second names the last stream processed (1).
+    expect(goaways[0]).toEqual([http2.constants.NGHTTP2_NO_ERROR, 2 ** 31 - 1]);
+    expect(goaways).toContainEqual([http2.constants.NGHTTP2_NO_ERROR, 1]);
+
+    await busy.closed;
+    const busyText = busy.text();
+    expect(statusOf(busyText)).toBe(200);
+    expect(busyText.toLowerCase()).toContain('connection: close');
+    expect(busyText.endsWith('slow\n')).toBe(true);
+
+    // The server closes every connection itself (the HTTP/2 client does nothing more).
+    expect(await drained).toEqual({ timedOut: false });
+    expect(performance.now() - drainStarted).toBeLessThan(5000);
+    expect(edge.server.connectionCount).toBe(0);
+    client.close();
+  });
+});
+
+describe('max_requests_per_connection (3) and keepalive_timeout (500 ms)', () => {
+  let limited: TcpEdge;
+  beforeAll(async () => {
+    limited = await startTcpEdge({ upstream: up.origin, http: ['max_requests_per_connection: 3', 'keepalive_timeout: 500ms'] });
+  });
+  afterAll(async () => {
+    await limited?.close();
+  });
+
+  for (const version of ['--http1.1', '--http2'] as const) {
+    it(`${version}: the 3rd request is the connection's last; curl's 4th opens a new one`, async () => {
+      const url = `https://127.0.0.1:${limited.port}/`;
+      const r = await run('curl', ['-sk', version, '-w', '%{http_code} %{num_connects}\n', ...[1, 2, 3, 4].flatMap(() => ['-o', '/dev/null', url])]);
+      expect(r.stdout.trim().split('\n')).toEqual(['200 1', '200 0', '200 0', '200 1']);
+    });
+  }
+
+  it('HTTP/1.1: the last allowed response says Connection: close', async () => {
+    const r = await rawH1(limited.port, ['GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n']);
+    const responses = r.response.split(/(?=HTTP\/1\.1 )/);
+    expect(responses.map(statusOf)).toEqual([200, 200, 200]);
+    expect(responses[2]!.toLowerCase()).toContain('connection: close');
+    expect(responses[1]!.toLowerCase()).not.toContain('connection: close');
+    expect(r.closed).toBe(true);
+  });
+
+  it('an idle keep-alive connection is closed after keepalive_timeout', async () => {
+    const s = await connectTls(limited.port, ['http/1.1']);
+    let text = '';
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => (text += d));
+    s.on('error', () => {});
+    s.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+    await new Promise<void>((resolve) => s.on('data', () => text.endsWith('hello\n') && resolve()));
+    const idleFrom = performance.now();
+    await new Promise<void>((resolve) => s.once('close', () => resolve()));
+    const idleMs = performance.now() - idleFrom;
+    expect(idleMs).toBeGreaterThanOrEqual(400);
+    expect(idleMs).toBeLessThan(2000);
+  });
+});

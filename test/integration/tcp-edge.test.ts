@@ -1,0 +1,124 @@
+/**
+ * The TCP edge (HTTP/1.1 and HTTP/2 over TLS, the http_redirect listener) of a ProxyServer run in
+ * this process on real listening sockets, driven by clients written by others: Debian's curl
+ * (--http1.1, --http2) and h2load, plus node:http2 and raw TLS sockets for what those cannot send.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTcpEdge, run, type TcpEdge } from '../helpers/tcp-edge.js';
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+
+let up: TestUpstream;
+let edge: TcpEdge;
+
+beforeAll(async () => {
+  up = await startUpstream('a');
+  edge = await startTcpEdge({ upstream: up.origin });
+});
+
+afterAll(async () => {
+  await edge?.close();
+  await up?.close();
+});
+
+function curl(version: '--http1.1' | '--http2', url: string, extra: readonly string[] = []) {
+  return run('curl', ['-sS', '-k', version, '-D', '-', ...extra, url]);
+}
+
+/** Status code and lowercased headers of the last response in curl's -D - output. */
+function parseHead(out: string): { status: number; headers: Map<string, string>; body: string } {
+  const end = out.indexOf('\r\n\r\n');
+  const head = out.slice(0, end).split('\r\n');
+  const status = Number(head[0]!.split(' ')[1]);
+  const headers = new Map<string, string>();
+  for (const line of head.slice(1)) {
+    const i = line.indexOf(':');
+    headers.set(line.slice(0, i).toLowerCase(), line.slice(i + 1).trim());
+  }
+  return { status, headers, body: out.slice(end + 4) };
+}
+
+describe('curl over HTTP/1.1 and HTTP/2', () => {
+  for (const version of ['--http1.1', '--http2'] as const) {
+    const proto = version === '--http2' ? 'h2' : 'h1';
+
+    it(`${proto}: GET through the upstream, with Via and Alt-Svc`, async () => {
+      const r = await curl(version, `https://127.0.0.1:${edge.port}/up/echo`);
+      expect(r.code, r.stderr).toBe(0);
+      const res = parseHead(r.stdout);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('alt-svc')).toBe(`h3=":${edge.port}"; ma=86400`);
+      const echo = JSON.parse(res.body) as { method: string; headers: Record<string, string> };
+      expect(echo.method).toBe('GET');
+      expect(echo.headers.via).toBe(`${proto === 'h2' ? '2' : '1.1'} udpgrm-proxy`);
+      expect(echo.headers['x-forwarded-proto']).toBe('https');
+      const access = edge.logs.filter((l) => l.log === 'access' && l.path === '/up/echo' && l.protocol === proto);
+      expect(access.length).toBeGreaterThan(0);
+    });
+
+    it(`${proto}: a 1 MiB POST arrives whole (the upstream's sha256)`, async () => {
+      const body = randomBytes(1024 * 1024);
+      const file = path.join(edge.dir, `post-${proto}.bin`);
+      writeFileSync(file, body);
+      const r = await curl(version, `https://127.0.0.1:${edge.port}/up/echo`, ['--data-binary', `@${file}`, '-H', 'content-type: application/octet-stream']);
+      expect(r.code, r.stderr).toBe(0);
+      const res = parseHead(r.stdout.replace(/^HTTP\/1\.1 100 Continue\r\n\r\n/, ''));
+      expect(res.status).toBe(200);
+      const echo = JSON.parse(res.body) as { bodyLength: number; bodySha256: string };
+      expect(echo.bodyLength).toBe(body.length);
+      expect(echo.bodySha256).toBe(createHash('sha256').update(body).digest('hex'));
+    });
+
+    it(`${proto}: the upstream's response trailers reach the client`, async () => {
+      const r = await curl(version, `https://127.0.0.1:${edge.port}/up/trailers`);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('chunk one\nchunk two\n');
+      expect(r.stdout.toLowerCase()).toMatch(/x-checksum: [0-9a-f]{64}/);
+    });
+
+    it(`${proto}: a respond route's own alt-svc is replaced by the listener's`, async () => {
+      const r = await curl(version, `https://127.0.0.1:${edge.port}/`);
+      expect(r.code, r.stderr).toBe(0);
+      const res = parseHead(r.stdout);
+      expect(res.status).toBe(200);
+      expect(res.body).toBe('hello\n');
+      expect(res.headers.get('alt-svc')).toBe(`h3=":${edge.port}"; ma=86400`);
+    });
+
+    it(`${proto}: the certificate is chosen by SNI (b.test), the default without a match`, async () => {
+      const b = await run('curl', ['-sS', '-v', version, '--cacert', edge.certB, '--resolve', `b.test:${edge.port}:127.0.0.1`, `https://b.test:${edge.port}/`]);
+      expect(b.stderr).toMatch(/subject: CN\s*=\s*b\.test/);
+      expect(b.code, b.stderr).toBe(0);
+      const other = await run('curl', ['-sS', '-v', '-k', version, '--resolve', `c.test:${edge.port}:127.0.0.1`, `https://c.test:${edge.port}/`]);
+      expect(other.stderr).toMatch(/subject: CN\s*=\s*a\.test/);
+    });
+  }
+
+  it('ALPN: curl --http2 negotiates h2, --http1.1 gets HTTP/1.1', async () => {
+    const h2 = await run('curl', ['-sS', '-k', '--http2', '-o', '/dev/null', '-w', '%{http_version}', `https://127.0.0.1:${edge.port}/`]);
+    expect(h2.stdout).toBe('2');
+    const h1 = await run('curl', ['-sS', '-k', '--http1.1', '-o', '/dev/null', '-w', '%{http_version}', `https://127.0.0.1:${edge.port}/`]);
+    expect(h1.stdout).toBe('1.1');
+  });
+
+  it('http_redirect: 308 to the https URL (Host name, TLS port, target kept)', async () => {
+    const r = await run('curl', ['-sS', '-D', '-', '-o', '/dev/null', '-H', 'host: example.test:8080', `http://127.0.0.1:${edge.redirectPort}/a/b?c=d`]);
+    const res = parseHead(r.stdout);
+    expect(res.status).toBe(308);
+    expect(res.headers.get('location')).toBe(`https://example.test:${edge.port}/a/b?c=d`);
+    expect(res.headers.get('connection')).toBe('close');
+  });
+});
+
+describe('h2load', () => {
+  it('20,000 requests over 4 connections × 32 streams, none failed', async () => {
+    const r = await run('h2load', ['-n', '20000', '-c', '4', '-m', '32', `https://127.0.0.1:${edge.port}/`], { timeoutMs: 120_000 });
+    const m = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed/.exec(r.stdout);
+    expect(m, r.stdout + r.stderr).not.toBeNull();
+    const [, total, , done, succeeded, failed] = m!.map(Number);
+    expect({ total, done, succeeded, failed }).toEqual({ total: 20000, done: 20000, succeeded: 20000, failed: 0 });
+    expect(r.stdout).toMatch(/Application protocol: h2/);
+  });
+});
