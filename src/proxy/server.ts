@@ -208,6 +208,14 @@ export class ProxyServer {
       new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs))),
     ]);
     clearTimeout(timer);
+    if (timedOut) {
+      // What outlived drain_timeout is cut now: say what it was, so a stuck client can be found.
+      const tcp = this.tcp.stats();
+      this.log.warn(
+        { quicConnections: this.endpoints.reduce((n, e) => n + e.connectionCount, 0), h1Connections: tcp.h1Connections, h2Connections: tcp.h2Connections, activeRequests: this.activeRequests },
+        'drain timeout: closing the connections still open',
+      );
+    }
     await this.close();
     return { timedOut };
   }

@@ -1,6 +1,8 @@
 /**
- * Headless Debian Chromium driven by playwright-core, forced onto HTTP/3 for one origin
- * (over QUIC it needs the certificate's SPKI hash: --ignore-certificate-errors alone fails).
+ * Headless Debian Chromium driven by playwright-core, either forced onto HTTP/3 for one origin
+ * (over QUIC it needs the certificate's SPKI hash: --ignore-certificate-errors alone fails) or
+ * left to choose as a browser does (HTTP/2 or HTTP/1.1 over TCP: Chromium does not follow Alt-Svc
+ * to QUIC for a certificate trusted only through the SPKI list).
  * playwright gives every launch a fresh temporary profile, as the recipe asks.
  */
 import { createHash, X509Certificate } from 'node:crypto';
@@ -23,6 +25,15 @@ export interface H3Browser {
 
 export async function launchH3Chromium(origin: { host: string; port: number }, certPemFile: string): Promise<H3Browser> {
   const hostPort = origin.host.includes(':') ? `[${origin.host}]:${origin.port}` : `${origin.host}:${origin.port}`;
+  return launchChromium(certPemFile, [`--origin-to-force-quic-on=${hostPort}`]);
+}
+
+/** Chromium as users run it: no forced QUIC, so it speaks HTTP/2 (or HTTP/1.1) over TLS. */
+export function launchTcpChromium(certPemFile: string): Promise<H3Browser> {
+  return launchChromium(certPemFile, []);
+}
+
+async function launchChromium(certPemFile: string, extraArgs: readonly string[]): Promise<H3Browser> {
   const browser = await chromium.launch({
     executablePath: CHROMIUM_PATH,
     headless: true,
@@ -34,7 +45,7 @@ export async function launchH3Chromium(origin: { host: string; port: number }, c
       '--disable-component-update',
       '--disable-sync',
       '--enable-quic',
-      `--origin-to-force-quic-on=${hostPort}`,
+      ...extraArgs,
       `--ignore-certificate-errors-spki-list=${spkiHash(certPemFile)}`,
       '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1',
     ],

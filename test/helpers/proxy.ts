@@ -50,7 +50,16 @@ function tcpPortFree(host: string, port: number): Promise<boolean> {
   });
 }
 
-export async function startProxy(configYaml: string, opts: { dir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunningProxy> {
+export interface StartProxyOptions {
+  readonly dir?: string;
+  readonly env?: NodeJS.ProcessEnv;
+  /** Sees every log line as it arrives (e.g. to tally access-log lines without keeping them). */
+  readonly onLog?: (line: Record<string, unknown>) => void;
+  /** Which lines `logs` keeps (default all); waitForLog only sees kept lines. */
+  readonly keepLog?: (line: Record<string, unknown>) => boolean;
+}
+
+export async function startProxy(configYaml: string, opts: StartProxyOptions = {}): Promise<RunningProxy> {
   const dir = opts.dir ?? makeTempDir();
   const configFile = path.join(dir, 'proxy.yaml');
   // Every test proxy gets its own BPF pin dir (unless the test chose one), removed at stop.
@@ -77,6 +86,8 @@ export async function startProxy(configYaml: string, opts: { dir?: string; env?:
       } catch {
         obj = { msg: line };
       }
+      opts.onLog?.(obj);
+      if (opts.keepLog && !opts.keepLog(obj)) continue;
       logs.push(obj);
       for (const w of [...waiters]) {
         if (w.pred(obj)) {

@@ -40,17 +40,20 @@ function formatStatus(reply: StatusReply): string[] {
   for (const g of reply.generations) {
     const conns = g.workers.reduce((n, w) => n + w.connections, 0);
     const reqs = g.workers.reduce((n, w) => n + w.activeRequests, 0);
+    const tcpConns = g.workers.reduce((n, w) => n + (w.tcp ? w.tcp.h1Connections + w.tcp.h2Connections : 0), 0);
     lines.push(
-      `generation ${g.id}  ${g.state}  age ${(g.ageMs / 1000).toFixed(1)}s${g.drainingForMs !== undefined ? `  draining ${(g.drainingForMs / 1000).toFixed(1)}s` : ''}  bpf gens ${g.slots.join(',')}  connections ${conns}  requests ${reqs}`,
+      `generation ${g.id}  ${g.state}  age ${(g.ageMs / 1000).toFixed(1)}s${g.drainingForMs !== undefined ? `  draining ${(g.drainingForMs / 1000).toFixed(1)}s` : ''}  bpf gens ${g.slots.join(',')}  connections ${conns} (tcp ${tcpConns})  requests ${reqs}`,
     );
     for (const w of g.workers) {
       const q = w.quic;
+      const t = w.tcp;
       const drops = q ? Object.entries(q.dropped).map(([why, n]) => `${why}=${n}`).join(',') : '';
       const refused = w.refused ? Object.entries(w.refused).map(([why, n]) => `${why}=${n}`).join(',') : '';
       lines.push(
         `\tworker ${w.index}  pid ${w.pid ?? '-'}  connections ${w.connections}  requests ${w.activeRequests}` +
           (q ? `  datagrams in ${q.datagramsIn} out ${q.datagramsOut}  accepted ${q.connectionsAccepted}  resets ${q.statelessResets}  internal errors ${q.internalErrors}  dropped ${drops || 0}` : '') +
-          (w.refused ? `  refused ${refused || 0}` : ''),
+          (w.refused ? `  refused ${refused || 0}` : '') +
+          (t ? `  tcp h1 ${t.h1Connections} h2 ${t.h2Connections} accepted ${t.accepted} over-limit ${t.refusedConnections} rapid-reset ${t.rapidResetCutoffs} tls-errors ${t.tlsErrors} malformed ${t.malformed}` : ''),
       );
     }
   }

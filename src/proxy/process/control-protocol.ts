@@ -65,6 +65,17 @@ const workerStatus = object({
       dropped: record(number),
     }),
   ),
+  tcp: optional(
+    object({
+      accepted: number,
+      h1Connections: number,
+      h2Connections: number,
+      refusedConnections: number,
+      rapidResetCutoffs: number,
+      tlsErrors: number,
+      malformed: number,
+    }),
+  ),
   refused: optional(record(number)),
 }) satisfies Decoder<WorkerStats & { index: number; pid?: number }>;
 

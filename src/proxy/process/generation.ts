@@ -178,7 +178,7 @@ export class Generation {
         const answer = await withTimeout(
           new Promise<WorkerStats>((resolve) => {
             onMessage = (m: WorkerToMaster): void => {
-              if (m.type === 'stats' && m.id === id) resolve({ connections: m.connections, activeRequests: m.activeRequests, quic: m.quic, refused: m.refused });
+              if (m.type === 'stats' && m.id === id) resolve({ connections: m.connections, activeRequests: m.activeRequests, quic: m.quic, tcp: m.tcp, refused: m.refused });
             };
             w.proc.on('message', onMessage);
             send(w.proc, { type: 'stats', id });

@@ -18,7 +18,8 @@ import { endWithStatus } from './raw-response.js';
 /**
  * `awaiting-request`: a request's header section is due (the connection is new, or bytes of the
  * next request arrived); `active`: requests are being served (pipelined ones may overlap);
- * `idle`: between requests; `closed`: the socket is gone. `bytesAt` is the socket's byte count
+ * `idle`: between requests; `ending`: we sent our FIN (drain, request limit) and serve nothing
+ * more; `closed`: the socket is gone. `bytesAt` is the socket's byte count
  * when the state began: more since means a request has started arriving. (Counting bytes rather
  * than listening for 'data' keeps Node's parser reading the socket natively: a 'data' listener
  * would make it fall back to JavaScript reads.)
@@ -27,6 +28,7 @@ type ConnState =
   | { readonly kind: 'awaiting-request'; readonly bytesAt: number }
   | { readonly kind: 'active'; exchanges: number }
   | { readonly kind: 'idle'; readonly bytesAt: number }
+  | { readonly kind: 'ending' }
   | { readonly kind: 'closed' };
 
 export interface H1ConnectionOptions {
@@ -75,7 +77,10 @@ export class H1Connection {
 
   /** Node's parser completed a request's header section. */
   onRequest(req: IncomingMessage, res: ServerResponse): void {
-    if (this.state.kind === 'closed') return;
+    // A request that crossed our FIN (the client sent it before it saw the close) is not served:
+    // unanswered, it reached nothing, and the client retries it on a new connection (RFC 9112
+    // §9.3.1) — serving it would run it twice should the client retry anyway.
+    if (this.state.kind === 'closed' || this.state.kind === 'ending') return;
     if (this.requests >= this.opts.limits.maxRequestsPerConnection) {
       // Pipelined past the limit: the last allowed response closes the connection, which drops
       // this one unanswered (the client retries it on a new connection, as after GOAWAY).
@@ -147,12 +152,16 @@ export class H1Connection {
   private exchangeDone(): void {
     if (this.state.kind !== 'active') return;
     if (--this.state.exchanges > 0) return;
-    this.state = { kind: 'idle', bytesAt: this.socket.bytesRead };
     if (this.closing) {
       // Our last response said `Connection: close` (Node closes after it), or a drain came after
       // the response had started: nothing more is served here.
+      this.state = { kind: 'ending' };
       this.socket.end();
+      // A client that never closes its side is cut after the keep-alive timeout.
+      this.arm(this.opts.limits.keepaliveTimeoutMs);
+      return;
     }
+    this.state = { kind: 'idle', bytesAt: this.socket.bytesRead };
     this.arm(this.opts.limits.keepaliveTimeoutMs);
   }
 
@@ -176,8 +185,9 @@ export class H1Connection {
       endWithStatus(this.socket, 408, 'request header timeout');
       return;
     }
-    // Idle between requests, or a new connection that never sent a byte: close without a word.
-    if (s.kind === 'idle' || s.kind === 'awaiting-request') this.socket.destroy();
+    // Idle between requests, a new connection that never sent a byte, or one we ended whose
+    // client keeps it open: close without a word.
+    if (s.kind === 'idle' || s.kind === 'awaiting-request' || s.kind === 'ending') this.socket.destroy();
   }
 
   private arm(ms: number): void {
