@@ -267,7 +267,7 @@ describe('kinds of error', () => {
         '    targets: ["http://a:1", "http://a:1", "tcp://b:2", "http://user@c:3", "http://[::1]:8080", "http://d:99999"]\n' + // 5
         '    max_connections: 0\n' + // 6
         '    keepalive_timeout: forever\n' + // 7
-        '    retries: 3\n' + // 8
+        '    retry: 3\n' + // 8
         '  "bad name":\n' + // 9
         '    targets: []\n', // 10
     );
@@ -278,7 +278,7 @@ describe('kinds of error', () => {
       '5:96 upstreams.web.targets[5]',
       '6:22 upstreams.web.max_connections',
       '7:24 upstreams.web.keepalive_timeout',
-      '8:5 upstreams.web.retries',
+      '8:5 upstreams.web.retry',
       '9:3 upstreams["bad name"]',
       '10:14 upstreams["bad name"].targets',
     ]);
@@ -289,7 +289,7 @@ describe('kinds of error', () => {
       [4, 16, 'upstreams.p.targets', expect.stringMatching(/\(bad host "999\.1\.1\.1"\), got "http:\/\/999\.1\.1\.1:80"$/)],
     ]);
     expect(issues[1]![3]).toContain('"tcp" is not supported');
-    expect(issues[6]![3]).toMatch(/^unknown key "retries"/);
+    expect(issues[6]![3]).toMatch(/^unknown key "retry" \(expected one of .*, retries,/);
   });
 
   it('TLS: certificate names and files, defaults, ALPN', () => {

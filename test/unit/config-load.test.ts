@@ -4,6 +4,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkConfigFile, loadConfig } from '../../src/proxy/config/index.js';
+import { target } from '../helpers/pool-config.js';
 
 const fixtures = resolve(import.meta.dirname, '../fixtures/config');
 const repoConfig = resolve(import.meta.dirname, '../../config/proxy.yaml');
@@ -72,23 +73,34 @@ describe('loadConfig on valid files', () => {
     expect(config.routes[2]).toMatchObject({ name: 'routes[2]', hosts: [{ kind: 'any' }], pathPrefix: '/', action: { kind: 'proxy', upstream: 'web' } });
 
     expect([...config.upstreams.keys()]).toEqual(['api', 'web']);
+    // What every pool gets unless it says otherwise.
+    const defaults = { protocol: 'h1', tls: {}, resolveIntervalMs: 30_000, maxPending: 1024, retries: 1, health: undefined, passive: undefined };
     expect(config.upstreams.get('api')).toEqual({
+      ...defaults,
       name: 'api',
-      targets: ['http://127.0.0.1:8080', 'http://[::1]:8081', 'http://backend.internal:9000'],
+      targets: [
+        { kind: 'tcp', url: 'http://127.0.0.1:8080', tls: false, host: '127.0.0.1', isIp: true, port: 8080 },
+        { kind: 'tcp', url: 'http://[::1]:8081', tls: false, host: '::1', isIp: true, port: 8081 },
+        { kind: 'tcp', url: 'http://backend.internal:9000', tls: false, host: 'backend.internal', isIp: false, port: 9000 },
+      ],
       balance: 'least_requests',
       connectTimeoutMs: 250,
       responseTimeoutMs: 2000,
+      // try_timeout follows response_timeout.
+      tryTimeoutMs: 2000,
       bodyTimeoutMs: 1500,
       keepAliveTimeoutMs: 10_000,
       maxConnectionsPerTarget: 32,
       queueTimeoutMs: 5000,
     });
     expect(config.upstreams.get('web')).toEqual({
+      ...defaults,
       name: 'web',
-      targets: ['http://127.0.0.1:8000'],
+      targets: [target('http://127.0.0.1:8000')],
       balance: 'round_robin',
       connectTimeoutMs: 5000,
       responseTimeoutMs: 60_000,
+      tryTimeoutMs: 60_000,
       bodyTimeoutMs: 60_000,
       keepAliveTimeoutMs: 4000,
       maxConnectionsPerTarget: 256,

@@ -10,6 +10,7 @@ export const REFUSAL = {
   connectionHeaderBudget: 'connection header budget',
   requestLimit: 'requests per connection',
   upstreamQueueTimeout: 'upstream queue timeout',
+  upstreamQueueFull: 'upstream queue full',
 } as const;
 
 export type Refusal = (typeof REFUSAL)[keyof typeof REFUSAL];
