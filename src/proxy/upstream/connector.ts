@@ -11,13 +11,17 @@ import { InterimResponseFilter } from './interim-filter.js';
  * would otherwise take it from the request's Host field, which is the client's authority, not the
  * target's name. Without it, no SNI is sent to an IP target (RFC 6066 §3).
  */
-export function filteringConnector(options: buildConnector.BuildOptions): buildConnector.connector {
+export function filteringConnector(options: buildConnector.BuildOptions, onConnected?: (h2: boolean) => void): buildConnector.connector {
   const connect = buildConnector(options);
   return (opts, callback) =>
     connect({ ...opts, servername: undefined }, (...args: Parameters<buildConnector.Callback>) => {
-      // Runs in the socket's 'connect' (TLS: 'secureConnect') event, before Node starts reading
-      // it: no byte gets past. HTTP/2 frames are binary and undici handles 1xx there itself.
-      if (args[0] === null && (args[1] as { alpnProtocol?: string | false }).alpnProtocol !== 'h2') filterInterimResponses(args[1]);
+      if (args[0] === null) {
+        const h2 = (args[1] as { alpnProtocol?: string | false }).alpnProtocol === 'h2';
+        // Runs in the socket's 'connect' (TLS: 'secureConnect') event, before Node starts reading
+        // it: no byte gets past. HTTP/2 frames are binary and undici handles 1xx there itself.
+        if (!h2) filterInterimResponses(args[1]);
+        onConnected?.(h2);
+      }
       callback(...args);
     });
 }

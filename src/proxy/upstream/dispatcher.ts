@@ -4,10 +4,13 @@
  * pool asks for it and the target agrees in ALPN.
  */
 import { readFileSync } from 'node:fs';
-import { Pool } from 'undici';
+import { Client, Pool } from 'undici';
 import type { UpstreamPoolConfig, UpstreamTlsConfig } from '../config/types.js';
 import { filteringConnector } from './connector.js';
 import type { Endpoint } from './targets.js';
+
+/** undici's default SETTINGS_MAX_CONCURRENT_STREAMS (the target's own SETTINGS may lower it). */
+const H2_STREAMS_PER_CONNECTION = 100;
 
 /** PEM contents of the pool's TLS files, read once per pool. */
 export interface TlsMaterial {
@@ -55,13 +58,25 @@ export function createDispatcher(endpoint: Endpoint, config: UpstreamPoolConfig,
     const servername = serverNameOf(endpoint, config.tls);
     transport = t.tls ? { ...material, ...(servername !== undefined && { servername }), rejectUnauthorized: true, allowH2: h2 } : {};
   }
+  const connect = { timeout: config.connectTimeoutMs, ...transport };
   return new Pool(origin, {
     connections: config.maxConnectionsPerTarget + extraConnections,
-    // HTTP/1.1: one exchange per connection. HTTP/2 multiplexes: undici's default lets a
-    // connection carry what the target's SETTINGS_MAX_CONCURRENT_STREAMS allows.
-    ...(h2 ? { allowH2: true } : { pipelining: 1 }),
+    // HTTP/1.1: one exchange per connection, never pipelined.
+    pipelining: 1,
     // undici's connector, plus the removal of unsolicited 100 Continue responses (RFC 9110 §15.2).
-    connect: filteringConnector({ timeout: config.connectTimeoutMs, ...transport }),
+    connect: filteringConnector(connect),
+    // undici's pipelining also caps an HTTP/2 connection's concurrent streams, and is fixed before
+    // ALPN tells which protocol a connection speaks: set per connection once it is known.
+    ...(h2 && {
+      allowH2: true,
+      factory: (url: URL, options: object): Client => {
+        const client: Client = new Client(url, {
+          ...options,
+          connect: filteringConnector(connect, (isH2) => (client.pipelining = isH2 ? H2_STREAMS_PER_CONNECTION : 1)),
+        });
+        return client;
+      },
+    }),
     headersTimeout: config.responseTimeoutMs,
     bodyTimeout: config.bodyTimeoutMs,
     keepAliveTimeout: Math.max(1, config.keepAliveTimeoutMs),
