@@ -295,10 +295,7 @@ export class UpstreamPool {
       if (index >= 0) this.#retire(this.#targets.splice(index, 1)[0]!);
     }
     for (const endpoint of added) this.#targets.push(this.#makeTarget(endpoint));
-    this.events.emit(
-      'targets',
-      this.#targets.map((t) => t.label),
-    );
+    this.events.emit('targets', this.#targets.map((t) => t.label));
     this.#availabilityChanged();
   }
 

@@ -26,7 +26,8 @@ export class Tries<T> {
   readonly records: TryRecord[] = [];
   /** Targets already tried: a retry goes elsewhere. */
   readonly tried = new Set<T>();
-  readonly #started = performance.now();
+  /** When the first try started (time spent queued before it does not count). */
+  #firstStarted: number | undefined;
 
   constructor(
     private readonly method: string,
@@ -38,13 +39,14 @@ export class Tries<T> {
   begin(target: T, label: string): (outcome: string) => void {
     this.tried.add(target);
     const started = performance.now();
+    this.#firstStarted ??= started;
     return (outcome) => this.records.push({ target: label, outcome, ms: Math.round((performance.now() - started) * 10) / 10 });
   }
 
   /** Whether the request may be sent again after a try failed with `err` before response headers. */
   allowRetry(err: UpstreamError): boolean {
     if (this.records.length > this.policy.retries) return false;
-    if (performance.now() - this.#started >= this.policy.tryTimeoutMs) return false;
+    if (performance.now() - (this.#firstStarted ?? 0) >= this.policy.tryTimeoutMs) return false;
     if (this.body?.started === true) return false;
     if (requestNeverSent(err.kind)) return true;
     if (err.kind !== 'reset') return false;
