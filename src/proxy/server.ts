@@ -89,7 +89,7 @@ export class ProxyServer {
     const tls = new TlsContexts({ certificates: config.tls.certificates, alpn: config.tls.alpn, limits: config.quic, ticketKey });
     // One guard for all of this worker's listeners: a replay sent to another listener is caught too.
     const replayGuard = config.quic.earlyData === 'off' ? undefined : new ReplayGuard();
-    const upstreams = (this.upstreams = new UpstreamRegistry(config.upstreams));
+    const upstreams = (this.upstreams = new UpstreamRegistry(config.upstreams, { log }));
     const handler = new ProxyHandler({
       route: (host, path) => matchRoute(config.routes, host, path),
       upstreams,

@@ -14,7 +14,7 @@ import { AccessLog } from '../../src/proxy/http/access-log.js';
 import type { HttpExchange } from '../../src/proxy/http/exchange.js';
 import { ProxyHandler, type HandlerOptions } from '../../src/proxy/http/proxy-handler.js';
 import { matchRoute } from '../../src/proxy/http/route.js';
-import { UpstreamRegistry } from '../../src/proxy/upstream/index.js';
+import { UpstreamRegistry, type PoolOptions } from '../../src/proxy/upstream/index.js';
 import { MemoryExchange, type MemoryExchangeOptions, type MemoryRequest } from './memory-exchange.js';
 import { testPoolConfig } from './pool-config.js';
 
@@ -54,6 +54,11 @@ export function installHandlerHarness(): void {
     expect(unfinished.map((ex) => ex.streamId)).toEqual([]);
     expect(log.lines.map((l) => l['stream']).sort()).toEqual(proxied.map((ex) => ex.streamId).sort());
   });
+}
+
+/** Runs `fn` after this test (servers, files), before the exchange checks; last added runs first. */
+export function addCleanup(fn: () => Promise<void> | void): void {
+  cleanups.push(fn);
 }
 
 export function makeAccessLog(): AccessLog {
@@ -117,10 +122,15 @@ export interface TestProxy {
   send(request: MemoryRequest, options?: MemoryExchangeOptions): MemoryExchange;
 }
 
-export function makeProxy(routes: RouteConfig[], pools: UpstreamPoolConfig[] = [], options: Pick<HandlerOptions, 'trustedProxies' | 'refusals'> = {}): TestProxy {
-  const registry = new UpstreamRegistry(new Map(pools.map((p) => [p.name, p])));
+export function makeProxy(
+  routes: RouteConfig[],
+  pools: UpstreamPoolConfig[] = [],
+  options: Pick<HandlerOptions, 'trustedProxies' | 'refusals'> & { readonly upstreams?: PoolOptions } = {},
+): TestProxy {
+  const { upstreams, ...handlerOptions } = options;
+  const registry = new UpstreamRegistry(new Map(pools.map((p) => [p.name, p])), upstreams);
   cleanups.push(() => registry.destroy());
-  const handler = new ProxyHandler({ route: (host, path) => matchRoute(routes, host, path), upstreams: registry, accessLog: makeAccessLog(), ...options });
+  const handler = new ProxyHandler({ route: (host, path) => matchRoute(routes, host, path), upstreams: registry, accessLog: makeAccessLog(), ...handlerOptions });
   return {
     handler,
     registry,

@@ -281,7 +281,7 @@ describe('kinds of error', () => {
         '    targets: ["http://a:1", "http://a:1", "tcp://b:2", "http://user@c:3", "http://[::1]:8080", "http://d:99999"]\n' + // 5
         '    max_connections: 0\n' + // 6
         '    keepalive_timeout: forever\n' + // 7
-        '    retries: 3\n' + // 8
+        '    retry: 3\n' + // 8
         '  "bad name":\n' + // 9
         '    targets: []\n', // 10
     );
@@ -292,7 +292,7 @@ describe('kinds of error', () => {
       '5:96 upstreams.web.targets[5]',
       '6:22 upstreams.web.max_connections',
       '7:24 upstreams.web.keepalive_timeout',
-      '8:5 upstreams.web.retries',
+      '8:5 upstreams.web.retry',
       '9:3 upstreams["bad name"]',
       '10:14 upstreams["bad name"].targets',
     ]);
@@ -303,7 +303,60 @@ describe('kinds of error', () => {
       [4, 16, 'upstreams.p.targets', expect.stringMatching(/\(bad host "999\.1\.1\.1"\), got "http:\/\/999\.1\.1\.1:80"$/)],
     ]);
     expect(issues[1]![3]).toContain('"tcp" is not supported');
-    expect(issues[6]![3]).toMatch(/^unknown key "retries"/);
+    expect(issues[6]![3]).toMatch(/^unknown key "retry" \(expected one of .*, retries,/);
+  });
+
+  it('upstream transports, TLS, health checks, passive ejection and retry settings', () => {
+    const certDir = mkdtempSync(join(dir, 'upstream-certs-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=t', '-days', '2', '-keyout', join(certDir, 'c.key'), '-out', join(certDir, 'c.crt')], { stdio: 'ignore' });
+    writeFileSync(join(certDir, 'not-pem.txt'), 'hello\n');
+    const file = join(certDir, 'proxy.yaml');
+    writeFileSync(
+      file,
+      OK_LISTENERS +
+        'routes: [{upstream: a}, {upstream: b}, {upstream: c}]\n' + // 2
+        'upstreams:\n' + // 3
+        '  a:\n' + // 4
+        '    targets: ["http://a:1", "unix:run/x.sock", "https://b:2"]\n' + // 5
+        '    protocol: h3\n' + // 6
+        '    tls: {ca: not-pem.txt, cert: c.crt, server_name: 10.0.0.1}\n' + // 7
+        '    retries: 11\n' + // 8
+        '    max_pending: -1\n' + // 9
+        '    resolve_interval: 10ms\n' + // 10
+        '  b:\n' + // 11
+        '    targets: ["http://a:1"]\n' + // 12
+        '    protocol: h2\n' + // 13
+        '    tls: {ca: missing.crt}\n' + // 14
+        '    health: {interval: 1s, timeout: 2s, expect_status: "399..200"}\n' + // 15
+        '    passive: {ejection: 1m}\n' + // 16
+        '  c:\n' + // 17
+        '    targets: ["https://c:3"]\n' + // 18
+        '    health: {path: "no slash", healthy_after: 0, expect_status: [200, 600]}\n' + // 19
+        '    passive: {failures: 0, ejection: 10ms}\n', // 20
+    );
+    const issues = errorsOf(file).issues.map((i) => [i.line, i.col, i.path, i.message]);
+    expect(issues).toEqual([
+      [5, 29, 'upstreams.a.targets[1]', expect.stringMatching(/\(a unix socket path is absolute: "unix:\/run\/app\.sock"\), got "unix:run\/x\.sock"$/)],
+      [6, 15, 'upstreams.a.protocol', 'expected one of "h1", "h2", got "h3"'],
+      [7, 15, 'upstreams.a.tls.ca', `${join(certDir, 'not-pem.txt')} holds no PEM certificate ("-----BEGIN CERTIFICATE-----")`],
+      [7, 34, 'upstreams.a.tls.cert', 'a client certificate needs both "cert" and "key"'],
+      [7, 54, 'upstreams.a.tls.server_name', 'expected a DNS name (SNI carries no IP addresses), got "10.0.0.1"'],
+      [8, 14, 'upstreams.a.retries', 'retries must be between 0 and 10, got 11'],
+      [9, 18, 'upstreams.a.max_pending', 'max_pending must be between 0 and 1000000, got -1'],
+      [10, 23, 'upstreams.a.resolve_interval', 'must be between 1s and 24h, got "10ms"'],
+      [13, 15, 'upstreams.b.protocol', 'protocol h2 needs https targets: HTTP/2 is negotiated with TLS (ALPN), and http://a:1 is not https'],
+      [14, 10, 'upstreams.b.tls', 'tls applies to https targets, and this pool has none'],
+      [14, 15, 'upstreams.b.tls.ca', `file not found: ${join(certDir, 'missing.crt')}`],
+      [15, 13, 'upstreams.b.health', 'missing "path": expected the path health checks GET, e.g. "/healthz"'],
+      [15, 37, 'upstreams.b.health.timeout', 'health.timeout (2000ms) must not exceed health.interval (1000ms)'],
+      [15, 56, 'upstreams.b.health.expect_status', expect.stringMatching(/^expected a status like 200 or a range like "200\.\.399"/)],
+      [16, 14, 'upstreams.b.passive', 'missing "failures": expected how many consecutive failures eject a target, e.g. 5'],
+      [19, 20, 'upstreams.c.health.path', 'expected a request path starting with "/" without spaces or control characters, got "no slash"'],
+      [19, 47, 'upstreams.c.health.healthy_after', 'healthy_after must be between 1 and 100, got 0'],
+      [19, 71, 'upstreams.c.health.expect_status[1]', 'a status must be between 100 and 599, got 600'],
+      [20, 25, 'upstreams.c.passive.failures', 'failures must be between 1 and 1000, got 0'],
+      [20, 38, 'upstreams.c.passive.ejection', 'must be between 100ms and 1h, got "10ms"'],
+    ]);
   });
 
   it('TLS: certificate names and files, defaults, ALPN', () => {

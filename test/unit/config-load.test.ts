@@ -4,6 +4,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkConfigFile, loadConfig } from '../../src/proxy/config/index.js';
+import { target } from '../helpers/pool-config.js';
 
 const fixtures = resolve(import.meta.dirname, '../fixtures/config');
 const repoConfig = resolve(import.meta.dirname, '../../config/proxy.yaml');
@@ -72,23 +73,34 @@ describe('loadConfig on valid files', () => {
     expect(config.routes[2]).toMatchObject({ name: 'routes[2]', hosts: [{ kind: 'any' }], pathPrefix: '/', action: { kind: 'proxy', upstream: 'web' } });
 
     expect([...config.upstreams.keys()]).toEqual(['api', 'web']);
+    // What every pool gets unless it says otherwise.
+    const defaults = { protocol: 'h1', tls: {}, resolveIntervalMs: 30_000, maxPending: 1024, retries: 1, health: undefined, passive: undefined };
     expect(config.upstreams.get('api')).toEqual({
+      ...defaults,
       name: 'api',
-      targets: ['http://127.0.0.1:8080', 'http://[::1]:8081', 'http://backend.internal:9000'],
+      targets: [
+        { kind: 'tcp', url: 'http://127.0.0.1:8080', tls: false, host: '127.0.0.1', isIp: true, port: 8080 },
+        { kind: 'tcp', url: 'http://[::1]:8081', tls: false, host: '::1', isIp: true, port: 8081 },
+        { kind: 'tcp', url: 'http://backend.internal:9000', tls: false, host: 'backend.internal', isIp: false, port: 9000 },
+      ],
       balance: 'least_requests',
       connectTimeoutMs: 250,
       responseTimeoutMs: 2000,
+      // try_timeout follows response_timeout.
+      tryTimeoutMs: 2000,
       bodyTimeoutMs: 1500,
       keepAliveTimeoutMs: 10_000,
       maxConnectionsPerTarget: 32,
       queueTimeoutMs: 5000,
     });
     expect(config.upstreams.get('web')).toEqual({
+      ...defaults,
       name: 'web',
-      targets: ['http://127.0.0.1:8000'],
+      targets: [target('http://127.0.0.1:8000')],
       balance: 'round_robin',
       connectTimeoutMs: 5000,
       responseTimeoutMs: 60_000,
+      tryTimeoutMs: 60_000,
       bodyTimeoutMs: 60_000,
       keepAliveTimeoutMs: 4000,
       maxConnectionsPerTarget: 256,
@@ -206,6 +218,62 @@ describe('loadConfig on valid files', () => {
       maxTcpConnections: 2000,
     });
     expect(set.upstreams.get('app')?.queueTimeoutMs).toBe(0);
+  });
+
+  it('reads upstream transports, TLS files (relative to the config), health checks, passive ejection, retries and max_pending', () => {
+    const work = mkdtempSync(join(dir, 'upstreams-'));
+    makeCert(work, 'ca', 'test CA');
+    makeCert(work, 'client', 'proxy');
+    const file = join(work, 'proxy.yaml');
+    writeFileSync(
+      file,
+      'listeners: ["127.0.0.1:4433"]\n' +
+        'routes: [{upstream: secure}, {upstream: local}]\n' +
+        'upstreams:\n' +
+        '  secure:\n' +
+        '    targets: ["HTTPS://API.Internal:8443", "https://[::1]:8443"]\n' +
+        '    protocol: h2\n' +
+        '    tls: {ca: ca.crt, cert: client.crt, key: client.key, server_name: API.internal}\n' +
+        '    resolve_interval: 10s\n' +
+        '    response_timeout: 20s\n' +
+        '    retries: 2\n' +
+        '    try_timeout: 3s\n' +
+        '    max_pending: 0\n' +
+        '    health: {path: /healthz, interval: 1s, timeout: 500ms, healthy_after: 1, unhealthy_after: 4, expect_status: [200, "300..308"]}\n' +
+        '    passive: {failures: 5, ejection: 1m}\n' +
+        '  local:\n' +
+        '    targets: "unix:/run/app/http.sock"\n' +
+        '    health: {path: "/ready?full=1"}\n' +
+        '    passive: {failures: 1}\n',
+    );
+    const config = loadConfig(file);
+    expect(config.upstreams.get('secure')).toMatchObject({
+      targets: [
+        { kind: 'tcp', url: 'https://api.internal:8443', tls: true, host: 'api.internal', isIp: false, port: 8443 },
+        { kind: 'tcp', url: 'https://[::1]:8443', tls: true, host: '::1', isIp: true, port: 8443 },
+      ],
+      protocol: 'h2',
+      tls: { caFile: join(work, 'ca.crt'), certFile: join(work, 'client.crt'), keyFile: join(work, 'client.key'), serverName: 'api.internal' },
+      resolveIntervalMs: 10_000,
+      responseTimeoutMs: 20_000,
+      retries: 2,
+      tryTimeoutMs: 3000,
+      maxPending: 0,
+      health: { path: '/healthz', intervalMs: 1000, timeoutMs: 500, healthyAfter: 1, unhealthyAfter: 4, expectStatus: [[200, 200], [300, 308]] },
+      passive: { failures: 5, ejectionMs: 60_000 },
+    });
+    expect(config.upstreams.get('local')).toMatchObject({
+      targets: [{ kind: 'unix', url: 'unix:/run/app/http.sock', path: '/run/app/http.sock' }],
+      protocol: 'h1',
+      tls: {},
+      // Defaults: every 5 s, 2 s timeout, 2 to come back, 3 to go out, 2xx and 3xx pass.
+      health: { path: '/ready?full=1', intervalMs: 5000, timeoutMs: 2000, healthyAfter: 2, unhealthyAfter: 3, expectStatus: [[200, 399]] },
+      passive: { failures: 1, ejectionMs: 30_000 },
+    });
+    const summary = checkConfigFile(file);
+    expect(summary.ok && summary.summary).toContain(
+      '  upstream secure: https://api.internal:8443, https://[::1]:8443 (h2, round_robin, connect 5s, response 20s, queue 5s, retries 2, health /healthz every 1s, passive 5/1m)',
+    );
   });
 
   it('loads the shipped config/proxy.yaml as is (copied beside its own state dir)', () => {

@@ -15,7 +15,11 @@ describe('classifyUpstreamError', () => {
     [new undiciErrors.ResponseContentLengthMismatchError(), 'reset', 502],
     [Object.assign(new Error('Invalid status code'), { code: 'HPE_INVALID_STATUS' }), 'invalid_response', 502],
     [new undiciErrors.ClientClosedError(), 'other', 502],
-    [Object.assign(new Error('x'), { code: 'EHOSTUNREACH' }), 'other', 502],
+    [Object.assign(new Error('x'), { code: 'EHOSTUNREACH' }), 'connect_failed', 502],
+    [Object.assign(new Error('connect ENOENT /run/app.sock'), { code: 'ENOENT' }), 'connect_failed', 502],
+    [Object.assign(new Error('unable to verify the first certificate'), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }), 'tls', 502],
+    [Object.assign(new Error("Hostname/IP does not match certificate's altnames"), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' }), 'tls', 502],
+    [Object.assign(new Error('wrong version number'), { code: 'ERR_SSL_WRONG_VERSION_NUMBER' }), 'tls', 502],
     [new ExchangeAbortedError('client went away'), 'aborted', 502],
     [new AggregateError([Object.assign(new Error('a'), { code: 'ECONNREFUSED' })]), 'connect_refused', 502],
     ['a string', 'other', 502],
@@ -31,18 +35,27 @@ describe('classifyUpstreamError', () => {
 });
 
 describe('Balancer', () => {
+  const all = (): boolean => true;
   it('round robin cycles through targets', () => {
     const targets = [{ inFlight: 0, id: 'a' }, { inFlight: 5, id: 'b' }, { inFlight: 0, id: 'c' }];
-    const balancer = new Balancer(targets, 'round_robin');
-    expect(Array.from({ length: 6 }, () => balancer.pick().id)).toEqual(['a', 'b', 'c', 'a', 'b', 'c']);
+    const balancer = new Balancer<(typeof targets)[number]>('round_robin');
+    expect(Array.from({ length: 6 }, () => balancer.pick(targets, all)?.id)).toEqual(['a', 'b', 'c', 'a', 'b', 'c']);
+  });
+  it('round robin skips targets not accepted and keeps the rotation fair among the rest', () => {
+    const targets = [{ inFlight: 0, id: 'a' }, { inFlight: 0, id: 'b' }, { inFlight: 0, id: 'c' }];
+    const balancer = new Balancer<(typeof targets)[number]>('round_robin');
+    const notA = (t: { id: string }): boolean => t.id !== 'a';
+    expect(Array.from({ length: 6 }, () => balancer.pick(targets, notA)?.id)).toEqual(['b', 'c', 'b', 'c', 'b', 'c']);
   });
   it('least requests picks the fewest in flight, rotating among ties', () => {
     const targets = [{ inFlight: 2, id: 'a' }, { inFlight: 0, id: 'b' }, { inFlight: 0, id: 'c' }];
-    const balancer = new Balancer(targets, 'least_requests');
-    expect(Array.from({ length: 4 }, () => balancer.pick().id)).toEqual(['b', 'b', 'c', 'b']);
+    const balancer = new Balancer<(typeof targets)[number]>('least_requests');
+    expect(Array.from({ length: 4 }, () => balancer.pick(targets, all)?.id)).toEqual(['b', 'b', 'c', 'b']);
   });
-  it('refuses an empty target list', () => {
-    expect(() => new Balancer([], 'round_robin')).toThrow(/at least one target/);
+  it('gives nothing for an empty list or when no target is accepted', () => {
+    const balancer = new Balancer<{ inFlight: number }>('least_requests');
+    expect(balancer.pick([], all)).toBeUndefined();
+    expect(balancer.pick([{ inFlight: 0 }], () => false)).toBeUndefined();
   });
 });
 

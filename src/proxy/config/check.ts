@@ -45,7 +45,7 @@ export function summarise(config: ProxyConfig, selfSigned: StateFate, ticketKey:
   lines.push(`  alpn: ${config.tls.alpn.join(', ')}; ticket key: ${config.tls.ticketKeyFile} (${FATE[ticketKey]})`);
   for (const r of config.routes) lines.push(`  ${describeRoute(r)}`);
   for (const u of config.upstreams.values()) {
-    lines.push(`  upstream ${u.name}: ${u.targets.join(', ')} (${u.balance}, connect ${formatDuration(u.connectTimeoutMs)}, response ${formatDuration(u.responseTimeoutMs)}, queue ${formatDuration(u.queueTimeoutMs)})`);
+    lines.push(`  upstream ${u.name}: ${u.targets.map((t) => t.url).join(', ')} (${u.protocol}, ${u.balance}, connect ${formatDuration(u.connectTimeoutMs)}, response ${formatDuration(u.responseTimeoutMs)}, queue ${formatDuration(u.queueTimeoutMs)}, retries ${u.retries}${u.health ? `, health ${u.health.path} every ${formatDuration(u.health.intervalMs)}` : ''}${u.passive ? `, passive ${u.passive.failures}/${formatDuration(u.passive.ejectionMs)}` : ''})`);
   }
   const q = config.quic;
   lines.push(

@@ -1,10 +1,10 @@
 /**
  * Validation of the small grammars inside config strings: IP addresses, listen addresses, DNS names,
- * wildcard patterns, upstream origins, HTTP header names and values. Pure functions returning either a
+ * wildcard patterns, upstream targets, HTTP header names and values. Pure functions returning either a
  * normalised value or a description of what was expected.
  */
 import { isIP } from 'node:net';
-import type { HostPattern, ListenAddressConfig } from './types.js';
+import type { HostPattern, ListenAddressConfig, UpstreamTarget } from './types.js';
 import type { Parsed } from './units.js';
 
 /** Canonical text of an IP literal ('::0001' → '::1'), or undefined when `text` is not one. */
@@ -91,29 +91,47 @@ export function describeHostPattern(pattern: HostPattern): string {
   }
 }
 
-const TARGET_EXAMPLE = 'an origin "http://HOST:PORT", e.g. "http://127.0.0.1:8080" or "http://[::1]:8080"';
+const TARGET_EXAMPLE = 'a target "http://HOST:PORT", "https://HOST:PORT" or "unix:/PATH", e.g. "http://127.0.0.1:8080", "https://[::1]:8443" or "unix:/run/app.sock"';
+/** sun_path holds 108 bytes on Linux, the last one a NUL. */
+const MAX_UNIX_PATH = 107;
 
-/** Upstream origin: plain HTTP/1.1, explicit port, no path. Normalised to `http://host:port`. */
-export function parseUpstreamTarget(text: string): Parsed<string> {
+/**
+ * Upstream target: http or https with an explicit port and no path, or a unix socket path.
+ * Normalised: lowercase scheme and name, canonical IP, `url` as `scheme://host:port` / `unix:/path`.
+ */
+export function parseUpstreamTarget(text: string): Parsed<UpstreamTarget> {
+  if (/^unix:/i.test(text)) {
+    const path = text.slice('unix:'.length);
+    if (!path.startsWith('/')) return { ok: false, expected: `${TARGET_EXAMPLE} (a unix socket path is absolute: "unix:/run/app.sock")` };
+    if (path.includes('\0')) return { ok: false, expected: `${TARGET_EXAMPLE} (a unix socket path without NUL)` };
+    if (Buffer.byteLength(path) > MAX_UNIX_PATH) return { ok: false, expected: `${TARGET_EXAMPLE} (a unix socket path of at most ${MAX_UNIX_PATH} bytes)` };
+    return { ok: true, value: { kind: 'unix', url: `unix:${path}`, path } };
+  }
   const match = /^([a-z][a-z0-9+.-]*):\/\/(\[[^\]]*\]|[^/:?#@[\]]*)(?::([^/?#]*))?(\/?)(.*)$/i.exec(text);
   if (match === null) return { ok: false, expected: TARGET_EXAMPLE };
-  const [, scheme, rawHost, rawPort, , rest] = match;
-  if (scheme!.toLowerCase() !== 'http') {
-    return { ok: false, expected: `${TARGET_EXAMPLE} (upstreams are spoken to in plain HTTP/1.1; "${scheme}" is not supported)` };
+  const [, rawScheme, rawHost, rawPort, , rest] = match;
+  const scheme = rawScheme!.toLowerCase();
+  if (scheme !== 'http' && scheme !== 'https') {
+    return { ok: false, expected: `${TARGET_EXAMPLE} ("${rawScheme}" is not supported)` };
   }
   if (rest !== '') return { ok: false, expected: `${TARGET_EXAMPLE} with no path, query or user info` };
   let host: string | undefined;
+  let isIp = true;
   if (rawHost!.startsWith('[')) {
     const ip = canonicalIp(rawHost!.slice(1, -1));
-    host = ip?.family === 6 ? `[${ip.address}]` : undefined;
+    host = ip?.family === 6 ? ip.address : undefined;
+  } else if (canonicalIp(rawHost!)?.family === 4) {
+    host = rawHost;
   } else {
-    host = canonicalIp(rawHost!)?.family === 4 ? rawHost : normaliseDnsName(rawHost!);
+    host = normaliseDnsName(rawHost!);
+    isIp = false;
   }
   if (host === undefined) return { ok: false, expected: `${TARGET_EXAMPLE} (bad host "${rawHost}")` };
   if (rawPort === undefined) return { ok: false, expected: `${TARGET_EXAMPLE} with an explicit port` };
   const port = parsePort(rawPort);
   if (port === undefined) return { ok: false, expected: `${TARGET_EXAMPLE} with a port between 1 and 65535` };
-  return { ok: true, value: `http://${host}:${port}` };
+  const hostText = host.includes(':') ? `[${host}]` : host;
+  return { ok: true, value: { kind: 'tcp', url: `${scheme}://${hostText}:${port}`, tls: scheme === 'https', host, isIp, port } };
 }
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;

@@ -104,20 +104,83 @@ export type RouteAction =
       readonly body: Buffer;
     };
 
+/** One `targets:` entry, parsed. `url` is its canonical text, used in logs and stats. */
+export type UpstreamTarget =
+  | {
+      readonly kind: 'tcp';
+      readonly url: string;
+      /** https: TLS to the target. */
+      readonly tls: boolean;
+      /** A DNS name (resolved and re-resolved at run time) or an IP literal (IPv6 without brackets). */
+      readonly host: string;
+      readonly isIp: boolean;
+      readonly port: number;
+    }
+  | { readonly kind: 'unix'; readonly url: string; readonly path: string };
+
+export const UPSTREAM_PROTOCOLS = ['h1', 'h2'] as const;
+export type UpstreamProtocol = (typeof UPSTREAM_PROTOCOLS)[number];
+
+/** TLS to https targets. Files are absolute paths, checked when the config loads. */
+export interface UpstreamTlsConfig {
+  /** PEM CA bundle trusted instead of the system store; undefined: the system store. */
+  readonly caFile?: string;
+  /** Client certificate (chain) and its key, presented when the target asks. */
+  readonly certFile?: string;
+  readonly keyFile?: string;
+  /** SNI and the name the certificate must match; default: the target's host name (none for an IP). */
+  readonly serverName?: string;
+}
+
+/** Active health checks: GET `path` on every target every `intervalMs`. */
+export interface HealthCheckConfig {
+  readonly path: string;
+  readonly intervalMs: number;
+  /** A check without response headers and body within this fails. Never above intervalMs. */
+  readonly timeoutMs: number;
+  /** Consecutive passing checks that bring an unhealthy target back. */
+  readonly healthyAfter: number;
+  /** Consecutive failing checks that take a target out. */
+  readonly unhealthyAfter: number;
+  /** Statuses that pass, as inclusive ranges. */
+  readonly expectStatus: readonly (readonly [number, number])[];
+}
+
+/** Passive ejection: `failures` consecutive connect failures or 5xx take a target out for `ejectionMs`. */
+export interface PassiveEjectionConfig {
+  readonly failures: number;
+  readonly ejectionMs: number;
+}
+
 export interface UpstreamPoolConfig {
   readonly name: string;
-  /** Origins such as 'http://127.0.0.1:8080'. */
-  readonly targets: readonly string[];
+  readonly targets: readonly UpstreamTarget[];
   readonly balance: 'round_robin' | 'least_requests';
+  /** h2: HTTP/2 offered by ALPN (https targets only), HTTP/1.1 when the target declines. */
+  readonly protocol: UpstreamProtocol;
+  readonly tls: UpstreamTlsConfig;
+  /** How often DNS names among the targets are resolved again. */
+  readonly resolveIntervalMs: number;
   readonly connectTimeoutMs: number;
   /** Time allowed for the upstream to send response headers. */
   readonly responseTimeoutMs: number;
   /** Idle time between body chunks before the exchange is aborted. */
   readonly bodyTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
+  /** Exchanges at once per target (HTTP/1.1: connections; HTTP/2: streams over few connections). */
   readonly maxConnectionsPerTarget: number;
   /** Longest wait for a free connection when all `maxConnectionsPerTarget` are busy (0: fail at once). */
   readonly queueTimeoutMs: number;
+  /** Requests that may wait for a free connection at once; beyond it 503 at once. */
+  readonly maxPending: number;
+  /** Further tries on other targets after a failure the request cannot have been applied through. */
+  readonly retries: number;
+  /** A retry is only started within this time of the first try. */
+  readonly tryTimeoutMs: number;
+  /** Active health checks; undefined: none. */
+  readonly health: HealthCheckConfig | undefined;
+  /** Passive ejection; undefined: none. */
+  readonly passive: PassiveEjectionConfig | undefined;
 }
 
 export interface QuicLimits {

@@ -19,6 +19,8 @@ export interface AccessLogEntry {
   client: string;
   /** Why the exchange ended abnormally (upstream refused, client reset, …). */
   reason?: string;
+  /** Every upstream try, when there was more than one (a retry): target, outcome, milliseconds. */
+  tries?: ReadonlyArray<{ readonly target: string; readonly outcome: string; readonly ms: number }>;
   /** Present when the request arrived in 0-RTT: how it was treated (RFC 8470). */
   earlyData?: 'served-early' | 'held-for-handshake';
 }

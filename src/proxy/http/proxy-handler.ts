@@ -15,7 +15,7 @@ import {
   type FieldList,
   type ViaProtocolVersion,
 } from '../http-semantics/index.js';
-import { UpstreamError, classifyUpstreamError } from '../upstream/errors.js';
+import { UpstreamError, classifyUpstreamError, clientMessage, type TryRecord } from '../upstream/errors.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { UpstreamRegistry } from '../upstream/registry.js';
 import type { AccessLog } from './access-log.js';
@@ -48,7 +48,7 @@ export class ProxyHandler implements RequestHandler {
     const route = target.ok ? this.opts.route(ex.request.authority, target.target.path) : undefined;
     // Built-in answers (404, respond routes) have no effect a replay could repeat: served at once.
     const early: { handling: EarlyDataHandling } = { handling: ex.earlyData ? 'served-early' : 'not-early' };
-    const done = (status: number, upstream?: string, reason?: string): void =>
+    const done = (status: number, upstream?: string, reason?: string, tries?: readonly TryRecord[]): void =>
       this.opts.accessLog.write({
         protocol: ex.protocol,
         method: ex.request.method,
@@ -64,6 +64,7 @@ export class ProxyHandler implements RequestHandler {
         stream: ex.streamId,
         client: ex.client.host,
         ...(reason ? { reason } : {}),
+        ...(tries !== undefined && tries.length > 1 ? { tries } : {}),
         ...(early.handling !== 'not-early' ? { earlyData: early.handling } : {}),
       });
 
@@ -95,7 +96,7 @@ export class ProxyHandler implements RequestHandler {
     }
     const forwardPath = route.forwardPath === 'normalised' ? target.target.normalised : target.target.received;
     void this.proxy(ex, route, pool, forwardPath, early).then(
-      (r) => done(r.status, r.upstream, r.reason),
+      (r) => done(r.status, r.upstream, r.reason, r.tries),
       (err: unknown) => done(0, action.upstream, `internal: ${(err as Error).message}`),
     );
   }
@@ -106,7 +107,7 @@ export class ProxyHandler implements RequestHandler {
     pool: UpstreamPool,
     path: string,
     early: { handling: EarlyDataHandling },
-  ): Promise<{ status: number; upstream?: string; reason?: string }> {
+  ): Promise<{ status: number; upstream?: string; reason?: string; tries?: readonly TryRecord[] }> {
     const hasBody = await requestHasBody(ex);
     if (!hasBody || ex.request.method === 'TRACE') drain(ex.body);
     if (hasBody && ex.request.method === 'TRACE') {
@@ -137,16 +138,18 @@ export class ProxyHandler implements RequestHandler {
       );
     } catch (err) {
       const e = classifyUpstreamError(err, undefined);
-      if (e.kind === 'aborted' || ex.signal.aborted) return { ...abandoned(ex, undefined), upstream: e.target };
+      if (e.kind === 'aborted' || ex.signal.aborted) return { ...abandoned(ex, undefined), upstream: e.target, tries: e.tries };
       if (e.kind === 'queue_timeout') this.opts.refusals?.add(REFUSAL.upstreamQueueTimeout);
-      respondText(ex, e.status, `${e.status === 504 ? 'upstream timed out' : 'upstream unavailable'}\n`);
-      return { status: e.status, upstream: e.target, reason: e.reason };
+      if (e.kind === 'queue_full') this.opts.refusals?.add(REFUSAL.upstreamQueueFull);
+      respondText(ex, e.status, clientMessage(e));
+      return { status: e.status, upstream: e.target ?? pool.name, reason: e.reason, tries: e.tries };
     }
     const headers = toClientResponseHeaders(res.headers, { routeHeaders: route.responseHeaders, status: res.status });
     // HEAD, 204 and 304 end with the headers (the upstream exchange is already complete).
+    const tries = res.tries;
     if (responseHasNoContent(ex.request.method, res.status)) {
       ex.respond(res.status, headers, true);
-      return { status: res.status, upstream: res.target };
+      return { status: res.status, upstream: res.target, tries };
     }
     ex.respond(res.status, headers);
     try {
@@ -155,13 +158,13 @@ export class ProxyHandler implements RequestHandler {
         if (ex.signal.aborted) throw new UpstreamError('aborted', 'client reset', res.target);
       }
       ex.end(toClientTrailers(await res.trailers));
-      return { status: res.status, upstream: res.target };
+      return { status: res.status, upstream: res.target, tries };
     } catch (err) {
       const e = classifyUpstreamError(err, res.target);
-      if (e.kind === 'aborted' || ex.signal.aborted) return { ...abandoned(ex, res.status), upstream: res.target };
+      if (e.kind === 'aborted' || ex.signal.aborted) return { ...abandoned(ex, res.status), upstream: res.target, tries };
       // Headers are out: the only honest signal left is abandoning the response (RFC 9114 §4.1.1).
       ex.reset();
-      return { status: res.status, upstream: res.target, reason: `upstream ${e.kind}: ${e.reason}` };
+      return { status: res.status, upstream: res.target, reason: `upstream ${e.kind}: ${e.reason}`, tries };
     }
   }
 }

@@ -14,6 +14,8 @@ export const REFUSAL = {
   rapidReset: 'HTTP/2 rapid reset',
   /** A TCP connection beyond max_tcp_connections, closed at once. */
   tcpConnectionLimit: 'TCP connections',
+  /** The pool's wait queue held max_pending requests: 503 at once. */
+  upstreamQueueFull: 'upstream queue full',
 } as const;
 
 export type Refusal = (typeof REFUSAL)[keyof typeof REFUSAL];

@@ -1,6 +1,7 @@
 /**
  * Target choice for a pool: round robin, or least requests (fewest exchanges in flight, ties taken
- * in rotation so idle targets share the load).
+ * in rotation so idle targets share the load), among the targets a request may use (healthy, with
+ * a free connection, not tried yet). The target list may change between picks (DNS, reloads).
  */
 
 export interface BalancedTarget {
@@ -13,24 +14,28 @@ export type BalanceStrategy = 'round_robin' | 'least_requests';
 export class Balancer<T extends BalancedTarget> {
   #next = 0;
 
-  constructor(
-    private readonly targets: readonly T[],
-    private readonly strategy: BalanceStrategy,
-  ) {
-    if (targets.length === 0) throw new Error('an upstream pool needs at least one target');
-  }
+  constructor(private readonly strategy: BalanceStrategy) {}
 
-  pick(): T {
-    const count = this.targets.length;
-    const start = this.#next;
-    this.#next = (this.#next + 1) % count;
-    if (this.strategy === 'round_robin') return this.targets[start] as T;
-
-    let best = this.targets[start] as T;
-    for (let step = 1; step < count; step++) {
-      const candidate = this.targets[(start + step) % count] as T;
-      if (candidate.inFlight < best.inFlight) best = candidate;
+  /** The next target `accept` takes, or undefined when it takes none. */
+  pick(targets: readonly T[], accept: (target: T) => boolean): T | undefined {
+    const count = targets.length;
+    if (count === 0) return undefined;
+    const start = this.#next % count;
+    let best: T | undefined;
+    for (let step = 0; step < count; step++) {
+      const index = (start + step) % count;
+      const candidate = targets[index]!;
+      if (!accept(candidate)) continue;
+      if (this.strategy === 'round_robin') {
+        // Continue after the chosen one, so a skipped target does not hand its turn to its neighbour twice.
+        this.#next = (index + 1) % count;
+        return candidate;
+      }
+      if (best === undefined || candidate.inFlight < best.inFlight) best = candidate;
     }
+    if (this.strategy === 'round_robin') return undefined;
+    // Ties rotate: the scan starts one further on next time.
+    this.#next = (start + 1) % count;
     return best;
   }
 }

@@ -1,17 +1,27 @@
 /**
- * undici's own connector (connect timeout, TCP keep-alive, no-delay, happy eyeballs) with the
- * interim-response filter (interim-filter.ts) between each socket and undici's HTTP/1.1 parser.
+ * undici's own connector (connect timeout, TCP keep-alive, no-delay, TLS with session reuse) with
+ * the interim-response filter (interim-filter.ts) between each HTTP/1.1 socket and undici's parser.
  */
 import type { Duplex } from 'node:stream';
 import { buildConnector } from 'undici';
 import { InterimResponseFilter } from './interim-filter.js';
 
-export function filteringConnector(options: buildConnector.BuildOptions): buildConnector.connector {
+/**
+ * `options.servername` is the SNI of every TLS connection, whatever a request asks for: undici
+ * would otherwise take it from the request's Host field, which is the client's authority, not the
+ * target's name. Without it, no SNI is sent to an IP target (RFC 6066 §3).
+ */
+export function filteringConnector(options: buildConnector.BuildOptions, onConnected?: (h2: boolean) => void): buildConnector.connector {
   const connect = buildConnector(options);
   return (opts, callback) =>
-    connect(opts, (...args: Parameters<buildConnector.Callback>) => {
-      // Runs in the socket's 'connect' event, before Node starts reading it: no byte gets past.
-      if (args[0] === null) filterInterimResponses(args[1]);
+    connect({ ...opts, servername: undefined }, (...args: Parameters<buildConnector.Callback>) => {
+      if (args[0] === null) {
+        const h2 = (args[1] as { alpnProtocol?: string | false }).alpnProtocol === 'h2';
+        // Runs in the socket's 'connect' (TLS: 'secureConnect') event, before Node starts reading
+        // it: no byte gets past. HTTP/2 frames are binary and undici handles 1xx there itself.
+        if (!h2) filterInterimResponses(args[1]);
+        onConnected?.(h2);
+      }
       callback(...args);
     });
 }

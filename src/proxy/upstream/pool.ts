@@ -1,22 +1,32 @@
 /**
- * An upstream pool from config: one undici Pool (keep-alive HTTP/1.1 connections) per target, a
- * balancer choosing the target per request, and in-flight counts for least_requests.
+ * An upstream pool from config: its targets (targets.ts: fixed ones, and every address of each DNS
+ * name), one undici Pool per target (dispatcher.ts), a health state per target (health.ts) fed by
+ * active checks (health-check.ts) and by request outcomes, a balancer choosing among the healthy
+ * targets, and retries of failed tries that cannot have taken effect (retry.ts, body-gate.ts).
  *
- * A target takes at most `maxConnectionsPerTarget` exchanges at once (one per connection, no
- * pipelining). Beyond that we queue requests ourselves instead of letting undici's Pool queue them
- * (where nothing bounds the wait, and response_timeout only starts once the request is on a
- * socket): the oldest waits for the first target that frees a connection, for at most
- * `queueTimeoutMs`, then fails with queue_timeout (503).
+ * A target takes at most `maxConnectionsPerTarget` exchanges at once. Beyond that we queue requests
+ * ourselves instead of letting undici's Pool queue them (where nothing bounds the wait, and
+ * response_timeout only starts once the request is on a socket): at most `maxPending` wait (more:
+ * 503 queue_full at once), the oldest for the first target that frees a connection, each for at
+ * most `queueTimeoutMs` (then 503 queue_timeout). With no healthy target a request fails at once
+ * (503 no_healthy_target): waiting would only hold it.
  */
 
+import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
-import { Pool } from 'undici';
-import type { UpstreamPoolConfig } from '../config/types.js';
+import type { Logger } from 'pino';
+import type { Dispatcher, Pool } from 'undici';
+import type { HealthCheckConfig, UpstreamPoolConfig } from '../config/types.js';
 import { formatDuration } from '../config/units.js';
 import type { Field } from '../http-semantics/fields.js';
 import { Balancer } from './balancer.js';
-import { filteringConnector } from './connector.js';
-import { ExchangeAbortedError, UpstreamError } from './errors.js';
+import { BodyGate } from './body-gate.js';
+import { createDispatcher, hostOf, loadTlsMaterial, type TlsMaterial } from './dispatcher.js';
+import { classifyUpstreamError, ExchangeAbortedError, UpstreamError, type UpstreamErrorKind } from './errors.js';
+import { ActiveHealthCheck } from './health-check.js';
+import { TargetHealth, type HealthStateKind } from './health.js';
+import { Tries } from './retry.js';
+import { TargetResolver, type Endpoint, type LookupFn } from './targets.js';
 import { UpstreamExchange, type UpstreamResponse } from './upstream-exchange.js';
 import { WaitQueue } from './wait-queue.js';
 
@@ -38,13 +48,37 @@ export interface ForwardOptions {
 }
 
 export interface UpstreamTargetStats {
-  readonly origin: string;
+  /** The target URL, with the address when resolved from a name. */
+  readonly target: string;
   readonly inFlight: number;
+  readonly health: HealthStateKind;
+}
+
+export interface PoolOptions {
+  /** Where target state changes and DNS trouble are reported. */
+  readonly log?: Logger;
+  /** Name resolution (default: getaddrinfo). */
+  readonly lookup?: LookupFn;
+  /** Source of the first health check's random delay (default Math.random). */
+  readonly random?: () => number;
+}
+
+/** What a pool reports as it runs (tests wait on these; metrics can count them). */
+export interface PoolEventMap {
+  /** A target's health state changed kind. */
+  health: [{ readonly target: string; readonly from: HealthStateKind; readonly to: HealthStateKind; readonly reason: string }];
+  /** An active health check finished. */
+  check: [{ readonly target: string; readonly pass: boolean; readonly detail: string }];
+  /** The target list changed (DNS): the labels now in the pool. */
+  targets: [readonly string[]];
 }
 
 interface Target {
-  readonly origin: string;
-  readonly pool: Pool;
+  readonly label: string;
+  readonly endpoint: Endpoint;
+  readonly dispatcher: Pool;
+  readonly health: TargetHealth;
+  check: ActiveHealthCheck | undefined;
   inFlight: number;
 }
 
@@ -56,55 +90,71 @@ interface Waiter {
   fail(err: UpstreamError): void;
 }
 
+/** Failures that say something about the target (passive health); not ours or the client's. */
+const TARGET_FAULTS: ReadonlySet<UpstreamErrorKind> = new Set(['connect_refused', 'connect_timeout', 'connect_failed', 'tls', 'response_timeout', 'reset', 'invalid_response']);
+/** Health check responses are read this far, then dropped. */
+const CHECK_BODY_LIMIT = 64 * 1024;
+
 export class UpstreamPool {
   readonly name: string;
-  readonly #targets: readonly Target[];
+  readonly events = new EventEmitter<PoolEventMap>();
+  readonly #config: UpstreamPoolConfig;
+  readonly #log: Logger | undefined;
+  readonly #random: () => number;
+  readonly #tls: TlsMaterial;
+  /** Targets in rotation (healthy or not); changed in place when DNS answers change. */
+  readonly #targets: Target[] = [];
+  /** Targets DNS no longer names, whose connections finish what they carry. */
+  readonly #retired = new Set<Target>();
   readonly #balancer: Balancer<Target>;
-  readonly #maxPerTarget: number;
   readonly #queue: WaitQueue<Waiter>;
+  readonly #resolver: TargetResolver;
   #pumpScheduled = false;
   #closed = false;
   #queueEmptied: (() => void) | undefined;
 
-  constructor(config: UpstreamPoolConfig) {
+  constructor(config: UpstreamPoolConfig, options: PoolOptions = {}) {
     this.name = config.name;
-    this.#maxPerTarget = config.maxConnectionsPerTarget;
-    this.#targets = config.targets.map((origin) => ({
-      origin,
-      inFlight: 0,
-      pool: new Pool(origin, {
-        connections: config.maxConnectionsPerTarget,
-        pipelining: 1,
-        // undici's connector, plus the removal of unsolicited 100 Continue responses (RFC 9110 §15.2).
-        connect: filteringConnector({ timeout: config.connectTimeoutMs }),
-        headersTimeout: config.responseTimeoutMs,
-        bodyTimeout: config.bodyTimeoutMs,
-        keepAliveTimeout: Math.max(1, config.keepAliveTimeoutMs),
-        // An upstream's "Keep-Alive: timeout=N" may shorten, never lengthen, our idle time.
-        keepAliveMaxTimeout: Math.max(1, config.keepAliveTimeoutMs),
-      }),
-    }));
-    this.#balancer = new Balancer(this.#targets, config.balance);
+    this.#config = config;
+    this.#log = options.log;
+    this.#random = options.random ?? Math.random;
+    this.#tls = loadTlsMaterial(config.tls);
+    this.#balancer = new Balancer(config.balance);
     const reason = `no free connection within ${formatDuration(config.queueTimeoutMs)} (all ${config.maxConnectionsPerTarget} per target busy)`;
     this.#queue = new WaitQueue<Waiter>(config.queueTimeoutMs, (waiter) => {
       waiter.fail(new UpstreamError('queue_timeout', reason, undefined));
       this.#checkQueueEmpty();
     });
+    this.#resolver = new TargetResolver(config.targets, {
+      pool: config.name,
+      intervalMs: config.resolveIntervalMs,
+      ...(options.lookup && { lookup: options.lookup }),
+      ...(options.log && { log: options.log }),
+      onChange: (added, removed) => this.#targetsChanged(added, removed),
+      onSettled: () => this.#availabilityChanged(),
+    });
+    this.#resolver.start();
   }
 
   /**
-   * Send a request to one target and resolve with the response once its headers arrived. Rejects
-   * with an UpstreamError (connect_refused/connect_timeout/response_timeout/queue_timeout/reset/
-   * aborted/other) when no response headers came; later failures surface from `response.body`.
+   * Send a request and resolve with the response once its headers arrived, retrying on another
+   * target where retry.ts allows. Rejects with an UpstreamError (its `tries` list every try) when
+   * no response headers came; later failures surface from `response.body`.
    */
   forward(request: UpstreamRequest, options: ForwardOptions = {}): Promise<UpstreamResponse> {
     if (this.#closed) return this.#refuse(request, new UpstreamError('other', 'upstream pool closed', undefined));
     const { signal } = options;
     if (signal?.aborted) return this.#refuse(request, new UpstreamError('aborted', 'request aborted by signal', undefined));
+    const gate = request.body ? new BodyGate(request.body) : undefined;
+    const tries = new Tries<Target>(request.method, gate, this.#config);
     // Nobody overtakes a queued request.
     const target = this.#queue.size === 0 ? this.#freeTarget() : undefined;
-    if (target !== undefined) return this.#dispatch(target, request, options);
+    if (target !== undefined) return this.#run(target, request, options, gate, tries);
+    if (this.#resolver.settled && this.#usableCount() === 0) return this.#refuse(request, this.#noHealthyTarget());
     if (this.#queue.timeoutMs === 0) return this.#refuse(request, new UpstreamError('queue_timeout', 'no free connection (queue_timeout 0)', undefined));
+    if (this.#queue.size >= this.#config.maxPending) {
+      return this.#refuse(request, new UpstreamError('queue_full', `queue full (${this.#config.maxPending} requests already wait for a connection)`, undefined));
+    }
 
     return new Promise<UpstreamResponse>((resolve, reject) => {
       const onAbort = (): void => {
@@ -115,7 +165,7 @@ export class UpstreamPool {
       const leave = this.#queue.push({
         start: (t) => {
           signal?.removeEventListener('abort', onAbort);
-          resolve(this.#dispatch(t, request, options));
+          resolve(this.#run(t, request, options, gate, tries));
         },
         fail: (err) => {
           signal?.removeEventListener('abort', onAbort);
@@ -131,26 +181,66 @@ export class UpstreamPool {
     return this.#queue.size;
   }
 
-  /** A target with a free connection, in the balancer's order of preference. */
-  #freeTarget(): Target | undefined {
-    for (let i = 0; i < this.#targets.length; i++) {
-      const target = this.#balancer.pick();
-      if (target.inFlight < this.#maxPerTarget) return target;
-    }
-    return undefined;
+  /** Per-target in-flight counts and health (for tests and stats). */
+  stats(): UpstreamTargetStats[] {
+    const now = performance.now();
+    return this.#targets.map((t) => ({ target: t.label, inFlight: t.inFlight, health: t.health.current(now).kind }));
   }
 
-  #dispatch(target: Target, request: UpstreamRequest, options: ForwardOptions): Promise<UpstreamResponse> {
+  /** Stop taking requests; resolves once every queued and in-flight exchange finished and sockets closed. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#stopBackground();
+    if (this.#queue.size > 0) await new Promise<void>((resolve) => (this.#queueEmptied = resolve));
+    await Promise.all([...this.#targets, ...this.#retired].map((target) => target.dispatcher.close()));
+  }
+
+  /** Stop now: queued and in-flight exchanges fail (kind 'other', "upstream pool closed"). */
+  async destroy(): Promise<void> {
+    this.#closed = true;
+    this.#stopBackground();
+    for (const waiter of this.#queue.drain()) waiter.fail(new UpstreamError('other', 'upstream pool closed', undefined));
+    this.#checkQueueEmpty();
+    await Promise.all([...this.#targets, ...this.#retired].map((target) => target.dispatcher.destroy()));
+  }
+
+  /** Tries `target`, then others while retry.ts allows; the first try is dispatched synchronously. */
+  async #run(first: Target, request: UpstreamRequest, options: ForwardOptions, gate: BodyGate | undefined, tries: Tries<Target>): Promise<UpstreamResponse> {
+    let target = first;
+    for (;;) {
+      const finish = tries.begin(target, target.label);
+      try {
+        const response = await this.#dispatch(target, request, gate, options);
+        finish(String(response.status));
+        target.health.record(response.status >= 500 ? 'request_fail' : 'request_ok', performance.now(), `response status ${response.status}`);
+        return { ...response, tries: tries.records };
+      } catch (err) {
+        const e = classifyUpstreamError(err, target.label);
+        finish(e.kind);
+        if (TARGET_FAULTS.has(e.kind)) target.health.record('request_fail', performance.now(), e.reason);
+        const next = !this.#closed && options.signal?.aborted !== true && tries.allowRetry(e) ? this.#freeTarget(tries.tried) : undefined;
+        if (next === undefined) {
+          gate?.release();
+          e.tries = tries.records;
+          throw e;
+        }
+        target = next;
+      }
+    }
+  }
+
+  #dispatch(target: Target, request: UpstreamRequest, gate: BodyGate | undefined, options: ForwardOptions): Promise<UpstreamResponse> {
     target.inFlight++;
     const { signal } = options;
     const onAbort = (): void => exchange.abort('request aborted by signal');
     const exchange = new UpstreamExchange(
-      target.origin,
+      target.label,
       () => {
         target.inFlight--;
         signal?.removeEventListener('abort', onAbort);
-        // If the exchange ended before undici read the whole request body, release the feeder.
-        if (request.body && !request.body.destroyed) request.body.destroy();
+        // Once a response came, the request is done with: release the client's body (if the
+        // target answered before reading all of it). A failure before that is #run's to judge.
+        if (exchange.responded) gate?.release();
         this.#schedulePump();
       },
       { method: request.method, responseHighWaterMark: options.responseHighWaterMark },
@@ -162,22 +252,129 @@ export class UpstreamPool {
     }
     signal?.addEventListener('abort', onAbort, { once: true });
 
+    const dispatch: Dispatcher.DispatchOptions & { servername: string } = {
+      method: request.method,
+      path: request.path,
+      // undici takes a flat [name, value, name, value, ...] list (keeps order and duplicates).
+      headers: request.headers.flat(),
+      body: gate?.open() ?? null,
+      // Constant per target: undici reconnects whenever it changes, and would otherwise take it
+      // from the Host field (the client's authority). The connector sets the real SNI.
+      servername: target.endpoint.key,
+    };
     try {
-      target.pool.dispatch(
-        {
-          origin: target.origin,
-          method: request.method,
-          path: request.path,
-          // undici takes a flat [name, value, name, value, ...] list (keeps order and duplicates).
-          headers: request.headers.flat(),
-          body: request.body ?? null,
-        },
-        exchange,
-      );
+      target.dispatcher.dispatch(dispatch, exchange);
     } catch (err) {
       exchange.fail(err);
     }
     return exchange.response;
+  }
+
+  /** A healthy target with a free connection that this request has not tried, in the balancer's order. */
+  #freeTarget(tried?: ReadonlySet<Target>): Target | undefined {
+    const now = performance.now();
+    const max = this.#config.maxConnectionsPerTarget;
+    return this.#balancer.pick(this.#targets, (t) => t.inFlight < max && tried?.has(t) !== true && t.health.usable(now));
+  }
+
+  #usableCount(): number {
+    const now = performance.now();
+    return this.#targets.reduce((n, t) => n + (t.health.usable(now) ? 1 : 0), 0);
+  }
+
+  #noHealthyTarget(): UpstreamError {
+    const now = performance.now();
+    const count = (kind: HealthStateKind): number => this.#targets.filter((t) => t.health.current(now).kind === kind).length;
+    const detail = this.#targets.length === 0 ? 'no target address resolved' : `${count('ejected')} ejected, ${count('unhealthy')} unhealthy`;
+    return new UpstreamError('no_healthy_target', `no healthy target (${detail})`, undefined);
+  }
+
+  #targetsChanged(added: readonly Endpoint[], removed: readonly Endpoint[]): void {
+    for (const endpoint of removed) {
+      const index = this.#targets.findIndex((t) => t.endpoint.key === endpoint.key);
+      if (index >= 0) this.#retire(this.#targets.splice(index, 1)[0]!);
+    }
+    for (const endpoint of added) this.#targets.push(this.#makeTarget(endpoint));
+    this.events.emit('targets', this.#targets.map((t) => t.label));
+    this.#availabilityChanged();
+  }
+
+  #makeTarget(endpoint: Endpoint): Target {
+    const health = this.#config.health;
+    const target: Target = {
+      label: endpoint.label,
+      endpoint,
+      // One connection beyond the request limit, so a check never waits behind busy requests.
+      dispatcher: createDispatcher(endpoint, this.#config, this.#tls, health === undefined ? 0 : 1),
+      health: new TargetHealth(
+        { healthyAfter: health?.healthyAfter ?? 1, unhealthyAfter: health?.unhealthyAfter ?? 1, passive: this.#config.passive },
+        (from, to, why) => this.#healthChanged(target, from, to, why),
+      ),
+      check: undefined,
+      inFlight: 0,
+    };
+    if (health !== undefined) {
+      target.check = new ActiveHealthCheck(
+        health,
+        (signal) => this.#probe(target, health, signal),
+        (pass, detail) => {
+          this.events.emit('check', { target: target.label, pass, detail });
+          target.health.record(pass ? 'check_pass' : 'check_fail', performance.now(), detail);
+        },
+        this.#random,
+      );
+      target.check.start();
+    }
+    return target;
+  }
+
+  async #probe(target: Target, health: HealthCheckConfig, signal: AbortSignal): Promise<number> {
+    const options: Dispatcher.RequestOptions & { servername: string } = {
+      method: 'GET',
+      path: health.path,
+      headers: { host: hostOf(target.endpoint), 'user-agent': 'udpgrm-proxy health check' },
+      servername: target.endpoint.key,
+      signal,
+      headersTimeout: health.timeoutMs,
+      bodyTimeout: health.timeoutMs,
+    };
+    const response = await target.dispatcher.request(options);
+    await response.body.dump({ limit: CHECK_BODY_LIMIT, signal });
+    return response.statusCode;
+  }
+
+  #healthChanged(target: Target, from: HealthStateKind, to: HealthStateKind, reason: string): void {
+    const entry = { upstream: this.name, target: target.label, from, to, reason };
+    if (to === 'healthy') this.#log?.info(entry, 'upstream target back in rotation');
+    else this.#log?.warn(entry, to === 'ejected' ? 'upstream target ejected' : 'upstream target unhealthy');
+    this.events.emit('health', entry);
+    this.#availabilityChanged();
+  }
+
+  /** Targets came, went or changed health: start what waits, or fail it when nothing is left to wait for. */
+  #availabilityChanged(): void {
+    if (this.#queue.size === 0) return;
+    if (this.#usableCount() > 0) {
+      this.#schedulePump();
+    } else if (this.#resolver.settled) {
+      for (const waiter of this.#queue.drain()) waiter.fail(this.#noHealthyTarget());
+      this.#checkQueueEmpty();
+    }
+  }
+
+  #retire(target: Target): void {
+    target.check?.stop();
+    this.#retired.add(target);
+    // Graceful: what the target is carrying finishes; nothing new goes there.
+    target.dispatcher.close().then(
+      () => this.#retired.delete(target),
+      () => this.#retired.delete(target),
+    );
+  }
+
+  #stopBackground(): void {
+    this.#resolver.stop();
+    for (const target of this.#targets) target.check?.stop();
   }
 
   /**
@@ -211,25 +408,5 @@ export class UpstreamPool {
 
   #checkQueueEmpty(): void {
     if (this.#queue.size === 0) this.#queueEmptied?.();
-  }
-
-  /** Per-target in-flight counts (for tests and stats). */
-  stats(): UpstreamTargetStats[] {
-    return this.#targets.map(({ origin, inFlight }) => ({ origin, inFlight }));
-  }
-
-  /** Stop taking requests; resolves once every queued and in-flight exchange finished and sockets closed. */
-  async close(): Promise<void> {
-    this.#closed = true;
-    if (this.#queue.size > 0) await new Promise<void>((resolve) => (this.#queueEmptied = resolve));
-    await Promise.all(this.#targets.map((target) => target.pool.close()));
-  }
-
-  /** Stop now: queued and in-flight exchanges fail (kind 'other', "upstream pool closed"). */
-  async destroy(): Promise<void> {
-    this.#closed = true;
-    for (const waiter of this.#queue.drain()) waiter.fail(new UpstreamError('other', 'upstream pool closed', undefined));
-    this.#checkQueueEmpty();
-    await Promise.all(this.#targets.map((target) => target.pool.destroy()));
   }
 }

@@ -4,14 +4,14 @@
  */
 
 import type { UpstreamPoolConfig } from '../config/types.js';
-import { UpstreamPool } from './pool.js';
+import { UpstreamPool, type PoolOptions } from './pool.js';
 
 export class UpstreamRegistry {
   readonly #pools: ReadonlyMap<string, UpstreamPool>;
 
-  constructor(configs: ReadonlyMap<string, UpstreamPoolConfig>) {
+  constructor(configs: ReadonlyMap<string, UpstreamPoolConfig>, options: PoolOptions = {}) {
     const pools = new Map<string, UpstreamPool>();
-    for (const [name, config] of configs) pools.set(name, new UpstreamPool(config));
+    for (const [name, config] of configs) pools.set(name, new UpstreamPool(config, options));
     this.#pools = pools;
   }
 

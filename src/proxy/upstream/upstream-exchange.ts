@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { FieldList } from '../http-semantics/fields.js';
 import { isValidStatus, responseHasNoContent } from '../http-semantics/status.js';
-import { classifyUpstreamError, ExchangeAbortedError, UpstreamError } from './errors.js';
+import { classifyUpstreamError, ExchangeAbortedError, UpstreamError, type TryRecord } from './errors.js';
 
 export const DEFAULT_RESPONSE_HIGH_WATER_MARK = 64 * 1024;
 
@@ -24,8 +24,10 @@ export interface UpstreamResponse {
   readonly body: Readable;
   /** Trailer fields, once the body ended; rejects with the same UpstreamError as the body. */
   readonly trailers: Promise<FieldList>;
-  /** Origin of the target that answered. */
+  /** The target that answered (its URL, with the address when resolved from a name). */
   readonly target: string;
+  /** Every try made for the request, this one last (set by the pool). */
+  readonly tries: readonly TryRecord[];
   /** Cancel the exchange (the client reset its stream). Idempotent. */
   abort(reason?: string): void;
 }
@@ -74,6 +76,11 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     });
     // The body already reports the failure; an unobserved trailers promise must not crash us.
     this.#trailers.catch(() => {});
+  }
+
+  /** Response headers arrived (later failures surface from the body, not the response promise). */
+  get responded(): boolean {
+    return this.#body !== null;
   }
 
   get settled(): boolean {
@@ -154,6 +161,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
       body,
       trailers: this.#trailers,
       target: this.target,
+      tries: [],
       abort: (reason?: string) => this.abort(reason),
     });
     if (complete) this.onSettled();
