@@ -2,12 +2,14 @@
  * `npm run bench`: starts an HTTP/1.1 upstream (its own process) and the real proxy, drives them
  * with our HTTP/3 client, and prints requests/s, p50/p99 latency, proxy CPU µs per request for
  * 1 KiB responses (32 in flight), and MB/s for 1 MiB bodies (with our client and with ngtcp2's
- * gtlsclient, 20 requests on one connection). Numbers are for comparing runs on
- * one machine; the client, the proxy and the upstream share its cores.
+ * gtlsclient, 20 requests on one connection), then the same over HTTP/2 on the same listener's TCP
+ * side with nghttp2's h2load. Numbers are for comparing runs on one machine; the client, the proxy
+ * and the upstream share its cores.
  */
 import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { gtlsclient } from '../test/helpers/gtlsclient.js';
+import { h2load } from '../test/helpers/h2load.js';
 import { H3Client } from '../test/helpers/h3-client.js';
 import { freeUdpPort, startProxy } from '../test/helpers/proxy.js';
 
@@ -120,6 +122,31 @@ logging: { level: info, access_log: false }
     const secs = (performance.now() - t0) / 1000;
     const bytes = r.statuses.filter((s) => s === 200).length * 1024 * 1024;
     const line = `${label.padEnd(26)} ${`${n} x 1 MiB`.padStart(12)} ${`${(secs * 1000).toFixed(0)} ms`.padStart(14)} ${''.padStart(14)} ${`${Math.round((cpuMicros(pid) - cpu0) / n)} µs CPU/req`.padStart(18)} ${`${(bytes / secs / 1e6).toFixed(1)} MB/s`.padStart(12)} ${`${n - r.statuses.filter((s) => s === 200).length} failed`.padStart(10)}`;
+    process.stdout.write(`${line}\n`);
+  }
+  // HTTP/2 over TLS on the same listener (TCP), driven by h2load: 4 connections, streams split so
+  // the same number of requests is in flight as in the HTTP/3 rows. h2load reports the mean latency.
+  for (const [label, path, n, clients, streams] of [
+    ['h2: 1 KiB built-in respond', '/static', 20_000, CONNECTIONS, Math.max(1, Math.round(IN_FLIGHT / CONNECTIONS))],
+    ['h2: 1 KiB via upstream', '/bytes?n=1024', 20_000, CONNECTIONS, Math.max(1, Math.round(IN_FLIGHT / CONNECTIONS))],
+    ['h2: 1 MiB via upstream', `/bytes?n=${1024 * 1024}`, 200, 1, 4],
+  ] as const) {
+    const url = `https://127.0.0.1:${port}${path}`;
+    const args = ['-n', String(n), '-c', String(clients), '-m', String(streams)];
+    await h2load(url, ['-n', String(Math.max(clients, n / 10)), '-c', String(clients), '-m', String(streams)]); // warm-up
+    const cpu0 = cpuMicros(pid);
+    const r = await h2load(url, args);
+    const cpu = cpuMicros(pid) - cpu0;
+    const mean = /time for request:\s+\S+\s+\S+\s+(\S+)/.exec(r.output)?.[1] ?? '?';
+    const line = [
+      label.padEnd(26),
+      `${Math.round(r.reqPerSec)} req/s`.padStart(12),
+      `mean ${mean}`.padStart(14),
+      ''.padStart(14),
+      `${Math.round(cpu / Math.max(1, r.succeeded))} µs CPU/req`.padStart(18),
+      `${r.mbPerSec.toFixed(1)} MB/s`.padStart(12),
+      `${r.total - r.succeeded} failed`.padStart(10),
+    ].join(' ');
     process.stdout.write(`${line}\n`);
   }
   await proxy.stop();
