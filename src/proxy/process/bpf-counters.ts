@@ -6,7 +6,7 @@
  * unparseable datagrams and drops. A slot's counters are zeroed when it is reused, so a
  * generation's last counts are added to generation "retired" just before it frees its slots.
  */
-import type { Group, GenerationCounters } from '../../grm/index.js';
+import type { Group, GenerationCounters, GroupStats } from '../../grm/index.js';
 import type { Series } from '../metrics/snapshot.js';
 import { SeriesSums } from './metric-totals.js';
 
@@ -37,9 +37,10 @@ export class BpfPacketCounters {
   /** Labels [generation, outcome]. */
   read(groups: readonly Group[], generations: readonly GenerationSlots[]): Series[] {
     const out = this.#retired.copy();
-    for (const s of this.#perGeneration(groups, generations)) out.add(s);
-    for (const g of groups) {
-      const c = g.stats().group;
+    // One read of each group's maps per scrape (per-CPU values, summed in grm/group-stats.ts).
+    const stats = groups.map((g) => g.stats());
+    for (const s of perGeneration(stats, generations)) out.add(s);
+    for (const { group: c } of stats) {
       for (const [field, outcome] of PER_GROUP) out.add({ labels: [NO_GENERATION, outcome], value: Number(c[field]) });
     }
     return out.series();
@@ -49,19 +50,18 @@ export class BpfPacketCounters {
   retire(id: number, slots: ReadonlyArray<{ readonly group: Group; readonly gen: number }>): void {
     const groups = slots.map((s) => s.group);
     const gen = { id, groupGens: slots.map((s) => s.gen) };
-    for (const s of this.#perGeneration(groups, [gen])) this.#retired.add({ labels: [RETIRED_GENERATION, s.labels[1]!], value: s.value });
+    for (const s of perGeneration(groups.map((g) => g.stats()), [gen])) this.#retired.add({ labels: [RETIRED_GENERATION, s.labels[1]!], value: s.value });
   }
+}
 
-  #perGeneration(groups: readonly Group[], generations: readonly GenerationSlots[]): Series[] {
-    const sums = new SeriesSums();
-    groups.forEach((group, i) => {
-      const live = group.stats().generations;
-      for (const g of generations) {
-        const counters = live.find((l) => l.gen === g.groupGens[i])?.counters;
-        if (!counters) continue;
-        for (const [field, outcome] of PER_GENERATION) sums.add({ labels: [String(g.id), outcome], value: Number(counters[field]) });
-      }
-    });
-    return sums.series();
-  }
+function perGeneration(stats: readonly GroupStats[], generations: readonly GenerationSlots[]): Series[] {
+  const sums = new SeriesSums();
+  stats.forEach((st, i) => {
+    for (const g of generations) {
+      const counters = st.generations.find((l) => l.gen === g.groupGens[i])?.counters;
+      if (!counters) continue;
+      for (const [field, outcome] of PER_GENERATION) sums.add({ labels: [String(g.id), outcome], value: Number(counters[field]) });
+    }
+  });
+  return sums.series();
 }
