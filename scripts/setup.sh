@@ -24,8 +24,8 @@ if ! node_ok; then
   node_ok || { echo "setup: could not install Node.js >= ${need_node_major}" >&2; exit 1; }
 fi
 
-# Debian packages: compiler + libbpf for bpf/, bpftool for vmlinux.h, real clients for tests (HTTP/3: ngtcp2, chromium; TCP: curl, h2load; python3 for programs written against udpgrm's socket API).
-apt_pkgs=(clang llvm libbpf-dev bpftool ngtcp2-client chromium openssl iproute2 make util-linux curl nghttp2-client python3)
+# Debian packages: compiler + libbpf for bpf/, bpftool for vmlinux.h, real clients for tests (HTTP/3: ngtcp2, chromium; TCP: curl, h2load; python3 for programs written against udpgrm's socket API; python3-prometheus-client: the official parser the metrics tests read /metrics with).
+apt_pkgs=(clang llvm libbpf-dev bpftool ngtcp2-client chromium openssl iproute2 make util-linux curl nghttp2-client python3 python3-prometheus-client)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,6 +12,7 @@ usage:
   udpgrm-proxy reload --config FILE      reload the running proxy and wait for the outcome
   udpgrm-proxy upgrade --config FILE     start a new master from the binary on disk; the old one drains
   udpgrm-proxy list --config FILE        the running proxy's generations, workers, connections
+  udpgrm-proxy list --config FILE --json the same as JSON (as the admin endpoint's /generations)
   udpgrm-proxy list [--pin-dir DIR] [-v] [IP:PORT]  groups, generations, sockets, counters
   udpgrm-proxy grm cleanup [--pin-dir DIR]  remove pinned BPF state
   udpgrm-proxy grm --daemon | --install[=CGROUP] | list | delete IP:PORT | -h
@@ -99,6 +100,11 @@ export async function main(argv: string[]): Promise<number> {
     const { loadOrReport } = await import('./proxy/process/load-config.js');
     const config = loadOrReport(file);
     if (!config) return 1;
+    if (argv.includes('--json')) {
+      // The master's document alone: the pinned-state listing below is for people.
+      const { printMasterStatusJson } = await import('./proxy/process/control-client.js');
+      return printMasterStatusJson(file);
+    }
     const rest = argv.filter((_, i) => i !== at && i !== at + 1);
     const code = await printMasterStatus(file);
     return (await runGrm([...rest, '--pin-dir', config.process.pinDir])) || code;

@@ -18,6 +18,9 @@ import { RefusalCounter } from './http/refusals.js';
 import { matchRoute } from './http/route.js';
 import { TrustedProxies } from './http/trusted-proxies.js';
 import type { TcpStats, WorkerStats } from './worker-stats.js';
+import { RequestMetrics } from './metrics/request-metrics.js';
+import { DROP } from './quic/drop-reasons.js';
+import type { Series, WorkerMetricsSnapshot } from './metrics/snapshot.js';
 import { openDgramSocket } from './net/udp-socket.js';
 import { WorkerAdmission } from './quic/admission.js';
 import { QuicEndpoint } from './quic/endpoint.js';
@@ -57,6 +60,8 @@ export class ProxyServer {
   private readonly tcp: TcpConnections;
   /** Requests the HTTP limits and timeouts turned away, over all listeners (for `list`). */
   readonly refusals = new RefusalCounter();
+  /** Requests and upstream tries by label, for /metrics (counted where the access log is written). */
+  private readonly requestMetrics = new RequestMetrics();
   private upstreams: UpstreamRegistry | undefined;
   private draining = false;
 
@@ -96,6 +101,7 @@ export class ProxyServer {
       accessLog: new AccessLog(config.logging.accessLog ? log.child({}) : undefined),
       trustedProxies: new TrustedProxies(config.trustedProxies),
       refusals: this.refusals,
+      metrics: this.requestMetrics,
     });
     for (const s of sockets) {
       const socket = await openDgramSocket(s.fd, s.family);
@@ -183,6 +189,40 @@ export class ProxyServer {
       for (const [reason, n] of Object.entries(c.dropped)) dropped[reason] = (dropped[reason] ?? 0) + n;
     }
     return { datagramsIn, datagramsOut, connectionsAccepted, statelessResets, internalErrors, dropped };
+  }
+
+  /** Everything this worker counts for /metrics (the master folds and labels it; snapshot.ts). */
+  metricsSnapshot(): WorkerMetricsSnapshot {
+    const quic = this.quicCounters();
+    const handshakesCompleted = this.endpoints.reduce((n, e) => n + e.counters.handshakesCompleted, 0);
+    const tcp = this.tcp.stats();
+    const h3 = this.endpoints.reduce((n, e) => n + e.connectionCount, 0);
+    const health: Series[] = [];
+    for (const name of this.upstreams?.names ?? []) {
+      for (const t of this.upstreams!.get(name)!.stats()) health.push({ labels: [name, t.target], value: t.health === 'healthy' ? 1 : 0 });
+    }
+    return {
+      counters: {
+        requests: this.requestMetrics.requests.series(),
+        upstreamRequests: this.requestMetrics.upstreamRequests.series(),
+        handshakes: [
+          { labels: ['quic', 'completed'], value: handshakesCompleted },
+          { labels: ['quic', 'timed_out'], value: quic.dropped[DROP.handshakeTimeout] ?? 0 },
+          { labels: ['tcp', 'completed'], value: this.tcp.handshakes },
+          { labels: ['tcp', 'failed'], value: tcp.tlsErrors },
+        ],
+        quicDropped: Object.entries(quic.dropped).map(([reason, n]) => ({ labels: [reason], value: n })),
+      },
+      gauges: {
+        connections: [
+          { labels: ['h1'], value: tcp.h1Connections },
+          { labels: ['h2'], value: tcp.h2Connections },
+          { labels: ['h3'], value: h3 },
+        ],
+        upstreamHealth: health,
+      },
+      histograms: { requestDuration: { bounds: this.requestMetrics.duration.bounds, series: this.requestMetrics.duration.series() } },
+    };
   }
 
   get activeRequests(): number {

@@ -296,6 +296,8 @@ describe('loadConfig on valid files', () => {
       expect(demo.body.toString()).toContain('udpgrm-proxy');
     }
     expect(config.upstreams.size).toBe(0);
+    // The admin endpoint on loopback.
+    expect(config.admin).toEqual({ listen: { host: '127.0.0.1', port: 9901, family: 4 }, scrapeTimeoutMs: 1000 });
   });
 
   it('checkConfigFile validates the shipped config without writing state', () => {

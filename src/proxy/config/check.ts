@@ -58,5 +58,6 @@ export function summarise(config: ProxyConfig, selfSigned: StateFate, ticketKey:
     `  http: header timeout ${formatDuration(h.requestHeaderTimeoutMs)}, body timeout ${formatDuration(h.requestBodyTimeoutMs)}, ` +
       `${h.maxRequestsPerConnection} requests/connection, headers ${formatSize(h.maxHeaderBytes)} (${formatSize(h.maxConnectionHeaderBytes)} per connection)`,
   );
+  lines.push(`  admin: ${config.admin ? `http://${formatListener(config.admin.listen)} (scrape timeout ${formatDuration(config.admin.scrapeTimeoutMs)})` : 'off'}`);
   return lines.join('\n') + '\n';
 }

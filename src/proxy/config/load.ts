@@ -9,6 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { ConfigError } from './errors.js';
 import { canonicalIp } from './names.js';
+import { readAdmin } from './section-admin.js';
 import { readHttp } from './section-http.js';
 import { readListeners } from './section-listeners.js';
 import { readProcess } from './section-process.js';
@@ -22,7 +23,7 @@ import { ensureSelfSigned, ensureTicketKey, selfSignedPlan, selfSignedProblem, t
 import type { CertificateConfig, ListenerConfig, ProxyConfig, TlsConfig } from './types.js';
 import { Cursor, IssueLog } from './yaml-cursor.js';
 
-const TOP_KEYS = ['listeners', 'workers', 'drain_timeout', 'tls', 'routes', 'upstreams', 'quic', 'logging', 'process', 'http', 'trusted_proxies'] as const;
+const TOP_KEYS = ['listeners', 'workers', 'drain_timeout', 'tls', 'routes', 'upstreams', 'quic', 'logging', 'process', 'http', 'trusted_proxies', 'admin'] as const;
 export const DRAIN_TIMEOUT_DEFAULT_MS = 30_000;
 
 export interface LoadOptions {
@@ -87,6 +88,7 @@ export function loadConfigWithState(file: string, options: LoadOptions = {}): Lo
   const processConfig = readProcess(f.process, path, tlsRead.stateDir);
   const http = readHttp(f.http);
   const trustedProxies = readTrustedProxies(f.trusted_proxies);
+  const admin = readAdmin(f.admin, listeners);
 
   if (log.issues.length > 0) throw new ConfigError(log.sorted(), source);
 
@@ -107,6 +109,7 @@ export function loadConfigWithState(file: string, options: LoadOptions = {}): Lo
     process: processConfig,
     http,
     trustedProxies,
+    admin,
   };
   return { config, selfSigned: state.selfSigned, ticketKey: state.ticketKey };
 }

@@ -19,6 +19,15 @@ export interface ProxyConfig {
   readonly http: HttpLimits;
   /** Proxies whose X-Forwarded-For/-Proto/-Host and Forwarded fields are kept (default none). */
   readonly trustedProxies: readonly CidrConfig[];
+  /** The master's admin endpoint; undefined: off. */
+  readonly admin: AdminConfig | undefined;
+}
+
+/** `admin:` the master's HTTP endpoint for metrics, health and the generations. */
+export interface AdminConfig {
+  readonly listen: ListenAddressConfig;
+  /** How long a scrape waits for each worker's counters before using the last ones it has. */
+  readonly scrapeTimeoutMs: number;
 }
 
 /** How the master runs generations of workers. */

@@ -18,6 +18,7 @@ import {
 import { UpstreamError, classifyUpstreamError, clientMessage, type TryRecord } from '../upstream/errors.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { UpstreamRegistry } from '../upstream/registry.js';
+import type { RequestMetrics } from '../metrics/request-metrics.js';
 import type { AccessLog } from './access-log.js';
 import { earlyDataHandling, type EarlyDataHandling } from './early-data.js';
 import { RequestTimeoutError, respondText, type HttpExchange, type HttpProtocol, type RequestHandler } from './exchange.js';
@@ -33,6 +34,8 @@ export interface HandlerOptions {
   readonly trustedProxies?: TrustedProxies;
   /** Counts requests turned away by a limit (for `list`). */
   readonly refusals?: RefusalCounter;
+  /** Counts every exchange the access log records (for /metrics). */
+  readonly metrics?: RequestMetrics;
 }
 
 /** Via's received-protocol for the protocol that carried the client's request. */
@@ -48,7 +51,9 @@ export class ProxyHandler implements RequestHandler {
     const route = target.ok ? this.opts.route(ex.request.authority, target.target.path) : undefined;
     // Built-in answers (404, respond routes) have no effect a replay could repeat: served at once.
     const early: { handling: EarlyDataHandling } = { handling: ex.earlyData ? 'served-early' : 'not-early' };
-    const done = (status: number, upstream?: string, reason?: string, tries?: readonly TryRecord[]): void =>
+    const done = (status: number, upstream?: string, reason?: string, tries?: readonly TryRecord[]): void => {
+      const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+      this.opts.metrics?.record({ protocol: ex.protocol, route: route?.name, status, durationMs, pool: route?.action.kind === 'proxy' ? route.action.upstream : undefined, tries });
       this.opts.accessLog.write({
         protocol: ex.protocol,
         method: ex.request.method,
@@ -57,7 +62,7 @@ export class ProxyHandler implements RequestHandler {
         status,
         bytesIn: ex.bytesReceived,
         bytesOut: ex.bytesSent,
-        durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+        durationMs,
         route: route?.name,
         upstream,
         connection: ex.connectionId,
@@ -67,6 +72,7 @@ export class ProxyHandler implements RequestHandler {
         ...(tries !== undefined && tries.length > 1 ? { tries } : {}),
         ...(early.handling !== 'not-early' ? { earlyData: early.handling } : {}),
       });
+    };
 
     if (!target.ok) {
       drain(ex.body);

@@ -21,6 +21,14 @@ export function printMasterStatus(configFile: string): Promise<number> {
   return ask(configFile, { cmd: 'status' }, (r) => formatStatus(r).join('\n'));
 }
 
+/** `udpgrm-proxy list --config FILE --json`: the same as the admin endpoint's /generations. */
+export function printMasterStatusJson(configFile: string): Promise<number> {
+  return ask(configFile, { cmd: 'status' }, (r) => {
+    const { ok: _ok, ...doc } = r;
+    return JSON.stringify(doc);
+  });
+}
+
 /** Sends `req` to the master of `configFile`; prints `describe(reply)`, or why it failed. Returns the exit code. */
 async function ask<C extends ControlCommand>(configFile: string, req: ControlRequest<C>, describe: (reply: ControlSuccess<C>) => string): Promise<number> {
   // The file is validated here too, so errors print with positions even before the master sees them.

@@ -30,7 +30,8 @@ export function controlHandlers(actions: ControlActions): ControlHandlers {
   };
 }
 
-async function status(master: Master): Promise<StatusReply> {
+/** The master's generations, workers and counters: `list --config`, its --json and /generations. */
+export async function status(master: Master): Promise<StatusReply> {
   const generations = await Promise.all(
     master.allGenerations.map(async (g) => ({
       id: g.id,

@@ -10,6 +10,7 @@ import type { ProxyConfig } from '../config/types.js';
 import { type MasterToWorker, type WorkerToMaster } from './ipc.js';
 import type { WorkerStats } from '../worker-stats.js';
 import type { TcpListenerSocket } from './tcp-listeners.js';
+import type { GenerationHooks } from './master-hooks.js';
 
 export type GenerationState = 'starting' | 'working' | 'draining' | 'gone';
 
@@ -36,6 +37,7 @@ export interface GenerationOptions {
   readonly log: Logger;
   /** A worker of this generation died unexpectedly (it is restarted while the generation works). */
   readonly onWorkerExit: (gen: Generation, w: WorkerProcess, code: number | null, signal: string | null) => void;
+  readonly hooks?: GenerationHooks;
 }
 
 let statsRequestId = 0;
@@ -99,6 +101,7 @@ export class Generation {
     const [script, ...args] = workerCommand;
     const proc = fork(script!, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...w.fds, ...tcp.map((t) => t.fd)] });
     w.proc = proc;
+    this.opts.hooks?.workerSpawned?.(this.id, proc);
     // A failed fork or a send on a channel that just closed: the 'exit' handling covers it.
     proc.on('error', (err) => log.warn({ gen: this.id, worker: w.index, err: err.message }, 'worker process error'));
     w.exited = new Promise((resolve) => proc.once('exit', () => resolve()));
@@ -157,6 +160,7 @@ export class Generation {
     if (this.state === 'gone') return;
     this.state = 'gone';
     this.markGone();
+    this.opts.hooks?.releasing?.(this.id, this.opts.groups.flatMap((group, i) => (this.groupGens[i] === undefined ? [] : [{ group, gen: this.groupGens[i]! }])));
     for (const w of this.workers) for (const fd of w.fds) closeFd(fd);
     this.opts.groups.forEach((g, i) => {
       const gen = this.groupGens[i];

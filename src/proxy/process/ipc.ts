@@ -5,6 +5,7 @@
  */
 import type { CidIssuerParams } from '../../grm/index.js';
 import type { WorkerStats } from '../worker-stats.js';
+import type { WorkerMetricsSnapshot } from '../metrics/snapshot.js';
 
 /** First stdio slot holding a listener socket in a worker. */
 export const FIRST_SOCKET_FD = 4;
@@ -42,10 +43,14 @@ export type MasterToWorker =
       readonly tcpSockets: readonly WorkerTcpSocketSpec[];
     }
   | { readonly type: 'drain'; readonly timeoutMs: number }
-  | { readonly type: 'stats'; readonly id: number };
+  | { readonly type: 'stats'; readonly id: number }
+  /** A scrape of /metrics: answer with a `metrics` message carrying the same id. */
+  | { readonly type: 'metrics'; readonly id: number };
 
 export type WorkerToMaster =
   | { readonly type: 'ready' }
   | { readonly type: 'failed'; readonly error: string }
   | ({ readonly type: 'stats'; readonly id: number } & WorkerStats)
+  /** Counters since the worker started; id 0: unasked, the final counts sent before `drained`. */
+  | { readonly type: 'metrics'; readonly id: number; readonly snapshot: WorkerMetricsSnapshot }
   | { readonly type: 'drained'; readonly timedOut: boolean };

@@ -12,6 +12,7 @@ import { Generation, type WorkerProcess } from './generation.js';
 import { OrphanSlots } from './orphans.js';
 import { removePidFile } from './pid-file.js';
 import { TcpListeners } from './tcp-listeners.js';
+import type { MasterHooks } from './master-hooks.js';
 
 export type ReloadOutcome =
   /** `phases`: durations in ms (validate, start and flip). */
@@ -30,6 +31,8 @@ export interface MasterOptions {
   readonly upgrade?: boolean;
   /** TCP listening sockets the previous master handed over in an upgrade, by key (tcp-listeners.ts). */
   readonly handedOverTcp?: ReadonlyMap<string, number>;
+  /** Told about reloads, drains and worker processes (the metrics). */
+  readonly hooks?: MasterHooks;
 }
 
 export interface MasterCounters {
@@ -96,6 +99,11 @@ export class Master {
     return this.generations.find((g) => g.state === 'working');
   }
 
+  /** The reuseport groups (one per h3 listener), for reading their kernel counters. */
+  get reuseportGroups(): readonly Group[] {
+    return this.groups;
+  }
+
   get allGenerations(): readonly Generation[] {
     return this.generations;
   }
@@ -156,6 +164,7 @@ export class Master {
     this.config = config;
     this.counters.reloadsOk++;
     const phases = { validateMs: round(validated - t0), startAndFlipMs: round(performance.now() - validated) };
+    this.opts.hooks?.reloaded?.(phases);
     log.info({ generation: gen.id, ...phases }, 'reload complete');
     return { ok: true, generation: gen.id, phases };
   }
@@ -168,6 +177,8 @@ export class Master {
     if (key(next) !== key(this.config)) return 'listeners changed: a reload keeps the same listeners (restart or upgrade to change them)';
     if (next.process.pinDir !== this.config.process.pinDir) return 'process.pin_dir changed: restart to change it';
     if (next.quic.cidLength !== this.config.quic.cidLength) return 'quic.cid_length changed: restart to change it';
+    const admin = (c: ProxyConfig): string => (c.admin ? formatListener(c.admin.listen) : 'off');
+    if (admin(next) !== admin(this.config)) return 'admin.listen changed: a reload keeps the admin listener (restart or upgrade to change it)';
     return undefined;
   }
 
@@ -183,6 +194,7 @@ export class Master {
       workerCommand: this.opts.workerCommand,
       log,
       onWorkerExit: (g, w, code, signal) => this.onWorkerExit(g, w, code, signal),
+      ...(this.opts.hooks && { hooks: this.opts.hooks }),
     });
     const t0 = performance.now();
     this.generations.push(gen);
@@ -205,6 +217,7 @@ export class Master {
     log.info({ generation: gen.id, timeoutMs: gen.config.drainTimeoutMs }, 'generation draining');
     const { timedOut, durationMs } = await gen.drain(gen.config.drainTimeoutMs);
     this.generations.splice(this.generations.indexOf(gen), 1);
+    this.opts.hooks?.drained?.(durationMs, timedOut);
     log.info({ generation: gen.id, durationMs, timedOut }, 'generation drained and retired');
   }
 

@@ -9,6 +9,7 @@
  */
 import type { Logger } from 'pino';
 import { createLogger } from '../log.js';
+import { Admin } from './admin.js';
 import { CLI_SCRIPT } from './cli-script.js';
 import { controlHandlers } from './control-dispatch.js';
 import { ControlError, ControlServer, controlPathProblem, controlRequest } from './control.js';
@@ -41,28 +42,46 @@ export async function runProxy(configFile: string): Promise<number> {
     }
   }
 
+  let admin: Admin | undefined;
+  try {
+    admin = config.admin ? Admin.bind(config.admin, handedOverTcp, log) : undefined;
+  } catch (err) {
+    process.stderr.write(`udpgrm-proxy: admin endpoint: ${(err as Error).message}\n`);
+    return 1;
+  }
   // A new master in an upgrade adopts the pinned BPF state and joins the same reuseport groups;
   // the old master's generations stay live until it drains them.
-  const master = await Master.start(config, { configFile: config.file, log, workerCommand: WORKER_COMMAND, upgrade: upgradeFrom !== undefined, handedOverTcp });
+  let master: Master;
+  try {
+    master = await Master.start(config, { configFile: config.file, log, workerCommand: WORKER_COMMAND, upgrade: upgradeFrom !== undefined, handedOverTcp, ...(admin && { hooks: admin.hooks }) });
+  } catch (err) {
+    admin?.close();
+    throw err;
+  }
   if (upgradeFrom) {
     const refused = await requestHandover(controlSocket);
     if (refused) {
       // The old master serves on: take our generation away again.
       log.error({ from: upgradeFrom, error: refused }, 'upgrade: no handover from the previous master; stopping');
       await master.stop(false);
+      admin?.close();
       return 1;
     }
     log.info({ from: upgradeFrom }, 'took over from the previous master');
   }
-  const running = new RunningMaster(master, new Upgrade(configFile, log, () => master.tcp.handover()), log);
+  // The admin socket goes to a new master with the TCP listeners, so scrapes are never refused.
+  const handover = (): ReturnType<typeof master.tcp.handover> => master.tcp.handover(admin ? [{ key: admin.socket.key, fd: admin.socket.fd }] : []);
+  const running = new RunningMaster(master, new Upgrade(configFile, log, handover), admin, log);
   try {
     writePidFile(pidFile);
     await running.listen(controlSocket);
+    await admin?.serve(master);
   } catch (err) {
     // Checked before starting, but the paths may have changed since: without them we cannot serve.
-    log.error({ error: (err as Error).message }, 'cannot write the pid file or create the control socket; stopping');
+    log.error({ error: (err as Error).message }, 'cannot write the pid file, create the control socket or serve the admin endpoint; stopping');
     process.stderr.write(`udpgrm-proxy: ${(err as Error).message}\n`);
     await master.stop(false);
+    admin?.close();
     return 1;
   }
   sdNotify(upgradeFrom ? `MAINPID=${process.pid}\nREADY=1` : 'READY=1');
@@ -99,6 +118,7 @@ class RunningMaster {
   constructor(
     private readonly master: Master,
     private readonly upgrade: Upgrade,
+    private readonly admin: Admin | undefined,
     private readonly log: Logger,
   ) {}
 
@@ -129,6 +149,8 @@ class RunningMaster {
   private handOver(pid: number): void {
     this.upgrade.handOver(pid);
     this.control?.close();
+    // The new master accepts on the same admin socket: scrapes go to it from now on.
+    this.admin?.close();
     this.log.info({ to: pid }, 'handing over to the new master; draining');
     setImmediate(() => void this.stop(true));
   }
@@ -148,7 +170,10 @@ class RunningMaster {
     if (!this.upgrade.handedOver) sdNotify('STOPPING=1');
     this.log.info({ graceful }, 'stopping');
     this.control?.close();
+    // /metrics and /healthz go on while the generations drain; /ready says we are stopping.
+    this.admin?.markStopping();
     await this.master.stop(graceful);
+    this.admin?.close();
     this.log.info('stopped');
     this.resolveExit(0);
   }

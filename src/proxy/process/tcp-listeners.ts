@@ -78,10 +78,14 @@ export class TcpListeners {
     return this.sockets.map((s) => s.fd);
   }
 
-  /** What a new master in a binary upgrade needs: the sockets as its fds 3, 4, … and the env naming them. */
-  handover(): { readonly fds: readonly number[]; readonly env: Record<string, string> } {
-    const named = this.sockets.map((s, i) => [s.key, FIRST_HANDOVER_FD + i] as const);
-    return { fds: this.fds, env: { [HANDOVER_ENV]: JSON.stringify(named) } };
+  /**
+   * What a new master in a binary upgrade needs: the sockets as its fds 3, 4, … and the env naming
+   * them. `extra`: other listening sockets of the master passed the same way (the admin endpoint).
+   */
+  handover(extra: ReadonlyArray<{ readonly key: string; readonly fd: number }> = []): { readonly fds: readonly number[]; readonly env: Record<string, string> } {
+    const all = [...this.sockets, ...extra];
+    const named = all.map((s, i) => [s.key, FIRST_HANDOVER_FD + i] as const);
+    return { fds: all.map((s) => s.fd), env: { [HANDOVER_ENV]: JSON.stringify(named) } };
   }
 
   close(): void {

@@ -38,7 +38,9 @@ export async function runWorker(): Promise<number> {
       if (drain) drain(m.timeoutMs);
       else drainAskedEarly = m.timeoutMs;
     } else if (m.type === 'stats') {
-      send({ type: 'stats', id: m.id, connections: server?.connectionCount ?? 0, activeRequests: server?.activeRequests ?? 0, quic: server?.quicCounters(), tcp: server?.tcpCounters(), refused: server?.refusals.counts });
+      send({ type: 'stats', id: m.id, connections: server?.connectionCount ?? 0, activeRequests: server?.activeRequests ?? 0, quic: server?.quicCounters(), tcp: server?.tcpCounters(), refused: server?.refusals.counts });    } else if (m.type === 'metrics') {
+      // Before the server runs there is nothing counted yet; the master keeps its last answer.
+      if (server) send({ type: 'metrics', id: m.id, snapshot: server.metricsSnapshot() });
     }
   });
 
@@ -61,6 +63,8 @@ export async function runWorker(): Promise<number> {
       if (draining) return;
       draining = true;
       void ready.drain(timeoutMs).then(({ timedOut }) => {
+        // The final counts, so the master's totals include what happened since its last scrape.
+        send({ type: 'metrics', id: 0, snapshot: ready.metricsSnapshot() });
         send({ type: 'drained', timedOut });
         if (process.connected) process.disconnect();
         resolve(0);

@@ -56,6 +56,8 @@ export interface EndpointCounters {
   bytesIn: number;
   bytesOut: number;
   connectionsAccepted: number;
+  /** Handshakes that completed (connectionsAccepted counts attempts). */
+  handshakesCompleted: number;
   connectionsClosed: number;
   versionNegotiations: number;
   statelessResets: number;
@@ -117,6 +119,7 @@ export class QuicEndpoint implements ConnectionHost {
     bytesIn: 0,
     bytesOut: 0,
     connectionsAccepted: 0,
+    handshakesCompleted: 0,
     connectionsClosed: 0,
     versionNegotiations: 0,
     statelessResets: 0,
@@ -400,6 +403,7 @@ export class QuicEndpoint implements ConnectionHost {
     if (a?.phase.kind !== 'handshaking' || !conn.quic.isEstablished()) return;
     a.phase = { kind: 'established' };
     this.handshaking.delete(conn);
+    this.counters.handshakesCompleted++;
     this.opts.admission.established();
   }
 

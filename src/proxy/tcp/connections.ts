@@ -13,6 +13,8 @@ export class TcpConnections {
   #open = { h1: 0, h2: 0 };
   readonly #counts: Record<TcpCounterName, number> = { accepted: 0, refusedConnections: 0, rapidResetCutoffs: 0, tlsErrors: 0, malformed: 0 };
   #emptyWaiters: Array<() => void> = [];
+  /** TLS handshakes completed (for /metrics; `list` shows the open counts instead). */
+  #handshakes = 0;
 
   constructor(private readonly maxConnections: number) {}
 
@@ -38,12 +40,17 @@ export class TcpConnections {
 
   /** A TLS handshake settled the connection's protocol: counted open until the socket closes. */
   opened(socket: Socket, protocol: 'h1' | 'h2'): void {
+    this.#handshakes++;
     this.#open[protocol]++;
     socket.once('close', () => this.#open[protocol]--);
   }
 
   count(name: TcpCounterName): void {
     this.#counts[name]++;
+  }
+
+  get handshakes(): number {
+    return this.#handshakes;
   }
 
   get size(): number {

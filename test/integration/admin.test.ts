@@ -1,0 +1,250 @@
+/**
+ * The admin endpoint of a real proxy: /metrics parsed by the official Prometheus parser after
+ * traffic over HTTP/3 (gtlsclient), HTTP/2 and HTTP/1.1 (curl) and a reload (request counters
+ * equal the access log, BPF counters from the kernel, reload and drain histograms, nothing goes
+ * backwards, a scrape during the drain shows both generations); /healthz, /ready, /generations
+ * (= `list --config --json`), refusals of other methods, paths and bodies; and the admin socket
+ * carried through a binary upgrade.
+ */
+import { execFile, spawn } from 'node:child_process';
+import http from 'node:http';
+import net from 'node:net';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { gtlsclient } from '../helpers/gtlsclient.js';
+import { enterPrivateNetns } from '../helpers/netns.js';
+import { counterValues, parsePrometheus, samples, sum, type PromFamily } from '../helpers/prometheus.js';
+import { PROXY_BIN, freeUdpPort, startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+
+enterPrivateNetns();
+
+/** Routes are named by their place in the config. */
+const API = 'routes[0]';
+const ROOT = 'routes[1]';
+
+const execFileAsync = promisify(execFile);
+
+interface Answer {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: string;
+}
+
+function adminGet(port: number, path: string, opts: { method?: string; body?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers: opts.headers, agent: false, timeout: 15_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error(`admin ${path}: timeout`)));
+    req.end(opts.body);
+  });
+}
+
+async function scrape(port: number): Promise<PromFamily[]> {
+  const r = await adminGet(port, '/metrics');
+  expect(r.status).toBe(200);
+  expect(r.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+  return parsePrometheus(r.body);
+}
+
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await execFileAsync(process.execPath, [PROXY_BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: e.code ?? 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+function curl(args: string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn('curl', ['-sS', '-k', '--max-time', '20', '-o', '/dev/null', '-w', '%{http_code} %{http_version}\\n', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+    p.stderr.setEncoding('utf8').on('data', (c: string) => (out += c));
+    p.once('close', (code) => resolve({ code, out }));
+  });
+}
+
+/** Free TCP port for the admin listener (a kernel-chosen one, released at once). */
+function freeTcpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('admin endpoint and metrics', () => {
+  let proxy: RunningProxy;
+  let upstream: TestUpstream;
+  let port: number;
+  let adminPort: number;
+  let upgradedPid = 0;
+  const access: Array<Record<string, unknown>> = [];
+
+  beforeAll(async () => {
+    upstream = await startUpstream('app');
+    port = await freeUdpPort();
+    adminPort = await freeTcpPort();
+    proxy = await startProxy(
+      `
+listeners: ["127.0.0.1:${port}"]
+workers: 2
+drain_timeout: 20s
+tls: { state_dir: state }
+upstreams:
+  app: { targets: ["${upstream.origin}"] }
+routes:
+  - { path: /api/, upstream: app }
+  - { path: /, respond: { status: 200, body: "hello\\n" } }
+admin: { listen: "127.0.0.1:${adminPort}" }
+`,
+      { onLog: (l) => void (l.log === 'access' && access.push(l)), keepLog: (l) => l.log !== 'access' },
+    );
+  });
+
+  afterAll(async () => {
+    // The upgraded master first (not our child): stop() then removes the pin dir it used.
+    if (upgradedPid && pidAlive(upgradedPid)) {
+      process.kill(upgradedPid, 'SIGTERM');
+      await until('the upgraded master to exit', () => !pidAlive(upgradedPid), 30_000);
+    }
+    await proxy?.stop();
+    await upstream?.close();
+  });
+
+  it('counts every request of h3, h2 and h1 traffic and a reload, equal to the access log, never backwards', async () => {
+    // HTTP/3: 5 requests on one connection, and one proxied upstream.
+    const h3 = await gtlsclient('127.0.0.1', port, [`https://localhost:${port}/`], { requests: 5 });
+    expect(h3.statuses).toEqual([200, 200, 200, 200, 200]);
+    expect((await gtlsclient('127.0.0.1', port, [`https://localhost:${port}/api/x`])).statuses).toEqual([200]);
+    for (let i = 0; i < 3; i++) expect((await curl(['--http2', `https://127.0.0.1:${port}/`])).out).toBe('200 2\n');
+    expect((await curl(['--http1.1', `https://127.0.0.1:${port}/nothing/here`])).out).toBe('200 1.1\n');
+    await until('10 access-log lines', () => access.length === 10);
+
+    const before = await scrape(adminPort);
+    expect(sum(before, 'udpgrm_proxy_requests_total')).toBe(access.length);
+    expect(sum(before, 'udpgrm_proxy_requests_total', { protocol: 'h3' })).toBe(6);
+    expect(sum(before, 'udpgrm_proxy_requests_total', { protocol: 'h2' })).toBe(3);
+    expect(sum(before, 'udpgrm_proxy_requests_total', { protocol: 'h1', route: ROOT, status_class: '2xx' })).toBe(1);
+    expect(sum(before, 'udpgrm_proxy_request_duration_seconds_count', { route: ROOT })).toBe(9);
+    expect(sum(before, 'udpgrm_proxy_request_duration_seconds_bucket', { route: API, le: '+Inf' })).toBe(1);
+    expect(sum(before, 'udpgrm_proxy_upstream_requests_total', { upstream: 'app', outcome: '2xx' })).toBe(1);
+    expect(samples(before, 'udpgrm_proxy_upstream_health', { upstream: 'app' }).map((s) => s.value)).toEqual([1]);
+    // The kernel saw the two QUIC connections arrive and routed their later packets by CID.
+    expect(sum(before, 'udpgrm_proxy_bpf_packets_total', { generation: '1', outcome: 'new_connection' })).toBeGreaterThanOrEqual(2);
+    expect(sum(before, 'udpgrm_proxy_bpf_packets_total', { generation: '1', outcome: 'routed_by_cid' })).toBeGreaterThan(0);
+    expect(sum(before, 'udpgrm_proxy_handshakes_total', { transport: 'quic', result: 'completed' })).toBe(2);
+    expect(sum(before, 'udpgrm_proxy_handshakes_total', { transport: 'tcp', result: 'completed' })).toBe(4);
+    expect(samples(before, 'udpgrm_proxy_reloads_total', { result: 'ok' }).map((s) => s.value)).toEqual([0]);
+
+    // A reload while an HTTP/2 request is in flight on generation 1: a scrape meanwhile shows both.
+    const slow = curl(['--http2', `https://127.0.0.1:${port}/api/slow?ms=2500`]);
+    await until('the slow request upstream', () => upstream.log.some((r) => r.url.endsWith('/slow?ms=2500')));
+    const reload = await cli('reload', '--config', proxy.configFile);
+    expect(reload.code, reload.stderr).toBe(0);
+    const during = await scrape(adminPort);
+    const gens = new Set(samples(during, 'udpgrm_proxy_connections').map((s) => s.labels.generation));
+    expect([...gens].sort()).toEqual(['1', '2']);
+    expect(sum(during, 'udpgrm_proxy_connections', { generation: '1', protocol: 'h2' })).toBe(1);
+    expect((await slow).out).toBe('200 2\n');
+    await proxy.waitForLog((l) => l.msg === 'generation drained and retired' && l.generation === 1, 30_000);
+
+    expect((await gtlsclient('127.0.0.1', port, [`https://localhost:${port}/`], { requests: 2 })).statuses).toEqual([200, 200]);
+    await until('13 access-log lines', () => access.length === 13);
+    const after = await scrape(adminPort);
+    expect(sum(after, 'udpgrm_proxy_requests_total')).toBe(access.length);
+    expect(sum(after, 'udpgrm_proxy_upstream_requests_total', { upstream: 'app', outcome: '2xx' })).toBe(2);
+    // Generation 1 is gone: its kernel counts live on under "retired", its workers' in the totals.
+    expect(samples(after, 'udpgrm_proxy_bpf_packets_total', { generation: '1' })).toEqual([]);
+    expect(sum(after, 'udpgrm_proxy_bpf_packets_total', { generation: 'retired' })).toBeGreaterThan(0);
+    expect(sum(after, 'udpgrm_proxy_bpf_packets_total', { generation: '2', outcome: 'new_connection' })).toBeGreaterThanOrEqual(1);
+    expect(samples(after, 'udpgrm_proxy_reloads_total', { result: 'ok' }).map((s) => s.value)).toEqual([1]);
+    for (const phase of ['validate', 'start_and_flip']) expect(sum(after, 'udpgrm_proxy_reload_phase_seconds_count', { phase })).toBe(1);
+    expect(sum(after, 'udpgrm_proxy_drain_seconds_count')).toBe(1);
+    // The drain waited for the slow response: not instant, and well within drain_timeout.
+    expect(sum(after, 'udpgrm_proxy_drain_seconds_sum')).toBeGreaterThan(0.05);
+    expect(sum(after, 'udpgrm_proxy_drain_seconds_bucket', { result: 'drained', le: '10' })).toBe(1);
+
+    // Nothing goes backwards: each counter series still there is at least as high, and each
+    // family's total (series of a retired generation folded into others) too.
+    const b = counterValues(before);
+    const a = counterValues(after);
+    for (const [series, value] of b) if (a.has(series)) expect(a.get(series)!, series).toBeGreaterThanOrEqual(value);
+    const familyTotal = (m: Map<string, number>, name: string): number => [...m].filter(([k]) => k.startsWith(`${name}{`)).reduce((n, [, v]) => n + v, 0);
+    for (const name of ['udpgrm_proxy_requests_total', 'udpgrm_proxy_bpf_packets_total', 'udpgrm_proxy_handshakes_total', 'udpgrm_proxy_upstream_requests_total', 'udpgrm_proxy_request_duration_seconds_count']) {
+      expect(familyTotal(a, name), name).toBeGreaterThanOrEqual(familyTotal(b, name));
+    }
+  });
+
+  it('answers /healthz, /ready and /generations (the same document as list --config --json)', async () => {
+    expect(await adminGet(adminPort, '/healthz')).toMatchObject({ status: 200, body: 'ok\n' });
+    expect(await adminGet(adminPort, '/ready')).toMatchObject({ status: 200, body: 'ready\n' });
+    const viaHttp = JSON.parse((await adminGet(adminPort, '/generations')).body) as Record<string, unknown>;
+    const viaCli = await cli('list', '--config', proxy.configFile, '--json');
+    expect(viaCli.code, viaCli.stderr).toBe(0);
+    const listed = JSON.parse(viaCli.stdout) as Record<string, unknown>;
+    // Ages tick between the two reads; everything else is the same data.
+    const stable = (doc: Record<string, unknown>): unknown => JSON.parse(JSON.stringify(doc, (k, v: unknown) => (k === 'ageMs' || k === 'drainingForMs' ? undefined : v)));
+    expect(stable(viaHttp)).toEqual(stable(listed));
+    expect(viaHttp).toMatchObject({ pid: proxy.proc.pid, counters: { reloadsOk: 1 }, generations: [{ id: 2, state: 'working' }] });
+  });
+
+  it('refuses other methods, paths and request bodies, and oversized headers', async () => {
+    expect(await adminGet(adminPort, '/metrics', { method: 'POST' })).toMatchObject({ status: 405, headers: { allow: 'GET, HEAD' } });
+    expect((await adminGet(adminPort, '/')).status).toBe(404);
+    expect((await adminGet(adminPort, '/metricsx')).status).toBe(404);
+    expect((await adminGet(adminPort, '/healthz', { method: 'GET', body: 'x'.repeat(100), headers: { 'content-length': '100' } })).status).toBe(413);
+    const head = await adminGet(adminPort, '/healthz', { method: 'HEAD' });
+    expect(head).toMatchObject({ status: 200, body: '' });
+    const big = await adminGet(adminPort, '/healthz', { headers: { 'x-big': 'y'.repeat(16 * 1024) } }).catch((err: Error) => ({ status: 0, body: err.message }));
+    expect([400, 431, 0]).toContain(big.status);
+    // Still serving afterwards.
+    expect((await adminGet(adminPort, '/healthz')).status).toBe(200);
+  });
+
+  it('keeps the admin socket through a binary upgrade (the new master answers on it)', async () => {
+    const before = counterValues(await scrape(adminPort));
+    const r = await cli('upgrade', '--config', proxy.configFile);
+    expect(r.code, r.stderr).toBe(0);
+    upgradedPid = Number(/master pid (\d+)/.exec(r.stdout)?.[1]);
+    expect(upgradedPid).toBeGreaterThan(0);
+    // Every scrape answers, from the old master or the new one, until the new one has it alone.
+    await until('the new master to answer /generations', async () => {
+      const g = await adminGet(adminPort, '/generations');
+      expect(g.status).toBe(200);
+      return (JSON.parse(g.body) as { pid: number }).pid === upgradedPid;
+    });
+    expect((await adminGet(adminPort, '/ready')).status).toBe(200);
+    const after = await scrape(adminPort);
+    // A new master process starts its counts from zero (as any restart): only their presence is checked.
+    expect(samples(after, 'udpgrm_proxy_bpf_packets_total').length).toBeGreaterThan(0);
+    expect(before.size).toBeGreaterThan(0);
+  });
+});
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,183 @@
+/**
+ * The metrics pieces without processes: bounded worker counts, the snapshot decoder, the master's
+ * store folding exited workers (counters never go backwards), and prom-client rendering of the
+ * derived families, read back with the official parser.
+ */
+import { EventEmitter } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { LabelledCounts, LabelledHistogram, bucketIndex } from '../../src/proxy/metrics/labelled-counts.js';
+import { RequestMetrics, statusClass, tryOutcome } from '../../src/proxy/metrics/request-metrics.js';
+import { DURATION_BUCKETS_S, MAX_SERIES_PER_FAMILY, type WorkerMetricsSnapshot } from '../../src/proxy/metrics/snapshot.js';
+import { DerivedHistogram, derivedCounter } from '../../src/proxy/process/derived-metrics.js';
+import { decodeSnapshot } from '../../src/proxy/process/metrics-decode.js';
+import { HistogramSums } from '../../src/proxy/process/metric-totals.js';
+import { WorkerMetricsStore } from '../../src/proxy/process/worker-metrics.js';
+import { parsePrometheus, samples, sum } from '../helpers/prometheus.js';
+
+function snapshotOf(m: RequestMetrics, connections = 0): WorkerMetricsSnapshot {
+  return {
+    counters: { requests: m.requests.series(), upstreamRequests: m.upstreamRequests.series(), handshakes: [], quicDropped: [] },
+    gauges: { connections: [{ labels: ['h3'], value: connections }], upstreamHealth: [] },
+    histograms: { requestDuration: { bounds: DURATION_BUCKETS_S, series: m.duration.series() } },
+  };
+}
+
+/** A worker process as the store sees it: messages in, a send() that answers, 'close' at the end. */
+class FakeWorker extends EventEmitter {
+  connected = true;
+  answer = true;
+  constructor(readonly metrics: RequestMetrics) {
+    super();
+  }
+  send(msg: { type: string; id: number }): boolean {
+    if (this.answer) setImmediate(() => this.emit('message', { type: 'metrics', id: msg.id, snapshot: JSON.parse(JSON.stringify(snapshotOf(this.metrics, 1))) }));
+    return true;
+  }
+  exit(): void {
+    this.connected = false;
+    this.emit('message', { type: 'metrics', id: 0, snapshot: snapshotOf(this.metrics) });
+    this.emit('close', 0, null);
+  }
+  get proc(): ChildProcess {
+    return this as unknown as ChildProcess;
+  }
+}
+
+const exchange = (route: string, status: number, tries?: Array<{ target: string; outcome: string }>): Parameters<RequestMetrics['record']>[0] => ({
+  protocol: 'h3',
+  route,
+  status,
+  durationMs: 12,
+  pool: tries ? 'app' : undefined,
+  tries,
+});
+
+describe('worker counts', () => {
+  it('labels status classes and try outcomes', () => {
+    expect([statusClass(200), statusClass(499), statusClass(0), statusClass(999)]).toEqual(['2xx', '4xx', '0xx', '0xx']);
+    expect([tryOutcome('503'), tryOutcome('connect_refused')]).toEqual(['5xx', 'connect_refused']);
+  });
+
+  it('buckets durations at their upper bound, +Inf last', () => {
+    expect(bucketIndex([1, 2], 0.5)).toBe(0);
+    expect(bucketIndex([1, 2], 1)).toBe(0);
+    expect(bucketIndex([1, 2], 1.5)).toBe(1);
+    expect(bucketIndex([1, 2], 9)).toBe(2);
+  });
+
+  it('stops adding label sets at the bound and counts the rest as "other"', () => {
+    const c = new LabelledCounts(2, 3);
+    for (let i = 0; i < 10; i++) c.add(['a', String(i)]);
+    c.add(['a', '0'], 5);
+    const series = c.series();
+    expect(series).toHaveLength(4);
+    expect(series.find((s) => s.labels[1] === '0')?.value).toBe(6);
+    expect(series.find((s) => s.labels[0] === 'other')).toEqual({ labels: ['other', 'other'], value: 7 });
+    const h = new LabelledHistogram([1], 1, 1);
+    h.observe(['x'], 0.5);
+    h.observe(['y'], 5);
+    expect(h.series()).toEqual([
+      { labels: ['x'], counts: [1, 0], sum: 0.5 },
+      { labels: ['other'], counts: [0, 1], sum: 5 },
+    ]);
+    expect(MAX_SERIES_PER_FAMILY).toBeGreaterThan(100);
+  });
+
+  it('counts each upstream try of a proxied request', () => {
+    const m = new RequestMetrics();
+    m.record(exchange('api', 200, [{ target: 'a', outcome: 'connect_refused' }, { target: 'b', outcome: '200' }]));
+    m.record(exchange('root', 404));
+    expect(m.requests.series().map((s) => [...s.labels, s.value])).toEqual([
+      ['h3', 'api', '2xx', 1],
+      ['h3', 'root', '4xx', 1],
+    ]);
+    expect(m.upstreamRequests.series().map((s) => [...s.labels, s.value])).toEqual([
+      ['app', 'a', 'connect_refused', 1],
+      ['app', 'b', '2xx', 1],
+    ]);
+  });
+});
+
+describe('snapshot decoding', () => {
+  it('accepts what a worker sends and refuses wrong shapes', () => {
+    const m = new RequestMetrics();
+    m.record(exchange('api', 200));
+    const good = JSON.parse(JSON.stringify(snapshotOf(m))) as WorkerMetricsSnapshot;
+    expect(decodeSnapshot(good, 'm')).toEqual(good);
+    const wrongLabels = { ...good, counters: { ...good.counters, requests: [{ labels: ['h3'], value: 1 }] } };
+    expect(() => decodeSnapshot(wrongLabels, 'm')).toThrow(/m\.counters\.requests\[0\]\.labels: expected 3 labels/);
+    const negative = { ...good, counters: { ...good.counters, requests: [{ labels: ['h3', 'a', '2xx'], value: -1 }] } };
+    expect(() => decodeSnapshot(negative, 'm')).toThrow(/expected a count/);
+    expect(() => decodeSnapshot({ counters: {} }, 'm')).toThrow(/m\.counters\.requests/);
+  });
+
+  it('does not merge histograms bucketed differently', () => {
+    const sums = new HistogramSums([1, 2]);
+    expect(sums.add({ labels: ['a'], counts: [1, 1, 1], sum: 3 })).toBe(true);
+    expect(sums.add({ labels: ['a'], counts: [1, 1], sum: 3 }, [5])).toBe(false);
+    expect(sums.series()).toEqual([{ labels: ['a'], counts: [1, 1, 1], sum: 3 }]);
+  });
+});
+
+describe('the master store', () => {
+  it('sums live workers, folds exited ones, and never goes backwards', async () => {
+    const store = new WorkerMetricsStore();
+    const a = new FakeWorker(new RequestMetrics());
+    const b = new FakeWorker(new RequestMetrics());
+    store.attach(1, a.proc);
+    store.attach(2, b.proc);
+    a.metrics.record(exchange('r', 200));
+    a.metrics.record(exchange('r', 200));
+    b.metrics.record(exchange('r', 500));
+    await store.refresh(1000);
+    const total = (): number => store.view().counters.requests.series().reduce((n, s) => n + s.value, 0);
+    expect(total()).toBe(3);
+    expect(store.view().connections.map((s) => s.labels[0]).sort()).toEqual(['1', '2']);
+    // A's last request comes after the scrape: its final snapshot carries it into the totals.
+    a.metrics.record(exchange('r', 200));
+    a.exit();
+    expect(total()).toBe(4);
+    expect(store.view().connections.map((s) => s.labels[0])).toEqual(['2']);
+    expect(store.view().requestDuration.series()[0]!.counts.reduce((n, c) => n + c, 0)).toBe(4);
+  });
+
+  it('shows a silent worker with its last answer after the timeout, and skips a refused snapshot', async () => {
+    const rejected: string[] = [];
+    const store = new WorkerMetricsStore((e) => rejected.push(e));
+    const w = new FakeWorker(new RequestMetrics());
+    store.attach(1, w.proc);
+    w.metrics.record(exchange('r', 200));
+    await store.refresh(1000);
+    w.answer = false;
+    w.metrics.record(exchange('r', 200));
+    const t0 = Date.now();
+    await store.refresh(100);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(90);
+    expect(store.view().counters.requests.series()[0]!.value).toBe(1);
+    w.emit('message', { type: 'metrics', id: 0, snapshot: { bogus: true } });
+    expect(rejected).toHaveLength(1);
+    expect(store.view().rejected).toBe(1);
+    expect(store.view().counters.requests.series()[0]!.value).toBe(1);
+  });
+});
+
+describe('rendering', () => {
+  it('renders derived counters and histograms that the official parser reads back', async () => {
+    const registry = new Registry();
+    derivedCounter({ name: 'x_requests_total', help: 'h', labelNames: ['route'], registry }, () => [{ labels: ['a"b\\c'], value: 3 }]);
+    registry.registerMetric(
+      new DerivedHistogram({ name: 'x_duration_seconds', help: 'h', labelNames: ['route'], registry, bounds: [0.1, 1] }, () => [{ labels: ['a'], counts: [1, 2, 3], sum: 9.5 }]),
+    );
+    const families = parsePrometheus(await registry.metrics());
+    expect(samples(families, 'x_requests_total')).toEqual([{ name: 'x_requests_total', labels: { route: 'a"b\\c' }, value: 3 }]);
+    expect(samples(families, 'x_duration_seconds_bucket').map((s) => [s.labels.le, s.value])).toEqual([
+      ['0.1', 1],
+      ['1', 3],
+      ['+Inf', 6],
+    ]);
+    expect(sum(families, 'x_duration_seconds_count', { route: 'a' })).toBe(6);
+    expect(sum(families, 'x_duration_seconds_sum', { route: 'a' })).toBe(9.5);
+  });
+});
