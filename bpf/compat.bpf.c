@@ -146,7 +146,8 @@ static __always_inline __u64 flow_timeout_ns(const struct grm_compat_group *g)
 }
 
 /* The socket st sent to (or asserted) the remote fk: create, take over an expired entry, or
- * refresh its own; a live entry of another socket is never moved (udpgrm's rule). */
+ * refresh its own; a live entry of another socket is never moved (udpgrm's rule). Counters as
+ * udpgrm: a take-over counts as a create too. */
 static __always_inline int flow_tx(struct grm_compat_group *g, struct grm_compat_sock *st,
 				   struct grm_compat_flow_key *fk, struct grm_compat_stats *s)
 {
@@ -158,29 +159,24 @@ static __always_inline int flow_tx(struct grm_compat_group *g, struct grm_compat
 	nf.last_tx_ns = now;
 	nf.slot = st->gen == GRM_COMPAT_NONE ? GRM_COMPAT_MAX_GENS : slot_of(g->dis.max_apps, st->app, st->gen);
 	f = bpf_map_lookup_elem(&grmc_flows, fk);
-	if (f) {
-		if (f->cookie == st->cookie) {
-			f->last_tx_ns = now;
-			f->slot = nf.slot;
-			STAT(s, tx_flow_update_ok);
-			return TX_OK;
-		}
-		if (now - f->last_tx_ns <= flow_timeout_ns(g)) {
+	if (f && now - f->last_tx_ns <= flow_timeout_ns(g)) {
+		if (f->cookie != st->cookie) {
 			STAT(s, tx_flow_update_conflict);
 			return TX_CONFLICT;
 		}
-		if (bpf_map_update_elem(&grmc_flows, fk, &nf, BPF_EXIST) != 0) {
-			STAT(s, tx_flow_create_error);
-			return TX_ERROR;
-		}
-		STAT(s, tx_flow_create_from_expired_ok);
+		f->last_tx_ns = now;
+		f->slot = nf.slot;
+		STAT(s, tx_flow_update_ok);
 		return TX_OK;
 	}
-	if (bpf_map_update_elem(&grmc_flows, fk, &nf, BPF_NOEXIST) != 0) {
+	/* Whole-value replace, so the receive side never sees a new owner with an old timestamp. */
+	if (bpf_map_update_elem(&grmc_flows, fk, &nf, f ? BPF_EXIST : BPF_NOEXIST) != 0) {
 		STAT(s, tx_flow_create_error);
 		return TX_ERROR;
 	}
 	STAT(s, tx_flow_create_ok);
+	if (f)
+		STAT(s, tx_flow_create_from_expired_ok);
 	return TX_OK;
 }
 
@@ -198,7 +194,8 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 	if (!st || group_key_of(sk, &gk) != 0)
 		return 1;
 	g = bpf_map_lookup_elem(&grmc_groups, &gk);
-	if (!g || g->dis.dissector_type != GRM_COMPAT_DISSECTOR_FLOW)
+	/* Same address in another netns is another group: its sends must not own this one's flows. */
+	if (!g || g->dis.dissector_type != GRM_COMPAT_DISSECTOR_FLOW || g->netns_cookie != st->netns_cookie)
 		return 1;
 	if (v6) {
 		__u32 *a6 = (__u32 *)fk.addr;
@@ -697,10 +694,11 @@ int grmc_select(struct sk_reuseport_md *md)
 		STAT(s, rx_dissected_ok_total);
 		fk.random_id = g->random_id;
 		f = bpf_map_lookup_elem(&grmc_flows, &fk);
-		if (!f) {
+		if (!f || bpf_ktime_get_ns() - f->last_tx_ns > flow_timeout_ns(g)) {
+			/* udpgrm counts an expired flow as unseen too (had_expired is a subset). */
 			STAT(s, rx_flow_new_unseen);
-		} else if (bpf_ktime_get_ns() - f->last_tx_ns > flow_timeout_ns(g)) {
-			STAT(s, rx_flow_new_had_expired);
+			if (f)
+				STAT(s, rx_flow_new_had_expired);
 		} else {
 			__u64 cookie = f->cookie;
 			__u32 slot = f->slot;
@@ -711,11 +709,19 @@ int grmc_select(struct sk_reuseport_md *md)
 					s->slot_rx_existing_flow[slot]++;
 				return SK_PASS;
 			}
-			if (r == -EXDEV || r == -EBADFD)
+			/* The kernel's answers for a socket of another reuseport group (same address,
+			 * e.g. one bound to a device): -EBADFD, or -EAFNOSUPPORT / -EPROTOTYPE for
+			 * another family / protocol (net/core/filter.c sk_select_reuseport). */
+			if (r == -EBADFD || r == -EAFNOSUPPORT || r == -EPROTOTYPE)
 				STAT(s, rx_flow_rg_conflict);
 			else
 				STAT(s, rx_flow_other_error);
 		}
+	}
+	if (g->dis.dissector_type == GRM_COMPAT_DISSECTOR_NOOP) {
+		/* udpgrm counts every NOOP datagram as a dissected, unseen flow. */
+		STAT(s, rx_dissected_ok_total);
+		STAT(s, rx_flow_new_unseen);
 	}
 new_flow:
 	/* NOOP, and FLOW datagrams of no live flow. */
