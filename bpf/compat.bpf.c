@@ -89,6 +89,12 @@ struct {
 	__type(value, struct c_scratch);
 } c_scratch SEC(".maps");
 
+/* Dissectors producing a cookie or an app (udpgrm's "cbpf" return convention). */
+#include "compat_cbpf.h"
+#ifdef GRM_WITH_SNI
+#include "compat_quic.h"
+#endif
+
 #define STAT(s, field)                    \
 	do {                              \
 		if (s)                    \
@@ -311,13 +317,22 @@ static __always_inline int copy_opt(__u8 *dst, __u8 *optval, __u8 *end, __u32 n)
 	return -1;
 }
 
-/* A dissector may only be set on creation; this build serves FLOW and NOOP. */
+/* A dissector may only be set on creation. udpgrm's rules; for BESPOKE (which udpgrm leaves
+ * unchecked) its documented intent: a digest, at most 8 hostname entries and 4 apps. */
 static __always_inline int dissector_valid(const struct grm_compat_dissector *d)
 {
 	__u32 type = d->dissector_type & ~GRM_COMPAT_DISSECTOR_FLAG_VERBOSE;
 
 	if (type == GRM_COMPAT_DISSECTOR_FLOW || type == GRM_COMPAT_DISSECTOR_NOOP)
 		return d->filter_len == 0 && d->max_apps == 0 && d->bespoke_digest == 0;
+	if (type == GRM_COMPAT_DISSECTOR_CBPF)
+		return d->filter_len >= 1 && d->filter_len <= GRM_COMPAT_MAX_INSTR &&
+		       d->max_apps <= GRM_COMPAT_MAX_APPS && d->bespoke_digest == 0;
+#ifdef GRM_WITH_SNI
+	if (type == GRM_COMPAT_DISSECTOR_BESPOKE)
+		return d->bespoke_digest != 0 && d->filter_len <= QUIC_MAX_SNI_ENTRIES &&
+		       d->max_apps <= GRM_COMPAT_MAX_APPS;
+#endif
 	return 0;
 }
 
@@ -667,17 +682,56 @@ error:
 	return -1;
 }
 
+/* Existing flow named by a 16-bit udpgrm cookie: the socket at that index of that slot. */
+static __always_inline int select_by_cookie(struct sk_reuseport_md *md, struct grm_group_key *gk,
+					    __u32 cookie, struct grm_compat_stats *s)
+{
+	struct grm_compat_slot_key skey = {};
+	struct grm_compat_slot *sl;
+	__u32 slot = cookie & 0x1f, idx = cookie >> 8 & 0xff;
+	__u64 sock;
+	long r;
+
+	if (cookie_pack(slot, idx) != cookie) {
+		/* Random bytes pass the 3-bit check one time in eight. */
+		STAT(s, rx_flow_new_unseen);
+		STAT(s, rx_flow_new_bad_cookie);
+		return -1;
+	}
+	skey.group = *gk;
+	skey.slot = slot;
+	sl = bpf_map_lookup_elem(&grmc_slots, &skey);
+	sock = sl ? sl->cookies[idx] : 0;
+	if (!sock) {
+		STAT(s, rx_flow_new_unseen);
+		return -1;
+	}
+	r = bpf_sk_select_reuseport(md, &grmc_socks, &sock, 0);
+	if (r == 0) {
+		STAT(s, rx_flow_ok);
+		if (s)
+			s->slot_rx_existing_flow[slot]++;
+		return 0;
+	}
+	if (r == -EBADFD || r == -EAFNOSUPPORT || r == -EPROTOTYPE)
+		STAT(s, rx_flow_rg_conflict);
+	else
+		STAT(s, rx_flow_other_error); /* e.g. the socket closed, its cookie still in the slot */
+	return -1;
+}
+
 SEC("sk_reuseport")
 int grmc_select(struct sk_reuseport_md *md)
 {
-
-	__u32 hash = md->hash, eth_protocol = md->eth_protocol;
+	__u32 hash = md->hash, eth_protocol = md->eth_protocol, len = md->len;
 	struct bpf_sock *sk = md->sk;
 	struct grm_compat_flow_key fk;
 	struct grm_compat_group *g;
 	struct grm_compat_stats *s;
 	struct grm_compat_flow *f;
 	struct grm_group_key gk;
+	__u32 app = 0, type, ret = 0;
+	int r;
 
 	if (!sk || group_key_of(sk, &gk) != 0)
 		return SK_PASS;
@@ -686,10 +740,12 @@ int grmc_select(struct sk_reuseport_md *md)
 		return SK_PASS; /* deleted group: unsteered */
 	s = bpf_map_lookup_elem(&grmc_stats, &gk);
 	STAT(s, rx_processed_total);
-	if (g->dis.dissector_type == GRM_COMPAT_DISSECTOR_FLOW) {
+	type = g->dis.dissector_type;
+	switch (type) {
+	case GRM_COMPAT_DISSECTOR_FLOW:
 		if (remote_of(md, eth_protocol, &fk) != 0) {
 			STAT(s, rx_packet_too_short_error);
-			goto new_flow;
+			break;
 		}
 		STAT(s, rx_dissected_ok_total);
 		fk.random_id = g->random_id;
@@ -702,8 +758,8 @@ int grmc_select(struct sk_reuseport_md *md)
 		} else {
 			__u64 cookie = f->cookie;
 			__u32 slot = f->slot;
-			long r = bpf_sk_select_reuseport(md, &grmc_socks, &cookie, 0);
-			if (r == 0) {
+			long e = bpf_sk_select_reuseport(md, &grmc_socks, &cookie, 0);
+			if (e == 0) {
 				STAT(s, rx_flow_ok);
 				if (s && slot < GRM_COMPAT_MAX_GENS)
 					s->slot_rx_existing_flow[slot]++;
@@ -712,19 +768,49 @@ int grmc_select(struct sk_reuseport_md *md)
 			/* The kernel's answers for a socket of another reuseport group (same address,
 			 * e.g. one bound to a device): -EBADFD, or -EAFNOSUPPORT / -EPROTOTYPE for
 			 * another family / protocol (net/core/filter.c sk_select_reuseport). */
-			if (r == -EBADFD || r == -EAFNOSUPPORT || r == -EPROTOTYPE)
+			if (e == -EBADFD || e == -EAFNOSUPPORT || e == -EPROTOTYPE)
 				STAT(s, rx_flow_rg_conflict);
 			else
 				STAT(s, rx_flow_other_error);
 		}
-	}
-	if (g->dis.dissector_type == GRM_COMPAT_DISSECTOR_NOOP) {
+		break;
+	case GRM_COMPAT_DISSECTOR_NOOP:
 		/* udpgrm counts every NOOP datagram as a dissected, unseen flow. */
 		STAT(s, rx_dissected_ok_total);
 		STAT(s, rx_flow_new_unseen);
+		break;
+	case GRM_COMPAT_DISSECTOR_CBPF:
+#ifdef GRM_WITH_SNI
+	case GRM_COMPAT_DISSECTOR_BESPOKE:
+#endif
+		if (type == GRM_COMPAT_DISSECTOR_CBPF)
+			r = cbpf_run(md, g, len, eth_protocol, &ret);
+#ifdef GRM_WITH_SNI
+		else
+			r = quic_dead_run(md, g, len, &ret);
+#endif
+		if (r != DIS_OK) {
+			/* udpgrm leaves these to the kernel's hash over the whole group. */
+			if (r == DIS_LOAD)
+				STAT(s, rx_packet_too_short_error);
+			else
+				STAT(s, rx_cbpf_prog_error);
+			return SK_PASS;
+		}
+		STAT(s, rx_dissected_ok_total);
+		if (ret - 0x80000000u < g->dis.max_apps) {
+			app = ret - 0x80000000u; /* a new flow of that app */
+			STAT(s, rx_flow_new_unseen);
+		} else if (ret > 0xffff) {
+			STAT(s, rx_flow_new_unseen); /* a new flow of app 0 (e.g. RET -1) */
+		} else if (select_by_cookie(md, &gk, ret, s) == 0) {
+			return SK_PASS;
+		}
+		break;
+	default:
+		STAT(s, rx_internal_state_error);
+		return SK_PASS;
 	}
-new_flow:
-	/* NOOP, and FLOW datagrams of no live flow. */
-	select_new(md, g, &gk, 0, hash, s);
+	select_new(md, g, &gk, app, hash, s);
 	return SK_PASS;
 }

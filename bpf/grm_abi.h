@@ -211,7 +211,10 @@ struct grm_gen_stats {
  *   cgroup/setsockopt   IPPROTO_UDP options 200..204 (udpgrm's semantics and errno values)
  *   cgroup/getsockopt   the same options, read side
  *   cgroup/sendmsg4|6   FLOW dissector: learn flows from replies
- *   sk_reuseport        grmc_select, attached by the agent to every compat group
+ *   sk_reuseport        grmc_select, attached by the agent to every compat group: FLOW (grmc_flows),
+ *                       NOOP, CBPF (compat_cbpf.h) and BESPOKE 0xDEAD (compat_quic.h); CBPF and
+ *                       BESPOKE yield a 16-bit cookie (grmc_slots[slot].cookies[idx]) or
+ *                       0x80000000 + app (a new flow of that app), as udpgrm
  * Registration: the setsockopt hook posts a struct grm_compat_msg to grmc_ring; the agent
  * (udpgrm-proxy grm --daemon) takes the socket from the process (pidfd_getfd), picks its index in
  * the generation's slot, inserts it in grmc_socks (SOCKHASH keyed by SO_COOKIE), writes the slot's
