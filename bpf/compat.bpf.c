@@ -186,6 +186,21 @@ static __always_inline int flow_tx(struct grm_compat_group *g, struct grm_compat
 	return TX_OK;
 }
 
+/* IPv4 peers of a dual-stack socket are ::ffff:a.b.c.d to the app, while their datagrams carry the
+ * IPv4 address: key them as IPv4. Sends to mapped addresses reach the sendmsg4 hook already (the
+ * kernel's UDPv6 send hands them to UDPv4); a FLOW_ASSURE with such a sockaddr_in6 needs this
+ * (udpgrm keys it apart, so that flow never matches). */
+static __always_inline void flow_key_unmap(struct grm_compat_flow_key *fk)
+{
+	__u32 *a6 = (__u32 *)fk->addr;
+
+	if (a6[0] == 0 && a6[1] == 0 && a6[2] == bpf_htonl(0xffff)) {
+		a6[0] = a6[3];
+		a6[2] = 0;
+		a6[3] = 0;
+	}
+}
+
 static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 {
 	struct bpf_sock *sk = ctx->sk;
@@ -209,6 +224,7 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 		a6[1] = ctx->user_ip6[1];
 		a6[2] = ctx->user_ip6[2];
 		a6[3] = ctx->user_ip6[3];
+		flow_key_unmap(&fk);
 	} else {
 		*(__u32 *)fk.addr = ctx->user_ip4;
 	}
@@ -382,6 +398,7 @@ static __always_inline int flow_key_from_sockaddr(const __u8 *sa, __s32 optlen, 
 	}
 	if (family == AF_INET6_ && optlen >= 28) {
 		__builtin_memcpy(fk->addr, sa + 8, 16);
+		flow_key_unmap(fk);
 		return 0;
 	}
 	return -1;

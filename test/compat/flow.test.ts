@@ -12,6 +12,8 @@ import { install } from '../../src/grm/compat/install.js';
 import { parseAddress } from '../../src/grm/compat/list.js';
 import { decodeStats } from '../../src/grm/compat/records.js';
 import { CompatState } from '../../src/grm/compat/state.js';
+import { formatFlows } from '../../src/grm/compat/flows.js';
+import { formatMetrics } from '../../src/grm/compat/metrics.js';
 import { waitUntil } from '../helpers/deadline.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
 import { receiver, removeCompatPinDir, serve, TestCgroup, uniqueCompatPinDir } from './harness.js';
@@ -102,6 +104,54 @@ test.each([
   const existing = st.slot_rx_existing_flow as bigint[];
   expect(existing[slotOf(0, 0, s1.gen)]).toBe(4n);
   expect(existing[slotOf(0, 0, s2.gen)]).toBe(1n);
+
+  // `grm flows`: each live socket with the remotes it owns.
+  const group = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  const remote = (c: Client): string => (host.includes(':') ? `[${host}]:${c.port}` : `${host}:${c.port}`);
+  expect(flowsBySocket(formatFlows(state.maps, false, group), group)).toEqual(
+    new Map([
+      [`0x${s1.soCookie.toString(16)}`, [remote(a), remote(c)].sort()],
+      [`0x${s2.soCookie.toString(16)}`, [remote(b)]],
+    ]),
+  );
+  // `grm metrics`: udpgrm's Prometheus lines, then ours per slot.
+  const metrics = formatMetrics(state.maps, '1.2.3').split('\n');
+  expect(metrics[0]).toBe('build_info{version="1.2.3"} 1');
+  expect(metrics).toContain(`working_gen{socket="${group}",app_idx="0"} ${s2.gen}`);
+  expect(metrics).toContain(`rx_flow_ok{socket="${group}"} 5`);
+  expect(metrics).toContain(`slot_rx_existing_flow{socket="${group}",slot="${slotOf(0, 0, s1.gen)}"} 4`);
+  expect(metrics.some((l) => l.startsWith(`rx_flow_rg_conflict{socket="${group}"}`))).toBe(false); // zero: not printed
+});
+
+/** `grm flows` output of one group -> so_cookie -> sorted remotes; checks the layout on the way. */
+function flowsBySocket(text: string, group: string): Map<string, string[]> {
+  const lines = text.replace(/\n$/, '').split('\n');
+  expect(lines[0]).toBe(group);
+  const out = new Map<string, string[]>();
+  let current = '';
+  for (const l of lines.slice(1)) {
+    const sock = /^\tso_cookie (0x[0-9a-f]+)$/.exec(l);
+    const flow = /^\t\t(\S+)  age (\d+\.\d)s ?$/.exec(l); // udpgrm ends it with a space
+    if (sock) out.set((current = sock[1]!), []);
+    else if (flow) out.get(current)!.push(flow[1]!);
+    else throw new Error(`unexpected flows line ${JSON.stringify(l)}`);
+  }
+  for (const v of out.values()) v.sort();
+  return out;
+}
+
+test('a dual-stack socket: flows of IPv4 peers learned on send (IPv4-mapped) match their datagrams', async () => {
+  const port = 46341;
+  const s1 = await serve(cg, port, { dissector: 'flow' }, '::');
+  await s1.flip();
+  const a = await client('127.0.0.1', port);
+  a.send('r-d1');
+  await s1.line((l) => l.tx === 'r-d1');
+  const s2 = await serve(cg, port, { dissector: 'flow' }, '::');
+  await s2.flip();
+  a.send('q-d2');
+  expect(await receiver([s1, s2], 'q-d2')).toBe(0);
+  expect(formatFlows(state.maps, false, `[::]:${port}`)).toContain(`\t\t127.0.0.1:${a.port}  age `);
 });
 
 test('an expired flow goes to the working generation, and the new socket takes it over on its reply', async () => {

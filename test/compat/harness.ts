@@ -114,6 +114,7 @@ export function removeCompatPinDir(pinDir: string): void {
 export class Served extends JsonChild {
   gen = -1;
   cookie = -1;
+  soCookie = 0n;
 
   /** Writes a command line and returns the first line after it that matches `pred`. */
   async command(text: string, pred: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
@@ -138,6 +139,7 @@ export async function serve(cg: TestCgroup, port: number, spec: Record<string, u
   const r = await s.line((l) => l.step === 'registered');
   s.gen = r.gen as number;
   s.cookie = r.cookie as number;
+  s.soCookie = BigInt(r.so_cookie as number);
   return s;
 }
 

@@ -27,6 +27,7 @@ UDP_GRM_SOCKET_APP = 204
 DISSECTOR_FLOW = 0
 DISSECTOR_CBPF = 1
 DISSECTOR_BESPOKE = 3
+SO_COOKIE = 57  # <asm-generic/socket.h>
 DISSECTOR_NOOP = 4
 
 
@@ -196,7 +197,7 @@ def cmd_serve(host, port, spec):
     """One generation of a service, driven by the test. spec (JSON): dissector ("flow", "noop",
     "cbpf", "bespoke"), timeout, max_apps, cbpf [[code, jt, jf, k]...], digest, sni [[app, host]...],
     app, device (SO_BINDTODEVICE). Registers as W+1 of its app and prints
-    {"step": "registered", gen, idx, cookie}. Then serves:
+    {"step": "registered", gen, idx, cookie, so_cookie}. Then serves:
       stdin "flip"               -> WORKING_GEN = its gen          {"step": "flipped"}
       stdin "assure IP PORT"     -> FLOW_ASSURE of that remote     {"assure": "ok" or errno name}
       stdin "assure-many IP P N" -> FLOW_ASSURE of ports P..P+N-1   {"assured": {outcome: count}}
@@ -226,7 +227,8 @@ def cmd_serve(host, port, spec):
     sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, gen)
     wait_registered(sd)
     g, idx, cookie, _ = struct.unpack("IIHH", sd.getsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, 12))
-    emit(step="registered", gen=g, idx=idx, cookie=cookie)
+    so_cookie = struct.unpack("Q", sd.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8))[0]
+    emit(step="registered", gen=g, idx=idx, cookie=cookie, so_cookie=so_cookie)
     sd.setblocking(False)
     stdin = sys.stdin.fileno()
     pending = b""

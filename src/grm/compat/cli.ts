@@ -2,7 +2,7 @@
  * udpgrm's command line under `udpgrm-proxy grm`, so scripts written for udpgrm run unchanged:
  *   --daemon [--install[=CGROUP]] [--self] [--force] [--pin-dir=DIR] [--without-sendmsg]
  *   --install[=CGROUP] [--self]      (no CGROUP: the root cgroup, as udpgrm)
- *   list [-v] [IP:PORT] | delete IP:PORT | -h
+ *   list [-v] [IP:PORT] | flows [-v] [IP:PORT] | metrics | delete IP:PORT | -h
  * plus `uninstall` (ours): detach every hook of the pin dir, forget its groups, remove it.
  * Exit codes as udpgrm: 0 ok, 254 after -h, 255 on any error.
  */
@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { Agent } from './agent.js';
 import { cgroup2Mount, install, selfCgroup, uninstall } from './install.js';
 import { closeMaps, isCompatPinDir, openPinnedCompatMaps } from './maps.js';
+import { formatFlows } from './flows.js';
 import { deleteCompatGroup, listCompat } from './list.js';
+import { formatMetrics } from './metrics.js';
 import { CompatState, DEFAULT_COMPAT_PIN_DIR, unpinCompat } from './state.js';
 
 export const EXIT_USAGE = 254;
@@ -30,6 +32,8 @@ udpgrm's interface (socket options IPPROTO_UDP 200..204) for any UDP service.
 
 commands:
   list [IP:PORT]       groups, dissector, socket generations, counters
+  flows [IP:PORT]      FLOW entries by socket, with their age (-v: stale ones too)
+  metrics              counters in Prometheus text format
   delete IP:PORT       forget a group (its sockets keep passing packets, unsteered)
   uninstall            detach every hook of the pin dir, forget its groups, remove it
 `;
@@ -138,12 +142,14 @@ function runCommand(o: Options): number {
     out(`removed ${o.pinDir}\n`);
     return 0;
   }
-  if (cmd !== 'list' && cmd !== 'delete') {
+  const usage: Record<string, string> = { list: 'list [-v] [IP:PORT]', flows: 'flows [-v] [IP:PORT]', metrics: 'metrics', delete: 'delete IP:PORT' };
+  if (!cmd || !usage[cmd]) {
     err(cmd ? `udpgrm-proxy grm: unknown command '${cmd}'\n${COMPAT_USAGE}` : COMPAT_USAGE);
     return EXIT_FATAL;
   }
-  if (extra !== undefined || (cmd === 'delete' && !arg)) {
-    err(`udpgrm-proxy grm: usage: ${cmd === 'delete' ? 'delete IP:PORT' : 'list [-v] [IP:PORT]'}\n`);
+  const takesArg = cmd !== 'metrics';
+  if (extra !== undefined || (cmd === 'delete' && !arg) || (!takesArg && arg !== undefined)) {
+    err(`udpgrm-proxy grm: usage: ${usage[cmd]}\n`);
     return EXIT_FATAL;
   }
   if (!existsSync(o.pinDir)) {
@@ -154,6 +160,14 @@ function runCommand(o: Options): number {
   try {
     if (cmd === 'list') {
       out(listCompat(maps, o.verbose, arg));
+      return 0;
+    }
+    if (cmd === 'flows') {
+      out(formatFlows(maps, o.verbose, arg));
+      return 0;
+    }
+    if (cmd === 'metrics') {
+      out(formatMetrics(maps));
       return 0;
     }
     if (!deleteCompatGroup(maps, arg!)) {

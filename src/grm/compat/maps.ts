@@ -67,3 +67,11 @@ export function openPinnedCompatMaps(pinDir: string): CompatMaps {
 export function closeMaps(maps: CompatMaps): void {
   for (const m of Object.values(maps)) m.close();
 }
+
+/** Whether the socket with this SO_COOKIE is still in grmc_socks (closed sockets leave by themselves). */
+export function isLiveSocket(maps: CompatMaps, cookie: bigint): boolean {
+  if (cookie === 0n) return false;
+  const k = Buffer.alloc(8);
+  k.writeBigUInt64LE(cookie);
+  return maps.grmc_socks.lookup(k) !== null;
+}
