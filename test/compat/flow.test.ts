@@ -140,17 +140,21 @@ function flowsBySocket(text: string, group: string): Map<string, string[]> {
   return out;
 }
 
-test('a dual-stack socket: flows of IPv4 peers learned on send (IPv4-mapped) match their datagrams', async () => {
+test('a dual-stack socket: flows of IPv4 peers, learned on send or asserted IPv4-mapped, match their datagrams', async () => {
   const port = 46341;
   const s1 = await serve(cg, port, { dissector: 'flow' }, '::');
   await s1.flip();
   const a = await client('127.0.0.1', port);
+  const c = await client('127.0.0.1', port);
   a.send('r-d1');
   await s1.line((l) => l.tx === 'r-d1');
+  expect(await s1.assure('::ffff:127.0.0.1', c.port)).toBe('ok'); // as the app sees that peer
   const s2 = await serve(cg, port, { dissector: 'flow' }, '::');
   await s2.flip();
   a.send('q-d2');
   expect(await receiver([s1, s2], 'q-d2')).toBe(0);
+  c.send('q-d3');
+  expect(await receiver([s1, s2], 'q-d3')).toBe(0);
   expect(formatFlows(state.maps, false, `[::]:${port}`)).toContain(`\t\t127.0.0.1:${a.port}  age `);
 });
 
