@@ -26,9 +26,9 @@
 #define QUIC_DEAD_DIGEST 0xDEAD
 #define QUIC_MIN_DATAGRAM 32 /* udpgrm's: with the UDP header */
 #define QUIC_MIN_INITIAL 1200
-#define QUIC_SNI_ENTRY 64      /* {u8 app, u8 reserved, u8 hostname[62]} */
-#define QUIC_SNI_HOSTNAME 62
-#define QUIC_MAX_SNI_ENTRIES 8
+#define QUIC_SNI_HOSTNAME GRM_COMPAT_BESPOKE_SNI_LEN
+#define QUIC_SNI_ENTRY (2 + QUIC_SNI_HOSTNAME) /* {u8 app, u8 reserved, u8 hostname[62]} */
+#define QUIC_MAX_SNI_ENTRIES GRM_COMPAT_MAX_BESPOKE_SNI
 #define QUIC_NEW_FLOW 0x80000000u /* | app */
 
 /* The SNI reader's input (the start of the UDP payload) and output. Internal, per CPU. */

@@ -244,6 +244,8 @@ struct grm_gen_stats {
 #define GRM_COMPAT_DISSECTOR_FLAG_VERBOSE 0x8000
 #define GRM_COMPAT_MAX_INSTR 64
 #define GRM_COMPAT_LABEL_SZ 100
+#define GRM_COMPAT_MAX_BESPOKE_SNI 8 /* BESPOKE hostname entries: {u8 app, u8 0, hostname[62]} */
+#define GRM_COMPAT_BESPOKE_SNI_LEN 62
 #define GRM_COMPAT_MAX_GENS 32
 #define GRM_COMPAT_MAX_SOCKETS_IN_GEN 256
 #define GRM_COMPAT_MAX_APPS 4
@@ -269,10 +271,11 @@ struct grm_compat_dissector {
 	char label[GRM_COMPAT_LABEL_SZ];
 	__u32 filter_len; /* CBPF instructions, or BESPOKE hostname entries */
 	/* CBPF: GRM_COMPAT_MAX_INSTR x {u16 code, u8 jt, u8 jf, u32 k};
-	 * BESPOKE: 8 x {u8 app, u8 reserved, u8 hostname[62]} */
+	 * BESPOKE: GRM_COMPAT_MAX_BESPOKE_SNI x {u8 app, u8 reserved, u8 hostname[GRM_COMPAT_BESPOKE_SNI_LEN]} */
 	__u8 payload[GRM_COMPAT_MAX_INSTR * 8];
 };
 _Static_assert(sizeof(struct grm_compat_dissector) == 632, "udpgrm's struct udp_grm_dissector");
+_Static_assert(GRM_COMPAT_MAX_BESPOKE_SNI * (2 + GRM_COMPAT_BESPOKE_SNI_LEN) == GRM_COMPAT_MAX_INSTR * 8, "hostname entries fill the payload");
 
 /* GET of option 201 with optlen >= 12. */
 struct grm_compat_sock_gen {

@@ -3,6 +3,7 @@
  *   --daemon [--install[=CGROUP]] [--self] [--force] [--pin-dir=DIR] [--without-sendmsg]
  *   --install[=CGROUP] [--self]      (no CGROUP: the root cgroup, as udpgrm)
  *   list [-v] [IP:PORT] | flows [-v] [IP:PORT] | metrics | delete IP:PORT | -h
+ *   activate NAME IP:PORT [...] [-- CMD...] | decoy [--] CMD...   (systemd helpers)
  * plus `uninstall` (ours): detach every hook of the pin dir, forget its groups, remove it.
  * Exit codes as udpgrm: 0 ok, 254 after -h, 255 on any error.
  */
@@ -36,6 +37,8 @@ commands:
   metrics              counters in Prometheus text format
   delete IP:PORT       forget a group (its sockets keep passing packets, unsteered)
   uninstall            detach every hook of the pin dir, forget its groups, remove it
+  activate NAME IP:PORT [-- CMD]  sockets into systemd's fd store, registered (activate -h)
+  decoy [--] CMD       main-process stand-in for Type=notify services with KillMode=process
 `;
 
 interface Options {
@@ -88,6 +91,9 @@ const out = (s: string): void => void process.stdout.write(s);
 const err = (s: string): void => void process.stderr.write(s);
 
 export async function runCompatCli(argv: readonly string[], signals: NodeJS.Process = process): Promise<number> {
+  // systemd helpers: command lines of their own (udpgrm_activate.py's, mmdecoy's).
+  if (argv[0] === 'activate') return (await import('./activate.js')).runActivate(argv.slice(1));
+  if (argv[0] === 'decoy') return (await import('./decoy.js')).runDecoy(argv.slice(1));
   let o: Options;
   try {
     o = parseCompatArgs(argv);
