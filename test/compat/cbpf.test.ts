@@ -11,6 +11,7 @@ import { parseAddress } from '../../src/grm/compat/list.js';
 import { decodeStats } from '../../src/grm/compat/records.js';
 import { CompatState } from '../../src/grm/compat/state.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
+import { TAGGED_PROGRAM } from './cbpf-programs.js';
 import { receiver, removeCompatPinDir, serve, TestCgroup, uniqueCompatPinDir } from './harness.js';
 
 enterPrivateNetns();
@@ -40,24 +41,6 @@ afterAll(async () => {
   await cg?.remove();
 });
 
-// The first byte tags the datagram: 'c' + cookie (2 bytes, big-endian) -> that cookie;
-// 'a' + app byte -> 0x80000000 + app (a new flow of that app); 'z' -> division by zero;
-// anything else -> RET -1 (a new flow of app 0). [code, jt, jf, k] as <linux/filter.h>.
-const PROGRAM = [
-  [0x30, 0, 0, 0], //        0: ldb [0]
-  [0x15, 0, 2, 0x63], //     1: jeq 'c', 2, 4
-  [0x28, 0, 0, 1], //        2: ldh [1]
-  [0x16, 0, 0, 0], //        3: ret a
-  [0x15, 0, 3, 0x61], //     4: jeq 'a', 5, 8
-  [0x30, 0, 0, 1], //        5: ldb [1]
-  [0x04, 0, 0, 0x80000000], // 6: add 0x80000000
-  [0x16, 0, 0, 0], //        7: ret a
-  [0x15, 0, 2, 0x7a], //     8: jeq 'z', 9, 11
-  [0x01, 0, 0, 0], //        9: ldx 0
-  [0x3c, 0, 0, 0], //       10: div x
-  [0x06, 0, 0, 0xffffffff], // 11: ret -1
-];
-
 let n = 0;
 /** Sends tag + bytes + a unique suffix; returns the payload as the servers print it. */
 function send(tag: string, bytes: number[] = []): string {
@@ -68,7 +51,7 @@ function send(tag: string, bytes: number[] = []): string {
 const be = (c: number): number[] => [c >> 8, c & 0xff];
 
 test('a cookie-extracting program routes datagrams to the socket whose cookie they carry; app values pick the app', async () => {
-  const spec = { dissector: 'cbpf', cbpf: PROGRAM, max_apps: 2 };
+  const spec = { dissector: 'cbpf', cbpf: TAGGED_PROGRAM, max_apps: 2 };
   const old0 = await serve(cg, PORT, spec); // app 0, gen 1
   await old0.flip();
   const app1 = await serve(cg, PORT, { ...spec, app: 1 }); // app 1, gen 1
@@ -112,7 +95,7 @@ test('a cookie-extracting program routes datagrams to the socket whose cookie th
 test('CBPF configurations udpgrm refuses: EPERM', async () => {
   const bad = [
     { dissector: 'cbpf', cbpf: [] }, // no instruction
-    { dissector: 'cbpf', cbpf: PROGRAM, max_apps: 5 },
+    { dissector: 'cbpf', cbpf: TAGGED_PROGRAM, max_apps: 5 },
     { dissector: 'cbpf', cbpf: Array.from({ length: 65 }, () => [0x06, 0, 0, 0]) }, // over 64
   ];
   for (const [i, spec] of bad.entries()) {

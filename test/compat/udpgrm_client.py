@@ -196,7 +196,7 @@ def cmd_echo(host, port):
 def cmd_serve(host, port, spec):
     """One generation of a service, driven by the test. spec (JSON): dissector ("flow", "noop",
     "cbpf", "bespoke"), timeout, max_apps, cbpf [[code, jt, jf, k]...], digest, sni [[app, host]...],
-    app, device (SO_BINDTODEVICE). Registers as W+1 of its app and prints
+    app, device (SO_BINDTODEVICE), quiet (datagrams are read and dropped, nothing printed). Registers as W+1 of its app and prints
     {"step": "registered", gen, idx, cookie, so_cookie}. Then serves:
       stdin "flip"               -> WORKING_GEN = its gen          {"step": "flipped"}
       stdin "assure IP PORT"     -> FLOW_ASSURE of that remote     {"assure": "ok" or errno name}
@@ -241,6 +241,8 @@ def cmd_serve(host, port, spec):
                 except BlockingIOError:
                     break
                 text = msg.decode("latin1")
+                if o.get("quiet"):
+                    continue
                 emit(rx=text, gen=gen)
                 if msg.startswith(b"r"):
                     sd.sendto(msg + b"@%d" % gen, addr)
