@@ -71,6 +71,14 @@ struct {
 	__type(value, struct grm_compat_stats);
 } grmc_stats SEC(".maps");
 
+/* Written by the agent only; here so the object creates (and pins) it with the others. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, GRM_COMPAT_MAX_GROUPS);
+	__type(key, struct grm_group_key);
+	__type(value, struct grm_compat_agent_stats);
+} grmc_agent SEC(".maps");
+
 /* Working memory off the 512-byte stack: a new group and its zeroed counters, the caller's option
  * bytes. Internal (not in grm_abi.h, not pinned by name). */
 struct c_scratch {

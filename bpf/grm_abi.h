@@ -227,6 +227,7 @@ struct grm_gen_stats {
  *   grmc_sk      the hooks (gen, app) and the agent (idx); the agent's update carries the gen of
  *                the request it serves, and every later request is queued behind it
  *   grmc_flows   the sendmsg hooks and FLOW_ASSURE
+ *   grmc_agent   the agent only (its registration failures per group; no program reads it)
  * Slot of a generation (udpgrm's TO_WRK_GEN): A = max_apps or 1, slot = app * (32 / A) + gen % (32 / A).
  * Cookie (16 bits, big-endian on the wire): idx << 8 | cs << 5 | slot, cs = 3-bit check of idx
  * and slot (GRM_COMPAT_COOKIE_CS_SEED; see cookie.ts).
@@ -364,6 +365,12 @@ struct grm_compat_stats {
 	__u64 tx_flow_update_conflict;
 	__u64 slot_rx_new_flow[GRM_COMPAT_MAX_GENS];     /* new flows dispatched to the slot */
 	__u64 slot_rx_existing_flow[GRM_COMPAT_MAX_GENS]; /* datagrams of known flows delivered to it */
+};
+
+/* grmc_agent (HASH keyed by struct grm_group_key): udpgrm's management counters, kept by the agent. */
+struct grm_compat_agent_stats {
+	__u64 socket_critical;       /* registrations that failed (process gone, socket not found...) */
+	__u64 socket_critical_gauge; /* 1 while the group's last registration failed, else 0 */
 };
 
 #endif

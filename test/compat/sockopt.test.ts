@@ -5,6 +5,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { Agent } from '../../src/grm/compat/agent.js';
 import { install } from '../../src/grm/compat/install.js';
 import { listCompat } from '../../src/grm/compat/list.js';
+import { formatMetrics } from '../../src/grm/compat/metrics.js';
 import { CompatState } from '../../src/grm/compat/state.js';
 import { waitUntil } from '../helpers/deadline.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
@@ -44,6 +45,10 @@ test('a full request ring fails SOCKET_GEN and WORKING_GEN with EAGAIN and chang
   agent.start();
   await waitUntil('the agent to serve the queued requests', () => agent.counters.failed >= (r.posted as number), { timeoutMs: 20_000 });
   expect(agent.counters.registered).toBe(0);
+  // udpgrm's management counters, per group: failures, and the gauge of the last one.
+  const metrics = formatMetrics(state.maps).split('\n');
+  expect(metrics).toContain('socket_critical_gauge{socket="127.0.0.1:46001"} 1');
+  expect(metrics).toContain(`socket_critical{socket="127.0.0.1:46001"} ${r.posted as number}`);
 });
 
 test('probe, register, wait for registration, flip: the article snippet', async () => {
@@ -65,6 +70,7 @@ test('probe, register, wait for registration, flip: the article snippet', async 
   // The process exited: its socket is dead, still shown because gen 1 is working.
   expect(listed).toContain('\t\tgen  1  dead  <=  app 0  gen 1\n');
   expect(log.some((l) => l.includes('127.0.0.1:46002') && l.includes('registered: gen 1 slot 1 idx 0'))).toBe(true);
+  expect(listCompat(state.maps, true, '127.0.0.1:46002')).toContain('\tmetrics:\n\t\tsocket_critical_gauge 0\n\t\tsocket_critical 0\n');
 });
 
 test('each misuse fails with udpgrm errno', async () => {

@@ -8,7 +8,7 @@ import { formatAddress, toSocketAddress } from '../sockets.js';
 import { GrmError } from '../errors.js';
 import { slotOf } from './cookie.js';
 import { isLiveSocket, type CompatMaps } from './maps.js';
-import { decodeGroup, decodeSlot, decodeStats, SLOT_COUNTERS, slotKey, UDPGRM_COUNTERS, type CompatGroup } from './records.js';
+import { decodeAgentStats, decodeGroup, decodeSlot, decodeStats, SLOT_COUNTERS, slotKey, UDPGRM_COUNTERS, type CompatGroup } from './records.js';
 
 const DISSECTOR_NAMES: Record<number, string> = {
   [GRM.COMPAT_DISSECTOR_FLOW]: 'flow',
@@ -68,6 +68,9 @@ export function formatCompatGroup(maps: CompatMaps, key: Buffer, verbose: boolea
   }
   const stats = decodeStats(maps.grmc_stats.lookup(key));
   const metrics: string[] = [];
+  for (const [name, v] of Object.entries(decodeAgentStats(maps.grmc_agent.lookup(key)))) {
+    if (v > 0n || verbose) metrics.push(`\t\t${name} ${v}`);
+  }
   for (const name of UDPGRM_COUNTERS) {
     const v = stats[name] as bigint;
     if (v > 0n || verbose) metrics.push(`\t\t${name} ${v}`);
@@ -91,6 +94,7 @@ export function deleteCompatGroup(maps: CompatMaps, address: string): boolean {
   const key = parseAddress(address);
   const existed = maps.grmc_groups.delete(key);
   maps.grmc_stats.delete(key);
+  maps.grmc_agent.delete(key);
   for (let slot = 0; slot < GRM.COMPAT_MAX_GENS; slot++) maps.grmc_slots.delete(slotKey(key, slot));
   return existed;
 }

@@ -11,7 +11,7 @@ import { GRM } from '../abi.generated.js';
 import { addressOfKey } from '../manager.js';
 import { formatAddress } from '../sockets.js';
 import type { CompatMaps } from './maps.js';
-import { decodeGroup, decodeStats, SLOT_COUNTERS, UDPGRM_COUNTERS } from './records.js';
+import { decodeAgentStats, decodeGroup, decodeStats, SLOT_COUNTERS, UDPGRM_COUNTERS } from './records.js';
 
 /** Our package's version (the nearest package.json above this module), "dev" as udpgrm without one. */
 export function packageVersion(from = dirname(fileURLToPath(import.meta.url))): string {
@@ -38,6 +38,9 @@ export function formatMetrics(maps: CompatMaps, version = packageVersion()): str
     const socket = formatAddress(addressOfKey(key));
     const apps = Math.min(Math.max(g.maxApps, 1), GRM.COMPAT_MAX_APPS);
     for (let a = 0; a < apps; a++) out.push(`working_gen{socket="${socket}",app_idx="${a}"} ${g.workingGen[a]! | 0}`);
+    for (const [name, v] of Object.entries(decodeAgentStats(maps.grmc_agent.lookup(key)))) {
+      if (v > 0n) out.push(`${name}{socket="${socket}"} ${v}`);
+    }
     const stats = decodeStats(maps.grmc_stats.lookup(key));
     for (const name of UDPGRM_COUNTERS) {
       const v = stats[name] as bigint;

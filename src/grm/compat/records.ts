@@ -1,6 +1,7 @@
 /** The compat ABI structs ⇄ objects (layouts from abi.generated.ts). */
 import {
   GRM,
+  grm_compat_agent_stats,
   grm_compat_dissector,
   grm_compat_group,
   grm_compat_msg,
@@ -176,4 +177,23 @@ export function decodeStats(raw: Buffer | null): CompatCounters {
     out[name] = f.dims.length ? Array.from({ length: f.dims[0]! }, (_, i) => getU64(sum, f, i)) : getU64(sum, f);
   }
   return out;
+}
+
+/** udpgrm's management counters (grmc_agent, the agent's), in its order before the others. */
+export interface AgentStats {
+  socket_critical_gauge: bigint;
+  socket_critical: bigint;
+}
+
+export function decodeAgentStats(raw: Buffer | null): AgentStats {
+  const f = grm_compat_agent_stats.fields;
+  return raw ? { socket_critical_gauge: getU64(raw, f.socket_critical_gauge), socket_critical: getU64(raw, f.socket_critical) } : { socket_critical_gauge: 0n, socket_critical: 0n };
+}
+
+export function encodeAgentStats(s: AgentStats): Buffer {
+  const f = grm_compat_agent_stats.fields;
+  const b = Buffer.alloc(grm_compat_agent_stats.size);
+  setU64(b, f.socket_critical, s.socket_critical);
+  setU64(b, f.socket_critical_gauge, s.socket_critical_gauge);
+  return b;
 }
