@@ -196,8 +196,9 @@ def cmd_echo(host, port):
 def cmd_serve(host, port, spec):
     """One generation of a service, driven by the test. spec (JSON): dissector ("flow", "noop",
     "cbpf", "bespoke"), timeout, max_apps, cbpf [[code, jt, jf, k]...], digest, sni [[app, host]...],
-    app, device (SO_BINDTODEVICE), quiet (datagrams are read and dropped, nothing printed). Registers as W+1 of its app and prints
-    {"step": "registered", gen, idx, cookie, so_cookie}. Then serves:
+    app, device (SO_BINDTODEVICE), quiet (datagrams are read and dropped, nothing printed).
+    Registers as W+1 of its app and prints {"step": "registered", gen, idx, cookie, so_cookie}.
+    Then serves:
       stdin "flip"               -> WORKING_GEN = its gen          {"step": "flipped"}
       stdin "assure IP PORT"     -> FLOW_ASSURE of that remote     {"assure": "ok" or errno name}
       stdin "assure-many IP P N" -> FLOW_ASSURE of ports P..P+N-1   {"assured": {outcome: count}}
