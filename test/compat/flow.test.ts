@@ -114,6 +114,10 @@ test.each([
       [`0x${s2.soCookie.toString(16)}`, [remote(b)]],
     ]),
   );
+  // Past the timeout (125 s by default) entries are stale: shown only with -v, marked.
+  const later = process.hrtime.bigint() + 200_000_000_000n;
+  expect(formatFlows(state.maps, false, group, later)).toBe(`${group}\n`);
+  expect(formatFlows(state.maps, true, group, later).match(/ \(stale\)\n/g)).toHaveLength(3);
   // `grm metrics`: udpgrm's Prometheus lines, then ours per slot.
   const metrics = formatMetrics(state.maps, '1.2.3').split('\n');
   expect(metrics[0]).toBe('build_info{version="1.2.3"} 1');
