@@ -6,9 +6,11 @@ import { Agent } from '../../src/grm/compat/agent.js';
 import { install } from '../../src/grm/compat/install.js';
 import { listCompat } from '../../src/grm/compat/list.js';
 import { formatMetrics } from '../../src/grm/compat/metrics.js';
+import { listProxyGroups } from '../../src/grm/compat/proxy-groups.js';
+import { GenerationManager } from '../../src/grm/index.js';
 import { CompatState } from '../../src/grm/compat/state.js';
 import { waitUntil } from '../helpers/deadline.js';
-import { enterPrivateNetns } from '../helpers/netns.js';
+import { enterPrivateNetns, uniquePinDir } from '../helpers/netns.js';
 import { removeCompatPinDir, TestCgroup, uniqueCompatPinDir } from './harness.js';
 
 enterPrivateNetns();
@@ -103,4 +105,23 @@ test('each misuse fails with udpgrm errno', async () => {
     other_option_passes: 'ok',
   });
   expect(listCompat(state.maps, false, '127.0.0.1:46010')).toContain('dissector noop  verbose\n');
+});
+
+test("grm list shows the proxy's own groups after the compat ones, marked", () => {
+  const proxyPinDir = uniquePinDir('compat-list');
+  const mgr = GenerationManager.open({ pinDir: proxyPinDir, cidLength: 16 });
+  try {
+    const g = mgr.openGroup({ host: '127.0.0.1', port: 46050 });
+    const gen = g.addGeneration();
+    const fd = g.createSocket();
+    g.register(gen, 0, fd);
+    g.setWorking(0, gen);
+    const text = listProxyGroups(proxyPinDir, false);
+    expect(text).toMatch(/^127\.0\.0\.1:46050  \(udpgrm-proxy\)\n\tgroup \d+ /);
+    expect(text).toContain(`\t\tgen ${String(gen).padStart(2)}  slot `);
+    expect(listProxyGroups(proxyPinDir, false, '127.0.0.1:1')).toBe('');
+    expect(listProxyGroups(`${proxyPinDir}-none`, false)).toBe('');
+  } finally {
+    mgr.cleanup();
+  }
 });

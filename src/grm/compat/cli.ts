@@ -15,6 +15,8 @@ import { closeMaps, isCompatPinDir, openPinnedCompatMaps } from './maps.js';
 import { formatFlows } from './flows.js';
 import { deleteCompatGroup, listCompat } from './list.js';
 import { formatMetrics } from './metrics.js';
+import { listProxyGroups } from './proxy-groups.js';
+import { DEFAULT_PIN_DIR } from '../manager.js';
 import { CompatState, DEFAULT_COMPAT_PIN_DIR, unpinCompat } from './state.js';
 
 export const EXIT_USAGE = 254;
@@ -28,11 +30,13 @@ udpgrm's interface (socket options IPPROTO_UDP 200..204) for any UDP service.
   --self               with --install: this process's own cgroup (appended to CGROUP)
   --force              with --daemon: remove the pin dir's previous state first
   --pin-dir=DIR        default ${DEFAULT_COMPAT_PIN_DIR}
+  --proxy-pin-dir=DIR  list: the proxy's own groups from there too (default ${DEFAULT_PIN_DIR}; '' = none)
   --without-sendmsg    do not attach the sendmsg hooks (FLOW learns from FLOW_ASSURE only)
   -v                   list: every socket index and counter
 
 commands:
-  list [IP:PORT]       groups, dissector, socket generations, counters
+  list [IP:PORT]       groups, dissector, socket generations, counters; then the proxy's
+                       own groups, marked "(udpgrm-proxy)"
   flows [IP:PORT]      FLOW entries by socket, with their age (-v: stale ones too)
   metrics              counters in Prometheus text format
   delete IP:PORT       forget a group (its sockets keep passing packets, unsteered)
@@ -47,6 +51,7 @@ interface Options {
   self: boolean;
   force: boolean;
   pinDir: string;
+  proxyPinDir: string;
   verbose: boolean;
   withoutSendmsg: boolean;
   help: boolean;
@@ -56,7 +61,7 @@ interface Options {
 class UsageError extends Error {}
 
 export function parseCompatArgs(argv: readonly string[]): Options {
-  const o: Options = { daemon: false, install: undefined, self: false, force: false, pinDir: DEFAULT_COMPAT_PIN_DIR, verbose: false, withoutSendmsg: false, help: false, positionals: [] };
+  const o: Options = { daemon: false, install: undefined, self: false, force: false, pinDir: DEFAULT_COMPAT_PIN_DIR, proxyPinDir: DEFAULT_PIN_DIR, verbose: false, withoutSendmsg: false, help: false, positionals: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '-h' || a === '--help') o.help = true;
@@ -68,6 +73,7 @@ export function parseCompatArgs(argv: readonly string[]): Options {
     else if (a === '-v' || a === '--verbose') o.verbose = true;
     else if (a === '--without-sendmsg') o.withoutSendmsg = true;
     else if (a.startsWith('--pin-dir=')) o.pinDir = a.slice('--pin-dir='.length);
+    else if (a.startsWith('--proxy-pin-dir=')) o.proxyPinDir = a.slice('--proxy-pin-dir='.length);
     else if (a === '-p' || a === '--pin-dir') {
       const v = argv[++i];
       if (!v) throw new UsageError(`${a} needs a directory`);
@@ -158,6 +164,10 @@ function runCommand(o: Options): number {
     err(`udpgrm-proxy grm: usage: ${usage[cmd]}\n`);
     return EXIT_FATAL;
   }
+  if (cmd === 'list' && !existsSync(o.pinDir) && o.proxyPinDir && existsSync(o.proxyPinDir)) {
+    out(listProxyGroups(o.proxyPinDir, o.verbose, arg)); // no compat state on this host: the proxy's
+    return 0;
+  }
   if (!existsSync(o.pinDir)) {
     err(`udpgrm-proxy grm: ${o.pinDir} does not exist: is the daemon running (--daemon), or --pin-dir wrong?\n`);
     return EXIT_FATAL;
@@ -166,6 +176,11 @@ function runCommand(o: Options): number {
   try {
     if (cmd === 'list') {
       out(listCompat(maps, o.verbose, arg));
+      try {
+        if (o.proxyPinDir) out(listProxyGroups(o.proxyPinDir, o.verbose, arg));
+      } catch (e) {
+        err(`udpgrm-proxy grm: the proxy's groups in ${o.proxyPinDir}: ${(e as Error).message}\n`); // compat ones were listed
+      }
       return 0;
     }
     if (cmd === 'flows') {
