@@ -8,15 +8,13 @@
  * Root only; runs in a private network namespace with a throwaway pin dir.
  *   npm run build && node dist/bench/bpf-steering.js [packetsPerPhase]
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import koffi from 'koffi';
 import { createCidIssuer, GenerationManager } from '../src/grm/index.js';
-import { AF_INET, CLONE_NEWNET, errno, errnoText, libc, SOCK_DGRAM } from '../src/sys/libc.js';
 import { clientHello, clientInitials } from '../test/helpers/quic-initial.js';
+import { BurstSender, enterPrivateNetns, nsPerRun, pinnedMapId, progStats } from './burst.js';
 
 const PER_PHASE = Number(process.argv[2] ?? 100_000);
 const SNI_COUNT = 10 * 1024; // must be a multiple of the burst size
@@ -28,85 +26,6 @@ interface Phase {
   count?: number;
 }
 const PORT = 45999;
-
-function enterPrivateNetns(): void {
-  if ((libc.unshare(CLONE_NEWNET) as number) !== 0) throw new Error(`unshare(CLONE_NEWNET): ${errnoText(errno())} (root needed)`);
-  execFileSync('ip', ['link', 'set', 'lo', 'up']);
-}
-
-interface ProgInfo {
-  name: string;
-  map_ids?: number[];
-  run_time_ns?: number;
-  run_cnt?: number;
-}
-
-/** run_time_ns and run_cnt summed over the grm_select programs that use our pinned groups map. */
-function progStats(groupsMapId: number): { ns: number; cnt: number } {
-  const progs = JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8' })) as ProgInfo[];
-  let ns = 0;
-  let cnt = 0;
-  for (const p of progs) {
-    if (p.name !== 'grm_select' || !p.map_ids?.includes(groupsMapId)) continue;
-    ns += p.run_time_ns ?? 0;
-    cnt += p.run_cnt ?? 0;
-  }
-  return { ns, cnt };
-}
-
-const BURST = 1024;
-const SLOT = 1200;
-
-/** sendmmsg sender: BURST datagrams per syscall from one native buffer (iovecs + mmsghdrs). */
-class BurstSender {
-  private readonly mem: unknown;
-  private readonly base: bigint;
-  readonly view: Buffer;
-  private readonly fd: number;
-  private readonly hdrOff = BURST * SLOT;
-  private readonly iovOff = BURST * SLOT + BURST * 64;
-
-  constructor(port: number) {
-    const total = BURST * SLOT + BURST * 64 + BURST * 16;
-    this.mem = koffi.alloc('uint8_t', total);
-    this.base = koffi.address(this.mem);
-    this.view = Buffer.from(koffi.view(this.mem, total));
-    this.fd = libc.socket(AF_INET, SOCK_DGRAM, 0) as number;
-    const sa = Buffer.alloc(16);
-    sa.writeUInt16LE(AF_INET, 0);
-    sa.writeUInt16BE(port, 2);
-    sa.set([127, 0, 0, 1], 4);
-    if (this.fd < 0 || (libc.connect(this.fd, sa, 16) as number) < 0) throw new Error(`burst sender socket: ${errnoText(errno())}`);
-  }
-
-  /** Fills slot i with a datagram; returns nothing, remembers its length. */
-  set(i: number, dgram: Buffer): void {
-    dgram.copy(this.view, i * SLOT);
-    const iov = this.iovOff + i * 16;
-    this.view.writeBigUInt64LE(this.base + BigInt(i * SLOT), iov);
-    this.view.writeBigUInt64LE(BigInt(dgram.length), iov + 8);
-    const h = this.hdrOff + i * 64; // struct mmsghdr { struct msghdr (56 B); unsigned msg_len; }
-    this.view.fill(0, h, h + 64);
-    this.view.writeBigUInt64LE(this.base + BigInt(iov), h + 16); // msg_iov
-    this.view.writeBigUInt64LE(1n, h + 24); // msg_iovlen
-  }
-
-  send(): number {
-    let sent = 0;
-    while (sent < BURST) {
-      // view shares the koffi-allocated memory that the iovecs point into.
-      const n = libc.sendmmsg(this.fd, this.view.subarray(this.hdrOff + sent * 64), BURST - sent, 0) as number;
-      if (n <= 0) throw new Error(`sendmmsg: ${errnoText(errno())}`);
-      sent += n;
-    }
-    return sent;
-  }
-
-  close(): void {
-    libc.close(this.fd);
-    koffi.free(this.mem);
-  }
-}
 
 async function main(): Promise<void> {
   enterPrivateNetns();
@@ -134,7 +53,7 @@ async function main(): Promise<void> {
     addWorkers(old);
     addWorkers(gen);
     group.setWorking(0, gen);
-    const groupsMapId = (JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show', 'pinned', `${pinDir}/grm_groups`], { encoding: 'utf8' })) as { id: number }).id;
+    const groupsMapId = pinnedMapId(`${pinDir}/grm_groups`);
     const client = dgram.createSocket('udp4');
     client.bind(0, '127.0.0.1');
     await once(client, 'listening');
@@ -174,12 +93,9 @@ async function main(): Promise<void> {
     const burst = new BurstSender(PORT);
     for (const { name, make, setup, count = PER_PHASE } of phases) {
       setup?.();
-      const before = progStats(groupsMapId);
-      for (let done = 0; done < count; done += BURST) {
-        for (let i = 0; i < BURST; i++) burst.set(i, make(done + i));
-        burst.send();
-      }
-      const mid = progStats(groupsMapId);
+      const before = progStats('grm_select', groupsMapId);
+      burst.run(count, make);
+      const mid = progStats('grm_select', groupsMapId);
       for (let start = 0; start < count; start += 2000) {
         const sends: Promise<void>[] = [];
         for (let i = start; i < Math.min(count, start + 2000); i++) {
@@ -187,9 +103,8 @@ async function main(): Promise<void> {
         }
         await Promise.all(sends);
       }
-      const after = progStats(groupsMapId);
-      const per = (a: { ns: number; cnt: number }, b: { ns: number; cnt: number }): string =>
-        (b.cnt > a.cnt ? (b.ns - a.ns) / (b.cnt - a.cnt) : NaN).toFixed(1).padStart(9);
+      const after = progStats('grm_select', groupsMapId);
+      const per = (a: { ns: number; cnt: number }, b: { ns: number; cnt: number }): string => nsPerRun(a, b).toFixed(1).padStart(9);
       process.stdout.write(`  ${name.padEnd(40)} ${per(before, mid)} ${per(mid, after)}\n`);
     }
     burst.close();

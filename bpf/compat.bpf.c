@@ -71,6 +71,14 @@ struct {
 	__type(value, struct grm_compat_stats);
 } grmc_stats SEC(".maps");
 
+/* Written by the agent only; here so the object creates (and pins) it with the others. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, GRM_COMPAT_MAX_GROUPS);
+	__type(key, struct grm_group_key);
+	__type(value, struct grm_compat_agent_stats);
+} grmc_agent SEC(".maps");
+
 /* Working memory off the 512-byte stack: a new group and its zeroed counters, the caller's option
  * bytes. Internal (not in grm_abi.h, not pinned by name). */
 struct c_scratch {
@@ -88,6 +96,12 @@ struct {
 	__type(key, __u32);
 	__type(value, struct c_scratch);
 } c_scratch SEC(".maps");
+
+/* Dissectors producing a cookie or an app (udpgrm's "cbpf" return convention). */
+#include "compat_cbpf.h"
+#ifdef GRM_WITH_SNI
+#include "compat_quic.h"
+#endif
 
 #define STAT(s, field)                    \
 	do {                              \
@@ -146,7 +160,8 @@ static __always_inline __u64 flow_timeout_ns(const struct grm_compat_group *g)
 }
 
 /* The socket st sent to (or asserted) the remote fk: create, take over an expired entry, or
- * refresh its own; a live entry of another socket is never moved (udpgrm's rule). */
+ * refresh its own; a live entry of another socket is never moved (udpgrm's rule). Counters as
+ * udpgrm: a take-over counts as a create too. */
 static __always_inline int flow_tx(struct grm_compat_group *g, struct grm_compat_sock *st,
 				   struct grm_compat_flow_key *fk, struct grm_compat_stats *s)
 {
@@ -158,30 +173,40 @@ static __always_inline int flow_tx(struct grm_compat_group *g, struct grm_compat
 	nf.last_tx_ns = now;
 	nf.slot = st->gen == GRM_COMPAT_NONE ? GRM_COMPAT_MAX_GENS : slot_of(g->dis.max_apps, st->app, st->gen);
 	f = bpf_map_lookup_elem(&grmc_flows, fk);
-	if (f) {
-		if (f->cookie == st->cookie) {
-			f->last_tx_ns = now;
-			f->slot = nf.slot;
-			STAT(s, tx_flow_update_ok);
-			return TX_OK;
-		}
-		if (now - f->last_tx_ns <= flow_timeout_ns(g)) {
+	if (f && now - f->last_tx_ns <= flow_timeout_ns(g)) {
+		if (f->cookie != st->cookie) {
 			STAT(s, tx_flow_update_conflict);
 			return TX_CONFLICT;
 		}
-		if (bpf_map_update_elem(&grmc_flows, fk, &nf, BPF_EXIST) != 0) {
-			STAT(s, tx_flow_create_error);
-			return TX_ERROR;
-		}
-		STAT(s, tx_flow_create_from_expired_ok);
+		f->last_tx_ns = now;
+		f->slot = nf.slot;
+		STAT(s, tx_flow_update_ok);
 		return TX_OK;
 	}
-	if (bpf_map_update_elem(&grmc_flows, fk, &nf, BPF_NOEXIST) != 0) {
+	/* Whole-value replace, so the receive side never sees a new owner with an old timestamp. */
+	if (bpf_map_update_elem(&grmc_flows, fk, &nf, f ? BPF_EXIST : BPF_NOEXIST) != 0) {
 		STAT(s, tx_flow_create_error);
 		return TX_ERROR;
 	}
 	STAT(s, tx_flow_create_ok);
+	if (f)
+		STAT(s, tx_flow_create_from_expired_ok);
 	return TX_OK;
+}
+
+/* IPv4 peers of a dual-stack socket are ::ffff:a.b.c.d to the app, while their datagrams carry the
+ * IPv4 address: key them as IPv4. Sends to mapped addresses reach the sendmsg4 hook already (the
+ * kernel's UDPv6 send hands them to UDPv4); a FLOW_ASSURE with such a sockaddr_in6 needs this
+ * (udpgrm keys it apart, so that flow never matches). */
+static __always_inline void flow_key_unmap(struct grm_compat_flow_key *fk)
+{
+	__u32 *a6 = (__u32 *)fk->addr;
+
+	if (a6[0] == 0 && a6[1] == 0 && a6[2] == bpf_htonl(0xffff)) {
+		a6[0] = a6[3];
+		a6[2] = 0;
+		a6[3] = 0;
+	}
 }
 
 static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx, int v6)
@@ -198,7 +223,8 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 	if (!st || group_key_of(sk, &gk) != 0)
 		return 1;
 	g = bpf_map_lookup_elem(&grmc_groups, &gk);
-	if (!g || g->dis.dissector_type != GRM_COMPAT_DISSECTOR_FLOW)
+	/* Same address in another netns is another group: its sends must not own this one's flows. */
+	if (!g || g->dis.dissector_type != GRM_COMPAT_DISSECTOR_FLOW || g->netns_cookie != st->netns_cookie)
 		return 1;
 	if (v6) {
 		__u32 *a6 = (__u32 *)fk.addr;
@@ -206,6 +232,7 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx, int v6)
 		a6[1] = ctx->user_ip6[1];
 		a6[2] = ctx->user_ip6[2];
 		a6[3] = ctx->user_ip6[3];
+		flow_key_unmap(&fk);
 	} else {
 		*(__u32 *)fk.addr = ctx->user_ip4;
 	}
@@ -314,13 +341,22 @@ static __always_inline int copy_opt(__u8 *dst, __u8 *optval, __u8 *end, __u32 n)
 	return -1;
 }
 
-/* A dissector may only be set on creation; this build serves FLOW and NOOP. */
+/* A dissector may only be set on creation. udpgrm's rules; for BESPOKE (which udpgrm leaves
+ * unchecked) its documented intent: a digest, at most 8 hostname entries and 4 apps. */
 static __always_inline int dissector_valid(const struct grm_compat_dissector *d)
 {
 	__u32 type = d->dissector_type & ~GRM_COMPAT_DISSECTOR_FLAG_VERBOSE;
 
 	if (type == GRM_COMPAT_DISSECTOR_FLOW || type == GRM_COMPAT_DISSECTOR_NOOP)
 		return d->filter_len == 0 && d->max_apps == 0 && d->bespoke_digest == 0;
+	if (type == GRM_COMPAT_DISSECTOR_CBPF)
+		return d->filter_len >= 1 && d->filter_len <= GRM_COMPAT_MAX_INSTR &&
+		       d->max_apps <= GRM_COMPAT_MAX_APPS && d->bespoke_digest == 0;
+#ifdef GRM_WITH_SNI
+	if (type == GRM_COMPAT_DISSECTOR_BESPOKE)
+		return d->bespoke_digest != 0 && d->filter_len <= QUIC_MAX_SNI_ENTRIES &&
+		       d->max_apps <= GRM_COMPAT_MAX_APPS;
+#endif
 	return 0;
 }
 
@@ -370,6 +406,7 @@ static __always_inline int flow_key_from_sockaddr(const __u8 *sa, __s32 optlen, 
 	}
 	if (family == AF_INET6_ && optlen >= 28) {
 		__builtin_memcpy(fk->addr, sa + 8, 16);
+		flow_key_unmap(fk);
 		return 0;
 	}
 	return -1;
@@ -670,17 +707,56 @@ error:
 	return -1;
 }
 
+/* Existing flow named by a 16-bit udpgrm cookie: the socket at that index of that slot. */
+static __always_inline int select_by_cookie(struct sk_reuseport_md *md, struct grm_group_key *gk,
+					    __u32 cookie, struct grm_compat_stats *s)
+{
+	struct grm_compat_slot_key skey = {};
+	struct grm_compat_slot *sl;
+	__u32 slot = cookie & 0x1f, idx = cookie >> 8 & 0xff;
+	__u64 sock;
+	long r;
+
+	if (cookie_pack(slot, idx) != cookie) {
+		/* Random bytes pass the 3-bit check one time in eight. */
+		STAT(s, rx_flow_new_unseen);
+		STAT(s, rx_flow_new_bad_cookie);
+		return -1;
+	}
+	skey.group = *gk;
+	skey.slot = slot;
+	sl = bpf_map_lookup_elem(&grmc_slots, &skey);
+	sock = sl ? sl->cookies[idx] : 0;
+	if (!sock) {
+		STAT(s, rx_flow_new_unseen);
+		return -1;
+	}
+	r = bpf_sk_select_reuseport(md, &grmc_socks, &sock, 0);
+	if (r == 0) {
+		STAT(s, rx_flow_ok);
+		if (s)
+			s->slot_rx_existing_flow[slot]++;
+		return 0;
+	}
+	if (r == -EBADFD || r == -EAFNOSUPPORT || r == -EPROTOTYPE)
+		STAT(s, rx_flow_rg_conflict);
+	else
+		STAT(s, rx_flow_other_error); /* e.g. the socket closed, its cookie still in the slot */
+	return -1;
+}
+
 SEC("sk_reuseport")
 int grmc_select(struct sk_reuseport_md *md)
 {
-
-	__u32 hash = md->hash, eth_protocol = md->eth_protocol;
+	__u32 hash = md->hash, eth_protocol = md->eth_protocol, len = md->len;
 	struct bpf_sock *sk = md->sk;
 	struct grm_compat_flow_key fk;
 	struct grm_compat_group *g;
 	struct grm_compat_stats *s;
 	struct grm_compat_flow *f;
 	struct grm_group_key gk;
+	__u32 app = 0, type, ret = 0;
+	int r;
 
 	if (!sk || group_key_of(sk, &gk) != 0)
 		return SK_PASS;
@@ -689,36 +765,77 @@ int grmc_select(struct sk_reuseport_md *md)
 		return SK_PASS; /* deleted group: unsteered */
 	s = bpf_map_lookup_elem(&grmc_stats, &gk);
 	STAT(s, rx_processed_total);
-	if (g->dis.dissector_type == GRM_COMPAT_DISSECTOR_FLOW) {
+	type = g->dis.dissector_type;
+	switch (type) {
+	case GRM_COMPAT_DISSECTOR_FLOW:
 		if (remote_of(md, eth_protocol, &fk) != 0) {
 			STAT(s, rx_packet_too_short_error);
-			goto new_flow;
+			break;
 		}
 		STAT(s, rx_dissected_ok_total);
 		fk.random_id = g->random_id;
 		f = bpf_map_lookup_elem(&grmc_flows, &fk);
-		if (!f) {
+		if (!f || bpf_ktime_get_ns() - f->last_tx_ns > flow_timeout_ns(g)) {
+			/* udpgrm counts an expired flow as unseen too (had_expired is a subset). */
 			STAT(s, rx_flow_new_unseen);
-		} else if (bpf_ktime_get_ns() - f->last_tx_ns > flow_timeout_ns(g)) {
-			STAT(s, rx_flow_new_had_expired);
+			if (f)
+				STAT(s, rx_flow_new_had_expired);
 		} else {
 			__u64 cookie = f->cookie;
 			__u32 slot = f->slot;
-			long r = bpf_sk_select_reuseport(md, &grmc_socks, &cookie, 0);
-			if (r == 0) {
+			long e = bpf_sk_select_reuseport(md, &grmc_socks, &cookie, 0);
+			if (e == 0) {
 				STAT(s, rx_flow_ok);
 				if (s && slot < GRM_COMPAT_MAX_GENS)
 					s->slot_rx_existing_flow[slot]++;
 				return SK_PASS;
 			}
-			if (r == -EXDEV || r == -EBADFD)
+			/* The kernel's answers for a socket of another reuseport group (same address,
+			 * e.g. one bound to a device): -EBADFD, or -EAFNOSUPPORT / -EPROTOTYPE for
+			 * another family / protocol (net/core/filter.c sk_select_reuseport). */
+			if (e == -EBADFD || e == -EAFNOSUPPORT || e == -EPROTOTYPE)
 				STAT(s, rx_flow_rg_conflict);
 			else
 				STAT(s, rx_flow_other_error);
 		}
+		break;
+	case GRM_COMPAT_DISSECTOR_NOOP:
+		/* udpgrm counts every NOOP datagram as a dissected, unseen flow. */
+		STAT(s, rx_dissected_ok_total);
+		STAT(s, rx_flow_new_unseen);
+		break;
+	case GRM_COMPAT_DISSECTOR_CBPF:
+#ifdef GRM_WITH_SNI
+	case GRM_COMPAT_DISSECTOR_BESPOKE:
+#endif
+		if (type == GRM_COMPAT_DISSECTOR_CBPF)
+			r = cbpf_run(md, g, len, eth_protocol, &ret);
+#ifdef GRM_WITH_SNI
+		else
+			r = quic_dead_run(md, g, len, &ret);
+#endif
+		if (r != DIS_OK) {
+			/* udpgrm leaves these to the kernel's hash over the whole group. */
+			if (r == DIS_LOAD)
+				STAT(s, rx_packet_too_short_error);
+			else
+				STAT(s, rx_cbpf_prog_error);
+			return SK_PASS;
+		}
+		STAT(s, rx_dissected_ok_total);
+		if (ret - 0x80000000u < g->dis.max_apps) {
+			app = ret - 0x80000000u; /* a new flow of that app */
+			STAT(s, rx_flow_new_unseen);
+		} else if (ret > 0xffff) {
+			STAT(s, rx_flow_new_unseen); /* a new flow of app 0 (e.g. RET -1) */
+		} else if (select_by_cookie(md, &gk, ret, s) == 0) {
+			return SK_PASS;
+		}
+		break;
+	default:
+		STAT(s, rx_internal_state_error);
+		return SK_PASS;
 	}
-new_flow:
-	/* NOOP, and FLOW datagrams of no live flow. */
-	select_new(md, g, &gk, 0, hash, s);
+	select_new(md, g, &gk, app, hash, s);
 	return SK_PASS;
 }

@@ -211,7 +211,10 @@ struct grm_gen_stats {
  *   cgroup/setsockopt   IPPROTO_UDP options 200..204 (udpgrm's semantics and errno values)
  *   cgroup/getsockopt   the same options, read side
  *   cgroup/sendmsg4|6   FLOW dissector: learn flows from replies
- *   sk_reuseport        grmc_select, attached by the agent to every compat group
+ *   sk_reuseport        grmc_select, attached by the agent to every compat group: FLOW (grmc_flows),
+ *                       NOOP, CBPF (compat_cbpf.h) and BESPOKE 0xDEAD (compat_quic.h); CBPF and
+ *                       BESPOKE yield a 16-bit cookie (grmc_slots[slot].cookies[idx]) or
+ *                       0x80000000 + app (a new flow of that app), as udpgrm
  * Registration: the setsockopt hook posts a struct grm_compat_msg to grmc_ring; the agent
  * (udpgrm-proxy grm --daemon) takes the socket from the process (pidfd_getfd), picks its index in
  * the generation's slot, inserts it in grmc_socks (SOCKHASH keyed by SO_COOKIE), writes the slot's
@@ -224,6 +227,7 @@ struct grm_gen_stats {
  *   grmc_sk      the hooks (gen, app) and the agent (idx); the agent's update carries the gen of
  *                the request it serves, and every later request is queued behind it
  *   grmc_flows   the sendmsg hooks and FLOW_ASSURE
+ *   grmc_agent   the agent only (its registration failures per group; no program reads it)
  * Slot of a generation (udpgrm's TO_WRK_GEN): A = max_apps or 1, slot = app * (32 / A) + gen % (32 / A).
  * Cookie (16 bits, big-endian on the wire): idx << 8 | cs << 5 | slot, cs = 3-bit check of idx
  * and slot (GRM_COMPAT_COOKIE_CS_SEED; see cookie.ts).
@@ -241,6 +245,8 @@ struct grm_gen_stats {
 #define GRM_COMPAT_DISSECTOR_FLAG_VERBOSE 0x8000
 #define GRM_COMPAT_MAX_INSTR 64
 #define GRM_COMPAT_LABEL_SZ 100
+#define GRM_COMPAT_MAX_BESPOKE_SNI 8 /* BESPOKE hostname entries: {u8 app, u8 0, hostname[62]} */
+#define GRM_COMPAT_BESPOKE_SNI_LEN 62
 #define GRM_COMPAT_MAX_GENS 32
 #define GRM_COMPAT_MAX_SOCKETS_IN_GEN 256
 #define GRM_COMPAT_MAX_APPS 4
@@ -266,10 +272,11 @@ struct grm_compat_dissector {
 	char label[GRM_COMPAT_LABEL_SZ];
 	__u32 filter_len; /* CBPF instructions, or BESPOKE hostname entries */
 	/* CBPF: GRM_COMPAT_MAX_INSTR x {u16 code, u8 jt, u8 jf, u32 k};
-	 * BESPOKE: 8 x {u8 app, u8 reserved, u8 hostname[62]} */
+	 * BESPOKE: GRM_COMPAT_MAX_BESPOKE_SNI x {u8 app, u8 reserved, u8 hostname[GRM_COMPAT_BESPOKE_SNI_LEN]} */
 	__u8 payload[GRM_COMPAT_MAX_INSTR * 8];
 };
 _Static_assert(sizeof(struct grm_compat_dissector) == 632, "udpgrm's struct udp_grm_dissector");
+_Static_assert(GRM_COMPAT_MAX_BESPOKE_SNI * (2 + GRM_COMPAT_BESPOKE_SNI_LEN) == GRM_COMPAT_MAX_INSTR * 8, "hostname entries fill the payload");
 
 /* GET of option 201 with optlen >= 12. */
 struct grm_compat_sock_gen {
@@ -358,6 +365,12 @@ struct grm_compat_stats {
 	__u64 tx_flow_update_conflict;
 	__u64 slot_rx_new_flow[GRM_COMPAT_MAX_GENS];     /* new flows dispatched to the slot */
 	__u64 slot_rx_existing_flow[GRM_COMPAT_MAX_GENS]; /* datagrams of known flows delivered to it */
+};
+
+/* grmc_agent (HASH keyed by struct grm_group_key): udpgrm's management counters, kept by the agent. */
+struct grm_compat_agent_stats {
+	__u64 socket_critical;       /* registrations that failed (process gone, socket not found...) */
+	__u64 socket_critical_gauge; /* 1 while the group's last registration failed, else 0 */
 };
 
 #endif

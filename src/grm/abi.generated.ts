@@ -44,6 +44,8 @@ export const GRM = {
   COMPAT_DISSECTOR_FLAG_VERBOSE: 32768,
   COMPAT_MAX_INSTR: 64,
   COMPAT_LABEL_SZ: 100,
+  COMPAT_MAX_BESPOKE_SNI: 8,
+  COMPAT_BESPOKE_SNI_LEN: 62,
   COMPAT_MAX_GENS: 32,
   COMPAT_MAX_SOCKETS_IN_GEN: 256,
   COMPAT_MAX_APPS: 4,
@@ -277,6 +279,14 @@ export const grm_compat_slot: AbiStruct<'max_idx' | 'reserved' | 'cookies'> = {
   },
 };
 
+export const grm_compat_agent_stats: AbiStruct<'socket_critical' | 'socket_critical_gauge'> = {
+  size: 16,
+  fields: {
+    socket_critical: { offset: 0, elemSize: 8, dims: [] },
+    socket_critical_gauge: { offset: 8, elemSize: 8, dims: [] },
+  },
+};
+
 export const grm_compat_sock_gen: AbiStruct<'socket_gen' | 'socket_idx' | 'grm_cookie' | 'reserved'> = {
   size: 12,
   fields: {
@@ -302,5 +312,5 @@ export const grm_compat_msg: AbiStruct<'type' | 'tgid' | 'value' | 'app' | 'cook
 export const MAP_NAMES = ['grm_attempts', 'grm_genstats', 'grm_group_ids', 'grm_groups', 'grm_gstats', 'grm_keys', 'grm_names', 'grm_ports', 'grm_socks'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
-export const COMPAT_MAP_NAMES = ['grmc_flows', 'grmc_groups', 'grmc_ring', 'grmc_sk', 'grmc_slots', 'grmc_socks', 'grmc_stats'] as const;
+export const COMPAT_MAP_NAMES = ['grmc_agent', 'grmc_flows', 'grmc_groups', 'grmc_ring', 'grmc_sk', 'grmc_slots', 'grmc_socks', 'grmc_stats'] as const;
 export type CompatMapName = (typeof COMPAT_MAP_NAMES)[number];

@@ -19,6 +19,12 @@ export const libc = {
   sendto: lib.func('intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
   sendmmsg: lib.func('int sendmmsg(int fd, void *msgvec, unsigned int vlen, int flags)'),
   recv: lib.func('intptr_t recv(int fd, void *buf, size_t len, int flags)'),
+  /** The msghdr and everything it points to are caller-built (scm-rights.ts). */
+  sendmsg: lib.func('intptr_t sendmsg(int fd, const void *msg, int flags)'),
+  recvmsg: lib.func('intptr_t recvmsg(int fd, void *msg, int flags)'),
+  dup2: lib.func('int dup2(int oldfd, int newfd)'),
+  /** Replaces this process (argv NULL-terminated); returns only on failure. */
+  execvp: lib.func('int execvp(const char *file, const char **argv)'),
   close: lib.func('int close(int fd)'),
   /** Variadic: pass the third argument as ('int', value). */
   fcntl: lib.func('int fcntl(int fd, int cmd, ...)'),
@@ -55,11 +61,13 @@ export const SO_SNDBUFFORCE = 32;
 export const SO_RCVBUFFORCE = 33;
 export const SO_ATTACH_REUSEPORT_EBPF = 52;
 export const SO_COOKIE = 57;
+export const SCM_RIGHTS = 1;
 export const SO_DETACH_REUSEPORT_BPF = 68;
 export const IPPROTO_IPV6 = 41;
 export const IPV6_V6ONLY = 26;
 
 // <fcntl.h>
+export const F_GETFD = 1;
 export const F_SETFD = 2;
 export const FD_CLOEXEC = 1;
 

@@ -40,6 +40,12 @@ export class JsonChild {
     });
   }
 
+  /** Resolves at the next line or at exit (never rejects): for waiting on several children. */
+  changed(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return Promise.resolve();
+    return new Promise((res) => this.waiters.push(res));
+  }
+
   /** The first line matching `pred`, waiting for it (rejects when the process exits first or at the deadline). */
   async line(pred: (l: Record<string, unknown>) => boolean, timeoutMs = 20_000): Promise<Record<string, unknown>> {
     const deadline = Date.now() + timeoutMs;
@@ -102,4 +108,51 @@ export function uniqueCompatPinDir(tag: string): string {
 /** Removes a compat pin dir whatever state it is in (links detached, groups forgotten). */
 export function removeCompatPinDir(pinDir: string): void {
   uninstallCompat(pinDir);
+}
+
+/** A generation started with `udpgrm_client.py serve` (see there): stdin commands, stdout events. */
+export class Served extends JsonChild {
+  gen = -1;
+  cookie = -1;
+  soCookie = 0n;
+
+  /** Writes a command line and returns the first line after it that matches `pred`. */
+  async command(text: string, pred: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+    const from = this.lines.length;
+    this.proc.stdin!.write(`${text}\n`);
+    return this.line((l) => this.lines.indexOf(l) >= from && pred(l));
+  }
+
+  flip(): Promise<Record<string, unknown>> {
+    return this.command('flip', (l) => l.step === 'flipped');
+  }
+
+  /** FLOW_ASSURE of host:port from this socket: "ok" or the errno name. */
+  async assure(host: string, port: number): Promise<string> {
+    return (await this.command(`assure ${host} ${port}`, (l) => l.assure !== undefined && l.port === port)).assure as string;
+  }
+}
+
+/** Starts a generation in the cgroup and waits until it is registered. */
+export async function serve(cg: TestCgroup, port: number, spec: Record<string, unknown>, host = '127.0.0.1'): Promise<Served> {
+  const s = new Served(cg.spawn(PYTHON, [CLIENT, 'serve', host, String(port), JSON.stringify(spec)]));
+  const r = await s.line((l) => l.step === 'registered');
+  s.gen = r.gen as number;
+  s.cookie = r.cookie as number;
+  s.soCookie = BigInt(r.so_cookie as number);
+  return s;
+}
+
+/** Which of `servers` received the datagram whose payload is `payload` (index), waiting on their output. */
+export async function receiver(servers: readonly JsonChild[], payload: string, timeoutMs = 5_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const i = servers.findIndex((s) => s.lines.some((l) => l.rx === payload));
+    if (i >= 0) return i;
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error(`no server received '${payload}'`);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([...servers.map((s) => s.changed()), new Promise<void>((res) => (timer = setTimeout(res, left)))]);
+    clearTimeout(timer);
+  }
 }

@@ -5,9 +5,12 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { Agent } from '../../src/grm/compat/agent.js';
 import { install } from '../../src/grm/compat/install.js';
 import { listCompat } from '../../src/grm/compat/list.js';
+import { formatMetrics } from '../../src/grm/compat/metrics.js';
+import { listProxyGroups } from '../../src/grm/compat/proxy-groups.js';
+import { GenerationManager } from '../../src/grm/index.js';
 import { CompatState } from '../../src/grm/compat/state.js';
 import { waitUntil } from '../helpers/deadline.js';
-import { enterPrivateNetns } from '../helpers/netns.js';
+import { enterPrivateNetns, uniquePinDir } from '../helpers/netns.js';
 import { removeCompatPinDir, TestCgroup, uniqueCompatPinDir } from './harness.js';
 
 enterPrivateNetns();
@@ -44,6 +47,10 @@ test('a full request ring fails SOCKET_GEN and WORKING_GEN with EAGAIN and chang
   agent.start();
   await waitUntil('the agent to serve the queued requests', () => agent.counters.failed >= (r.posted as number), { timeoutMs: 20_000 });
   expect(agent.counters.registered).toBe(0);
+  // udpgrm's management counters, per group: failures, and the gauge of the last one.
+  const metrics = formatMetrics(state.maps).split('\n');
+  expect(metrics).toContain('socket_critical_gauge{socket="127.0.0.1:46001"} 1');
+  expect(metrics).toContain(`socket_critical{socket="127.0.0.1:46001"} ${r.posted as number}`);
 });
 
 test('probe, register, wait for registration, flip: the article snippet', async () => {
@@ -65,6 +72,7 @@ test('probe, register, wait for registration, flip: the article snippet', async 
   // The process exited: its socket is dead, still shown because gen 1 is working.
   expect(listed).toContain('\t\tgen  1  dead  <=  app 0  gen 1\n');
   expect(log.some((l) => l.includes('127.0.0.1:46002') && l.includes('registered: gen 1 slot 1 idx 0'))).toBe(true);
+  expect(listCompat(state.maps, true, '127.0.0.1:46002')).toContain('\tmetrics:\n\t\tsocket_critical_gauge 0\n\t\tsocket_critical 0\n');
 });
 
 test('each misuse fails with udpgrm errno', async () => {
@@ -97,4 +105,23 @@ test('each misuse fails with udpgrm errno', async () => {
     other_option_passes: 'ok',
   });
   expect(listCompat(state.maps, false, '127.0.0.1:46010')).toContain('dissector noop  verbose\n');
+});
+
+test("grm list shows the proxy's own groups after the compat ones, marked", () => {
+  const proxyPinDir = uniquePinDir('compat-list');
+  const mgr = GenerationManager.open({ pinDir: proxyPinDir, cidLength: 16 });
+  try {
+    const g = mgr.openGroup({ host: '127.0.0.1', port: 46050 });
+    const gen = g.addGeneration();
+    const fd = g.createSocket();
+    g.register(gen, 0, fd);
+    g.setWorking(0, gen);
+    const text = listProxyGroups(proxyPinDir, false);
+    expect(text).toMatch(/^127\.0\.0\.1:46050  \(udpgrm-proxy\)\n\tgroup \d+ /);
+    expect(text).toContain(`\t\tgen ${String(gen).padStart(2)}  slot `);
+    expect(listProxyGroups(proxyPinDir, false, '127.0.0.1:1')).toBe('');
+    expect(listProxyGroups(`${proxyPinDir}-none`, false)).toBe('');
+  } finally {
+    mgr.cleanup();
+  }
 });

@@ -6,6 +6,7 @@ python3 udpgrm_client.py register HOST PORT [noop]  -> register gen W+1, wait, f
 python3 udpgrm_client.py errnos HOST PORT           -> {"case": errno-name or "ok", ...} for each misuse
 python3 udpgrm_client.py fill-ring HOST PORT        -> SOCKET_GEN until EAGAIN: {"posted": N, "errno": ...}
 python3 udpgrm_client.py echo HOST PORT             -> NOOP echo generation (see echo())
+python3 udpgrm_client.py serve HOST PORT JSON       -> one generation driven over stdin (see serve())
 Every line printed is one JSON object.
 """
 import errno
@@ -25,6 +26,8 @@ UDP_GRM_FLOW_ASSURE = 203
 UDP_GRM_SOCKET_APP = 204
 DISSECTOR_FLOW = 0
 DISSECTOR_CBPF = 1
+DISSECTOR_BESPOKE = 3
+SO_COOKIE = 57  # <asm-generic/socket.h>
 DISSECTOR_NOOP = 4
 
 
@@ -42,13 +45,24 @@ def reuseport_socket(host, port, reuseport=True, bind=True):
     return sd
 
 
-def dissector(kind, timeout=0, max_apps=0, filter_len=0):
+def dissector(kind, timeout=0, max_apps=0, filter_len=0, digest=0, payload=b""):
     # struct udp_grm_dissector: type, flow_entry_timeout_sec, max_apps, bespoke_digest, label[100],
-    # filter_len, filter[64] (632 bytes)
-    return struct.pack("IIII100sI512s", kind, timeout, max_apps, 0, b"", filter_len, b"")
+    # filter_len, then filter[64] {u16 code, u8 jt, u8 jf, u32 k} or 8 x {u8 app, u8 0, hostname[62]}
+    # (632 bytes)
+    return struct.pack("IIII100sI512s", kind, timeout, max_apps, digest, b"", filter_len, payload)
+
+
+def cbpf_payload(insns):
+    return b"".join(struct.pack("HBBI", code, jt, jf, k) for code, jt, jf, k in insns)
+
+
+def sni_payload(entries):
+    return b"".join(struct.pack("BB62s", app, 0, host.encode()) for app, host in entries)
 
 
 def sockaddr_in(ip, port):
+    if ":" in ip:  # struct sockaddr_in6: family, port, flowinfo, address, scope id
+        return struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, 0) + socket.inet_pton(socket.AF_INET6, ip) + bytes(4)
     return struct.pack("=H", socket.AF_INET) + struct.pack("!H", port) + socket.inet_aton(ip) + bytes(8)
 
 
@@ -179,7 +193,87 @@ def cmd_echo(host, port):
     emit(step="drained", gen=gen, echoed=echoed)
 
 
-COMMANDS = {"probe": cmd_probe, "register": cmd_register, "errnos": cmd_errnos, "fill-ring": cmd_fill_ring, "echo": cmd_echo}
+def cmd_serve(host, port, spec):
+    """One generation of a service, driven by the test. spec (JSON): dissector ("flow", "noop",
+    "cbpf", "bespoke"), timeout, max_apps, cbpf [[code, jt, jf, k]...], digest, sni [[app, host]...],
+    app, device (SO_BINDTODEVICE), quiet (datagrams are read and dropped, nothing printed).
+    Registers as W+1 of its app and prints {"step": "registered", gen, idx, cookie, so_cookie}.
+    Then serves:
+      stdin "flip"               -> WORKING_GEN = its gen          {"step": "flipped"}
+      stdin "assure IP PORT"     -> FLOW_ASSURE of that remote     {"assure": "ok" or errno name}
+      stdin "assure-many IP P N" -> FLOW_ASSURE of ports P..P+N-1   {"assured": {outcome: count}}
+      stdin "quit"               -> exits
+      a datagram                 -> {"rx": payload, "gen": gen}; when the payload starts with "r",
+                                    replies payload + "@gen" (a send: FLOW learns the flow) and
+                                    prints {"tx": payload}
+    """
+    o = json.loads(spec)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sd = socket.socket(family, socket.SOCK_DGRAM, 0)
+    if o.get("device"):
+        sd.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, o["device"].encode())
+    sd.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sd.bind((host, port))
+    kinds = {"flow": DISSECTOR_FLOW, "cbpf": DISSECTOR_CBPF, "bespoke": DISSECTOR_BESPOKE, "noop": DISSECTOR_NOOP}
+    if "dissector" in o:
+        insns = o.get("cbpf", [])
+        sni = o.get("sni", [])
+        payload = cbpf_payload(insns) if insns else sni_payload(sni)
+        sd.setsockopt(IPPROTO_UDP, UDP_GRM_DISSECTOR,
+                      dissector(kinds[o["dissector"]], o.get("timeout", 0), o.get("max_apps", 0),
+                                len(insns) or len(sni), o.get("digest", 0), payload))
+    if o.get("app"):
+        sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_APP, o["app"])
+    gen = sd.getsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN) + 1
+    sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, gen)
+    wait_registered(sd)
+    g, idx, cookie, _ = struct.unpack("IIHH", sd.getsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, 12))
+    so_cookie = struct.unpack("Q", sd.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8))[0]
+    emit(step="registered", gen=g, idx=idx, cookie=cookie, so_cookie=so_cookie)
+    sd.setblocking(False)
+    stdin = sys.stdin.fileno()
+    pending = b""
+    while True:
+        ready, _, _ = select.select([sd, stdin], [], [])
+        if sd in ready:
+            while True:
+                try:
+                    msg, addr = sd.recvfrom(2048)
+                except BlockingIOError:
+                    break
+                text = msg.decode("latin1")
+                if o.get("quiet"):
+                    continue
+                emit(rx=text, gen=gen)
+                if msg.startswith(b"r"):
+                    sd.sendto(msg + b"@%d" % gen, addr)
+                    emit(tx=text)
+        if stdin in ready:
+            chunk = os.read(stdin, 4096)
+            if not chunk:
+                return
+            pending += chunk
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                words = line.decode().split()
+                if words == ["flip"]:
+                    sd.setsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN, gen)
+                    emit(step="flipped", gen=gen)
+                elif words and words[0] == "assure":
+                    emit(assure=errname(lambda: sd.setsockopt(IPPROTO_UDP, UDP_GRM_FLOW_ASSURE, sockaddr_in(words[1], int(words[2])))),
+                         port=int(words[2]))
+                elif words and words[0] == "assure-many":
+                    # assure-many IP FIRST_PORT N: FLOW_ASSURE of N remotes, outcomes counted
+                    outcomes = {}
+                    for p in range(int(words[2]), int(words[2]) + int(words[3])):
+                        e = errname(lambda: sd.setsockopt(IPPROTO_UDP, UDP_GRM_FLOW_ASSURE, sockaddr_in(words[1], p)))
+                        outcomes[e] = outcomes.get(e, 0) + 1
+                    emit(assured=outcomes)
+                elif words == ["quit"]:
+                    return
+
+
+COMMANDS = {"probe": cmd_probe, "register": cmd_register, "errnos": cmd_errnos, "fill-ring": cmd_fill_ring, "echo": cmd_echo, "serve": cmd_serve}
 
 if __name__ == "__main__":
     name, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])

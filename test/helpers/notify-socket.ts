@@ -1,9 +1,10 @@
 /**
  * A stand-in for systemd's notify socket: a unix datagram socket (through libc, Node has none)
- * that the test reads without blocking.
+ * that the test reads without blocking; receive() also takes the fds of FDSTORE=1 messages.
  */
 import { rmSync } from 'node:fs';
 import { AF_UNIX, errno, errnoText, libc, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_DGRAM } from '../../src/sys/libc.js';
+import { recvWithFds } from '../../src/sys/scm-rights.js';
 
 export class NotifySocket {
   private readonly fd: number;
@@ -24,6 +25,16 @@ export class NotifySocket {
       const n = libc.recv(this.fd, buf, buf.length, MSG_DONTWAIT) as number;
       if (n < 0) return out;
       out.push(buf.subarray(0, n).toString());
+    }
+  }
+
+  /** Every message received so far, with the fds it carried (the caller closes them). */
+  receive(): Array<{ text: string; fds: number[] }> {
+    const out: Array<{ text: string; fds: number[] }> = [];
+    for (;;) {
+      const m = recvWithFds(this.fd, 4096, MSG_DONTWAIT);
+      if (!m) return out;
+      out.push({ text: m.data.toString(), fds: m.fds });
     }
   }
 

@@ -7,14 +7,14 @@
 import { GRM } from '../abi.generated.js';
 import { addressOfKey } from '../manager.js';
 import { formatAddress } from '../sockets.js';
-import { decodeMsg, type CompatMsg } from './records.js';
+import { decodeAgentStats, decodeMsg, encodeAgentStats, type CompatMsg } from './records.js';
 import { Registrar } from './registrar.js';
 import { RingReader } from './ring.js';
 import type { CompatState } from './state.js';
 
 export interface AgentCounters {
   registered: number;
-  /** Requests that could not be served (udpgrm's socket_critical). */
+  /** Requests that could not be served (per group in grmc_agent: udpgrm's socket_critical). */
   failed: number;
   workingGenSet: number;
   dissectorSet: number;
@@ -51,6 +51,20 @@ export class Agent {
     this.state = 'stopped';
   }
 
+  /** udpgrm's socket_critical (failures) and its gauge (the last one failed), per existing group. */
+  private recordOutcome(groupKey: Buffer, ok: boolean): void {
+    const maps = this.compat.maps;
+    if (!maps.grmc_groups.lookup(groupKey)) return; // nothing to attribute it to (deleted group)
+    try {
+      const s = decodeAgentStats(maps.grmc_agent.lookup(groupKey));
+      if (!ok) s.socket_critical++;
+      s.socket_critical_gauge = ok ? 0n : 1n;
+      maps.grmc_agent.update(groupKey, encodeAgentStats(s));
+    } catch (err) {
+      this.log(`[!] ${formatAddress(addressOfKey(groupKey))}: counters not updated: ${(err as Error).message}`);
+    }
+  }
+
   private onRecord(data: Uint8Array): void {
     const msg = decodeMsg(data);
     if (!msg) {
@@ -73,6 +87,7 @@ export class Agent {
           this.counters.failed++;
           this.log(`[!] pid ${msg.tgid} socket 0x${msg.cookie.toString(16)} not registered: ${r.reason}`);
         }
+        this.recordOutcome(msg.groupKey, r.ok);
         return;
       }
       case GRM.COMPAT_MSG_SET_WORKING_GEN:

@@ -2,7 +2,8 @@
  * udpgrm's command line under `udpgrm-proxy grm`, so scripts written for udpgrm run unchanged:
  *   --daemon [--install[=CGROUP]] [--self] [--force] [--pin-dir=DIR] [--without-sendmsg]
  *   --install[=CGROUP] [--self]      (no CGROUP: the root cgroup, as udpgrm)
- *   list [-v] [IP:PORT] | delete IP:PORT | -h
+ *   list [-v] [IP:PORT] | flows [-v] [IP:PORT] | metrics | delete IP:PORT | -h
+ *   activate NAME IP:PORT [...] [-- CMD...] | decoy [--] CMD...   (systemd helpers)
  * plus `uninstall` (ours): detach every hook of the pin dir, forget its groups, remove it.
  * Exit codes as udpgrm: 0 ok, 254 after -h, 255 on any error.
  */
@@ -11,7 +12,11 @@ import { join } from 'node:path';
 import { Agent } from './agent.js';
 import { cgroup2Mount, install, selfCgroup, uninstall } from './install.js';
 import { closeMaps, isCompatPinDir, openPinnedCompatMaps } from './maps.js';
+import { formatFlows } from './flows.js';
 import { deleteCompatGroup, listCompat } from './list.js';
+import { formatMetrics } from './metrics.js';
+import { listProxyGroups } from './proxy-groups.js';
+import { DEFAULT_PIN_DIR } from '../manager.js';
 import { CompatState, DEFAULT_COMPAT_PIN_DIR, unpinCompat } from './state.js';
 
 export const EXIT_USAGE = 254;
@@ -25,13 +30,19 @@ udpgrm's interface (socket options IPPROTO_UDP 200..204) for any UDP service.
   --self               with --install: this process's own cgroup (appended to CGROUP)
   --force              with --daemon: remove the pin dir's previous state first
   --pin-dir=DIR        default ${DEFAULT_COMPAT_PIN_DIR}
+  --proxy-pin-dir=DIR  list: the proxy's own groups from there too (default ${DEFAULT_PIN_DIR}; '' = none)
   --without-sendmsg    do not attach the sendmsg hooks (FLOW learns from FLOW_ASSURE only)
   -v                   list: every socket index and counter
 
 commands:
-  list [IP:PORT]       groups, dissector, socket generations, counters
+  list [IP:PORT]       groups, dissector, socket generations, counters; then the proxy's
+                       own groups, marked "(udpgrm-proxy)"
+  flows [IP:PORT]      FLOW entries by socket, with their age (-v: stale ones too)
+  metrics              counters in Prometheus text format
   delete IP:PORT       forget a group (its sockets keep passing packets, unsteered)
   uninstall            detach every hook of the pin dir, forget its groups, remove it
+  activate NAME IP:PORT [-- CMD]  sockets into systemd's fd store, registered (activate -h)
+  decoy [--] CMD       main-process stand-in for Type=notify services with KillMode=process
 `;
 
 interface Options {
@@ -40,6 +51,7 @@ interface Options {
   self: boolean;
   force: boolean;
   pinDir: string;
+  proxyPinDir: string;
   verbose: boolean;
   withoutSendmsg: boolean;
   help: boolean;
@@ -49,7 +61,7 @@ interface Options {
 class UsageError extends Error {}
 
 export function parseCompatArgs(argv: readonly string[]): Options {
-  const o: Options = { daemon: false, install: undefined, self: false, force: false, pinDir: DEFAULT_COMPAT_PIN_DIR, verbose: false, withoutSendmsg: false, help: false, positionals: [] };
+  const o: Options = { daemon: false, install: undefined, self: false, force: false, pinDir: DEFAULT_COMPAT_PIN_DIR, proxyPinDir: DEFAULT_PIN_DIR, verbose: false, withoutSendmsg: false, help: false, positionals: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '-h' || a === '--help') o.help = true;
@@ -61,6 +73,7 @@ export function parseCompatArgs(argv: readonly string[]): Options {
     else if (a === '-v' || a === '--verbose') o.verbose = true;
     else if (a === '--without-sendmsg') o.withoutSendmsg = true;
     else if (a.startsWith('--pin-dir=')) o.pinDir = a.slice('--pin-dir='.length);
+    else if (a.startsWith('--proxy-pin-dir=')) o.proxyPinDir = a.slice('--proxy-pin-dir='.length);
     else if (a === '-p' || a === '--pin-dir') {
       const v = argv[++i];
       if (!v) throw new UsageError(`${a} needs a directory`);
@@ -84,6 +97,9 @@ const out = (s: string): void => void process.stdout.write(s);
 const err = (s: string): void => void process.stderr.write(s);
 
 export async function runCompatCli(argv: readonly string[], signals: NodeJS.Process = process): Promise<number> {
+  // systemd helpers: command lines of their own (udpgrm_activate.py's, mmdecoy's).
+  if (argv[0] === 'activate') return (await import('./activate.js')).runActivate(argv.slice(1));
+  if (argv[0] === 'decoy') return (await import('./decoy.js')).runDecoy(argv.slice(1));
   let o: Options;
   try {
     o = parseCompatArgs(argv);
@@ -138,13 +154,19 @@ function runCommand(o: Options): number {
     out(`removed ${o.pinDir}\n`);
     return 0;
   }
-  if (cmd !== 'list' && cmd !== 'delete') {
+  const usage: Record<string, string> = { list: 'list [-v] [IP:PORT]', flows: 'flows [-v] [IP:PORT]', metrics: 'metrics', delete: 'delete IP:PORT' };
+  if (!cmd || !usage[cmd]) {
     err(cmd ? `udpgrm-proxy grm: unknown command '${cmd}'\n${COMPAT_USAGE}` : COMPAT_USAGE);
     return EXIT_FATAL;
   }
-  if (extra !== undefined || (cmd === 'delete' && !arg)) {
-    err(`udpgrm-proxy grm: usage: ${cmd === 'delete' ? 'delete IP:PORT' : 'list [-v] [IP:PORT]'}\n`);
+  const takesArg = cmd !== 'metrics';
+  if (extra !== undefined || (cmd === 'delete' && !arg) || (!takesArg && arg !== undefined)) {
+    err(`udpgrm-proxy grm: usage: ${usage[cmd]}\n`);
     return EXIT_FATAL;
+  }
+  if (cmd === 'list' && !existsSync(o.pinDir) && o.proxyPinDir && existsSync(o.proxyPinDir)) {
+    out(listProxyGroups(o.proxyPinDir, o.verbose, arg)); // no compat state on this host: the proxy's
+    return 0;
   }
   if (!existsSync(o.pinDir)) {
     err(`udpgrm-proxy grm: ${o.pinDir} does not exist: is the daemon running (--daemon), or --pin-dir wrong?\n`);
@@ -154,6 +176,19 @@ function runCommand(o: Options): number {
   try {
     if (cmd === 'list') {
       out(listCompat(maps, o.verbose, arg));
+      try {
+        if (o.proxyPinDir) out(listProxyGroups(o.proxyPinDir, o.verbose, arg));
+      } catch (e) {
+        err(`udpgrm-proxy grm: the proxy's groups in ${o.proxyPinDir}: ${(e as Error).message}\n`); // compat ones were listed
+      }
+      return 0;
+    }
+    if (cmd === 'flows') {
+      out(formatFlows(maps, o.verbose, arg));
+      return 0;
+    }
+    if (cmd === 'metrics') {
+      out(formatMetrics(maps));
       return 0;
     }
     if (!deleteCompatGroup(maps, arg!)) {

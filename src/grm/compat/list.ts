@@ -7,8 +7,8 @@ import { addressOfKey, groupKey } from '../manager.js';
 import { formatAddress, toSocketAddress } from '../sockets.js';
 import { GrmError } from '../errors.js';
 import { slotOf } from './cookie.js';
-import type { CompatMaps } from './maps.js';
-import { decodeGroup, decodeSlot, decodeStats, slotKey, type CompatGroup } from './records.js';
+import { isLiveSocket, type CompatMaps } from './maps.js';
+import { decodeAgentStats, decodeGroup, decodeSlot, decodeStats, SLOT_COUNTERS, slotKey, UDPGRM_COUNTERS, type CompatGroup } from './records.js';
 
 const DISSECTOR_NAMES: Record<number, string> = {
   [GRM.COMPAT_DISSECTOR_FLOW]: 'flow',
@@ -17,32 +17,6 @@ const DISSECTOR_NAMES: Record<number, string> = {
   [GRM.COMPAT_DISSECTOR_NOOP]: 'noop',
 };
 
-/** udpgrm's counters, in its order (metrics shown when non-zero, all with -v). */
-const METRICS = [
-  'rx_processed_total',
-  'rx_internal_state_error',
-  'rx_cbpf_prog_error',
-  'rx_packet_too_short_error',
-  'rx_dissected_ok_total',
-  'rx_flow_ok',
-  'rx_flow_rg_conflict',
-  'rx_flow_other_error',
-  'rx_flow_new_unseen',
-  'rx_flow_new_had_expired',
-  'rx_flow_new_bad_cookie',
-  'rx_new_flow_total',
-  'rx_new_flow_working_gen_dispatch_ok',
-  'rx_new_flow_working_gen_dispatch_error',
-  'tx_total',
-  'tx_flow_create_ok',
-  'tx_flow_create_from_expired_ok',
-  'tx_flow_create_error',
-  'tx_flow_update_ok',
-  'tx_flow_update_conflict',
-] as const;
-
-/** Per-slot counters (ours), after udpgrm's: `name{slot=N}`. */
-const SLOT_METRICS = ['slot_rx_new_flow', 'slot_rx_existing_flow'] as const;
 
 /** "IP:PORT" or "[IPv6]:PORT" -> grm_group_key bytes. */
 export function parseAddress(text: string): Buffer {
@@ -81,9 +55,7 @@ export function formatCompatGroup(maps: CompatMaps, key: Buffer, verbose: boolea
       for (let j = 0; j < rec.maxIdx; j++) {
         const c = rec.cookies[j]!;
         if (c === 0n) break;
-        const cv = Buffer.alloc(8);
-        cv.writeBigUInt64LE(c);
-        const live = maps.grmc_socks.lookup(cv) !== null;
+        const live = isLiveSocket(maps, c);
         if (!live && apps.length === 0 && !verbose) continue;
         if (verbose) line += `${j}:`;
         line += live ? `0x${c.toString(16)} ` : 'dead ';
@@ -96,11 +68,14 @@ export function formatCompatGroup(maps: CompatMaps, key: Buffer, verbose: boolea
   }
   const stats = decodeStats(maps.grmc_stats.lookup(key));
   const metrics: string[] = [];
-  for (const name of METRICS) {
+  for (const [name, v] of Object.entries(decodeAgentStats(maps.grmc_agent.lookup(key)))) {
+    if (v > 0n || verbose) metrics.push(`\t\t${name} ${v}`);
+  }
+  for (const name of UDPGRM_COUNTERS) {
     const v = stats[name] as bigint;
     if (v > 0n || verbose) metrics.push(`\t\t${name} ${v}`);
   }
-  for (const name of SLOT_METRICS) {
+  for (const name of SLOT_COUNTERS) {
     (stats[name] as bigint[]).forEach((v, slot) => {
       if (v > 0n) metrics.push(`\t\t${name}{slot=${slot}} ${v}`);
     });
@@ -119,6 +94,7 @@ export function deleteCompatGroup(maps: CompatMaps, address: string): boolean {
   const key = parseAddress(address);
   const existed = maps.grmc_groups.delete(key);
   maps.grmc_stats.delete(key);
+  maps.grmc_agent.delete(key);
   for (let slot = 0; slot < GRM.COMPAT_MAX_GENS; slot++) maps.grmc_slots.delete(slotKey(key, slot));
   return existed;
 }

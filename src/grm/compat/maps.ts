@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import {
   COMPAT_MAP_NAMES,
+  grm_compat_agent_stats,
   grm_compat_flow,
   grm_compat_flow_key,
   grm_compat_group,
@@ -22,6 +23,7 @@ import { EACCES, EPERM, errnoText } from '../../sys/libc.js';
 
 /** The ring buffer has no key/value: it is read through libbpf's ring_buffer (ring.ts). */
 const SPECS: Record<CompatMapName, { keySize: number; valueSize: number; perCpu: boolean }> = {
+  grmc_agent: { keySize: grm_group_key.size, valueSize: grm_compat_agent_stats.size, perCpu: false },
   grmc_groups: { keySize: grm_group_key.size, valueSize: grm_compat_group.size, perCpu: false },
   grmc_slots: { keySize: grm_compat_slot_key.size, valueSize: grm_compat_slot.size, perCpu: false },
   grmc_socks: { keySize: 8, valueSize: 8, perCpu: false },
@@ -66,4 +68,12 @@ export function openPinnedCompatMaps(pinDir: string): CompatMaps {
 
 export function closeMaps(maps: CompatMaps): void {
   for (const m of Object.values(maps)) m.close();
+}
+
+/** Whether the socket with this SO_COOKIE is still in grmc_socks (closed sockets leave by themselves). */
+export function isLiveSocket(maps: CompatMaps, cookie: bigint): boolean {
+  if (cookie === 0n) return false;
+  const k = Buffer.alloc(8);
+  k.writeBigUInt64LE(cookie);
+  return maps.grmc_socks.lookup(k) !== null;
 }

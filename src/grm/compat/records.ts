@@ -1,6 +1,7 @@
 /** The compat ABI structs ⇄ objects (layouts from abi.generated.ts). */
 import {
   GRM,
+  grm_compat_agent_stats,
   grm_compat_dissector,
   grm_compat_group,
   grm_compat_msg,
@@ -138,6 +139,34 @@ export function encodeMsg(m: CompatMsg): Buffer {
   return b;
 }
 
+/** udpgrm's counters, in its order (list and metrics print them in it). */
+export const UDPGRM_COUNTERS = [
+  'rx_processed_total',
+  'rx_internal_state_error',
+  'rx_cbpf_prog_error',
+  'rx_packet_too_short_error',
+  'rx_dissected_ok_total',
+  'rx_flow_ok',
+  'rx_flow_rg_conflict',
+  'rx_flow_other_error',
+  'rx_flow_new_unseen',
+  'rx_flow_new_had_expired',
+  'rx_flow_new_bad_cookie',
+  'rx_new_flow_total',
+  'rx_new_flow_working_gen_dispatch_ok',
+  'rx_new_flow_working_gen_dispatch_error',
+  'tx_total',
+  'tx_flow_create_ok',
+  'tx_flow_create_from_expired_ok',
+  'tx_flow_create_error',
+  'tx_flow_update_ok',
+  'tx_flow_update_conflict',
+] as const;
+
+/** Per generation slot (ours), for every dissector: new flows dispatched to the slot, datagrams
+ * of known flows (flow table or cookie) delivered to it. */
+export const SLOT_COUNTERS = ['slot_rx_new_flow', 'slot_rx_existing_flow'] as const;
+
 export type CompatCounters = Record<string, bigint | bigint[]>;
 
 /** A group's per-CPU counters summed; arrays for the per-slot ones. */
@@ -148,4 +177,23 @@ export function decodeStats(raw: Buffer | null): CompatCounters {
     out[name] = f.dims.length ? Array.from({ length: f.dims[0]! }, (_, i) => getU64(sum, f, i)) : getU64(sum, f);
   }
   return out;
+}
+
+/** udpgrm's management counters (grmc_agent, the agent's), in its order before the others. */
+export interface AgentStats {
+  socket_critical_gauge: bigint;
+  socket_critical: bigint;
+}
+
+export function decodeAgentStats(raw: Buffer | null): AgentStats {
+  const f = grm_compat_agent_stats.fields;
+  return raw ? { socket_critical_gauge: getU64(raw, f.socket_critical_gauge), socket_critical: getU64(raw, f.socket_critical) } : { socket_critical_gauge: 0n, socket_critical: 0n };
+}
+
+export function encodeAgentStats(s: AgentStats): Buffer {
+  const f = grm_compat_agent_stats.fields;
+  const b = Buffer.alloc(grm_compat_agent_stats.size);
+  setU64(b, f.socket_critical, s.socket_critical);
+  setU64(b, f.socket_critical_gauge, s.socket_critical_gauge);
+  return b;
 }

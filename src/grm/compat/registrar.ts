@@ -13,7 +13,7 @@ import { addressOfKey } from '../manager.js';
 import { attachReuseportProgram, boundAddress, formatAddress } from '../sockets.js';
 import { libc } from '../../sys/libc.js';
 import { slotOf } from './cookie.js';
-import type { CompatMaps } from './maps.js';
+import { isLiveSocket, type CompatMaps } from './maps.js';
 import { decodeGroup, decodeSlot, decodeSock, emptySlot, encodeSlot, encodeSock, slotKey, type CompatMsg, type SlotRecord } from './records.js';
 import { takeSocket } from './socket-finder.js';
 
@@ -77,7 +77,7 @@ export class Registrar {
   }
 
   private live(cookie: bigint): boolean {
-    return cookie !== 0n && this.maps.grmc_socks.lookup(u64(cookie)) !== null;
+    return isLiveSocket(this.maps, cookie);
   }
 
   /** The socket's own index if it is already there, else the first empty or dead one. */

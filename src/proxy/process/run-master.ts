@@ -16,7 +16,7 @@ import { ControlError, ControlServer, controlPathProblem, controlRequest } from 
 import { loadOrReport } from './load-config.js';
 import { Master } from './master.js';
 import { writePidFile } from './pid-file.js';
-import { monotonicUsec, sdNotify } from './sd-notify.js';
+import { monotonicUsec, sdNotify } from '../../sys/sd-notify.js';
 import { takeHandedOverTcp } from './tcp-listeners.js';
 import { Upgrade, requestHandover, takeUpgradeFrom } from './upgrade.js';
 

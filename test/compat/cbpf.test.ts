@@ -1,0 +1,106 @@
+// CBPF dissector: the group's classic BPF program extracts a cookie (datagrams reach the socket
+// whose cookie they carry, in any generation) or an app (new flows of that app's working
+// generation); bad cookies, empty indices, program errors and short datagrams as udpgrm counts them.
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { Agent } from '../../src/grm/compat/agent.js';
+import { cookiePack, slotOf } from '../../src/grm/compat/cookie.js';
+import { install } from '../../src/grm/compat/install.js';
+import { parseAddress } from '../../src/grm/compat/list.js';
+import { decodeStats } from '../../src/grm/compat/records.js';
+import { CompatState } from '../../src/grm/compat/state.js';
+import { enterPrivateNetns } from '../helpers/netns.js';
+import { TAGGED_PROGRAM } from './cbpf-programs.js';
+import { receiver, removeCompatPinDir, serve, TestCgroup, uniqueCompatPinDir } from './harness.js';
+
+enterPrivateNetns();
+const pinDir = uniqueCompatPinDir('cbpf');
+const PORT = 46401;
+let cg: TestCgroup;
+let state: CompatState;
+let agent: Agent;
+let client: dgram.Socket;
+
+beforeAll(async () => {
+  cg = new TestCgroup('cbpf');
+  state = CompatState.open(pinDir);
+  install(state, cg.path);
+  agent = new Agent(state, () => {});
+  agent.start();
+  client = dgram.createSocket('udp4');
+  client.bind(0, '127.0.0.1');
+  await once(client, 'listening');
+});
+
+afterAll(async () => {
+  client?.close();
+  await agent?.stop();
+  state?.close();
+  removeCompatPinDir(pinDir);
+  await cg?.remove();
+});
+
+let n = 0;
+/** Sends tag + bytes + a unique suffix; returns the payload as the servers print it. */
+function send(tag: string, bytes: number[] = []): string {
+  const b = Buffer.concat([Buffer.from(tag, 'latin1'), Buffer.from(bytes), Buffer.from(`-${n++}`)]);
+  client.send(b, PORT, '127.0.0.1');
+  return b.toString('latin1');
+}
+const be = (c: number): number[] => [c >> 8, c & 0xff];
+
+test('a cookie-extracting program routes datagrams to the socket whose cookie they carry; app values pick the app', async () => {
+  const spec = { dissector: 'cbpf', cbpf: TAGGED_PROGRAM, max_apps: 2 };
+  const old0 = await serve(cg, PORT, spec); // app 0, gen 1
+  await old0.flip();
+  const app1 = await serve(cg, PORT, { ...spec, app: 1 }); // app 1, gen 1
+  await app1.flip();
+  const new0 = await serve(cg, PORT, spec); // app 0, gen 2: working
+  await new0.flip();
+  const all = [old0, app1, new0];
+  expect([old0.gen, app1.gen, new0.gen]).toEqual([1, 1, 2]);
+  expect(app1.cookie).toBe(cookiePack(slotOf(2, 1, 1), 0));
+
+  expect(await receiver(all, send('c', be(old0.cookie)))).toBe(0); // an old generation, by cookie
+  expect(await receiver(all, send('c', be(app1.cookie)))).toBe(1);
+  expect(await receiver(all, send('c', be(new0.cookie)))).toBe(2);
+  expect(await receiver(all, send('a', [1]))).toBe(1); // new flow of app 1
+  expect(await receiver(all, send('a', [7]))).toBe(2); // no app 7: app 0
+  expect(await receiver(all, send('x'))).toBe(2); // RET -1: app 0
+  expect(await receiver(all, send('c', be(old0.cookie ^ 0x20)))).toBe(2); // check bits wrong
+  expect(await receiver(all, send('c', be(cookiePack(slotOf(2, 0, 1), 9))))).toBe(2); // index 9 is empty
+  await receiver(all, send('z')); // program error: the kernel's hash picks any socket
+  client.send(Buffer.from('c'), PORT, '127.0.0.1'); // ldh [1] past the end
+  await receiver(all, 'c');
+
+  const st = decodeStats(state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT}`)));
+  expect(st.rx_processed_total).toBe(10n);
+  expect(st.rx_flow_ok).toBe(3n);
+  expect(st.rx_cbpf_prog_error).toBe(1n);
+  expect(st.rx_packet_too_short_error).toBe(1n);
+  expect(st.rx_dissected_ok_total).toBe(8n);
+  expect(st.rx_flow_new_bad_cookie).toBe(1n);
+  expect(st.rx_flow_new_unseen).toBe(5n); // a1, a7, x, bad check, empty index
+  expect(st.rx_new_flow_working_gen_dispatch_ok).toBe(5n);
+  const existing = st.slot_rx_existing_flow as bigint[];
+  const fresh = st.slot_rx_new_flow as bigint[];
+  expect(existing[slotOf(2, 0, 1)]).toBe(1n);
+  expect(existing[slotOf(2, 1, 1)]).toBe(1n);
+  expect(existing[slotOf(2, 0, 2)]).toBe(1n);
+  expect(fresh[slotOf(2, 1, 1)]).toBe(1n);
+  expect(fresh[slotOf(2, 0, 2)]).toBe(4n);
+});
+
+test('CBPF configurations udpgrm refuses: EPERM', async () => {
+  const bad = [
+    { dissector: 'cbpf', cbpf: [] }, // no instruction
+    { dissector: 'cbpf', cbpf: TAGGED_PROGRAM, max_apps: 5 },
+    { dissector: 'cbpf', cbpf: Array.from({ length: 65 }, () => [0x06, 0, 0, 0]) }, // over 64
+  ];
+  for (const [i, spec] of bad.entries()) {
+    const s = cg.python(['serve', '127.0.0.1', String(PORT + 1 + i), JSON.stringify(spec)]);
+    expect(await s.exited).not.toBe(0);
+    expect(s.stderr).toContain('Operation not permitted');
+  }
+});

@@ -1,0 +1,98 @@
+// BESPOKE dissector, digest 0xDEAD (QUIC): client Initials go to the app their SNI names (read by
+// bpf/quic_sni.h, the proxy's own decryption), packets whose DCID carries a udpgrm cookie
+// (0x01, cookie) reach that socket in any generation, cookie 0 picks the app at DCID byte 4, and
+// unparseable datagrams are left to the kernel's hash (counted), as udpgrm does.
+import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { Agent } from '../../src/grm/compat/agent.js';
+import { slotOf } from '../../src/grm/compat/cookie.js';
+import { install } from '../../src/grm/compat/install.js';
+import { parseAddress } from '../../src/grm/compat/list.js';
+import { decodeStats } from '../../src/grm/compat/records.js';
+import { CompatState } from '../../src/grm/compat/state.js';
+import { enterPrivateNetns } from '../helpers/netns.js';
+import { clientHello, clientInitials } from '../helpers/quic-initial.js';
+import { receiver, removeCompatPinDir, serve, TestCgroup, uniqueCompatPinDir } from './harness.js';
+
+enterPrivateNetns();
+const pinDir = uniqueCompatPinDir('quic');
+const PORT = 46501;
+let cg: TestCgroup;
+let state: CompatState;
+let agent: Agent;
+let client: dgram.Socket;
+
+beforeAll(async () => {
+  cg = new TestCgroup('quic');
+  state = CompatState.open(pinDir);
+  install(state, cg.path);
+  agent = new Agent(state, () => {});
+  agent.start();
+  client = dgram.createSocket('udp4');
+  client.bind(0, '127.0.0.1');
+  await once(client, 'listening');
+});
+
+afterAll(async () => {
+  client?.close();
+  await agent?.stop();
+  state?.close();
+  removeCompatPinDir(pinDir);
+  await cg?.remove();
+});
+
+/** Sends a datagram; returns it as the servers print it. */
+function send(b: Buffer): string {
+  client.send(b, PORT, '127.0.0.1');
+  return b.toString('latin1');
+}
+
+/** A 20-byte CID in udpgrm's layout: 0x01, cookie (big-endian), byte 3, app at byte 4, random. */
+function ourCid(cookie: number, app = 0): Buffer {
+  return Buffer.concat([Buffer.from([0x01, cookie >> 8, cookie & 0xff, 0, app]), randomBytes(15)]);
+}
+const shortHeader = (dcid: Buffer): Buffer => Buffer.concat([Buffer.from([0x40]), dcid, randomBytes(40)]);
+/** A Handshake packet (long header, type 2): routed by its DCID. */
+const handshake = (dcid: Buffer): Buffer =>
+  Buffer.concat([Buffer.from([0xe0, 0, 0, 0, 1, dcid.length]), dcid, Buffer.from([8]), randomBytes(8), randomBytes(40)]);
+const initial = (sni: string | null): Buffer => clientInitials(randomBytes(8), clientHello(sni))[0]!;
+
+test('Initials with an SNI pick the app; DCIDs with a cookie reach their socket; junk goes to the kernel', async () => {
+  const spec = { dissector: 'bespoke', digest: 0xdead, max_apps: 2, sni: [[1, 'api.example.com']] };
+  const old0 = await serve(cg, PORT, spec); // app 0, gen 1
+  await old0.flip();
+  const api = await serve(cg, PORT, { ...spec, app: 1 }); // app 1, gen 1
+  await api.flip();
+  const new0 = await serve(cg, PORT, spec); // app 0, gen 2: working
+  await new0.flip();
+  const all = [old0, api, new0];
+
+  expect(await receiver(all, send(initial('api.example.com')))).toBe(1);
+  expect(await receiver(all, send(initial('API.Example.COM')))).toBe(1); // names ignore case
+  expect(await receiver(all, send(initial('www.example.com')))).toBe(2); // unmatched: app 0
+  expect(await receiver(all, send(initial('api.example.com.evil')))).toBe(2); // exact match only
+  expect(await receiver(all, send(initial(null)))).toBe(2); // no SNI, random DCID: app 0
+  expect(await receiver(all, send(shortHeader(ourCid(old0.cookie))))).toBe(0); // an old generation
+  expect(await receiver(all, send(shortHeader(ourCid(api.cookie))))).toBe(1);
+  expect(await receiver(all, send(handshake(ourCid(old0.cookie))))).toBe(0);
+  expect(await receiver(all, send(shortHeader(ourCid(0, 1))))).toBe(1); // cookie 0: app at byte 4
+  expect(await receiver(all, send(shortHeader(randomBytes(20).fill(0x02, 0, 1))))).toBe(2); // not ours
+  await receiver(all, send(Buffer.from('too short for QUIC'))); // kernel's hash: any socket
+  await receiver(all, send(Buffer.concat([Buffer.from([0xc0, 0, 0, 0, 1, 4]), randomBytes(40)]))); // DCID of 4 bytes
+
+  const st = decodeStats(state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT}`)));
+  expect(st.rx_processed_total).toBe(12n);
+  expect(st.rx_cbpf_prog_error).toBe(2n);
+  expect(st.rx_dissected_ok_total).toBe(10n);
+  expect(st.rx_flow_ok).toBe(3n);
+  expect(st.rx_flow_new_unseen).toBe(7n);
+  expect(st.rx_new_flow_working_gen_dispatch_ok).toBe(7n);
+  const fresh = st.slot_rx_new_flow as bigint[];
+  expect(fresh[slotOf(2, 1, 1)]).toBe(3n); // two SNI matches, cookie 0 with app 1
+  expect(fresh[slotOf(2, 0, 2)]).toBe(4n);
+  const existing = st.slot_rx_existing_flow as bigint[];
+  expect(existing[slotOf(2, 0, 1)]).toBe(2n);
+  expect(existing[slotOf(2, 1, 1)]).toBe(1n);
+});
