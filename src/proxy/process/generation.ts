@@ -165,6 +165,12 @@ export class Generation {
     this.opts.groups.forEach((g, i) => {
       const gen = this.groupGens[i];
       if (gen === undefined) return;
+      // The working slot of a stopping master stays: BPF keeps steering to it (nothing else
+      // serves), and the next master finds it stale and retires it once it works itself.
+      if (g.working(0) === gen) {
+        this.opts.log.debug({ gen: this.id, group: String(g) }, 'working generation slot left for the next master');
+        return;
+      }
       try {
         g.retire(gen);
       } catch (err) {
