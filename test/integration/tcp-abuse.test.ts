@@ -16,8 +16,26 @@ let edge: TcpEdge;
 
 beforeAll(async () => {
   up = await startUpstream('a');
-  edge = await startTcpEdge({ upstream: up.origin, http: ['max_header_bytes: 16KiB', 'h2_max_client_resets: 50', 'max_tcp_connections: 40'] });
+  edge = await startTcpEdge({ upstream: up.origin, http: ['max_header_bytes: 16KiB', 'h2_max_client_resets: 50', 'max_tcp_connections: 40', 'request_body_timeout: 1s'] });
 });
+
+/** The listener's Alt-Svc, which every response carries, the protocol layer's own answers included. */
+function altSvc(): string {
+  return `h3=":${edge.port}"; ma=86400`;
+}
+
+/** The status and headers of the first response a node:http2 request gets (or how its stream closed). */
+function h2Answer(client: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body?: Buffer | 'open'): Promise<{ status: number; headers: http2.IncomingHttpHeaders } | string> {
+  return new Promise((resolve) => {
+    const req = client.request(headers, { endStream: body === undefined });
+    req.on('response', (h) => resolve({ status: Number(h[':status']), headers: h }));
+    req.on('error', () => {});
+    req.on('close', () => resolve(`reset ${req.rstCode}`));
+    req.resume();
+    if (Buffer.isBuffer(body)) req.end(body);
+    else if (body === 'open') req.write('abc');
+  });
+}
 
 afterAll(async () => {
   await edge?.close();
@@ -54,6 +72,7 @@ describe('HTTP/1.1 smuggling attempts over raw TLS', () => {
       const r = await rawH1(edge.port, [payload]);
       expect(statusOf(r.response), r.response).toBe(status);
       expect(r.response.toLowerCase()).toContain('connection: close');
+      expect(r.response).toContain(`\r\nalt-svc: ${altSvc()}\r\n`);
       expect(r.closed).toBe(true);
       // Nothing of it reached the upstream (no smuggled second request either).
       expect(up.requests).toBe(before);
@@ -72,6 +91,7 @@ describe('slow and oversized headers', () => {
     const refusedBefore = edge.server.refusals.counts['request header timeout'] ?? 0;
     const r = await rawH1(edge.port, [...head].map((c) => c), { gapMs: 20, timeoutMs: 8000 });
     expect(statusOf(r.response)).toBe(408);
+    expect(r.response).toContain(`\r\nalt-svc: ${altSvc()}\r\n`);
     expect(r.closed).toBe(true);
     // The clock is not extended by the arriving bytes: cut at about 1 s (TLS setup excluded).
     expect(r.ms).toBeGreaterThanOrEqual(900);
@@ -90,6 +110,7 @@ describe('slow and oversized headers', () => {
   it('HTTP/1.1: a header section above max_header_bytes (16 KiB) gets 431', async () => {
     const r = await rawH1(edge.port, [`GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${'a'.repeat(20 * 1024)}\r\n\r\n`]);
     expect(statusOf(r.response)).toBe(431);
+    expect(r.response).toContain(`\r\nalt-svc: ${altSvc()}\r\n`);
     expect(r.closed).toBe(true);
     const ok = await rawH1(edge.port, [`GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${'a'.repeat(8 * 1024)}\r\nConnection: close\r\n\r\n`]);
     expect(statusOf(ok.response)).toBe(200);
@@ -99,14 +120,8 @@ describe('slow and oversized headers', () => {
     const client = http2.connect(`https://127.0.0.1:${edge.port}`, { rejectUnauthorized: false, maxSendHeaderBlockLength: 1024 * 1024 });
     client.on('error', () => {});
     try {
-      const outcome = await new Promise<string>((resolve) => {
-        const req = client.request({ ':path': '/', 'x-big': 'a'.repeat(40 * 1024) });
-        req.on('response', (h) => resolve(`status ${h[':status']}`));
-        req.on('error', () => {});
-        req.on('close', () => resolve(`reset ${req.rstCode}`));
-        req.end();
-      });
-      expect(outcome).toBe('status 431');
+      const outcome = await h2Answer(client, { ':path': '/', 'x-big': 'a'.repeat(40 * 1024) });
+      expect(outcome).toMatchObject({ status: 431, headers: { 'alt-svc': altSvc() } });
       const status = await new Promise<number>((resolve, reject) => {
         const req = client.request({ ':path': '/' });
         req.on('response', (h) => resolve(Number(h[':status'])));
@@ -115,6 +130,27 @@ describe('slow and oversized headers', () => {
         req.end();
       });
       expect(status).toBe(200);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe("the protocol layer's own answers carry the listener's Alt-Svc", () => {
+  it('HTTP/1.1: 408 for a request body that stops arriving (request_body_timeout 1 s)', async () => {
+    const r = await rawH1(edge.port, ['POST /up/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc'], { timeoutMs: 5000 });
+    expect(statusOf(r.response), r.response).toBe(408);
+    expect(r.response).toContain(`\r\nalt-svc: ${altSvc()}\r\n`);
+  });
+
+  it('HTTP/2: 501 for CONNECT, 408 for a request body that stops arriving', async () => {
+    const client = http2.connect(`https://127.0.0.1:${edge.port}`, { rejectUnauthorized: false });
+    client.on('error', () => {});
+    try {
+      const connect = await h2Answer(client, { ':method': 'CONNECT', ':authority': 'a.test:443' }, 'open');
+      expect(connect).toMatchObject({ status: 501, headers: { 'alt-svc': altSvc() } });
+      const slow = await h2Answer(client, { ':method': 'POST', ':path': '/up/echo', 'content-length': '10' }, 'open');
+      expect(slow).toMatchObject({ status: 408, headers: { 'alt-svc': altSvc() } });
     } finally {
       client.close();
     }

@@ -110,6 +110,8 @@ describe('curl over HTTP/1.1 and HTTP/2', () => {
     expect(res.status).toBe(308);
     expect(res.headers.get('location')).toBe(`https://example.test:${edge.port}/a/b?c=d`);
     expect(res.headers.get('connection')).toBe('close');
+    // No Alt-Svc for the http:// origin (see redirect-listener.ts).
+    expect(res.headers.has('alt-svc')).toBe(false);
   });
 });
 

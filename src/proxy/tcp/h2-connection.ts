@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import { H2_MAX_WINDOW, H2_RESET_WINDOW_MS } from '../config/section-http.js';
 import type { HttpLimits } from '../config/types.js';
 import { validateRequest, type FieldList } from '../http-semantics/index.js';
+import { withListenerAltSvc } from '../http/alt-svc.js';
 import type { RequestHandler } from '../http/exchange.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import type { TcpConnections } from './connections.js';
@@ -40,6 +41,8 @@ const CONNECTION_WINDOW_STREAMS = 4;
 
 export interface H2ConnectionOptions {
   readonly handler: RequestHandler;
+  /** The listener's `alt-svc` value, on every response of this connection (none: alt_svc off). */
+  readonly altSvc: string | undefined;
   readonly limits: HttpLimits;
   readonly connectionId: string;
   readonly connections: TcpConnections;
@@ -135,6 +138,7 @@ export class H2Connection {
     }
     const exchange: H2Exchange = new H2Exchange(stream, v.request, {
       handler: this.opts.handler,
+      altSvc: this.opts.altSvc,
       requestBodyTimeoutMs: this.opts.limits.requestBodyTimeoutMs,
       connectionId: this.opts.connectionId,
       client: { host: this.session.socket?.remoteAddress ?? '', port: this.session.socket?.remotePort ?? 0 },
@@ -155,7 +159,8 @@ export class H2Connection {
   /** A short answer of our own, before any exchange; the request body is read and dropped. */
   private respondPlain(stream: ServerHttp2Stream, status: number, text: string): void {
     stream.on('close', () => this.armIdle());
-    stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
+    const headers = withListenerAltSvc([['content-type', 'text/plain; charset=utf-8']], this.opts.altSvc);
+    stream.respond({ ...Object.fromEntries(headers), ':status': status });
     stream.end(`${text}\n`);
     stream.resume();
   }

@@ -3,6 +3,12 @@
  * target on the listener's https URL (RFC 9110 §15.4.9: method and body are kept on the retry).
  * Nothing is routed or forwarded; each response closes its connection, and small header and
  * time bounds keep an idle or slow client from holding one.
+ *
+ * No response here carries Alt-Svc: an alternative service is advertised for the origin of the
+ * response that carries it (RFC 7838 §2), here the http:// origin. A client honouring it would
+ * send that origin's requests (scheme http, RFC 8164) to our HTTP/3 port, where they would be
+ * served as if they had come over TLS, instead of following the redirect to https. The https
+ * origin learns of HTTP/3 from the TLS listener's own responses.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';

@@ -2,7 +2,9 @@
  * One TCP listener serving HTTP/1.1 and/or HTTP/2 over TLS on an already listening socket (an fd
  * the master opened and every worker shares). Node runs TLS and the protocols (`node:http2` with
  * `allowHTTP1` when both are served, `node:https` for HTTP/1.1 alone); the connections' limits,
- * clocks and drain live in H1Connection and H2Connection.
+ * clocks and drain live in H1Connection and H2Connection. Every response carries the listener's
+ * `alt-svc`, the handler's and the protocol layer's own (400, 408, 431, 501) alike: the protocol
+ * layer adds it wherever it writes a response head (`withListenerAltSvc`, `endWithStatus`).
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -26,7 +28,6 @@ export interface TlsListenerOptions {
   /** A listening TCP socket. */
   readonly fd: number;
   readonly listener: ListenerConfig;
-  /** The request handler, Alt-Svc included. */
   readonly handler: RequestHandler;
   readonly limits: HttpLimits;
   readonly certificates: TcpCertificates;
@@ -111,7 +112,7 @@ export class TlsListener {
 
     if (opts.listener.protocols.includes('h2')) {
       server.on('session', (session: ServerHttp2Session) => {
-        const conn = new H2Connection(session, { handler: opts.handler, limits: opts.limits, connectionId: connectionId(), connections, refusals: opts.refusals, log, onHandlerError });
+        const conn = new H2Connection(session, { handler: opts.handler, altSvc: opts.listener.altSvc, limits: opts.limits, connectionId: connectionId(), connections, refusals: opts.refusals, log, onHandlerError });
         this.h2.add(conn);
         session.once('close', () => this.h2.delete(conn));
         if (!this.accepting) conn.drain();
@@ -138,7 +139,7 @@ export class TlsListener {
         // CONNECT (authority-form): answered like over HTTP/3 (501), or 400 when malformed.
         const built = buildH1Request(req.method ?? '', req.url ?? '', req.rawHeaders, 'https');
         if (!built.ok && built.status === 400) connections.count('malformed');
-        endWithStatus(socket, built.ok ? 501 : built.status, built.ok ? 'not implemented' : built.reason);
+        endWithStatus(socket, built.ok ? 501 : built.status, built.ok ? 'not implemented' : built.reason, opts.listener.altSvc);
       });
     }
   }
@@ -147,6 +148,7 @@ export class TlsListener {
     const { opts } = this;
     const conn = new H1Connection(socket, {
       handler: opts.handler,
+      altSvc: opts.listener.altSvc,
       limits: opts.limits,
       connectionId: connectionId(),
       connections: opts.connections,
