@@ -37,6 +37,9 @@ class AltSvcExchange implements HttpExchange {
   get protocol() {
     return this.inner.protocol;
   }
+  get httpVersion() {
+    return this.inner.httpVersion;
+  }
   get request() {
     return this.inner.request;
   }

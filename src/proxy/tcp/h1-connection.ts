@@ -13,7 +13,7 @@ import { withListenerAltSvc } from '../http/alt-svc.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import type { TcpConnections } from './connections.js';
 import { H1Exchange } from './h1-exchange.js';
-import { buildH1Request } from './h1-request.js';
+import { buildH1Request, http10Authority } from './h1-request.js';
 import { endWithStatus } from './raw-response.js';
 
 /**
@@ -95,7 +95,7 @@ export class H1Connection {
     this.clearTimer();
     this.state = { kind: 'active', exchanges: this.activeRequests + 1 };
 
-    const built = buildH1Request(req.method ?? '', req.url ?? '', req.rawHeaders, 'https');
+    const built = buildH1Request(req.method ?? '', req.url ?? '', req.rawHeaders, 'https', http10Authority(req));
     if (!built.ok) {
       if (built.status === 400) this.opts.connections.count('malformed');
       // A request we cannot trust the framing or target of: answer and close.

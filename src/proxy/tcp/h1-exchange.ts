@@ -54,6 +54,7 @@ export interface H1ExchangeOptions {
 
 export class H1Exchange implements HttpExchange {
   readonly protocol = 'h1';
+  readonly httpVersion: '1.0' | '1.1';
   readonly body = new RequestBody(BODY_HIGH_WATER_MARK);
   readonly client: ClientAddress;
   readonly earlyData = false;
@@ -74,6 +75,8 @@ export class H1Exchange implements HttpExchange {
     private readonly opts: H1ExchangeOptions,
   ) {
     this.client = { host: req.socket.remoteAddress ?? '', port: req.socket.remotePort ?? 0 };
+    // A higher 1.x minor version is served as 1.1 (RFC 9110 §2.5).
+    this.httpVersion = req.httpVersionMinor === 0 ? '1.0' : '1.1';
     this.lengthCounter = new BodyLengthCounter(request.contentLength);
     // Node adds Date only when the response has none, as node:http2 does for HTTP/2.
   }

@@ -54,6 +54,7 @@ export interface H2ExchangeOptions {
 
 export class H2Exchange implements HttpExchange {
   readonly protocol = 'h2';
+  readonly httpVersion = '2';
   readonly body = new RequestBody(BODY_HIGH_WATER_MARK);
   readonly earlyData = false;
   bytesReceived = 0;

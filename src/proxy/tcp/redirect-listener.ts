@@ -17,7 +17,7 @@ import { formatListener } from '../config/section-listeners.js';
 import type { HttpLimits, ListenerConfig } from '../config/types.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import type { TcpConnections } from './connections.js';
-import { buildH1Request } from './h1-request.js';
+import { buildH1Request, http10Authority } from './h1-request.js';
 import { endWithStatus } from './raw-response.js';
 
 /** A redirect needs the request line and Host only. */
@@ -96,7 +96,7 @@ export class RedirectListener {
 function answer(req: IncomingMessage, res: ServerResponse, opts: RedirectListenerOptions): void {
   req.resume();
   res.shouldKeepAlive = false;
-  const built = buildH1Request(req.method ?? '', req.url ?? '', req.rawHeaders, 'http');
+  const built = buildH1Request(req.method ?? '', req.url ?? '', req.rawHeaders, 'http', http10Authority(req));
   if (!built.ok) {
     if (built.status === 400) opts.connections.count('malformed');
     const body = `bad request: ${built.reason}\n`;

@@ -19,7 +19,7 @@ import type { RequestHandler } from '../http/exchange.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import type { TcpConnections } from './connections.js';
 import { H1Connection } from './h1-connection.js';
-import { buildH1Request } from './h1-request.js';
+import { buildH1Request, http10Authority } from './h1-request.js';
 import { H2Connection } from './h2-connection.js';
 import { endWithStatus } from './raw-response.js';
 import { tcpAlpn, type TcpCertificates } from './tls-options.js';
@@ -137,7 +137,7 @@ export class TlsListener {
       });
       server.on('connect', (req: IncomingMessage, socket: Socket) => {
         // CONNECT (authority-form): answered like over HTTP/3 (501), or 400 when malformed.
-        const built = buildH1Request(req.method ?? '', req.url ?? '', req.rawHeaders, 'https');
+        const built = buildH1Request(req.method ?? '', req.url ?? '', req.rawHeaders, 'https', http10Authority(req));
         if (!built.ok && built.status === 400) connections.count('malformed');
         endWithStatus(socket, built.ok ? 501 : built.status, built.ok ? 'not implemented' : built.reason, opts.listener.altSvc);
       });
