@@ -105,11 +105,23 @@ export class TlsListener {
     });
     server.on('secureConnection', (socket: TLSSocket) => {
       const protocol = socket.alpnProtocol === 'h2' ? 'h2' : 'h1';
+      if (protocol === 'h1' && !opts.listener.protocols.includes('h1')) return; // 'unknownProtocol' below
       connections.opened(socket, protocol);
       if (protocol === 'h1') this.trackH1(socket);
     });
     const onHandlerError = (err: unknown, conn: string, stream: number): void => log.error({ conn, stream, err }, 'request handler failed; answered 500 or reset');
 
+    if (!opts.listener.protocols.includes('h1')) {
+      // HTTP/2 only, and the client chose no protocol in ALPN (one that offered only http/1.1
+      // got the no_application_protocol alert in the handshake). Such clients speak HTTP/1.1:
+      // say 505 (RFC 9110 §15.6.6) with our Alt-Svc, where Node would answer a bare 403.
+      server.on('unknownProtocol', (socket: TLSSocket) => {
+        // The request is read and dropped (unread bytes would turn our close into a reset). Not
+        // ended within the handshake's own callback: TLS would then close without close_notify.
+        socket.resume();
+        setImmediate(() => endWithStatus(socket, 505, 'this address serves HTTP/2 only (TLS ALPN h2)', opts.listener.altSvc));
+      });
+    }
     if (opts.listener.protocols.includes('h2')) {
       server.on('session', (session: ServerHttp2Session) => {
         const conn = new H2Connection(session, { handler: opts.handler, altSvc: opts.listener.altSvc, limits: opts.limits, connectionId: connectionId(), connections, refusals: opts.refusals, log, onHandlerError });
