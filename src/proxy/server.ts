@@ -156,7 +156,9 @@ export class ProxyServer {
         continue;
       }
       this.tlsListeners.push(
-        await TlsListener.open({ ...common, handler: advertiseAltSvc(handler, s.listener.altSvc), limits: config.http, certificates, ticketKeys }),
+        // Alt-Svc is added by the TCP protocol layer itself (TlsListener), not by wrapping the
+        // handler: its own answers (400, 408, 431, 501) carry the field too.
+        await TlsListener.open({ ...common, handler, limits: config.http, certificates, ticketKeys }),
       );
       log.info({ listen: formatListener(s.listener), protocols: s.listener.protocols.filter((p) => p !== 'h3') }, 'listening (tcp)');
     }

@@ -12,7 +12,7 @@
  * the body so the upstream request is cancelled. bytesReceived counts request body bytes handed
  * to the body, bytesSent counts response body bytes accepted by write().
  */
-import { validateRequest, type FieldList, type ValidatedRequest } from '../../src/proxy/http-semantics/index.js';
+import { validateRequest, type FieldList, type ValidatedRequest, type ViaProtocolVersion } from '../../src/proxy/http-semantics/index.js';
 import { dispatchExchange, type ClientAddress, type HttpExchange, type HttpProtocol, type RequestHandler } from '../../src/proxy/http/exchange.js';
 import { DEFAULT_BODY_HIGH_WATER_MARK, RequestBody } from '../../src/proxy/http/request-body.js';
 
@@ -34,6 +34,8 @@ export interface MemoryRequest {
 
 export interface MemoryExchangeOptions {
   readonly protocol?: HttpProtocol;
+  /** Default: the protocol's ("1.1" for h1). */
+  readonly httpVersion?: ViaProtocolVersion;
   readonly client?: ClientAddress;
   readonly connectionId?: string;
   /** Default: 0, 4, 8, ... (client-initiated bidirectional stream ids), one per exchange. */
@@ -60,6 +62,7 @@ let nextStreamId = 0;
 
 export class MemoryExchange implements HttpExchange {
   readonly protocol: HttpProtocol;
+  readonly httpVersion: ViaProtocolVersion;
   readonly request: ValidatedRequest;
   readonly body: RequestBody;
   readonly client: ClientAddress;
@@ -112,6 +115,7 @@ export class MemoryExchange implements HttpExchange {
     this.request = validated.request;
     this.body = new RequestBody(options.bodyHighWaterMark ?? DEFAULT_BODY_HIGH_WATER_MARK);
     this.protocol = options.protocol ?? 'h3';
+    this.httpVersion = options.httpVersion ?? ({ h1: '1.1', h2: '2', h3: '3' } as const)[this.protocol];
     this.client = options.client ?? { host: '192.0.2.10', port: 50_000 };
     this.connectionId = options.connectionId ?? 'mem-1';
     this.streamId = options.streamId ?? (nextStreamId += 4) - 4;

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { loadConfig } from '../../src/proxy/config/index.js';
+import { libc } from '../../src/sys/libc.js';
 import { boundPort, openTcpListenSocket } from '../../src/proxy/net/tcp-listen.js';
 import { ProxyServer, type TcpServerSocket } from '../../src/proxy/server.js';
 import { makeCert } from './certs.js';
@@ -25,6 +26,13 @@ export interface TcpEdge {
   readonly certB: string;
   /** Every JSON log line so far. */
   readonly logs: Array<Record<string, unknown>>;
+  /**
+   * Another ProxyServer on the same listening sockets, each on its own copy of their fds (as every
+   * worker inherits one), built from the config file as it is now: a second worker of the same
+   * generation, or the next generation's after a reload (same ticket key file). Drained by close().
+   * Only with `keepSockets`.
+   */
+  startWorker(): Promise<ProxyServer>;
   close(): Promise<void>;
 }
 
@@ -34,6 +42,12 @@ export interface TcpEdgeOptions {
   /** Extra lines for the `http:` section, e.g. "max_tcp_connections: 4". */
   readonly http?: readonly string[];
   readonly protocols?: readonly string[];
+  /**
+   * The helper keeps the listening sockets, as the master does, and each server accepts on its
+   * own copy (needed for startWorker). Default: the server holds the only copy, so a drained
+   * server's port refuses connections.
+   */
+  readonly keepSockets?: boolean;
 }
 
 export async function startTcpEdge(opts: TcpEdgeOptions): Promise<TcpEdge> {
@@ -70,7 +84,6 @@ ${(opts.http ?? []).map((l) => `  ${l}`).join('\n')}
 logging: { level: info, access_log: true }
 `,
   );
-  const config = loadConfig(path.join(dir, 'proxy.yaml'));
   const logs: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -79,12 +92,18 @@ logging: { level: info, access_log: true }
     },
   });
   const log = pino({ level: 'info' }, sink);
-  const listener = config.listeners[0]!;
-  const tcpSockets: TcpServerSocket[] = [
-    { fd: tlsFd, listener, role: 'tls' },
-    { fd: redirectFd, listener, role: 'redirect' },
-  ];
-  const server = await ProxyServer.start(config, [], tcpSockets, log);
+  const start = (fds: { tls: number; redirect: number }): Promise<ProxyServer> => {
+    const config = loadConfig(path.join(dir, 'proxy.yaml'));
+    const listener = config.listeners[0]!;
+    const tcpSockets: TcpServerSocket[] = [
+      { fd: fds.tls, listener, role: 'tls' },
+      { fd: fds.redirect, listener, role: 'redirect' },
+    ];
+    return ProxyServer.start(config, [], tcpSockets, log);
+  };
+  const copies = (): { tls: number; redirect: number } => ({ tls: dupFd(tlsFd), redirect: dupFd(redirectFd) });
+  const server = await start(opts.keepSockets ? copies() : { tls: tlsFd, redirect: redirectFd });
+  const workers: ProxyServer[] = [];
   return {
     server,
     port,
@@ -93,11 +112,29 @@ logging: { level: info, access_log: true }
     certA: a.cert,
     certB: b.cert,
     logs,
+    startWorker: async () => {
+      if (!opts.keepSockets) throw new Error('startWorker needs keepSockets');
+      const worker = await start(copies());
+      workers.push(worker);
+      return worker;
+    },
     close: async () => {
-      await server.drain(2000);
+      await Promise.all([server, ...workers].map((s) => s.drain(2000)));
+      if (opts.keepSockets) {
+        libc.close(tlsFd);
+        libc.close(redirectFd);
+      }
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A copy of `fd` (F_DUPFD_CLOEXEC), as a forked worker's inherited one. */
+function dupFd(fd: number): number {
+  const F_DUPFD_CLOEXEC = 1030;
+  const copy = libc.fcntl(fd, F_DUPFD_CLOEXEC, 'int', 0) as number;
+  if (copy < 0) throw new Error(`fcntl(F_DUPFD_CLOEXEC) on fd ${fd} failed`);
+  return copy;
 }
 
 export interface RunResult {

@@ -7,7 +7,8 @@
 import http2 from 'node:http2';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectTls, FRAME, H2_PREFACE, h2Frame, hpackGetRoot, hpackLiteral, parseFrames, rawH1, statusOf } from '../helpers/raw-tls.js';
+import type { TLSSocket } from 'node:tls';
+import { connectTls, FRAME, H2_PREFACE, h2Frame, hpackGetRoot, hpackLiteral, parseFrames, rawH1, statusOf, type ParsedFrame } from '../helpers/raw-tls.js';
 import { run, startTcpEdge, type TcpEdge } from '../helpers/tcp-edge.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
@@ -16,8 +17,26 @@ let edge: TcpEdge;
 
 beforeAll(async () => {
   up = await startUpstream('a');
-  edge = await startTcpEdge({ upstream: up.origin, http: ['max_header_bytes: 16KiB', 'h2_max_client_resets: 50', 'max_tcp_connections: 40'] });
+  edge = await startTcpEdge({ upstream: up.origin, http: ['max_header_bytes: 16KiB', 'h2_max_client_resets: 50', 'max_tcp_connections: 40', 'request_body_timeout: 1s'] });
 });
+
+/** The listener's Alt-Svc, which every response carries, the protocol layer's own answers included. */
+function altSvc(): string {
+  return `h3=":${edge.port}"; ma=86400`;
+}
+
+/** The status and headers of the first response a node:http2 request gets (or how its stream closed). */
+function h2Answer(client: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body?: Buffer | 'open'): Promise<{ status: number; headers: http2.IncomingHttpHeaders } | string> {
+  return new Promise((resolve) => {
+    const req = client.request(headers, { endStream: body === undefined });
+    req.on('response', (h) => resolve({ status: Number(h[':status']), headers: h }));
+    req.on('error', () => {});
+    req.on('close', () => resolve(`reset ${req.rstCode}`));
+    req.resume();
+    if (Buffer.isBuffer(body)) req.end(body);
+    else if (body === 'open') req.write('abc');
+  });
+}
 
 afterAll(async () => {
   await edge?.close();
@@ -54,6 +73,7 @@ describe('HTTP/1.1 smuggling attempts over raw TLS', () => {
       const r = await rawH1(edge.port, [payload]);
       expect(statusOf(r.response), r.response).toBe(status);
       expect(r.response.toLowerCase()).toContain('connection: close');
+      expect(r.response).toContain(`\r\nalt-svc: ${altSvc()}\r\n`);
       expect(r.closed).toBe(true);
       // Nothing of it reached the upstream (no smuggled second request either).
       expect(up.requests).toBe(before);
@@ -72,6 +92,7 @@ describe('slow and oversized headers', () => {
     const refusedBefore = edge.server.refusals.counts['request header timeout'] ?? 0;
     const r = await rawH1(edge.port, [...head].map((c) => c), { gapMs: 20, timeoutMs: 8000 });
     expect(statusOf(r.response)).toBe(408);
+    expect(r.response).toContain(`\r\nalt-svc: ${altSvc()}\r\n`);
     expect(r.closed).toBe(true);
     // The clock is not extended by the arriving bytes: cut at about 1 s (TLS setup excluded).
     expect(r.ms).toBeGreaterThanOrEqual(900);
@@ -90,6 +111,7 @@ describe('slow and oversized headers', () => {
   it('HTTP/1.1: a header section above max_header_bytes (16 KiB) gets 431', async () => {
     const r = await rawH1(edge.port, [`GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${'a'.repeat(20 * 1024)}\r\n\r\n`]);
     expect(statusOf(r.response)).toBe(431);
+    expect(r.response).toContain(`\r\nalt-svc: ${altSvc()}\r\n`);
     expect(r.closed).toBe(true);
     const ok = await rawH1(edge.port, [`GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${'a'.repeat(8 * 1024)}\r\nConnection: close\r\n\r\n`]);
     expect(statusOf(ok.response)).toBe(200);
@@ -99,14 +121,8 @@ describe('slow and oversized headers', () => {
     const client = http2.connect(`https://127.0.0.1:${edge.port}`, { rejectUnauthorized: false, maxSendHeaderBlockLength: 1024 * 1024 });
     client.on('error', () => {});
     try {
-      const outcome = await new Promise<string>((resolve) => {
-        const req = client.request({ ':path': '/', 'x-big': 'a'.repeat(40 * 1024) });
-        req.on('response', (h) => resolve(`status ${h[':status']}`));
-        req.on('error', () => {});
-        req.on('close', () => resolve(`reset ${req.rstCode}`));
-        req.end();
-      });
-      expect(outcome).toBe('status 431');
+      const outcome = await h2Answer(client, { ':path': '/', 'x-big': 'a'.repeat(40 * 1024) });
+      expect(outcome).toMatchObject({ status: 431, headers: { 'alt-svc': altSvc() } });
       const status = await new Promise<number>((resolve, reject) => {
         const req = client.request({ ':path': '/' });
         req.on('response', (h) => resolve(Number(h[':status'])));
@@ -115,6 +131,27 @@ describe('slow and oversized headers', () => {
         req.end();
       });
       expect(status).toBe(200);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe("the protocol layer's own answers carry the listener's Alt-Svc", () => {
+  it('HTTP/1.1: 408 for a request body that stops arriving (request_body_timeout 1 s)', async () => {
+    const r = await rawH1(edge.port, ['POST /up/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc'], { timeoutMs: 5000 });
+    expect(statusOf(r.response), r.response).toBe(408);
+    expect(r.response).toContain(`\r\nalt-svc: ${altSvc()}\r\n`);
+  });
+
+  it('HTTP/2: 501 for CONNECT, 408 for a request body that stops arriving', async () => {
+    const client = http2.connect(`https://127.0.0.1:${edge.port}`, { rejectUnauthorized: false });
+    client.on('error', () => {});
+    try {
+      const connect = await h2Answer(client, { ':method': 'CONNECT', ':authority': 'a.test:443' }, 'open');
+      expect(connect).toMatchObject({ status: 501, headers: { 'alt-svc': altSvc() } });
+      const slow = await h2Answer(client, { ':method': 'POST', ':path': '/up/echo', 'content-length': '10' }, 'open');
+      expect(slow).toMatchObject({ status: 408, headers: { 'alt-svc': altSvc() } });
     } finally {
       client.close();
     }
@@ -187,6 +224,82 @@ describe('CONTINUATION flood', () => {
     expect(sent).toBeLessThan(20_000);
     expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(64 * 1024 * 1024);
     expect(await curlStatus('--http2')).toBe('200');
+  });
+});
+
+/**
+ * A raw HTTP/2 client over TLS that answers the server's PINGs (as every HTTP/2 client does,
+ * except inside a header block, where it can send nothing but CONTINUATION).
+ */
+async function rawH2(): Promise<{ socket: TLSSocket; frames: () => ParsedFrame[]; closed: Promise<number>; answerPings: (on: boolean) => void }> {
+  const socket = await connectTls(edge.port, ['h2']);
+  let received = Buffer.alloc(0);
+  let answered = 0;
+  let answering = true;
+  socket.on('data', (d: Buffer) => {
+    received = Buffer.concat([received, d]);
+    const pings = parseFrames(received).filter((f) => f.type === FRAME.PING && (f.flags & 0x1) === 0);
+    for (; answering && answered < pings.length; answered++) socket.write(h2Frame(FRAME.PING, 0x1, 0, pings[answered]!.payload));
+  });
+  socket.on('error', () => {});
+  const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(performance.now())));
+  socket.write(Buffer.concat([H2_PREFACE, h2Frame(FRAME.SETTINGS, 0, 0)]));
+  return { socket, frames: () => parseFrames(received), closed, answerPings: (on) => (answering = on) };
+}
+
+describe('HTTP/2 header block held open (request_header_timeout 1 s)', () => {
+  it('HEADERS without END_HEADERS, CONTINUATION trickled, beside an active stream: GOAWAY ENHANCE_YOUR_CALM within 2 × the timeout, counted; the worker serves on', async () => {
+    const refusedBefore = edge.server.refusals.counts['request header timeout'] ?? 0;
+    const h2 = await rawH2();
+    try {
+      // Stream 1: a request the upstream takes 8 s over, so the connection has an active stream.
+      const seen = new Promise<void>((resolve) => up.events.on('request', (u: string) => u === '/up/slow?ms=8000&held' && resolve()));
+      h2.socket.write(h2Frame(FRAME.HEADERS, 0x5 /* END_STREAM | END_HEADERS */, 1, Buffer.concat([Buffer.from([0x82, 0x87]), hpackLiteral(':path', '/up/slow?ms=8000&held'), hpackLiteral(':authority', 'a.test')])));
+      await seen;
+      // Stream 3: a header block that never ends, a CONTINUATION every 700 ms (fewer than
+      // nghttp2's limit of 8 before the test would end).
+      const started = performance.now();
+      h2.answerPings(false);
+      h2.socket.write(h2Frame(FRAME.HEADERS, 0x1 /* END_STREAM only */, 3, hpackGetRoot('a.test')));
+      const trickle = setInterval(() => h2.socket.writable && h2.socket.write(h2Frame(FRAME.CONTINUATION, 0, 3, hpackLiteral('x-slow', 'a'))), 700);
+      const closedAt = await Promise.race([h2.closed, new Promise<number>((resolve) => setTimeout(() => resolve(Infinity), 5000))]);
+      clearInterval(trickle);
+      expect(closedAt - started).toBeLessThan(2 * 1000 + 1000);
+      const goaway = h2.frames().find((f) => f.type === FRAME.GOAWAY);
+      expect(goaway?.payload.readUInt32BE(4)).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      // Stream 1 was taken on (the last stream id), stream 3 never was.
+      expect(goaway!.payload.readUInt32BE(0) & 0x7fffffff).toBe(1);
+      expect(edge.server.refusals.counts['request header timeout']).toBe(refusedBefore + 1);
+    } finally {
+      h2.socket.destroy();
+    }
+    expect(await curlStatus('--http2')).toBe('200');
+  });
+
+  it('a stream nghttp2 refuses as malformed (its complete block never reaches us) is not taken for one held open', async () => {
+    const h2 = await rawH2();
+    try {
+      const answered = async (stream: number): Promise<void> => {
+        for (let i = 0; i < 50 && !h2.frames().some((f) => f.type === FRAME.HEADERS && f.streamId === stream); i++) await new Promise((r) => setTimeout(r, 20));
+        expect(h2.frames().some((f) => f.type === FRAME.HEADERS && f.streamId === stream)).toBe(true);
+      };
+      // A request served (so the connection is past its first-request clock), then one with an
+      // uppercase field name: nghttp2 resets stream 3 (PROTOCOL_ERROR) itself.
+      h2.socket.write(h2Frame(FRAME.HEADERS, 0x5, 1, hpackGetRoot('a.test')));
+      await answered(1);
+      h2.socket.write(h2Frame(FRAME.HEADERS, 0x5, 3, Buffer.concat([hpackGetRoot('a.test'), hpackLiteral('X-Upper', 'a')])));
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      const frames = h2.frames();
+      expect(frames.some((f) => f.type === FRAME.RST_STREAM && f.streamId === 3)).toBe(true);
+      // Our client answered the PING that asked.
+      expect(frames.some((f) => f.type === FRAME.PING)).toBe(true);
+      expect(h2.socket.destroyed).toBe(false);
+      expect(frames.some((f) => f.type === FRAME.GOAWAY)).toBe(false);
+      h2.socket.write(h2Frame(FRAME.HEADERS, 0x5, 5, hpackGetRoot('a.test')));
+      await answered(5);
+    } finally {
+      h2.socket.destroy();
+    }
   });
 });
 

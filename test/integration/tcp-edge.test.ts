@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { h2load } from '../helpers/h2load.js';
+import { connectTls, rawH1, statusOf } from '../helpers/raw-tls.js';
 import { startTcpEdge, run, type TcpEdge } from '../helpers/tcp-edge.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
@@ -110,6 +111,74 @@ describe('curl over HTTP/1.1 and HTTP/2', () => {
     expect(res.status).toBe(308);
     expect(res.headers.get('location')).toBe(`https://example.test:${edge.port}/a/b?c=d`);
     expect(res.headers.get('connection')).toBe('close');
+    // No Alt-Svc for the http:// origin (see redirect-listener.ts).
+    expect(res.headers.has('alt-svc')).toBe(false);
+  });
+});
+
+/** The head of an HTTP/1.x response (lowercased) and its body. */
+function splitResponse(text: string): { head: string; body: string } {
+  const end = text.indexOf('\r\n\r\n');
+  return { head: text.slice(0, end).toLowerCase(), body: text.slice(end + 4) };
+}
+
+describe('HTTP/1.0 clients', () => {
+  it('Via upstream says 1.0 (the version received, RFC 9110 §7.6.3); the connection closes after the response', async () => {
+    const r = await rawH1(edge.port, ['GET /up/echo HTTP/1.0\r\nHost: a.test\r\n\r\n']);
+    expect(statusOf(r.response), r.response).toBe(200);
+    // Without Connection: keep-alive an HTTP/1.0 connection ends with its response.
+    expect(r.closed).toBe(true);
+    const { head, body } = splitResponse(r.response);
+    expect(head).not.toContain('connection: keep-alive');
+    const echo = JSON.parse(body) as { headers: Record<string, string> };
+    expect(echo.headers.via).toBe('1.0 udpgrm-proxy');
+    // The response's Via names the version the upstream's response arrived in.
+    expect(head).toContain('\r\nvia: 1.1 udpgrm-proxy');
+  });
+
+  it('Connection: keep-alive keeps the connection for a second request', async () => {
+    const socket = await connectTls(edge.port, ['http/1.1']);
+    let text = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => (text += d));
+    socket.on('error', () => {});
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    const response = (n: number): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`response ${n} missing: ${text}`)), 5000);
+        const check = (): void => {
+          if (text.split('hello\n').length - 1 < n) return;
+          clearTimeout(timer);
+          socket.off('data', check);
+          resolve();
+        };
+        socket.on('data', check);
+        check();
+      });
+    try {
+      socket.write('GET / HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n');
+      await response(1);
+      expect(splitResponse(text).head).toContain('\r\nconnection: keep-alive');
+      socket.write('GET / HTTP/1.0\r\nHost: a.test\r\n\r\n');
+      await response(2);
+      // The second asked for nothing: the connection ends with it.
+      await closed;
+      expect(statusOf(text.slice(text.lastIndexOf('HTTP/1.1 ')))).toBe(200);
+    } finally {
+      socket.destroy();
+    }
+  });
+
+  it("without Host: served, the authority being the address the connection arrived on (HTTP/1.1 without Host gets 400)", async () => {
+    const r = await rawH1(edge.port, ['GET /up/echo?hostless HTTP/1.0\r\n\r\n']);
+    expect(statusOf(r.response), r.response).toBe(200);
+    const echo = JSON.parse(splitResponse(r.response).body) as { headers: Record<string, string> };
+    expect(echo.headers.host).toBe(`127.0.0.1:${edge.port}`);
+    expect(echo.headers['x-forwarded-host']).toBe(`127.0.0.1:${edge.port}`);
+    const access = edge.logs.filter((l) => l.log === 'access' && l.path === '/up/echo?hostless');
+    expect(access.map((l) => l.authority)).toEqual([`127.0.0.1:${edge.port}`]);
+    const h11 = await rawH1(edge.port, ['GET /up/echo HTTP/1.1\r\n\r\n']);
+    expect(statusOf(h11.response)).toBe(400);
   });
 });
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { buildH1Request } from '../../src/proxy/tcp/h1-request.js';
+import type { IncomingMessage } from 'node:http';
+import { buildH1Request, http10Authority } from '../../src/proxy/tcp/h1-request.js';
 import { redirectLocation } from '../../src/proxy/tcp/redirect-listener.js';
 
 const req = (method: string, target: string, headers: string[], scheme: 'http' | 'https' = 'https') => buildH1Request(method, target, headers, scheme);
@@ -40,6 +41,22 @@ describe('buildH1Request: request-target and Host → the validated request', ()
     expect(req('GET', '/', ['Host', 'a:99999'])).toMatchObject({ ok: false, status: 400, reason: 'invalid Host: invalid port in authority' });
     // Even with an absolute-form target, whose authority is used instead.
     expect(req('GET', 'http://b/', [])).toMatchObject({ ok: false, status: 400, reason: 'missing Host' });
+  });
+
+  it('HTTP/1.0 without Host: the authority given for the connection (Host is required of HTTP/1.1 only)', () => {
+    const r = buildH1Request('GET', '/x', ['Accept', '*/*'], 'https', '127.0.0.1:4433');
+    expect(r).toEqual({ ok: true, request: { method: 'GET', scheme: 'https', authority: '127.0.0.1:4433', path: '/x', headers: [['accept', '*/*'], ['host', '127.0.0.1:4433']] } });
+    // A Host it did send wins; absolute-form still replaces it.
+    expect(buildH1Request('GET', '/x', ['Host', 'a.test'], 'https', '127.0.0.1:4433')).toMatchObject({ ok: true, request: { authority: 'a.test' } });
+    expect(buildH1Request('GET', 'http://b.test/x', [], 'https', '127.0.0.1:4433')).toMatchObject({ ok: true, request: { authority: 'b.test', headers: [['host', 'b.test']] } });
+    expect(buildH1Request('GET', '/x', ['Host', 'a', 'Host', 'b'], 'https', '127.0.0.1:4433')).toMatchObject({ ok: false, status: 400 });
+  });
+
+  it('http10Authority: the local address and port for HTTP/1.0 (IPv6 bracketed), none for HTTP/1.1', () => {
+    const socket = (localAddress: string) => ({ localAddress, localPort: 443 }) as IncomingMessage['socket'];
+    expect(http10Authority({ httpVersionMinor: 0, socket: socket('192.0.2.1') })).toBe('192.0.2.1:443');
+    expect(http10Authority({ httpVersionMinor: 0, socket: socket('2001:db8::1') })).toBe('[2001:db8::1]:443');
+    expect(http10Authority({ httpVersionMinor: 1, socket: socket('192.0.2.1') })).toBeUndefined();
   });
 
   it('a request-target that is none of the forms → 400', () => {

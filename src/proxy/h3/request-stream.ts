@@ -82,6 +82,7 @@ const scratch = Buffer.allocUnsafe(READ_CHUNK);
 
 export class RequestStream implements HttpExchange {
   readonly protocol = 'h3';
+  readonly httpVersion = '3';
   readonly writer: StreamWriter;
   private readonly frames: FrameReader;
   private readonly abortController = new AbortController();

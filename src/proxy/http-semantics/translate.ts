@@ -12,9 +12,9 @@ export const VIA_PSEUDONYM = 'udpgrm-proxy';
 
 /**
  * Via's received-protocol (RFC 9110 §7.6.3): the version of the message as we received it, the
- * protocol name omitted since it is HTTP. "1.1", "2" or "3".
+ * protocol name omitted since it is HTTP. "1.0", "1.1", "2" or "3".
  */
-export type ViaProtocolVersion = '1.1' | '2' | '3';
+export type ViaProtocolVersion = '1.0' | '1.1' | '2' | '3';
 
 export interface UpstreamRequestContext {
   /** The client's IP address (no port, no brackets), appended to X-Forwarded-For. */

@@ -2,7 +2,9 @@
  * Alt-Svc advertisement (RFC 7838): every response on a listener whose config sets `alt_svc`
  * carries exactly our value, whatever the upstream or a respond route said (an origin behind us
  * cannot know which alternative services this edge offers). HTTP/3 responses carry it too
- * (RFC 9114 §3.1.1). One wrapper around the request handler does it for all three protocols.
+ * (RFC 9114 §3.1.1). HTTP/3 wraps its request handler (`advertiseAltSvc`); the TCP listeners
+ * add the field where their protocol layer writes a response head (`withListenerAltSvc`), so the
+ * answers it makes before or without the handler (400, 408, 431, 501) carry it too.
  */
 import type { FieldList } from '../http-semantics/index.js';
 import type { HttpExchange, RequestHandler } from './exchange.js';
@@ -12,6 +14,11 @@ export function withAltSvcField(headers: FieldList, altSvc: string): FieldList {
   const out: FieldList = headers.filter(([name]) => name.toLowerCase() !== 'alt-svc');
   out.push(['alt-svc', altSvc]);
   return out;
+}
+
+/** `withAltSvcField`, or `headers` unchanged when the listener advertises nothing (alt_svc: off). */
+export function withListenerAltSvc(headers: FieldList, altSvc: string | undefined): FieldList {
+  return altSvc === undefined ? headers : withAltSvcField(headers, altSvc);
 }
 
 /** The handler, with every response it starts carrying `alt-svc: value`; the handler itself when there is no value. */
@@ -29,6 +36,9 @@ class AltSvcExchange implements HttpExchange {
 
   get protocol() {
     return this.inner.protocol;
+  }
+  get httpVersion() {
+    return this.inner.httpVersion;
   }
   get request() {
     return this.inner.request;

@@ -4,7 +4,7 @@
  * it (h3/request-stream.ts); HTTP/1.1 and HTTP/2 over TCP implement the same interface, so nothing
  * from here down knows which protocol carried the request.
  */
-import type { FieldList, ValidatedRequest } from '../http-semantics/index.js';
+import type { FieldList, ValidatedRequest, ViaProtocolVersion } from '../http-semantics/index.js';
 import type { RequestBody } from './request-body.js';
 
 export type HttpProtocol = 'h1' | 'h2' | 'h3';
@@ -16,6 +16,11 @@ export interface ClientAddress {
 
 export interface HttpExchange {
   readonly protocol: HttpProtocol;
+  /**
+   * The version the request message arrived in ("1.0" or "1.1" over h1), which Via names
+   * (RFC 9110 §7.6.3).
+   */
+  readonly httpVersion: ViaProtocolVersion;
   readonly request: ValidatedRequest;
   /** The request body as it arrives (ends after trailers, if any, were received). */
   readonly body: RequestBody;

@@ -13,7 +13,6 @@ import {
   toClientTrailers,
   toUpstreamRequestHeaders,
   type FieldList,
-  type ViaProtocolVersion,
 } from '../http-semantics/index.js';
 import { UpstreamError, classifyUpstreamError, clientMessage, type TryRecord } from '../upstream/errors.js';
 import type { UpstreamPool } from '../upstream/pool.js';
@@ -21,7 +20,7 @@ import type { UpstreamRegistry } from '../upstream/registry.js';
 import type { RequestMetrics } from '../metrics/request-metrics.js';
 import type { AccessLog } from './access-log.js';
 import { earlyDataHandling, type EarlyDataHandling } from './early-data.js';
-import { RequestTimeoutError, respondText, type HttpExchange, type HttpProtocol, type RequestHandler } from './exchange.js';
+import { RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from './exchange.js';
 import { REFUSAL, type RefusalCounter } from './refusals.js';
 import type { RequestBody } from './request-body.js';
 import type { TrustedProxies } from './trusted-proxies.js';
@@ -37,9 +36,6 @@ export interface HandlerOptions {
   /** Counts every exchange the access log records (for /metrics). */
   readonly metrics?: RequestMetrics;
 }
-
-/** Via's received-protocol for the protocol that carried the client's request. */
-const VIA_VERSION: Readonly<Record<HttpProtocol, ViaProtocolVersion>> = { h1: '1.1', h2: '2', h3: '3' };
 
 export class ProxyHandler implements RequestHandler {
   constructor(private readonly opts: HandlerOptions) {}
@@ -135,7 +131,7 @@ export class ProxyHandler implements RequestHandler {
           headers: toUpstreamRequestHeaders(ex.request, {
             clientIp: ex.client.host,
             earlyData: ex.earlyData,
-            receivedProtocol: VIA_VERSION[ex.protocol],
+            receivedProtocol: ex.httpVersion,
             trustForwarded: this.opts.trustedProxies?.trusts(ex.client.host) ?? false,
           }),
           body: hasBody ? ex.body.stream : null,

@@ -9,10 +9,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { HttpLimits } from '../config/types.js';
 import type { RequestHandler } from '../http/exchange.js';
+import { withListenerAltSvc } from '../http/alt-svc.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import type { TcpConnections } from './connections.js';
 import { H1Exchange } from './h1-exchange.js';
-import { buildH1Request } from './h1-request.js';
+import { buildH1Request, http10Authority } from './h1-request.js';
 import { endWithStatus } from './raw-response.js';
 
 /**
@@ -37,6 +38,8 @@ export interface H1ConnectionOptions {
   readonly connectionId: string;
   readonly connections: TcpConnections;
   readonly refusals: RefusalCounter;
+  /** The listener's `alt-svc` value, on every response of this connection (none: alt_svc off). */
+  readonly altSvc: string | undefined;
   readonly onHandlerError: (err: unknown, connectionId: string, streamId: number) => void;
 }
 
@@ -92,20 +95,22 @@ export class H1Connection {
     this.clearTimer();
     this.state = { kind: 'active', exchanges: this.activeRequests + 1 };
 
-    const built = buildH1Request(req.method ?? '', req.url ?? '', req.rawHeaders, 'https');
+    const built = buildH1Request(req.method ?? '', req.url ?? '', req.rawHeaders, 'https', http10Authority(req));
     if (!built.ok) {
       if (built.status === 400) this.opts.connections.count('malformed');
       // A request we cannot trust the framing or target of: answer and close.
       this.closing = true;
       req.resume();
       res.once('close', () => this.exchangeDone());
-      res.writeHead(built.status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+      const headers = withListenerAltSvc([['content-type', 'text/plain; charset=utf-8'], ['connection', 'close']], this.opts.altSvc);
+      res.writeHead(built.status, headers.flat());
       res.end(`${built.status === 400 ? 'bad request' : 'not implemented'}: ${built.reason}\n`);
       return;
     }
     const number = this.requests;
     const exchange: H1Exchange = new H1Exchange(req, res, built.request, {
       handler: this.opts.handler,
+      altSvc: this.opts.altSvc,
       requestBodyTimeoutMs: this.opts.limits.requestBodyTimeoutMs,
       connectionId: this.opts.connectionId,
       requestNumber: number,
@@ -143,8 +148,8 @@ export class H1Connection {
       this.socket.destroy();
       return;
     }
-    if (code === 'HPE_HEADER_OVERFLOW') endWithStatus(this.socket, 431, 'request header fields too large');
-    else endWithStatus(this.socket, 400, `bad request: ${(err as { reason?: string }).reason ?? code}`.replace(/[\r\n]/g, ' '));
+    if (code === 'HPE_HEADER_OVERFLOW') endWithStatus(this.socket, 431, 'request header fields too large', this.opts.altSvc);
+    else endWithStatus(this.socket, 400, `bad request: ${(err as { reason?: string }).reason ?? code}`.replace(/[\r\n]/g, ' '), this.opts.altSvc);
     // After the raw answer is written: their handlers are cancelled and write nothing more.
     for (const ex of exchanges) ex.abandon(`malformed request: ${code}`);
   }
@@ -182,7 +187,7 @@ export class H1Connection {
       // Slowloris: the header section did not complete in time (arriving bytes do not extend it).
       this.opts.refusals.add(REFUSAL.headerTimeout);
       this.closing = true;
-      endWithStatus(this.socket, 408, 'request header timeout');
+      endWithStatus(this.socket, 408, 'request header timeout', this.opts.altSvc);
       return;
     }
     // Idle between requests, a new connection that never sent a byte, or one we ended whose

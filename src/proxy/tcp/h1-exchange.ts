@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { formatDuration } from '../config/units.js';
 import { BodyLengthCounter, validateTrailers, type FieldList, type ValidatedRequest } from '../http-semantics/index.js';
 import { dispatchExchange, RequestTimeoutError, respondText, type ClientAddress, type HttpExchange, type RequestHandler } from '../http/exchange.js';
+import { withListenerAltSvc } from '../http/alt-svc.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import { RequestBody } from '../http/request-body.js';
 import { SweepTimer } from '../timers/sweep-timer.js';
@@ -35,6 +36,8 @@ const BODY_HIGH_WATER_MARK = 256 * 1024;
 
 export interface H1ExchangeOptions {
   readonly handler: RequestHandler;
+  /** The listener's `alt-svc` value: every response carries it, replacing the handler's. */
+  readonly altSvc: string | undefined;
   readonly requestBodyTimeoutMs: number;
   readonly connectionId: string;
   /** The request's number on its connection (1, 2, ...). */
@@ -51,6 +54,7 @@ export interface H1ExchangeOptions {
 
 export class H1Exchange implements HttpExchange {
   readonly protocol = 'h1';
+  readonly httpVersion: '1.0' | '1.1';
   readonly body = new RequestBody(BODY_HIGH_WATER_MARK);
   readonly client: ClientAddress;
   readonly earlyData = false;
@@ -71,6 +75,8 @@ export class H1Exchange implements HttpExchange {
     private readonly opts: H1ExchangeOptions,
   ) {
     this.client = { host: req.socket.remoteAddress ?? '', port: req.socket.remotePort ?? 0 };
+    // A higher 1.x minor version is served as 1.1 (RFC 9110 §2.5).
+    this.httpVersion = req.httpVersionMinor === 0 ? '1.0' : '1.1';
     this.lengthCounter = new BodyLengthCounter(request.contentLength);
     // Node adds Date only when the response has none, as node:http2 does for HTTP/2.
   }
@@ -198,7 +204,7 @@ export class H1Exchange implements HttpExchange {
     this.state.send = Send.Body;
     const flat: string[] = [];
     let length = false;
-    for (const [name, value] of headers) {
+    for (const [name, value] of withListenerAltSvc(headers, this.opts.altSvc)) {
       flat.push(name, value);
       if (name === 'content-length') length = true;
     }

@@ -11,6 +11,7 @@
  * in chunked, obs-fold, bad characters, bad chunk sizes); what is left to refuse here is what it
  * lets through.
  */
+import type { IncomingMessage } from 'node:http';
 import { authorityProblem, connectionListedNames, validateRequest, type FieldList, type ValidatedRequest } from '../http-semantics/index.js';
 
 export type H1RequestResult =
@@ -31,16 +32,20 @@ function bad(reason: string): H1RequestResult {
 /**
  * @param rawHeaders Node's `rawHeaders`: names as sent, values as latin1 strings.
  * @param scheme What the connection is: "https" for TLS listeners, "http" for the redirect listener.
+ * @param http10Authority Given for an HTTP/1.0 request: its authority should it have no Host
+ *   (`http10Authority`). RFC 9112 §3.2 requires Host of HTTP/1.1 requests only, and §3.3 lets
+ *   the server put a default consistent with the connection in place of the missing authority.
  */
-export function buildH1Request(method: string, target: string, rawHeaders: readonly string[], scheme: 'http' | 'https'): H1RequestResult {
+export function buildH1Request(method: string, target: string, rawHeaders: readonly string[], scheme: 'http' | 'https', http10Authority?: string): H1RequestResult {
   const received: FieldList = [];
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) received.push([rawHeaders[i]!.toLowerCase(), rawHeaders[i + 1]!]);
 
   // RFC 9112 §3.2: exactly one Host, with a valid value, whatever the request-target's form.
   const hosts = received.filter(([name]) => name === 'host');
-  if (hosts.length === 0) return bad('missing Host');
+  if (hosts.length === 0 && http10Authority !== undefined) received.push(['host', http10Authority]);
+  else if (hosts.length === 0) return bad('missing Host');
   if (hosts.length > 1) return bad('more than one Host');
-  const hostProblem = authorityProblem(hosts[0]![1]);
+  const hostProblem = hosts.length === 0 ? null : authorityProblem(hosts[0]![1]);
   if (hostProblem !== null) return bad(`invalid Host: ${hostProblem}`);
 
   // The parser decoded chunked framing; any other coding would reach the upstream still encoded
@@ -73,6 +78,17 @@ export function buildH1Request(method: string, target: string, rawHeaders: reado
   const v = validateRequest([...pseudo.fields, ...headers]);
   if (v.ok) return v;
   return { ok: false, status: v.kind === 'malformed' ? 400 : 501, reason: v.reason };
+}
+
+/**
+ * For an HTTP/1.0 request, the authority it is taken to be for should it have no Host: the
+ * address and port its connection arrived on ("127.0.0.1:443", "[::1]:443"). Undefined for
+ * HTTP/1.1, which must send Host.
+ */
+export function http10Authority(req: Pick<IncomingMessage, 'httpVersionMinor' | 'socket'>): string | undefined {
+  if (req.httpVersionMinor !== 0) return undefined;
+  const host = req.socket.localAddress ?? '';
+  return `${host.includes(':') ? `[${host}]` : host}:${req.socket.localPort ?? 0}`;
 }
 
 /** The request-target as HTTP/2-style pseudo-header fields. */

@@ -4,9 +4,11 @@
  *
  * - max_requests_per_connection: GOAWAY naming the last allowed stream, then a graceful close;
  * - keepalive_timeout: a connection with no open stream is closed (GOAWAY) after it, and a new
- *   connection that has not completed a request within request_header_timeout too (a HEADERS
- *   block that never completes holds the whole connection, RFC 9113 §6.10, so this also bounds
- *   slow headers; nghttp2 bounds their size and CONTINUATION count);
+ *   connection that has not completed a request within request_header_timeout too;
+ * - request_header_timeout for every header block: one left incomplete (HEADERS without
+ *   END_HEADERS, CONTINUATION trickled or never sent) holds the whole connection (RFC 9113 §6.10),
+ *   whatever else is active on it, so the connection is cut (see `checkHeaderBlock`). nghttp2
+ *   bounds the block's size and CONTINUATION count;
  * - rapid reset (CVE-2023-44487): a client that resets more than h2_max_client_resets streams
  *   within 10 s before their responses completed gets GOAWAY ENHANCE_YOUR_CALM and is cut off,
  *   counted. nghttp2's own limit (a burst of 1000, then 33 per second, ending in GOAWAY
@@ -18,6 +20,7 @@ import type { Logger } from 'pino';
 import { H2_MAX_WINDOW, H2_RESET_WINDOW_MS } from '../config/section-http.js';
 import type { HttpLimits } from '../config/types.js';
 import { validateRequest, type FieldList } from '../http-semantics/index.js';
+import { withListenerAltSvc } from '../http/alt-svc.js';
 import type { RequestHandler } from '../http/exchange.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import type { TcpConnections } from './connections.js';
@@ -40,6 +43,8 @@ const CONNECTION_WINDOW_STREAMS = 4;
 
 export interface H2ConnectionOptions {
   readonly handler: RequestHandler;
+  /** The listener's `alt-svc` value, on every response of this connection (none: alt_svc off). */
+  readonly altSvc: string | undefined;
   readonly limits: HttpLimits;
   readonly connectionId: string;
   readonly connections: TcpConnections;
@@ -64,6 +69,11 @@ export class H2Connection {
   private idleTimer: NodeJS.Timeout | undefined;
   /** The drain's first GOAWAY went out. */
   private draining = false;
+  private readonly headerClock: NodeJS.Timeout;
+  /** The highest stream id whose header block is known complete (its 'stream' event, or a PING answered after it began). */
+  private settledStreamId = 0;
+  /** A PING sent to find out whether the header block of stream `streamId` is still open. */
+  private probe: { readonly streamId: number } | undefined;
 
   constructor(
     readonly session: ServerHttp2Session,
@@ -75,7 +85,10 @@ export class H2Connection {
     session.once('close', () => {
       this.phase = 'closed';
       this.clearIdle();
+      clearInterval(this.headerClock);
     });
+    this.headerClock = setInterval(() => this.checkHeaderBlock(), opts.limits.requestHeaderTimeoutMs);
+    this.headerClock.unref();
     try {
       session.setLocalWindowSize(Math.min(H2_MAX_WINDOW, opts.limits.h2InitialWindow * CONNECTION_WINDOW_STREAMS));
     } catch {
@@ -89,6 +102,7 @@ export class H2Connection {
   }
 
   private onStream(stream: ServerHttp2Stream, rawHeaders: string[]): void {
+    this.settledStreamId = Math.max(this.settledStreamId, stream.id ?? 0);
     stream.on('error', () => {});
     // Counted whatever becomes of the request: the client reset it before our response was
     // complete. (`aborted`: Node closed the stream while our side was still writing; by 'close'
@@ -135,6 +149,7 @@ export class H2Connection {
     }
     const exchange: H2Exchange = new H2Exchange(stream, v.request, {
       handler: this.opts.handler,
+      altSvc: this.opts.altSvc,
       requestBodyTimeoutMs: this.opts.limits.requestBodyTimeoutMs,
       connectionId: this.opts.connectionId,
       client: { host: this.session.socket?.remoteAddress ?? '', port: this.session.socket?.remotePort ?? 0 },
@@ -155,7 +170,8 @@ export class H2Connection {
   /** A short answer of our own, before any exchange; the request body is read and dropped. */
   private respondPlain(stream: ServerHttp2Stream, status: number, text: string): void {
     stream.on('close', () => this.armIdle());
-    stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
+    const headers = withListenerAltSvc([['content-type', 'text/plain; charset=utf-8']], this.opts.altSvc);
+    stream.respond({ ...Object.fromEntries(headers), ':status': status });
     stream.end(`${text}\n`);
     stream.resume();
   }
@@ -168,16 +184,49 @@ export class H2Connection {
   /** The client reset a stream before our response completed: too many, and it is cut off. */
   private onClientReset(): void {
     if (this.phase === 'closed' || !this.resets.record(performance.now())) return;
-    this.phase = 'closed';
     this.opts.connections.count('rapidResetCutoffs');
     this.opts.refusals.add(REFUSAL.rapidReset);
     this.opts.log.warn({ conn: this.opts.connectionId, resets: this.resets.limit, windowMs: this.resets.windowMs }, 'HTTP/2 client reset too many streams (rapid reset): connection closed');
+    this.cutOff(0);
+  }
+
+  /**
+   * Runs every request_header_timeout. nghttp2 counts a stream as processed (`lastProcStreamID`)
+   * from its first HEADERS frame, Node tells us of it once the block is complete ('stream'). A
+   * begun stream we were not told of has an open block, or was refused by nghttp2 (malformed):
+   * a PING tells them apart, since a client inside a header block can send nothing but
+   * CONTINUATION, so its answer comes only after the block. Unanswered a period later, the block
+   * has been open longer than request_header_timeout (at most twice it): the connection is cut.
+   */
+  private checkHeaderBlock(): void {
+    if (this.phase === 'closed' || this.session.destroyed) return;
+    if (this.probe !== undefined) {
+      this.opts.refusals.add(REFUSAL.headerTimeout);
+      this.cutOff(this.settledStreamId);
+      return;
+    }
+    const begun = this.session.state.lastProcStreamID ?? 0;
+    if (begun <= this.settledStreamId) return;
+    const probe = { streamId: begun };
+    const sent = this.session.ping((err) => {
+      if (err || this.probe !== probe) return;
+      this.probe = undefined;
+      this.settledStreamId = Math.max(this.settledStreamId, probe.streamId);
+    });
+    if (sent) this.probe = probe;
+  }
+
+  /** GOAWAY ENHANCE_YOUR_CALM naming `lastStreamId`, then the socket closed a moment later. */
+  private cutOff(lastStreamId: number): void {
+    this.phase = 'closed';
+    this.clearIdle();
+    clearInterval(this.headerClock);
     // GOAWAY first (measured: destroy(undefined, code) alone closes the socket with no GOAWAY
     // reaching the client), and the socket closed a moment later: closing it at once, with the
     // flood still arriving unread, makes the kernel send a reset that discards the GOAWAY at the
     // client before it reads it. Meanwhile nghttp2 ignores the client's new streams (above the
     // GOAWAY's last stream id) and we refuse any that still surface.
-    this.session.goaway(NGHTTP2_ENHANCE_YOUR_CALM, 0);
+    this.session.goaway(NGHTTP2_ENHANCE_YOUR_CALM, lastStreamId);
     setTimeout(() => this.session.destroy(), CUTOFF_LINGER_MS).unref();
   }
 

@@ -10,6 +10,7 @@ import http2, { type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerH
 import { formatDuration } from '../config/units.js';
 import { BodyLengthCounter, validateTrailers, type FieldList, type ValidatedRequest } from '../http-semantics/index.js';
 import { dispatchExchange, RequestTimeoutError, respondText, type ClientAddress, type HttpExchange, type RequestHandler } from '../http/exchange.js';
+import { withListenerAltSvc } from '../http/alt-svc.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import { RequestBody } from '../http/request-body.js';
 import { SweepTimer } from '../timers/sweep-timer.js';
@@ -36,6 +37,8 @@ const BODY_HIGH_WATER_MARK = 256 * 1024;
 
 export interface H2ExchangeOptions {
   readonly handler: RequestHandler;
+  /** The listener's `alt-svc` value: every response carries it, replacing the handler's. */
+  readonly altSvc: string | undefined;
   readonly requestBodyTimeoutMs: number;
   readonly connectionId: string;
   readonly client: ClientAddress;
@@ -51,6 +54,7 @@ export interface H2ExchangeOptions {
 
 export class H2Exchange implements HttpExchange {
   readonly protocol = 'h2';
+  readonly httpVersion = '2';
   readonly body = new RequestBody(BODY_HIGH_WATER_MARK);
   readonly earlyData = false;
   bytesReceived = 0;
@@ -195,7 +199,7 @@ export class H2Exchange implements HttpExchange {
     if (this.state.phase === 'finished' || this.abortController.signal.aborted) return;
     if (this.state.send !== Send.NotStarted) throw new Error('response headers already sent');
     this.state.send = endStream ? Send.Done : Send.Body;
-    const out: OutgoingHttpHeaders = fieldsToHeaderObject(headers);
+    const out: OutgoingHttpHeaders = fieldsToHeaderObject(withListenerAltSvc(headers, this.opts.altSvc));
     out[':status'] = status;
     try {
       // Trailers may follow any body: 'wantTrailers' sends them, or ends the stream without.

@@ -9,8 +9,11 @@ import type { Duplex } from 'node:stream';
 /** How long the response may take to leave before the socket is destroyed anyway. */
 const FLUSH_GRACE_MS = 2000;
 
-/** `text` is ours (no CR or LF). */
-export function endWithStatus(socket: Duplex, status: number, text: string): void {
+/**
+ * `text` is ours (no CR or LF). `altSvc`: the TLS listener's field value (the redirect listener
+ * passes none).
+ */
+export function endWithStatus(socket: Duplex, status: number, text: string, altSvc?: string): void {
   if (socket.destroyed) return;
   if (!socket.writable) {
     socket.destroy();
@@ -19,7 +22,9 @@ export function endWithStatus(socket: Duplex, status: number, text: string): voi
   const body = `${text}\n`;
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
-      `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      (altSvc === undefined ? '' : `alt-svc: ${altSvc}\r\n`) +
+      `connection: close\r\n\r\n${body}`,
   );
   const timer = setTimeout(() => socket.destroy(), FLUSH_GRACE_MS).unref();
   socket.once('close', () => clearTimeout(timer));

@@ -3,6 +3,12 @@
  * target on the listener's https URL (RFC 9110 §15.4.9: method and body are kept on the retry).
  * Nothing is routed or forwarded; each response closes its connection, and small header and
  * time bounds keep an idle or slow client from holding one.
+ *
+ * No response here carries Alt-Svc: an alternative service is advertised for the origin of the
+ * response that carries it (RFC 7838 §2), here the http:// origin. A client honouring it would
+ * send that origin's requests (scheme http, RFC 8164) to our HTTP/3 port, where they would be
+ * served as if they had come over TLS, instead of following the redirect to https. The https
+ * origin learns of HTTP/3 from the TLS listener's own responses.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -11,7 +17,7 @@ import { formatListener } from '../config/section-listeners.js';
 import type { HttpLimits, ListenerConfig } from '../config/types.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import type { TcpConnections } from './connections.js';
-import { buildH1Request } from './h1-request.js';
+import { buildH1Request, http10Authority } from './h1-request.js';
 import { endWithStatus } from './raw-response.js';
 
 /** A redirect needs the request line and Host only. */
@@ -90,7 +96,7 @@ export class RedirectListener {
 function answer(req: IncomingMessage, res: ServerResponse, opts: RedirectListenerOptions): void {
   req.resume();
   res.shouldKeepAlive = false;
-  const built = buildH1Request(req.method ?? '', req.url ?? '', req.rawHeaders, 'http');
+  const built = buildH1Request(req.method ?? '', req.url ?? '', req.rawHeaders, 'http', http10Authority(req));
   if (!built.ok) {
     if (built.status === 400) opts.connections.count('malformed');
     const body = `bad request: ${built.reason}\n`;

@@ -2,7 +2,9 @@
  * One TCP listener serving HTTP/1.1 and/or HTTP/2 over TLS on an already listening socket (an fd
  * the master opened and every worker shares). Node runs TLS and the protocols (`node:http2` with
  * `allowHTTP1` when both are served, `node:https` for HTTP/1.1 alone); the connections' limits,
- * clocks and drain live in H1Connection and H2Connection.
+ * clocks and drain live in H1Connection and H2Connection. Every response carries the listener's
+ * `alt-svc`, the handler's and the protocol layer's own (400, 408, 431, 501) alike: the protocol
+ * layer adds it wherever it writes a response head (`withListenerAltSvc`, `endWithStatus`).
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -17,7 +19,7 @@ import type { RequestHandler } from '../http/exchange.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import type { TcpConnections } from './connections.js';
 import { H1Connection } from './h1-connection.js';
-import { buildH1Request } from './h1-request.js';
+import { buildH1Request, http10Authority } from './h1-request.js';
 import { H2Connection } from './h2-connection.js';
 import { endWithStatus } from './raw-response.js';
 import { tcpAlpn, type TcpCertificates } from './tls-options.js';
@@ -26,7 +28,6 @@ export interface TlsListenerOptions {
   /** A listening TCP socket. */
   readonly fd: number;
   readonly listener: ListenerConfig;
-  /** The request handler, Alt-Svc included. */
   readonly handler: RequestHandler;
   readonly limits: HttpLimits;
   readonly certificates: TcpCertificates;
@@ -104,14 +105,26 @@ export class TlsListener {
     });
     server.on('secureConnection', (socket: TLSSocket) => {
       const protocol = socket.alpnProtocol === 'h2' ? 'h2' : 'h1';
+      if (protocol === 'h1' && !opts.listener.protocols.includes('h1')) return; // 'unknownProtocol' below
       connections.opened(socket, protocol);
       if (protocol === 'h1') this.trackH1(socket);
     });
     const onHandlerError = (err: unknown, conn: string, stream: number): void => log.error({ conn, stream, err }, 'request handler failed; answered 500 or reset');
 
+    if (!opts.listener.protocols.includes('h1')) {
+      // HTTP/2 only, and the client chose no protocol in ALPN (one that offered only http/1.1
+      // got the no_application_protocol alert in the handshake). Such clients speak HTTP/1.1:
+      // say 505 (RFC 9110 §15.6.6) with our Alt-Svc, where Node would answer a bare 403.
+      server.on('unknownProtocol', (socket: TLSSocket) => {
+        // The request is read and dropped (unread bytes would turn our close into a reset). Not
+        // ended within the handshake's own callback: TLS would then close without close_notify.
+        socket.resume();
+        setImmediate(() => endWithStatus(socket, 505, 'this address serves HTTP/2 only (TLS ALPN h2)', opts.listener.altSvc));
+      });
+    }
     if (opts.listener.protocols.includes('h2')) {
       server.on('session', (session: ServerHttp2Session) => {
-        const conn = new H2Connection(session, { handler: opts.handler, limits: opts.limits, connectionId: connectionId(), connections, refusals: opts.refusals, log, onHandlerError });
+        const conn = new H2Connection(session, { handler: opts.handler, altSvc: opts.listener.altSvc, limits: opts.limits, connectionId: connectionId(), connections, refusals: opts.refusals, log, onHandlerError });
         this.h2.add(conn);
         session.once('close', () => this.h2.delete(conn));
         if (!this.accepting) conn.drain();
@@ -136,9 +149,9 @@ export class TlsListener {
       });
       server.on('connect', (req: IncomingMessage, socket: Socket) => {
         // CONNECT (authority-form): answered like over HTTP/3 (501), or 400 when malformed.
-        const built = buildH1Request(req.method ?? '', req.url ?? '', req.rawHeaders, 'https');
+        const built = buildH1Request(req.method ?? '', req.url ?? '', req.rawHeaders, 'https', http10Authority(req));
         if (!built.ok && built.status === 400) connections.count('malformed');
-        endWithStatus(socket, built.ok ? 501 : built.status, built.ok ? 'not implemented' : built.reason);
+        endWithStatus(socket, built.ok ? 501 : built.status, built.ok ? 'not implemented' : built.reason, opts.listener.altSvc);
       });
     }
   }
@@ -147,6 +160,7 @@ export class TlsListener {
     const { opts } = this;
     const conn = new H1Connection(socket, {
       handler: opts.handler,
+      altSvc: opts.listener.altSvc,
       limits: opts.limits,
       connectionId: connectionId(),
       connections: opts.connections,

@@ -10,6 +10,13 @@ import { selectCertificate } from '../config/select-certificate.js';
 import type { CertificateConfig, ListenerProtocol, TlsConfig } from '../config/types.js';
 
 const MIN_VERSION = 'TLSv1.2';
+/**
+ * The session id context, the same in every worker of every generation and binary. Node's default
+ * hashes the process's command line: a worker of an upgraded binary (another path) would then
+ * refuse every ticket issued without SNI before the upgrade (OpenSSL resumes a session only in
+ * the context it was made in).
+ */
+const SESSION_ID_CONTEXT = 'udpgrm-proxy';
 /** Node's ticket key: 16 bytes name, 16 HMAC, 16 AES. */
 const TICKET_KEYS_BYTES = 48;
 
@@ -34,7 +41,8 @@ export class TcpCertificates {
 
   /**
    * Server options: the default certificate for ClientHellos without SNI (Node calls SNICallback
-   * only when a name was sent), SNICallback for the rest, tickets under `ticketKeys`.
+   * only when a name was sent), SNICallback for the rest, tickets under `ticketKeys` in a fixed
+   * session id context.
    */
   serverOptions(ticketKeys: Buffer, handshakeTimeoutMs: number): TlsOptions {
     return {
@@ -43,6 +51,7 @@ export class TcpCertificates {
       minVersion: MIN_VERSION,
       SNICallback: (servername, cb) => cb(null, this.contextFor(servername)),
       ticketKeys,
+      sessionIdContext: SESSION_ID_CONTEXT,
       handshakeTimeout: handshakeTimeoutMs,
     };
   }

@@ -37,9 +37,16 @@ export class BodyGate {
   }
 }
 
-/** Reads the source in paused mode ('readable' + read()), one chunk per demand of its own reader. */
+/**
+ * Reads the source in paused mode ('readable' + read()), only while its own reader wants more
+ * (after `_read`, until a push fills it): the source then fills up in turn, and its feeder stops
+ * reading the client. So the two buffers, each one high-water mark, are all a request holds.
+ */
 class BodyView extends Readable {
   #attached = true;
+  /** `_read` asked for data and no push has filled the view since. */
+  #wanted = false;
+  /** A 'readable' listener is on the source (at most one). */
   #waiting = false;
 
   constructor(
@@ -55,6 +62,7 @@ class BodyView extends Readable {
   }
 
   override _read(): void {
+    this.#wanted = true;
     this.#pull();
   }
 
@@ -67,28 +75,35 @@ class BodyView extends Readable {
   detach(): void {
     if (!this.#attached) return;
     this.#attached = false;
-    this.source.off('readable', this.#pull);
+    this.source.off('readable', this.#onReadable);
     this.source.off('end', this.#onEnd);
     this.source.off('error', this.#onError);
     this.source.off('close', this.#onClose);
   }
 
-  #pull = (): void => {
-    if (!this.#attached) return;
-    this.#waiting = false;
+  #pull(): void {
+    if (!this.#attached || !this.#wanted) return;
     if (this.source.readableEnded) {
       this.push(null);
       return;
     }
     for (let chunk: unknown = this.source.read(); chunk !== null; chunk = this.source.read()) {
       this.onPull();
-      if (!this.push(chunk)) return;
+      if (!this.push(chunk)) {
+        this.#wanted = false;
+        return;
+      }
     }
     // Nothing buffered: wait for the client. At the end, read() returning null emits 'end'.
     if (!this.#waiting) {
       this.#waiting = true;
-      this.source.once('readable', this.#pull);
+      this.source.once('readable', this.#onReadable);
     }
+  }
+
+  #onReadable = (): void => {
+    this.#waiting = false;
+    this.#pull();
   };
 
   #onEnd = (): void => {
