@@ -12,7 +12,6 @@ import type { ListenerConfig, ProxyConfig } from './config/types.js';
 import { H3_ERROR } from './h3/errors.js';
 import { H3Session } from './h3/session.js';
 import { AccessLog } from './http/access-log.js';
-import { advertiseAltSvc } from './http/alt-svc.js';
 import { ProxyHandler } from './http/proxy-handler.js';
 import { RefusalCounter } from './http/refusals.js';
 import { matchRoute } from './http/route.js';
@@ -120,7 +119,8 @@ export class ProxyServer {
         ...(replayGuard ? { replayGuard } : {}),
         createApplication: (conn) => {
           const session = new H3Session(conn, {
-            handler: advertiseAltSvc(handler, s.listener.altSvc),
+            handler,
+            ...(s.listener.altSvc !== undefined ? { altSvc: s.listener.altSvc } : {}),
             onHandlerError: (err, stream) => log.error({ conn: conn.id, stream, err }, 'request handler failed; answered 500 or reset'),
             limits: config.http,
             refusals: this.refusals,

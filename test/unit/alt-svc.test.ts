@@ -1,8 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { advertiseAltSvc, withAltSvcField } from '../../src/proxy/http/alt-svc.js';
+import { withAltSvcField } from '../../src/proxy/http/alt-svc.js';
 import { respondText, type RequestHandler } from '../../src/proxy/http/exchange.js';
+import { H3Session, type SessionLimits } from '../../src/proxy/h3/session.js';
 import { ResetWindow } from '../../src/proxy/tcp/reset-window.js';
-import { MemoryExchange } from '../helpers/memory-exchange.js';
+import { MemoryQuicConnection, headersFrame, parseResponse, requestHeaders } from '../helpers/memory-quic.js';
+
+const LIMITS: SessionLimits = {
+  requestHeaderTimeoutMs: 10_000,
+  requestBodyTimeoutMs: 30_000,
+  maxRequestsPerConnection: 10_000,
+  maxHeaderBytes: 16 * 1024,
+  maxConnectionHeaderBytes: 256 * 1024,
+};
 
 describe('Alt-Svc advertisement', () => {
   const value = 'h3=":4433"; ma=86400';
@@ -25,28 +34,29 @@ describe('Alt-Svc advertisement', () => {
     ]);
   });
 
-  it('wraps a handler: its responses carry the value; everything else passes through to the exchange', async () => {
-    const inner: RequestHandler = {
-      handle: (ex) => {
-        ex.respond(200, [['alt-svc', 'h2=":1"'], ['content-length', '2']]);
-        expect(ex.headersSent).toBe(true);
-        ex.write(Buffer.from('ok'));
-        ex.end([['x-trailer', '1']]);
-      },
-    };
-    const ex = new MemoryExchange({ path: '/' }, { protocol: 'h2' });
-    advertiseAltSvc(inner, value).handle(ex);
-    expect(ex.events).toEqual([
-      { type: 'respond', status: 200, headers: [['content-length', '2'], ['alt-svc', value]], endStream: false },
-      { type: 'write', chunk: Buffer.from('ok') },
-      { type: 'end', trailers: [['x-trailer', '1']] },
-    ]);
-    expect(ex.bytesSent).toBe(2);
+  it('HTTP/3: every response carries the listener value, replacing the handler\'s, the stream\'s own answers included', () => {
+    const conn = new MemoryQuicConnection();
+    const handler: RequestHandler = { handle: (ex) => ex.respond(204, [['alt-svc', 'h2=":1"']], true) };
+    conn.start(new H3Session(conn, { handler, limits: LIMITS, onHandlerError: () => {}, altSvc: value }));
+    conn.clientSend(0, headersFrame(requestHeaders('GET', '/')), true);
+    const fromHandler = parseResponse(conn, 0);
+    expect(fromHandler.status).toBe(204);
+    expect(fromHandler.headerSections[0]!.filter(([n]) => n === 'alt-svc')).toEqual([['alt-svc', value]]);
+    // A CONNECT is answered 501 by the request stream itself, before any handler.
+    conn.clientSend(4, headersFrame([[':method', 'CONNECT'], [':authority', 'a.test:443']]), true);
+    const own = parseResponse(conn, 4);
+    expect(own.status).toBe(501);
+    expect(own.headerSections[0]!.filter(([n]) => n === 'alt-svc')).toEqual([['alt-svc', value]]);
   });
 
-  it('without a value (alt_svc: off) the handler is used as is', () => {
-    const inner: RequestHandler = { handle: (ex) => respondText(ex, 204, '') };
-    expect(advertiseAltSvc(inner, undefined)).toBe(inner);
+  it('HTTP/3 without a value (alt_svc: off): responses carry none', () => {
+    const conn = new MemoryQuicConnection();
+    const handler: RequestHandler = { handle: (ex) => respondText(ex, 200, 'ok') };
+    conn.start(new H3Session(conn, { handler, limits: LIMITS, onHandlerError: () => {} }));
+    conn.clientSend(0, headersFrame(requestHeaders('GET', '/')), true);
+    const res = parseResponse(conn, 0);
+    expect(res.status).toBe(200);
+    expect(res.headerSections[0]!.some(([n]) => n === 'alt-svc')).toBe(false);
   });
 });
 

@@ -8,6 +8,7 @@
 import { formatDuration } from '../config/units.js';
 import { BodyLengthCounter, validateRequest, validateTrailers, type FieldList, type ValidatedRequest } from '../http-semantics/index.js';
 import { dispatchExchange, RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from '../http/exchange.js';
+import { withListenerAltSvc } from '../http/alt-svc.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import { RequestBody } from '../http/request-body.js';
 import type { QuicStreams } from '../quic/connection.js';
@@ -71,6 +72,8 @@ export interface RequestStreamOptions {
   readonly handshakeComplete: () => Promise<boolean>;
   /** Counts what the limits and timeouts turn away (for `list`); absent in tests that do not look. */
   readonly refusals?: RefusalCounter;
+  /** The listener's `alt-svc` value: every response carries it, replacing the handler's (none: alt_svc off). */
+  readonly altSvc?: string;
 }
 
 /** Errors on a request stream that end the whole connection; the rest reset only the stream. */
@@ -412,7 +415,7 @@ export class RequestStream implements HttpExchange {
     if (this.state.phase === 'finished' || this.abortController.signal.aborted) return;
     if (this.state.send !== Send.NotStarted) throw new Error('response headers already sent');
     this.state.send = Send.Body;
-    this.sendFields([[':status', String(status)], ...headers], endStream);
+    this.sendFields([[':status', String(status)], ...withListenerAltSvc(headers, this.opts.altSvc)], endStream);
     if (endStream) this.completeResponse();
   }
 

@@ -50,6 +50,8 @@ export interface SessionOptions {
   readonly onClosed?: (session: H3Session) => void;
   /** Counts what the limits and timeouts turn away (for `list`). */
   readonly refusals?: RefusalCounter;
+  /** The listener's `alt-svc` value, on every response (RFC 9114 §3.1.1); none: alt_svc off. */
+  readonly altSvc?: string;
 }
 
 /** A peer unidirectional stream, by what its type (the first varint, §6.2) made of it. */
@@ -221,6 +223,7 @@ export class H3Session implements QuicApplication {
         onDone: () => this.onRequestDone(streamId),
         handshakeComplete: () => this.handshake.wait(),
         ...(this.opts.refusals ? { refusals: this.opts.refusals } : {}),
+        ...(this.opts.altSvc !== undefined ? { altSvc: this.opts.altSvc } : {}),
       });
       this.requests.set(streamId, req);
       if (streamId > this.highestRequestId) this.highestRequestId = streamId;
