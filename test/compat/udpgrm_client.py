@@ -12,6 +12,7 @@ python3 udpgrm_client.py fill-ring HOST PORT        -> SOCKET_GEN until EAGAIN: 
 python3 udpgrm_client.py thread-register HOST PORT  -> register from a thread other than the main one
 python3 udpgrm_client.py many HOST PORT N           -> N sockets registered as W+1 (see many())
 python3 udpgrm_client.py echo HOST PORT             -> NOOP echo generation (see echo())
+python3 udpgrm_client.py noop-flips HOST PORT N     -> udpgrm's test_noop: N flips in one process (see there)
 python3 udpgrm_client.py serve HOST PORT JSON       -> one generation driven over stdin (see serve())
 Every line printed is one JSON object.
 """
@@ -314,6 +315,71 @@ def cmd_echo(host, port):
     emit(step="drained", gen=gen, echoed=echoed)
 
 
+SO_RCVBUFFORCE = 33
+
+
+def cmd_noop_flips(host, port, flips):
+    """udpgrm's test_noop (tests/test_dissector_noop.py): a NOOP service whose generations are new
+    sockets of this process. Per flip: bind a socket, register it as the next generation, wait,
+    flip, give datagrams in flight 10 ms, read the old socket empty, close it. Datagrams carry a
+    4-byte sequence number. Prints {"step": "serving"} after the first flip and {"step": "flips",
+    "gens": [...]} after the last; on "stop" (stdin) reads the last socket until 50 ms pass
+    without a datagram and prints {"received": count, "distinct": count}."""
+    seen = []
+
+    def new_socket():
+        sd = reuseport_socket(host, port)
+        # Room for a scheduling stall of the test host: only steering may lose datagrams here.
+        sd.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
+        sd.setblocking(False)
+        return sd
+
+    def read_empty(sd):
+        while True:
+            try:
+                seen.append(struct.unpack("!I", sd.recv(64)[:4])[0])
+            except BlockingIOError:
+                return
+
+    def register(sd, gen):
+        sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, gen)
+        for _ in range(5000):
+            if struct.unpack("II", sd.getsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, 8))[1] != 0xFFFFFFFF:
+                return
+            time.sleep(0.001)
+        raise SystemExit("registration did not complete")
+
+    sd = new_socket()
+    sd.setsockopt(IPPROTO_UDP, UDP_GRM_DISSECTOR, dissector(DISSECTOR_NOOP))
+    gen = sd.getsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN) + 1
+    register(sd, gen)
+    sd.setsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN, gen)
+    emit(step="serving", gen=gen)
+    sys.stdin.readline()  # "go": traffic has started
+    gens = []
+    for _ in range(int(flips)):
+        gen += 1
+        sa = new_socket()
+        register(sa, gen)
+        sa.setsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN, gen)
+        time.sleep(0.01)
+        read_empty(sd)
+        sd.close()
+        sd = sa
+        gens.append(gen)
+        read_empty(sd)
+    emit(step="flips", gens=gens)
+    sys.stdin.readline()  # "stop": traffic has ended
+    quiet = time.time()
+    while time.time() - quiet < 0.05:
+        n = len(seen)
+        select.select([sd], [], [], 0.05)
+        read_empty(sd)
+        if len(seen) != n:
+            quiet = time.time()
+    emit(received=len(seen), distinct=len(set(seen)))
+
+
 def cmd_serve(host, port, spec):
     """One generation of a service, driven by the test. spec (JSON): dissector ("flow", "noop",
     "cbpf", "bespoke"), timeout, max_apps, cbpf [[code, jt, jf, k]...], digest, sni [[app, host]...],
@@ -417,7 +483,8 @@ def cmd_serve(host, port, spec):
 
 COMMANDS = {"probe": cmd_probe, "register": cmd_register, "errnos": cmd_errnos, "errnos-more": cmd_errnos_more,
             "nohooks": cmd_nohooks, "netns": cmd_netns, "fill-groups": cmd_fill_groups, "fill-ring": cmd_fill_ring,
-            "thread-register": cmd_thread_register, "many": cmd_many, "echo": cmd_echo, "serve": cmd_serve}
+            "thread-register": cmd_thread_register, "many": cmd_many, "echo": cmd_echo, "noop-flips": cmd_noop_flips,
+            "serve": cmd_serve}
 
 if __name__ == "__main__":
     name, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
