@@ -383,15 +383,17 @@ def cmd_noop_flips(host, port, flips):
 def cmd_serve(host, port, spec):
     """One generation of a service, driven by the test. spec (JSON): dissector ("flow", "noop",
     "cbpf", "bespoke"), timeout, max_apps, cbpf [[code, jt, jf, k]...], digest, sni [[app, host]...],
-    app, device (SO_BINDTODEVICE), quiet (datagrams are read and dropped, nothing printed).
-    Registers as W+1 of its app and prints {"step": "registered", gen, idx, cookie, so_cookie}.
+    app, device (SO_BINDTODEVICE), quiet (datagrams are read and dropped, nothing printed),
+    noregister (bound only: no SOCKET_GEN).
+    Registers as W+1 of its app and prints {"step": "registered", gen, idx, cookie, so_cookie}
+    (with noregister at once, gen and idx then 0xffffffff).
     Then serves:
       stdin "flip"               -> WORKING_GEN = its gen          {"step": "flipped"}
       stdin "working N"          -> WORKING_GEN = N                {"step": "working", "gen": N}
-      stdin "regen N"            -> SOCKET_GEN = N, then reads it at once {"step": "regen", gen, idx,
-                                    cookie} and again once the cookie changed (udpgrm's tests'
-                                    wait) {"step": "reregistered", gen, idx, cookie}
+      stdin "regen N"            -> SOCKET_GEN = N (re-registration; "flip" then flips to N), and
+                                    reads it at once {"step": "regen", gen, idx, cookie}
       stdin "sockgen N"          -> SOCKET_GEN = N                 {"step": "sockgen", "errno": ...}
+      stdin "read"               -> GET SOCKET_GEN (12 bytes)      {"step": "read", gen, idx, cookie}
       stdin "assure IP PORT"     -> FLOW_ASSURE of that remote     {"assure": "ok" or errno name}
       stdin "assure-many IP P N" -> FLOW_ASSURE of ports P..P+N-1   {"assured": {outcome: count}}
       stdin "quit"               -> exits
@@ -417,8 +419,9 @@ def cmd_serve(host, port, spec):
     if o.get("app"):
         sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_APP, o["app"])
     gen = sd.getsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN) + 1
-    sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, gen)
-    wait_registered(sd)
+    if not o.get("noregister"):
+        sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, gen)
+        wait_registered(sd)
     g, idx, cookie, _ = struct.unpack("IIHH", sd.getsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, 12))
     so_cookie = struct.unpack("Q", sd.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8))[0]
     emit(step="registered", gen=g, idx=idx, cookie=cookie, so_cookie=so_cookie)
@@ -457,16 +460,13 @@ def cmd_serve(host, port, spec):
                 elif words and words[0] == "sockgen":
                     emit(step="sockgen", errno=errname(lambda: sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, int(words[1]))))
                 elif words and words[0] == "regen":
-                    old = cookie
-                    sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, int(words[1]))
+                    gen = int(words[1])
+                    sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, gen)
                     g, idx, cookie, _ = struct.unpack("IIHH", sd.getsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, 12))
                     emit(step="regen", gen=g, idx=idx, cookie=cookie)
-                    deadline = time.time() + 20
-                    while cookie == old and time.time() < deadline:
-                        time.sleep(0.002)
-                        g, idx, cookie, _ = struct.unpack("IIHH", sd.getsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, 12))
-                    gen = g
-                    emit(step="reregistered", gen=g, idx=idx, cookie=cookie)
+                elif words == ["read"]:
+                    g, idx, cookie, _ = struct.unpack("IIHH", sd.getsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, 12))
+                    emit(step="read", gen=g, idx=idx, cookie=cookie)
                 elif words and words[0] == "assure":
                     emit(assure=errname(lambda: sd.setsockopt(IPPROTO_UDP, UDP_GRM_FLOW_ASSURE, sockaddr_in(words[1], int(words[2])))),
                          port=int(words[2]))
