@@ -1,8 +1,9 @@
 /**
- * The issue's NOOP soak (udpgrm's test_noop): a UDP echo service written against udpgrm's socket
- * API (Python, standard socket module) restarted across 64 generation flips, slots wrapping past
- * 31, under ~2,000 datagrams/s; prints datagrams sent, echoed, lost, dispatch errors and the time
- * a flip takes. test/compat/noop.test.ts runs 16 flips at ~1,000/s in the suite.
+ * The issue's NOOP soak with a process per generation: a UDP echo service written against
+ * udpgrm's socket API (Python, standard socket module) restarted across 64 generation flips, slots
+ * wrapping past 31, under ~2,000 datagrams/s; prints datagrams sent, echoed, lost, dispatch errors
+ * and the time a flip takes. test/compat/noop.test.ts runs udpgrm's own test_noop in the suite
+ * (64 flips at ~2,000/s, the generations being new sockets of one process).
  * Root only; private netns, throwaway cgroup and pin dir.
  *   npx tsx bench/compat-noop-soak.ts [flips] [datagramsPerSecond]
  */

@@ -7,11 +7,11 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { Agent } from '../../src/grm/compat/agent.js';
 import { cookiePack, slotOf } from '../../src/grm/compat/cookie.js';
 import { install } from '../../src/grm/compat/install.js';
-import { parseAddress } from '../../src/grm/compat/list.js';
+import { listCompat, parseAddress } from '../../src/grm/compat/list.js';
 import { decodeStats } from '../../src/grm/compat/records.js';
 import { CompatState } from '../../src/grm/compat/state.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
-import { TAGGED_PROGRAM } from './cbpf-programs.js';
+import { ISA_PROGRAM, TAGGED_PROGRAM } from './cbpf-programs.js';
 import { receiver, removeCompatPinDir, serve, TestCgroup, uniqueCompatPinDir } from './harness.js';
 
 enterPrivateNetns();
@@ -103,4 +103,43 @@ test('CBPF configurations udpgrm refuses: EPERM', async () => {
     expect(await s.exited).not.toBe(0);
     expect(s.stderr).toContain('Operation not permitted');
   }
+});
+
+test("udpgrm's instruction set: IND, MSH, MEM/ST/STX, ALU, LEN, jumps with K and X, JA, TAX/TXA, RET X, SKF_AD_PROTOCOL; errors", async () => {
+  const port = PORT + 10;
+  const spec = { dissector: 'cbpf', cbpf: ISA_PROGRAM, max_apps: 2 };
+  const app0 = await serve(cg, port, spec);
+  await app0.flip();
+  const app1 = await serve(cg, port, { ...spec, app: 1 });
+  await app1.flip();
+  const all = [app0, app1];
+  const c = dgram.createSocket('udp4');
+  const send = (b: Buffer): string => {
+    c.send(b, port, '127.0.0.1');
+    return b.toString('latin1');
+  };
+  const tagged = (tag: string): Buffer => Buffer.from(`${tag}-${n++}`);
+  // 'i': an IPv4-like header length at byte 1 (0x45: X = 20), then bytes at X + 2, + 3, + 5.
+  const ind = Buffer.alloc(32, 0x2e);
+  ind.write('i', 0);
+  ind[1] = 0x45;
+  ind[22] = 0x77;
+  ind.writeUInt16BE(0x1234, 23);
+  ind.writeUInt32BE(0xdeadbeef, 25);
+  const exactly10 = (): Buffer => Buffer.from(`l${String(n++).padStart(9, '-')}`);
+  for (const b of [ind, tagged('m'), exactly10(), tagged('j'), tagged('x'), tagged('p')]) expect(await receiver(all, send(b))).toBe(1);
+  // The checks do fail: a payload of 11 bytes, an 'i' without its bytes.
+  expect(await receiver(all, send(Buffer.from(`l${String(n++).padStart(10, '-')}`)))).toBe(0);
+  const wrong = Buffer.from(ind);
+  wrong[22] = 0x78;
+  expect(await receiver(all, send(wrong))).toBe(0);
+  for (const t of ['e', 'a', 'b']) await receiver(all, send(tagged(t))); // the kernel's hash
+  c.close();
+
+  const st = decodeStats(state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${port}`)));
+  expect(st.rx_processed_total).toBe(11n);
+  expect(st.rx_cbpf_prog_error).toBe(2n); // 'e' (no RET), 'b' (bad opcode)
+  expect(st.rx_packet_too_short_error).toBe(1n); // 'a' (ancillary load other than the protocol)
+  expect(st.rx_new_flow_working_gen_dispatch_ok).toBe(8n);
+  expect(listCompat(state.maps, false, `127.0.0.1:${port}`)).toMatch(/^127\.0\.0\.1:46411\n\tnetns 0x[0-9a-f]+  dissector cbpf  apps 2  filter_len 63\n/);
 });

@@ -152,7 +152,10 @@ export async function receiver(servers: readonly JsonChild[], payload: string, t
     const left = deadline - Date.now();
     if (left <= 0) throw new Error(`no server received '${payload}'`);
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([...servers.map((s) => s.changed()), new Promise<void>((res) => (timer = setTimeout(res, left)))]);
+    // Only running servers: an exited one's changed() resolves at once, and racing it would spin
+    // on microtasks, starving the event loop (the datagram's own send included).
+    const running = servers.filter((s) => s.proc.exitCode === null && s.proc.signalCode === null);
+    await Promise.race([...running.map((s) => s.changed()), new Promise<void>((res) => (timer = setTimeout(res, left)))]);
     clearTimeout(timer);
   }
 }

@@ -9,12 +9,12 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { Agent } from '../../src/grm/compat/agent.js';
 import { slotOf } from '../../src/grm/compat/cookie.js';
 import { install } from '../../src/grm/compat/install.js';
-import { parseAddress } from '../../src/grm/compat/list.js';
+import { listCompat, parseAddress } from '../../src/grm/compat/list.js';
 import { decodeStats } from '../../src/grm/compat/records.js';
 import { CompatState } from '../../src/grm/compat/state.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
-import { clientHello, clientInitials } from '../helpers/quic-initial.js';
-import { receiver, removeCompatPinDir, serve, TestCgroup, uniqueCompatPinDir } from './harness.js';
+import { buildClientInitial, clientHello, clientInitials } from '../helpers/quic-initial.js';
+import { receiver, removeCompatPinDir, serve, type Served, TestCgroup, uniqueCompatPinDir } from './harness.js';
 
 enterPrivateNetns();
 const pinDir = uniqueCompatPinDir('quic');
@@ -59,6 +59,8 @@ const handshake = (dcid: Buffer): Buffer =>
   Buffer.concat([Buffer.from([0xe0, 0, 0, 0, 1, dcid.length]), dcid, Buffer.from([8]), randomBytes(8), randomBytes(40)]);
 const initial = (sni: string | null): Buffer => clientInitials(randomBytes(8), clientHello(sni))[0]!;
 
+let servers: Served[] = [];
+
 test('Initials with an SNI pick the app; DCIDs with a cookie reach their socket; junk goes to the kernel', async () => {
   const spec = { dissector: 'bespoke', digest: 0xdead, max_apps: 2, sni: [[1, 'api.example.com']] };
   const old0 = await serve(cg, PORT, spec); // app 0, gen 1
@@ -68,6 +70,7 @@ test('Initials with an SNI pick the app; DCIDs with a cookie reach their socket;
   const new0 = await serve(cg, PORT, spec); // app 0, gen 2: working
   await new0.flip();
   const all = [old0, api, new0];
+  servers = all;
 
   expect(await receiver(all, send(initial('api.example.com')))).toBe(1);
   expect(await receiver(all, send(initial('API.Example.COM')))).toBe(1); // names ignore case
@@ -95,4 +98,38 @@ test('Initials with an SNI pick the app; DCIDs with a cookie reach their socket;
   const existing = st.slot_rx_existing_flow as bigint[];
   expect(existing[slotOf(2, 0, 1)]).toBe(2n);
   expect(existing[slotOf(2, 1, 1)]).toBe(1n);
+});
+
+test('short datagrams, a QUIC v2 Initial, an Initial under 1,200 bytes, an unknown digest; the list header', async () => {
+  const all = servers;
+  expect(all).toHaveLength(3);
+  const before = decodeStats(state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT}`)));
+  const delta = (name: string): bigint => (decodeStats(state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT}`)))[name] as bigint) - (before[name] as bigint);
+  // With its UDP header a datagram under 32 bytes is a parse error; 32..39 bytes fail the 32-byte
+  // load past the header: too short (udpgrm's parse_quic_fast: IERR_SANITY, then IERR_LOAD).
+  for (const n of [23, 24, 31]) await receiver(all, send(Buffer.alloc(n, 0x41 + n)));
+  // Not QUIC v1 (v2's 0x6b3343cf): udpgrm derives v1 keys only, a header error.
+  const v2 = initial('api.example.com');
+  v2.writeUInt32BE(0x6b3343cf, 1);
+  await receiver(all, send(v2));
+  expect([delta('rx_cbpf_prog_error'), delta('rx_packet_too_short_error'), delta('rx_processed_total')]).toEqual([2n, 2n, 4n]);
+  // An Initial in a datagram under 1,200 bytes (RFC 9000 §14.1 forbids it): routed by its DCID
+  // here, so a random one is app 0 (udpgrm decrypts it and would pick app 1: listed difference).
+  const short = buildClientInitial({ dcid: randomBytes(8), scid: randomBytes(8), pn: 0, pnLength: 4, cryptoFrames: [{ offset: 0, data: clientHello('api.example.com') }], padTo: 0 });
+  expect(short.length).toBeLessThan(1200);
+  expect(await receiver(all, send(short))).toBe(2);
+  expect(listCompat(state.maps, false, `127.0.0.1:${PORT}`)).toMatch(/^127\.0\.0\.1:46501\n\tnetns 0x[0-9a-f]+  dissector bespoke  digest 0xdead\n/);
+
+  // A digest udpgrm does not know is accepted, and every datagram is a program error.
+  const beef = await serve(cg, PORT + 1, { dissector: 'bespoke', digest: 0xbeef });
+  await beef.flip();
+  const c = dgram.createSocket('udp4');
+  for (const b of [initial('api.example.com'), shortHeader(ourCid(beef.cookie))]) {
+    c.send(b, PORT + 1, '127.0.0.1');
+    await receiver([beef], b.toString('latin1'));
+  }
+  c.close();
+  const st = decodeStats(state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT + 1}`)));
+  expect([st.rx_processed_total, st.rx_cbpf_prog_error, st.rx_dissected_ok_total]).toEqual([2n, 2n, 0n]);
+  expect(listCompat(state.maps, false, `127.0.0.1:${PORT + 1}`)).toContain('dissector bespoke  digest 0xbeef\n');
 });

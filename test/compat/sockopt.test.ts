@@ -1,27 +1,31 @@
 // udpgrm's socket-option API from Python (standard socket module only), through the hooks on a
 // dedicated cgroup and the registration agent (in this process): probe, register, wait, flip,
-// the errno of each misuse, and EAGAIN when the request ring is full.
+// the errno of each misuse (ENOPROTOOPT without hooks, another netns, a full group table), EAGAIN
+// when the request ring is full, registration from a thread.
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { Agent } from '../../src/grm/compat/agent.js';
 import { install } from '../../src/grm/compat/install.js';
-import { listCompat } from '../../src/grm/compat/list.js';
+import { GRM } from '../../src/grm/abi.generated.js';
+import { deleteCompatGroup, listCompat } from '../../src/grm/compat/list.js';
 import { formatMetrics } from '../../src/grm/compat/metrics.js';
 import { listProxyGroups } from '../../src/grm/compat/proxy-groups.js';
 import { GenerationManager } from '../../src/grm/index.js';
 import { CompatState } from '../../src/grm/compat/state.js';
 import { waitUntil } from '../helpers/deadline.js';
 import { enterPrivateNetns, uniquePinDir } from '../helpers/netns.js';
-import { removeCompatPinDir, TestCgroup, uniqueCompatPinDir } from './harness.js';
+import { CLIENT, JsonChild, PYTHON, removeCompatPinDir, serve, TestCgroup, uniqueCompatPinDir } from './harness.js';
 
 enterPrivateNetns();
 const pinDir = uniqueCompatPinDir('sockopt');
 let cg: TestCgroup;
+let bare: TestCgroup; // no hooks
 let state: CompatState;
 let agent: Agent;
 const log: string[] = [];
 
 beforeAll(() => {
   cg = new TestCgroup('sockopt');
+  bare = new TestCgroup('sockopt-bare');
   state = CompatState.open(pinDir);
   install(state, cg.path);
   agent = new Agent(state, (l) => log.push(l));
@@ -32,6 +36,7 @@ afterAll(async () => {
   state?.close();
   removeCompatPinDir(pinDir);
   await cg?.remove();
+  await bare?.remove();
 });
 
 // First, while no agent runs: requests queue in the ring until it is full.
@@ -43,6 +48,8 @@ test('a full request ring fails SOCKET_GEN and WORKING_GEN with EAGAIN and chang
   expect(r.posted as number).toBeGreaterThan(100); // 64 KiB ring of 48-byte records
   expect(r.working_gen_errno).toBe('EAGAIN');
   expect(r.working_gen_after).toBe(r.working_gen_before);
+  expect(r.dissector_errno).toBe('EAGAIN');
+  expect(r.dissector_group).toBe(-1); // no group left behind: a retry may set any dissector
   // The agent then serves the queue (the process is gone: each request fails, none is fatal).
   agent.start();
   await waitUntil('the agent to serve the queued requests', () => agent.counters.failed >= (r.posted as number), { timeoutMs: 20_000 });
@@ -107,6 +114,70 @@ test('each misuse fails with udpgrm errno', async () => {
   expect(listCompat(state.maps, false, '127.0.0.1:46010')).toContain('dissector noop  verbose\n');
 });
 
+test('without the hooks the kernel answers every option with ENOPROTOOPT', async () => {
+  const py = bare.python(['nohooks', '127.0.0.1', '46020']);
+  expect(await py.exited).toBe(0);
+  const all = Object.fromEntries([200, 201, 202, 203, 204].flatMap((o) => [[`set_${o}`, 'ENOPROTOOPT'], [`get_${o}`, 'ENOPROTOOPT']]));
+  expect(py.lines[0]).toEqual(all);
+});
+
+test('more error paths: FLOW_ASSURE family, short GET, big buffers of other options, 20-byte SET, refused configurations', async () => {
+  const py = cg.python(['errnos-more', '127.0.0.1', '46021']);
+  expect({ status: await py.exited, stderr: py.stderr }).toEqual({ status: 0, stderr: '' });
+  expect(py.lines[0]).toEqual({
+    flow_assure_bad_family: 'EPERM',
+    flow_assure_v4: 'ok',
+    get_socket_gen_2_bytes: 'EFAULT',
+    get_working_gen_2_bytes: 'EFAULT',
+    big_set_other: 'ok', // SO_RCVBUF with an 8 KiB buffer reaches the kernel
+    rcvbuf_after: 8192, // 4096, doubled by the kernel
+    dissector_20_bytes: 'ok',
+    dissector_20_read_back: [4, '00000000'], // NOOP; bytes 16..19 were not read
+    cbpf_with_digest: 'EPERM',
+    cbpf_with_digest_group: -1,
+    noop_with_filter: 'EPERM',
+    noop_with_filter_group: -1,
+    noop_with_apps: 'EPERM',
+    noop_with_apps_group: -1,
+    flow_with_digest: 'EPERM',
+    flow_with_digest_group: -1,
+    bespoke_without_digest: 'EPERM', // udpgrm accepts any BESPOKE (listed difference)
+    bespoke_without_digest_group: -1,
+    bespoke_9_hostnames: 'EPERM',
+    bespoke_9_hostnames_group: -1,
+    bespoke_5_apps: 'EPERM',
+    bespoke_5_apps_group: -1,
+  });
+});
+
+test('SOCKET_GEN set again to its generation is a no-op; a thread other than the main one registers', async () => {
+  const port = 46031;
+  const registeredHere = (): number => log.filter((l) => l.includes(`127.0.0.1:${port} `) && l.includes(' registered: ')).length;
+  const s = await serve(cg, port, {});
+  try {
+    expect(registeredHere()).toBe(1);
+    const wg = agent.counters.workingGenSet;
+    expect((await s.command(`sockgen ${s.gen}`, (l) => l.step === 'sockgen')).errno).toBe('ok');
+    // A WORKING_GEN record queued after it: once served, any request before it was too (FIFO).
+    await s.command(`working ${s.gen}`, (l) => l.step === 'working');
+    await waitUntil('the agent to serve WORKING_GEN', () => agent.counters.workingGenSet > wg, { timeoutMs: 5_000 });
+    expect(registeredHere()).toBe(1);
+  } finally {
+    s.proc.stdin!.end();
+  }
+  const t = cg.python(['thread-register', '127.0.0.1', String(port + 1)]);
+  expect(await t.exited).toBe(0);
+  expect(t.lines[0]).toEqual({ tid_is_pid: false, gen: 1, idx: 0 });
+});
+
+test('a socket in another netns than its group: SET fails EBADF, GET reads the group (udpgrm does not check)', async () => {
+  const reg = cg.python(['register', '0.0.0.0', '46033']);
+  expect(await reg.exited).toBe(0);
+  const other = new JsonChild(cg.spawn('unshare', ['-n', PYTHON, CLIENT, 'netns', '0.0.0.0', '46033']));
+  expect(await other.exited).toBe(0);
+  expect(other.lines[0]).toEqual({ set_working_gen: 'EBADF', set_socket_gen: 'EBADF', get_working_gen: 1 });
+});
+
 test("grm list shows the proxy's own groups after the compat ones, marked", () => {
   const proxyPinDir = uniquePinDir('compat-list');
   const mgr = GenerationManager.open({ pinDir: proxyPinDir, cidLength: 16 });
@@ -123,5 +194,20 @@ test("grm list shows the proxy's own groups after the compat ones, marked", () =
     expect(listProxyGroups(`${proxyPinDir}-none`, false)).toBe('');
   } finally {
     mgr.cleanup();
+  }
+});
+
+test('a full group table (512 groups) fails a new address with EBADF and creates nothing', async () => {
+  const first = 47000;
+  const before = state.maps.grmc_groups.keys().length;
+  const py = cg.python(['fill-groups', '127.0.0.1', String(first)]);
+  try {
+    expect(await py.exited).toBe(0);
+    const r = py.lines[0]!;
+    expect(r).toEqual({ created: GRM.COMPAT_MAX_GROUPS - before, errno: 'EBADF', probe: -1 });
+  } finally {
+    await py.exited;
+    const n = (py.lines[0]?.created as number | undefined) ?? 1000;
+    for (let p = first; p < first + n; p++) deleteCompatGroup(state.maps, `127.0.0.1:${p}`);
   }
 });

@@ -17,9 +17,9 @@ import { parseAddress } from '../../src/grm/compat/list.js';
 import { decodeGroup } from '../../src/grm/compat/records.js';
 import { CompatState } from '../../src/grm/compat/state.js';
 import { parseActivateArgs, parseBpfAsm } from '../../src/grm/compat/activate.js';
-import { socketGen, workingGen } from '../../src/grm/compat/udpgrm-socket.js';
+import { socketApp, socketGen, workingGen } from '../../src/grm/compat/udpgrm-socket.js';
 import { boundAddress, createReuseportSocket, formatAddress, toSocketAddress } from '../../src/grm/sockets.js';
-import { libc } from '../../src/sys/libc.js';
+import { IPPROTO_IPV6, IPV6_V6ONLY, libc, SO_RCVBUF, SOL_SOCKET } from '../../src/sys/libc.js';
 import { waitForExit, waitForPidGone } from '../helpers/deadline.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
 import { NotifySocket } from '../helpers/notify-socket.js';
@@ -124,6 +124,43 @@ test('activate refuses bad input with udpgrm\'s messages and exit 1', async () =
   const p = new JsonChild(cg.spawn(process.execPath, grm(['activate', 'x', `127.0.0.1:${PORT}`, '--digest', '0xdead'])));
   expect(await p.exited).toBe(1);
   expect(p.lines.map((l) => l.text)).toContain(`[!] setsockopt(UDP_GRM_DISSECTOR) failed. Dissector conflict? Try 'udpgrm-proxy grm delete 127.0.0.1:${PORT}'.`);
+});
+
+function intOption(fd: number, level: number, name: number): number {
+  const v = Buffer.alloc(4);
+  expect(libc.getsockopt(fd, level, name, v, [4])).toBe(0);
+  return v.readInt32LE(0);
+}
+
+test('activate options: -4, --rcvbuf, --no-register, --bpf, -m and -a (every socket), port 0; --freebind and the EOVERFLOW hint', async () => {
+  const prog = join(dir, 'prog.bpf');
+  writeFileSync(prog, 'struct sock_filter code[] = {\n{ 0x28, 0, 0, 0x00000001 },\n{ 0x16, 0, 0, 0000000000 },\n};\n');
+  const args = ['activate', 'multi', '[::]:0', '-c', '2', '-4', '--rcvbuf', '65536', '--no-register', '--bpf', prog, '-m', '2', '-a', '1'];
+  const p = new JsonChild(cg.spawn(process.execPath, grm(args), { ...process.env, NOTIFY_SOCKET: notify.path }));
+  expect({ status: await p.exited, stdout: p.lines }).toEqual({ status: 0, stdout: [] });
+  const msgs = notify.receive();
+  fds.push(...msgs.flatMap((m) => m.fds));
+  const stored = msgs[1]!.fds;
+  expect(stored).toHaveLength(2);
+  const addrs = stored.map((fd) => formatAddress(boundAddress(fd)));
+  expect(addrs[0]).toMatch(/^\[::\]:\d+$/);
+  expect(addrs[0]).not.toBe('[::]:0');
+  expect(addrs[1]).toBe(addrs[0]); // port 0: the second socket takes the first one's port
+  for (const fd of stored) {
+    expect(intOption(fd, IPPROTO_IPV6, IPV6_V6ONLY)).toBe(0); // -4
+    expect(intOption(fd, SOL_SOCKET, SO_RCVBUF)).toBe(131072); // doubled by the kernel
+    expect(socketGen(fd)).toEqual({ gen: GRM.COMPAT_NONE, idx: GRM.COMPAT_NONE }); // --no-register
+    expect(socketApp(fd)).toBe(1);
+  }
+  const g = decodeGroup(state.maps.grmc_groups.lookup(parseAddress(addrs[0]!))!);
+  expect([g.dissectorType, g.maxApps, g.filterLen]).toEqual([GRM.COMPAT_DISSECTOR_CBPF, 2, 2]);
+  for (const fd of stored) libc.close(fd);
+  fds.length = 0;
+
+  // 192.0.2.1 is configured nowhere: --freebind binds it; app 1 of 1 app then fails.
+  const over = new JsonChild(cg.spawn(process.execPath, grm(['activate', 'x', '192.0.2.1:0', '--freebind', '--digest', '0xdead', '-m', '1', '-a', '1'])));
+  expect(await over.exited).toBe(1);
+  expect(String(over.lines[0]?.text)).toMatch(/^\[!\] setsockopt\(UDP_GRM_SOCKET_APP\) failed\. Perhaps conflict with --apps-max\?/);
 });
 
 /** A decoy whose child reports itself, prints signals it gets, sends SIGURG to its parent on SIGTERM, exits on "exit N". */

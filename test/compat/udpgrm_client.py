@@ -4,8 +4,15 @@
 python3 udpgrm_client.py probe HOST PORT            -> {"working_gen": W} (-1 without a group)
 python3 udpgrm_client.py register HOST PORT [noop]  -> register gen W+1, wait, flip; prints the steps
 python3 udpgrm_client.py errnos HOST PORT           -> {"case": errno-name or "ok", ...} for each misuse
+python3 udpgrm_client.py errnos-more HOST PORT      -> more error paths (uses PORT..PORT+9)
+python3 udpgrm_client.py nohooks HOST PORT          -> {"set_200": errno, "get_200": errno, ...} (no hooks)
+python3 udpgrm_client.py netns HOST PORT            -> SET/GET on a group of another netns
+python3 udpgrm_client.py fill-groups HOST PORT      -> a group per port from PORT on until EBADF
 python3 udpgrm_client.py fill-ring HOST PORT        -> SOCKET_GEN until EAGAIN: {"posted": N, "errno": ...}
+python3 udpgrm_client.py thread-register HOST PORT  -> register from a thread other than the main one
+python3 udpgrm_client.py many HOST PORT N           -> N sockets registered as W+1 (see many())
 python3 udpgrm_client.py echo HOST PORT             -> NOOP echo generation (see echo())
+python3 udpgrm_client.py noop-flips HOST PORT N     -> udpgrm's test_noop: N flips in one process (see there)
 python3 udpgrm_client.py serve HOST PORT JSON       -> one generation driven over stdin (see serve())
 Every line printed is one JSON object.
 """
@@ -139,6 +146,116 @@ def cmd_errnos(host, port):
     emit(**r)
 
 
+def cmd_errnos_more(host, port):
+    r = {}
+    # FLOW_ASSURE with a family other than AF_INET/AF_INET6: EPERM.
+    flow = reuseport_socket(host, port)
+    flow.setsockopt(IPPROTO_UDP, UDP_GRM_DISSECTOR, dissector(DISSECTOR_FLOW))
+    r["flow_assure_bad_family"] = errname(lambda: flow.setsockopt(IPPROTO_UDP, UDP_GRM_FLOW_ASSURE, struct.pack("=H", socket.AF_UNIX) + bytes(14)))
+    r["flow_assure_v4"] = errname(lambda: flow.setsockopt(IPPROTO_UDP, UDP_GRM_FLOW_ASSURE, sockaddr_in("127.0.0.9", 9)))
+    # GET with fewer than 4 bytes: EFAULT.
+    r["get_socket_gen_2_bytes"] = errname(lambda: flow.getsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, 2))
+    r["get_working_gen_2_bytes"] = errname(lambda: flow.getsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN, 2))
+    # Other options pass through, also with buffers over a page (udpgrm: optlen 0 for the kernel).
+    r["big_set_other"] = errname(lambda: flow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, struct.pack("i", 4096) + bytes(8188)))
+    r["rcvbuf_after"] = flow.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    # A 20-byte DISSECTOR is read as its first 16 bytes (udpgrm's size classes): bytes 16..19
+    # (the label's start) are not stored.
+    s20 = reuseport_socket(host, port + 1)
+    r["dissector_20_bytes"] = errname(lambda: s20.setsockopt(IPPROTO_UDP, UDP_GRM_DISSECTOR, struct.pack("IIII", DISSECTOR_NOOP, 0, 0, 0) + b"\xff\xff\xff\xff"))
+    d = s20.getsockopt(IPPROTO_UDP, UDP_GRM_DISSECTOR, 116)
+    r["dissector_20_read_back"] = [struct.unpack("I", d[:4])[0], d[16:20].hex()]
+    # Configurations udpgrm refuses on creation, and ours for BESPOKE.
+    cases = {
+        "cbpf_with_digest": dissector(DISSECTOR_CBPF, filter_len=1, digest=5, payload=cbpf_payload([(0x06, 0, 0, 0)])),
+        "noop_with_filter": dissector(DISSECTOR_NOOP, filter_len=1, payload=cbpf_payload([(0x06, 0, 0, 0)])),
+        "noop_with_apps": dissector(DISSECTOR_NOOP, max_apps=1),
+        "flow_with_digest": dissector(DISSECTOR_FLOW, digest=0xdead),
+        "bespoke_without_digest": dissector(DISSECTOR_BESPOKE),
+        "bespoke_9_hostnames": dissector(DISSECTOR_BESPOKE, digest=0xdead, filter_len=9),
+        "bespoke_5_apps": dissector(DISSECTOR_BESPOKE, digest=0xdead, max_apps=5),
+    }
+    for i, (name, d) in enumerate(cases.items()):
+        sd = reuseport_socket(host, port + 2 + i)
+        r[name] = errname(lambda: sd.setsockopt(IPPROTO_UDP, UDP_GRM_DISSECTOR, d))
+        r[name + "_group"] = sd.getsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN)  # -1: none left behind
+        sd.close()
+    emit(**r)
+
+
+def cmd_nohooks(host, port):
+    """Every option without the hooks: the kernel's own answer."""
+    sd = reuseport_socket(host, port)
+    r = {}
+    for opt in range(UDP_GRM_WORKING_GEN, UDP_GRM_SOCKET_APP + 1):
+        r["set_%d" % opt] = errname(lambda: sd.setsockopt(IPPROTO_UDP, opt, 1))
+        r["get_%d" % opt] = errname(lambda: sd.getsockopt(IPPROTO_UDP, opt, 632))
+    emit(**r)
+
+
+def cmd_netns(host, port):
+    """Run in another netns than the group's creator: SET fails EBADF; GET does not check."""
+    sd = reuseport_socket(host, port)
+    emit(set_working_gen=errname(lambda: sd.setsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN, 5)),
+         set_socket_gen=errname(lambda: sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, 1)),
+         get_working_gen=sd.getsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN))
+
+
+def cmd_fill_groups(host, port):
+    """SOCKET_APP 0 (no ring record) creates a group per address until the table is full."""
+    created = 0
+    for p in range(port, port + 1000):
+        sd = reuseport_socket(host, p)
+        try:
+            sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_APP, 0)
+            created += 1
+        except OSError as e:
+            emit(created=created, errno=errno.errorcode.get(e.errno), probe=sd.getsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN))
+            return
+        finally:
+            sd.close()
+    emit(created=created, errno=None)
+
+
+def cmd_thread_register(host, port):
+    """Registration from a thread other than the main one (the agent looks the socket up by tgid)."""
+    import threading
+    out = {}
+
+    def run():
+        sd = reuseport_socket(host, port)
+        out["tid_is_pid"] = threading.get_native_id() == os.getpid()
+        sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, 1)
+        out["gen"], out["idx"] = wait_registered(sd)
+        sd.close()
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    emit(**out)
+
+
+def cmd_many(host, port, n):
+    """N sockets registered as W+1 at once. Prints {"registered": K} once K = min(N, 256) have an
+    index; on "report" (stdin) prints {"idx": [...]} (0xffffffff: never registered)."""
+    n = int(n)
+    socks = [reuseport_socket(host, port) for _ in range(n)]
+    gen = socks[0].getsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN) + 1
+    for sd in socks:
+        sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, gen)
+    want = min(n, 256)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        idx = [struct.unpack("II", sd.getsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, 8))[1] for sd in socks]
+        if sum(1 for i in idx if i != 0xFFFFFFFF) >= want:
+            break
+        time.sleep(0.01)
+    emit(registered=sum(1 for i in idx if i != 0xFFFFFFFF), gen=gen)
+    sys.stdin.readline()
+    emit(idx=[struct.unpack("II", sd.getsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, 8))[1] for sd in socks])
+    sys.stdin.readline()
+
+
 def cmd_fill_ring(host, port):
     sd = reuseport_socket(host, port)
     posted = 0
@@ -149,8 +266,13 @@ def cmd_fill_ring(host, port):
         except OSError as e:
             before = sd.getsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN)
             e2 = errname(lambda: sd.setsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN, 9))
+            # DISSECTOR on a new address: EAGAIN, and no group is left behind (a retry may then
+            # set any dissector).
+            fresh = reuseport_socket(host, port + 50)
+            e3 = errname(lambda: fresh.setsockopt(IPPROTO_UDP, UDP_GRM_DISSECTOR, dissector(DISSECTOR_NOOP)))
             emit(posted=posted, errno=errno.errorcode.get(e.errno), working_gen_errno=e2,
-                 working_gen_before=before, working_gen_after=sd.getsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN))
+                 working_gen_before=before, working_gen_after=sd.getsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN),
+                 dissector_errno=e3, dissector_group=fresh.getsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN))
             return
     emit(posted=posted, errno=None)
 
@@ -193,13 +315,85 @@ def cmd_echo(host, port):
     emit(step="drained", gen=gen, echoed=echoed)
 
 
+SO_RCVBUFFORCE = 33
+
+
+def cmd_noop_flips(host, port, flips):
+    """udpgrm's test_noop (tests/test_dissector_noop.py): a NOOP service whose generations are new
+    sockets of this process. Per flip: bind a socket, register it as the next generation, wait,
+    flip, give datagrams in flight 10 ms, read the old socket empty, close it. Datagrams carry a
+    4-byte sequence number. Prints {"step": "serving"} after the first flip and {"step": "flips",
+    "gens": [...]} after the last; on "stop" (stdin) reads the last socket until 50 ms pass
+    without a datagram and prints {"received": count, "distinct": count}."""
+    seen = []
+
+    def new_socket():
+        sd = reuseport_socket(host, port)
+        # Room for a scheduling stall of the test host: only steering may lose datagrams here.
+        sd.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
+        sd.setblocking(False)
+        return sd
+
+    def read_empty(sd):
+        while True:
+            try:
+                seen.append(struct.unpack("!I", sd.recv(64)[:4])[0])
+            except BlockingIOError:
+                return
+
+    def register(sd, gen):
+        sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, gen)
+        for _ in range(5000):
+            if struct.unpack("II", sd.getsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, 8))[1] != 0xFFFFFFFF:
+                return
+            time.sleep(0.001)
+        raise SystemExit("registration did not complete")
+
+    sd = new_socket()
+    sd.setsockopt(IPPROTO_UDP, UDP_GRM_DISSECTOR, dissector(DISSECTOR_NOOP))
+    gen = sd.getsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN) + 1
+    register(sd, gen)
+    sd.setsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN, gen)
+    emit(step="serving", gen=gen)
+    sys.stdin.readline()  # "go": traffic has started
+    gens = []
+    for _ in range(int(flips)):
+        gen += 1
+        sa = new_socket()
+        register(sa, gen)
+        sa.setsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN, gen)
+        time.sleep(0.01)
+        read_empty(sd)
+        sd.close()
+        sd = sa
+        gens.append(gen)
+        read_empty(sd)
+    emit(step="flips", gens=gens)
+    sys.stdin.readline()  # "stop": traffic has ended
+    quiet = time.time()
+    while time.time() - quiet < 0.05:
+        n = len(seen)
+        select.select([sd], [], [], 0.05)
+        read_empty(sd)
+        if len(seen) != n:
+            quiet = time.time()
+    emit(received=len(seen), distinct=len(set(seen)))
+
+
 def cmd_serve(host, port, spec):
     """One generation of a service, driven by the test. spec (JSON): dissector ("flow", "noop",
     "cbpf", "bespoke"), timeout, max_apps, cbpf [[code, jt, jf, k]...], digest, sni [[app, host]...],
-    app, device (SO_BINDTODEVICE), quiet (datagrams are read and dropped, nothing printed).
-    Registers as W+1 of its app and prints {"step": "registered", gen, idx, cookie, so_cookie}.
+    app, device (SO_BINDTODEVICE), quiet (datagrams are read and dropped, nothing printed),
+    noregister (bound only: no SOCKET_GEN).
+    Registers as W+1 of its app and prints {"step": "registered", gen, idx, cookie, so_cookie}
+    (with noregister at once, gen and idx then 0xffffffff).
     Then serves:
       stdin "flip"               -> WORKING_GEN = its gen          {"step": "flipped"}
+      stdin "working N"          -> WORKING_GEN = N                {"step": "working", "gen": N}
+      stdin "regen N"            -> SOCKET_GEN = N (re-registration; "flip" then flips to N), and
+                                    reads it at once {"step": "regen", gen, idx, cookie}
+      stdin "sockgen N"          -> SOCKET_GEN = N                 {"step": "sockgen", "errno": ...}
+      stdin "read"               -> GET SOCKET_GEN (12 bytes)      {"step": "read", gen, idx, cookie}
       stdin "assure IP PORT"     -> FLOW_ASSURE of that remote     {"assure": "ok" or errno name}
       stdin "assure-many IP P N" -> FLOW_ASSURE of ports P..P+N-1   {"assured": {outcome: count}}
       stdin "quit"               -> exits
@@ -225,8 +419,9 @@ def cmd_serve(host, port, spec):
     if o.get("app"):
         sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_APP, o["app"])
     gen = sd.getsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN) + 1
-    sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, gen)
-    wait_registered(sd)
+    if not o.get("noregister"):
+        sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, gen)
+        wait_registered(sd)
     g, idx, cookie, _ = struct.unpack("IIHH", sd.getsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, 12))
     so_cookie = struct.unpack("Q", sd.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8))[0]
     emit(step="registered", gen=g, idx=idx, cookie=cookie, so_cookie=so_cookie)
@@ -259,6 +454,19 @@ def cmd_serve(host, port, spec):
                 if words == ["flip"]:
                     sd.setsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN, gen)
                     emit(step="flipped", gen=gen)
+                elif words and words[0] == "working":
+                    sd.setsockopt(IPPROTO_UDP, UDP_GRM_WORKING_GEN, int(words[1]))
+                    emit(step="working", gen=int(words[1]))
+                elif words and words[0] == "sockgen":
+                    emit(step="sockgen", errno=errname(lambda: sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, int(words[1]))))
+                elif words and words[0] == "regen":
+                    gen = int(words[1])
+                    sd.setsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, gen)
+                    g, idx, cookie, _ = struct.unpack("IIHH", sd.getsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, 12))
+                    emit(step="regen", gen=g, idx=idx, cookie=cookie)
+                elif words == ["read"]:
+                    g, idx, cookie, _ = struct.unpack("IIHH", sd.getsockopt(IPPROTO_UDP, UDP_GRM_SOCKET_GEN, 12))
+                    emit(step="read", gen=g, idx=idx, cookie=cookie)
                 elif words and words[0] == "assure":
                     emit(assure=errname(lambda: sd.setsockopt(IPPROTO_UDP, UDP_GRM_FLOW_ASSURE, sockaddr_in(words[1], int(words[2])))),
                          port=int(words[2]))
@@ -273,7 +481,10 @@ def cmd_serve(host, port, spec):
                     return
 
 
-COMMANDS = {"probe": cmd_probe, "register": cmd_register, "errnos": cmd_errnos, "fill-ring": cmd_fill_ring, "echo": cmd_echo, "serve": cmd_serve}
+COMMANDS = {"probe": cmd_probe, "register": cmd_register, "errnos": cmd_errnos, "errnos-more": cmd_errnos_more,
+            "nohooks": cmd_nohooks, "netns": cmd_netns, "fill-groups": cmd_fill_groups, "fill-ring": cmd_fill_ring,
+            "thread-register": cmd_thread_register, "many": cmd_many, "echo": cmd_echo, "noop-flips": cmd_noop_flips,
+            "serve": cmd_serve}
 
 if __name__ == "__main__":
     name, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])

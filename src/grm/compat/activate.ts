@@ -242,6 +242,7 @@ export async function activate(o: ActivateOptions, log: Log): Promise<number[]> 
           }
         }
       }
+      // Every socket of the group is the app's (udpgrm's tool sets it on each).
       if (o.app !== undefined || o.appsMax) {
         try {
           await retryingOnFullRing(() => setSocketApp(fd, o.app ?? 0));

@@ -10,7 +10,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from './agent.js';
-import { cgroup2Mount, install, selfCgroup, uninstall } from './install.js';
+import { cgroup2Mount, hooksAlreadyAttached, install, pinPrograms, selfCgroup, uninstall } from './install.js';
 import { closeMaps, isCompatPinDir, openPinnedCompatMaps } from './maps.js';
 import { formatFlows } from './flows.js';
 import { deleteCompatGroup, listCompat } from './list.js';
@@ -18,6 +18,10 @@ import { formatMetrics } from './metrics.js';
 import { listProxyGroups } from './proxy-groups.js';
 import { DEFAULT_PIN_DIR } from '../manager.js';
 import { CompatState, DEFAULT_COMPAT_PIN_DIR, unpinCompat } from './state.js';
+import { sdNotify } from '../../sys/sd-notify.js';
+import { errnoText } from '../../sys/libc.js';
+
+const EUSERS = 87;
 
 export const EXIT_USAGE = 254;
 export const EXIT_FATAL = 255;
@@ -25,14 +29,15 @@ export const EXIT_FATAL = 255;
 export const COMPAT_USAGE = `usage: udpgrm-proxy grm [options] [command]
 udpgrm's interface (socket options IPPROTO_UDP 200..204) for any UDP service.
 
-  --daemon             serve registration requests (state pinned: a restarted daemon adopts it)
-  --install[=CGROUP]   attach the hooks to CGROUP (default: the root cgroup2), with --daemon or alone
-  --self               with --install: this process's own cgroup (appended to CGROUP)
-  --force              with --daemon: remove the pin dir's previous state first
-  --pin-dir=DIR        default ${DEFAULT_COMPAT_PIN_DIR}
+  -d, --daemon         serve registration requests (state pinned: a restarted daemon adopts it)
+  -i, --install[=CGROUP]  attach the hooks to CGROUP (default: the root cgroup2), with --daemon
+                       or alone (short form: -iCGROUP)
+  -s, --self           with --install: this process's own cgroup (appended to CGROUP)
+  -f, --force          with --daemon: remove the pin dir's previous state first
+  -p, --pin-dir=DIR    default ${DEFAULT_COMPAT_PIN_DIR}
   --proxy-pin-dir=DIR  list: the proxy's own groups from there too (default ${DEFAULT_PIN_DIR}; '' = none)
   --without-sendmsg    do not attach the sendmsg hooks (FLOW learns from FLOW_ASSURE only)
-  -v                   list: every socket index and counter
+  -v, --verbose        list: every socket index and counter
 
 commands:
   list [IP:PORT]       groups, dissector, socket generations, counters; then the proxy's
@@ -60,27 +65,49 @@ interface Options {
 
 class UsageError extends Error {}
 
+/** udpgrm's getopt: long options (`--install[=CG]`, `--pin-dir DIR` or `=DIR`...) and short ones
+ * grouped like `-dvs`, `-iCGROUP` (optional argument attached, as `i::`), `-pDIR` or `-p DIR`. */
 export function parseCompatArgs(argv: readonly string[]): Options {
   const o: Options = { daemon: false, install: undefined, self: false, force: false, pinDir: DEFAULT_COMPAT_PIN_DIR, proxyPinDir: DEFAULT_PIN_DIR, verbose: false, withoutSendmsg: false, help: false, positionals: [] };
+  const flags: Record<string, () => void> = {
+    h: () => (o.help = true),
+    d: () => (o.daemon = true),
+    s: () => (o.self = true),
+    f: () => (o.force = true),
+    v: () => (o.verbose = true),
+  };
+  const long: Record<string, string> = { help: 'h', daemon: 'd', self: 's', force: 'f', verbose: 'v' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '-h' || a === '--help') o.help = true;
-    else if (a === '-d' || a === '--daemon') o.daemon = true;
-    else if (a === '-i' || a === '--install') o.install = true;
-    else if (a.startsWith('--install=')) o.install = a.slice('--install='.length) || true;
-    else if (a === '-s' || a === '--self') o.self = true;
-    else if (a === '-f' || a === '--force') o.force = true;
-    else if (a === '-v' || a === '--verbose') o.verbose = true;
-    else if (a === '--without-sendmsg') o.withoutSendmsg = true;
-    else if (a.startsWith('--pin-dir=')) o.pinDir = a.slice('--pin-dir='.length);
-    else if (a.startsWith('--proxy-pin-dir=')) o.proxyPinDir = a.slice('--proxy-pin-dir='.length);
-    else if (a === '-p' || a === '--pin-dir') {
-      const v = argv[++i];
-      if (!v) throw new UsageError(`${a} needs a directory`);
-      o.pinDir = v;
-    } else if (a.startsWith('--tubular')) throw new UsageError('--tubular is not supported by udpgrm-proxy');
-    else if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`);
-    else o.positionals.push(a);
+    if (a.startsWith('--')) {
+      const [name, value] = a.includes('=') ? [a.slice(2, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a.slice(2), undefined];
+      if (long[name] && value === undefined) flags[long[name]]!();
+      else if (name === 'install') o.install = value || true;
+      else if (name === 'without-sendmsg' && value === undefined) o.withoutSendmsg = true;
+      else if (name === 'pin-dir') {
+        const v = value ?? argv[++i];
+        if (!v) throw new UsageError('--pin-dir needs a directory');
+        o.pinDir = v;
+      } else if (name === 'proxy-pin-dir' && value !== undefined) o.proxyPinDir = value;
+      else if (name === 'tubular') throw new UsageError('--tubular is not supported by udpgrm-proxy');
+      else throw new UsageError(`unknown option ${a}`);
+    } else if (a.startsWith('-') && a.length > 1) {
+      for (let j = 1; j < a.length; j++) {
+        const c = a[j]!;
+        const rest = a.slice(j + 1);
+        if (flags[c]) flags[c]!();
+        else if (c === 'i') {
+          o.install = rest || true; // optional argument: only attached (-i/sys/fs/cgroup/x)
+          break;
+        } else if (c === 'p') {
+          const v = rest || argv[++i];
+          if (!v) throw new UsageError('-p needs a directory');
+          o.pinDir = v;
+          break;
+        } else if (c === 't') throw new UsageError('--tubular is not supported by udpgrm-proxy');
+        else throw new UsageError(`unknown option -${c}`);
+      }
+    } else o.positionals.push(a);
   }
   if ((o.daemon || o.install !== undefined) && o.positionals.length) throw new UsageError('--daemon and --install take no command');
   return o;
@@ -95,6 +122,17 @@ export function installTarget(o: Options): string {
 
 const out = (s: string): void => void process.stdout.write(s);
 const err = (s: string): void => void process.stderr.write(s);
+
+/** --install: udpgrm's warning (EUSERS, not fatal) when a udpgrm hook is already attached there,
+ * then this pin dir's links for the cgroup are replaced. */
+function installHooks(state: CompatState, o: Options): void {
+  const cg = installTarget(o);
+  if (existsSync(cg) && hooksAlreadyAttached(cg)) {
+    err(`udpgrm-proxy grm: Looks like we are already loaded in that cgroup. Double program install?: ${errnoText(EUSERS)}\n`);
+  }
+  install(state, cg, { withoutSendmsg: o.withoutSendmsg });
+  out(`[*] Installed hooks on ${cg}\n`);
+}
 
 export async function runCompatCli(argv: readonly string[], signals: NodeJS.Process = process): Promise<number> {
   // systemd helpers: command lines of their own (udpgrm_activate.py's, mmdecoy's).
@@ -116,9 +154,7 @@ export async function runCompatCli(argv: readonly string[], signals: NodeJS.Proc
     if (o.install !== undefined) {
       const state = CompatState.open(o.pinDir);
       try {
-        const cg = installTarget(o);
-        install(state, cg, { withoutSendmsg: o.withoutSendmsg });
-        out(`[*] Installed hooks on ${cg}\n`);
+        installHooks(state, o);
       } finally {
         state.close();
       }
@@ -209,16 +245,16 @@ async function runDaemon(o: Options, signals: NodeJS.Process): Promise<number> {
   const state = CompatState.open(o.pinDir);
   const agent = new Agent(state, (line) => out(`${line}\n`));
   try {
-    if (o.install !== undefined) {
-      const cg = installTarget(o);
-      install(state, cg, { withoutSendmsg: o.withoutSendmsg });
-      out(`[*] Installed hooks on ${cg}\n`);
-    }
+    pinPrograms(state, { withoutSendmsg: o.withoutSendmsg }); // udpgrm's pins, by hook name
+    if (o.install !== undefined) installHooks(state, o);
     const stopped = new Promise<void>((resolve) => {
       signals.once('SIGTERM', resolve);
       signals.once('SIGINT', resolve);
     });
     agent.start();
+    // Maps loaded, hooks attached, requests served: systemd's Type=notify may go on (udpgrm's
+    // READY=1). Sent before the line below, so a reader of that line finds it delivered.
+    sdNotify('READY=1');
     out(`[*] Tailing message ring buffer  pin ${join(o.pinDir, 'grmc_ring')}\n`);
     await stopped;
     // Hooks, groups and queued requests stay pinned: the next daemon carries on.

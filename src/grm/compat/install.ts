@@ -2,6 +2,8 @@
  * cgroup hooks: attach the compat programs to a cgroup (v2) with BPF links pinned as
  * `<cgroup inode>_<hook>` in the pin dir (udpgrm's naming), so they stay attached after the
  * installing process exits; detach them again. Hooks cover the cgroup and its descendants.
+ * The daemon also pins the hook programs under the hooks' names (`setsockopt`, `getsockopt`,
+ * `udp4_sendmsg`, `udp6_sendmsg`, `inet4_bind`, `inet6_bind`), as udpgrm does.
  */
 import { closeSync, constants, existsSync, openSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
@@ -53,6 +55,51 @@ export function selfCgroup(mount = cgroup2Mount(), procSelf = readFileSync('/pro
 
 function linkPrefix(cgroupPath: string): string {
   return `${statSync(cgroupPath).ino}_`;
+}
+
+/** Pins the hook programs under the hooks' names (udpgrm's daemon does), replacing older pins. */
+export function pinPrograms(state: CompatState, opts: { withoutSendmsg?: boolean } = {}): string[] {
+  const pinned: string[] = [];
+  for (const h of HOOKS) {
+    const path = join(state.pinDir, h.name);
+    if (existsSync(path)) unlinkSync(path);
+    if (h.sendmsg && opts.withoutSendmsg) continue;
+    checkBpf(bpf.objPin(state.programs[h.program], path) as number, `pinning ${path}`);
+    pinned.push(path);
+  }
+  return pinned;
+}
+
+/** Names of the programs attached to the cgroup's setsockopt hook (the cgroup's own, not inherited). */
+export function setsockoptPrograms(cgroupPath: string): string[] {
+  const cg = openSync(cgroupPath, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    const ids = new Uint32Array(64);
+    const cnt = [ids.length];
+    const flags = [0];
+    if ((bpf.progQuery(cg, BPF_CGROUP_SETSOCKOPT, 0, flags, ids, cnt) as number) < 0) return [];
+    const names: string[] = [];
+    for (const id of ids.subarray(0, cnt[0])) {
+      const fd = bpf.progGetFdById(id) as number;
+      if (fd < 0) continue;
+      try {
+        // struct bpf_prog_info: char name[16] at offset 64
+        const info = Buffer.alloc(256);
+        if ((bpf.objGetInfoByFd(fd, info, [info.length]) as number) === 0) names.push(info.subarray(64, 80).toString('latin1').replace(/\0.*$/s, ''));
+      } finally {
+        libc.close(fd);
+      }
+    }
+    return names;
+  } finally {
+    closeSync(cg);
+  }
+}
+
+/** Whether udpgrm's or our setsockopt hook is already attached to the cgroup (udpgrm warns: EUSERS). */
+export function hooksAlreadyAttached(cgroupPath: string): boolean {
+  // Kernel program names keep 15 characters: grmc_setsockopt (ours), udpgrm_setsocko (udpgrm's).
+  return setsockoptPrograms(cgroupPath).some((n) => n === 'grmc_setsockopt' || n === 'udpgrm_setsocko');
 }
 
 /** Attaches every hook to the cgroup, replacing the links this pin dir had there. */

@@ -54,7 +54,7 @@ export function formatCompatGroup(maps: CompatMaps, key: Buffer, verbose: boolea
       const rec = decodeSlot(sraw);
       for (let j = 0; j < rec.maxIdx; j++) {
         const c = rec.cookies[j]!;
-        if (c === 0n) break;
+        if (c === 0n) continue; // an index never used: nothing to show (live sockets may follow)
         const live = isLiveSocket(maps, c);
         if (!live && apps.length === 0 && !verbose) continue;
         if (verbose) line += `${j}:`;

@@ -7,6 +7,9 @@
  *   3. attach grmc_select to the group  (steering on)
  *   4. grmc_sk idx                      (the app sees it registered)
  * Idempotent: a request served twice (an agent killed mid-request) keeps the socket's index.
+ * As udpgrm: a socket re-registered to another generation also stays in its previous slot (the
+ * cookies it handed out there keep reaching it until it closes); the slot's max_idx is
+ * recomputed on each registration (up to its last live socket, so it may shrink).
  */
 import { GRM } from '../abi.generated.js';
 import { addressOfKey } from '../manager.js';
@@ -52,7 +55,6 @@ export class Registrar {
       if (decodeSock(stRaw).netnsCookie !== group.netnsCookie) return { ok: false, reason: `${where}: socket is in another netns than the group` };
 
       const slot = slotOf(group.maxApps, msg.app, msg.value);
-      this.forgetElsewhere(msg.groupKey, slot, msg.cookie);
       const key = slotKey(msg.groupKey, slot);
       const cur = this.maps.grmc_slots.lookup(key);
       const rec = cur ? decodeSlot(cur) : emptySlot();
@@ -91,22 +93,6 @@ export class Registrar {
   private liveLength(rec: SlotRecord): number {
     for (let i = GRM.COMPAT_MAX_SOCKETS_IN_GEN - 1; i >= 0; i--) if (this.live(rec.cookies[i]!)) return i + 1;
     return 0;
-  }
-
-  /** A socket re-registered to another generation leaves its previous slot. */
-  private forgetElsewhere(groupKey: Buffer, keep: number, cookie: bigint): void {
-    for (let slot = 0; slot < GRM.COMPAT_MAX_GENS; slot++) {
-      if (slot === keep) continue;
-      const key = slotKey(groupKey, slot);
-      const cur = this.maps.grmc_slots.lookup(key);
-      if (!cur) continue;
-      const rec = decodeSlot(cur);
-      const at = rec.cookies.indexOf(cookie);
-      if (at < 0) continue;
-      rec.cookies[at] = 0n;
-      rec.maxIdx = Math.min(rec.maxIdx, this.liveLength(rec));
-      this.maps.grmc_slots.update(key, encodeSlot(rec));
-    }
   }
 }
 

@@ -45,6 +45,7 @@ export const workingGen = (fd: number): number => get(fd, GRM.COMPAT_OPT_WORKING
 export const setWorkingGen = (fd: number, gen: number): void => set(fd, GRM.COMPAT_OPT_WORKING_GEN, u32(gen));
 export const setSocketGen = (fd: number, gen: number): void => set(fd, GRM.COMPAT_OPT_SOCKET_GEN, u32(gen));
 export const setSocketApp = (fd: number, app: number): void => set(fd, GRM.COMPAT_OPT_SOCKET_APP, u32(app));
+export const socketApp = (fd: number): number => get(fd, GRM.COMPAT_OPT_SOCKET_APP, 4).readUInt32LE(0);
 export const setDissector = (fd: number, dissector: Buffer): void => set(fd, GRM.COMPAT_OPT_DISSECTOR, dissector);
 
 /** Generation and index (GRM_COMPAT_NONE until the agent registered the socket). */
