@@ -6,7 +6,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { uninstallCompat } from '../../src/grm/compat/cli.js';
@@ -105,9 +105,18 @@ export function uniqueCompatPinDir(tag: string): string {
   return `/sys/fs/bpf/grmc-test-${tag}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
-/** Removes a compat pin dir whatever state it is in (links detached, groups forgotten). */
+/**
+ * Removes a compat pin dir whatever state it is in (links detached, groups forgotten). Never
+ * throws: when the orderly uninstall fails (a test failed half-way, or the pins come from another
+ * build), the pins are unlinked outright, which detaches links no process holds.
+ */
 export function removeCompatPinDir(pinDir: string): void {
-  uninstallCompat(pinDir);
+  try {
+    uninstallCompat(pinDir);
+  } catch (err) {
+    process.stderr.write(`removeCompatPinDir: orderly uninstall of ${pinDir} failed (${(err as Error).message}); unlinking the pins\n`);
+  }
+  rmSync(pinDir, { recursive: true, force: true });
 }
 
 /** A generation started with `udpgrm_client.py serve` (see there): stdin commands, stdout events. */
