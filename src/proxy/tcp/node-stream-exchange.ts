@@ -6,8 +6,9 @@
  * buffer is full, so Node stops reading and TCP or HTTP/2 flow control slows the client), runs
  * the body idle clock, and writes the response body. h1-exchange.ts and h2-exchange.ts add what
  * their protocols frame differently: the request's end and trailers, the response head, and how
- * an exchange is cut short. (A base class rather than a helper object: these parts and the
- * protocol's read and change the same state.)
+ * an exchange is cut short. (A base class rather than a composed helper: the shared code and
+ * each protocol's own read and change the same exchange state, which a helper would have to be
+ * handed back through callbacks.)
  */
 import type { Readable, Writable } from 'node:stream';
 import { formatDuration } from '../config/units.js';
