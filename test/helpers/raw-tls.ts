@@ -47,6 +47,25 @@ export async function rawH1(port: number, chunks: ReadonlyArray<string | Buffer>
   return { response, closed: wasClosed, ms: performance.now() - started };
 }
 
+/** An HTTP/1.1 connection kept open for requests written one by one, collecting what the server sends. */
+export interface H1Socket {
+  readonly socket: TLSSocket;
+  /** Everything the server sent so far, latin1. */
+  text(): string;
+  /** Resolves with performance.now() when the connection closes. */
+  readonly closed: Promise<number>;
+}
+
+export async function h1Socket(port: number): Promise<H1Socket> {
+  const socket = await connectTls(port, ['http/1.1']);
+  let text = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (d: string) => (text += d));
+  socket.on('error', () => {});
+  const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(performance.now())));
+  return { socket, text: () => text, closed };
+}
+
 /** The status code of the first response line in `text`, or 0. */
 export function statusOf(text: string): number {
   const m = /^HTTP\/1\.1 (\d{3})/.exec(text);

@@ -10,11 +10,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
+import { afterAll, beforeAll } from 'vitest';
 import { loadConfig } from '../../src/proxy/config/index.js';
 import { libc } from '../../src/sys/libc.js';
 import { boundPort, openTcpListenSocket } from '../../src/proxy/net/tcp-listen.js';
 import { ProxyServer, type TcpServerSocket } from '../../src/proxy/server.js';
 import { makeCert } from './certs.js';
+import { startUpstream, type TestUpstream } from './upstream.js';
 
 export interface TcpEdge {
   readonly server: ProxyServer;
@@ -125,6 +127,41 @@ logging: { level: info, access_log: true }
         libc.close(redirectFd);
       }
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A test file's upstream ('a') and the TCP edge in front of it; read them inside tests and hooks. */
+export interface TcpEdgeFixture {
+  readonly up: TestUpstream;
+  readonly edge: TcpEdge;
+}
+
+/**
+ * Starts an upstream and a TCP edge routing /up/ to it before the file's tests (beforeAll) and
+ * closes both after them (afterAll). Both exist only once beforeAll has run, hence getters.
+ */
+export function useTcpEdge(opts: Omit<TcpEdgeOptions, 'upstream'> = {}): TcpEdgeFixture {
+  let up: TestUpstream | undefined;
+  let edge: TcpEdge | undefined;
+  beforeAll(async () => {
+    up = await startUpstream('a');
+    edge = await startTcpEdge({ ...opts, upstream: up.origin });
+  });
+  afterAll(async () => {
+    await edge?.close();
+    await up?.close();
+  });
+  const started = <T>(v: T | undefined): T => {
+    if (v === undefined) throw new Error('useTcpEdge: read before beforeAll ran');
+    return v;
+  };
+  return {
+    get up() {
+      return started(up);
+    },
+    get edge() {
+      return started(edge);
     },
   };
 }

@@ -5,67 +5,37 @@
  */
 import http2 from 'node:http2';
 import net from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectTls, rawH1, statusOf } from '../helpers/raw-tls.js';
-import { run, startTcpEdge, type TcpEdge } from '../helpers/tcp-edge.js';
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { h1Socket, rawH1, statusOf } from '../helpers/raw-tls.js';
+import { run, startTcpEdge, useTcpEdge, type TcpEdge } from '../helpers/tcp-edge.js';
 
-let up: TestUpstream;
-let edge: TcpEdge;
-
-beforeAll(async () => {
-  up = await startUpstream('a');
-  edge = await startTcpEdge({ upstream: up.origin });
-});
-
-afterAll(async () => {
-  await edge?.close();
-  await up?.close();
-});
-
-/** A raw HTTP/1.1 client socket collecting what the server sends. */
-interface H1Socket {
-  readonly socket: TLSSocket;
-  text(): string;
-  readonly closed: Promise<number>;
-}
-
-async function h1Socket(): Promise<H1Socket> {
-  const socket = await connectTls(edge.port, ['http/1.1']);
-  let text = '';
-  socket.setEncoding('latin1');
-  socket.on('data', (d: string) => (text += d));
-  socket.on('error', () => {});
-  const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(performance.now())));
-  return { socket, text: () => text, closed };
-}
+const fx = useTcpEdge();
 
 function upstreamSaw(url: string): Promise<void> {
   return new Promise((resolve) => {
     const on = (u: string): void => {
       if (u !== url) return;
-      up.events.off('request', on);
+      fx.up.events.off('request', on);
       resolve();
     };
-    up.events.on('request', on);
+    fx.up.events.on('request', on);
   });
 }
 
 describe('drain', () => {
   it('finishes in-flight requests, GOAWAYs HTTP/2 in two steps, closes idle HTTP/1.1, and resolves when all are gone', async () => {
     // An idle keep-alive connection: one request answered, then silence.
-    const idle = await h1Socket();
+    const idle = await h1Socket(fx.edge.port);
     idle.socket.write('GET / HTTP/1.1\r\nHost: a.test\r\n\r\n');
     await new Promise<void>((resolve) => idle.socket.on('data', () => idle.text().endsWith('hello\n') && resolve()));
     expect(statusOf(idle.text())).toBe(200);
 
     // A busy HTTP/1.1 connection and an HTTP/2 stream, both waiting on the upstream.
-    const busy = await h1Socket();
+    const busy = await h1Socket(fx.edge.port);
     const busySeen = upstreamSaw('/up/slow?ms=800&c=h1');
     busy.socket.write('GET /up/slow?ms=800&c=h1 HTTP/1.1\r\nHost: a.test\r\n\r\n');
 
-    const client = http2.connect(`https://127.0.0.1:${edge.port}`, { rejectUnauthorized: false });
+    const client = http2.connect(`https://127.0.0.1:${fx.edge.port}`, { rejectUnauthorized: false });
     client.on('error', () => {});
     const goaways: Array<[number, number]> = [];
     client.on('goaway', (code, last) => goaways.push([code, last]));
@@ -86,11 +56,11 @@ describe('drain', () => {
     // Still open (keep-alive) until the drain.
     expect(idle.socket.destroyed).toBe(false);
     const drainStarted = performance.now();
-    const drained = edge.server.drain(10_000);
+    const drained = fx.edge.server.drain(10_000);
 
     // Listening stopped at once: this process held the only copy of the socket.
     const refused = await new Promise<string>((resolve) => {
-      const s = net.connect(edge.port, '127.0.0.1');
+      const s = net.connect(fx.edge.port, '127.0.0.1');
       s.once('connect', () => {
         s.destroy();
         resolve('connected');
@@ -119,7 +89,7 @@ describe('drain', () => {
     // The server closes every connection itself (the HTTP/2 client does nothing more).
     expect(await drained).toEqual({ timedOut: false });
     expect(performance.now() - drainStarted).toBeLessThan(5000);
-    expect(edge.server.connectionCount).toBe(0);
+    expect(fx.edge.server.connectionCount).toBe(0);
     client.close();
   });
 });
@@ -127,7 +97,7 @@ describe('drain', () => {
 describe('max_requests_per_connection (3) and keepalive_timeout (500 ms)', () => {
   let limited: TcpEdge;
   beforeAll(async () => {
-    limited = await startTcpEdge({ upstream: up.origin, http: ['max_requests_per_connection: 3', 'keepalive_timeout: 500ms'] });
+    limited = await startTcpEdge({ upstream: fx.up.origin, http: ['max_requests_per_connection: 3', 'keepalive_timeout: 500ms'] });
   });
   afterAll(async () => {
     await limited?.close();
@@ -151,16 +121,11 @@ describe('max_requests_per_connection (3) and keepalive_timeout (500 ms)', () =>
   });
 
   it('an idle keep-alive connection is closed after keepalive_timeout', async () => {
-    const s = await connectTls(limited.port, ['http/1.1']);
-    let text = '';
-    s.setEncoding('latin1');
-    s.on('data', (d: string) => (text += d));
-    s.on('error', () => {});
-    s.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
-    await new Promise<void>((resolve) => s.on('data', () => text.endsWith('hello\n') && resolve()));
+    const { socket, text, closed } = await h1Socket(limited.port);
+    socket.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+    await new Promise<void>((resolve) => socket.on('data', () => text().endsWith('hello\n') && resolve()));
     const idleFrom = performance.now();
-    await new Promise<void>((resolve) => s.once('close', () => resolve()));
-    const idleMs = performance.now() - idleFrom;
+    const idleMs = (await closed) - idleFrom;
     expect(idleMs).toBeGreaterThanOrEqual(400);
     expect(idleMs).toBeLessThan(2000);
   });

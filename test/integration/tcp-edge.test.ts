@@ -6,24 +6,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { h2load } from '../helpers/h2load.js';
-import { connectTls, rawH1, statusOf } from '../helpers/raw-tls.js';
-import { startTcpEdge, run, type TcpEdge } from '../helpers/tcp-edge.js';
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { h1Socket, rawH1, statusOf } from '../helpers/raw-tls.js';
+import { run, useTcpEdge } from '../helpers/tcp-edge.js';
 
-let up: TestUpstream;
-let edge: TcpEdge;
-
-beforeAll(async () => {
-  up = await startUpstream('a');
-  edge = await startTcpEdge({ upstream: up.origin });
-});
-
-afterAll(async () => {
-  await edge?.close();
-  await up?.close();
-});
+const fx = useTcpEdge();
 
 function curl(version: '--http1.1' | '--http2', url: string, extra: readonly string[] = []) {
   return run('curl', ['-sS', '-k', version, '-D', '-', ...extra, url]);
@@ -47,24 +35,24 @@ describe('curl over HTTP/1.1 and HTTP/2', () => {
     const proto = version === '--http2' ? 'h2' : 'h1';
 
     it(`${proto}: GET through the upstream, with Via and Alt-Svc`, async () => {
-      const r = await curl(version, `https://127.0.0.1:${edge.port}/up/echo`);
+      const r = await curl(version, `https://127.0.0.1:${fx.edge.port}/up/echo`);
       expect(r.code, r.stderr).toBe(0);
       const res = parseHead(r.stdout);
       expect(res.status).toBe(200);
-      expect(res.headers.get('alt-svc')).toBe(`h3=":${edge.port}"; ma=86400`);
+      expect(res.headers.get('alt-svc')).toBe(`h3=":${fx.edge.port}"; ma=86400`);
       const echo = JSON.parse(res.body) as { method: string; headers: Record<string, string> };
       expect(echo.method).toBe('GET');
       expect(echo.headers.via).toBe(`${proto === 'h2' ? '2' : '1.1'} udpgrm-proxy`);
       expect(echo.headers['x-forwarded-proto']).toBe('https');
-      const access = edge.logs.filter((l) => l.log === 'access' && l.path === '/up/echo' && l.protocol === proto);
+      const access = fx.edge.logs.filter((l) => l.log === 'access' && l.path === '/up/echo' && l.protocol === proto);
       expect(access.length).toBeGreaterThan(0);
     });
 
     it(`${proto}: a 1 MiB POST arrives whole (the upstream's sha256)`, async () => {
       const body = randomBytes(1024 * 1024);
-      const file = path.join(edge.dir, `post-${proto}.bin`);
+      const file = path.join(fx.edge.dir, `post-${proto}.bin`);
       writeFileSync(file, body);
-      const r = await curl(version, `https://127.0.0.1:${edge.port}/up/echo`, ['--data-binary', `@${file}`, '-H', 'content-type: application/octet-stream']);
+      const r = await curl(version, `https://127.0.0.1:${fx.edge.port}/up/echo`, ['--data-binary', `@${file}`, '-H', 'content-type: application/octet-stream']);
       expect(r.code, r.stderr).toBe(0);
       const res = parseHead(r.stdout.replace(/^HTTP\/1\.1 100 Continue\r\n\r\n/, ''));
       expect(res.status).toBe(200);
@@ -74,42 +62,42 @@ describe('curl over HTTP/1.1 and HTTP/2', () => {
     });
 
     it(`${proto}: the upstream's response trailers reach the client`, async () => {
-      const r = await curl(version, `https://127.0.0.1:${edge.port}/up/trailers`);
+      const r = await curl(version, `https://127.0.0.1:${fx.edge.port}/up/trailers`);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toContain('chunk one\nchunk two\n');
       expect(r.stdout.toLowerCase()).toMatch(/x-checksum: [0-9a-f]{64}/);
     });
 
     it(`${proto}: a respond route's own alt-svc is replaced by the listener's`, async () => {
-      const r = await curl(version, `https://127.0.0.1:${edge.port}/`);
+      const r = await curl(version, `https://127.0.0.1:${fx.edge.port}/`);
       expect(r.code, r.stderr).toBe(0);
       const res = parseHead(r.stdout);
       expect(res.status).toBe(200);
       expect(res.body).toBe('hello\n');
-      expect(res.headers.get('alt-svc')).toBe(`h3=":${edge.port}"; ma=86400`);
+      expect(res.headers.get('alt-svc')).toBe(`h3=":${fx.edge.port}"; ma=86400`);
     });
 
     it(`${proto}: the certificate is chosen by SNI (b.test), the default without a match`, async () => {
-      const b = await run('curl', ['-sS', '-v', version, '--cacert', edge.certB, '--resolve', `b.test:${edge.port}:127.0.0.1`, `https://b.test:${edge.port}/`]);
+      const b = await run('curl', ['-sS', '-v', version, '--cacert', fx.edge.certB, '--resolve', `b.test:${fx.edge.port}:127.0.0.1`, `https://b.test:${fx.edge.port}/`]);
       expect(b.stderr).toMatch(/subject: CN\s*=\s*b\.test/);
       expect(b.code, b.stderr).toBe(0);
-      const other = await run('curl', ['-sS', '-v', '-k', version, '--resolve', `c.test:${edge.port}:127.0.0.1`, `https://c.test:${edge.port}/`]);
+      const other = await run('curl', ['-sS', '-v', '-k', version, '--resolve', `c.test:${fx.edge.port}:127.0.0.1`, `https://c.test:${fx.edge.port}/`]);
       expect(other.stderr).toMatch(/subject: CN\s*=\s*a\.test/);
     });
   }
 
   it('ALPN: curl --http2 negotiates h2, --http1.1 gets HTTP/1.1', async () => {
-    const h2 = await run('curl', ['-sS', '-k', '--http2', '-o', '/dev/null', '-w', '%{http_version}', `https://127.0.0.1:${edge.port}/`]);
+    const h2 = await run('curl', ['-sS', '-k', '--http2', '-o', '/dev/null', '-w', '%{http_version}', `https://127.0.0.1:${fx.edge.port}/`]);
     expect(h2.stdout).toBe('2');
-    const h1 = await run('curl', ['-sS', '-k', '--http1.1', '-o', '/dev/null', '-w', '%{http_version}', `https://127.0.0.1:${edge.port}/`]);
+    const h1 = await run('curl', ['-sS', '-k', '--http1.1', '-o', '/dev/null', '-w', '%{http_version}', `https://127.0.0.1:${fx.edge.port}/`]);
     expect(h1.stdout).toBe('1.1');
   });
 
   it('http_redirect: 308 to the https URL (Host name, TLS port, target kept)', async () => {
-    const r = await run('curl', ['-sS', '-D', '-', '-o', '/dev/null', '-H', 'host: example.test:8080', `http://127.0.0.1:${edge.redirectPort}/a/b?c=d`]);
+    const r = await run('curl', ['-sS', '-D', '-', '-o', '/dev/null', '-H', 'host: example.test:8080', `http://127.0.0.1:${fx.edge.redirectPort}/a/b?c=d`]);
     const res = parseHead(r.stdout);
     expect(res.status).toBe(308);
-    expect(res.headers.get('location')).toBe(`https://example.test:${edge.port}/a/b?c=d`);
+    expect(res.headers.get('location')).toBe(`https://example.test:${fx.edge.port}/a/b?c=d`);
     expect(res.headers.get('connection')).toBe('close');
     // No Alt-Svc for the http:// origin (see redirect-listener.ts).
     expect(res.headers.has('alt-svc')).toBe(false);
@@ -124,7 +112,7 @@ function splitResponse(text: string): { head: string; body: string } {
 
 describe('HTTP/1.0 clients', () => {
   it('Via upstream says 1.0 (the version received, RFC 9110 §7.6.3); the connection closes after the response', async () => {
-    const r = await rawH1(edge.port, ['GET /up/echo HTTP/1.0\r\nHost: a.test\r\n\r\n']);
+    const r = await rawH1(fx.edge.port, ['GET /up/echo HTTP/1.0\r\nHost: a.test\r\n\r\n']);
     expect(statusOf(r.response), r.response).toBe(200);
     // Without Connection: keep-alive an HTTP/1.0 connection ends with its response.
     expect(r.closed).toBe(true);
@@ -137,17 +125,12 @@ describe('HTTP/1.0 clients', () => {
   });
 
   it('Connection: keep-alive keeps the connection for a second request', async () => {
-    const socket = await connectTls(edge.port, ['http/1.1']);
-    let text = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => (text += d));
-    socket.on('error', () => {});
-    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    const { socket, text, closed } = await h1Socket(fx.edge.port);
     const response = (n: number): Promise<void> =>
       new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`response ${n} missing: ${text}`)), 5000);
+        const timer = setTimeout(() => reject(new Error(`response ${n} missing: ${text()}`)), 5000);
         const check = (): void => {
-          if (text.split('hello\n').length - 1 < n) return;
+          if (text().split('hello\n').length - 1 < n) return;
           clearTimeout(timer);
           socket.off('data', check);
           resolve();
@@ -158,33 +141,34 @@ describe('HTTP/1.0 clients', () => {
     try {
       socket.write('GET / HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n');
       await response(1);
-      expect(splitResponse(text).head).toContain('\r\nconnection: keep-alive');
+      expect(splitResponse(text()).head).toContain('\r\nconnection: keep-alive');
       socket.write('GET / HTTP/1.0\r\nHost: a.test\r\n\r\n');
       await response(2);
       // The second asked for nothing: the connection ends with it.
       await closed;
-      expect(statusOf(text.slice(text.lastIndexOf('HTTP/1.1 ')))).toBe(200);
+      const all = text();
+      expect(statusOf(all.slice(all.lastIndexOf('HTTP/1.1 ')))).toBe(200);
     } finally {
       socket.destroy();
     }
   });
 
   it("without Host: served, the authority being the address the connection arrived on (HTTP/1.1 without Host gets 400)", async () => {
-    const r = await rawH1(edge.port, ['GET /up/echo?hostless HTTP/1.0\r\n\r\n']);
+    const r = await rawH1(fx.edge.port, ['GET /up/echo?hostless HTTP/1.0\r\n\r\n']);
     expect(statusOf(r.response), r.response).toBe(200);
     const echo = JSON.parse(splitResponse(r.response).body) as { headers: Record<string, string> };
-    expect(echo.headers.host).toBe(`127.0.0.1:${edge.port}`);
-    expect(echo.headers['x-forwarded-host']).toBe(`127.0.0.1:${edge.port}`);
-    const access = edge.logs.filter((l) => l.log === 'access' && l.path === '/up/echo?hostless');
-    expect(access.map((l) => l.authority)).toEqual([`127.0.0.1:${edge.port}`]);
-    const h11 = await rawH1(edge.port, ['GET /up/echo HTTP/1.1\r\n\r\n']);
+    expect(echo.headers.host).toBe(`127.0.0.1:${fx.edge.port}`);
+    expect(echo.headers['x-forwarded-host']).toBe(`127.0.0.1:${fx.edge.port}`);
+    const access = fx.edge.logs.filter((l) => l.log === 'access' && l.path === '/up/echo?hostless');
+    expect(access.map((l) => l.authority)).toEqual([`127.0.0.1:${fx.edge.port}`]);
+    const h11 = await rawH1(fx.edge.port, ['GET /up/echo HTTP/1.1\r\n\r\n']);
     expect(statusOf(h11.response)).toBe(400);
   });
 });
 
 describe('h2load', () => {
   it('20,000 requests over 4 connections × 32 streams, none failed', async () => {
-    const r = await h2load(`https://127.0.0.1:${edge.port}/`, ['-n', '20000', '-c', '4', '-m', '32']);
+    const r = await h2load(`https://127.0.0.1:${fx.edge.port}/`, ['-n', '20000', '-c', '4', '-m', '32']);
     expect({ total: r.total, done: r.done, succeeded: r.succeeded, failed: r.failed }, r.output).toEqual({ total: 20000, done: 20000, succeeded: 20000, failed: 0 });
     expect(r.output).toMatch(/Application protocol: h2/);
   });

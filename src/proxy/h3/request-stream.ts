@@ -9,6 +9,7 @@ import { formatDuration } from '../config/units.js';
 import { BodyLengthCounter, validateRequest, validateTrailers, type FieldList, type ValidatedRequest } from '../http-semantics/index.js';
 import { dispatchExchange, RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from '../http/exchange.js';
 import { withListenerAltSvc } from '../http/alt-svc.js';
+import { Recv, Send, type ExchangeState } from '../http/exchange-state.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import { RequestBody } from '../http/request-body.js';
 import type { QuicStreams } from '../quic/connection.js';
@@ -19,33 +20,6 @@ import { FRAME_TYPE, FrameReader, FrameTooLargeError, encodeDataFrameHeader, enc
 import type { HeaderBudget } from './header-budget.js';
 import { FieldSectionTooLargeError, decodeFieldSection, encodeFieldSection } from './qpack.js';
 import { StreamWriter } from './stream-writer.js';
-
-/** What we still take from the client. */
-const enum Recv {
-  Headers,
-  Body,
-  /** The body buffer is full: QUIC is not read (its flow control slows the client) until it drains. */
-  BodyPaused,
-  Trailers,
-  /** Read to the end, or no longer wanted: late bytes are discarded. */
-  Done,
-}
-
-/** Where our response stands. */
-const enum Send {
-  NotStarted,
-  /** Headers are out; body and trailers may follow. */
-  Body,
-  /** Complete (possibly still queued for QUIC) or abandoned. */
-  Done,
-}
-
-/**
- * The stream's life. While open, each direction has its own state (as RFC 9000 §3 models a
- * stream); it is finished once both are done and every response byte went to QUIC, or the
- * exchange was abandoned. After that nothing it is asked to do has an effect.
- */
-type State = { readonly phase: 'open'; recv: Recv; send: Send } | { readonly phase: 'finished' };
 
 /** The limits a request stream enforces itself (config `http:`). */
 export interface RequestLimits {
@@ -95,7 +69,8 @@ export class RequestStream implements HttpExchange {
   private lastProgressAt = this.openedAt;
   /** Bytes this stream holds of the connection's header budget. */
   private headerBytesTaken = 0;
-  private state: State = { phase: 'open', recv: Recv.Headers, send: Send.NotStarted };
+  /** Finished once both directions are done and every response byte went to QUIC, or when abandoned. */
+  private state: ExchangeState = { phase: 'open', recv: Recv.Headers, send: Send.NotStarted };
   private lengthCounter: BodyLengthCounter | undefined;
   private requestBody: RequestBody | undefined;
   request!: ValidatedRequest;

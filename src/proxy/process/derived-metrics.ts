@@ -18,29 +18,29 @@ function labelsOf(names: readonly string[], values: readonly string[]): Record<s
 }
 
 export function derivedCounter(spec: Spec, source: () => readonly Series[]): Counter<string> {
-  return new Counter({
-    name: spec.name,
-    help: spec.help,
-    labelNames: [...spec.labelNames],
-    registers: [spec.registry],
-    collect() {
-      this.reset();
-      for (const s of source()) this.inc(labelsOf(spec.labelNames, s.labels), s.value);
-    },
-  });
+  return new Counter(derivedOptions<Counter<string>>(spec, source, (counter, labels, value) => counter.inc(labels, value)));
 }
 
 export function derivedGauge(spec: Spec, source: () => readonly Series[]): Gauge<string> {
-  return new Gauge({
+  return new Gauge(derivedOptions<Gauge<string>>(spec, source, (gauge, labels, value) => gauge.set(labels, value)));
+}
+
+/** A counter's or gauge's options whose collect() replaces every value with `source()`'s, through `put`. */
+function derivedOptions<M extends Counter<string> | Gauge<string>>(
+  spec: Spec,
+  source: () => readonly Series[],
+  put: (metric: M, labels: Record<string, string>, value: number) => void,
+) {
+  return {
     name: spec.name,
     help: spec.help,
     labelNames: [...spec.labelNames],
     registers: [spec.registry],
-    collect() {
+    collect(this: M) {
       this.reset();
-      for (const s of source()) this.set(labelsOf(spec.labelNames, s.labels), s.value);
+      for (const s of source()) put(this, labelsOf(spec.labelNames, s.labels), s.value);
     },
-  });
+  };
 }
 
 interface BucketValue {
