@@ -6,7 +6,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EACCES, EAGAIN, EPERM, errno, errnoText } from '../sys/libc.js';
 import { GRM, grm_group_key, MAP_NAMES, type MapName } from './abi.generated.js';
 import type { BpfMap } from './bpf-map.js';
 import { ensureBpffs } from './bpffs.js';
@@ -18,7 +17,8 @@ import { emptyGroup, decodeGroup, encodeGroup } from './group-state.js';
 import { genStatsKey } from './group-stats.js';
 import type { ManagerCore } from './manager-core.js';
 import { mapFromFd } from './map-specs.js';
-import { bpf, withSignalsBlocked } from './libbpf.js';
+import { bpf } from './libbpf.js';
+import { loadPinnedObject } from './object-load.js';
 import { StateLock } from './state-lock.js';
 import { toSocketAddress, type ListenAddress, type SocketAddress } from './sockets.js';
 import { getU, setBytes, setU, u32 } from './struct-view.js';
@@ -221,37 +221,15 @@ function checkTtl(ms: number): number {
   return ms;
 }
 
-/**
- * Opens and loads the BPF object with its maps pinned under pinDir. The verifier gives up with
- * EAGAIN when a signal arrives while it works: signals are blocked during the load, and an
- * EAGAIN that still happens is retried.
- */
+/** The proxy's object, its maps pinned under pinDir. */
 function loadObject(objectPath: string, pinDir: string): unknown {
-  for (let attempt = 1; ; attempt++) {
-    const obj = bpf.objectOpenFile(objectPath, null);
-    if (!obj) throw new GrmError('OBJECT', `cannot open BPF object ${objectPath}: ${errnoText(errno())}`);
-    for (const name of MAP_NAMES) {
-      const m = bpf.findMapByName(obj, name);
-      if (m) bpf.mapSetPinPath(m, join(pinDir, name));
-    }
-    const ret = withSignalsBlocked(() => bpf.objectLoad(obj) as number);
-    if (ret >= 0) return obj;
-    bpf.objectClose(obj);
-    const e = -ret;
-    if (e === EAGAIN && attempt < LOAD_ATTEMPTS) continue;
-    if (e === EPERM || e === EACCES) {
-      throw new GrmError('PERMISSION', `loading ${objectPath}: ${errnoText(e)}: needs root or CAP_BPF+CAP_NET_ADMIN`, e);
-    }
-    throw new GrmError(
-      'UNSUPPORTED',
-      `loading ${objectPath}: ${errnoText(e)}: the kernel lacks sk_reuseport/REUSEPORT_SOCKARRAY/BTF support, ` +
-        `or the maps pinned in ${pinDir} come from an incompatible build (run 'udpgrm-proxy grm cleanup')`,
-      e,
-    );
-  }
+  return loadPinnedObject(
+    objectPath,
+    pinDir,
+    MAP_NAMES,
+    `the kernel lacks sk_reuseport/REUSEPORT_SOCKARRAY/BTF support, or the maps pinned in ${pinDir} come from an incompatible build (run 'udpgrm-proxy grm cleanup')`,
+  );
 }
-
-const LOAD_ATTEMPTS = 5;
 
 export function groupKey(sa: SocketAddress): Buffer {
   const k = Buffer.alloc(grm_group_key.size);

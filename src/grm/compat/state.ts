@@ -9,9 +9,9 @@ import { dirname, join } from 'node:path';
 import { COMPAT_MAP_NAMES } from '../abi.generated.js';
 import { ensureBpffs } from '../bpffs.js';
 import { GrmError } from '../errors.js';
-import { bpf, withSignalsBlocked } from '../libbpf.js';
+import { bpf } from '../libbpf.js';
+import { loadPinnedObject } from '../object-load.js';
 import { defaultObjectPath } from '../manager.js';
-import { EACCES, EAGAIN, EPERM, errno, errnoText } from '../../sys/libc.js';
 import { compatMapFromFd, type CompatMaps } from './maps.js';
 
 /** udpgrm's default pin dir: scripts written for udpgrm find the state where they expect it. */
@@ -68,22 +68,7 @@ export class CompatState {
 }
 
 function load(objectPath: string, pinDir: string): unknown {
-  for (let attempt = 1; ; attempt++) {
-    const obj = bpf.objectOpenFile(objectPath, null);
-    if (!obj) throw new GrmError('OBJECT', `cannot open BPF object ${objectPath}: ${errnoText(errno())}`);
-    for (const name of COMPAT_MAP_NAMES) {
-      const m = bpf.findMapByName(obj, name);
-      if (m) bpf.mapSetPinPath(m, join(pinDir, name));
-    }
-    // The verifier gives up with EAGAIN when a signal arrives (manager.ts has the details).
-    const ret = withSignalsBlocked(() => bpf.objectLoad(obj) as number);
-    if (ret >= 0) return obj;
-    bpf.objectClose(obj);
-    const e = -ret;
-    if (e === EAGAIN && attempt < 5) continue;
-    if (e === EPERM || e === EACCES) throw new GrmError('PERMISSION', `loading ${objectPath}: ${errnoText(e)}: needs root or CAP_BPF+CAP_NET_ADMIN`, e);
-    throw new GrmError('UNSUPPORTED', `loading ${objectPath}: ${errnoText(e)}: kernel lacks cgroup sockopt/sk_storage/ringbuf support, or ${pinDir} holds maps of another build`, e);
-  }
+  return loadPinnedObject(objectPath, pinDir, COMPAT_MAP_NAMES, `kernel lacks cgroup sockopt/sk_storage/ringbuf support, or ${pinDir} holds maps of another build`);
 }
 
 /** Unlinks every pin (maps, links) in a compat pin dir and removes it. Links must be detached first. */
