@@ -4,41 +4,26 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { Agent } from '../../src/grm/compat/agent.js';
 import { cookiePack, slotOf } from '../../src/grm/compat/cookie.js';
-import { install } from '../../src/grm/compat/install.js';
 import { listCompat, parseAddress } from '../../src/grm/compat/list.js';
 import { decodeStats } from '../../src/grm/compat/records.js';
-import { CompatState } from '../../src/grm/compat/state.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
 import { ISA_PROGRAM, TAGGED_PROGRAM } from './cbpf-programs.js';
-import { receiver, removeCompatPinDir, serve, TestCgroup, uniqueCompatPinDir } from './harness.js';
+import { receiver, serve, useCompatAgent } from './harness.js';
 
 enterPrivateNetns();
-const pinDir = uniqueCompatPinDir('cbpf');
+const fx = useCompatAgent('cbpf');
 const PORT = 46401;
-let cg: TestCgroup;
-let state: CompatState;
-let agent: Agent;
 let client: dgram.Socket;
 
 beforeAll(async () => {
-  cg = new TestCgroup('cbpf');
-  state = CompatState.open(pinDir);
-  install(state, cg.path);
-  agent = new Agent(state, () => {});
-  agent.start();
   client = dgram.createSocket('udp4');
   client.bind(0, '127.0.0.1');
   await once(client, 'listening');
 });
 
-afterAll(async () => {
+afterAll(() => {
   client?.close();
-  await agent?.stop();
-  state?.close();
-  removeCompatPinDir(pinDir);
-  await cg?.remove();
 });
 
 let n = 0;
@@ -52,11 +37,11 @@ const be = (c: number): number[] => [c >> 8, c & 0xff];
 
 test('a cookie-extracting program routes datagrams to the socket whose cookie they carry; app values pick the app', async () => {
   const spec = { dissector: 'cbpf', cbpf: TAGGED_PROGRAM, max_apps: 2 };
-  const old0 = await serve(cg, PORT, spec); // app 0, gen 1
+  const old0 = await serve(fx.cg, PORT, spec); // app 0, gen 1
   await old0.flip();
-  const app1 = await serve(cg, PORT, { ...spec, app: 1 }); // app 1, gen 1
+  const app1 = await serve(fx.cg, PORT, { ...spec, app: 1 }); // app 1, gen 1
   await app1.flip();
-  const new0 = await serve(cg, PORT, spec); // app 0, gen 2: working
+  const new0 = await serve(fx.cg, PORT, spec); // app 0, gen 2: working
   await new0.flip();
   const all = [old0, app1, new0];
   expect([old0.gen, app1.gen, new0.gen]).toEqual([1, 1, 2]);
@@ -74,7 +59,7 @@ test('a cookie-extracting program routes datagrams to the socket whose cookie th
   client.send(Buffer.from('c'), PORT, '127.0.0.1'); // ldh [1] past the end
   await receiver(all, 'c');
 
-  const st = decodeStats(state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT}`)));
+  const st = decodeStats(fx.state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT}`)));
   expect(st.rx_processed_total).toBe(10n);
   expect(st.rx_flow_ok).toBe(3n);
   expect(st.rx_cbpf_prog_error).toBe(1n);
@@ -99,7 +84,7 @@ test('CBPF configurations udpgrm refuses: EPERM', async () => {
     { dissector: 'cbpf', cbpf: Array.from({ length: 65 }, () => [0x06, 0, 0, 0]) }, // over 64
   ];
   for (const [i, spec] of bad.entries()) {
-    const s = cg.python(['serve', '127.0.0.1', String(PORT + 1 + i), JSON.stringify(spec)]);
+    const s = fx.cg.python(['serve', '127.0.0.1', String(PORT + 1 + i), JSON.stringify(spec)]);
     expect(await s.exited).not.toBe(0);
     expect(s.stderr).toContain('Operation not permitted');
   }
@@ -108,9 +93,9 @@ test('CBPF configurations udpgrm refuses: EPERM', async () => {
 test("udpgrm's instruction set: IND, MSH, MEM/ST/STX, ALU, LEN, jumps with K and X, JA, TAX/TXA, RET X, SKF_AD_PROTOCOL; errors", async () => {
   const port = PORT + 10;
   const spec = { dissector: 'cbpf', cbpf: ISA_PROGRAM, max_apps: 2 };
-  const app0 = await serve(cg, port, spec);
+  const app0 = await serve(fx.cg, port, spec);
   await app0.flip();
-  const app1 = await serve(cg, port, { ...spec, app: 1 });
+  const app1 = await serve(fx.cg, port, { ...spec, app: 1 });
   await app1.flip();
   const all = [app0, app1];
   const c = dgram.createSocket('udp4');
@@ -136,10 +121,10 @@ test("udpgrm's instruction set: IND, MSH, MEM/ST/STX, ALU, LEN, jumps with K and
   for (const t of ['e', 'a', 'b']) await receiver(all, send(tagged(t))); // the kernel's hash
   c.close();
 
-  const st = decodeStats(state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${port}`)));
+  const st = decodeStats(fx.state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${port}`)));
   expect(st.rx_processed_total).toBe(11n);
   expect(st.rx_cbpf_prog_error).toBe(2n); // 'e' (no RET), 'b' (bad opcode)
   expect(st.rx_packet_too_short_error).toBe(1n); // 'a' (ancillary load other than the protocol)
   expect(st.rx_new_flow_working_gen_dispatch_ok).toBe(8n);
-  expect(listCompat(state.maps, false, `127.0.0.1:${port}`)).toMatch(/^127\.0\.0\.1:46411\n\tnetns 0x[0-9a-f]+  dissector cbpf  apps 2  filter_len 63\n/);
+  expect(listCompat(fx.state.maps, false, `127.0.0.1:${port}`)).toMatch(/^127\.0\.0\.1:46411\n\tnetns 0x[0-9a-f]+  dissector cbpf  apps 2  filter_len 63\n/);
 });

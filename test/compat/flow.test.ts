@@ -4,41 +4,23 @@
 // another reuseport group (same address, bound to a device: the errno the kernel really returns).
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { afterAll, expect, test } from 'vitest';
 import { GRM } from '../../src/grm/abi.generated.js';
-import { Agent } from '../../src/grm/compat/agent.js';
 import { slotOf } from '../../src/grm/compat/cookie.js';
-import { install } from '../../src/grm/compat/install.js';
 import { parseAddress } from '../../src/grm/compat/list.js';
 import { decodeStats } from '../../src/grm/compat/records.js';
-import { CompatState } from '../../src/grm/compat/state.js';
 import { formatFlows } from '../../src/grm/compat/flows.js';
 import { formatMetrics } from '../../src/grm/compat/metrics.js';
 import { waitUntil } from '../helpers/deadline.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
-import { receiver, removeCompatPinDir, serve, TestCgroup, uniqueCompatPinDir } from './harness.js';
+import { receiver, serve, useCompatAgent } from './harness.js';
 
 enterPrivateNetns();
-const pinDir = uniqueCompatPinDir('flow');
-let cg: TestCgroup;
-let state: CompatState;
-let agent: Agent;
+const fx = useCompatAgent('flow');
 const clients: dgram.Socket[] = [];
 
-beforeAll(() => {
-  cg = new TestCgroup('flow');
-  state = CompatState.open(pinDir);
-  install(state, cg.path);
-  agent = new Agent(state, () => {});
-  agent.start();
-});
-
-afterAll(async () => {
+afterAll(() => {
   for (const c of clients) c.close();
-  await agent?.stop();
-  state?.close();
-  removeCompatPinDir(pinDir);
-  await cg?.remove();
 });
 
 interface Client {
@@ -55,14 +37,14 @@ async function client(host: string, serverPort: number): Promise<Client> {
 }
 
 function stats(host: string, port: number): Record<string, bigint | bigint[]> {
-  return decodeStats(state.maps.grmc_stats.lookup(parseAddress(host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`)));
+  return decodeStats(fx.state.maps.grmc_stats.lookup(parseAddress(host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`)));
 }
 
 test.each([
   ['127.0.0.1', 46301],
   ['::1', 46302],
 ])('%s: a flow learned on send or FLOW_ASSURE stays on its socket after a flip; new remotes go to the working generation', async (host, port) => {
-  const s1 = await serve(cg, port, { dissector: 'flow' }, host);
+  const s1 = await serve(fx.cg, port, { dissector: 'flow' }, host);
   await s1.flip();
   const [a, b, c] = [await client(host, port), await client(host, port), await client(host, port)];
   a.send('r-a1');
@@ -70,7 +52,7 @@ test.each([
   await s1.line((l) => l.tx === 'r-a1'); // replied: the sendmsg hook learned the flow
   expect(await s1.assure(host, c.port)).toBe('ok'); // c never heard from s1, but s1 claims it
 
-  const s2 = await serve(cg, port, { dissector: 'flow' }, host);
+  const s2 = await serve(fx.cg, port, { dissector: 'flow' }, host);
   await s2.flip();
   const both = [s1, s2];
   a.send('q-a2');
@@ -108,7 +90,7 @@ test.each([
   // `grm flows`: each live socket with the remotes it owns.
   const group = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   const remote = (c: Client): string => (host.includes(':') ? `[${host}]:${c.port}` : `${host}:${c.port}`);
-  expect(flowsBySocket(formatFlows(state.maps, false, group), group)).toEqual(
+  expect(flowsBySocket(formatFlows(fx.state.maps, false, group), group)).toEqual(
     new Map([
       [`0x${s1.soCookie.toString(16)}`, [remote(a), remote(c)].sort()],
       [`0x${s2.soCookie.toString(16)}`, [remote(b)]],
@@ -116,10 +98,10 @@ test.each([
   );
   // Past the timeout (125 s by default) entries are stale: shown only with -v, marked.
   const later = process.hrtime.bigint() + 200_000_000_000n;
-  expect(formatFlows(state.maps, false, group, later)).toBe(`${group}\n`);
-  expect(formatFlows(state.maps, true, group, later).match(/ \(stale\)\n/g)).toHaveLength(3);
+  expect(formatFlows(fx.state.maps, false, group, later)).toBe(`${group}\n`);
+  expect(formatFlows(fx.state.maps, true, group, later).match(/ \(stale\)\n/g)).toHaveLength(3);
   // `grm metrics`: udpgrm's Prometheus lines, then ours per slot.
-  const metrics = formatMetrics(state.maps, '1.2.3').split('\n');
+  const metrics = formatMetrics(fx.state.maps, '1.2.3').split('\n');
   expect(metrics[0]).toBe('build_info{version="1.2.3"} 1');
   expect(metrics).toContain(`working_gen{socket="${group}",app_idx="0"} ${s2.gen}`);
   expect(metrics).toContain(`rx_flow_ok{socket="${group}"} 5`);
@@ -146,33 +128,33 @@ function flowsBySocket(text: string, group: string): Map<string, string[]> {
 
 test('a dual-stack socket: flows of IPv4 peers, learned on send or asserted IPv4-mapped, match their datagrams', async () => {
   const port = 46341;
-  const s1 = await serve(cg, port, { dissector: 'flow' }, '::');
+  const s1 = await serve(fx.cg, port, { dissector: 'flow' }, '::');
   await s1.flip();
   const a = await client('127.0.0.1', port);
   const c = await client('127.0.0.1', port);
   a.send('r-d1');
   await s1.line((l) => l.tx === 'r-d1');
   expect(await s1.assure('::ffff:127.0.0.1', c.port)).toBe('ok'); // as the app sees that peer
-  const s2 = await serve(cg, port, { dissector: 'flow' }, '::');
+  const s2 = await serve(fx.cg, port, { dissector: 'flow' }, '::');
   await s2.flip();
   a.send('q-d2');
   expect(await receiver([s1, s2], 'q-d2')).toBe(0);
   c.send('q-d3');
   expect(await receiver([s1, s2], 'q-d3')).toBe(0);
-  expect(formatFlows(state.maps, false, `[::]:${port}`)).toContain(`\t\t127.0.0.1:${a.port}  age `);
+  expect(formatFlows(fx.state.maps, false, `[::]:${port}`)).toContain(`\t\t127.0.0.1:${a.port}  age `);
 });
 
 test('an expired flow goes to the working generation, and the new socket takes it over on its reply', async () => {
   const host = '127.0.0.1';
   const port = 46311;
   const spec = { dissector: 'flow', timeout: 1 };
-  const s1 = await serve(cg, port, spec);
+  const s1 = await serve(fx.cg, port, spec);
   await s1.flip();
   const a = await client(host, port);
   a.send('r-e1');
   await s1.line((l) => l.tx === 'r-e1');
   const learnedAt = Date.now();
-  const s2 = await serve(cg, port, spec);
+  const s2 = await serve(fx.cg, port, spec);
   await s2.flip();
   a.send('q-e2');
   expect(await receiver([s1, s2], 'q-e2')).toBe(0); // well within the second
@@ -204,14 +186,14 @@ test('an expired flow goes to the working generation, and the new socket takes i
 test('a full flow table: every FLOW_ASSURE succeeds (least recently used entries go), new flows still stick', async () => {
   const host = '127.0.0.1';
   const port = 46321;
-  const s1 = await serve(cg, port, { dissector: 'flow' });
+  const s1 = await serve(fx.cg, port, { dissector: 'flow' });
   await s1.flip();
-  const s2 = await serve(cg, port, { dissector: 'flow' });
+  const s2 = await serve(fx.cg, port, { dissector: 'flow' });
   await s2.flip();
   const total = GRM.COMPAT_MAX_FLOWS + 100;
   const r = await s1.command(`assure-many 192.0.2.1 1024 ${total}`, (l) => l.assured !== undefined);
   expect(r.assured).toEqual({ ok: total });
-  expect(state.maps.grmc_flows.keys().length).toBeLessThanOrEqual(GRM.COMPAT_MAX_FLOWS);
+  expect(fx.state.maps.grmc_flows.keys().length).toBeLessThanOrEqual(GRM.COMPAT_MAX_FLOWS);
   const a = await client(host, port);
   expect(await s1.assure(host, a.port)).toBe('ok');
   for (const p of ['q-o1', 'q-o2']) {
@@ -228,13 +210,13 @@ test('a full flow table: every FLOW_ASSURE succeeds (least recently used entries
 test('a flow owned by a socket of another reuseport group: the kernel says EBADFD, counted as rx_flow_rg_conflict', async () => {
   const host = '127.0.0.1';
   const port = 46331;
-  const s1 = await serve(cg, port, { dissector: 'flow' });
+  const s1 = await serve(fx.cg, port, { dissector: 'flow' });
   await s1.flip();
   const a = await client(host, port);
   a.send('r-g1');
   await s1.line((l) => l.tx === 'r-g1');
   // Same address, bound to lo: another reuseport group, which the kernel's lookup now prefers.
-  const s2 = await serve(cg, port, { dissector: 'flow', device: 'lo' });
+  const s2 = await serve(fx.cg, port, { dissector: 'flow', device: 'lo' });
   await s2.flip();
   a.send('q-g2');
   expect(await receiver([s1, s2], 'q-g2')).toBe(1);

@@ -9,8 +9,11 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { afterAll, beforeAll } from 'vitest';
+import { Agent } from '../../src/grm/compat/agent.js';
 import { uninstallCompat } from '../../src/grm/compat/cli.js';
-import { cgroup2Mount } from '../../src/grm/compat/install.js';
+import { cgroup2Mount, install } from '../../src/grm/compat/install.js';
+import { CompatState } from '../../src/grm/compat/state.js';
 import { waitUntil } from '../helpers/deadline.js';
 
 export const CLIENT = resolve(import.meta.dirname, 'udpgrm_client.py');
@@ -167,4 +170,49 @@ export async function receiver(servers: readonly JsonChild[], payload: string, t
     await Promise.race([...running.map((s) => s.changed()), new Promise<void>((res) => (timer = setTimeout(res, left)))]);
     clearTimeout(timer);
   }
+}
+
+/** One test file's compat setup (see useCompatAgent). */
+export interface CompatFixture {
+  readonly pinDir: string;
+  readonly cg: TestCgroup;
+  readonly state: CompatState;
+  readonly agent: Agent;
+}
+
+/**
+ * For the test file that calls it: a dedicated cgroup with the hooks installed, its own pin dir
+ * and a running agent, all removed after the file even when a test failed. The fields exist once
+ * the file's beforeAll ran.
+ */
+export function useCompatAgent(tag: string, onLog: ConstructorParameters<typeof Agent>[1] = () => {}): CompatFixture {
+  const pinDir = uniqueCompatPinDir(tag);
+  let cg: TestCgroup | undefined;
+  let state: CompatState | undefined;
+  let agent: Agent | undefined;
+  beforeAll(() => {
+    cg = new TestCgroup(tag);
+    state = CompatState.open(pinDir);
+    install(state, cg.path);
+    agent = new Agent(state, onLog);
+    agent.start();
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    state?.close();
+    removeCompatPinDir(pinDir);
+    await cg?.remove();
+  });
+  return {
+    pinDir,
+    get cg() {
+      return cg!;
+    },
+    get state() {
+      return state!;
+    },
+    get agent() {
+      return agent!;
+    },
+  };
 }

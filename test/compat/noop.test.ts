@@ -6,39 +6,18 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import { Agent } from '../../src/grm/compat/agent.js';
-import { install } from '../../src/grm/compat/install.js';
+import { expect, test } from 'vitest';
 import { parseAddress } from '../../src/grm/compat/list.js';
 import { decodeStats } from '../../src/grm/compat/records.js';
-import { CompatState } from '../../src/grm/compat/state.js';
 import { waitUntil } from '../helpers/deadline.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
-import { removeCompatPinDir, TestCgroup, uniqueCompatPinDir } from './harness.js';
+import { useCompatAgent } from './harness.js';
 
 enterPrivateNetns();
-const pinDir = uniqueCompatPinDir('noop');
+const fx = useCompatAgent('noop');
 const PORT = 46101;
 const FLIPS = 64;
 const RATE = 2000; // datagrams/s
-let cg: TestCgroup;
-let state: CompatState;
-let agent: Agent;
-
-beforeAll(() => {
-  cg = new TestCgroup('noop');
-  state = CompatState.open(pinDir);
-  install(state, cg.path);
-  agent = new Agent(state, () => {});
-  agent.start();
-});
-
-afterAll(async () => {
-  await agent?.stop();
-  state?.close();
-  removeCompatPinDir(pinDir);
-  await cg?.remove();
-});
 
 const udpStats = (): string =>
   readFileSync('/proc/self/net/snmp', 'utf8')
@@ -50,7 +29,7 @@ test(`${FLIPS} generation flips under ~${RATE} datagrams/s, slots wrapping past 
   const client = dgram.createSocket('udp4');
   client.bind(0, '127.0.0.1');
   await once(client, 'listening');
-  const py = cg.python(['noop-flips', '127.0.0.1', String(PORT), String(FLIPS)]);
+  const py = fx.cg.python(['noop-flips', '127.0.0.1', String(PORT), String(FLIPS)]);
   const first = await py.line((l) => l.step === 'serving');
   let sent = 0;
   let handed = 0; // sends the kernel took (callback without error)
@@ -81,7 +60,7 @@ test(`${FLIPS} generation flips under ~${RATE} datagrams/s, slots wrapping past 
   expect(flips.gens).toEqual(Array.from({ length: FLIPS }, (_, i) => i + 2));
   expect(sent).toBeGreaterThan(FLIPS * 10); // traffic throughout
   expect({ received: r.received, distinct: r.distinct, udp: udpStats() }).toEqual({ received: sent, distinct: sent, udp: udpStats() });
-  const stats = decodeStats(state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT}`)));
+  const stats = decodeStats(fx.state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT}`)));
   expect(stats.rx_processed_total).toBe(BigInt(sent));
   expect(stats.rx_flow_new_unseen).toBe(BigInt(sent));
   expect(stats.rx_new_flow_total).toBe(BigInt(sent));

@@ -6,41 +6,26 @@ import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { Agent } from '../../src/grm/compat/agent.js';
 import { slotOf } from '../../src/grm/compat/cookie.js';
-import { install } from '../../src/grm/compat/install.js';
 import { listCompat, parseAddress } from '../../src/grm/compat/list.js';
 import { decodeStats } from '../../src/grm/compat/records.js';
-import { CompatState } from '../../src/grm/compat/state.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
 import { buildClientInitial, clientHello, clientInitials } from '../helpers/quic-initial.js';
-import { receiver, removeCompatPinDir, serve, type Served, TestCgroup, uniqueCompatPinDir } from './harness.js';
+import { receiver, serve, type Served, useCompatAgent } from './harness.js';
 
 enterPrivateNetns();
-const pinDir = uniqueCompatPinDir('quic');
+const fx = useCompatAgent('quic');
 const PORT = 46501;
-let cg: TestCgroup;
-let state: CompatState;
-let agent: Agent;
 let client: dgram.Socket;
 
 beforeAll(async () => {
-  cg = new TestCgroup('quic');
-  state = CompatState.open(pinDir);
-  install(state, cg.path);
-  agent = new Agent(state, () => {});
-  agent.start();
   client = dgram.createSocket('udp4');
   client.bind(0, '127.0.0.1');
   await once(client, 'listening');
 });
 
-afterAll(async () => {
+afterAll(() => {
   client?.close();
-  await agent?.stop();
-  state?.close();
-  removeCompatPinDir(pinDir);
-  await cg?.remove();
 });
 
 /** Sends a datagram; returns it as the servers print it. */
@@ -63,11 +48,11 @@ let servers: Served[] = [];
 
 test('Initials with an SNI pick the app; DCIDs with a cookie reach their socket; junk goes to the kernel', async () => {
   const spec = { dissector: 'bespoke', digest: 0xdead, max_apps: 2, sni: [[1, 'api.example.com']] };
-  const old0 = await serve(cg, PORT, spec); // app 0, gen 1
+  const old0 = await serve(fx.cg, PORT, spec); // app 0, gen 1
   await old0.flip();
-  const api = await serve(cg, PORT, { ...spec, app: 1 }); // app 1, gen 1
+  const api = await serve(fx.cg, PORT, { ...spec, app: 1 }); // app 1, gen 1
   await api.flip();
-  const new0 = await serve(cg, PORT, spec); // app 0, gen 2: working
+  const new0 = await serve(fx.cg, PORT, spec); // app 0, gen 2: working
   await new0.flip();
   const all = [old0, api, new0];
   servers = all;
@@ -85,7 +70,7 @@ test('Initials with an SNI pick the app; DCIDs with a cookie reach their socket;
   await receiver(all, send(Buffer.from('too short for QUIC'))); // kernel's hash: any socket
   await receiver(all, send(Buffer.concat([Buffer.from([0xc0, 0, 0, 0, 1, 4]), randomBytes(40)]))); // DCID of 4 bytes
 
-  const st = decodeStats(state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT}`)));
+  const st = decodeStats(fx.state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT}`)));
   expect(st.rx_processed_total).toBe(12n);
   expect(st.rx_cbpf_prog_error).toBe(2n);
   expect(st.rx_dissected_ok_total).toBe(10n);
@@ -103,8 +88,8 @@ test('Initials with an SNI pick the app; DCIDs with a cookie reach their socket;
 test('short datagrams, a QUIC v2 Initial, an Initial under 1,200 bytes, an unknown digest; the list header', async () => {
   const all = servers;
   expect(all).toHaveLength(3);
-  const before = decodeStats(state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT}`)));
-  const delta = (name: string): bigint => (decodeStats(state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT}`)))[name] as bigint) - (before[name] as bigint);
+  const before = decodeStats(fx.state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT}`)));
+  const delta = (name: string): bigint => (decodeStats(fx.state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT}`)))[name] as bigint) - (before[name] as bigint);
   // With its UDP header a datagram under 32 bytes is a parse error; 32..39 bytes fail the 32-byte
   // load past the header: too short (udpgrm's parse_quic_fast: IERR_SANITY, then IERR_LOAD).
   for (const n of [23, 24, 31]) await receiver(all, send(Buffer.alloc(n, 0x41 + n)));
@@ -118,10 +103,10 @@ test('short datagrams, a QUIC v2 Initial, an Initial under 1,200 bytes, an unkno
   const short = buildClientInitial({ dcid: randomBytes(8), scid: randomBytes(8), pn: 0, pnLength: 4, cryptoFrames: [{ offset: 0, data: clientHello('api.example.com') }], padTo: 0 });
   expect(short.length).toBeLessThan(1200);
   expect(await receiver(all, send(short))).toBe(2);
-  expect(listCompat(state.maps, false, `127.0.0.1:${PORT}`)).toMatch(/^127\.0\.0\.1:46501\n\tnetns 0x[0-9a-f]+  dissector bespoke  digest 0xdead\n/);
+  expect(listCompat(fx.state.maps, false, `127.0.0.1:${PORT}`)).toMatch(/^127\.0\.0\.1:46501\n\tnetns 0x[0-9a-f]+  dissector bespoke  digest 0xdead\n/);
 
   // A digest udpgrm does not know is accepted, and every datagram is a program error.
-  const beef = await serve(cg, PORT + 1, { dissector: 'bespoke', digest: 0xbeef });
+  const beef = await serve(fx.cg, PORT + 1, { dissector: 'bespoke', digest: 0xbeef });
   await beef.flip();
   const c = dgram.createSocket('udp4');
   for (const b of [initial('api.example.com'), shortHeader(ourCid(beef.cookie))]) {
@@ -129,7 +114,7 @@ test('short datagrams, a QUIC v2 Initial, an Initial under 1,200 bytes, an unkno
     await receiver([beef], b.toString('latin1'));
   }
   c.close();
-  const st = decodeStats(state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT + 1}`)));
+  const st = decodeStats(fx.state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT + 1}`)));
   expect([st.rx_processed_total, st.rx_cbpf_prog_error, st.rx_dissected_ok_total]).toEqual([2n, 2n, 0n]);
-  expect(listCompat(state.maps, false, `127.0.0.1:${PORT + 1}`)).toContain('dissector bespoke  digest 0xbeef\n');
+  expect(listCompat(fx.state.maps, false, `127.0.0.1:${PORT + 1}`)).toContain('dissector bespoke  digest 0xbeef\n');
 });
