@@ -165,10 +165,12 @@ describe('HTTP/2 rapid reset (CVE-2023-44487)', () => {
     const client = http2.connect(`https://127.0.0.1:${edge.port}`, { rejectUnauthorized: false });
     client.on('error', () => {});
     let opened = 0;
+    let lastStreamId = -1;
     const goaway = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no GOAWAY after ${opened} resets`)), 15_000);
-      client.on('goaway', (code) => {
+      client.on('goaway', (code, last) => {
         clearTimeout(timer);
+        lastStreamId = last;
         resolve(code);
       });
       const loop = (): void => {
@@ -186,6 +188,9 @@ describe('HTTP/2 rapid reset (CVE-2023-44487)', () => {
     });
     client.destroy();
     expect(goaway).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    // It names the last stream we took (a client stream id: odd, among those opened), not 0.
+    expect(lastStreamId % 2).toBe(1);
+    expect(lastStreamId).toBeLessThanOrEqual(2 * opened - 1);
     expect(edge.server.tcpCounters().rapidResetCutoffs).toBe(cutoffsBefore + 1);
     // Cut off after about h2_max_client_resets (50) streams, not nghttp2's 1000.
     expect(opened).toBeLessThan(1000);

@@ -187,7 +187,9 @@ export class H2Connection {
     this.opts.connections.count('rapidResetCutoffs');
     this.opts.refusals.add(REFUSAL.rapidReset);
     this.opts.log.warn({ conn: this.opts.connectionId, resets: this.resets.limit, windowMs: this.resets.windowMs }, 'HTTP/2 client reset too many streams (rapid reset): connection closed');
-    this.cutOff(0);
+    // The real last stream we took: a client may retry only what is above it (RFC 9113 §6.8);
+    // 0 would tell it that nothing it sent was processed, inviting repeats of what was.
+    this.cutOff(this.settledStreamId);
   }
 
   /**
