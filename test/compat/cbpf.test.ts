@@ -2,35 +2,24 @@
 // whose cookie they carry, in any generation) or an app (new flows of that app's working
 // generation); bad cookies, empty indices, program errors and short datagrams as udpgrm counts them.
 import dgram from 'node:dgram';
-import { once } from 'node:events';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import { cookiePack, slotOf } from '../../src/grm/compat/cookie.js';
 import { listCompat, parseAddress } from '../../src/grm/compat/list.js';
 import { decodeStats } from '../../src/grm/compat/records.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
 import { ISA_PROGRAM, TAGGED_PROGRAM } from './cbpf-programs.js';
-import { receiver, serve, useCompatAgent } from './harness.js';
+import { receiver, serve, useCompatAgent, useUdpClient } from './harness.js';
 
 enterPrivateNetns();
 const fx = useCompatAgent('cbpf');
 const PORT = 46401;
-let client: dgram.Socket;
-
-beforeAll(async () => {
-  client = dgram.createSocket('udp4');
-  client.bind(0, '127.0.0.1');
-  await once(client, 'listening');
-});
-
-afterAll(() => {
-  client?.close();
-});
+const client = useUdpClient();
 
 let n = 0;
 /** Sends tag + bytes + a unique suffix; returns the payload as the servers print it. */
 function send(tag: string, bytes: number[] = []): string {
   const b = Buffer.concat([Buffer.from(tag, 'latin1'), Buffer.from(bytes), Buffer.from(`-${n++}`)]);
-  client.send(b, PORT, '127.0.0.1');
+  client.socket.send(b, PORT, '127.0.0.1');
   return b.toString('latin1');
 }
 const be = (c: number): number[] => [c >> 8, c & 0xff];
@@ -56,7 +45,7 @@ test('a cookie-extracting program routes datagrams to the socket whose cookie th
   expect(await receiver(all, send('c', be(old0.cookie ^ 0x20)))).toBe(2); // check bits wrong
   expect(await receiver(all, send('c', be(cookiePack(slotOf(2, 0, 1), 9))))).toBe(2); // index 9 is empty
   await receiver(all, send('z')); // program error: the kernel's hash picks any socket
-  client.send(Buffer.from('c'), PORT, '127.0.0.1'); // ldh [1] past the end
+  client.socket.send(Buffer.from('c'), PORT, '127.0.0.1'); // ldh [1] past the end
   await receiver(all, 'c');
 
   const st = decodeStats(fx.state.maps.grmc_stats.lookup(parseAddress(`127.0.0.1:${PORT}`)));

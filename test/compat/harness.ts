@@ -5,6 +5,8 @@
  * after a failure; never the root cgroup.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -213,6 +215,24 @@ export function useCompatAgent(tag: string, onLog: ConstructorParameters<typeof 
     },
     get agent() {
       return agent!;
+    },
+  };
+}
+
+/** A UDP client socket on 127.0.0.1 for the test file that calls it, closed after the file. */
+export function useUdpClient(): { readonly socket: dgram.Socket } {
+  let socket: dgram.Socket | undefined;
+  beforeAll(async () => {
+    socket = dgram.createSocket('udp4');
+    socket.bind(0, '127.0.0.1');
+    await once(socket, 'listening');
+  });
+  afterAll(() => {
+    socket?.close();
+  });
+  return {
+    get socket() {
+      return socket!;
     },
   };
 }

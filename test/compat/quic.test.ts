@@ -4,33 +4,22 @@
 // unparseable datagrams are left to the kernel's hash (counted), as udpgrm does.
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { once } from 'node:events';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import { slotOf } from '../../src/grm/compat/cookie.js';
 import { listCompat, parseAddress } from '../../src/grm/compat/list.js';
 import { decodeStats } from '../../src/grm/compat/records.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
 import { buildClientInitial, clientHello, clientInitials } from '../helpers/quic-initial.js';
-import { receiver, serve, type Served, useCompatAgent } from './harness.js';
+import { receiver, serve, type Served, useCompatAgent, useUdpClient } from './harness.js';
 
 enterPrivateNetns();
 const fx = useCompatAgent('quic');
 const PORT = 46501;
-let client: dgram.Socket;
-
-beforeAll(async () => {
-  client = dgram.createSocket('udp4');
-  client.bind(0, '127.0.0.1');
-  await once(client, 'listening');
-});
-
-afterAll(() => {
-  client?.close();
-});
+const client = useUdpClient();
 
 /** Sends a datagram; returns it as the servers print it. */
 function send(b: Buffer): string {
-  client.send(b, PORT, '127.0.0.1');
+  client.socket.send(b, PORT, '127.0.0.1');
   return b.toString('latin1');
 }
 
