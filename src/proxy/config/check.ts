@@ -3,7 +3,7 @@ import { ConfigError, formatConfigErrors } from './errors.js';
 import { loadConfigWithState, type StateFate } from './load.js';
 import { describeHostPattern } from './names.js';
 import { formatListener } from './section-listeners.js';
-import type { ProxyConfig, RouteConfig } from './types.js';
+import type { ProxyConfig, RouteConfig, SiteConfig, UpstreamPoolConfig } from './types.js';
 import { formatDuration, formatSize } from './units.js';
 
 export type CheckResult = { readonly ok: true; readonly summary: string } | { readonly ok: false; readonly errors: string };
@@ -31,6 +31,20 @@ function describeRoute(r: RouteConfig): string {
   return `${r.name}: host ${hosts} path ${r.pathPrefix} → ${action}`;
 }
 
+function describePool(u: UpstreamPoolConfig): string {
+  return `upstream ${u.name}: ${u.targets.map((t) => t.url).join(', ')} (${u.protocol}, ${u.balance}, connect ${formatDuration(u.connectTimeoutMs)}, response ${formatDuration(u.responseTimeoutMs)}, queue ${formatDuration(u.queueTimeoutMs)}, retries ${u.retries}${u.health ? `, health ${u.health.path} every ${formatDuration(u.health.intervalMs)}` : ''}${u.passive ? `, passive ${u.passive.failures}/${formatDuration(u.passive.ejectionMs)}` : ''})`;
+}
+
+/** A site, its kernel app (the default site is app 0, the others follow in file order) and what it serves. */
+function describeSite(site: SiteConfig, app: number): string[] {
+  const names = site.names.length > 0 ? site.names.join(', ') : 'none';
+  const role = site.isDefault ? ', default: no SNI, unmatched SNI, unreadable Initials' : '';
+  const lines = [`  site ${site.name} (app ${app}${role}): names ${names}; workers ${site.workers}`];
+  for (const r of site.routes) lines.push(`    ${describeRoute(r)}`);
+  for (const u of site.upstreams.values()) lines.push(`    ${describePool(u)}`);
+  return lines;
+}
+
 export function summarise(config: ProxyConfig, selfSigned: StateFate, ticketKey: StateFate): string {
   const lines = [`${config.file}: OK`];
   for (const l of config.listeners) {
@@ -43,10 +57,12 @@ export function summarise(config: ProxyConfig, selfSigned: StateFate, ticketKey:
     lines.push(`  certificate: ${c.names.join(', ')}${c.isDefault ? ' (default)' : ''}: ${c.certFile} (${origin})`);
   }
   lines.push(`  alpn: ${config.tls.alpn.join(', ')}; ticket key: ${config.tls.ticketKeyFile} (${FATE[ticketKey]})`);
-  for (const r of config.routes) lines.push(`  ${describeRoute(r)}`);
-  for (const u of config.upstreams.values()) {
-    lines.push(`  upstream ${u.name}: ${u.targets.map((t) => t.url).join(', ')} (${u.protocol}, ${u.balance}, connect ${formatDuration(u.connectTimeoutMs)}, response ${formatDuration(u.responseTimeoutMs)}, queue ${formatDuration(u.queueTimeoutMs)}, retries ${u.retries}${u.health ? `, health ${u.health.path} every ${formatDuration(u.health.intervalMs)}` : ''}${u.passive ? `, passive ${u.passive.failures}/${formatDuration(u.passive.ejectionMs)}` : ''})`);
+  if (config.sites[0]?.implicit === true) {
+    for (const r of config.routes) lines.push(`  ${describeRoute(r)}`);
+  } else {
+    config.sites.forEach((site, app) => lines.push(...describeSite(site, app)));
   }
+  for (const u of config.sharedUpstreams.values()) lines.push(`  ${describePool(u)}`);
   const q = config.quic;
   lines.push(
     `  quic: idle ${formatDuration(q.idleTimeoutMs)}, ${q.maxConcurrentBidiStreams} streams, max_data ${formatSize(q.initialMaxData)}, ` +

@@ -4,7 +4,6 @@
  * yaml recovers from a broken file would only produce misleading follow-up errors).
  */
 import { mkdirSync, readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { ConfigError } from './errors.js';
@@ -12,18 +11,19 @@ import { canonicalIp } from './names.js';
 import { readAdmin } from './section-admin.js';
 import { readHttp } from './section-http.js';
 import { readListeners } from './section-listeners.js';
-import { readProcess } from './section-process.js';
+import { readProcess, readWorkers } from './section-process.js';
 import { readLogging, readQuic } from './section-quic.js';
 import { readRoutes } from './section-routes.js';
-import { readTls, type TlsRead } from './section-tls.js';
+import { IMPLICIT_SITE, readSites, type SiteRead } from './section-sites.js';
+import { CertificateClaims, markDefaultCertificate, readTls, type TlsRead } from './section-tls.js';
 import { readTrustedProxies } from './section-trusted-proxies.js';
 import { readUpstreams } from './section-upstreams.js';
 import { ensurePrivateDir, privateDirProblem } from './file-trust.js';
 import { ensureSelfSigned, ensureTicketKey, selfSignedPlan, selfSignedProblem, ticketKeyProblem } from './tls-state.js';
-import type { CertificateConfig, ListenerConfig, ProxyConfig, TlsConfig } from './types.js';
+import type { CertificateConfig, ListenerConfig, ProxyConfig, QuicLimits, SiteConfig, TlsConfig, UpstreamPoolConfig } from './types.js';
 import { Cursor, IssueLog } from './yaml-cursor.js';
 
-const TOP_KEYS = ['listeners', 'workers', 'drain_timeout', 'tls', 'routes', 'upstreams', 'quic', 'logging', 'process', 'http', 'trusted_proxies', 'admin'] as const;
+const TOP_KEYS = ['listeners', 'workers', 'drain_timeout', 'tls', 'routes', 'sites', 'upstreams', 'quic', 'logging', 'process', 'http', 'trusted_proxies', 'admin'] as const;
 export const DRAIN_TIMEOUT_DEFAULT_MS = 30_000;
 
 export interface LoadOptions {
@@ -80,10 +80,14 @@ export function loadConfigWithState(file: string, options: LoadOptions = {}): Lo
   const listeners = readListeners(f.listeners, root);
   const workers = readWorkers(f.workers);
   const drainTimeoutMs = f.drain_timeout?.duration(0, 3_600_000) ?? DRAIN_TIMEOUT_DEFAULT_MS;
-  const tlsRead = readTls(f.tls, path);
+  const claims = new CertificateClaims();
+  const tlsRead = readTls(f.tls, path, claims);
   const upstreams = readUpstreams(f.upstreams, path);
-  const routes = readRoutes(f.routes, root, upstreams.declared);
   const quic = readQuic(f.quic);
+  const sites = readSiteList(f.sites, f.routes, root, { configFile: path, sharedPools: upstreams.pools, sharedDeclared: upstreams.declared, workers, quic, certificates: claims });
+  // The default site's certificate answers clients without a matching SNI, unless one says `default: true`.
+  markDefaultCertificate(claims, [sites[0]?.certificates ?? [], tlsRead.certificates, ...sites.slice(1).map((s) => s.certificates)]);
+  const certificates = [...tlsRead.certificates, ...sites.flatMap((s) => s.certificates)];
   const logging = readLogging(f.logging);
   const processConfig = readProcess(f.process, path, tlsRead.stateDir);
   const http = readHttp(f.http);
@@ -93,32 +97,54 @@ export function loadConfigWithState(file: string, options: LoadOptions = {}): Lo
   if (log.issues.length > 0) throw new ConfigError(log.sorted(), source);
 
   // Only a valid config earns side effects on disk.
-  const state = prepareTlsState(tlsRead, listeners, options.createState ?? true, log);
+  const state = prepareTlsState({ ...tlsRead, certificates }, listeners, options.createState ?? true, log);
   if (log.issues.length > 0 || state === undefined) throw new ConfigError(log.sorted(), source);
 
+  const siteConfigs: SiteConfig[] = sites.map((s) => ({ ...s }));
+  const defaultSite = siteConfigs[0]!;
   const config: ProxyConfig = {
     file: path,
     listeners,
     tls: state.tls,
-    routes,
-    upstreams: upstreams.pools,
-    quic,
+    // Until the master runs a generation per site, its workers run the default site.
+    routes: defaultSite.routes,
+    upstreams: new Map<string, UpstreamPoolConfig>([...upstreams.pools, ...defaultSite.upstreams]),
+    quic: defaultSite.quic,
     logging,
-    workers,
+    workers: defaultSite.workers,
     drainTimeoutMs,
     process: processConfig,
     http,
     trustedProxies,
     admin,
+    sites: siteConfigs,
+    sharedUpstreams: upstreams.pools,
   };
   return { config, selfSigned: state.selfSigned, ticketKey: state.ticketKey };
 }
 
-function readWorkers(c: Cursor | undefined): number {
-  const fallback = availableParallelism();
-  if (c === undefined) return fallback;
-  if (c.scalar === 'auto') return fallback;
-  return c.integer(1, 1024, 'workers (or "auto")') ?? fallback;
+/**
+ * `sites:`, or the one implicit site of a config without it: the top-level routes, served to every
+ * SNI by the top-level workers, exactly as before sites existed.
+ */
+function readSiteList(
+  sitesSection: Cursor | undefined,
+  routesSection: Cursor | undefined,
+  root: Cursor,
+  defaults: Parameters<typeof readSites>[1],
+): SiteRead[] {
+  if (sitesSection === undefined || !sitesSection.present) {
+    const routes = readRoutes(routesSection, root, defaults.sharedDeclared);
+    return [implicitSite(routes, defaults.workers, defaults.quic)];
+  }
+  if (routesSection !== undefined) {
+    routesSection.error('with "sites", routes belong to each site ("sites.NAME.routes"): move these under the site that serves them');
+  }
+  return readSites(sitesSection, defaults);
+}
+
+function implicitSite(routes: SiteRead['routes'], workers: number, quic: QuicLimits): SiteRead {
+  return { name: IMPLICIT_SITE, names: [], isDefault: true, implicit: true, routes, upstreams: new Map(), certificates: [], workers, quic };
 }
 
 /** Names the generated certificate covers: localhost plus every specific listener address. */

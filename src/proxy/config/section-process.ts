@@ -1,4 +1,5 @@
-/** `process:` how the master runs generations: BPF pin dir, control socket, pid file, limits. */
+/** `process:` how the master runs generations: BPF pin dir, control socket, pid file, limits; and `workers`. */
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import type { ProcessConfig } from './types.js';
 import type { Cursor } from './yaml-cursor.js';
@@ -21,4 +22,11 @@ export function readProcess(section: Cursor | undefined, configFile: string, sta
     maxDrainingGenerations: f.max_draining_generations?.integer(1, 16, 'max_draining_generations') ?? 4,
     readyTimeoutMs: f.ready_timeout?.duration(100, 300_000) ?? 10_000,
   };
+}
+
+/** `workers:` processes per generation, at the top level (fallback: one per core) or per site (fallback: the top level's). */
+export function readWorkers(c: Cursor | undefined, fallback = availableParallelism()): number {
+  if (c === undefined) return fallback;
+  if (c.scalar === 'auto') return availableParallelism();
+  return c.integer(1, 1024, 'workers (or "auto")') ?? fallback;
 }

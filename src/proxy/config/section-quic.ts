@@ -49,9 +49,16 @@ const QUIC_KEYS = [
 const MILLION = 1_000_000;
 const GIB = 1024 ** 3;
 
-export function readQuic(section: Cursor | undefined): QuicLimits {
+/**
+ * `quic:` at the top level (over QUIC_DEFAULTS), or a site's overrides over the top level's. A site
+ * cannot set `cid_length`: every site's generations share one reuseport group and its CID format.
+ */
+export function readQuic(section: Cursor | undefined, base: QuicLimits = QUIC_DEFAULTS, scope: 'top' | 'site' = 'top'): QuicLimits {
   const f = section?.fields(QUIC_KEYS, 'QUIC limits') ?? {};
-  const d = QUIC_DEFAULTS;
+  const d = base;
+  if (scope === 'site' && f.cid_length !== undefined) {
+    f.cid_length.error('cid_length is shared by every site (one reuseport group, one CID format): set it under the top-level "quic"');
+  }
   return {
     idleTimeoutMs: f.idle_timeout?.duration(100, 3_600_000) ?? d.idleTimeoutMs,
     maxConcurrentBidiStreams: f.max_concurrent_streams?.integer(1, 100_000, 'max_concurrent_streams') ?? d.maxConcurrentBidiStreams,

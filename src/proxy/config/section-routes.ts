@@ -13,16 +13,20 @@ const FORWARD_PATHS = ['as_received', 'normalised'] as const;
 const RESPOND_KEYS = ['status', 'headers', 'body'] as const;
 type Header = readonly [string, string];
 
-export function readRoutes(section: Cursor | undefined, root: Cursor, upstreams: ReadonlySet<string>): RouteConfig[] {
+/**
+ * `parent` is where a missing `routes` is reported (the document, or a site). Route names are the
+ * path in the file (`routes[2]`, `sites.a.routes[2]`): they label logs and metrics.
+ */
+export function readRoutes(section: Cursor | undefined, parent: Cursor, upstreams: ReadonlySet<string>): RouteConfig[] {
   if (section === undefined || !section.present) {
-    root.missing(['routes'], 'missing "routes": expected a list of routes, e.g. [{ path: /, upstream: app }]');
+    parent.missing(['routes'], 'missing "routes": expected a list of routes, e.g. [{ path: /, upstream: app }]');
     return [];
   }
   const items = section.items('a list of routes') ?? [];
   if (section.isSequence && items.length === 0) section.error('expected at least one route');
   const out: RouteConfig[] = [];
   items.forEach((item, i) => {
-    const route = readRoute(item, `routes[${i}]`, upstreams);
+    const route = readRoute(item, item.path, upstreams);
     if (route !== undefined) out.push(route);
   });
   return out;

@@ -12,7 +12,10 @@ export const REQUIRED_ALPN = 'h3';
 export const STATE_DIR_DEFAULT = '.udpgrm-proxy';
 
 export interface TlsRead {
-  /** Configured certificates; empty → a self-signed one is generated. */
+  /**
+   * Configured certificates, none marked default unless the file says so (`markDefaultCertificate`
+   * picks one once every list, top-level and per site, is read); empty → a self-signed one is generated.
+   */
   readonly certificates: CertificateConfig[];
   readonly alpn: string[];
   readonly stateDir: string;
@@ -27,14 +30,25 @@ function pathFrom(configFile: string, p: string): string {
   return resolve(dirname(configFile), p);
 }
 
-export function readTls(section: Cursor | undefined, configFile: string): TlsRead {
+/**
+ * What every certificate list read so far claimed: each name belongs to one certificate and at most
+ * one certificate is the default, across `tls.certificates` and every site's `certificates`, because
+ * every worker holds all of them (a connection may land on a site it does not belong to).
+ */
+export class CertificateClaims {
+  readonly nameOwner = new Map<string, string>();
+  /** Path of the certificate marked `default: true`, if any. */
+  defaultAt: string | undefined;
+}
+
+export function readTls(section: Cursor | undefined, configFile: string, claims: CertificateClaims): TlsRead {
   const f = section?.fields(TLS_KEYS, 'TLS settings') ?? {};
   const stateDirText = f.state_dir?.string('a directory path');
   const stateDir = pathFrom(configFile, stateDirText ?? STATE_DIR_DEFAULT);
   const ticketText = f.ticket_key_file?.string('a file path');
   const ticketKeyFile = ticketText !== undefined ? pathFrom(configFile, ticketText) : resolve(stateDir, 'ticket.key');
   return {
-    certificates: f.certificates === undefined ? [] : readCertificates(f.certificates, configFile),
+    certificates: f.certificates === undefined ? [] : readCertificates(f.certificates, configFile, claims),
     alpn: f.alpn === undefined ? [REQUIRED_ALPN] : readAlpn(f.alpn),
     stateDir,
     ticketKeyFile,
@@ -61,12 +75,12 @@ function readAlpn(c: Cursor): string[] {
   return out.length > 0 ? out : [REQUIRED_ALPN];
 }
 
-function readCertificates(c: Cursor, configFile: string): CertificateConfig[] {
+/** A `certificates:` list (under `tls:` or a site), its names and default checked against `claims`. */
+export function readCertificates(c: Cursor, configFile: string, claims: CertificateClaims): CertificateConfig[] {
   if (!c.present) return [];
   const items = c.items('a list of certificates { names, cert, key }') ?? [];
   const out: CertificateConfig[] = [];
-  const nameOwner = new Map<string, string>();
-  let defaultAt: string | undefined;
+  const nameOwner = claims.nameOwner;
   for (const item of items) {
     const f = item.fields(CERT_KEYS, 'a certificate { names, cert, key, default }');
     if (f === undefined) continue;
@@ -102,17 +116,25 @@ function readCertificates(c: Cursor, configFile: string): CertificateConfig[] {
       if (problems.cert !== undefined || problems.key !== undefined) ok = false;
     }
     const isDefault = f.default?.boolean() ?? false;
-    if (isDefault && defaultAt !== undefined) {
-      f.default!.error(`only one certificate can be the default (${defaultAt} already is)`);
+    if (isDefault && claims.defaultAt !== undefined) {
+      f.default!.error(`only one certificate can be the default (${claims.defaultAt} already is)`);
       ok = false;
     } else if (isDefault) {
-      defaultAt = item.path;
+      claims.defaultAt = item.path;
     }
     if (ok && certFile !== undefined && keyFile !== undefined) out.push({ names, certFile, keyFile, selfSigned: false, isDefault });
   }
-  // Without an explicit default, the first certificate answers clients without (matching) SNI.
-  if (defaultAt === undefined && out.length > 0) out[0] = { ...out[0]!, isDefault: true };
   return out;
+}
+
+/**
+ * Without an explicit default, the first of `candidates` (lists in order of preference) answers
+ * clients without a matching SNI. Replaces that entry in its list.
+ */
+export function markDefaultCertificate(claims: CertificateClaims, candidates: readonly CertificateConfig[][]): void {
+  if (claims.defaultAt !== undefined) return;
+  const list = candidates.find((l) => l.length > 0);
+  if (list !== undefined) list[0] = { ...list[0]!, isDefault: true };
 }
 
 function readFilePath(item: Cursor, c: Cursor | undefined, key: string, configFile: string): string | undefined {

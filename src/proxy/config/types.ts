@@ -7,11 +7,16 @@ export interface ProxyConfig {
   /** Absolute path of the file this came from (for messages and relative paths). */
   readonly file: string;
   readonly listeners: readonly ListenerConfig[];
+  /** Every certificate of the file (top-level and every site's): any worker may complete any handshake. */
   readonly tls: TlsConfig;
+  /** The default site's routes (with `sites:`), else the top-level ones. */
   readonly routes: readonly RouteConfig[];
+  /** Pools the routes above may use: the shared ones plus, with `sites:`, the default site's own. */
   readonly upstreams: ReadonlyMap<string, UpstreamPoolConfig>;
+  /** The default site's QUIC limits (with `sites:`), else the top-level ones. */
   readonly quic: QuicLimits;
   readonly logging: LoggingConfig;
+  /** The default site's workers (with `sites:`), else the top-level value. */
   readonly workers: number;
   /** How long a draining generation may live after a reload (ms). */
   readonly drainTimeoutMs: number;
@@ -21,6 +26,36 @@ export interface ProxyConfig {
   readonly trustedProxies: readonly CidrConfig[];
   /** The master's admin endpoint; undefined: off. */
   readonly admin: AdminConfig | undefined;
+  /**
+   * Never empty; the default site first (it becomes kernel app 0), then the others in file order.
+   * A config without `sites:` has one implicit site, IMPLICIT_SITE, holding the top-level routes.
+   */
+  readonly sites: readonly SiteConfig[];
+  /** The top-level `upstreams:` pools, which every site may use. */
+  readonly sharedUpstreams: ReadonlyMap<string, UpstreamPoolConfig>;
+}
+
+/**
+ * One `sites:` entry: routes served to the connections whose TLS SNI matches `names`, by worker
+ * generations of their own (new QUIC connections are steered to them by SNI in the kernel).
+ */
+export interface SiteConfig {
+  /** The key under `sites:` (IMPLICIT_SITE for a config without `sites:`). */
+  readonly name: string;
+  /** Lowercase exact names and "*.suffix" one-label wildcards; a name belongs to one site only. */
+  readonly names: readonly string[];
+  /** Takes connections without SNI, with an SNI no site names, and whose SNI the kernel could not read. */
+  readonly isDefault: boolean;
+  /** True for the one site of a config without `sites:`. */
+  readonly implicit: boolean;
+  readonly routes: readonly RouteConfig[];
+  /** The site's own pools (its `upstreams:`); its routes may also use `ProxyConfig.sharedUpstreams`. */
+  readonly upstreams: ReadonlyMap<string, UpstreamPoolConfig>;
+  /** The site's own certificates (also in `ProxyConfig.tls.certificates`, which every worker holds). */
+  readonly certificates: readonly CertificateConfig[];
+  readonly workers: number;
+  /** The top-level `quic:` with the site's overrides (never `cidLength`, shared by the group). */
+  readonly quic: QuicLimits;
 }
 
 /** `admin:` the master's HTTP endpoint for metrics, health and the generations. */

@@ -13,3 +13,13 @@ export function loadOrReport(configFile: string): ProxyConfig | undefined {
     throw err;
   }
 }
+
+/**
+ * Why this master cannot serve `config`, or undefined. `check` accepts several sites, but until the
+ * master runs a generation per site (issue 9) its workers would answer every SNI with the default
+ * site's routes: refuse rather than serve a site's names with another site's routes.
+ */
+export function unservedSites(config: ProxyConfig): string | undefined {
+  if (config.sites.length <= 1) return undefined;
+  return `${config.sites.length} sites (${config.sites.map((s) => s.name).join(', ')}): this version serves one site only; per-site generations are not built yet`;
+}

@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import { GenerationManager, type Group } from '../../grm/index.js';
 import { ConfigError, formatConfigErrors, formatListener, loadConfig, servesUdp } from '../config/index.js';
+import { unservedSites } from './load-config.js';
 import type { ProxyConfig } from '../config/types.js';
 import { Generation, type WorkerProcess } from './generation.js';
 import { OrphanSlots } from './orphans.js';
@@ -179,7 +180,7 @@ export class Master {
     if (next.quic.cidLength !== this.config.quic.cidLength) return 'quic.cid_length changed: restart to change it';
     const admin = (c: ProxyConfig): string => (c.admin ? formatListener(c.admin.listen) : 'off');
     if (admin(next) !== admin(this.config)) return 'admin.listen changed: a reload keeps the admin listener (restart or upgrade to change it)';
-    return undefined;
+    return unservedSites(next);
   }
 
   /** Starts a generation, flips BPF's working generation to it, and drains the previous one. */
