@@ -20,7 +20,8 @@ import { readTrustedProxies } from './section-trusted-proxies.js';
 import { readUpstreams } from './section-upstreams.js';
 import { ensurePrivateDir, privateDirProblem } from './file-trust.js';
 import { ensureSelfSigned, ensureTicketKey, selfSignedPlan, selfSignedProblem, ticketKeyProblem } from './tls-state.js';
-import type { CertificateConfig, ListenerConfig, ProxyConfig, QuicLimits, SiteConfig, TlsConfig, UpstreamPoolConfig } from './types.js';
+import { siteParts } from './site-view.js';
+import type { CertificateConfig, ListenerConfig, ProxyConfig, QuicLimits, SiteConfig, TlsConfig } from './types.js';
 import { Cursor, IssueLog } from './yaml-cursor.js';
 
 const TOP_KEYS = ['listeners', 'workers', 'drain_timeout', 'tls', 'routes', 'sites', 'upstreams', 'quic', 'logging', 'process', 'http', 'trusted_proxies', 'admin'] as const;
@@ -101,17 +102,14 @@ export function loadConfigWithState(file: string, options: LoadOptions = {}): Lo
   if (log.issues.length > 0 || state === undefined) throw new ConfigError(log.sorted(), source);
 
   const siteConfigs: SiteConfig[] = sites.map((s) => ({ ...s }));
-  const defaultSite = siteConfigs[0]!;
   const config: ProxyConfig = {
     file: path,
     listeners,
     tls: state.tls,
-    // Until the master runs a generation per site, its workers run the default site.
-    routes: defaultSite.routes,
-    upstreams: new Map<string, UpstreamPoolConfig>([...upstreams.pools, ...defaultSite.upstreams]),
-    quic: defaultSite.quic,
+    // The default site's view (siteConfig(config, default) is this same config): what runs until
+    // the master starts a generation per site, and what a config without sites always ran.
+    ...siteParts(siteConfigs[0]!, upstreams.pools),
     logging,
-    workers: defaultSite.workers,
     drainTimeoutMs,
     process: processConfig,
     http,
