@@ -8,6 +8,7 @@ import { hkdfSync } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { CidIssuer } from '../grm/interface.js';
 import { formatListener, readTicketKey, selectCertificate } from './config/index.js';
+import type { SiteNames } from './config/site-names.js';
 import type { ListenerConfig, ProxyConfig } from './config/types.js';
 import { H3_ERROR } from './h3/errors.js';
 import { H3Session } from './h3/session.js';
@@ -51,6 +52,15 @@ export interface TcpServerSocket {
   readonly role: 'tls' | 'redirect';
 }
 
+/**
+ * The site this worker serves, and every site's names (replaced when a reload changes names):
+ * what a request or a TCP connection for another site's name is told or handed to.
+ */
+export interface WorkerSite {
+  readonly name: string;
+  names: SiteNames;
+}
+
 export class ProxyServer {
   private readonly endpoints: QuicEndpoint[] = [];
   private readonly sessions = new Set<H3Session>();
@@ -67,12 +77,13 @@ export class ProxyServer {
   private constructor(
     readonly config: ProxyConfig,
     private readonly log: Logger,
+    readonly site: WorkerSite,
   ) {
     this.tcp = new TcpConnections(config.http.maxTcpConnections);
   }
 
-  static async start(config: ProxyConfig, sockets: readonly ServerSocket[], tcpSockets: readonly TcpServerSocket[], log: Logger): Promise<ProxyServer> {
-    const server = new ProxyServer(config, log);
+  static async start(config: ProxyConfig, sockets: readonly ServerSocket[], tcpSockets: readonly TcpServerSocket[], log: Logger, site: WorkerSite): Promise<ProxyServer> {
+    const server = new ProxyServer(config, log, site);
     try {
       await server.listen(sockets, tcpSockets);
     } catch (err) {

@@ -12,6 +12,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, beforeAll } from 'vitest';
 import { loadConfig } from '../../src/proxy/config/index.js';
+import { SiteNames, siteNamesSpec } from '../../src/proxy/config/site-names.js';
 import { libc } from '../../src/sys/libc.js';
 import { boundPort, openTcpListenSocket } from '../../src/proxy/net/tcp-listen.js';
 import { ProxyServer, type TcpServerSocket } from '../../src/proxy/server.js';
@@ -101,7 +102,7 @@ logging: { level: info, access_log: true }
       { fd: fds.tls, listener, role: 'tls' },
       { fd: fds.redirect, listener, role: 'redirect' },
     ];
-    return ProxyServer.start(config, [], tcpSockets, log);
+    return ProxyServer.start(config, [], tcpSockets, log, { name: config.sites[0]!.name, names: new SiteNames(siteNamesSpec(config)) });
   };
   const copies = (): { tls: number; redirect: number } => ({ tls: dupFd(tlsFd), redirect: dupFd(redirectFd) });
   const server = await start(opts.keepSockets ? copies() : { tls: tlsFd, redirect: redirectFd });

@@ -6,6 +6,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 import { closeFd, type Group } from '../../grm/index.js';
+import type { SiteNamesSpec } from '../config/site-names.js';
 import type { ProxyConfig } from '../config/types.js';
 import { type MasterToWorker, type WorkerToMaster } from './ipc.js';
 import type { WorkerStats } from '../worker-stats.js';
@@ -25,7 +26,16 @@ export interface WorkerProcess {
 
 export interface GenerationOptions {
   readonly id: number;
+  /** The whole config file as loaded; the workers run `siteConfig(config, site)`. */
   readonly config: ProxyConfig;
+  /** The site whose workers this generation runs ... */
+  readonly site: string;
+  /** ... in this kernel app (its slot in every group belongs to the app). */
+  readonly app: number;
+  /** Every site's names, for the workers' init (later changes arrive as `site-names`). */
+  readonly siteNames: () => SiteNamesSpec;
+  /** How many workers (the site's `workers`). */
+  readonly workers: number;
   /** One reuseport group per listener serving h3 ... */
   readonly groups: readonly Group[];
   /** ... and which listener each serves (config.listeners index). */
@@ -65,6 +75,19 @@ export class Generation {
     return this.opts.config;
   }
 
+  get site(): string {
+    return this.opts.site;
+  }
+
+  get app(): number {
+    return this.opts.app;
+  }
+
+  /** Tells the live workers a new names table (a reload changed some site's names). */
+  sendSiteNames(spec: SiteNamesSpec): void {
+    for (const w of this.workers) if (w.proc) send(w.proc, { type: 'site-names', spec });
+  }
+
   /**
    * Allocates the BPF slots, creates and registers the sockets, starts the workers and waits until
    * every one is serving. Throws (after cleaning up) when any step fails or times out.
@@ -72,8 +95,8 @@ export class Generation {
   async start(): Promise<void> {
     const { config, groups } = this.opts;
     try {
-      for (const g of groups) this.groupGens.push(g.addGeneration(0));
-      for (let index = 0; index < config.workers; index++) {
+      for (const g of groups) this.groupGens.push(g.addGeneration(this.opts.app));
+      for (let index = 0; index < this.opts.workers; index++) {
         // Recorded before registering, so a failure part-way still closes what was created.
         const fds: number[] = [];
         this.workers.push({ index, fds, proc: undefined as unknown as ChildProcess, restarts: 0, exited: Promise.resolve() });
@@ -110,6 +133,8 @@ export class Generation {
       type: 'init',
       configFile: config.file,
       generation: this.id,
+      site: this.opts.site,
+      siteNames: this.opts.siteNames(),
       workerIndex: w.index,
       sockets: groups.map((g, i) => {
         const l = config.listeners[udpListenerIndexes[i]!]!;
@@ -167,7 +192,7 @@ export class Generation {
       if (gen === undefined) return;
       // The working slot of a stopping master stays: BPF keeps steering to it (nothing else
       // serves), and the next master finds it stale and retires it once it works itself.
-      if (g.working(0) === gen) {
+      if (g.working(this.opts.app) === gen) {
         this.opts.log.debug({ gen: this.id, group: String(g) }, 'working generation slot left for the next master');
         return;
       }

@@ -4,6 +4,7 @@
  * first the generation's UDP sockets, then the master's TCP listening sockets.
  */
 import type { CidIssuerParams } from '../../grm/index.js';
+import type { SiteNamesSpec } from '../config/site-names.js';
 import type { WorkerStats } from '../worker-stats.js';
 import type { WorkerMetricsSnapshot } from '../metrics/snapshot.js';
 
@@ -38,11 +39,17 @@ export type MasterToWorker =
       readonly type: 'init';
       readonly configFile: string;
       readonly generation: number;
+      /** The site whose routes, pools and limits the worker runs (siteConfig). */
+      readonly site: string;
+      /** Every site's names, as the master runs them now. */
+      readonly siteNames: SiteNamesSpec;
       readonly workerIndex: number;
       readonly sockets: readonly WorkerSocketSpec[];
       readonly tcpSockets: readonly WorkerTcpSocketSpec[];
     }
   | { readonly type: 'drain'; readonly timeoutMs: number }
+  /** A reload changed some site's names: the worker's view of which name is whose. */
+  | { readonly type: 'site-names'; readonly spec: SiteNamesSpec }
   | { readonly type: 'stats'; readonly id: number }
   /** A scrape of /metrics: answer with a `metrics` message carrying the same id. */
   | { readonly type: 'metrics'; readonly id: number };

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { GenerationManager, type Group } from '../../grm/index.js';
 import { ConfigError, formatConfigErrors, formatListener, loadConfig, servesUdp } from '../config/index.js';
 import { unservedSites } from './load-config.js';
+import { siteNamesSpec } from '../config/site-names.js';
 import type { ProxyConfig } from '../config/types.js';
 import { Generation, type WorkerProcess } from './generation.js';
 import { OrphanSlots } from './orphans.js';
@@ -189,6 +190,10 @@ export class Master {
     const gen = new Generation({
       id: this.nextGenerationId++,
       config,
+      site: config.sites[0]!.name,
+      app: 0,
+      workers: config.workers,
+      siteNames: () => siteNamesSpec(config),
       groups: this.groups,
       udpListenerIndexes: this.udpListenerIndexes,
       tcp: this.tcp.sockets,

@@ -3,11 +3,12 @@
  * registered in the generation's BPF slot), until the master tells it to drain.
  */
 import { createCidIssuer } from '../../grm/index.js';
-import { loadConfig } from '../config/index.js';
+import { loadConfig, siteConfig } from '../config/index.js';
+import { SiteNames } from '../config/site-names.js';
 import { FIRST_SOCKET_FD, type MasterToWorker, type WorkerToMaster } from './ipc.js';
 import { createLogger } from '../log.js';
 import type { ListenerConfig, ProxyConfig } from '../config/types.js';
-import { ProxyServer, type ServerSocket, type TcpServerSocket } from '../server.js';
+import { ProxyServer, type ServerSocket, type TcpServerSocket, type WorkerSite } from '../server.js';
 
 function send(msg: WorkerToMaster): void {
   // After the master went away the channel is closed: there is nobody left to tell.
@@ -31,12 +32,15 @@ export async function runWorker(): Promise<number> {
   // Listen from the start: a drain may come while we are still starting (a worker restarted
   // into a generation that begins draining).
   let server: ProxyServer | undefined;
+  const site: WorkerSite = { name: init.site, names: new SiteNames(init.siteNames) };
   let drain: ((timeoutMs: number) => void) | undefined;
   let drainAskedEarly: number | undefined;
   process.on('message', (m: MasterToWorker) => {
     if (m.type === 'drain') {
       if (drain) drain(m.timeoutMs);
       else drainAskedEarly = m.timeoutMs;
+    } else if (m.type === 'site-names') {
+      site.names = new SiteNames(m.spec);
     } else if (m.type === 'stats') {
       send({ type: 'stats', id: m.id, connections: server?.connectionCount ?? 0, activeRequests: server?.activeRequests ?? 0, quic: server?.quicCounters(), tcp: server?.tcpCounters(), refused: server?.refusals.counts });    } else if (m.type === 'metrics') {
       // Before the server runs there is nothing counted yet; the master keeps its last answer.
@@ -45,10 +49,11 @@ export async function runWorker(): Promise<number> {
   });
 
   try {
-    const config = loadConfig(init.configFile, { createState: false });
-    const log = createLogger(config.logging, { worker: init.workerIndex, gen: init.generation });
+    // The site's routes, pools, workers and QUIC limits; listeners and certificates are every site's.
+    const config = siteConfig(loadConfig(init.configFile, { createState: false }), init.site);
+    const log = createLogger(config.logging, { worker: init.workerIndex, gen: init.generation, ...(site.names.single ? {} : { site: site.name }) });
     const { udp, tcp } = workerSockets(init, config);
-    server = await ProxyServer.start(config, udp, tcp, log);
+    server = await ProxyServer.start(config, udp, tcp, log, site);
     log.info('worker ready');
   } catch (err) {
     send({ type: 'failed', error: err instanceof Error ? err.message : String(err) });
