@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { parseClientHello } from '../../src/proxy/quic/initial/client-hello.js';
-import { InitialParseError } from '../../src/proxy/quic/initial/errors.js';
+import { ClientHelloError, parseClientHello } from '../../src/proxy/tls/client-hello.js';
 import { CLIENT_HELLO } from './initial-rfc-vectors.js';
-import { expectInitialParseReason } from '../helpers/initial-parse-error.js';
+import { expectClientHelloReason } from '../helpers/initial-parse-error.js';
 
 const u8 = (n: number) => Buffer.from([n]);
 const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
@@ -94,54 +93,54 @@ describe('parseClientHello', () => {
 
   it('refuses malformed host names', () => {
     for (const bad of ['', 'example.com.', '.example.com', 'a..b', 'exa mple.com', 'ex\u00e4mple.com', 'a/b', 'x'.repeat(64) + '.com', 'a.'.repeat(127) + 'ab', 'a\u0000b']) {
-      expectInitialParseReason(() => parseClientHello(clientHello([sni([0, bad])])), 'client-hello-bad-server-name');
+      expectClientHelloReason(() => parseClientHello(clientHello([sni([0, bad])])), 'client-hello-bad-server-name');
     }
-    expectInitialParseReason(() => parseClientHello(clientHello([sni([0, 'a.com'], [0, 'b.com'])])), 'client-hello-bad-server-name');
-    expectInitialParseReason(() => parseClientHello(clientHello([[0, vec16(Buffer.alloc(0))]])), 'client-hello-bad-server-name');
-    expectInitialParseReason(() => parseClientHello(clientHello([[0, Buffer.concat([sni([0, 'a.com'])[1], u8(0)])]])), 'client-hello-bad-server-name');
+    expectClientHelloReason(() => parseClientHello(clientHello([sni([0, 'a.com'], [0, 'b.com'])])), 'client-hello-bad-server-name');
+    expectClientHelloReason(() => parseClientHello(clientHello([[0, vec16(Buffer.alloc(0))]])), 'client-hello-bad-server-name');
+    expectClientHelloReason(() => parseClientHello(clientHello([[0, Buffer.concat([sni([0, 'a.com'])[1], u8(0)])]])), 'client-hello-bad-server-name');
   });
 
   it('refuses malformed ALPN and supported_versions', () => {
-    expectInitialParseReason(() => parseClientHello(clientHello([alpn()])), 'client-hello-bad-alpn');
-    expectInitialParseReason(() => parseClientHello(clientHello([alpn('h3', '')])), 'client-hello-bad-alpn');
-    expectInitialParseReason(() => parseClientHello(clientHello([[16, Buffer.concat([alpn('h3')[1], u8(0)])]])), 'client-hello-bad-alpn');
-    expectInitialParseReason(() => parseClientHello(clientHello([[16, Buffer.from('00030268', 'hex')]])), 'client-hello-truncated');
-    expectInitialParseReason(() => parseClientHello(clientHello([[43, Buffer.from('00', 'hex')]])), 'client-hello-bad-supported-versions');
-    expectInitialParseReason(() => parseClientHello(clientHello([[43, Buffer.from('03030403', 'hex')]])), 'client-hello-bad-supported-versions');
+    expectClientHelloReason(() => parseClientHello(clientHello([alpn()])), 'client-hello-bad-alpn');
+    expectClientHelloReason(() => parseClientHello(clientHello([alpn('h3', '')])), 'client-hello-bad-alpn');
+    expectClientHelloReason(() => parseClientHello(clientHello([[16, Buffer.concat([alpn('h3')[1], u8(0)])]])), 'client-hello-bad-alpn');
+    expectClientHelloReason(() => parseClientHello(clientHello([[16, Buffer.from('00030268', 'hex')]])), 'client-hello-truncated');
+    expectClientHelloReason(() => parseClientHello(clientHello([[43, Buffer.from('00', 'hex')]])), 'client-hello-bad-supported-versions');
+    expectClientHelloReason(() => parseClientHello(clientHello([[43, Buffer.from('03030403', 'hex')]])), 'client-hello-bad-supported-versions');
   });
 
   it('refuses duplicate extensions, wrong types and length mismatches', () => {
-    expectInitialParseReason(() => parseClientHello(clientHello([alpn('h3'), transportParameters, alpn('h3')])), 'client-hello-duplicate-extension');
+    expectClientHelloReason(() => parseClientHello(clientHello([alpn('h3'), transportParameters, alpn('h3')])), 'client-hello-duplicate-extension');
     const msg = clientHello([alpn('h3')]);
     const server = Buffer.from(msg);
     server[0] = 2;
-    expectInitialParseReason(() => parseClientHello(server), 'not-client-hello');
-    expectInitialParseReason(() => parseClientHello(Buffer.concat([msg, u8(0)])), 'client-hello-trailing-bytes');
+    expectClientHelloReason(() => parseClientHello(server), 'not-client-hello');
+    expectClientHelloReason(() => parseClientHello(Buffer.concat([msg, u8(0)])), 'client-hello-trailing-bytes');
     // Extensions block shorter than what follows it.
     const inner = Buffer.from(msg);
     const extOffset = 4 + 2 + 32 + 33 + 6 + 2;
     inner.writeUInt16BE(msg.readUInt16BE(extOffset) - 1, extOffset);
-    expectInitialParseReason(() => parseClientHello(inner), 'client-hello-trailing-bytes');
+    expectClientHelloReason(() => parseClientHello(inner), 'client-hello-trailing-bytes');
     inner.writeUInt16BE(msg.readUInt16BE(extOffset) + 1, extOffset);
-    expectInitialParseReason(() => parseClientHello(inner), 'client-hello-truncated');
-    expectInitialParseReason(() => parseClientHello(clientHelloWith({ sessionIdLength: 33 })), 'client-hello-bad-vector');
-    expectInitialParseReason(() => parseClientHello(clientHelloWith({ suites: Buffer.from([0x13]) })), 'client-hello-bad-vector');
-    expectInitialParseReason(() => parseClientHello(clientHelloWith({ suites: Buffer.alloc(0) })), 'client-hello-bad-vector');
-    expectInitialParseReason(() => parseClientHello(clientHelloWith({ compression: Buffer.alloc(0) })), 'client-hello-bad-vector');
+    expectClientHelloReason(() => parseClientHello(inner), 'client-hello-truncated');
+    expectClientHelloReason(() => parseClientHello(clientHelloWith({ sessionIdLength: 33 })), 'client-hello-bad-vector');
+    expectClientHelloReason(() => parseClientHello(clientHelloWith({ suites: Buffer.from([0x13]) })), 'client-hello-bad-vector');
+    expectClientHelloReason(() => parseClientHello(clientHelloWith({ suites: Buffer.alloc(0) })), 'client-hello-bad-vector');
+    expectClientHelloReason(() => parseClientHello(clientHelloWith({ compression: Buffer.alloc(0) })), 'client-hello-bad-vector');
   });
 
   it('refuses every truncation of a valid ClientHello with a typed error', () => {
     const msg = Buffer.from(CLIENT_HELLO, 'hex');
     const extensionsStart = 4 + 2 + 32 + 1 + 0 + 2 + 4 + 1 + 1; // no session id, 2 suites, 1 compression method
     for (let n = 0; n < msg.length; n++) {
-      expect(() => parseClientHello(msg.subarray(0, n))).toThrow(InitialParseError);
+      expect(() => parseClientHello(msg.subarray(0, n))).toThrow(ClientHelloError);
       // Also with a header length that claims exactly the truncated body.
       if (n >= 4) {
         const cut = Buffer.from(msg.subarray(0, n));
         cut.writeUIntBE(n - 4, 1, 3);
         // Cut exactly before the extensions block it is a valid (extension-less) ClientHello.
         if (n === extensionsStart) expect(parseClientHello(cut).alpn).toEqual([]);
-        else expect(() => parseClientHello(cut)).toThrow(InitialParseError);
+        else expect(() => parseClientHello(cut)).toThrow(ClientHelloError);
       }
     }
   });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CHROME_INITIAL_DATAGRAMS } from './initial-chrome-capture.js';
 import { ClientHelloAssembler } from '../../src/proxy/quic/initial/assembler.js';
-import { parseClientHello, type ClientHelloInfo } from '../../src/proxy/quic/initial/client-hello.js';
+import { parseClientHello, type ClientHelloInfo } from '../../src/proxy/tls/client-hello.js';
 import { extractCryptoFrames, type CryptoFragment } from '../../src/proxy/quic/initial/frames.js';
 import { QUIC_V1, QUIC_V2 } from '../../src/proxy/quic/initial/keys.js';
 import { decryptClientInitial } from '../../src/proxy/quic/initial/packet.js';

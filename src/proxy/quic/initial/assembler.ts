@@ -2,7 +2,7 @@
  * Reassembles one connection attempt's ClientHello from the CRYPTO frames of its client Initials
  * (it may span datagrams: Chrome's post-quantum key share).
  */
-import { CLIENT_RANDOM_LENGTH, CLIENT_RANDOM_OFFSET, parseClientHello, TLS_HANDSHAKE_CLIENT_HELLO, type ClientHelloInfo } from './client-hello.js';
+import { CLIENT_RANDOM_LENGTH, CLIENT_RANDOM_OFFSET, ClientHelloError, parseClientHello, TLS_HANDSHAKE_CLIENT_HELLO, type ClientHelloInfo } from '../../tls/client-hello.js';
 import { InitialParseError } from './errors.js';
 import { parseInitialFrames, type CryptoFragment } from './frames.js';
 import type { SupportedQuicVersion } from './keys.js';
@@ -124,10 +124,20 @@ export class ClientHelloAssembler {
     const messageLength = HANDSHAKE_HEADER_LENGTH + header.readUIntBE(1, 3);
     if (messageLength > this.maxCryptoBytes) throw new InitialParseError('crypto-too-large', `ClientHello of ${messageLength} bytes`);
     if (available < messageLength) return 'need-more';
-    this.result = parseClientHello(copyPrefix(this.fragments, messageLength));
+    this.result = parseWhole(copyPrefix(this.fragments, messageLength));
     this.fragments = []; // the raw bytes are no longer needed
     this.storedBytes = 0;
     return this.result;
+  }
+}
+
+/** The shared ClientHello parser, its errors in this module's one error type. */
+function parseWhole(msg: Buffer): ClientHelloInfo {
+  try {
+    return parseClientHello(msg);
+  } catch (err) {
+    if (err instanceof ClientHelloError) throw new InitialParseError(err.reason, err.detail);
+    throw err;
   }
 }
 

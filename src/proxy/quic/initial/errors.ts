@@ -3,6 +3,8 @@
  * or oversized input ends in an InitialParseError whose `reason` says what was wrong, so callers
  * can drop the datagram (and count the reason) without catching anything else.
  */
+import type { ClientHelloReason } from '../../tls/client-hello.js';
+
 export type InitialParseReason =
   // Packet layer (RFC 9000 §17.2).
   | 'truncated'
@@ -25,15 +27,8 @@ export type InitialParseReason =
   // CRYPTO stream reassembly.
   | 'crypto-too-large'
   | 'too-many-fragments'
-  | 'not-client-hello'
-  // TLS ClientHello (RFC 8446 §4.1.2, RFC 6066 §3, RFC 7301 §3.1).
-  | 'client-hello-truncated'
-  | 'client-hello-trailing-bytes'
-  | 'client-hello-bad-vector'
-  | 'client-hello-duplicate-extension'
-  | 'client-hello-bad-server-name'
-  | 'client-hello-bad-alpn'
-  | 'client-hello-bad-supported-versions';
+  // TLS ClientHello (RFC 8446 §4.1.2, RFC 6066 §3, RFC 7301 §3.1): the shared parser's reasons.
+  | ClientHelloReason;
 
 export class InitialParseError extends Error {
   override readonly name = 'InitialParseError';

@@ -1,4 +1,30 @@
-import { InitialParseError, type InitialParseReason } from './errors.js';
+/**
+ * A TLS ClientHello (RFC 8446 §4.1.2), read for what routing needs: the server name, ALPN and a
+ * few flags. Shared by QUIC (the ClientHello from an Initial's CRYPTO frames) and TLS over TCP
+ * (the ClientHello from the first TLS records); each caller reassembles the message its own way.
+ */
+
+/** What was wrong with a ClientHello. */
+export type ClientHelloReason =
+  | 'not-client-hello'
+  | 'client-hello-truncated'
+  | 'client-hello-trailing-bytes'
+  | 'client-hello-bad-vector'
+  | 'client-hello-duplicate-extension'
+  | 'client-hello-bad-server-name'
+  | 'client-hello-bad-alpn'
+  | 'client-hello-bad-supported-versions';
+
+/** The one error parseClientHello throws: malformed input, with `reason` to count it by. */
+export class ClientHelloError extends Error {
+  override readonly name = 'ClientHelloError';
+  constructor(
+    readonly reason: ClientHelloReason,
+    readonly detail?: string,
+  ) {
+    super(detail === undefined ? reason : `${reason}: ${detail}`);
+  }
+}
 
 /** What the proxy needs from a ClientHello before choosing a certificate and accepting. */
 export interface ClientHelloInfo {
@@ -42,7 +68,7 @@ class TlsReader {
   }
 
   private need(n: number, what: string): void {
-    if (n > this.end - this.pos) throw new InitialParseError('client-hello-truncated', `${what}: needs ${n} bytes, has ${this.end - this.pos}`);
+    if (n > this.end - this.pos) throw new ClientHelloError('client-hello-truncated', `${what}: needs ${n} bytes, has ${this.end - this.pos}`);
   }
 
   u8(what: string): number {
@@ -82,8 +108,8 @@ class TlsReader {
     return this.buf.subarray(this.pos, this.end);
   }
 
-  expectEnd(reason: InitialParseReason, what: string): void {
-    if (this.pos !== this.end) throw new InitialParseError(reason, `${this.end - this.pos} unexpected bytes after ${what}`);
+  expectEnd(reason: ClientHelloReason, what: string): void {
+    if (this.pos !== this.end) throw new ClientHelloError(reason, `${this.end - this.pos} unexpected bytes after ${what}`);
   }
 }
 
@@ -95,24 +121,24 @@ class TlsReader {
 export function parseClientHello(msg: Buffer): ClientHelloInfo {
   const top = new TlsReader(msg, 0, msg.length);
   const type = top.u8('handshake type');
-  if (type !== TLS_HANDSHAKE_CLIENT_HELLO) throw new InitialParseError('not-client-hello', `handshake type ${type}`);
+  if (type !== TLS_HANDSHAKE_CLIENT_HELLO) throw new ClientHelloError('not-client-hello', `handshake type ${type}`);
   const length = top.u24('handshake length');
   if (length !== top.remaining) {
-    if (length > top.remaining) throw new InitialParseError('client-hello-truncated', `length ${length}, ${top.remaining} bytes present`);
-    throw new InitialParseError('client-hello-trailing-bytes', `length ${length}, ${top.remaining} bytes present`);
+    if (length > top.remaining) throw new ClientHelloError('client-hello-truncated', `length ${length}, ${top.remaining} bytes present`);
+    throw new ClientHelloError('client-hello-trailing-bytes', `length ${length}, ${top.remaining} bytes present`);
   }
 
   const r = top;
   const legacyVersion = r.u16('legacy_version');
   r.skip(32, 'random');
   const sessionId = r.vector(1, 'legacy_session_id');
-  if (sessionId.remaining > 32) throw new InitialParseError('client-hello-bad-vector', 'legacy_session_id longer than 32');
+  if (sessionId.remaining > 32) throw new ClientHelloError('client-hello-bad-vector', 'legacy_session_id longer than 32');
   const cipherSuites = r.vector(2, 'cipher_suites');
   if (cipherSuites.remaining < 2 || cipherSuites.remaining % 2 !== 0) {
-    throw new InitialParseError('client-hello-bad-vector', `cipher_suites of ${cipherSuites.remaining} bytes`);
+    throw new ClientHelloError('client-hello-bad-vector', `cipher_suites of ${cipherSuites.remaining} bytes`);
   }
   const compression = r.vector(1, 'legacy_compression_methods');
-  if (compression.remaining < 1) throw new InitialParseError('client-hello-bad-vector', 'empty legacy_compression_methods');
+  if (compression.remaining < 1) throw new ClientHelloError('client-hello-bad-vector', 'empty legacy_compression_methods');
 
   let serverName: string | undefined;
   let alpn: string[] = [];
@@ -128,7 +154,7 @@ export function parseClientHello(msg: Buffer): ClientHelloInfo {
     while (extensions.remaining > 0) {
       const extType = extensions.u16('extension type');
       const body = extensions.vector(2, `extension ${extType}`);
-      if (seen.has(extType)) throw new InitialParseError('client-hello-duplicate-extension', `extension ${extType}`);
+      if (seen.has(extType)) throw new ClientHelloError('client-hello-duplicate-extension', `extension ${extType}`);
       seen.add(extType);
       switch (extType) {
         case EXT_SERVER_NAME:
@@ -160,14 +186,14 @@ export function parseClientHello(msg: Buffer): ClientHelloInfo {
 function readServerName(body: TlsReader): string | undefined {
   const list = body.vector(2, 'server_name_list');
   body.expectEnd('client-hello-bad-server-name', 'server_name_list');
-  if (list.remaining === 0) throw new InitialParseError('client-hello-bad-server-name', 'empty server_name_list');
+  if (list.remaining === 0) throw new ClientHelloError('client-hello-bad-server-name', 'empty server_name_list');
   let hostName: string | undefined;
   let sawHostName = false;
   while (list.remaining > 0) {
     const nameType = list.u8('name_type');
     const name = list.vector(2, 'server name').slice();
     if (nameType !== SNI_HOST_NAME) continue;
-    if (sawHostName) throw new InitialParseError('client-hello-bad-server-name', 'more than one host_name');
+    if (sawHostName) throw new ClientHelloError('client-hello-bad-server-name', 'more than one host_name');
     sawHostName = true;
     hostName = validateHostName(name);
   }
@@ -182,7 +208,7 @@ function readServerName(body: TlsReader): string | undefined {
  */
 function validateHostName(name: Buffer): string | undefined {
   if (name.length === 0 || name.length > MAX_HOST_NAME_LENGTH) {
-    throw new InitialParseError('client-hello-bad-server-name', `host_name of ${name.length} bytes`);
+    throw new ClientHelloError('client-hello-bad-server-name', `host_name of ${name.length} bytes`);
   }
   let labelLength = 0;
   let allDigitsOrDots = true;
@@ -191,17 +217,17 @@ function validateHostName(name: Buffer): string | undefined {
     if (c >= 0x41 && c <= 0x5a) c += 0x20; // A-Z
     const isDigit = c >= 0x30 && c <= 0x39;
     if (c === 0x2e) {
-      if (labelLength === 0) throw new InitialParseError('client-hello-bad-server-name', 'empty label');
+      if (labelLength === 0) throw new ClientHelloError('client-hello-bad-server-name', 'empty label');
       labelLength = 0;
       continue;
     }
     if (!(isDigit || (c >= 0x61 && c <= 0x7a) || c === 0x2d || c === 0x5f)) {
-      throw new InitialParseError('client-hello-bad-server-name', `byte 0x${c.toString(16)} at ${i}`);
+      throw new ClientHelloError('client-hello-bad-server-name', `byte 0x${c.toString(16)} at ${i}`);
     }
     if (!isDigit) allDigitsOrDots = false;
-    if (++labelLength > 63) throw new InitialParseError('client-hello-bad-server-name', 'label longer than 63');
+    if (++labelLength > 63) throw new ClientHelloError('client-hello-bad-server-name', 'label longer than 63');
   }
-  if (labelLength === 0) throw new InitialParseError('client-hello-bad-server-name', 'empty last label (trailing dot)');
+  if (labelLength === 0) throw new ClientHelloError('client-hello-bad-server-name', 'empty last label (trailing dot)');
   if (allDigitsOrDots) return undefined;
   return name.toString('latin1').toLowerCase();
 }
@@ -210,11 +236,11 @@ function validateHostName(name: Buffer): string | undefined {
 function readAlpn(body: TlsReader): string[] {
   const list = body.vector(2, 'protocol_name_list');
   body.expectEnd('client-hello-bad-alpn', 'protocol_name_list');
-  if (list.remaining < 2) throw new InitialParseError('client-hello-bad-alpn', 'empty protocol_name_list');
+  if (list.remaining < 2) throw new ClientHelloError('client-hello-bad-alpn', 'empty protocol_name_list');
   const names: string[] = [];
   while (list.remaining > 0) {
     const name = list.vector(1, 'protocol name');
-    if (name.remaining === 0) throw new InitialParseError('client-hello-bad-alpn', 'empty protocol name');
+    if (name.remaining === 0) throw new ClientHelloError('client-hello-bad-alpn', 'empty protocol name');
     names.push(name.slice().toString('latin1'));
   }
   return names;
@@ -225,7 +251,7 @@ function readSupportedVersions(body: TlsReader): number[] {
   const list = body.vector(1, 'supported_versions');
   body.expectEnd('client-hello-bad-supported-versions', 'supported_versions');
   if (list.remaining < 2 || list.remaining % 2 !== 0) {
-    throw new InitialParseError('client-hello-bad-supported-versions', `${list.remaining} bytes`);
+    throw new ClientHelloError('client-hello-bad-supported-versions', `${list.remaining} bytes`);
   }
   const versions: number[] = [];
   while (list.remaining > 0) versions.push(list.u16('version'));
