@@ -2,31 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { ClientHelloError, parseClientHello } from '../../src/proxy/tls/client-hello.js';
 import { CLIENT_HELLO } from './initial-rfc-vectors.js';
 import { expectClientHelloReason } from '../helpers/initial-parse-error.js';
+import { clientHello, sni, u16, u8, vec16, vec8, type Extension } from '../helpers/client-hello-builder.js';
 
-const u8 = (n: number) => Buffer.from([n]);
-const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
-const vec8 = (b: Buffer) => Buffer.concat([u8(b.length), b]);
-const vec16 = (b: Buffer) => Buffer.concat([u16(b.length), b]);
-
-type Extension = [type: number, body: Buffer];
-
-/** A ClientHello handshake message with the given extensions (undefined = no extensions block). */
-function clientHello(extensions: Extension[] | undefined, legacyVersion = 0x0303): Buffer {
-  const body = Buffer.concat([
-    u16(legacyVersion),
-    Buffer.alloc(32, 0xab),
-    vec8(Buffer.alloc(32, 0xcd)),
-    vec16(Buffer.from([0x13, 0x01, 0x13, 0x02])),
-    vec8(Buffer.from([0])),
-    ...(extensions === undefined ? [] : [vec16(Buffer.concat(extensions.map(([t, b]) => Buffer.concat([u16(t), vec16(b)]))))]),
-  ]);
-  return Buffer.concat([u8(1), Buffer.from([body.length >> 16, (body.length >> 8) & 0xff, body.length & 0xff]), body]);
-}
-
-const sni = (...names: [number, string][]): Extension => [
-  0,
-  vec16(Buffer.concat(names.map(([t, n]) => Buffer.concat([u8(t), vec16(Buffer.from(n, 'latin1'))])))),
-];
 const alpn = (...names: string[]): Extension => [16, vec16(Buffer.concat(names.map((n) => vec8(Buffer.from(n, 'latin1')))))];
 const supportedVersions = (...v: number[]): Extension => [43, vec8(Buffer.concat(v.map(u16)))];
 const transportParameters: Extension = [57, Buffer.from('0104800075300f00', 'hex')];
