@@ -29,7 +29,9 @@ import { RetryTokens, retryTokenKey } from './quic/retry-token.js';
 import { TlsContexts } from './quic/tls-contexts.js';
 import { TcpConnections } from './tcp/connections.js';
 import { RedirectListener } from './tcp/redirect-listener.js';
+import { NO_HANDOFF, TcpSiteSteering, type TcpHandoffChannel } from './tcp/site-steering.js';
 import { TlsListener } from './tcp/tls-listener.js';
+import { MAX_CLIENT_HELLO_STREAM_BYTES } from './tls/client-hello-records.js';
 import { TcpCertificates, tcpTicketKeys } from './tcp/tls-options.js';
 import { UpstreamRegistry } from './upstream/registry.js';
 
@@ -48,6 +50,8 @@ export interface TcpServerSocket {
   /** An already listening TCP socket (inherited from the master, shared with other workers). */
   readonly fd: number;
   readonly listener: ListenerConfig;
+  /** The listener's index in the config (a handed-over connection names its listener by it). */
+  readonly listenerIndex: number;
   /** h1/h2 over TLS per listener.protocols, or its plain-HTTP http_redirect address. */
   readonly role: 'tls' | 'redirect';
 }
@@ -64,7 +68,8 @@ export interface WorkerSite {
 export class ProxyServer {
   private readonly endpoints: QuicEndpoint[] = [];
   private readonly sessions = new Set<H3Session>();
-  private readonly tlsListeners: TlsListener[] = [];
+  /** By config listener index (a handed-over connection names the listener that accepted it). */
+  private readonly tlsListeners = new Map<number, TlsListener>();
   private readonly redirectListeners: RedirectListener[] = [];
   private readonly tcp: TcpConnections;
   /** Requests the HTTP limits and timeouts turned away, over all listeners (for `list`). */
@@ -78,12 +83,24 @@ export class ProxyServer {
     readonly config: ProxyConfig,
     private readonly log: Logger,
     readonly site: WorkerSite,
+    private readonly handoff: TcpHandoffChannel,
   ) {
     this.tcp = new TcpConnections(config.http.maxTcpConnections);
   }
 
-  static async start(config: ProxyConfig, sockets: readonly ServerSocket[], tcpSockets: readonly TcpServerSocket[], log: Logger, site: WorkerSite): Promise<ProxyServer> {
-    const server = new ProxyServer(config, log, site);
+  /**
+   * `handoff`: where TCP connections for another site go (the worker process sends them through
+   * the master); without it, such connections are closed.
+   */
+  static async start(
+    config: ProxyConfig,
+    sockets: readonly ServerSocket[],
+    tcpSockets: readonly TcpServerSocket[],
+    log: Logger,
+    site: WorkerSite,
+    handoff: TcpHandoffChannel = NO_HANDOFF,
+  ): Promise<ProxyServer> {
+    const server = new ProxyServer(config, log, site, handoff);
     try {
       await server.listen(sockets, tcpSockets);
     } catch (err) {
@@ -159,6 +176,14 @@ export class ProxyServer {
     const { config, log } = this;
     const certificates = new TcpCertificates(config.tls);
     const ticketKeys = tcpTicketKeys(ticketKey);
+    // A ClientHello is read only with several sites; its time bound is the one a request head has.
+    const steering = new TcpSiteSteering({
+      site: this.site,
+      channel: this.handoff,
+      bounds: { maxBytes: MAX_CLIENT_HELLO_STREAM_BYTES, timeoutMs: config.http.requestHeaderTimeoutMs },
+      connections: this.tcp,
+      log,
+    });
     for (const s of tcpSockets) {
       const common = { fd: s.fd, listener: s.listener, connections: this.tcp, refusals: this.refusals, log };
       if (s.role === 'redirect') {
@@ -166,10 +191,11 @@ export class ProxyServer {
         log.info({ listen: formatListener(s.listener.httpRedirect ?? s.listener), redirectTo: formatListener(s.listener) }, 'listening (http redirect)');
         continue;
       }
-      this.tlsListeners.push(
+      this.tlsListeners.set(
+        s.listenerIndex,
         // Alt-Svc is added by the TCP protocol layer itself (TlsListener), not by wrapping the
         // handler: its own answers (400, 408, 431, 501) carry the field too.
-        await TlsListener.open({ ...common, handler, limits: config.http, certificates, ticketKeys }),
+        await TlsListener.open({ ...common, listenerIndex: s.listenerIndex, handler, limits: config.http, certificates, ticketKeys, steering }),
       );
       log.info({ listen: formatListener(s.listener), protocols: s.listener.protocols.filter((p) => p !== 'h3') }, 'listening (tcp)');
     }
@@ -177,6 +203,20 @@ export class ProxyServer {
 
   get connectionCount(): number {
     return this.endpoints.reduce((n, e) => n + e.connectionCount, 0) + this.tcp.size;
+  }
+
+  /**
+   * A TCP connection of this site that another site's worker accepted and handed over: served on
+   * listener `listenerIndex` after `head` (the bytes that worker read). False when this server does
+   * not take it (draining, or no such listener): the master then offers it to another worker.
+   */
+  adoptTcpConnection(listenerIndex: number, handle: object, head: Buffer): boolean {
+    return this.tlsListeners.get(listenerIndex)?.adopt(handle, head) ?? false;
+  }
+
+  /** The master could not give a connection this worker handed over to any worker of its site. */
+  tcpHandoffFailed(): void {
+    this.tcp.count('handoffsFailed');
   }
 
   /** The TCP edge's counters (for `udpgrm-proxy list --config`). */
@@ -241,7 +281,7 @@ export class ProxyServer {
   get activeRequests(): number {
     let n = 0;
     for (const s of this.sessions) n += s.activeRequests;
-    for (const l of this.tlsListeners) n += l.activeRequests;
+    for (const l of this.tlsListeners.values()) n += l.activeRequests;
     return n;
   }
 
@@ -252,7 +292,7 @@ export class ProxyServer {
    */
   async drain(timeoutMs: number): Promise<{ timedOut: boolean }> {
     this.draining = true;
-    for (const l of this.tlsListeners) l.drain();
+    for (const l of this.tlsListeners.values()) l.drain();
     for (const l of this.redirectListeners) l.drain();
     for (const s of this.sessions) s.goaway();
     let timer: NodeJS.Timeout | undefined;
@@ -275,7 +315,7 @@ export class ProxyServer {
 
   async close(): Promise<void> {
     for (const e of this.endpoints) e.close(H3_ERROR.H3_NO_ERROR);
-    for (const l of this.tlsListeners) l.stopAccepting();
+    for (const l of this.tlsListeners.values()) l.stopAccepting();
     for (const l of this.redirectListeners) l.drain();
     this.tcp.destroyAll();
     await this.upstreams?.destroy();

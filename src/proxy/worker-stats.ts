@@ -39,4 +39,16 @@ export interface TcpStats {
   readonly tlsErrors: number;
   /** Requests refused as malformed: HTTP/1.1 parse errors and requests that failed validation. */
   readonly malformed: number;
+  /**
+   * With several sites (each connection's ClientHello is read to find its site): connections
+   * closed before TLS for want of a ClientHello within the byte and time bounds (not TLS,
+   * malformed, too big, too slow).
+   */
+  readonly clientHellosRefused: number;
+  /** Connections whose ClientHello named another site, handed to the master for one of its workers. */
+  readonly handedOff: number;
+  /** Connections another site's worker handed over to this one (through the master). */
+  readonly adopted: number;
+  /** Handoffs from this worker that reached no worker of their site, sent or not (the connection was closed). */
+  readonly handoffsFailed: number;
 }

@@ -99,8 +99,8 @@ logging: { level: info, access_log: true }
     const config = loadConfig(path.join(dir, 'proxy.yaml'));
     const listener = config.listeners[0]!;
     const tcpSockets: TcpServerSocket[] = [
-      { fd: fds.tls, listener, role: 'tls' },
-      { fd: fds.redirect, listener, role: 'redirect' },
+      { fd: fds.tls, listener, listenerIndex: 0, role: 'tls' },
+      { fd: fds.redirect, listener, listenerIndex: 0, role: 'redirect' },
     ];
     return ProxyServer.start(config, [], tcpSockets, log, { name: config.sites[0]!.name, names: new SiteNames(siteNamesSpec(config)) });
   };

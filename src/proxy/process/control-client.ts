@@ -5,6 +5,7 @@
 import { controlRequest } from './control.js';
 import { isFailure, type ControlCommand, type ControlRequest, type ControlSuccess, type StatusReply } from './control-protocol.js';
 import { loadOrReport } from './load-config.js';
+import type { TcpStats } from '../worker-stats.js';
 
 /** `udpgrm-proxy reload --config FILE`: asks the running master to reload and waits for the outcome. */
 export function runReload(configFile: string): Promise<number> {
@@ -61,9 +62,15 @@ function formatStatus(reply: StatusReply): string[] {
         `\tworker ${w.index}  pid ${w.pid ?? '-'}  connections ${w.connections}  requests ${w.activeRequests}` +
           (q ? `  datagrams in ${q.datagramsIn} out ${q.datagramsOut}  accepted ${q.connectionsAccepted}  resets ${q.statelessResets}  internal errors ${q.internalErrors}  dropped ${drops || 0}` : '') +
           (w.refused ? `  refused ${refused || 0}` : '') +
-          (t ? `  tcp h1 ${t.h1Connections} h2 ${t.h2Connections} accepted ${t.accepted} over-limit ${t.refusedConnections} rapid-reset ${t.rapidResetCutoffs} tls-errors ${t.tlsErrors} malformed ${t.malformed}` : ''),
+          (t ? `  tcp h1 ${t.h1Connections} h2 ${t.h2Connections} accepted ${t.accepted} over-limit ${t.refusedConnections} rapid-reset ${t.rapidResetCutoffs} tls-errors ${t.tlsErrors} malformed ${t.malformed}${handoffs(t)}` : ''),
       );
     }
   }
   return lines;
+}
+
+/** The TCP site handoffs (several sites only: one site never reads a ClientHello nor hands over). */
+function handoffs(t: TcpStats): string {
+  if (t.clientHellosRefused + t.handedOff + t.adopted + t.handoffsFailed === 0) return '';
+  return `  sni handed-off ${t.handedOff} adopted ${t.adopted} handoff-failed ${t.handoffsFailed} hello-refused ${t.clientHellosRefused}`;
 }

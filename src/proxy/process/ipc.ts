@@ -1,7 +1,9 @@
 /**
  * Messages between the master and its workers (Node IPC channel, JSON). The master never parses
  * QUIC; a worker never touches BPF state. Sockets travel as inherited fds (stdio slots 4, 5, …):
- * first the generation's UDP sockets, then the master's TCP listening sockets.
+ * first the generation's UDP sockets, then the master's TCP listening sockets. A TCP connection
+ * handed from a worker of one site to a worker of another (tcp-handoff.ts) travels as the native
+ * handle Node's IPC sends with a message (SCM_RIGHTS), its first bytes in the message (`head`).
  */
 import type { CidIssuerParams } from '../../grm/index.js';
 import type { SiteNamesSpec } from '../config/site-names.js';
@@ -52,7 +54,15 @@ export type MasterToWorker =
   | { readonly type: 'site-names'; readonly spec: SiteNamesSpec }
   | { readonly type: 'stats'; readonly id: number }
   /** A scrape of /metrics: answer with a `metrics` message carrying the same id. */
-  | { readonly type: 'metrics'; readonly id: number };
+  | { readonly type: 'metrics'; readonly id: number }
+  /**
+   * A TCP connection for this worker's site, accepted by another site's worker (its native handle
+   * comes with the message); `head`: the bytes that worker read, base64. Answer `tcp-adopted` or
+   * `tcp-declined` with the same id.
+   */
+  | { readonly type: 'tcp-connection'; readonly id: number; readonly listenerIndex: number; readonly head: string }
+  /** A connection this worker handed over (its `tcp-handoff` id) reached no worker of its site. */
+  | { readonly type: 'tcp-handoff-failed'; readonly id: number; readonly reason: string };
 
 export type WorkerToMaster =
   | { readonly type: 'ready' }
@@ -60,4 +70,14 @@ export type WorkerToMaster =
   | ({ readonly type: 'stats'; readonly id: number } & WorkerStats)
   /** Counters since the worker started; id 0: unasked, the final counts sent before `drained`. */
   | { readonly type: 'metrics'; readonly id: number; readonly snapshot: WorkerMetricsSnapshot }
-  | { readonly type: 'drained'; readonly timedOut: boolean };
+  | { readonly type: 'drained'; readonly timedOut: boolean }
+  /**
+   * A TCP connection whose ClientHello names `site` (its native handle, no longer read, comes
+   * with the message); `head`: the bytes read from it, base64. The master gives it to a worker of
+   * that site.
+   */
+  | { readonly type: 'tcp-handoff'; readonly id: number; readonly site: string; readonly listenerIndex: number; readonly head: string }
+  /** The connection of `tcp-connection` `id` is this worker's now: the master closes its copy. */
+  | { readonly type: 'tcp-adopted'; readonly id: number }
+  /** This worker does not take connection `id` (draining, or not serving yet): offer it elsewhere. */
+  | { readonly type: 'tcp-declined'; readonly id: number };

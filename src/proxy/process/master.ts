@@ -14,6 +14,7 @@ import { Generation, type WorkerProcess } from './generation.js';
 import { OrphanSlots } from './orphans.js';
 import { removePidFile } from './pid-file.js';
 import { TcpListeners } from './tcp-listeners.js';
+import { TcpHandoffRouter } from './tcp-handoff.js';
 import type { MasterHooks } from './master-hooks.js';
 
 export type ReloadOutcome =
@@ -51,6 +52,8 @@ export class Master {
   private stopping = false;
   /** Slots of a crashed previous master whose workers still drain. */
   private readonly orphans: OrphanSlots;
+  /** TCP connections accepted by a worker of another site than their SNI's, on their way to one of theirs. */
+  readonly tcpHandoff: TcpHandoffRouter;
   readonly counters: MasterCounters = { reloadsOk: 0, reloadsFailed: 0, workerRestarts: 0 };
 
   private constructor(
@@ -64,6 +67,10 @@ export class Master {
     private readonly opts: MasterOptions,
   ) {
     this.orphans = new OrphanSlots(opts.log);
+    this.tcpHandoff = new TcpHandoffRouter({
+      workersOf: (site) => this.generations.filter((g) => g.state === 'working' && g.site === site).flatMap((g) => g.workers.map((w) => w.proc)),
+      log: opts.log,
+    });
   }
 
   /** Loads the config, opens (or adopts) the BPF state and starts the first generation. */
@@ -200,7 +207,13 @@ export class Master {
       workerCommand: this.opts.workerCommand,
       log,
       onWorkerExit: (g, w, code, signal) => this.onWorkerExit(g, w, code, signal),
-      ...(this.opts.hooks && { hooks: this.opts.hooks }),
+      hooks: {
+        ...this.opts.hooks,
+        workerSpawned: (generation, proc) => {
+          this.opts.hooks?.workerSpawned?.(generation, proc);
+          this.tcpHandoff.attach(proc);
+        },
+      },
     });
     const t0 = performance.now();
     this.generations.push(gen);
@@ -255,6 +268,7 @@ export class Master {
     if (graceful) await Promise.all(gens.map((g) => (g.state === 'draining' ? g.gone : g.drain(g.config.drainTimeoutMs))));
     else await Promise.all(gens.map(async (g) => (await g.kill(), g.release())));
     // After an upgrade the pid file names the new master: leave it.
+    this.tcpHandoff.close();
     removePidFile(this.config.process.pidFile);
     this.manager.close();
     this.tcp.close();

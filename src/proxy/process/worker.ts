@@ -9,6 +9,7 @@ import { FIRST_SOCKET_FD, type MasterToWorker, type WorkerToMaster } from './ipc
 import { createLogger } from '../log.js';
 import type { ListenerConfig, ProxyConfig } from '../config/types.js';
 import { ProxyServer, type ServerSocket, type TcpServerSocket, type WorkerSite } from '../server.js';
+import { WorkerTcpHandoff } from './worker-tcp-handoff.js';
 
 function send(msg: WorkerToMaster): void {
   // After the master went away the channel is closed: there is nobody left to tell.
@@ -35,12 +36,17 @@ export async function runWorker(): Promise<number> {
   const site: WorkerSite = { name: init.site, names: new SiteNames(init.siteNames) };
   let drain: ((timeoutMs: number) => void) | undefined;
   let drainAskedEarly: number | undefined;
-  process.on('message', (m: MasterToWorker) => {
+  const tcpHandoff = new WorkerTcpHandoff();
+  process.on('message', (m: MasterToWorker, handle?: unknown) => {
     if (m.type === 'drain') {
       if (drain) drain(m.timeoutMs);
       else drainAskedEarly = m.timeoutMs;
     } else if (m.type === 'site-names') {
       site.names = new SiteNames(m.spec);
+    } else if (m.type === 'tcp-connection') {
+      tcpHandoff.offered(m, handle, server);
+    } else if (m.type === 'tcp-handoff-failed') {
+      server?.tcpHandoffFailed();
     } else if (m.type === 'stats') {
       send({ type: 'stats', id: m.id, connections: server?.connectionCount ?? 0, activeRequests: server?.activeRequests ?? 0, quic: server?.quicCounters(), tcp: server?.tcpCounters(), refused: server?.refusals.counts });    } else if (m.type === 'metrics') {
       // Before the server runs there is nothing counted yet; the master keeps its last answer.
@@ -53,7 +59,7 @@ export async function runWorker(): Promise<number> {
     const config = siteConfig(loadConfig(init.configFile, { createState: false }), init.site);
     const log = createLogger(config.logging, { worker: init.workerIndex, gen: init.generation, ...(site.names.single ? {} : { site: site.name }) });
     const { udp, tcp } = workerSockets(init, config);
-    server = await ProxyServer.start(config, udp, tcp, log, site);
+    server = await ProxyServer.start(config, udp, tcp, log, site, tcpHandoff);
     log.info('worker ready');
   } catch (err) {
     send({ type: 'failed', error: err instanceof Error ? err.message : String(err) });
@@ -97,6 +103,6 @@ function workerSockets(init: Extract<MasterToWorker, { type: 'init' }>, config: 
     return l;
   };
   const udp = init.sockets.map((s) => ({ fd: FIRST_SOCKET_FD + s.index, listener: listenerAt(s.listenerIndex, false, s.host, s.port), host: s.host, port: s.port, family: s.family, issuer: createCidIssuer(s.cid) }));
-  const tcp = init.tcpSockets.map((s) => ({ fd: FIRST_SOCKET_FD + s.index, listener: listenerAt(s.listenerIndex, s.role === 'redirect', s.host, s.port), role: s.role }));
+  const tcp = init.tcpSockets.map((s) => ({ fd: FIRST_SOCKET_FD + s.index, listener: listenerAt(s.listenerIndex, s.role === 'redirect', s.host, s.port), listenerIndex: s.listenerIndex, role: s.role }));
   return { udp, tcp };
 }

@@ -11,7 +11,17 @@ export class TcpConnections {
   readonly #sockets = new Set<Socket>();
   /** Open connections by the protocol their TLS handshake chose (redirect connections in neither). */
   #open = { h1: 0, h2: 0 };
-  readonly #counts: Record<TcpCounterName, number> = { accepted: 0, refusedConnections: 0, rapidResetCutoffs: 0, tlsErrors: 0, malformed: 0 };
+  readonly #counts: Record<TcpCounterName, number> = {
+    accepted: 0,
+    refusedConnections: 0,
+    rapidResetCutoffs: 0,
+    tlsErrors: 0,
+    malformed: 0,
+    clientHellosRefused: 0,
+    handedOff: 0,
+    adopted: 0,
+    handoffsFailed: 0,
+  };
   #emptyWaiters: Array<() => void> = [];
   /** TLS handshakes completed (for /metrics; `list` shows the open counts instead). */
   #handshakes = 0;

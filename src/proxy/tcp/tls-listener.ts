@@ -5,13 +5,18 @@
  * clocks and drain live in H1Connection and H2Connection. Every response carries the listener's
  * `alt-svc`, the handler's and the protocol layer's own (400, 408, 431, 501) alike: the protocol
  * layer adds it wherever it writes a response head (`withListenerAltSvc`, `endWithStatus`).
+ *
+ * The TLS server never listens itself: a plain acceptor takes the connections unread
+ * (pauseOnConnect), so that with several sites a connection can be read up to its ClientHello and
+ * handed to another site's worker before TLS starts (site-steering.ts); connections handed over by
+ * other workers enter through adopt().
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import http2, { type Http2SecureServer, type ServerHttp2Session } from 'node:http2';
 import https from 'node:https';
-import type { Socket } from 'node:net';
-import tls, { type TLSSocket } from 'node:tls';
+import net, { type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { formatListener } from '../config/section-listeners.js';
 import type { HttpLimits, ListenerConfig } from '../config/types.js';
@@ -22,22 +27,37 @@ import { H1Connection } from './h1-connection.js';
 import { buildH1Request, http10Authority } from './h1-request.js';
 import { H2Connection } from './h2-connection.js';
 import { endWithStatus } from './raw-response.js';
+import type { TcpSiteSteering } from './site-steering.js';
 import { tcpAlpn, type TcpCertificates } from './tls-options.js';
 
 export interface TlsListenerOptions {
   /** A listening TCP socket. */
   readonly fd: number;
   readonly listener: ListenerConfig;
+  /** Its index in the config's listeners (the same in every worker: reloads keep the listeners). */
+  readonly listenerIndex: number;
   readonly handler: RequestHandler;
   readonly limits: HttpLimits;
   readonly certificates: TcpCertificates;
   readonly ticketKeys: Buffer;
   readonly connections: TcpConnections;
   readonly refusals: RefusalCounter;
+  /** Where each accepted connection goes: this TLS server, or another site's worker. */
+  readonly steering: TcpSiteSteering;
   readonly log: Logger;
 }
 
 type Server = Http2SecureServer | https.Server;
+
+/** The socket settings the TLS server would give the connections it accepted itself. */
+interface AcceptedSocketSettings {
+  readonly allowHalfOpen: boolean;
+  readonly noDelay: boolean;
+  readonly keepAlive: boolean;
+  /** Seconds, as net.Server keeps it. */
+  readonly keepAliveInitialDelay: number;
+  readonly highWaterMark: number;
+}
 
 export class TlsListener {
   private readonly h1 = new Map<Socket, H1Connection>();
@@ -46,23 +66,62 @@ export class TlsListener {
 
   private constructor(
     private readonly server: Server,
+    private readonly acceptor: net.Server,
     private readonly opts: TlsListenerOptions,
   ) {}
 
   /** Starts accepting on `opts.fd`; resolves once Node listens on it. */
   static async open(opts: TlsListenerOptions): Promise<TlsListener> {
     const server = createServer(opts);
-    const listener = new TlsListener(server, opts);
+    const settings = server as unknown as AcceptedSocketSettings;
+    const acceptor = net.createServer({
+      pauseOnConnect: true,
+      allowHalfOpen: settings.allowHalfOpen,
+      noDelay: settings.noDelay,
+      keepAlive: settings.keepAlive,
+      keepAliveInitialDelay: settings.keepAliveInitialDelay * 1000,
+      highWaterMark: settings.highWaterMark,
+    });
+    const listener = new TlsListener(server, acceptor, opts);
     listener.wire();
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ fd: opts.fd }, () => {
-        server.off('error', reject);
+      acceptor.once('error', reject);
+      acceptor.listen({ fd: opts.fd }, () => {
+        acceptor.off('error', reject);
         resolve();
       });
     });
-    server.on('error', (err) => opts.log.error({ err, listen: formatListener(opts.listener) }, 'TCP listener error'));
+    acceptor.on('error', (err) => opts.log.error({ err, listen: formatListener(opts.listener) }, 'TCP listener error'));
+    acceptor.on('connection', (socket: Socket) => listener.accepted(socket));
     return listener;
+  }
+
+  /**
+   * A connection of this listener that another worker accepted and handed over (its native handle,
+   * not read since that worker read `head`). False while not accepting (draining): the master then
+   * gives it to another worker.
+   */
+  adopt(handle: object, head: Buffer): boolean {
+    if (!this.accepting) return false;
+    const settings = this.server as unknown as AcceptedSocketSettings;
+    const socket = new net.Socket({
+      handle,
+      allowHalfOpen: settings.allowHalfOpen,
+      readable: true,
+      writable: true,
+      readableHighWaterMark: settings.highWaterMark,
+      writableHighWaterMark: settings.highWaterMark,
+    } as net.SocketConstructorOpts);
+    if (settings.noDelay) socket.setNoDelay(true);
+    if (settings.keepAlive) socket.setKeepAlive(true, settings.keepAliveInitialDelay * 1000);
+    this.opts.connections.count('adopted');
+    if (!this.opts.connections.admit(socket)) {
+      this.opts.refusals.add(REFUSAL.tcpConnectionLimit);
+      return true;
+    }
+    socket.unshift(head);
+    this.serve(socket);
+    return true;
   }
 
   get activeRequests(): number {
@@ -86,18 +145,29 @@ export class TlsListener {
   stopAccepting(): void {
     if (!this.accepting) return;
     this.accepting = false;
-    // tls.Server's close, not Http2SecureServer's: that one also closes sessions and idle
-    // HTTP/1.1 connections at once on some Node versions, before our graceful GOAWAY steps.
-    tls.Server.prototype.close.call(this.server);
+    // Only the acceptor listens. (The TLS server is never closed: Http2SecureServer's close also
+    // closes sessions and idle HTTP/1.1 connections at once on some Node versions, before our
+    // graceful GOAWAY steps.)
+    this.acceptor.close();
+  }
+
+  /** A connection from the acceptor, not read yet: admitted (or dropped untouched), then steered. */
+  private accepted(socket: Socket): void {
+    if (!this.opts.connections.admit(socket)) {
+      this.opts.refusals.add(REFUSAL.tcpConnectionLimit);
+      return;
+    }
+    this.opts.steering.route(socket, this.opts.listenerIndex, (s) => this.serve(s));
+  }
+
+  /** Into TLS, as if the TLS server had accepted the connection itself. */
+  private serve(socket: Socket): void {
+    this.server.emit('connection', socket);
   }
 
   private wire(): void {
     const { server, opts } = this;
     const { connections, log } = opts;
-    // Before tls.Server's own listener wraps the socket: one over the limit is dropped untouched.
-    server.prependListener('connection', (socket: Socket) => {
-      if (!connections.admit(socket)) opts.refusals.add(REFUSAL.tcpConnectionLimit);
-    });
     server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
       if (socket.destroyed && err.code === 'ECONNRESET') return; // refused above, or the client gave up
       connections.count('tlsErrors');

@@ -1,0 +1,151 @@
+/**
+ * The master's end of the TCP handoff: a worker that accepted a connection whose ClientHello names
+ * another site sends it here (native handle + the bytes it read); the master offers it to a worker
+ * of that site's working generation (round robin) and keeps its own copy of the handle until that
+ * worker answers: `tcp-adopted` → the master closes its copy; `tcp-declined`, or the worker exits
+ * first → the next worker of the site; none left, too many pending, or no answer in time → the
+ * connection is closed and the sending worker told (it counts the failure).
+ */
+import type { ChildProcess } from 'node:child_process';
+import type { Logger } from 'pino';
+import type { MasterToWorker, WorkerToMaster } from './ipc.js';
+
+/** A native handle as Node's IPC delivers it (libuv TCP). */
+interface NativeHandle {
+  close(): void;
+}
+
+export interface TcpHandoffOptions {
+  /** The processes serving `site` now (its working generation's workers); empty when none. */
+  readonly workersOf: (site: string) => readonly ChildProcess[];
+  readonly log: Logger;
+  /** Connections held at once, waiting for a worker's answer; more are closed. */
+  readonly maxPending?: number;
+  /** How long a worker may take to answer an offer before the connection is closed. */
+  readonly timeoutMs?: number;
+}
+
+export interface TcpHandoffCounters {
+  received: number;
+  adopted: number;
+  failed: number;
+}
+
+type Handoff = Extract<WorkerToMaster, { type: 'tcp-handoff' }>;
+
+interface Pending {
+  /** The master's own id (the one in `tcp-connection`): workers number their handoffs each from 1. */
+  readonly id: number;
+  readonly handoff: Handoff;
+  readonly handle: NativeHandle;
+  /** The worker that sent it (told if it fails). */
+  readonly from: ChildProcess;
+  /** Workers offered it so far: each at most once. */
+  readonly offered: Set<ChildProcess>;
+  /** The worker whose answer we wait for. */
+  to: ChildProcess | undefined;
+  readonly timer: NodeJS.Timeout;
+}
+
+const DEFAULT_MAX_PENDING = 1024;
+const DEFAULT_TIMEOUT_MS = 5000;
+
+export class TcpHandoffRouter {
+  readonly counters: TcpHandoffCounters = { received: 0, adopted: 0, failed: 0 };
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  /** Round-robin position per site. */
+  readonly #turn = new Map<string, number>();
+  readonly #maxPending: number;
+  readonly #timeoutMs: number;
+
+  constructor(private readonly opts: TcpHandoffOptions) {
+    this.#maxPending = opts.maxPending ?? DEFAULT_MAX_PENDING;
+    this.#timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  /** Listens to a worker process: its handoffs, its answers to offers, its exit. */
+  attach(proc: ChildProcess): void {
+    proc.on('message', (m: WorkerToMaster, handle?: unknown) => {
+      if (m.type === 'tcp-handoff') this.#received(proc, m, handle);
+      else if (m.type === 'tcp-adopted') this.#answered(proc, m.id, true);
+      else if (m.type === 'tcp-declined') this.#answered(proc, m.id, false);
+    });
+    proc.once('exit', () => {
+      // Offered to it and not answered: still ours (it read nothing), the next worker gets it.
+      for (const p of this.#pending.values()) if (p.to === proc) this.#offer(p);
+    });
+  }
+
+  /** The master stops: every connection still held is closed. */
+  close(): void {
+    for (const p of [...this.#pending.values()]) this.#fail(p, 'the master is stopping');
+  }
+
+  #received(from: ChildProcess, handoff: Handoff, handle: unknown): void {
+    this.counters.received++;
+    if (!isNativeHandle(handle)) {
+      this.counters.failed++;
+      this.opts.log.warn({ site: handoff.site, from: from.pid }, 'TCP handoff without a connection handle; ignored');
+      return;
+    }
+    const id = this.#nextId++;
+    const timer = setTimeout(() => this.#fail(p, `no worker of site ${handoff.site} answered within ${this.#timeoutMs} ms`), this.#timeoutMs).unref();
+    const p: Pending = { id, handoff, handle, from, offered: new Set(), to: undefined, timer };
+    this.#pending.set(id, p);
+    if (this.#pending.size > this.#maxPending) return this.#fail(p, `${this.#maxPending} handoffs pending already`);
+    this.#offer(p);
+  }
+
+  /** Offers `p` to the next worker of its site not offered it yet, or fails it when none is left. */
+  #offer(p: Pending): void {
+    if (!this.#pending.has(p.id)) return;
+    const { site } = p.handoff;
+    const workers = this.opts.workersOf(site).filter((w) => w.connected && !p.offered.has(w));
+    if (workers.length === 0) {
+      p.to = undefined;
+      return this.#fail(p, p.offered.size === 0 ? `no worker serves site ${site}` : `no worker of site ${site} took it`);
+    }
+    const turn = this.#turn.get(site) ?? 0;
+    this.#turn.set(site, turn + 1);
+    const to = workers[turn % workers.length]!;
+    p.to = to;
+    p.offered.add(to);
+    const msg: MasterToWorker = { type: 'tcp-connection', id: p.id, listenerIndex: p.handoff.listenerIndex, head: p.handoff.head };
+    to.send(msg, p.handle as never, {}, (err) => {
+      // Not sent (the channel just closed): the next worker, unless the exit already moved it on.
+      if (err && p.to === to) this.#offer(p);
+    });
+  }
+
+  #answered(proc: ChildProcess, id: number, adopted: boolean): void {
+    const p = this.#pending.get(id);
+    if (!p || p.to !== proc) return;
+    if (!adopted) return this.#offer(p);
+    this.#settle(p);
+    this.counters.adopted++;
+  }
+
+  #fail(p: Pending, reason: string): void {
+    this.#settle(p);
+    this.counters.failed++;
+    this.opts.log.warn({ site: p.handoff.site, from: p.from.pid, reason }, 'TCP connection handoff failed; connection closed');
+    const msg: MasterToWorker = { type: 'tcp-handoff-failed', id: p.handoff.id, reason };
+    if (p.from.connected) p.from.send(msg);
+  }
+
+  /** Done with `p`: our copy of the handle closes (the adopting worker holds its own). */
+  #settle(p: Pending): void {
+    clearTimeout(p.timer);
+    this.#pending.delete(p.id);
+    p.handle.close();
+  }
+}
+
+function isNativeHandle(h: unknown): h is NativeHandle {
+  return typeof h === 'object' && h !== null && typeof (h as NativeHandle).close === 'function';
+}

@@ -1,0 +1,123 @@
+/**
+ * The TCP ClientHello handoff with real processes: workers of sites a (a.test, default) and b
+ * (*.b.test) accept on one shared listening socket, read each connection's ClientHello, serve
+ * their own site's and send the others through the master's end (TcpHandoffRouter, in this test
+ * process) to a worker of the right site. curl is the client; each site answers with its own
+ * `x-site` header.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitUntil } from '../helpers/deadline.js';
+import { startSiteWorkers, type SiteWorkers } from '../helpers/site-workers.js';
+import { run } from '../helpers/tcp-edge.js';
+
+const SITES = `  a:
+    names: [a.test]
+    routes: [{ respond: { status: 200, headers: { x-site: a }, body: "a" } }]
+  b:
+    names: ["*.b.test"]
+    routes: [{ respond: { status: 200, headers: { x-site: b }, body: "b" } }]
+  c:
+    names: [c.test]
+    routes: [{ respond: { status: 200, headers: { x-site: c }, body: "c" } }]
+`;
+
+let sw: SiteWorkers;
+
+beforeAll(async () => {
+  sw = await startSiteWorkers(SITES);
+  await Promise.all([sw.start('a'), sw.start('b')]);
+});
+afterAll(async () => {
+  await sw?.close();
+});
+
+/** One request on a new connection: `x-site` of the answer, or `fail <curl exit code>`. */
+async function siteOf(host: string, http: '--http1.1' | '--http2'): Promise<string> {
+  // No name in the URL: curl sends no SNI for an IP address.
+  const target = host === '' ? [`https://127.0.0.1:${sw.port}/`] : ['--resolve', `${host}:${sw.port}:127.0.0.1`, `https://${host}:${sw.port}/`];
+  const r = await run('curl', ['-sk', http, '--max-time', '20', '-o', '/dev/null', '-w', '%header{x-site}', ...target]);
+  return r.code === 0 ? r.stdout : `fail ${r.code}`;
+}
+
+const COUNTERS = ['handedOff', 'adopted', 'handoffsFailed', 'clientHellosRefused', 'tlsErrors'] as const;
+
+/** The handoff counters of every live worker, added up. */
+async function tcpTotals(): Promise<Record<(typeof COUNTERS)[number], number>> {
+  const all = await Promise.all([...sw.workers.values()].flat().map((p) => sw.stats(p)));
+  return Object.fromEntries(COUNTERS.map((k) => [k, all.reduce((n, s) => n + (s.tcp?.[k] ?? 0), 0)])) as Record<(typeof COUNTERS)[number], number>;
+}
+
+describe('TCP connections reach the worker of their SNI site', () => {
+  it('every connection, h1 and h2, with and without SNI, lands on its site; the ones the other site accepted were handed over', async () => {
+    const expected: Array<[string, string]> = [
+      ['a.test', 'a'],
+      ['x.b.test', 'b'],
+      ['y.b.test', 'b'],
+      ['', 'a'], // no SNI: the default site
+      ['unknown.test', 'a'], // a name no site has: the default site
+    ];
+    const before = await tcpTotals();
+    const seen: string[] = [];
+    const want: string[] = [];
+    for (let round = 0; round < 8; round++) {
+      for (const http of ['--http1.1', '--http2'] as const) {
+        const results = await Promise.all(expected.map(([host]) => siteOf(host, http)));
+        seen.push(...results.map((s, i) => `${expected[i]![0] || '(no sni)'} ${http} ${s}`));
+        want.push(...expected.map(([host, site]) => `${host || '(no sni)'} ${http} ${site}`));
+      }
+    }
+    expect(seen).toEqual(want);
+    const after = await tcpTotals();
+    const handedOff = after.handedOff - before.handedOff;
+    // 80 connections over two workers that both accept: some landed on the other site's worker.
+    expect(handedOff).toBeGreaterThan(0);
+    expect(after.adopted - before.adopted).toBe(handedOff);
+    expect(after.handoffsFailed - before.handoffsFailed).toBe(0);
+    expect(after.tlsErrors - before.tlsErrors).toBe(0);
+    expect(sw.router.pending).toBe(0);
+  });
+
+  it('a ClientHello naming a site without workers: the connection is closed and the sender counts the failure', async () => {
+    const before = await tcpTotals();
+    const failedBefore = sw.router.counters.failed;
+    expect(await siteOf('c.test', '--http2')).toMatch(/^fail /);
+    await waitUntil('the sender to count the failed handoff', async () => (await tcpTotals()).handoffsFailed > before.handoffsFailed, { timeoutMs: 5000 });
+    expect(sw.router.counters.failed).toBe(failedBefore + 1);
+    expect(sw.router.pending).toBe(0);
+  });
+
+  it('plaintext HTTP on the TLS port is closed before TLS and counted', async () => {
+    const before = await tcpTotals();
+    const r = await run('curl', ['-s', '--max-time', '10', '-o', '/dev/null', `http://127.0.0.1:${sw.port}/`]);
+    expect(r.code).not.toBe(0);
+    await waitUntil('the refused ClientHello to be counted', async () => (await tcpTotals()).clientHellosRefused > before.clientHellosRefused, { timeoutMs: 5000 });
+  });
+
+  it('an offer to a worker that exits before answering goes to another worker of the site', async () => {
+    const b2 = await sw.start('b');
+    const b1 = sw.workers.get('b')!.find((p) => p !== b2)!;
+    b1.kill('SIGSTOP');
+    // Until a handoff to b1 waits: b1 takes no connection itself, a's handoffs alternate b1, b2.
+    const requests: Array<Promise<string>> = [];
+    await waitUntil(
+      'a handoff offered to the stopped worker',
+      () => {
+        if (sw.router.pending > 0) return true;
+        requests.push(siteOf('x.b.test', '--http1.1'));
+        return false;
+      },
+      { timeoutMs: 20_000, intervalMs: 100 },
+    );
+    await stopAndWait(b1);
+    expect(await Promise.all(requests)).toEqual(requests.map(() => 'b'));
+    expect(sw.router.pending).toBe(0);
+  });
+});
+
+function stopAndWait(proc: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    proc.once('exit', () => resolve());
+    proc.kill('SIGKILL');
+  });
+}
