@@ -25,8 +25,11 @@ export interface SiteWorkers {
   readonly router: TcpHandoffRouter;
   /** Live workers by site. */
   readonly workers: ReadonlyMap<string, readonly ChildProcess[]>;
-  /** Starts one more worker of `site`; resolves once it is ready. */
-  start(site: string): Promise<ChildProcess>;
+  /**
+   * Starts one more worker of `site`; resolves once it is ready. `acceptsShared: false`: it listens
+   * on a socket of its own nobody connects to, so it serves only connections handed over to it.
+   */
+  start(site: string, opts?: { acceptsShared?: boolean }): Promise<ChildProcess>;
   stats(proc: ChildProcess): Promise<WorkerStats>;
   close(): Promise<void>;
 }
@@ -63,8 +66,14 @@ ${sitesYaml}
   const router = new TcpHandoffRouter({ workersOf: (site) => workers.get(site) ?? [], log: pino({ level: 'silent' }), ...(opts.handoffTimeoutMs ? { timeoutMs: opts.handoffTimeoutMs } : {}) });
   let statsId = 0;
 
-  const start = async (site: string): Promise<ChildProcess> => {
-    const proc = fork(WORKER_SCRIPT, ['__worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc', fd] });
+  const ownSockets: number[] = [];
+  const start = async (site: string, startOpts: { acceptsShared?: boolean } = {}): Promise<ChildProcess> => {
+    let listenFd = fd;
+    if (startOpts.acceptsShared === false) {
+      listenFd = openTcpListenSocket({ host: '127.0.0.1', port: 0, family: 4 });
+      ownSockets.push(listenFd);
+    }
+    const proc = fork(WORKER_SCRIPT, ['__worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc', listenFd] });
     router.attach(proc);
     const init: MasterToWorker = {
       type: 'init',
@@ -124,7 +133,7 @@ ${sitesYaml}
         ),
       );
       router.close();
-      closeTcpSocket(fd);
+      for (const s of [fd, ...ownSockets]) closeTcpSocket(s);
       rmSync(dir, { recursive: true, force: true });
     },
   };

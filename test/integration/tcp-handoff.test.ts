@@ -115,6 +115,35 @@ describe('TCP connections reach the worker of their SNI site', () => {
   });
 });
 
+describe('a stalled worker', () => {
+  let stalled: SiteWorkers;
+  beforeAll(async () => {
+    stalled = await startSiteWorkers(SITES, { handoffTimeoutMs: 500 });
+    await Promise.all([stalled.start('a'), stalled.start('b')]);
+  });
+  afterAll(async () => {
+    await stalled?.close();
+  });
+
+  it('an offer not answered in time: the client sees the connection end, the sender counts the failure; later offers are served', async () => {
+    const b = stalled.workers.get('b')![0]!;
+    const a = stalled.workers.get('a')![0]!;
+    b.kill('SIGSTOP');
+    // Only a accepts now: the connection is handed over, offered to b, which does not answer.
+    const started = performance.now();
+    const r = await run('curl', ['-sk', '--http2', '--max-time', '20', '--resolve', `x.b.test:${stalled.port}:127.0.0.1`, '-o', '/dev/null', `https://x.b.test:${stalled.port}/`]);
+    expect(r.code).not.toBe(0);
+    expect(performance.now() - started).toBeLessThan(10_000);
+    expect(stalled.router.counters.failed).toBe(1);
+    await waitUntil('a to count the failed handoff', async () => (await stalled.stats(a)).tcp?.handoffsFailed === 1, { timeoutMs: 5000 });
+    // b wakes and reads the stale offer: it finds the connection ended, and serves new ones.
+    b.kill('SIGCONT');
+    const r2 = await run('curl', ['-sk', '--http2', '--max-time', '20', '--resolve', `x.b.test:${stalled.port}:127.0.0.1`, '-o', '/dev/null', '-w', '%header{x-site}', `https://x.b.test:${stalled.port}/`]);
+    expect(r2.stdout).toBe('b');
+    expect(stalled.router.pending).toBe(0);
+  });
+});
+
 function stopAndWait(proc: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
     proc.once('exit', () => resolve());

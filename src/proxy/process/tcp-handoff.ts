@@ -7,6 +7,7 @@
  * connection is closed and the sending worker told (it counts the failure).
  */
 import type { ChildProcess } from 'node:child_process';
+import net from 'node:net';
 import type { Logger } from 'pino';
 import type { MasterToWorker, WorkerToMaster } from './ipc.js';
 
@@ -131,19 +132,33 @@ export class TcpHandoffRouter {
   }
 
   #fail(p: Pending, reason: string): void {
-    this.#settle(p);
+    clearTimeout(p.timer);
+    this.#pending.delete(p.id);
+    endConnection(p.handle);
     this.counters.failed++;
     this.opts.log.warn({ site: p.handoff.site, from: p.from.pid, reason }, 'TCP connection handoff failed; connection closed');
     const msg: MasterToWorker = { type: 'tcp-handoff-failed', id: p.handoff.id, reason };
     if (p.from.connected) p.from.send(msg);
   }
 
-  /** Done with `p`: our copy of the handle closes (the adopting worker holds its own). */
+  /** Adopted: our copy of the handle closes (the adopting worker holds its own). */
   #settle(p: Pending): void {
     clearTimeout(p.timer);
     this.#pending.delete(p.id);
     p.handle.close();
   }
+}
+
+/**
+ * Ends a connection no worker took: FIN to the client, then our copy closes. Closing our copy alone
+ * would not end it while a worker still holds one in an offer it has not read yet (a stalled worker
+ * the timeout gave up on), which would then serve it late, to a client long gone. (Not read: the
+ * socket is made write-only.)
+ */
+function endConnection(handle: NativeHandle): void {
+  const socket = new net.Socket({ handle, readable: false, writable: true } as net.SocketConstructorOpts);
+  socket.on('error', () => socket.destroy());
+  socket.end(() => socket.destroy());
 }
 
 function isNativeHandle(h: unknown): h is NativeHandle {
