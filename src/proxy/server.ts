@@ -31,8 +31,8 @@ import { TcpConnections } from './tcp/connections.js';
 import { RedirectListener } from './tcp/redirect-listener.js';
 import { NO_HANDOFF, TcpSiteSteering, type TcpHandoffChannel } from './tcp/site-steering.js';
 import { TlsListener } from './tcp/tls-listener.js';
-import { MAX_CLIENT_HELLO_STREAM_BYTES } from './tls/client-hello-records.js';
 import { TcpCertificates, tcpTicketKeys } from './tcp/tls-options.js';
+import { MAX_CLIENT_HELLO_STREAM_BYTES } from './tls/client-hello-records.js';
 import { UpstreamRegistry } from './upstream/registry.js';
 
 /** A UDP socket serving HTTP/3 for one listener (only listeners whose protocols include h3). */

@@ -267,8 +267,8 @@ export class Master {
     const gens = [...this.generations];
     if (graceful) await Promise.all(gens.map((g) => (g.state === 'draining' ? g.gone : g.drain(g.config.drainTimeoutMs))));
     else await Promise.all(gens.map(async (g) => (await g.kill(), g.release())));
-    // After an upgrade the pid file names the new master: leave it.
     this.tcpHandoff.close();
+    // After an upgrade the pid file names the new master: leave it.
     removePidFile(this.config.process.pidFile);
     this.manager.close();
     this.tcp.close();
