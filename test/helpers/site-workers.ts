@@ -81,6 +81,8 @@ ${sitesYaml}
       generation: 1,
       site,
       siteNames: siteNamesSpec(config),
+      // No UDP listener: no QUIC connection to steer by CID.
+      steering: {},
       workerIndex: workers.get(site)?.length ?? 0,
       sockets: [],
       tcpSockets: [{ index: 0, listenerIndex: 0, role: 'tls', host: '127.0.0.1', port }],

@@ -102,7 +102,7 @@ logging: { level: info, access_log: true }
       { fd: fds.tls, listener, listenerIndex: 0, role: 'tls' },
       { fd: fds.redirect, listener, listenerIndex: 0, role: 'redirect' },
     ];
-    return ProxyServer.start(config, [], tcpSockets, log, { name: config.sites[0]!.name, names: new SiteNames(siteNamesSpec(config)) });
+    return ProxyServer.start(config, [], tcpSockets, log, { name: config.sites[0]!.name, names: new SiteNames(siteNamesSpec(config)), steering: new Map() });
   };
   const copies = (): { tls: number; redirect: number } => ({ tls: dupFd(tlsFd), redirect: dupFd(redirectFd) });
   const server = await start(opts.keepSockets ? copies() : { tls: tlsFd, redirect: redirectFd });
