@@ -23,9 +23,11 @@ const SITES = `  a:
 `;
 
 let sw: SiteWorkers;
+/** How long a handed-over connection may wait for a worker of its site (the router's timeout). */
+const HANDOFF_TIMEOUT_MS = 2000;
 
 beforeAll(async () => {
-  sw = await startSiteWorkers(SITES);
+  sw = await startSiteWorkers(SITES, { handoffTimeoutMs: HANDOFF_TIMEOUT_MS });
   await Promise.all([sw.start('a'), sw.start('b')]);
 });
 afterAll(async () => {
@@ -78,13 +80,23 @@ describe('TCP connections reach the worker of their SNI site', () => {
     expect(sw.router.pending).toBe(0);
   });
 
-  it('a ClientHello naming a site without workers: the connection is closed and the sender counts the failure', async () => {
+  it('a ClientHello naming a site without workers: the connection waits for one, then is ended; the sender counts the failure', async () => {
     const before = await tcpTotals();
     const failedBefore = sw.router.counters.failed;
+    const started = performance.now();
     expect(await siteOf('c.test', '--http2')).toMatch(/^fail /);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(HANDOFF_TIMEOUT_MS - 100);
     await waitUntil('the sender to count the failed handoff', async () => (await tcpTotals()).handoffsFailed > before.handoffsFailed, { timeoutMs: 5000 });
     expect(sw.router.counters.failed).toBe(failedBefore + 1);
     expect(sw.router.pending).toBe(0);
+  });
+
+  it('a connection for a site whose worker is still starting is served once it is ready', async () => {
+    const request = siteOf('c.test', '--http1.1');
+    await waitUntil('the connection to wait in the master', () => sw.router.pending === 1, { timeoutMs: 5000, intervalMs: 10 });
+    const c = await sw.start('c');
+    expect(await request).toBe('c');
+    await stopAndWait(c);
   });
 
   it('plaintext HTTP on the TLS port is closed before TLS and counted', async () => {
