@@ -22,7 +22,6 @@ import {
 } from '../config/index.js';
 import { siteNamesSpec, type SiteNamesSpec } from '../config/site-names.js';
 import { assignApps } from './site-apps.js';
-import { unservedSites } from './load-config.js';
 import type { ProxyConfig } from '../config/types.js';
 import { Generation, type WorkerProcess } from './generation.js';
 import type { SitesView } from './ipc.js';
@@ -306,7 +305,7 @@ export class Master {
     if (only !== undefined && !next.sites.some((s) => s.name === only) && !this.sites.has(only)) {
       return `no site "${only}" in ${next.file} (sites: ${next.sites.map((s) => s.name).join(', ')})`;
     }
-    return unservedSites(next);
+    return undefined;
   }
 
   /** Apps used by generations of sites the new config no longer has: not free until they are gone. */

@@ -13,7 +13,7 @@ import { Admin } from './admin.js';
 import { CLI_SCRIPT } from './cli-script.js';
 import { controlHandlers } from './control-dispatch.js';
 import { ControlError, ControlServer, controlPathProblem, controlRequest } from './control.js';
-import { loadOrReport, unservedSites } from './load-config.js';
+import { loadOrReport } from './load-config.js';
 import { Master } from './master.js';
 import { writePidFile } from './pid-file.js';
 import { monotonicUsec, sdNotify } from '../../sys/sd-notify.js';
@@ -28,11 +28,6 @@ const PROBE_TIMEOUT_MS = 2000;
 export async function runProxy(configFile: string): Promise<number> {
   const config = loadOrReport(configFile);
   if (!config) return 1;
-  const sitesProblem = unservedSites(config);
-  if (sitesProblem) {
-    process.stderr.write(`udpgrm-proxy: ${sitesProblem}\n`);
-    return 1;
-  }
   const upgradeFrom = takeUpgradeFrom();
   const handedOverTcp = takeHandedOverTcp();
   const log = createLogger(config.logging, { role: 'master' });
