@@ -57,12 +57,23 @@ async function siteOf(host: string, http: '--http1.1' | '--http2'): Promise<stri
 }
 
 interface ListedWorker {
+  readonly pid?: number;
   readonly tcp?: { readonly handedOff: number; readonly adopted: number; readonly handoffsFailed: number };
 }
 
-async function handoffTotals(): Promise<{ handedOff: number; adopted: number; handoffsFailed: number }> {
+interface ListedGeneration {
+  readonly site?: string;
+  readonly state: string;
+  readonly workers: ListedWorker[];
+}
+
+async function generations(): Promise<ListedGeneration[]> {
   const { stdout } = await execFileAsync(process.execPath, [PROXY_BIN, 'list', '--config', proxy.configFile, '--json'], { encoding: 'utf8', timeout: 30_000 });
-  const workers = (JSON.parse(stdout) as { generations: Array<{ workers: ListedWorker[] }> }).generations.flatMap((g) => g.workers);
+  return (JSON.parse(stdout) as { generations: ListedGeneration[] }).generations;
+}
+
+async function handoffTotals(): Promise<{ handedOff: number; adopted: number; handoffsFailed: number }> {
+  const workers = (await generations()).flatMap((g) => g.workers);
   const sum = (k: 'handedOff' | 'adopted' | 'handoffsFailed'): number => workers.reduce((n, w) => n + (w.tcp?.[k] ?? 0), 0);
   return { handedOff: sum('handedOff'), adopted: sum('adopted'), handoffsFailed: sum('handoffsFailed') };
 }
@@ -90,5 +101,18 @@ describe('sites over TCP', () => {
     expect(totals.handedOff).toBeGreaterThan(0);
     expect(totals.adopted).toBe(totals.handedOff);
     expect(totals.handoffsFailed).toBe(0);
+  });
+
+  it("site b's workers killed: its TCP connections wait in the master for the restarted workers, site a's are served throughout", async () => {
+    const workingPids = async (site: string): Promise<number[]> =>
+      (await generations()).filter((g) => g.site === site && g.state === 'working').flatMap((g) => g.workers.map((w) => w.pid!));
+    const bPids = await workingPids('b');
+    expect(bPids).toHaveLength(2);
+    for (const pid of bPids) process.kill(pid, 'SIGKILL');
+    // At once: a's workers accept both, hand b's over, and the master holds them until b is back.
+    const results = await Promise.all([siteOf('x.b.test', '--http1.1'), siteOf('a.test', '--http2'), siteOf('y.b.test', '--http2'), siteOf('a.test', '--http1.1')]);
+    expect(results).toEqual(['b', 'a', 'b', 'a']);
+    expect((await workingPids('b')).filter((p) => bPids.includes(p))).toEqual([]);
+    expect((await handoffTotals()).handoffsFailed).toBe(0);
   });
 });

@@ -12,8 +12,16 @@ interface NativeHandle {
   close(): void;
 }
 
+type Offer = { readonly msg: Extract<MasterToWorker, { type: 'tcp-connection' }>; readonly handle: NativeHandle };
+
+type ServerState =
+  /** Offers wait until the server listens (a worker the master just forked, or restarted). */
+  | { readonly at: 'starting'; readonly queued: Offer[] }
+  | { readonly at: 'serving'; readonly server: ProxyServer };
+
 export class WorkerTcpHandoff implements TcpHandoffChannel {
   #nextId = 1;
+  #state: ServerState = { at: 'starting', queued: [] };
 
   send(handoff: TcpHandoff, sent: (ok: boolean) => void): void {
     if (!process.send || !process.connected) return sent(false);
@@ -23,13 +31,25 @@ export class WorkerTcpHandoff implements TcpHandoffChannel {
     process.send(msg, handoff.handle as never, {}, (err) => sent(!err));
   }
 
-  /** The master's offer of a connection of this worker's site; `server` undefined while starting. */
-  offered(m: Extract<MasterToWorker, { type: 'tcp-connection' }>, handle: unknown, server: ProxyServer | undefined): void {
-    if (!isNativeHandle(handle)) return reply({ type: 'tcp-declined', id: m.id });
-    const taken = server?.adoptTcpConnection(m.listenerIndex, handle, Buffer.from(m.head, 'base64')) ?? false;
-    // Our copy: the master's stays open until it reads this answer.
+  /** The master's offer of a connection of this worker's site. */
+  offered(msg: Extract<MasterToWorker, { type: 'tcp-connection' }>, handle: unknown): void {
+    if (!isNativeHandle(handle)) return reply({ type: 'tcp-declined', id: msg.id });
+    if (this.#state.at === 'starting') this.#state.queued.push({ msg, handle });
+    else this.#answer({ msg, handle }, this.#state.server);
+  }
+
+  /** The server listens: offers that came while it started are answered now. */
+  serving(server: ProxyServer): void {
+    const queued = this.#state.at === 'starting' ? this.#state.queued : [];
+    this.#state = { at: 'serving', server };
+    for (const offer of queued) this.#answer(offer, server);
+  }
+
+  #answer({ msg, handle }: Offer, server: ProxyServer): void {
+    const taken = server.adoptTcpConnection(msg.listenerIndex, handle, Buffer.from(msg.head, 'base64'));
+    // Our copy: the master's stays open until it reads the answer, and offers it elsewhere.
     if (!taken) handle.close();
-    reply({ type: taken ? 'tcp-adopted' : 'tcp-declined', id: m.id });
+    reply({ type: taken ? 'tcp-adopted' : 'tcp-declined', id: msg.id });
   }
 }
 

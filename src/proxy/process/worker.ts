@@ -21,6 +21,12 @@ export async function runWorker(): Promise<number> {
   // The master coordinates shutdown: a terminal's Ctrl-C or HUP reaches the whole process group.
   process.on('SIGINT', () => {});
   process.on('SIGHUP', () => {});
+  // From the first message on: the master may offer a connection to a worker it has just forked,
+  // and a message carrying a handle that nobody listens to would leak its descriptor.
+  const tcpHandoff = new WorkerTcpHandoff();
+  process.on('message', (m: MasterToWorker, handle?: unknown) => {
+    if (m.type === 'tcp-connection') tcpHandoff.offered(m, handle);
+  });
   const init = await new Promise<Extract<MasterToWorker, { type: 'init' }>>((resolve) => {
     const onMessage = (m: MasterToWorker): void => {
       if (m.type !== 'init') return;
@@ -36,16 +42,13 @@ export async function runWorker(): Promise<number> {
   const site: WorkerSite = { name: init.site, names: new SiteNames(init.siteNames), steering: steeringIssuers(init.steering) };
   let drain: ((timeoutMs: number) => void) | undefined;
   let drainAskedEarly: number | undefined;
-  const tcpHandoff = new WorkerTcpHandoff();
-  process.on('message', (m: MasterToWorker, handle?: unknown) => {
+  process.on('message', (m: MasterToWorker) => {
     if (m.type === 'drain') {
       if (drain) drain(m.timeoutMs);
       else drainAskedEarly = m.timeoutMs;
     } else if (m.type === 'site-names') {
       site.names = new SiteNames(m.spec);
       site.steering = steeringIssuers(m.steering);
-    } else if (m.type === 'tcp-connection') {
-      tcpHandoff.offered(m, handle, server);
     } else if (m.type === 'tcp-handoff-failed') {
       server?.tcpHandoffFailed();
     } else if (m.type === 'stats') {
@@ -61,6 +64,7 @@ export async function runWorker(): Promise<number> {
     const log = createLogger(config.logging, { worker: init.workerIndex, gen: init.generation, ...(site.names.single ? {} : { site: site.name }) });
     const { udp, tcp } = workerSockets(init, config);
     server = await ProxyServer.start(config, udp, tcp, log, site, tcpHandoff);
+    tcpHandoff.serving(server);
     log.info('worker ready');
   } catch (err) {
     send({ type: 'failed', error: err instanceof Error ? err.message : String(err) });
