@@ -50,6 +50,7 @@ sites:
     routes:
       - respond: { status: 200, headers: { x-site: b, x-version: "${versions.b}" }, body: "site b v${versions.b}\\n" }${c}
 logging: { level: debug }
+admin: { listen: "127.0.0.1:${port}" }
 process: { pin_dir: "${pinDir}", ready_timeout: 30s }
 `;
 }
@@ -176,6 +177,13 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
     const matched = (app: number): number => Number(new RegExp(`sni_match\\{app=${app}\\} (\\d+)`).exec(kernel.stdout)?.[1] ?? 0);
     expect(matched(0)).toBeGreaterThanOrEqual(1);
     expect(matched(1)).toBeGreaterThanOrEqual(1);
+
+    // The same counters on the admin endpoint (TCP: the listener serves HTTP/3 only, the port is free).
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const sni = (site: string, outcome: string): number => Number(new RegExp(`^udpgrm_proxy_bpf_sni_total\\{site="${site}",outcome="${outcome}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? -1);
+    expect(sni('a', 'matched')).toBe(matched(0));
+    expect(sni('b', 'matched')).toBe(matched(1));
+    expect(sni('a', 'unmatched')).toBeGreaterThanOrEqual(1);
 
     const list = await runCli('list', '--config', proxy.configFile);
     expect(list.stdout).toMatch(/^site a {2}app 0 {2}names a\.test$/m);
