@@ -112,6 +112,7 @@ export class ProxyServer {
       trustedProxies: new TrustedProxies(config.trustedProxies),
       refusals: this.refusals,
       metrics: this.requestMetrics,
+      site: this.site,
     });
     for (const s of sockets) {
       const socket = await openDgramSocket(s.fd, s.family);
@@ -225,6 +226,7 @@ export class ProxyServer {
           { labels: ['tcp', 'failed'], value: tcp.tlsErrors },
         ],
         quicDropped: Object.entries(quic.dropped).map(([reason, n]) => ({ labels: [reason], value: n })),
+        misdirected: this.requestMetrics.misdirected.series(),
       },
       gauges: {
         connections: [
