@@ -1,0 +1,227 @@
+/**
+ * Sites and the 421 answer (RFC 9110 §15.5.20) with real clients. Two sites on one address:
+ * `a` (a.test, the default) and `b` (*.b.test), each answering with its own `x-site` header.
+ *
+ * - The real proxy (master, one generation per site, the kernel steering by SNI): a QUIC attempt
+ *   whose server_name is only in its second datagram (the project's Initial builder, through
+ *   split-hello-relay.ts) lands on site a, completes its handshake, and its request for x.b.test
+ *   is answered 421; a fresh connection, SNI in its first datagram, reaches site b. gtlsclient
+ *   with SNI a.test asking for x.b.test gets 421 too. With one site (no `sites:`) nothing is
+ *   sent away, split first flight or not.
+ * - TCP, in process (no kernel steering on TCP): a worker of one site answers 421 over HTTP/1.1
+ *   (curl) and over an HTTP/2 connection reused for another site's host (node:http2, coalescing).
+ */
+import { X509Certificate } from 'node:crypto';
+import http2 from 'node:http2';
+import { rmSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClientHelloAssembler } from '../../src/proxy/quic/initial/index.js';
+import { freeTcpPort, scrape } from '../helpers/admin-client.js';
+import { makeCert } from '../helpers/certs.js';
+import { gtlsclient } from '../helpers/gtlsclient.js';
+import { H3Client, type H3Response } from '../helpers/h3-client.js';
+import { enterPrivateNetns } from '../helpers/netns.js';
+import { sum } from '../helpers/prometheus.js';
+import { freeUdpPort, makeTempDir, startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { startSplitHelloRelay } from '../helpers/split-hello-relay.js';
+import { run, useTcpEdge } from '../helpers/tcp-edge.js';
+
+enterPrivateNetns();
+
+const MISDIRECTED_BODY = 'misdirected request: this connection does not serve this host\n';
+
+const header = (r: H3Response, name: string): string | undefined => r.headers.find(([n]) => n === name)?.[1];
+
+describe('two sites on one address: the real proxy', { timeout: 60_000 }, () => {
+  let proxy: RunningProxy;
+  let port: number;
+  let adminPort: number;
+  let dir: string;
+  const clients: H3Client[] = [];
+
+  beforeAll(async () => {
+    // The certificates go next to the config file, which the proxy reads them relative to.
+    dir = makeTempDir();
+    makeCert(dir, 'a', 'a.test');
+    makeCert(dir, 'b', '*.b.test');
+    port = await freeUdpPort();
+    adminPort = await freeTcpPort();
+    proxy = await startProxy(
+      `
+listeners: ["127.0.0.1:${port}"]
+workers: 1
+tls: { state_dir: state }
+# No Retry: the split first flight must be the attempt the kernel steers.
+quic: { retry: never }
+sites:
+  a:
+    default: true
+    names: [a.test]
+    certificates: [{ names: [a.test], cert: a.crt, key: a.key }]
+    routes: [{ respond: { status: 200, headers: { x-site: a }, body: "site a\\n" } }]
+  b:
+    names: ["*.b.test"]
+    certificates: [{ names: ["*.b.test"], cert: b.crt, key: b.key }]
+    routes: [{ respond: { status: 200, headers: { x-site: b }, body: "site b\\n" } }]
+admin: { listen: "127.0.0.1:${adminPort}" }
+logging: { level: info, access_log: true }
+`,
+      { dir },
+    );
+  });
+
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await proxy?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function connect(opts: { port: number; sni: string }): Promise<H3Client> {
+    const c = await H3Client.connect({ host: '127.0.0.1', timeoutMs: 15_000, ...opts });
+    clients.push(c);
+    return c;
+  }
+
+  it('steers each SNI to its own site', async () => {
+    const a = await connect({ port, sni: 'a.test' });
+    const b = await connect({ port, sni: 'x.b.test' });
+    expect(header(await a.get('a.test', '/'), 'x-site')).toBe('a');
+    expect(header(await b.get('x.b.test', '/'), 'x-site')).toBe('b');
+  });
+
+  it('a ClientHello with its server_name in the second datagram lands on site a, whose 421 sends the client to a new connection that reaches site b', async () => {
+    const relay = await startSplitHelloRelay({ host: '127.0.0.1', port });
+    try {
+      const split = await connect({ port: relay.port, sni: 'x.b.test' });
+      // The proxy's own reader agrees: the first datagram alone holds no server_name, both do.
+      const [first, second] = await relay.split;
+      const reader = new ClientHelloAssembler();
+      expect(reader.push(first)).toBe('need-more');
+      expect(reader.push(second)).toMatchObject({ serverName: 'x.b.test' });
+      // Every worker holds every site's certificate: the handshake got b's.
+      expect(new X509Certificate(split.peerCertificate()!).subject).toBe('CN=*.b.test');
+
+      const misdirected = await split.get('x.b.test', '/');
+      expect([misdirected.status, misdirected.body.toString()]).toEqual([421, MISDIRECTED_BODY]);
+      // The connection is site a's, and stays up for a's hosts.
+      const own = await split.get('a.test', '/');
+      expect([own.status, header(own, 'x-site')]).toEqual([200, 'a']);
+      const line = await proxy.waitForLog((l) => l['log'] === 'access' && l['status'] === 421 && l['authority'] === 'x.b.test' && l['protocol'] === 'h3');
+      expect(line).toMatchObject({ site: 'a', reason: "misdirected: the host is site b's" });
+
+      // What the browser does next: the same request on a new connection, SNI in its first datagram.
+      const fresh = await connect({ port, sni: 'x.b.test' });
+      const retried = await fresh.get('x.b.test', '/');
+      expect([retried.status, header(retried, 'x-site'), retried.body.toString()]).toEqual([200, 'b', 'site b\n']);
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it('gtlsclient with SNI a.test asking for x.b.test gets 421', async () => {
+    const r = await gtlsclient('127.0.0.1', port, [`https://x.b.test:${port}/`], { sni: 'a.test' });
+    expect(r.statuses, r.output).toEqual([421]);
+    expect(r.bodies.get('index.html')?.toString()).toBe(MISDIRECTED_BODY);
+  });
+
+  it('counts the 421s per answering site and protocol', async () => {
+    const families = await scrape(adminPort);
+    expect(sum(families, 'udpgrm_proxy_misdirected_total', { site: 'a', protocol: 'h3' })).toBe(2);
+    expect(sum(families, 'udpgrm_proxy_misdirected_total', { site: 'b' })).toBe(0);
+  });
+});
+
+describe('one site (no sites:): nothing is misdirected', { timeout: 60_000 }, () => {
+  it('serves every host, also on a connection whose server_name came in the second datagram', async () => {
+    const port = await freeUdpPort();
+    const proxy = await startProxy(`
+listeners: ["127.0.0.1:${port}"]
+workers: 1
+tls: { state_dir: state }
+quic: { retry: never }
+routes: [{ respond: { status: 200, body: "one site\\n" } }]
+`);
+    const relay = await startSplitHelloRelay({ host: '127.0.0.1', port });
+    try {
+      const client = await H3Client.connect({ host: '127.0.0.1', port: relay.port, sni: 'x.b.test', timeoutMs: 15_000 });
+      const [first] = await relay.split;
+      expect(new ClientHelloAssembler().push(first)).toBe('need-more');
+      for (const host of ['x.b.test', 'a.test', 'anything.example']) {
+        const r = await client.get(host, '/');
+        expect([r.status, r.body.toString()]).toEqual([200, 'one site\n']);
+      }
+      await client.close();
+    } finally {
+      await relay.close();
+      await proxy.stop();
+    }
+  });
+});
+
+/** Status, x-site and body of one curl request (-D - output). */
+async function curlGet(version: '--http1.1' | '--http2', host: string, port: number): Promise<{ status: number; site: string | undefined; body: string }> {
+  const r = await run('curl', ['-sS', '-k', version, '-D', '-', '--resolve', `${host}:${port}:127.0.0.1`, `https://${host}:${port}/`]);
+  expect(r.code, r.stderr).toBe(0);
+  const end = r.stdout.indexOf('\r\n\r\n');
+  const head = r.stdout.slice(0, end);
+  return { status: Number(head.split(' ')[1]), site: /\r\nx-site: *(\S+)/i.exec(head)?.[1], body: r.stdout.slice(end + 4) };
+}
+
+/** GETs on one HTTP/2 connection whose SNI is `sni`: status and body per authority, in order. */
+async function h2OnOneConnection(port: number, sni: string, authorities: readonly string[]): Promise<Array<[number, string]>> {
+  const session = http2.connect(`https://127.0.0.1:${port}`, { servername: sni, rejectUnauthorized: false });
+  try {
+    const out: Array<[number, string]> = [];
+    for (const authority of authorities) {
+      out.push(
+        await new Promise<[number, string]>((resolve, reject) => {
+          const req = session.request({ ':method': 'GET', ':path': '/', ':authority': authority });
+          let status = 0;
+          let body = '';
+          req.on('response', (h) => (status = Number(h[':status'])));
+          req.setEncoding('utf8').on('data', (c: string) => (body += c));
+          req.on('end', () => resolve([status, body]));
+          req.on('error', reject);
+          req.end();
+        }),
+      );
+    }
+    return out;
+  } finally {
+    session.close();
+  }
+}
+
+describe('TCP: a worker of site a (in process)', () => {
+  const fx = useTcpEdge({ site: 'a' });
+
+  it('HTTP/1.1: another site\'s host gets 421, its own and unnamed hosts are served', async () => {
+    expect(await curlGet('--http1.1', 'x.b.test', fx.edge.port)).toEqual({ status: 421, site: undefined, body: MISDIRECTED_BODY });
+    expect(await curlGet('--http1.1', 'a.test', fx.edge.port)).toMatchObject({ status: 200, body: 'hello\n' });
+    expect(await curlGet('--http1.1', 'unknown.test', fx.edge.port)).toMatchObject({ status: 200, body: 'hello\n' });
+  });
+
+  it('HTTP/2: a connection reused for another site\'s host (coalescing) gets 421 on that stream only', async () => {
+    expect(await h2OnOneConnection(fx.edge.port, 'a.test', ['a.test', 'x.b.test', 'a.test'])).toEqual([
+      [200, 'hello\n'],
+      [421, MISDIRECTED_BODY],
+      [200, 'hello\n'],
+    ]);
+    const logged = fx.edge.logs.filter((l) => l['log'] === 'access' && l['status'] === 421);
+    expect(logged.map((l) => [l['protocol'], l['authority']])).toEqual([
+      ['h1', `x.b.test:${fx.edge.port}`],
+      ['h2', 'x.b.test'],
+    ]);
+  });
+});
+
+describe('TCP: a worker of site b (in process)', () => {
+  const fx = useTcpEdge({ site: 'b' });
+
+  it('serves only its own names: the default site\'s hosts and hosts nobody names get 421', async () => {
+    expect(await curlGet('--http2', 'x.b.test', fx.edge.port)).toEqual({ status: 200, site: undefined, body: 'site b\n' });
+    expect(await curlGet('--http2', 'a.test', fx.edge.port)).toMatchObject({ status: 421, body: MISDIRECTED_BODY });
+    expect(await curlGet('--http2', 'unknown.test', fx.edge.port)).toMatchObject({ status: 421, body: MISDIRECTED_BODY });
+    expect(fx.edge.server.refusals.counts).toMatchObject({ 'misdirected request': 2 });
+  });
+});
