@@ -101,13 +101,15 @@ logging: { level: info, access_log: true }
       // Every worker holds every site's certificate: the handshake got b's.
       expect(new X509Certificate(split.peerCertificate()!).subject).toBe('CN=*.b.test');
 
-      const misdirected = await split.get('x.b.test', '/');
+      // Both in flight at once: the connection is site a's, which serves a.test and sends x.b.test away.
+      const [misdirected, own] = await Promise.all([split.get('x.b.test', '/'), split.get('a.test', '/')]);
       expect([misdirected.status, misdirected.body.toString()]).toEqual([421, MISDIRECTED_BODY]);
-      // The connection is site a's, and stays up for a's hosts.
-      const own = await split.get('a.test', '/');
       expect([own.status, header(own, 'x-site')]).toEqual([200, 'a']);
       const line = await proxy.waitForLog((l) => l['log'] === 'access' && l['status'] === 421 && l['authority'] === 'x.b.test' && l['protocol'] === 'h3');
       expect(line).toMatchObject({ site: 'a', reason: "misdirected: the host is site b's" });
+      // It was told to go away with the 421, and is closed (H3_NO_ERROR) once its requests are answered.
+      await split.closed;
+      expect(split.peerError).toMatchObject({ isApp: true, errorCode: 0x100 });
 
       // What the browser does next: the same request on a new connection, SNI in its first datagram.
       const fresh = await connect({ port, sni: 'x.b.test' });
@@ -158,18 +160,24 @@ routes: [{ respond: { status: 200, body: "one site\\n" } }]
   });
 });
 
-/** Status, x-site and body of one curl request (-D - output). */
-async function curlGet(version: '--http1.1' | '--http2', host: string, port: number): Promise<{ status: number; site: string | undefined; body: string }> {
+/** Status, x-site, connection field and body of one curl request (-D - output). */
+async function curlGet(version: '--http1.1' | '--http2', host: string, port: number): Promise<{ status: number; site: string | undefined; connection: string | undefined; body: string }> {
   const r = await run('curl', ['-sS', '-k', version, '-D', '-', '--resolve', `${host}:${port}:127.0.0.1`, `https://${host}:${port}/`]);
   expect(r.code, r.stderr).toBe(0);
   const end = r.stdout.indexOf('\r\n\r\n');
   const head = r.stdout.slice(0, end);
-  return { status: Number(head.split(' ')[1]), site: /\r\nx-site: *(\S+)/i.exec(head)?.[1], body: r.stdout.slice(end + 4) };
+  const field = (name: string): string | undefined => new RegExp(`\r\n${name}: *(\\S+)`, 'i').exec(head)?.[1];
+  return { status: Number(head.split(' ')[1]), site: field('x-site'), connection: field('connection'), body: r.stdout.slice(end + 4) };
 }
 
-/** GETs on one HTTP/2 connection whose SNI is `sni`: status and body per authority, in order. */
-async function h2OnOneConnection(port: number, sni: string, authorities: readonly string[]): Promise<Array<[number, string]>> {
+/**
+ * GETs on one HTTP/2 connection whose SNI is `sni`, one after the other: status and body per
+ * authority, and the GOAWAY the server sent, if any (its error code).
+ */
+async function h2OnOneConnection(port: number, sni: string, authorities: readonly string[]): Promise<{ responses: Array<[number, string]>; goaway: number | undefined }> {
   const session = http2.connect(`https://127.0.0.1:${port}`, { servername: sni, rejectUnauthorized: false });
+  let goaway: number | undefined;
+  session.on('goaway', (code: number) => (goaway ??= code));
   try {
     const out: Array<[number, string]> = [];
     for (const authority of authorities) {
@@ -186,7 +194,7 @@ async function h2OnOneConnection(port: number, sni: string, authorities: readonl
         }),
       );
     }
-    return out;
+    return { responses: out, goaway };
   } finally {
     session.close();
   }
@@ -195,18 +203,28 @@ async function h2OnOneConnection(port: number, sni: string, authorities: readonl
 describe('TCP: a worker of site a (in process)', () => {
   const fx = useTcpEdge({ site: 'a' });
 
-  it('HTTP/1.1: another site\'s host gets 421, its own and unnamed hosts are served', async () => {
-    expect(await curlGet('--http1.1', 'x.b.test', fx.edge.port)).toEqual({ status: 421, site: undefined, body: MISDIRECTED_BODY });
-    expect(await curlGet('--http1.1', 'a.test', fx.edge.port)).toMatchObject({ status: 200, body: 'hello\n' });
+  it('HTTP/1.1: another site\'s host gets 421 and the connection closes; its own and unnamed hosts are served', async () => {
+    expect(await curlGet('--http1.1', 'x.b.test', fx.edge.port)).toEqual({ status: 421, site: undefined, connection: 'close', body: MISDIRECTED_BODY });
+    expect(await curlGet('--http1.1', 'a.test', fx.edge.port)).toMatchObject({ status: 200, connection: 'keep-alive', body: 'hello\n' });
     expect(await curlGet('--http1.1', 'unknown.test', fx.edge.port)).toMatchObject({ status: 200, body: 'hello\n' });
   });
 
-  it('HTTP/2: a connection reused for another site\'s host (coalescing) gets 421 on that stream only', async () => {
-    expect(await h2OnOneConnection(fx.edge.port, 'a.test', ['a.test', 'x.b.test', 'a.test'])).toEqual([
-      [200, 'hello\n'],
-      [421, MISDIRECTED_BODY],
-      [200, 'hello\n'],
-    ]);
+  it('HTTP/2: a connection reused for another site\'s host (coalescing) gets 421 on that stream, and GOAWAY', async () => {
+    expect(await h2OnOneConnection(fx.edge.port, 'a.test', ['a.test', 'x.b.test'])).toEqual({
+      responses: [
+        [200, 'hello\n'],
+        [421, MISDIRECTED_BODY],
+      ],
+      goaway: http2.constants.NGHTTP2_NO_ERROR,
+    });
+    // Served on a connection that is not told to go away.
+    expect(await h2OnOneConnection(fx.edge.port, 'a.test', ['a.test', 'unknown.test'])).toEqual({
+      responses: [
+        [200, 'hello\n'],
+        [200, 'hello\n'],
+      ],
+      goaway: undefined,
+    });
     const logged = fx.edge.logs.filter((l) => l['log'] === 'access' && l['status'] === 421);
     expect(logged.map((l) => [l['protocol'], l['authority']])).toEqual([
       ['h1', `x.b.test:${fx.edge.port}`],
@@ -219,7 +237,7 @@ describe('TCP: a worker of site b (in process)', () => {
   const fx = useTcpEdge({ site: 'b' });
 
   it('serves only its own names: the default site\'s hosts and hosts nobody names get 421', async () => {
-    expect(await curlGet('--http2', 'x.b.test', fx.edge.port)).toEqual({ status: 200, site: undefined, body: 'site b\n' });
+    expect(await curlGet('--http2', 'x.b.test', fx.edge.port)).toEqual({ status: 200, site: undefined, connection: undefined, body: 'site b\n' });
     expect(await curlGet('--http2', 'a.test', fx.edge.port)).toMatchObject({ status: 421, body: MISDIRECTED_BODY });
     expect(await curlGet('--http2', 'unknown.test', fx.edge.port)).toMatchObject({ status: 421, body: MISDIRECTED_BODY });
     expect(fx.edge.server.refusals.counts).toMatchObject({ 'misdirected request': 2 });

@@ -1,12 +1,13 @@
 /**
  * The 421 answer to a request whose host belongs to another site (http/misdirected.ts): the name
  * rule (the kernel's: exact, then a one-label wildcard; unmatched hosts are the default site's),
- * the handler's answer for every protocol (before routing, no upstream touched, counted, logged),
- * and the same answer through a real HTTP/3 session in memory.
+ * the handler's answer for every protocol (before routing, no upstream touched, counted, logged,
+ * the connection told to go away), and the same answer through a real HTTP/3 session in memory.
  */
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { SiteNames, type SiteNamesSpec } from '../../src/proxy/config/site-names.js';
+import { FRAME_TYPE, parseGoaway } from '../../src/proxy/h3/frames.js';
 import { H3Session } from '../../src/proxy/h3/session.js';
 import { AccessLog } from '../../src/proxy/http/access-log.js';
 import { misdirectedTo, type ServedSite } from '../../src/proxy/http/misdirected.js';
@@ -16,7 +17,7 @@ import { matchRoute } from '../../src/proxy/http/route.js';
 import { RequestMetrics } from '../../src/proxy/metrics/request-metrics.js';
 import { UpstreamRegistry } from '../../src/proxy/upstream/index.js';
 import { installHandlerHarness, lineOf, makeProxy, poolConfig, proxyRoute, startUpstream, textResponse, type AccessLine } from '../helpers/handler-harness.js';
-import { MemoryQuicConnection, headersFrame, parseResponse, requestHeaders } from '../helpers/memory-quic.js';
+import { MemoryQuicConnection, headersFrame, parseResponse, requestHeaders, serverUniFrames } from '../helpers/memory-quic.js';
 
 installHandlerHarness();
 
@@ -82,6 +83,8 @@ describe('ProxyHandler: a request for another site\'s host', { timeout: 10_000 }
     const ex = proxy.send({ method: 'POST', authority: 'x.b.test', path: '/api', body: ['abc'], contentLength: 3 }, { protocol });
     expect(await ex.finished).toBe('ended');
     expect(ex.events).toEqual(textResponse(421, MISDIRECTED_BODY));
+    // Further requests must not come back on this connection.
+    expect(ex.wentAway).toBe(true);
     const line: AccessLine = await lineOf(ex);
     expect(line).toMatchObject({ protocol, authority: 'x.b.test', status: 421, reason: "misdirected: the host is site b's" });
     expect(line['route']).toBeUndefined();
@@ -102,6 +105,7 @@ describe('ProxyHandler: a request for another site\'s host', { timeout: 10_000 }
       const ex = proxy.send({ authority, path: '/' });
       expect(await ex.finished).toBe('ended');
       expect(ex.events[0]).toMatchObject({ type: 'respond', status: 200 });
+      expect(ex.wentAway).toBe(false);
       expect(await lineOf(ex)).toMatchObject({ status: 200, route: 'routes[0]' });
     }
     expect(refusals.counts[REFUSAL.misdirected]).toBeUndefined();
@@ -132,8 +136,8 @@ describe('ProxyHandler: a request for another site\'s host', { timeout: 10_000 }
   });
 });
 
-describe('H3Session with ProxyHandler: coalescing onto another site\'s connection', () => {
-  it('answers 421 on the stream for another site\'s host and serves its own host on the same connection', async () => {
+describe('H3Session with ProxyHandler: a request for another site\'s host', () => {
+  it('is answered 421 after a GOAWAY; the requests in flight, for its own host too, are served', () => {
     const routes = [{ name: 'routes[0]', hosts: [{ kind: 'any' as const }], pathPrefix: '/', action: { kind: 'respond' as const, status: 200, headers: [], body: Buffer.from('site a\n') }, responseHeaders: [] }];
     const refusals = new RefusalCounter();
     // Its own log: the harness checks only the exchanges it dispatched itself.
@@ -156,12 +160,17 @@ describe('H3Session with ProxyHandler: coalescing onto another site\'s connectio
     const other = parseResponse(conn, 4);
     expect([own.status, own.body.toString(), own.fin]).toEqual([200, 'site a\n', true]);
     expect([other.status, other.body.toString(), other.fin]).toEqual([421, MISDIRECTED_BODY, true]);
-    // The connection stays up for the hosts it does serve.
-    expect(conn.closed).toBeUndefined();
+    // GOAWAY (first step: the largest id, nothing refused) on our control stream.
+    const goaways = serverUniFrames(conn, 3).frames.filter((f) => f.kind === 'frame' && f.type === FRAME_TYPE.GOAWAY);
+    expect(goaways.map((f) => (f.kind === 'frame' ? parseGoaway(f.payload) : -1))).toEqual([2 ** 53 - 4]);
+    // A request sent before the client saw it is still served, and answered by its host's rule.
+    conn.clientSend(8, headersFrame(requestHeaders('GET', '/', [], 'a.test')), true);
+    expect(parseResponse(conn, 8).status).toBe(200);
     expect(refusals.counts[REFUSAL.misdirected]).toBe(1);
     expect(lines.map((l) => [l['protocol'], l['stream'], l['status']]).sort()).toEqual([
       ['h3', 0, 200],
       ['h3', 4, 421],
+      ['h3', 8, 200],
     ]);
   });
 });

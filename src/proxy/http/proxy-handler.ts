@@ -83,6 +83,10 @@ export class ProxyHandler implements RequestHandler {
       drain(ex.body);
       this.opts.refusals?.add(REFUSAL.misdirected);
       this.opts.metrics?.misdirected.add([site!.name, ex.protocol]);
+      // Clients may keep using this connection for the host (browsers do: a 421 is about one
+      // request), and every request would be answered 421 again: tell them, ahead of the 421, to
+      // open a new one, which the kernel can steer by its SNI.
+      ex.goAway();
       respondText(ex, 421, 'misdirected request: this connection does not serve this host\n');
       done(421, undefined, `misdirected: the host is site ${misdirected}'s`);
       return;
