@@ -48,7 +48,8 @@ export class ProxyHandler implements RequestHandler {
 
   handle(ex: HttpExchange): void {
     const started = performance.now();
-    // Another site's host is that site's to route (and to judge): it is not looked at here.
+    // A host of another site is answered 421 before anything else: routing it, even judging its
+    // target, is that site's business.
     const site = this.opts.site;
     const misdirected = site === undefined ? undefined : misdirectedTo(site, ex.request.authority);
     // Routes match the normalised path, so no spelling of a path walks past the route meant for it.
