@@ -9,7 +9,8 @@ const USAGE = `udpgrm-proxy ${pkg.version}: HTTP/3 reverse proxy with eBPF-steer
 usage:
   udpgrm-proxy --config FILE             run the proxy
   udpgrm-proxy check --config FILE       validate a config: exit 0, or 1 listing every error
-  udpgrm-proxy reload --config FILE      reload the running proxy and wait for the outcome
+  udpgrm-proxy reload --config FILE      reload the running proxy (the sites that changed) and wait for the outcome
+  udpgrm-proxy reload --config FILE --site NAME   reload only site NAME (a new generation even if unchanged)
   udpgrm-proxy upgrade --config FILE     start a new master from the binary on disk; the old one drains
   udpgrm-proxy list --config FILE        the running proxy's generations, workers, connections
   udpgrm-proxy list --config FILE --json the same as JSON (as the admin endpoint's /generations)
@@ -36,10 +37,12 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   reload: {
-    options: { config: { type: 'string', short: 'c' } },
+    options: { config: { type: 'string', short: 'c' }, site: { type: 'string' } },
     async run(values) {
       const { runReload } = await import('./proxy/process/control-client.js');
-      return runReload(requireString(values, 'config'));
+      const site = values.site;
+      if (site !== undefined && (typeof site !== 'string' || site === '')) throw new UsageError('--site NAME needs a site name');
+      return runReload(requireString(values, 'config'), site as string | undefined);
     },
   },
   upgrade: {

@@ -102,6 +102,17 @@ export class Group {
     });
   }
 
+  /**
+   * `app` has no working generation any more (its site was removed; its names were cleared first,
+   * so no new connection asks for it). Its generations can then be retired as they drain.
+   */
+  clearWorking(app: number): void {
+    checkApp(app);
+    this.record.update((s) => {
+      s.workingSlot[app] = GRM.SLOT_NONE;
+    });
+  }
+
   /** The working generation of an app, or null. */
   working(app = 0): number | null {
     checkApp(app);

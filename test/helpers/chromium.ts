@@ -23,9 +23,18 @@ export interface H3Browser {
   close(): Promise<void>;
 }
 
-export async function launchH3Chromium(origin: { host: string; port: number }, certPemFile: string): Promise<H3Browser> {
-  const hostPort = origin.host.includes(':') ? `[${origin.host}]:${origin.port}` : `${origin.host}:${origin.port}`;
-  return launchChromium(certPemFile, [`--origin-to-force-quic-on=${hostPort}`]);
+/**
+ * Chromium forced onto QUIC for `origin` (or several). `resolve`: host names Chromium resolves to
+ * 127.0.0.1 (every other name fails to resolve), to reach sites by name (SNI) on loopback.
+ */
+export async function launchH3Chromium(
+  origin: { host: string; port: number } | ReadonlyArray<{ host: string; port: number }>,
+  certPemFile: string,
+  opts: { readonly resolve?: readonly string[] } = {},
+): Promise<H3Browser> {
+  const origins = (Array.isArray(origin) ? origin : [origin]) as ReadonlyArray<{ host: string; port: number }>;
+  const hostPorts = origins.map((o) => (o.host.includes(':') ? `[${o.host}]:${o.port}` : `${o.host}:${o.port}`));
+  return launchChromium(certPemFile, [`--origin-to-force-quic-on=${hostPorts.join(',')}`], opts.resolve ?? []);
 }
 
 /** Chromium as users run it: no forced QUIC, so it speaks HTTP/2 (or HTTP/1.1) over TLS. */
@@ -33,7 +42,7 @@ export function launchTcpChromium(certPemFile: string): Promise<H3Browser> {
   return launchChromium(certPemFile, []);
 }
 
-async function launchChromium(certPemFile: string, extraArgs: readonly string[]): Promise<H3Browser> {
+async function launchChromium(certPemFile: string, extraArgs: readonly string[], resolve: readonly string[] = []): Promise<H3Browser> {
   const browser = await chromium.launch({
     executablePath: CHROMIUM_PATH,
     headless: true,
@@ -47,7 +56,7 @@ async function launchChromium(certPemFile: string, extraArgs: readonly string[])
       '--enable-quic',
       ...extraArgs,
       `--ignore-certificate-errors-spki-list=${spkiHash(certPemFile)}`,
-      '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1',
+      `--host-resolver-rules=${[...resolve.map((name) => `MAP ${name} 127.0.0.1`), 'MAP * ~NOTFOUND', 'EXCLUDE localhost', 'EXCLUDE 127.0.0.1'].join(', ')}`,
     ],
   });
   return {

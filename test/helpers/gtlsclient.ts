@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -28,15 +28,29 @@ export interface GtlsOptions {
 
 export async function gtlsclient(host: string, port: number, urls: string[], opts: GtlsOptions = {}): Promise<GtlsResult> {
   const downloadDir = mkdtempSync(path.join(tmpdir(), 'gtls-'));
+  const cleanup: string[] = [];
   // Body hex dumps are off; header lines ("[name: value]") and HTTP events stay.
   const args = ['--exit-on-all-streams-close', '--no-quic-dump', '--no-http-dump', `--download=${downloadDir}`, '--timeout=10s'];
-  if (opts.sni) args.push(`--sni=${opts.sni}`);
   if (opts.requests) args.push('-n', String(opts.requests));
   if (opts.method) args.push('-m', opts.method);
   if (opts.dataFile) args.push('-d', opts.dataFile);
   if (opts.extraArgs) args.push(...opts.extraArgs);
-  args.push(host, String(port), ...urls);
-  const proc = spawn('gtlsclient', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let command = 'gtlsclient';
+  // For an IP address gtlsclient sends "localhost" by itself.
+  if (opts.sni && opts.sni !== host && opts.sni !== 'localhost') {
+    // Debian's gtlsclient (ngtcp2 0.12) ignores --sni and sends "localhost" for an IP address; it
+    // sends HOST when HOST is a name. So the name is HOST, resolved to the address through an
+    // /etc/hosts of its own (bind-mounted in a private mount namespace: the host's stays as is).
+    const hostsFile = path.join(downloadDir, '..', `${path.basename(downloadDir)}.hosts`);
+    writeFileSync(hostsFile, `${host} ${opts.sni}\n`);
+    cleanup.push(hostsFile);
+    args.unshift('-m', 'sh', '-c', 'mount --bind "$0" /etc/hosts && exec gtlsclient "$@"', hostsFile);
+    command = 'unshare';
+    args.push(opts.sni, String(port), ...urls);
+  } else {
+    args.push(host, String(port), ...urls);
+  }
+  const proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   // ngtcp2 logs every packet; keep only the lines we assert on, so big transfers stay cheap.
   let output = '';
   const keep = (line: string): void => {
@@ -53,5 +67,6 @@ export async function gtlsclient(host: string, port: number, urls: string[], opt
   const bodies = new Map<string, Buffer>();
   for (const f of readdirSync(downloadDir)) bodies.set(f, readFileSync(path.join(downloadDir, f)));
   rmSync(downloadDir, { recursive: true, force: true });
+  for (const f of cleanup) rmSync(f, { force: true });
   return { exitCode, output, statuses, bodies };
 }

@@ -2,7 +2,7 @@
  * Runs the real proxy binary for integration tests: writes a config into a temp dir, starts
  * `bin/udpgrm-proxy`, waits for its "ready" log line, and stops it (SIGKILL as a last resort).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -12,6 +12,22 @@ import { removePinDir, uniquePinDir } from './netns.js';
 
 export const REPO = path.resolve(import.meta.dirname, '../..');
 export const PROXY_BIN = path.join(REPO, 'bin/udpgrm-proxy');
+
+export interface CliResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `udpgrm-proxy ARGS…` (reload, list, check, …) to completion; never throws for a non-zero exit. */
+export function runCli(...args: string[]): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [PROXY_BIN, ...args], { encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
 
 export interface RunningProxy {
   readonly proc: ChildProcess;

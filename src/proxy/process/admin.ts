@@ -83,10 +83,12 @@ export class Admin {
 
   private notReady(master: Master): string | undefined {
     if (this.stopping) return 'stopping';
-    const working = master.working;
-    if (!working) return 'no working generation';
-    // Every worker serves every listener (UDP and TCP): one alive is enough to serve them all.
-    const alive = working.workers.filter((w) => w.proc.connected).length;
-    return alive > 0 ? undefined : `no worker of generation ${working.id} is running`;
+    const sites = master.siteApps;
+    const working = master.workingGenerations;
+    const missing = sites.filter((s) => !working.some((g) => g.site === s.site));
+    if (missing.length > 0 || working.length === 0) return `no working generation${missing.length > 0 ? ` for site ${missing.map((s) => s.site).join(', ')}` : ''}`;
+    // Every worker serves every listener (UDP and TCP): one alive per site is enough to serve it.
+    const idle = working.filter((g) => !g.workers.some((w) => w.proc.connected));
+    return idle.length === 0 ? undefined : idle.map((g) => `no worker of generation ${g.id}${sites.length > 1 ? ` (site ${g.site})` : ''} is running`).join('; ');
   }
 }

@@ -6,9 +6,12 @@ import { controlRequest } from './control.js';
 import { isFailure, type ControlCommand, type ControlRequest, type ControlSuccess, type StatusReply } from './control-protocol.js';
 import { loadOrReport } from './load-config.js';
 
-/** `udpgrm-proxy reload --config FILE`: asks the running master to reload and waits for the outcome. */
-export function runReload(configFile: string): Promise<number> {
-  return ask(configFile, { cmd: 'reload' }, (r) => `reloaded: generation ${r.generation} is working (${JSON.stringify(r.phases)})`);
+/** `udpgrm-proxy reload --config FILE [--site NAME]`: asks the running master to reload and waits for the outcome. */
+export function runReload(configFile: string, site?: string): Promise<number> {
+  return ask(configFile, { cmd: 'reload', ...(site !== undefined && { site }) }, (r) => {
+    const perSite = r.sites && r.sites.length > 1 ? `\n${r.sites.map((s) => `  ${s.site}: ${s.outcome}${s.generation !== undefined ? ` (generation ${s.generation})` : ''}`).join('\n')}` : '';
+    return `reloaded: generation ${r.generation} is working (${JSON.stringify(r.phases)})${perSite}`;
+  });
 }
 
 /** `udpgrm-proxy upgrade --config FILE`: binary upgrade of the running master; waits for the handover. */
@@ -45,12 +48,25 @@ async function ask<C extends ControlCommand>(configFile: string, req: ControlReq
 
 function formatStatus(reply: StatusReply): string[] {
   const lines = [`master pid ${reply.pid}  reloads ok ${reply.counters.reloadsOk} failed ${reply.counters.reloadsFailed}  worker restarts ${reply.counters.workerRestarts}`];
-  for (const g of reply.generations) {
+  const sites = reply.sites ?? [];
+  const bySite = sites.length > 1;
+  for (const site of bySite ? sites : [undefined]) {
+    if (site) lines.push(`site ${site.site}  app ${site.app}  names ${site.names.join(' ') || '(none: default)'}`);
+    lines.push(...formatGenerations(reply.generations.filter((g) => !site || g.site === site.site), bySite ? '  ' : ''));
+  }
+  // Generations of sites no longer in the config (removed, draining).
+  if (bySite) lines.push(...formatGenerations(reply.generations.filter((g) => !sites.some((s) => s.site === g.site)), '  '));
+  return lines;
+}
+
+function formatGenerations(generations: StatusReply['generations'], indent: string): string[] {
+  const lines: string[] = [];
+  for (const g of generations) {
     const conns = g.workers.reduce((n, w) => n + w.connections, 0);
     const reqs = g.workers.reduce((n, w) => n + w.activeRequests, 0);
     const tcpConns = g.workers.reduce((n, w) => n + (w.tcp ? w.tcp.h1Connections + w.tcp.h2Connections : 0), 0);
     lines.push(
-      `generation ${g.id}  ${g.state}  age ${(g.ageMs / 1000).toFixed(1)}s${g.drainingForMs !== undefined ? `  draining ${(g.drainingForMs / 1000).toFixed(1)}s` : ''}  bpf gens ${g.slots.join(',')}  connections ${conns} (tcp ${tcpConns})  requests ${reqs}`,
+      `${indent}generation ${g.id}  ${g.state}  age ${(g.ageMs / 1000).toFixed(1)}s${g.drainingForMs !== undefined ? `  draining ${(g.drainingForMs / 1000).toFixed(1)}s` : ''}  bpf gens ${g.slots.join(',')}  connections ${conns} (tcp ${tcpConns})  requests ${reqs}`,
     );
     for (const w of g.workers) {
       const q = w.quic;
@@ -58,7 +74,7 @@ function formatStatus(reply: StatusReply): string[] {
       const drops = q ? Object.entries(q.dropped).map(([why, n]) => `${why}=${n}`).join(',') : '';
       const refused = w.refused ? Object.entries(w.refused).map(([why, n]) => `${why}=${n}`).join(',') : '';
       lines.push(
-        `\tworker ${w.index}  pid ${w.pid ?? '-'}  connections ${w.connections}  requests ${w.activeRequests}` +
+        `${indent}\tworker ${w.index}  pid ${w.pid ?? '-'}  connections ${w.connections}  requests ${w.activeRequests}` +
           (q ? `  datagrams in ${q.datagramsIn} out ${q.datagramsOut}  accepted ${q.connectionsAccepted}  resets ${q.statelessResets}  internal errors ${q.internalErrors}  dropped ${drops || 0}` : '') +
           (w.refused ? `  refused ${refused || 0}` : '') +
           (t ? `  tcp h1 ${t.h1Connections} h2 ${t.h2Connections} accepted ${t.accepted} over-limit ${t.refusedConnections} rapid-reset ${t.rapidResetCutoffs} tls-errors ${t.tlsErrors} malformed ${t.malformed}` : ''),

@@ -16,7 +16,7 @@ export interface ControlActions {
 export function controlHandlers(actions: ControlActions): ControlHandlers {
   const { master } = actions;
   return {
-    reload: () => master.reload(),
+    reload: (req) => master.reload(req.site),
     status: () => status(master),
     stop: async (req) => {
       actions.stop(req.graceful);
@@ -35,6 +35,8 @@ export async function status(master: Master): Promise<StatusReply> {
   const generations = await Promise.all(
     master.allGenerations.map(async (g) => ({
       id: g.id,
+      site: g.site,
+      app: g.app,
       state: g.state,
       ageMs: Date.now() - g.startedAt,
       drainingForMs: g.drainStartedAt ? Date.now() - g.drainStartedAt : undefined,
@@ -42,5 +44,6 @@ export async function status(master: Master): Promise<StatusReply> {
       workers: await g.stats(),
     })),
   );
-  return { ok: true, pid: process.pid, config: master.currentConfig.file, counters: master.counters, generations };
+  const sites = master.siteApps.map((s) => ({ site: s.site, app: s.app, names: [...s.names] }));
+  return { ok: true, pid: process.pid, config: master.currentConfig.file, counters: master.counters, sites, generations };
 }

@@ -27,7 +27,8 @@ import {
 
 /** Each request's fields besides `cmd`. */
 const requestFields = {
-  reload: {},
+  /** `site`: apply only that site's change, and restart it even when unchanged (`reload --site`). */
+  reload: { site: optional(string) },
   status: {},
   stop: { graceful: boolean },
   /** Start a new master from the binary on disk and hand over to it. */
@@ -81,6 +82,9 @@ const workerStatus = object({
 
 const generationStatus = object({
   id: number,
+  /** Optional: a master from before sites sends none (one site). */
+  site: optional(string),
+  app: optional(number),
   // A string, not the current states: a newer master may add states an older `list` still prints.
   state: string,
   ageMs: number,
@@ -97,12 +101,16 @@ const successes = {
     generation: number,
     /** Phase durations in ms. */
     phases: record(number),
+    /** What the reload did per site (a master from before sites sends none). */
+    sites: optional(array(object({ site: string, outcome: string, generation: optional(number), error: optional(string) }))),
   }),
   status: object({
     ok: literal(true),
     pid: number,
     config: string,
     counters: object({ reloadsOk: number, reloadsFailed: number, workerRestarts: number }),
+    /** The sites served, their kernel apps and names (a master from before sites sends none). */
+    sites: optional(array(object({ site: string, app: number, names: array(string) }))),
     generations: array(generationStatus),
   }),
   stop: done,

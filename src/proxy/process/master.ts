@@ -6,9 +6,23 @@
  */
 import type { Logger } from 'pino';
 import { GenerationManager, type Group } from '../../grm/index.js';
-import { ConfigError, formatConfigErrors, formatListener, loadConfig, servesUdp } from '../config/index.js';
+import {
+  ConfigError,
+  diffSites,
+  findSite,
+  formatConfigErrors,
+  formatListener,
+  formatSiteChanges,
+  loadConfig,
+  MAX_SITES,
+  servesUdp,
+  siteFingerprint,
+  type SiteChange,
+  type SiteFingerprint,
+} from '../config/index.js';
+import { siteNamesSpec, type SiteNamesSpec } from '../config/site-names.js';
+import { assignApps } from './site-apps.js';
 import { unservedSites } from './load-config.js';
-import { siteNamesSpec } from '../config/site-names.js';
 import type { ProxyConfig } from '../config/types.js';
 import { Generation, type WorkerProcess } from './generation.js';
 import { OrphanSlots } from './orphans.js';
@@ -16,9 +30,19 @@ import { removePidFile } from './pid-file.js';
 import { TcpListeners } from './tcp-listeners.js';
 import type { MasterHooks } from './master-hooks.js';
 
+/** What a reload did to one site. */
+export interface SiteReloadResult {
+  readonly site: string;
+  /** unchanged: same generation; names: names re-registered, same workers; failed: still on its previous generation. */
+  readonly outcome: 'unchanged' | 'names' | 'restarted' | 'added' | 'removed' | 'failed' | 'deferred';
+  /** The site's working generation after the reload (none for a removed site). */
+  readonly generation?: number;
+  readonly error?: string;
+}
+
 export type ReloadOutcome =
-  /** `phases`: durations in ms (validate, start and flip). */
-  | { readonly ok: true; readonly generation: number; readonly phases: Readonly<Record<string, number>> }
+  /** `generation`: the newest working generation; `phases`: durations in ms (validate, start and flip). */
+  | { readonly ok: true; readonly generation: number; readonly phases: Readonly<Record<string, number>>; readonly sites: readonly SiteReloadResult[] }
   | { readonly ok: false; readonly error: string };
 
 export interface MasterOptions {
@@ -43,8 +67,22 @@ export interface MasterCounters {
   workerRestarts: number;
 }
 
+/** A site the master runs: its kernel app, names and what its working generation was started from. */
+interface RunningSite {
+  readonly name: string;
+  readonly app: number;
+  names: readonly string[];
+  /** Taken when its working generation started (site-diff.ts says why not at reload time). */
+  fingerprint: SiteFingerprint;
+}
+
 export class Master {
+  /** Every site's generations, in start order. */
   private readonly generations: Generation[] = [];
+  /** The sites served, in the config's order (the default site first). */
+  private readonly sites = new Map<string, RunningSite>();
+  /** Every site's names as the workers are told them (a reload sets the planned table first). */
+  private namesSpec: SiteNamesSpec;
   private nextGenerationId = 1;
   private reloading: Promise<ReloadOutcome> | undefined;
   private queuedReload: Promise<ReloadOutcome> | undefined;
@@ -64,9 +102,10 @@ export class Master {
     private readonly opts: MasterOptions,
   ) {
     this.orphans = new OrphanSlots(opts.log);
+    this.namesSpec = siteNamesSpec(config);
   }
 
-  /** Loads the config, opens (or adopts) the BPF state and starts the first generation. */
+  /** Loads the config, opens (or adopts) the BPF state and starts every site's first generation. */
   static async start(config: ProxyConfig, opts: MasterOptions): Promise<Master> {
     const tcp = TcpListeners.open(config.listeners, opts.handedOverTcp);
     let manager: GenerationManager;
@@ -80,14 +119,25 @@ export class Master {
     const groups = udpListenerIndexes.map((i) => manager.openGroup({ host: config.listeners[i]!.host, port: config.listeners[i]!.port }));
     const master = new Master(config, manager, groups, udpListenerIndexes, tcp, opts);
     const stale = groups.map((g) => g.generations().map((info) => info.gen));
-    const gen = await master.startGeneration(config);
+    // A site keeps the app a previous master gave it (its names are still in the kernel).
+    const apps = assignApps(config.sites, { registered: groups[0]?.serverNames() ?? new Map() });
+    const [first, ...rest] = config.sites;
+    // The default site first: app 0 takes every connection the kernel cannot steer.
+    const started = [await master.startSite(config, first!.name, apps.get(first!.name)!)];
+    started.push(...(await Promise.all(rest.map((s) => master.startSite(config, s.name, apps.get(s.name)!)))));
+    // Apps no site of ours uses: no name may steer to them any more.
+    for (const g of groups) {
+      for (const app of g.serverNames().keys()) if (![...apps.values()].includes(app)) g.setServerNames(app, []);
+      for (let app = 1; app < MAX_SITES; app++) if (![...apps.values()].includes(app) && g.working(app) !== null) g.clearWorking(app);
+    }
     // Slots left by a previous master that is gone (after an upgrade the previous master still
     // manages its own): its workers may still be draining connections, so they are adopted and
-    // retired once those workers exited, not cut now. Ours is working by now, so none gets new
+    // retired once those workers exited, not cut now. Ours are working by now, so none gets new
     // connections.
     if (!opts.upgrade) {
       groups.forEach((g, i) => {
-        for (const old of stale[i]!) if (old !== gen.groupGens[i]) master.orphans.adopt(g, old);
+        const ours = new Set(started.map((gen) => gen.groupGens[i]));
+        for (const old of stale[i]!) if (!ours.has(old)) master.orphans.adopt(g, old);
       });
     }
     return master;
@@ -97,8 +147,14 @@ export class Master {
     return this.config;
   }
 
-  get working(): Generation | undefined {
-    return this.generations.find((g) => g.state === 'working');
+  /** The working generation of every site, in the config's order. */
+  get workingGenerations(): Generation[] {
+    return [...this.sites.keys()].flatMap((site) => this.workingOf(site) ?? []);
+  }
+
+  /** The sites served and their kernel apps, in the config's order. */
+  get siteApps(): ReadonlyArray<{ readonly site: string; readonly app: number; readonly names: readonly string[] }> {
+    return [...this.sites.values()].map((s) => ({ site: s.name, app: s.app, names: s.names }));
   }
 
   /** The reuseport groups (one per h3 listener), for reading their kernel counters. */
@@ -110,16 +166,22 @@ export class Master {
     return this.generations;
   }
 
+  private workingOf(site: string): Generation | undefined {
+    return this.generations.find((g) => g.site === site && g.state === 'working');
+  }
+
   /**
    * SIGHUP / `udpgrm-proxy reload`: one at a time. A request during a reload queues one more,
    * which reads the file as it is then (so an edit made meanwhile is not lost); every caller
-   * while it waits shares its outcome.
+   * while it waits shares its outcome. `site`: apply only that site's change (`reload --site`),
+   * restarting it even when unchanged; such requests are not merged with a queued full reload.
    */
-  reload(): Promise<ReloadOutcome> {
+  reload(site?: string): Promise<ReloadOutcome> {
     if (!this.reloading) {
-      this.reloading = this.doReload().finally(() => (this.reloading = undefined));
+      this.reloading = this.doReload(site).finally(() => (this.reloading = undefined));
       return this.reloading;
     }
+    if (site !== undefined) return this.reloading.then(() => this.reload(site));
     this.queuedReload ??= this.reloading.then(() => {
       this.queuedReload = undefined;
       return this.reload();
@@ -127,7 +189,7 @@ export class Master {
     return this.queuedReload;
   }
 
-  private async doReload(): Promise<ReloadOutcome> {
+  private async doReload(only: string | undefined): Promise<ReloadOutcome> {
     const { log } = this.opts;
     const t0 = performance.now();
     if (this.stopping) return { ok: false, error: 'stopping' };
@@ -136,43 +198,89 @@ export class Master {
       config = loadConfig(this.opts.configFile);
     } catch (err) {
       const error = err instanceof ConfigError ? formatConfigErrors(err) : (err as Error).message;
-      this.counters.reloadsFailed++;
-      log.error({ error }, 'reload refused: invalid config; still serving the current generation');
-      return { ok: false, error };
+      return this.refuse(error, 'reload refused: invalid config; still serving the current generation');
     }
-    const problem = this.incompatible(config);
-    if (problem) {
-      this.counters.reloadsFailed++;
-      log.error({ error: problem }, 'reload refused');
-      return { ok: false, error: problem };
-    }
-    const draining = this.generations.filter((g) => g.state === 'draining').length;
-    if (draining >= config.process.maxDrainingGenerations) {
-      this.counters.reloadsFailed++;
-      const error = `${draining} generations are still draining (max_draining_generations ${config.process.maxDrainingGenerations}); try again later`;
-      log.error({ error }, 'reload refused');
-      return { ok: false, error };
-    }
-    const validated = performance.now();
-    let gen: Generation;
+    const problem = this.incompatible(config, only);
+    if (problem) return this.refuse(problem, 'reload refused');
+    let apps: Map<string, number>;
     try {
-      gen = await this.startGeneration(config);
+      apps = assignApps(config.sites, { current: new Map([...this.sites.values()].map((s) => [s.name, s.app])), busy: this.appsOfGoneSites(config) });
     } catch (err) {
+      return this.refuse((err as Error).message, 'reload refused');
+    }
+    const fingerprints = new Map([...this.sites.values()].map((s) => [s.name, s.fingerprint]));
+    const changes = diffSites(fingerprints, config);
+    // Without `sites:` every reload starts a new generation, as it always did; `--site` restarts that site.
+    const forced = only ?? (config.sites[0]!.implicit ? config.sites[0]!.name : undefined);
+    const applied = only === undefined ? changes : changes.filter((c) => c.site === only);
+    const deferred = only === undefined ? [] : changes.filter((c) => c.site !== only && c.kind !== 'unchanged');
+    log.info({ changes: formatSiteChanges(changes), ...(only !== undefined && { only, deferred: formatSiteChanges(deferred) }) }, 'reload: site changes');
+    const validated = performance.now();
+
+    // The workers started now are told the names as they will be once the reload is done.
+    this.namesSpec = this.plannedNames(config, applied);
+    const results = await Promise.all(applied.map((change) => this.applyChange(config, change, apps.get(change.site), change.site === forced)));
+    this.namesSpec = this.runningNames(config);
+    for (const gen of this.generations) if (gen.state !== 'gone') gen.sendSiteNames(this.namesSpec);
+    results.push(...deferred.map((c) => ({ site: c.site, outcome: 'deferred' as const, ...this.generationOf(c.site) })));
+
+    this.config = config;
+    const failed = results.filter((r) => r.outcome === 'failed');
+    const phases = { validateMs: round(validated - t0), startAndFlipMs: round(performance.now() - validated) };
+    const summary = results.map((r) => `${r.site}: ${r.outcome}${r.generation !== undefined ? ` (generation ${r.generation})` : ''}`).join('; ');
+    if (failed.length > 0) {
       this.counters.reloadsFailed++;
-      const error = (err as Error).message;
-      log.error({ error }, 'reload aborted: new generation did not start; still serving the current one');
+      const error = `${failed.map((r) => `site ${r.site}: ${r.error}`).join('; ')} (${summary})`;
+      log.error({ error }, 'reload aborted for some sites: they still serve their previous generation');
       return { ok: false, error };
     }
-    this.config = config;
     this.counters.reloadsOk++;
-    const phases = { validateMs: round(validated - t0), startAndFlipMs: round(performance.now() - validated) };
     this.opts.hooks?.reloaded?.(phases);
-    log.info({ generation: gen.id, ...phases }, 'reload complete');
-    return { ok: true, generation: gen.id, phases };
+    const newest = Math.max(0, ...this.workingGenerations.map((g) => g.id));
+    log.info({ generation: newest, sites: summary, ...phases }, 'reload complete');
+    return { ok: true, generation: newest, phases, sites: results };
+  }
+
+  private refuse(error: string, msg: string): ReloadOutcome {
+    this.counters.reloadsFailed++;
+    this.opts.log.error({ error }, msg);
+    return { ok: false, error };
+  }
+
+  private generationOf(site: string): { generation?: number } {
+    const gen = this.workingOf(site);
+    return gen ? { generation: gen.id } : {};
+  }
+
+  /** One site's part of a reload. Never throws: a site that fails keeps its previous generation. */
+  private async applyChange(config: ProxyConfig, change: SiteChange, app: number | undefined, forced: boolean): Promise<SiteReloadResult> {
+    const { site } = change;
+    const running = this.sites.get(site);
+    if (change.kind === 'removed') {
+      await this.removeSite(site);
+      return { site, outcome: 'removed' };
+    }
+    if (change.kind === 'unchanged' && !forced) return { site, outcome: 'unchanged', ...this.generationOf(site) };
+    if (change.kind === 'changed' && !change.restart && !forced && running) {
+      running.names = findSite(config, site).names;
+      running.fingerprint = siteFingerprint(config, site);
+      this.registerNames(running.app, running.names);
+      return { site, outcome: 'names', ...this.generationOf(site) };
+    }
+    const draining = this.generations.filter((g) => g.site === site && g.state === 'draining').length;
+    if (draining >= config.process.maxDrainingGenerations) {
+      return { site, outcome: 'failed', error: `${draining} generations are still draining (max_draining_generations ${config.process.maxDrainingGenerations}); try again later`, ...this.generationOf(site) };
+    }
+    try {
+      const gen = await this.startSite(config, site, app!);
+      return { site, outcome: change.kind === 'added' ? 'added' : 'restarted', generation: gen.id };
+    } catch (err) {
+      return { site, outcome: 'failed', error: (err as Error).message, ...this.generationOf(site) };
+    }
   }
 
   /** What a reload cannot change without a restart (the reuseport groups are fixed per master). */
-  private incompatible(next: ProxyConfig): string | undefined {
+  private incompatible(next: ProxyConfig, only: string | undefined): string | undefined {
     // Sockets, not advertisements: alt_svc may change in a reload.
     const key = (c: ProxyConfig): string =>
       c.listeners.map((l) => `${formatListener(l)} ${l.protocols.join('+')}${l.httpRedirect ? ` redirect ${formatListener(l.httpRedirect)}` : ''}`).join(', ');
@@ -181,19 +289,56 @@ export class Master {
     if (next.quic.cidLength !== this.config.quic.cidLength) return 'quic.cid_length changed: restart to change it';
     const admin = (c: ProxyConfig): string => (c.admin ? formatListener(c.admin.listen) : 'off');
     if (admin(next) !== admin(this.config)) return 'admin.listen changed: a reload keeps the admin listener (restart or upgrade to change it)';
+    const defaultNow = [...this.sites.values()].find((s) => s.app === 0)?.name;
+    const defaultNext = next.sites[0]!.name;
+    if (defaultNow !== undefined && defaultNow !== defaultNext && (this.sites.has(defaultNext) || next.sites.some((s) => s.name === defaultNow))) {
+      // Both sites would swap kernel apps under their live connections.
+      return `the default site changed from ${defaultNow} to ${defaultNext}: an upgrade (udpgrm-proxy upgrade) makes the change; a reload keeps the default site`;
+    }
+    if (only !== undefined && !next.sites.some((s) => s.name === only) && !this.sites.has(only)) {
+      return `no site "${only}" in ${next.file} (sites: ${next.sites.map((s) => s.name).join(', ')})`;
+    }
     return unservedSites(next);
   }
 
-  /** Starts a generation, flips BPF's working generation to it, and drains the previous one. */
-  private async startGeneration(config: ProxyConfig): Promise<Generation> {
+  /** Apps used by generations of sites the new config no longer has: not free until they are gone. */
+  private appsOfGoneSites(next: ProxyConfig): Set<number> {
+    const kept = new Set(next.sites.map((s) => s.name));
+    return new Set(this.generations.filter((g) => g.state !== 'gone' && !kept.has(g.site)).map((g) => g.app));
+  }
+
+  /** The names table once `applied` is done: applied sites with their new names, others as they run. */
+  private plannedNames(config: ProxyConfig, applied: readonly SiteChange[]): SiteNamesSpec {
+    const sites = config.sites.flatMap((s) => {
+      const running = this.sites.get(s.name);
+      const change = applied.some((c) => c.site === s.name);
+      if (change) return [{ name: s.name, names: [...s.names] }];
+      return running ? [{ name: s.name, names: [...running.names] }] : [];
+    });
+    return { sites, defaultSite: config.sites[0]!.name };
+  }
+
+  /** The names table of the sites running now. */
+  private runningNames(config: ProxyConfig): SiteNamesSpec {
+    return { sites: [...this.sites.values()].map((s) => ({ name: s.name, names: [...s.names] })), defaultSite: config.sites[0]!.name };
+  }
+
+  /**
+   * Starts a generation of `site` in `app`, makes it the app's working generation in every group
+   * once all its workers are ready, registers the site's names, and drains the site's previous one.
+   */
+  private async startSite(config: ProxyConfig, site: string, app: number): Promise<Generation> {
     const { log } = this.opts;
+    const siteConfig = findSite(config, site);
+    // Before the workers read the files: a file changed meanwhile makes the next reload restart.
+    const fingerprint = siteFingerprint(config, site);
     const gen = new Generation({
       id: this.nextGenerationId++,
       config,
-      site: config.sites[0]!.name,
-      app: 0,
-      workers: config.workers,
-      siteNames: () => siteNamesSpec(config),
+      site,
+      app,
+      workers: siteConfig.workers,
+      siteNames: () => this.namesSpec,
       groups: this.groups,
       udpListenerIndexes: this.udpListenerIndexes,
       tcp: this.tcp.sockets,
@@ -210,34 +355,61 @@ export class Master {
       this.generations.splice(this.generations.indexOf(gen), 1);
       throw err;
     }
-    const previous = this.working;
-    this.groups.forEach((g, i) => g.setWorking(0, gen.groupGens[i]!));
+    const previous = this.workingOf(site);
+    this.groups.forEach((g, i) => g.setWorking(app, gen.groupGens[i]!));
     gen.state = 'working';
-    log.info({ generation: gen.id, workers: config.workers, startMs: round(performance.now() - t0) }, 'generation working');
+    this.sites.set(site, { name: site, app, names: siteConfig.names, fingerprint });
+    this.registerNames(app, siteConfig.names);
+    log.info({ generation: gen.id, site, app, workers: siteConfig.workers, startMs: round(performance.now() - t0) }, 'generation working');
     if (previous) void this.drainGeneration(previous);
     return gen;
   }
 
+  /**
+   * A site gone from the config: its names first (new connections for them fall to the default
+   * site), then its app stops having a working generation, then its generations drain.
+   */
+  private async removeSite(site: string): Promise<void> {
+    const running = this.sites.get(site);
+    if (!running) return;
+    this.sites.delete(site);
+    for (const g of this.groups) {
+      g.setServerNames(running.app, []);
+      g.clearWorking(running.app);
+    }
+    const gens = this.generations.filter((g) => g.site === site && g.state === 'working');
+    for (const gen of gens) void this.drainGeneration(gen);
+    this.opts.log.info({ site, app: running.app }, 'site removed: its generations drain');
+  }
+
+  /**
+   * The kernel steers new connections whose SNI is one of `names` to `app`. The default site's
+   * (app 0) are registered too, though unmatched names go to app 0 anyway: so `sni_match` counts them.
+   */
+  private registerNames(app: number, names: readonly string[]): void {
+    for (const g of this.groups) g.setServerNames(app, names);
+  }
+
   private async drainGeneration(gen: Generation): Promise<void> {
     const { log } = this.opts;
-    log.info({ generation: gen.id, timeoutMs: gen.config.drainTimeoutMs }, 'generation draining');
+    log.info({ generation: gen.id, site: gen.site, timeoutMs: gen.config.drainTimeoutMs }, 'generation draining');
     const { timedOut, durationMs } = await gen.drain(gen.config.drainTimeoutMs);
     this.generations.splice(this.generations.indexOf(gen), 1);
     this.opts.hooks?.drained?.(durationMs, timedOut);
-    log.info({ generation: gen.id, durationMs, timedOut }, 'generation drained and retired');
+    log.info({ generation: gen.id, site: gen.site, durationMs, timedOut }, 'generation drained and retired');
   }
 
   private onWorkerExit(gen: Generation, w: WorkerProcess, code: number | null, signal: string | null): void {
     if (gen.state !== 'working' || this.stopping) return;
     this.counters.workerRestarts++;
     w.restarts++;
-    this.opts.log.error({ generation: gen.id, worker: w.index, code, signal, restarts: w.restarts }, 'worker died; restarting it on the same sockets');
+    this.opts.log.error({ generation: gen.id, site: gen.site, worker: w.index, code, signal, restarts: w.restarts }, 'worker died; restarting it on the same sockets');
     // Same generation, same index, same sockets: CIDs it issued keep routing to its socket
-    // (the new process answers their packets with stateless resets).
+    // (the new process answers their packets with stateless resets). Other sites are not touched.
     const delay = Math.min(5000, 100 * 2 ** Math.min(w.restarts - 1, 6));
     setTimeout(() => {
       if (gen.state !== 'working' || this.stopping) return;
-      gen.spawn(w).catch((err: Error) => this.opts.log.error({ generation: gen.id, worker: w.index, err: err.message }, 'worker restart failed'));
+      gen.spawn(w).catch((err: Error) => this.opts.log.error({ generation: gen.id, site: gen.site, worker: w.index, err: err.message }, 'worker restart failed'));
     }, delay).unref();
   }
 
@@ -260,7 +432,6 @@ export class Master {
     this.tcp.close();
   }
 }
-
 
 function round(ms: number): number {
   return Math.round(ms * 10) / 10;

@@ -1,0 +1,241 @@
+/**
+ * Sites (issue 9): two sites on one HTTP/3 listener, each its own generations in its own kernel
+ * app. New connections are steered by SNI in the kernel (counted per app); a reload restarts only
+ * the site that changed, and the other site's generation, workers and live connections are not
+ * touched (no GOAWAY: Chromium keeps using the same QUIC connection); `reload --site` restarts one
+ * site; a site whose workers are killed does not disturb the other.
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchH3Chromium, type H3Browser } from '../helpers/chromium.js';
+import { waitUntil } from '../helpers/deadline.js';
+import { gtlsclient } from '../helpers/gtlsclient.js';
+import { enterPrivateNetns, uniquePinDir } from '../helpers/netns.js';
+import { freeUdpPort, runCli, startProxy, type RunningProxy } from '../helpers/proxy.js';
+
+enterPrivateNetns();
+
+function sitesConfig(port: number, pinDir: string, versions: { a: number; b: number }): string {
+  return `
+listeners: [{ address: "127.0.0.1:${port}", protocols: [h3] }]
+tls: { state_dir: state }
+workers: 1
+sites:
+  a:
+    default: true
+    names: [a.test]
+    routes:
+      - respond: { status: 200, headers: { x-site: a, x-version: "${versions.a}" }, body: "site a v${versions.a}\\n" }
+  b:
+    names: ["*.b.test"]
+    workers: 2
+    routes:
+      - respond: { status: 200, headers: { x-site: b, x-version: "${versions.b}" }, body: "site b v${versions.b}\\n" }
+logging: { level: info }
+process: { pin_dir: "${pinDir}" }
+`;
+}
+
+interface GenerationJson {
+  id: number;
+  site?: string;
+  state: string;
+  workers: Array<{ pid?: number }>;
+}
+
+async function status(proxy: RunningProxy): Promise<{ sites: Array<{ site: string; app: number; names: string[] }>; generations: GenerationJson[] }> {
+  const r = await runCli('list', '--config', proxy.configFile, '--json');
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as { sites: Array<{ site: string; app: number; names: string[] }>; generations: GenerationJson[] };
+}
+
+function working(st: { generations: GenerationJson[] }, site: string): GenerationJson {
+  const gen = st.generations.find((g) => g.site === site && g.state === 'working');
+  if (!gen) throw new Error(`no working generation for site ${site}: ${JSON.stringify(st.generations)}`);
+  return gen;
+}
+
+function siteOf(output: string): string | undefined {
+  return /^http: stream \S+ \[x-site: (\w+)\]$/m.exec(output)?.[1] ?? /\[x-site: (\w+)\]/.exec(output)?.[1];
+}
+
+/** A page on `origin` fetching / every 50 ms; records statuses, versions and the QUIC connection of each response. */
+async function startFetchLoop(browser: H3Browser, origin: string): Promise<{ page: Page; connections: Set<string>; protocols: Set<string> }> {
+  const page = await browser.browser.newPage();
+  const connections = new Set<string>();
+  const protocols = new Set<string>();
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  cdp.on('Network.responseReceived', (ev: { response: { connectionId?: number; protocol?: string } }) => {
+    connections.add(String(ev.response.connectionId));
+    protocols.add(ev.response.protocol ?? '');
+  });
+  await page.goto(`${origin}/`);
+  await page.evaluate(() => {
+    const w = window as unknown as { tally: { ok: number; failed: string[]; versions: string[] }; stop: boolean };
+    w.tally = { ok: 0, failed: [], versions: [] };
+    w.stop = false;
+    void (async () => {
+      while (!w.stop) {
+        try {
+          const r = await fetch('/', { cache: 'no-store' });
+          await r.text();
+          if (r.status === 200) w.tally.ok++;
+          else w.tally.failed.push(`status ${r.status}`);
+          w.tally.versions.push(`${r.headers.get('x-site')}${r.headers.get('x-version')}`);
+        } catch (err) {
+          w.tally.failed.push(String(err));
+        }
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    })();
+  });
+  return { page, connections, protocols };
+}
+
+type Tally = { ok: number; failed: string[]; versions: string[] };
+function tally(page: Page, stop = false): Promise<Tally> {
+  return page.evaluate((s) => {
+    const w = window as unknown as { tally: Tally; stop: boolean };
+    if (s) w.stop = true;
+    return w.tally;
+  }, stop);
+}
+
+describe('sites: per-site generations steered by SNI in the kernel', () => {
+  let proxy: RunningProxy;
+  let port: number;
+  let pinDir: string;
+  let browser: H3Browser;
+  const versions = { a: 1, b: 1 };
+
+  const reconfigure = (): void => writeFileSync(proxy.configFile, sitesConfig(port, pinDir, versions));
+
+  beforeAll(async () => {
+    port = await freeUdpPort();
+    pinDir = uniquePinDir('sites');
+    proxy = await startProxy(sitesConfig(port, pinDir, versions));
+    browser = await launchH3Chromium(
+      [
+        { host: 'a.test', port },
+        { host: 'x.b.test', port },
+      ],
+      path.join(proxy.dir, 'state/self-signed.crt'),
+      { resolve: ['a.test', 'x.b.test'] },
+    );
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await proxy?.stop();
+    await runCli('grm', 'cleanup', '--pin-dir', pinDir);
+  });
+
+  it('steers each new connection to its site by SNI in the kernel, counted per app', async () => {
+    const a = await gtlsclient('127.0.0.1', port, [`https://a.test:${port}/`], { sni: 'a.test' });
+    const b = await gtlsclient('127.0.0.1', port, [`https://x.b.test:${port}/`], { sni: 'x.b.test' });
+    const unmatched = await gtlsclient('127.0.0.1', port, [`https://other.test:${port}/`], { sni: 'other.test' });
+    expect([siteOf(a.output), siteOf(b.output), siteOf(unmatched.output)]).toEqual(['a', 'b', 'a']);
+
+    const st = await status(proxy);
+    expect(st.sites).toEqual([
+      { site: 'a', app: 0, names: ['a.test'] },
+      { site: 'b', app: 1, names: ['*.b.test'] },
+    ]);
+    expect(working(st, 'a').workers).toHaveLength(1);
+    expect(working(st, 'b').workers).toHaveLength(2);
+
+    // The kernel's own counters: the names it matched, per app.
+    const kernel = await runCli('list', '--pin-dir', pinDir, '-v');
+    expect(kernel.code, kernel.stderr).toBe(0);
+    expect(kernel.stdout).toMatch(/app 0 {2}working gen \d+ {2}names a\.test/);
+    expect(kernel.stdout).toMatch(/app 1 {2}working gen \d+ {2}names \*\.b\.test/);
+    const matched = (app: number): number => Number(new RegExp(`sni_match\\{app=${app}\\} (\\d+)`).exec(kernel.stdout)?.[1] ?? 0);
+    expect(matched(0)).toBeGreaterThanOrEqual(1);
+    expect(matched(1)).toBeGreaterThanOrEqual(1);
+
+    const list = await runCli('list', '--config', proxy.configFile);
+    expect(list.stdout).toMatch(/^site a {2}app 0 {2}names a\.test$/m);
+    expect(list.stdout).toMatch(/^site b {2}app 1 {2}names \*\.b\.test$/m);
+  });
+
+  it('a reload that changes only site b leaves site a its generation, workers and QUIC connection', async () => {
+    const before = await status(proxy);
+    const aLoop = await startFetchLoop(browser, `https://a.test:${port}`);
+    const bLoop = await startFetchLoop(browser, `https://x.b.test:${port}`);
+    await waitUntil('both fetch loops answered', async () => (await tally(aLoop.page)).ok >= 5 && (await tally(bLoop.page)).ok >= 5, { timeoutMs: 20_000 });
+
+    versions.b = 2;
+    reconfigure();
+    const reload = await runCli('reload', '--config', proxy.configFile);
+    expect(reload.code, reload.stderr).toBe(0);
+    expect(reload.stdout).toMatch(/^ {2}a: unchanged \(generation \d+\)$/m);
+    expect(reload.stdout).toMatch(/^ {2}b: restarted \(generation \d+\)$/m);
+    const logged = await proxy.waitForLog((l) => l.msg === 'reload: site changes');
+    expect(logged.changes).toBe('a: unchanged; b: changed (routes changed)');
+
+    await waitUntil('site b answers with its new config', async () => (await tally(bLoop.page)).versions.at(-1) === 'b2', { timeoutMs: 20_000 });
+    const aServedAfter = (await tally(aLoop.page)).ok + 20;
+    await waitUntil('20 more answers from site a', async () => (await tally(aLoop.page)).ok >= aServedAfter, { timeoutMs: 20_000 });
+    const a = await tally(aLoop.page, true);
+    const b = await tally(bLoop.page, true);
+    expect(a.failed).toEqual([]);
+    expect(b.failed).toEqual([]);
+    expect(new Set(a.versions)).toEqual(new Set(['a1']));
+    // Site a's browser connection was never told to go away: every response came on one connection.
+    expect(aLoop.protocols).toEqual(new Set(['h3']));
+    expect(aLoop.connections.size).toBe(1);
+
+    const after = await status(proxy);
+    expect(working(after, 'a')).toMatchObject({ id: working(before, 'a').id, workers: working(before, 'a').workers.map((w) => ({ pid: w.pid })) });
+    expect(working(after, 'b').id).toBeGreaterThan(working(before, 'b').id);
+    expect(proxy.logs.some((l) => l.msg === 'generation draining' && l.generation === working(before, 'a').id)).toBe(false);
+    await aLoop.page.close();
+    await bLoop.page.close();
+  }, 90_000);
+
+  it('an unchanged reload restarts nothing; reload --site a restarts only a', async () => {
+    const before = await status(proxy);
+    const unchanged = await runCli('reload', '--config', proxy.configFile);
+    expect(unchanged.code, unchanged.stderr).toBe(0);
+    expect(unchanged.stdout).toMatch(/a: unchanged/);
+    expect(unchanged.stdout).toMatch(/b: unchanged/);
+
+    const onlyA = await runCli('reload', '--config', proxy.configFile, '--site', 'a');
+    expect(onlyA.code, onlyA.stderr).toBe(0);
+    const after = await status(proxy);
+    expect(working(after, 'a').id).toBeGreaterThan(working(before, 'a').id);
+    expect(working(after, 'b').id).toBe(working(before, 'b').id);
+
+    const unknown = await runCli('reload', '--config', proxy.configFile, '--site', 'nope');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/no site "nope" in .*proxy\.yaml \(sites: a, b\)/);
+  }, 60_000);
+
+  it("killing site b's workers does not disturb site a; b's workers are restarted", async () => {
+    const before = await status(proxy);
+    const bPids = working(before, 'b').workers.map((w) => w.pid!);
+    const aLoop = await startFetchLoop(browser, `https://a.test:${port}`);
+    await waitUntil('site a answers', async () => (await tally(aLoop.page)).ok >= 5, { timeoutMs: 20_000 });
+    for (const pid of bPids) process.kill(pid, 'SIGKILL');
+    await waitUntil(
+      "site b's workers restarted",
+      async () => {
+        const pids = working(await status(proxy), 'b').workers.map((w) => w.pid);
+        return pids.every((p) => p !== undefined && !bPids.includes(p));
+      },
+      { timeoutMs: 20_000, intervalMs: 200 },
+    );
+    const b = await gtlsclient('127.0.0.1', port, [`https://x.b.test:${port}/`], { sni: 'x.b.test' });
+    expect(siteOf(b.output)).toBe('b');
+    const servedAfter = (await tally(aLoop.page)).ok + 10;
+    await waitUntil('10 more answers from site a', async () => (await tally(aLoop.page)).ok >= servedAfter, { timeoutMs: 20_000 });
+    const a = await tally(aLoop.page, true);
+    expect(a.failed).toEqual([]);
+    expect(aLoop.connections.size).toBe(1);
+    expect(working(await status(proxy), 'a').workers.map((w) => w.pid)).toEqual(working(before, 'a').workers.map((w) => w.pid));
+    await aLoop.page.close();
+  }, 60_000);
+});
