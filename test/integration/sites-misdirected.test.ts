@@ -4,8 +4,9 @@
  *
  * - The real proxy (master, one generation per site, the kernel steering by SNI): a QUIC attempt
  *   whose server_name is only in its second datagram (the project's Initial builder, through
- *   split-hello-relay.ts) lands on site a, completes its handshake, and its request for x.b.test
- *   is answered 421; a fresh connection, SNI in its first datagram, reaches site b. gtlsclient
+ *   split-hello-relay.ts) is counted by the kernel as having no SNI, lands on site a, completes
+ *   its handshake, and its request for x.b.test is answered 421 with a GOAWAY; a fresh
+ *   connection, SNI in its first datagram, reaches site b. gtlsclient
  *   with SNI a.test asking for x.b.test gets 421 too. With one site (no `sites:`) nothing is
  *   sent away, split first flight or not.
  * - TCP, in process (no kernel steering on TCP): a worker of one site answers 421 over HTTP/1.1
@@ -20,9 +21,9 @@ import { freeTcpPort, scrape } from '../helpers/admin-client.js';
 import { makeCert } from '../helpers/certs.js';
 import { gtlsclient } from '../helpers/gtlsclient.js';
 import { H3Client, type H3Response } from '../helpers/h3-client.js';
-import { enterPrivateNetns } from '../helpers/netns.js';
+import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
 import { sum } from '../helpers/prometheus.js';
-import { freeUdpPort, makeTempDir, startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { freeUdpPort, makeTempDir, runCli, startProxy, type RunningProxy } from '../helpers/proxy.js';
 import { startSplitHelloRelay } from '../helpers/split-hello-relay.js';
 import { run, useTcpEdge } from '../helpers/tcp-edge.js';
 
@@ -37,7 +38,15 @@ describe('two sites on one address: the real proxy', { timeout: 60_000 }, () => 
   let port: number;
   let adminPort: number;
   let dir: string;
+  const pinDir = uniquePinDir('misdirected');
   const clients: H3Client[] = [];
+
+  /** The kernel's count of new connections whose first datagram had no readable SNI. */
+  async function kernelSniNone(): Promise<number> {
+    const r = await runCli('list', '--pin-dir', pinDir, '-v');
+    expect(r.code, r.stderr).toBe(0);
+    return Number(/^\s*sni_none (\d+)$/m.exec(r.stdout)?.[1]);
+  }
 
   beforeAll(async () => {
     // The certificates go next to the config file, which the proxy reads them relative to.
@@ -48,7 +57,9 @@ describe('two sites on one address: the real proxy', { timeout: 60_000 }, () => 
     adminPort = await freeTcpPort();
     proxy = await startProxy(
       `
-listeners: ["127.0.0.1:${port}"]
+# HTTP/3 only: TCP connections are not handed to their site's workers yet (the master refuses
+# more than one site on a TCP listener).
+listeners: [{ address: "127.0.0.1:${port}", protocols: [h3] }]
 workers: 1
 tls: { state_dir: state }
 # No Retry: the split first flight must be the attempt the kernel steers.
@@ -65,6 +76,7 @@ sites:
     routes: [{ respond: { status: 200, headers: { x-site: b }, body: "site b\\n" } }]
 admin: { listen: "127.0.0.1:${adminPort}" }
 logging: { level: info, access_log: true }
+process: { pin_dir: "${pinDir}" }
 `,
       { dir },
     );
@@ -73,6 +85,7 @@ logging: { level: info, access_log: true }
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.close()));
     await proxy?.stop();
+    removePinDir(pinDir);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -92,7 +105,10 @@ logging: { level: info, access_log: true }
   it('a ClientHello with its server_name in the second datagram lands on site a, whose 421 sends the client to a new connection that reaches site b', async () => {
     const relay = await startSplitHelloRelay({ host: '127.0.0.1', port });
     try {
+      const sniNoneBefore = await kernelSniNone();
       const split = await connect({ port: relay.port, sni: 'x.b.test' });
+      // The kernel found no SNI in the attempt's first datagram: the default site got it.
+      expect((await kernelSniNone()) - sniNoneBefore).toBe(1);
       // The proxy's own reader agrees: the first datagram alone holds no server_name, both do.
       const [first, second] = await relay.split;
       const reader = new ClientHelloAssembler();
