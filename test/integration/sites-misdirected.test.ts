@@ -6,7 +6,8 @@
  *   whose server_name is only in its second datagram (the project's Initial builder, through
  *   split-hello-relay.ts) is counted by the kernel as having no SNI, lands on site a, completes
  *   its handshake, and its request for x.b.test is answered 421 with a GOAWAY; a fresh
- *   connection, SNI in its first datagram, reaches site b. gtlsclient
+ *   connection, SNI in its first datagram, reaches site b. Chromium (forced onto QUIC) does that
+ *   retry by itself and ends on site b. gtlsclient
  *   with SNI a.test asking for x.b.test gets 421 too. With one site (no `sites:`) nothing is
  *   sent away, split first flight or not.
  * - TCP, in process (no kernel steering on TCP): a worker of one site answers 421 over HTTP/1.1
@@ -15,10 +16,12 @@
 import { X509Certificate } from 'node:crypto';
 import http2 from 'node:http2';
 import { rmSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClientHelloAssembler } from '../../src/proxy/quic/initial/index.js';
 import { freeTcpPort, scrape } from '../helpers/admin-client.js';
 import { makeCert } from '../helpers/certs.js';
+import { launchH3Chromium } from '../helpers/chromium.js';
 import { gtlsclient } from '../helpers/gtlsclient.js';
 import { H3Client, type H3Response } from '../helpers/h3-client.js';
 import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
@@ -146,6 +149,24 @@ process: { pin_dir: "${pinDir}" }
     const families = await scrape(adminPort);
     expect(sum(families, 'udpgrm_proxy_misdirected_total', { site: 'a', protocol: 'h3' })).toBe(2);
     expect(sum(families, 'udpgrm_proxy_misdirected_total', { site: 'b' })).toBe(0);
+  });
+
+  it('Chromium (forced QUIC): a split first flight is answered 421 on site a, and Chromium\'s retry on a new connection reaches site b', async () => {
+    const relay = await startSplitHelloRelay({ host: '127.0.0.1', port });
+    const browser = await launchH3Chromium({ host: 'x.b.test', port: relay.port }, path.join(dir, 'b.crt'), { resolve: ['x.b.test'] });
+    try {
+      const { page, protocols } = await browser.newPage();
+      const res = await page.goto(`https://x.b.test:${relay.port}/`);
+      await relay.split;
+      expect([res?.status(), await res?.headerValue('x-site'), await res?.text()]).toEqual([200, 'b', 'site b\n']);
+      expect(protocols.get(`https://x.b.test:${relay.port}/`)).toBe('h3');
+      // Two connections: the split one (answered 421 by site a), then the retry.
+      expect(relay.clients).toBe(2);
+      await proxy.waitForLog((l) => l['log'] === 'access' && l['status'] === 421 && l['site'] === 'a' && l['authority'] === `x.b.test:${relay.port}`);
+    } finally {
+      await browser.close();
+      await relay.close();
+    }
   });
 });
 
