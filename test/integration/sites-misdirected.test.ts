@@ -15,7 +15,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import http2 from 'node:http2';
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClientHelloAssembler } from '../../src/proxy/quic/initial/index.js';
@@ -58,8 +58,12 @@ describe('two sites on one address: the real proxy', { timeout: 60_000 }, () => 
     makeCert(dir, 'b', '*.b.test');
     port = await freeUdpPort();
     adminPort = await freeTcpPort();
-    proxy = await startProxy(
-      `
+    proxy = await startProxy(config(['"*.b.test"']), { dir });
+  });
+
+  /** The file, with `bNames` as site b's names. */
+  function config(bNames: readonly string[]): string {
+    return `
 # HTTP/3 only: TCP connections are not handed to their site's workers yet (the master refuses
 # more than one site on a TCP listener).
 listeners: [{ address: "127.0.0.1:${port}", protocols: [h3] }]
@@ -74,16 +78,14 @@ sites:
     certificates: [{ names: [a.test], cert: a.crt, key: a.key }]
     routes: [{ respond: { status: 200, headers: { x-site: a }, body: "site a\\n" } }]
   b:
-    names: ["*.b.test"]
+    names: [${bNames.join(', ')}]
     certificates: [{ names: ["*.b.test"], cert: b.crt, key: b.key }]
     routes: [{ respond: { status: 200, headers: { x-site: b }, body: "site b\\n" } }]
 admin: { listen: "127.0.0.1:${adminPort}" }
 logging: { level: info, access_log: true }
 process: { pin_dir: "${pinDir}" }
-`,
-      { dir },
-    );
-  });
+`;
+  }
 
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.close()));
@@ -167,6 +169,28 @@ process: { pin_dir: "${pinDir}" }
       await browser.close();
       await relay.close();
     }
+  });
+
+  it('a reload that gives site b another name has site a\'s running workers send that name away', async () => {
+    const asA = (): ReturnType<typeof gtlsclient> => gtlsclient('127.0.0.1', port, [`https://c.test:${port}/`], { sni: 'a.test' });
+    // Site a's working generation: its id and worker pids.
+    const siteA = async (): Promise<string> => {
+      const r = await runCli('list', '--config', proxy.configFile, '--json');
+      expect(r.code, r.stderr).toBe(0);
+      const { generations } = JSON.parse(r.stdout) as { generations: Array<{ id: number; site?: string; state: string; workers: Array<{ pid?: number }> }> };
+      const gen = generations.find((g) => g.site === 'a' && g.state === 'working');
+      return JSON.stringify([gen?.id, gen?.workers.map((w) => w.pid)]);
+    };
+    // Nobody names c.test: the default site's.
+    expect((await asA()).statuses).toEqual([200]);
+    const before = await siteA();
+    writeFileSync(proxy.configFile, config(['"*.b.test"', 'c.test']));
+    const reload = await runCli('reload', '--config', proxy.configFile);
+    expect(reload.code, reload.stderr).toBe(0);
+    const after = await asA();
+    expect(after.statuses, after.output).toEqual([421]);
+    // The same workers: they were told the new names, not restarted.
+    expect(await siteA()).toBe(before);
   });
 });
 
