@@ -6,8 +6,9 @@
  *   whose server_name is only in its second datagram (the project's Initial builder, through
  *   split-hello-relay.ts) is counted by the kernel as having no SNI, lands on site a, completes
  *   its handshake, and its request for x.b.test is answered 421 with a GOAWAY; a fresh
- *   connection, SNI in its first datagram, reaches site b. Chromium (forced onto QUIC) does that
- *   retry by itself and ends on site b. gtlsclient
+ *   connection, SNI in its first datagram, reaches site b. Chromium (forced onto QUIC) makes that
+ *   retry by itself: it ends on site b unless its own retry's ClientHello was split too (its
+ *   post-quantum ClientHello spans two datagrams; it retries a 421 once). gtlsclient
  *   with SNI a.test asking for x.b.test gets 421 too. With one site (no `sites:`) nothing is
  *   sent away, split first flight or not.
  * - TCP, in process (no kernel steering on TCP): a worker of one site answers 421 over HTTP/1.1
@@ -153,18 +154,24 @@ process: { pin_dir: "${pinDir}" }
     expect(sum(families, 'udpgrm_proxy_misdirected_total', { site: 'b' })).toBe(0);
   });
 
-  it('Chromium (forced QUIC): a split first flight is answered 421 on site a, and Chromium\'s retry on a new connection reaches site b', async () => {
+  it('Chromium (forced QUIC): a split first flight is answered 421 on site a, and Chromium retries on a new connection', async () => {
     const relay = await startSplitHelloRelay({ host: '127.0.0.1', port });
     const browser = await launchH3Chromium({ host: 'x.b.test', port: relay.port }, path.join(dir, 'b.crt'), { resolve: ['x.b.test'] });
     try {
       const { page, protocols } = await browser.newPage();
+      const sniNoneBefore = await kernelSniNone();
       const res = await page.goto(`https://x.b.test:${relay.port}/`);
       await relay.split;
-      expect([res?.status(), await res?.headerValue('x-site'), await res?.text()]).toEqual([200, 'b', 'site b\n']);
-      expect(protocols.get(`https://x.b.test:${relay.port}/`)).toBe('h3');
-      // Two connections: the split one (answered 421 by site a), then the retry.
-      expect(relay.clients).toBe(2);
       await proxy.waitForLog((l) => l['log'] === 'access' && l['status'] === 421 && l['site'] === 'a' && l['authority'] === `x.b.test:${relay.port}`);
+      // The retry is a new connection (the relay splits only the first one)...
+      expect(relay.clients).toBeGreaterThanOrEqual(2);
+      expect(protocols.get(`https://x.b.test:${relay.port}/`)).toBe('h3');
+      // ...but Chromium's own post-quantum ClientHello spans two datagrams in an order of its
+      // choosing, so the kernel may miss the retry's SNI too, and Chromium retries a 421 once.
+      const retriesUnread = (await kernelSniNone()) - sniNoneBefore - 1;
+      const outcome = [res?.status(), await res?.headerValue('x-site'), await res?.text()];
+      if (retriesUnread === 0) expect(outcome).toEqual([200, 'b', 'site b\n']);
+      else expect(outcome).toEqual([421, null, MISDIRECTED_BODY]);
     } finally {
       await browser.close();
       await relay.close();
