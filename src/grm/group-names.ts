@@ -46,7 +46,8 @@ export class GroupNames {
   }
 }
 
-const NAME_RE = /^(\*\.)?([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
+// '_' as the config's names allow it (RFC 6066 host names; seen in the wild, and quic_sni.h reads it).
+const NAME_RE = /^(\*\.)?([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$/;
 
 function nameKey(group: number, raw: string): Buffer {
   const name = raw.toLowerCase().replace(/\.$/, '');

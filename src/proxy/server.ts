@@ -59,6 +59,8 @@ export interface TcpServerSocket {
 export interface WorkerSite {
   readonly name: string;
   names: SiteNames;
+  /** Per site, per UDP socket (index), issuers routing to its working generation's workers. */
+  steering: ReadonlyMap<string, ReadonlyArray<readonly CidIssuer[]>>;
 }
 
 export class ProxyServer {
@@ -114,8 +116,9 @@ export class ProxyServer {
       metrics: this.requestMetrics,
       site: this.site,
     });
-    for (const s of sockets) {
+    for (const [index, s] of sockets.entries()) {
       const socket = await openDgramSocket(s.fd, s.family);
+      const siteOf = this.siteSteering(index);
       const endpoint = new QuicEndpoint({
         socket,
         fd: s.fd,
@@ -129,6 +132,7 @@ export class ProxyServer {
         admission,
         log,
         ...(replayGuard ? { replayGuard } : {}),
+        ...(siteOf ? { siteOf } : {}),
         createApplication: (conn) => {
           const session = new H3Session(conn, {
             handler,
@@ -139,7 +143,9 @@ export class ProxyServer {
             onClosed: (sess) => {
               this.sessions.delete(sess);
               const st = conn.stats();
-              log.debug({ conn: conn.id, peer: conn.peer, requests: sess.requestsServed, sent: st.sent, recv: st.recv, lost: st.lost, durationMs: Date.now() - conn.openedAt }, 'connection closed');
+              // Who closed it and why: an idle timeout, the peer's CONNECTION_CLOSE, or ours.
+              const why = conn.quic.isTimedOut() ? 'idle timeout' : closeReason('peer', conn.quic.peerError()) ?? closeReason('local', conn.quic.localError());
+              log.debug({ conn: conn.id, peer: conn.peer, requests: sess.requestsServed, sent: st.sent, recv: st.recv, lost: st.lost, durationMs: Date.now() - conn.openedAt, closedBy: why }, 'connection closed');
             },
           });
           this.sessions.add(session);
@@ -153,6 +159,21 @@ export class ProxyServer {
       log.info({ listen: formatListener(s), protocol: 'h3' }, 'listening');
     }
     await this.listenTcp(tcpSockets, handler, ticketKey);
+  }
+
+  /**
+   * On the default site's workers when there are several sites: the issuer of another site's
+   * worker for an SNI that site names (the kernel could not read it from the first datagram).
+   */
+  private siteSteering(socketIndex: number): ((sni: string | undefined) => CidIssuer | undefined) | undefined {
+    const { site } = this;
+    if (site.names.single || site.names.spec.defaultSite !== site.name) return undefined;
+    return (sni) => {
+      const target = sni === undefined ? undefined : site.names.named(sni);
+      if (target === undefined || target === site.name) return undefined;
+      const issuers = site.steering.get(target)?.[socketIndex];
+      return issuers && issuers.length > 0 ? issuers[Math.floor(Math.random() * issuers.length)] : undefined;
+    };
   }
 
   private async listenTcp(tcpSockets: readonly TcpServerSocket[], handler: ProxyHandler, ticketKey: Buffer): Promise<void> {
@@ -282,4 +303,10 @@ export class ProxyServer {
     this.tcp.destroyAll();
     await this.upstreams?.destroy();
   }
+}
+
+function closeReason(by: 'peer' | 'local', err: { isApp: boolean; errorCode: number; reason: Uint8Array } | null): string | undefined {
+  if (!err) return undefined;
+  const reason = Buffer.from(err.reason).toString('latin1');
+  return `${by} ${err.isApp ? 'application' : 'transport'} error 0x${err.errorCode.toString(16)}${reason ? ` (${reason})` : ''}`;
 }

@@ -106,7 +106,7 @@ logging: { level: info, access_log: true }
       { fd: fds.tls, listener, role: 'tls' },
       { fd: fds.redirect, listener, role: 'redirect' },
     ];
-    return ProxyServer.start(config, [], tcpSockets, log, { name: site, names: new SiteNames(siteNamesSpec(file)) });
+    return ProxyServer.start(config, [], tcpSockets, log, { name: site, names: new SiteNames(siteNamesSpec(file)), steering: new Map() });
   };
   const copies = (): { tls: number; redirect: number } => ({ tls: dupFd(tlsFd), redirect: dupFd(redirectFd) });
   const server = await start(opts.keepSockets ? copies() : { tls: tlsFd, redirect: redirectFd });

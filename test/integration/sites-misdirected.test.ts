@@ -2,15 +2,15 @@
  * Sites and the 421 answer (RFC 9110 §15.5.20) with real clients. Two sites on one address:
  * `a` (a.test, the default) and `b` (*.b.test), each answering with its own `x-site` header.
  *
- * - The real proxy (master, one generation per site, the kernel steering by SNI): a QUIC attempt
+ * - The real proxy (master, one generation per site, the kernel steering by SNI). A QUIC attempt
  *   whose server_name is only in its second datagram (the project's Initial builder, through
- *   split-hello-relay.ts) is counted by the kernel as having no SNI, lands on site a, completes
- *   its handshake, and its request for x.b.test is answered 421 with a GOAWAY; a fresh
- *   connection, SNI in its first datagram, reaches site b. Chromium (forced onto QUIC) makes that
- *   retry by itself: it ends on site b unless its own retry's ClientHello was split too (its
- *   post-quantum ClientHello spans two datagrams; it retries a 421 once). gtlsclient
- *   with SNI a.test asking for x.b.test gets 421 too. With one site (no `sites:`) nothing is
- *   sent away, split first flight or not.
+ *   split-hello-relay.ts) is counted by the kernel as having no SNI and lands on site a, whose
+ *   worker sends it to site b with a Retry: the client (quiche, Chromium forced onto QUIC) ends on
+ *   site b with no 421. When the attempt already took a Retry (quic.retry: always; or `auto`
+ *   under load) it cannot be moved: site a completes the handshake, answers x.b.test 421 with a
+ *   GOAWAY, and a new connection reaches site b. gtlsclient with SNI a.test asking for x.b.test
+ *   gets 421; a reload that only adds a name to b has a's running workers send it away. With one
+ *   site (no `sites:`) nothing is sent away.
  * - TCP, in process (no kernel steering on TCP): a worker of one site answers 421 over HTTP/1.1
  *   (curl) and over an HTTP/2 connection reused for another site's host (node:http2, coalescing).
  */
@@ -37,41 +37,41 @@ const MISDIRECTED_BODY = 'misdirected request: this connection does not serve th
 
 const header = (r: H3Response, name: string): string | undefined => r.headers.find(([n]) => n === name)?.[1];
 
-describe('two sites on one address: the real proxy', { timeout: 60_000 }, () => {
-  let proxy: RunningProxy;
-  let port: number;
-  let adminPort: number;
-  let dir: string;
+interface TwoSites {
+  readonly proxy: RunningProxy;
+  readonly port: number;
+  readonly adminPort: number;
+  readonly dir: string;
+  /** The config file's text with `bNames` as site b's names. */
+  config(bNames: readonly string[]): string;
+  /** The kernel's count of new connections whose first datagram had no readable SNI. */
+  sniNone(): Promise<number>;
+  /** An H3Client closed with the proxy. */
+  connect(opts: { port: number; sni: string }): Promise<H3Client>;
+}
+
+/**
+ * The real proxy with two sites on one HTTP/3 listener, started before the describe's tests and
+ * stopped after them. `retry`: quic.retry (`always`: every attempt is validated with a Retry first).
+ */
+function useTwoSites(retry: 'never' | 'always'): () => TwoSites {
+  let running: TwoSites | undefined;
   const pinDir = uniquePinDir('misdirected');
   const clients: H3Client[] = [];
-
-  /** The kernel's count of new connections whose first datagram had no readable SNI. */
-  async function kernelSniNone(): Promise<number> {
-    const r = await runCli('list', '--pin-dir', pinDir, '-v');
-    expect(r.code, r.stderr).toBe(0);
-    return Number(/^\s*sni_none (\d+)$/m.exec(r.stdout)?.[1]);
-  }
-
   beforeAll(async () => {
     // The certificates go next to the config file, which the proxy reads them relative to.
-    dir = makeTempDir();
+    const dir = makeTempDir();
     makeCert(dir, 'a', 'a.test');
     makeCert(dir, 'b', '*.b.test');
-    port = await freeUdpPort();
-    adminPort = await freeTcpPort();
-    proxy = await startProxy(config(['"*.b.test"']), { dir });
-  });
-
-  /** The file, with `bNames` as site b's names. */
-  function config(bNames: readonly string[]): string {
-    return `
+    const port = await freeUdpPort();
+    const adminPort = await freeTcpPort();
+    const config = (bNames: readonly string[]): string => `
 # HTTP/3 only: TCP connections are not handed to their site's workers yet (the master refuses
 # more than one site on a TCP listener).
 listeners: [{ address: "127.0.0.1:${port}", protocols: [h3] }]
 workers: 1
 tls: { state_dir: state }
-# No Retry: the split first flight must be the attempt the kernel steers.
-quic: { retry: never }
+quic: { retry: ${retry} }
 sites:
   a:
     default: true
@@ -86,92 +86,103 @@ admin: { listen: "127.0.0.1:${adminPort}" }
 logging: { level: info, access_log: true }
 process: { pin_dir: "${pinDir}" }
 `;
-  }
-
+    const proxy = await startProxy(config(['"*.b.test"']), { dir });
+    running = {
+      proxy,
+      port,
+      adminPort,
+      dir,
+      config,
+      async sniNone() {
+        const r = await runCli('list', '--pin-dir', pinDir, '-v');
+        expect(r.code, r.stderr).toBe(0);
+        return Number(/^\s*sni_none (\d+)$/m.exec(r.stdout)?.[1]);
+      },
+      async connect(opts) {
+        const c = await H3Client.connect({ host: '127.0.0.1', timeoutMs: 15_000, ...opts });
+        clients.push(c);
+        return c;
+      },
+    };
+  });
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.close()));
-    await proxy?.stop();
+    await running?.proxy.stop();
     removePinDir(pinDir);
-    rmSync(dir, { recursive: true, force: true });
+    if (running) rmSync(running.dir, { recursive: true, force: true });
   });
+  return () => {
+    if (!running) throw new Error('useTwoSites: read before beforeAll ran');
+    return running;
+  };
+}
 
-  async function connect(opts: { port: number; sni: string }): Promise<H3Client> {
-    const c = await H3Client.connect({ host: '127.0.0.1', timeoutMs: 15_000, ...opts });
-    clients.push(c);
-    return c;
-  }
+/** The proxy's own reader agrees with the relay: the first datagram alone holds no server_name, both do. */
+function expectSniOnlyInSecond([first, second]: readonly [Buffer, Buffer], name: string): void {
+  const reader = new ClientHelloAssembler();
+  expect(reader.push(first)).toBe('need-more');
+  expect(reader.push(second)).toMatchObject({ serverName: name });
+}
+
+describe('two sites on one address: the real proxy', { timeout: 60_000 }, () => {
+  const sites = useTwoSites('never');
 
   it('steers each SNI to its own site', async () => {
+    const { port, connect } = sites();
     const a = await connect({ port, sni: 'a.test' });
     const b = await connect({ port, sni: 'x.b.test' });
     expect(header(await a.get('a.test', '/'), 'x-site')).toBe('a');
     expect(header(await b.get('x.b.test', '/'), 'x-site')).toBe('b');
   });
 
-  it('a ClientHello with its server_name in the second datagram lands on site a, whose 421 sends the client to a new connection that reaches site b', async () => {
+  it('a ClientHello with its server_name in the second datagram lands on site a, which sends it to site b with a Retry: no 421', async () => {
+    const { port, proxy, connect, sniNone } = sites();
     const relay = await startSplitHelloRelay({ host: '127.0.0.1', port });
     try {
-      const sniNoneBefore = await kernelSniNone();
+      const before = await sniNone();
       const split = await connect({ port: relay.port, sni: 'x.b.test' });
-      // The kernel found no SNI in the attempt's first datagram: the default site got it.
-      expect((await kernelSniNone()) - sniNoneBefore).toBe(1);
-      // The proxy's own reader agrees: the first datagram alone holds no server_name, both do.
-      const [first, second] = await relay.split;
-      const reader = new ClientHelloAssembler();
-      expect(reader.push(first)).toBe('need-more');
-      expect(reader.push(second)).toMatchObject({ serverName: 'x.b.test' });
-      // Every worker holds every site's certificate: the handshake got b's.
-      expect(new X509Certificate(split.peerCertificate()!).subject).toBe('CN=*.b.test');
-
-      // Both in flight at once: the connection is site a's, which serves a.test and sends x.b.test away.
-      const [misdirected, own] = await Promise.all([split.get('x.b.test', '/'), split.get('a.test', '/')]);
-      expect([misdirected.status, misdirected.body.toString()]).toEqual([421, MISDIRECTED_BODY]);
-      expect([own.status, header(own, 'x-site')]).toEqual([200, 'a']);
-      const line = await proxy.waitForLog((l) => l['log'] === 'access' && l['status'] === 421 && l['authority'] === 'x.b.test' && l['protocol'] === 'h3');
-      expect(line).toMatchObject({ site: 'a', reason: "misdirected: the host is site b's" });
-      // It was told to go away with the 421, and is closed (H3_NO_ERROR) once its requests are answered.
+      expectSniOnlyInSecond(await relay.split, 'x.b.test');
+      // The kernel found no SNI in the attempt's first datagram (the default site got it)...
+      expect((await sniNone()) - before).toBe(1);
+      // ...and the connection is site b's: x.b.test is served, a.test is sent away.
+      const [own, other] = await Promise.all([split.get('x.b.test', '/'), split.get('a.test', '/')]);
+      expect([own.status, header(own, 'x-site'), own.body.toString()]).toEqual([200, 'b', 'site b\n']);
+      expect([other.status, other.body.toString()]).toEqual([421, MISDIRECTED_BODY]);
+      expect(await proxy.waitForLog((l) => l['log'] === 'access' && l['status'] === 421 && l['authority'] === 'a.test')).toMatchObject({ site: 'b', reason: "misdirected: the host is site a's" });
+      // Told to go away with the 421, it is closed (H3_NO_ERROR) once its requests are answered.
       await split.closed;
       expect(split.peerError).toMatchObject({ isApp: true, errorCode: 0x100 });
-
-      // What the browser does next: the same request on a new connection, SNI in its first datagram.
-      const fresh = await connect({ port, sni: 'x.b.test' });
-      const retried = await fresh.get('x.b.test', '/');
-      expect([retried.status, header(retried, 'x-site'), retried.body.toString()]).toEqual([200, 'b', 'site b\n']);
     } finally {
       await relay.close();
     }
   });
 
   it('gtlsclient with SNI a.test asking for x.b.test gets 421', async () => {
+    const { port } = sites();
     const r = await gtlsclient('127.0.0.1', port, [`https://x.b.test:${port}/`], { sni: 'a.test' });
     expect(r.statuses, r.output).toEqual([421]);
     expect(r.bodies.get('index.html')?.toString()).toBe(MISDIRECTED_BODY);
   });
 
-  it('counts the 421s per answering site and protocol', async () => {
-    const families = await scrape(adminPort);
-    expect(sum(families, 'udpgrm_proxy_misdirected_total', { site: 'a', protocol: 'h3' })).toBe(2);
-    expect(sum(families, 'udpgrm_proxy_misdirected_total', { site: 'b' })).toBe(0);
+  it('counts the 421s per answering site and protocol, and the attempts sent to their site', async () => {
+    const families = await scrape(sites().adminPort);
+    expect(sum(families, 'udpgrm_proxy_misdirected_total', { site: 'a', protocol: 'h3' })).toBe(1);
+    expect(sum(families, 'udpgrm_proxy_misdirected_total', { site: 'b', protocol: 'h3' })).toBe(1);
+    expect(sum(families, 'udpgrm_proxy_quic_dropped_total', { reason: 'retry to its site' })).toBe(1);
   });
 
-  it('Chromium (forced QUIC): a split first flight is answered 421 on site a, and Chromium retries on a new connection', async () => {
+  it('Chromium (forced QUIC): a split first flight ends on site b, one connection, no 421', async () => {
+    const { port, proxy, dir } = sites();
     const relay = await startSplitHelloRelay({ host: '127.0.0.1', port });
     const browser = await launchH3Chromium({ host: 'x.b.test', port: relay.port }, path.join(dir, 'b.crt'), { resolve: ['x.b.test'] });
     try {
       const { page, protocols } = await browser.newPage();
-      const sniNoneBefore = await kernelSniNone();
       const res = await page.goto(`https://x.b.test:${relay.port}/`);
-      await relay.split;
-      await proxy.waitForLog((l) => l['log'] === 'access' && l['status'] === 421 && l['site'] === 'a' && l['authority'] === `x.b.test:${relay.port}`);
-      // The retry is a new connection (the relay splits only the first one)...
-      expect(relay.clients).toBeGreaterThanOrEqual(2);
+      expectSniOnlyInSecond(await relay.split, 'x.b.test');
+      expect([res?.status(), await res?.headerValue('x-site'), await res?.text()]).toEqual([200, 'b', 'site b\n']);
       expect(protocols.get(`https://x.b.test:${relay.port}/`)).toBe('h3');
-      // ...but Chromium's own post-quantum ClientHello spans two datagrams in an order of its
-      // choosing, so the kernel may miss the retry's SNI too, and Chromium retries a 421 once.
-      const retriesUnread = (await kernelSniNone()) - sniNoneBefore - 1;
-      const outcome = [res?.status(), await res?.headerValue('x-site'), await res?.text()];
-      if (retriesUnread === 0) expect(outcome).toEqual([200, 'b', 'site b\n']);
-      else expect(outcome).toEqual([421, null, MISDIRECTED_BODY]);
+      expect(relay.clients).toBe(1);
+      expect(proxy.logs.filter((l) => l['log'] === 'access' && String(l['authority']).endsWith(`:${relay.port}`)).map((l) => l['status'])).not.toContain(421);
     } finally {
       await browser.close();
       await relay.close();
@@ -179,6 +190,7 @@ process: { pin_dir: "${pinDir}" }
   });
 
   it('a reload that gives site b another name has site a\'s running workers send that name away', async () => {
+    const { port, proxy, config } = sites();
     const asA = (): ReturnType<typeof gtlsclient> => gtlsclient('127.0.0.1', port, [`https://c.test:${port}/`], { sni: 'a.test' });
     // Site a's working generation: its id and worker pids.
     const siteA = async (): Promise<string> => {
@@ -198,6 +210,40 @@ process: { pin_dir: "${pinDir}" }
     expect(after.statuses, after.output).toEqual([421]);
     // The same workers: they were told the new names, not restarted.
     expect(await siteA()).toBe(before);
+  });
+});
+
+describe('two sites, every attempt validated with a Retry first (quic.retry: always)', { timeout: 60_000 }, () => {
+  const sites = useTwoSites('always');
+
+  it('a split ClientHello that already took its Retry stays on site a: 421 and GOAWAY, and a new connection reaches site b', async () => {
+    const { port, proxy, connect, sniNone } = sites();
+    const relay = await startSplitHelloRelay({ host: '127.0.0.1', port });
+    try {
+      const before = await sniNone();
+      const split = await connect({ port: relay.port, sni: 'x.b.test' });
+      expectSniOnlyInSecond(await relay.split, 'x.b.test');
+      expect((await sniNone()) - before).toBe(1);
+      // A client follows one Retry only (RFC 9000 §17.2.5.2): site a completes the handshake,
+      // with b's certificate (every worker holds every site's).
+      expect(new X509Certificate(split.peerCertificate()!).subject).toBe('CN=*.b.test');
+      const [misdirected, own] = await Promise.all([split.get('x.b.test', '/'), split.get('a.test', '/')]);
+      expect([misdirected.status, misdirected.body.toString()]).toEqual([421, MISDIRECTED_BODY]);
+      expect([own.status, header(own, 'x-site')]).toEqual([200, 'a']);
+      expect(await proxy.waitForLog((l) => l['log'] === 'access' && l['status'] === 421 && l['authority'] === 'x.b.test')).toMatchObject({ site: 'a', reason: "misdirected: the host is site b's" });
+      await split.closed;
+      expect(split.peerError).toMatchObject({ isApp: true, errorCode: 0x100 });
+
+      // What a browser does next: the same request on a new connection, SNI in its first datagram.
+      const fresh = await connect({ port, sni: 'x.b.test' });
+      const retried = await fresh.get('x.b.test', '/');
+      expect([retried.status, header(retried, 'x-site'), retried.body.toString()]).toEqual([200, 'b', 'site b\n']);
+      const families = await scrape(sites().adminPort);
+      expect(sum(families, 'udpgrm_proxy_misdirected_total', { site: 'a', protocol: 'h3' })).toBe(1);
+      expect(sum(families, 'udpgrm_proxy_quic_dropped_total', { reason: 'retry to its site' })).toBe(0);
+    } finally {
+      await relay.close();
+    }
   });
 });
 

@@ -17,7 +17,23 @@ import { freeUdpPort, runCli, startProxy, type RunningProxy } from '../helpers/p
 
 enterPrivateNetns();
 
-function sitesConfig(port: number, pinDir: string, versions: { a: number; b: number }): string {
+interface Shape {
+  a: number;
+  b: number;
+  /** Site b's names. */
+  bNames?: string[];
+  /** A third site c (names c.test) while true. */
+  c?: boolean;
+}
+
+function sitesConfig(port: number, pinDir: string, versions: Shape): string {
+  const c = versions.c
+    ? `
+  c:
+    names: [c.test]
+    routes:
+      - respond: { status: 200, headers: { x-site: c }, body: "site c\\n" }`
+    : '';
   return `
 listeners: [{ address: "127.0.0.1:${port}", protocols: [h3] }]
 tls: { state_dir: state }
@@ -29,12 +45,13 @@ sites:
     routes:
       - respond: { status: 200, headers: { x-site: a, x-version: "${versions.a}" }, body: "site a v${versions.a}\\n" }
   b:
-    names: ["*.b.test"]
+    names: ${JSON.stringify(versions.bNames ?? ['*.b.test'])}
     workers: 2
     routes:
-      - respond: { status: 200, headers: { x-site: b, x-version: "${versions.b}" }, body: "site b v${versions.b}\\n" }
-logging: { level: info }
-process: { pin_dir: "${pinDir}" }
+      - respond: { status: 200, headers: { x-site: b, x-version: "${versions.b}" }, body: "site b v${versions.b}\\n" }${c}
+logging: { level: debug }
+admin: { listen: "127.0.0.1:${port}" }
+process: { pin_dir: "${pinDir}", ready_timeout: 30s }
 `;
 }
 
@@ -62,13 +79,17 @@ function siteOf(output: string): string | undefined {
 }
 
 /** A page on `origin` fetching / every 50 ms; records statuses, versions and the QUIC connection of each response. */
-async function startFetchLoop(browser: H3Browser, origin: string): Promise<{ page: Page; connections: Set<string>; protocols: Set<string> }> {
-  const page = await browser.browser.newPage();
+async function startFetchLoop(browser: H3Browser, origin: string): Promise<{ page: Page; connections: Set<string>; protocols: Set<string>; seen: string[] }> {
+  // A context of its own: Chromium would otherwise reuse one site's QUIC connection for the other
+  // (the test certificate is accepted for every name), which is the 421 case, not this one.
+  const page = await (await browser.browser.newContext()).newPage();
   const connections = new Set<string>();
   const protocols = new Set<string>();
+  const seen: string[] = [];
   const cdp = await page.context().newCDPSession(page);
   await cdp.send('Network.enable');
-  cdp.on('Network.responseReceived', (ev: { response: { connectionId?: number; protocol?: string } }) => {
+  cdp.on('Network.responseReceived', (ev: { timestamp: number; response: { url: string; connectionId?: number; protocol?: string } }) => {
+    if (!connections.has(String(ev.response.connectionId))) seen.push(`${ev.timestamp} ${ev.response.url} ${ev.response.connectionId} ${ev.response.protocol}`);
     connections.add(String(ev.response.connectionId));
     protocols.add(ev.response.protocol ?? '');
   });
@@ -92,7 +113,7 @@ async function startFetchLoop(browser: H3Browser, origin: string): Promise<{ pag
       }
     })();
   });
-  return { page, connections, protocols };
+  return { page, connections, protocols, seen };
 }
 
 type Tally = { ok: number; failed: string[]; versions: string[] };
@@ -109,14 +130,15 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
   let port: number;
   let pinDir: string;
   let browser: H3Browser;
-  const versions = { a: 1, b: 1 };
+  const versions: Shape = { a: 1, b: 1 };
 
   const reconfigure = (): void => writeFileSync(proxy.configFile, sitesConfig(port, pinDir, versions));
 
   beforeAll(async () => {
     port = await freeUdpPort();
     pinDir = uniquePinDir('sites');
-    proxy = await startProxy(sitesConfig(port, pinDir, versions));
+    // Debug level for the 'connection closed' lines (who closed and why); only those are kept.
+    proxy = await startProxy(sitesConfig(port, pinDir, versions), { keepLog: (l) => l.level !== 20 || l.msg === 'connection closed' });
     browser = await launchH3Chromium(
       [
         { host: 'a.test', port },
@@ -156,6 +178,13 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
     expect(matched(0)).toBeGreaterThanOrEqual(1);
     expect(matched(1)).toBeGreaterThanOrEqual(1);
 
+    // The same counters on the admin endpoint (TCP: the listener serves HTTP/3 only, the port is free).
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const sni = (site: string, outcome: string): number => Number(new RegExp(`^udpgrm_proxy_bpf_sni_total\\{site="${site}",outcome="${outcome}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? -1);
+    expect(sni('a', 'matched')).toBe(matched(0));
+    expect(sni('b', 'matched')).toBe(matched(1));
+    expect(sni('a', 'unmatched')).toBeGreaterThanOrEqual(1);
+
     const list = await runCli('list', '--config', proxy.configFile);
     expect(list.stdout).toMatch(/^site a {2}app 0 {2}names a\.test$/m);
     expect(list.stdout).toMatch(/^site b {2}app 1 {2}names \*\.b\.test$/m);
@@ -176,7 +205,10 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
     const logged = await proxy.waitForLog((l) => l.msg === 'reload: site changes');
     expect(logged.changes).toBe('a: unchanged; b: changed (routes changed)');
 
-    await waitUntil('site b answers with its new config', async () => (await tally(bLoop.page)).versions.at(-1) === 'b2', { timeoutMs: 20_000 });
+    await waitUntil('site b answers with its new config', async () => (await tally(bLoop.page)).versions.at(-1) === 'b2', {
+      timeoutMs: 20_000,
+      detail: async () => JSON.stringify({ ...(await tally(bLoop.page)), versions: (await tally(bLoop.page)).versions.slice(-3), connections: [...bLoop.connections] }),
+    });
     const aServedAfter = (await tally(aLoop.page)).ok + 20;
     await waitUntil('20 more answers from site a', async () => (await tally(aLoop.page)).ok >= aServedAfter, { timeoutMs: 20_000 });
     const a = await tally(aLoop.page, true);
@@ -184,16 +216,23 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
     expect(a.failed).toEqual([]);
     expect(b.failed).toEqual([]);
     expect(new Set(a.versions)).toEqual(new Set(['a1']));
-    // Site a's browser connection was never told to go away: every response came on one connection.
+    // Every answer on x.b.test came from site b, also for Chromium's ClientHellos whose SNI is in
+    // the second datagram (the default site sends those to site b with a Retry).
+    expect(b.versions.filter((v) => !v.startsWith('b'))).toEqual([]);
     expect(aLoop.protocols).toEqual(new Set(['h3']));
-    expect(aLoop.connections.size).toBe(1);
+    // Site a's browser connection was never told to go away: a new connection of site a's page is
+    // allowed only where the server logged closing the previous one for a transport error of its
+    // own (under heavy load Chromium's connection is sometimes closed with PROTOCOL_VIOLATION, a
+    // bug of its own, not a drain: see the closing note of issue 9).
+    const transportCloses = proxy.logs.filter((l) => l.msg === 'connection closed' && l.site === 'a' && /^local transport error/.test(String(l.closedBy))).length;
+    expect(aLoop.connections.size - 1, aLoop.seen.join('\n')).toBeLessThanOrEqual(transportCloses);
 
     const after = await status(proxy);
     expect(working(after, 'a')).toMatchObject({ id: working(before, 'a').id, workers: working(before, 'a').workers.map((w) => ({ pid: w.pid })) });
     expect(working(after, 'b').id).toBeGreaterThan(working(before, 'b').id);
     expect(proxy.logs.some((l) => l.msg === 'generation draining' && l.generation === working(before, 'a').id)).toBe(false);
-    await aLoop.page.close();
-    await bLoop.page.close();
+    await aLoop.page.context().close();
+    await bLoop.page.context().close();
   }, 90_000);
 
   it('an unchanged reload restarts nothing; reload --site a restarts only a', async () => {
@@ -213,6 +252,40 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/no site "nope" in .*proxy\.yaml \(sites: a, b\)/);
   }, 60_000);
+
+  it('a reload adds a site in a free app, re-registers names without restarting, and removes a site', async () => {
+    const before = await status(proxy);
+    Object.assign(versions, { c: true, bNames: ['*.b.test', 'b2.test'] });
+    reconfigure();
+    const added = await runCli('reload', '--config', proxy.configFile);
+    expect(added.code, added.stderr).toBe(0);
+    expect(added.stdout).toMatch(/^ {2}b: names \(generation \d+\)$/m);
+    expect(added.stdout).toMatch(/^ {2}c: added \(generation \d+\)$/m);
+    let st = await status(proxy);
+    expect(st.sites).toEqual([
+      { site: 'a', app: 0, names: ['a.test'] },
+      { site: 'b', app: 1, names: ['*.b.test', 'b2.test'] },
+      { site: 'c', app: 2, names: ['c.test'] },
+    ]);
+    expect(working(st, 'b').id).toBe(working(before, 'b').id);
+    for (const [sni, site] of [['b2.test', 'b'], ['c.test', 'c'], ['x.b.test', 'b']] as const) {
+      expect(siteOf((await gtlsclient('127.0.0.1', port, [`https://${sni}:${port}/`], { sni })).output), sni).toBe(site);
+    }
+
+    Object.assign(versions, { c: false, bNames: ['*.b.test'] });
+    reconfigure();
+    const removed = await runCli('reload', '--config', proxy.configFile);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(removed.stdout).toMatch(/^ {2}c: removed$/m);
+    st = await status(proxy);
+    expect(st.sites.map((x) => x.site)).toEqual(['a', 'b']);
+    // c's names are withdrawn from the kernel: c.test now lands on the default site.
+    expect(siteOf((await gtlsclient('127.0.0.1', port, [`https://c.test:${port}/`], { sni: 'c.test' })).output)).toBe('a');
+    await waitUntil('site c retired', async () => !(await status(proxy)).generations.some((g) => g.site === 'c'), { timeoutMs: 30_000, intervalMs: 200 });
+    const kernel = await runCli('list', '--pin-dir', pinDir);
+    expect(kernel.stdout).not.toMatch(/c\.test/);
+    expect(kernel.stdout).not.toMatch(/app 2 {2}working gen \d/);
+  }, 90_000);
 
   it("killing site b's workers does not disturb site a; b's workers are restarted", async () => {
     const before = await status(proxy);
@@ -236,6 +309,6 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
     expect(a.failed).toEqual([]);
     expect(aLoop.connections.size).toBe(1);
     expect(working(await status(proxy), 'a').workers.map((w) => w.pid)).toEqual(working(before, 'a').workers.map((w) => w.pid));
-    await aLoop.page.close();
+    await aLoop.page.context().close();
   }, 60_000);
 });

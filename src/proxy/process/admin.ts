@@ -32,7 +32,7 @@ export class Admin {
       () => {
         if (this.state.kind !== 'serving') return undefined;
         const m = this.state.master;
-        return { groups: m.reuseportGroups, generations: m.allGenerations.filter((g) => g.state !== 'gone'), counters: m.counters };
+        return { groups: m.reuseportGroups, generations: m.allGenerations.filter((g) => g.state !== 'gone'), sites: m.siteApps, counters: m.counters };
       },
       (error) => log.warn({ error }, 'worker metrics refused'),
     );

@@ -65,3 +65,22 @@ function perGeneration(stats: readonly GroupStats[], generations: readonly Gener
   });
   return sums.series();
 }
+
+/**
+ * udpgrm_proxy_bpf_sni_total: what the kernel made of new QUIC connections' SNI, labels
+ * [site, outcome]: `matched` per site (by its app), and for the default site also `unmatched`
+ * (an SNI no site names) and `none` (no SNI readable in the first datagram: absent, split into a
+ * later datagram, or undecryptable). Summed over groups; counters since the groups were created.
+ */
+export function sniSeries(groups: readonly Group[], sites: ReadonlyArray<{ readonly site: string; readonly app: number }>): Series[] {
+  const sums = new SeriesSums();
+  const defaultSite = sites.find((s) => s.app === 0)?.site;
+  for (const g of groups) {
+    const c = g.stats().group;
+    for (const { site, app } of sites) sums.add({ labels: [site, 'matched'], value: Number(c.sni_match[app] ?? 0n) });
+    if (defaultSite === undefined) continue;
+    sums.add({ labels: [defaultSite, 'unmatched'], value: Number(c.sni_unmatched) });
+    sums.add({ labels: [defaultSite, 'none'], value: Number(c.sni_none) });
+  }
+  return sums.series();
+}

@@ -6,9 +6,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 import { closeFd, type Group } from '../../grm/index.js';
-import type { SiteNamesSpec } from '../config/site-names.js';
 import type { ProxyConfig } from '../config/types.js';
-import { type MasterToWorker, type WorkerToMaster } from './ipc.js';
+import { type MasterToWorker, type SitesView, type WorkerToMaster } from './ipc.js';
+import type { CidIssuerParams } from '../../grm/index.js';
 import type { WorkerStats } from '../worker-stats.js';
 import type { TcpListenerSocket } from './tcp-listeners.js';
 import type { GenerationHooks } from './master-hooks.js';
@@ -32,8 +32,8 @@ export interface GenerationOptions {
   readonly site: string;
   /** ... in this kernel app (its slot in every group belongs to the app). */
   readonly app: number;
-  /** Every site's names, for the workers' init (later changes arrive as `site-names`). */
-  readonly siteNames: () => SiteNamesSpec;
+  /** Every site's names and steering, for the workers' init (later changes arrive as `site-names`). */
+  readonly sites: () => SitesView;
   /** How many workers (the site's `workers`). */
   readonly workers: number;
   /** One reuseport group per listener serving h3 ... */
@@ -83,9 +83,14 @@ export class Generation {
     return this.opts.app;
   }
 
-  /** Tells the live workers a new names table (a reload changed some site's names). */
-  sendSiteNames(spec: SiteNamesSpec): void {
-    for (const w of this.workers) if (w.proc) send(w.proc, { type: 'site-names', spec });
+  /** Tells the live workers the sites as they are now (names changed, or a site's working generation). */
+  sendSites(view: SitesView): void {
+    for (const w of this.workers) if (w.proc) send(w.proc, { type: 'site-names', ...view });
+  }
+
+  /** Per reuseport group, the CID issuers of this generation's workers (what routes to each of them). */
+  cidIssuers(): CidIssuerParams[][] {
+    return this.opts.groups.map((g, i) => this.workers.map((w) => g.cidIssuerParams(this.groupGens[i]!, w.index)));
   }
 
   /**
@@ -134,7 +139,8 @@ export class Generation {
       configFile: config.file,
       generation: this.id,
       site: this.opts.site,
-      siteNames: this.opts.siteNames(),
+      siteNames: this.opts.sites().spec,
+      steering: this.opts.sites().steering,
       workerIndex: w.index,
       sockets: groups.map((g, i) => {
         const l = config.listeners[udpListenerIndexes[i]!]!;

@@ -34,6 +34,19 @@ export interface WorkerTcpSocketSpec {
   readonly port: number;
 }
 
+/**
+ * Per site, per reuseport group (the worker's UDP socket index), the CID issuers of the site's
+ * working generation's workers: where the default site sends, with a Retry, an attempt whose SNI
+ * the kernel could not read (endpoint.ts `siteOf`). A new generation of a site replaces its entry.
+ */
+export type SiteSteering = Readonly<Record<string, ReadonlyArray<readonly CidIssuerParams[]>>>;
+
+/** What every worker knows of the sites: their names, and where each one's new connections go. */
+export interface SitesView {
+  readonly spec: SiteNamesSpec;
+  readonly steering: SiteSteering;
+}
+
 export type MasterToWorker =
   | {
       readonly type: 'init';
@@ -43,13 +56,14 @@ export type MasterToWorker =
       readonly site: string;
       /** Every site's names, as the master runs them now. */
       readonly siteNames: SiteNamesSpec;
+      readonly steering: SiteSteering;
       readonly workerIndex: number;
       readonly sockets: readonly WorkerSocketSpec[];
       readonly tcpSockets: readonly WorkerTcpSocketSpec[];
     }
   | { readonly type: 'drain'; readonly timeoutMs: number }
   /** A reload changed some site's names: the worker's view of which name is whose. */
-  | { readonly type: 'site-names'; readonly spec: SiteNamesSpec }
+  | ({ readonly type: 'site-names' } & SitesView)
   | { readonly type: 'stats'; readonly id: number }
   /** A scrape of /metrics: answer with a `metrics` message carrying the same id. */
   | { readonly type: 'metrics'; readonly id: number };

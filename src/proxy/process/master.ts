@@ -5,7 +5,7 @@
  * The master never parses QUIC.
  */
 import type { Logger } from 'pino';
-import { GenerationManager, type Group } from '../../grm/index.js';
+import { GenerationManager, type CidIssuerParams, type Group } from '../../grm/index.js';
 import {
   ConfigError,
   diffSites,
@@ -25,6 +25,7 @@ import { assignApps } from './site-apps.js';
 import { unservedSites } from './load-config.js';
 import type { ProxyConfig } from '../config/types.js';
 import { Generation, type WorkerProcess } from './generation.js';
+import type { SitesView } from './ipc.js';
 import { OrphanSlots } from './orphans.js';
 import { removePidFile } from './pid-file.js';
 import { TcpListeners } from './tcp-listeners.js';
@@ -221,7 +222,7 @@ export class Master {
     this.namesSpec = this.plannedNames(config, applied);
     const results = await Promise.all(applied.map((change) => this.applyChange(config, change, apps.get(change.site), change.site === forced)));
     this.namesSpec = this.runningNames(config);
-    for (const gen of this.generations) if (gen.state !== 'gone') gen.sendSiteNames(this.namesSpec);
+    this.tellWorkersSites();
     results.push(...deferred.map((c) => ({ site: c.site, outcome: 'deferred' as const, ...this.generationOf(c.site) })));
 
     this.config = config;
@@ -318,6 +319,18 @@ export class Master {
     return { sites, defaultSite: config.sites[0]!.name };
   }
 
+  /** What workers know of the sites: the names table, and each site's working generation's CIDs. */
+  private sitesView(): SitesView {
+    const steering: Record<string, CidIssuerParams[][]> = {};
+    for (const gen of this.workingGenerations) steering[gen.site] = gen.cidIssuers();
+    return { spec: this.namesSpec, steering };
+  }
+
+  private tellWorkersSites(): void {
+    const view = this.sitesView();
+    for (const gen of this.generations) if (gen.state !== 'gone') gen.sendSites(view);
+  }
+
   /** The names table of the sites running now. */
   private runningNames(config: ProxyConfig): SiteNamesSpec {
     return { sites: [...this.sites.values()].map((s) => ({ name: s.name, names: [...s.names] })), defaultSite: config.sites[0]!.name };
@@ -338,7 +351,7 @@ export class Master {
       site,
       app,
       workers: siteConfig.workers,
-      siteNames: () => this.namesSpec,
+      sites: () => this.sitesView(),
       groups: this.groups,
       udpListenerIndexes: this.udpListenerIndexes,
       tcp: this.tcp.sockets,
@@ -360,6 +373,8 @@ export class Master {
     gen.state = 'working';
     this.sites.set(site, { name: site, app, names: siteConfig.names, fingerprint });
     this.registerNames(app, siteConfig.names);
+    // The default site's workers send attempts whose SNI the kernel could not read to this one.
+    if (this.sites.size > 1) this.tellWorkersSites();
     log.info({ generation: gen.id, site, app, workers: siteConfig.workers, startMs: round(performance.now() - t0) }, 'generation working');
     if (previous) void this.drainGeneration(previous);
     return gen;
@@ -379,6 +394,7 @@ export class Master {
     }
     const gens = this.generations.filter((g) => g.site === site && g.state === 'working');
     for (const gen of gens) void this.drainGeneration(gen);
+    this.tellWorkersSites();
     this.opts.log.info({ site, app: running.app }, 'site removed: its generations drain');
   }
 

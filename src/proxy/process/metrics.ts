@@ -8,7 +8,7 @@
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Group } from '../../grm/index.js';
 import { DURATION_BUCKETS_S, WORKER_COUNTERS, WORKER_HISTOGRAMS, type Series } from '../metrics/snapshot.js';
-import { BpfPacketCounters, type GenerationSlots } from './bpf-counters.js';
+import { BpfPacketCounters, sniSeries, type GenerationSlots } from './bpf-counters.js';
 import { DerivedHistogram, derivedCounter, derivedGauge } from './derived-metrics.js';
 import type { MasterHooks } from './master-hooks.js';
 import { WorkerMetricsStore, type WorkerMetricsView } from './worker-metrics.js';
@@ -19,6 +19,8 @@ export const PREFIX = 'udpgrm_proxy_';
 export interface MasterView {
   readonly groups: readonly Group[];
   readonly generations: readonly GenerationSlots[];
+  /** The sites served and their kernel apps. */
+  readonly sites: ReadonlyArray<{ readonly site: string; readonly app: number }>;
   readonly counters: { readonly reloadsOk: number; readonly reloadsFailed: number; readonly workerRestarts: number };
 }
 
@@ -31,7 +33,7 @@ export class ProxyMetrics {
   readonly #workers: WorkerMetricsStore;
   readonly #bpf = new BpfPacketCounters();
   /** What the current scrape shows; replaced at the start of each (explicit, so collect() is synchronous). */
-  #view: { workers: WorkerMetricsView; bpf: readonly Series[]; master: MasterView['counters'] } | undefined;
+  #view: { workers: WorkerMetricsView; bpf: readonly Series[]; sni: readonly Series[]; master: MasterView['counters'] } | undefined;
   /** Concurrent scrapes share one round of IPC and one rendering. */
   #scraping: Promise<string> | undefined;
   readonly #phases: Histogram<'phase'>;
@@ -65,6 +67,10 @@ export class ProxyMetrics {
     derivedCounter(
       spec('bpf_packets_total', 'Packets the BPF steering program handled, by generation and outcome (kernel counters).', ['generation', 'outcome']),
       () => this.#view?.bpf ?? [],
+    );
+    derivedCounter(
+      spec('bpf_sni_total', "New QUIC connections by the site the kernel chose from their SNI: matched (a site's name), unmatched and none (to the default site).", ['site', 'outcome']),
+      () => this.#view?.sni ?? [],
     );
     derivedCounter(spec('metrics_rejected_total', 'Worker metrics snapshots refused as malformed.', []), () => [{ labels: [], value: w()?.rejected ?? 0 }]);
 
@@ -108,6 +114,7 @@ export class ProxyMetrics {
     this.#view = {
       workers: this.#workers.view(),
       bpf: m ? this.#bpf.read(m.groups, m.generations) : [],
+      sni: m ? sniSeries(m.groups, m.sites) : [],
       master: m?.counters ?? { reloadsOk: 0, reloadsFailed: 0, workerRestarts: 0 },
     };
     return this.registry.metrics();

@@ -5,7 +5,7 @@
 import { createCidIssuer } from '../../grm/index.js';
 import { loadConfig, siteConfig } from '../config/index.js';
 import { SiteNames } from '../config/site-names.js';
-import { FIRST_SOCKET_FD, type MasterToWorker, type WorkerToMaster } from './ipc.js';
+import { FIRST_SOCKET_FD, type MasterToWorker, type SiteSteering, type WorkerToMaster } from './ipc.js';
 import { createLogger } from '../log.js';
 import type { ListenerConfig, ProxyConfig } from '../config/types.js';
 import { ProxyServer, type ServerSocket, type TcpServerSocket, type WorkerSite } from '../server.js';
@@ -32,7 +32,7 @@ export async function runWorker(): Promise<number> {
   // Listen from the start: a drain may come while we are still starting (a worker restarted
   // into a generation that begins draining).
   let server: ProxyServer | undefined;
-  const site: WorkerSite = { name: init.site, names: new SiteNames(init.siteNames) };
+  const site: WorkerSite = { name: init.site, names: new SiteNames(init.siteNames), steering: steeringIssuers(init.steering) };
   let drain: ((timeoutMs: number) => void) | undefined;
   let drainAskedEarly: number | undefined;
   process.on('message', (m: MasterToWorker) => {
@@ -41,6 +41,7 @@ export async function runWorker(): Promise<number> {
       else drainAskedEarly = m.timeoutMs;
     } else if (m.type === 'site-names') {
       site.names = new SiteNames(m.spec);
+      site.steering = steeringIssuers(m.steering);
     } else if (m.type === 'stats') {
       send({ type: 'stats', id: m.id, connections: server?.connectionCount ?? 0, activeRequests: server?.activeRequests ?? 0, quic: server?.quicCounters(), tcp: server?.tcpCounters(), refused: server?.refusals.counts });    } else if (m.type === 'metrics') {
       // Before the server runs there is nothing counted yet; the master keeps its last answer.
@@ -80,6 +81,10 @@ export async function runWorker(): Promise<number> {
     process.on('disconnect', () => drain!(ready.config.drainTimeoutMs));
     process.on('SIGTERM', () => drain!(ready.config.drainTimeoutMs));
   });
+}
+
+function steeringIssuers(steering: SiteSteering): WorkerSite['steering'] {
+  return new Map(Object.entries(steering).map(([site, groups]) => [site, groups.map((workers) => workers.map((p) => createCidIssuer(p)))]));
 }
 
 /**

@@ -27,6 +27,11 @@ export const DROP = {
   cidNotOffered: 'cid not offered',
   /** A client Initial without a valid token answered with a stateless Retry (not a connection yet). */
   retrySent: 'answered with retry',
+  /**
+   * A ClientHello for another site's name reached this (default) site: the kernel could not read
+   * its SNI (only in a later datagram). Answered with a Retry whose CID routes to that site.
+   */
+  sentToSite: 'retry to its site',
   /** An Initial's token did not open (forged, altered, for another address or CID) or was stale. */
   invalidRetryToken: 'invalid retry token',
   /** Refused with CONNECTION_REFUSED: quic.max_connections per worker reached. */

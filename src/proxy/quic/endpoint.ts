@@ -48,6 +48,13 @@ export interface EndpointOptions {
   readonly log: Logger;
   /** The worker's 0-RTT replay guard (shared by its endpoints); absent when early data is off. */
   readonly replayGuard?: ReplayGuard;
+  /**
+   * Set on the default site's workers when there are several sites: for a ClientHello's SNI that
+   * belongs to another site, an issuer of CIDs routing to one of that site's workers (else
+   * undefined). The kernel steers by the SNI of the first datagram only; a ClientHello whose SNI is
+   * in a later one lands here, and a Retry naming such a CID moves the attempt to its site.
+   */
+  readonly siteOf?: (sni: string | undefined) => CidIssuer | undefined;
 }
 
 export interface EndpointCounters {
@@ -265,8 +272,10 @@ export class QuicEndpoint implements ConnectionHost {
 
   private onClientInitial(msg: Buffer, dcidHex: string, hdr: QuicheHeader, peer: HostPort): void {
     const { tls } = this.opts;
+    // The ClientHello is read for its SNI to choose a certificate, or a site.
+    const readHello = !tls.single || this.opts.siteOf !== undefined;
     // The rest of a split ClientHello (or a retransmit) belongs to an attempt already admitted.
-    const continuing = !tls.single && this.pending.has(dcidHex);
+    const continuing = readHello && this.pending.has(dcidHex);
     let odcid: Buffer | undefined;
     if (!continuing) {
       const validation = this.validateToken(hdr, peer);
@@ -282,7 +291,7 @@ export class QuicEndpoint implements ConnectionHost {
         return;
       }
     }
-    if (tls.single) {
+    if (!readHello) {
       // Asked only now, after Retry validation: a client's retried Initial (same ClientHello) is no replay.
       const earlyData = this.opts.replayGuard !== undefined && admitEarlyData(this.opts.replayGuard, readFirstInitial(msg));
       this.accept(dcidHex, peer, this.opts.selectCertificate(undefined), [msg], odcid, earlyData);
@@ -300,10 +309,20 @@ export class QuicEndpoint implements ConnectionHost {
         this.drop(DROP.undecodableInitial);
         this.opts.log.debug({ err: result.error.message, peer }, 'dropping client initial');
         return;
-      case 'complete':
+      case 'complete': {
+        // Only once per attempt: a client follows one Retry only (RFC 9000 §17.2.5.2); after one
+        // (ours or the site's own) the attempt is served here, and a request for another site's
+        // name is answered 421.
+        const site = result.odcid === undefined ? this.opts.siteOf?.(result.hello.serverName) : undefined;
+        if (site) {
+          this.drop(DROP.sentToSite);
+          this.sendRetry(hdr, peer, site);
+          return;
+        }
         // A ClientHello without a protocol we speak still goes to quiche: it answers with the TLS
         // no_application_protocol alert, which tells the client why, instead of silence.
         this.accept(dcidHex, peer, this.opts.selectCertificate(result.hello.serverName), result.datagrams, result.odcid, admitEarlyData(this.opts.replayGuard, result.assembler));
+      }
     }
   }
 
@@ -318,14 +337,17 @@ export class QuicEndpoint implements ConnectionHost {
     return { kind: 'none' };
   }
 
-  /** RFC 9000 §8.1.2: a stateless Retry whose token proves the address when it comes back. */
-  private sendRetry(hdr: QuicheHeader, peer: HostPort): void {
-    const retryScid = this.opts.issuer.issue();
+  /**
+   * RFC 9000 §8.1.2: a stateless Retry whose token proves the address when it comes back, to the
+   * socket `to` issues CIDs for (ours; or another site's worker, which any token opens for).
+   */
+  private sendRetry(hdr: QuicheHeader, peer: HostPort, to: CidIssuer = this.opts.issuer): void {
+    const retryScid = to.issue();
     const odcid = Buffer.from(hdr.dcid);
     const token = this.opts.retryTokens.seal(peer, { odcid, retryScid });
     const out = Buffer.allocUnsafe(RETRY_PACKET_MAX);
     const len = quiche.retry(hdr.scid, odcid, retryScid, token, hdr.version, out);
-    this.drop(DROP.retrySent);
+    if (to === this.opts.issuer) this.drop(DROP.retrySent);
     this.counters.datagramsOut++;
     this.counters.bytesOut += len;
     this.opts.socket.send(out.subarray(0, len), peer.port, peer.host);
