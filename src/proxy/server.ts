@@ -131,6 +131,7 @@ export class ProxyServer {
       trustedProxies: new TrustedProxies(config.trustedProxies),
       refusals: this.refusals,
       metrics: this.requestMetrics,
+      site: this.site,
     });
     for (const [index, s] of sockets.entries()) {
       const socket = await openDgramSocket(s.fd, s.family);
@@ -286,6 +287,7 @@ export class ProxyServer {
           { labels: ['tcp', 'failed'], value: tcp.tlsErrors },
         ],
         quicDropped: Object.entries(quic.dropped).map(([reason, n]) => ({ labels: [reason], value: n })),
+        misdirected: this.requestMetrics.misdirected.series(),
       },
       gauges: {
         connections: [

@@ -234,7 +234,10 @@ export class H3Client {
     this.closedResolve?.();
   }
 
+  /** Closes the connection (at once resolved when the server closed it already). */
   close(): Promise<void> {
+    // Closed by the server: its socket is already gone.
+    if (this.conn.isClosed()) return this.closed;
     try {
       this.conn.close(true, 0x100, Buffer.alloc(0));
     } catch {

@@ -125,7 +125,7 @@ export interface TestProxy {
 export function makeProxy(
   routes: RouteConfig[],
   pools: UpstreamPoolConfig[] = [],
-  options: Pick<HandlerOptions, 'trustedProxies' | 'refusals'> & { readonly upstreams?: PoolOptions } = {},
+  options: Pick<HandlerOptions, 'trustedProxies' | 'refusals' | 'metrics' | 'site'> & { readonly upstreams?: PoolOptions } = {},
 ): TestProxy {
   const { upstreams, ...handlerOptions } = options;
   const registry = new UpstreamRegistry(new Map(pools.map((p) => [p.name, p])), upstreams);

@@ -127,6 +127,13 @@ export class MemoryExchange implements HttpExchange {
     this.requestFed = new Promise((resolve) => (this.#resolveFed = resolve));
   }
 
+  /** The handler asked the client to take further requests to a new connection. */
+  wentAway = false;
+
+  goAway(): void {
+    this.wentAway = true;
+  }
+
   handshakeComplete(): Promise<boolean> {
     if (this.#handshake !== 'pending') return Promise.resolve(this.#handshake === 'complete');
     return new Promise((resolve) => this.#handshakeWaiters.push(resolve));

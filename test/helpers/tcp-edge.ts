@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, beforeAll } from 'vitest';
-import { loadConfig } from '../../src/proxy/config/index.js';
+import { loadConfig, siteConfig } from '../../src/proxy/config/index.js';
 import { SiteNames, siteNamesSpec } from '../../src/proxy/config/site-names.js';
 import { libc } from '../../src/sys/libc.js';
 import { boundPort, openTcpListenSocket } from '../../src/proxy/net/tcp-listen.js';
@@ -51,6 +51,11 @@ export interface TcpEdgeOptions {
    * server's port refuses connections.
    */
   readonly keepSockets?: boolean;
+  /**
+   * Serve as this site's worker of a two-site config: `a` (default; a.test; the routes above) and
+   * `b` (*.b.test; one route answering "site b"). Default: no `sites:` (one implicit site).
+   */
+  readonly site?: 'a' | 'b';
 }
 
 export async function startTcpEdge(opts: TcpEdgeOptions): Promise<TcpEdge> {
@@ -74,11 +79,7 @@ tls:
   certificates:
     - { names: [a.test], cert: a.crt, key: a.key, default: true }
     - { names: [b.test], cert: b.crt, key: b.key }
-routes:
-  - path: /up/
-    upstream: app
-  - path: /
-    respond: { status: 200, headers: { alt-svc: 'h2=":1"' }, body: "hello\\n" }
+${routesSection(opts.site)}
 upstreams:
   app: { targets: ["${opts.upstream}"] }
 http:
@@ -96,13 +97,16 @@ logging: { level: info, access_log: true }
   });
   const log = pino({ level: 'info' }, sink);
   const start = (fds: { tls: number; redirect: number }): Promise<ProxyServer> => {
-    const config = loadConfig(path.join(dir, 'proxy.yaml'));
+    const file = loadConfig(path.join(dir, 'proxy.yaml'));
+    // What a worker of the site runs (as process/worker.ts does).
+    const site = opts.site ?? file.sites[0]!.name;
+    const config = siteConfig(file, site);
     const listener = config.listeners[0]!;
     const tcpSockets: TcpServerSocket[] = [
       { fd: fds.tls, listener, listenerIndex: 0, role: 'tls' },
       { fd: fds.redirect, listener, listenerIndex: 0, role: 'redirect' },
     ];
-    return ProxyServer.start(config, [], tcpSockets, log, { name: config.sites[0]!.name, names: new SiteNames(siteNamesSpec(config)), steering: new Map() });
+    return ProxyServer.start(config, [], tcpSockets, log, { name: site, names: new SiteNames(siteNamesSpec(file)), steering: new Map() });
   };
   const copies = (): { tls: number; redirect: number } => ({ tls: dupFd(tlsFd), redirect: dupFd(redirectFd) });
   const server = await start(opts.keepSockets ? copies() : { tls: tlsFd, redirect: redirectFd });
@@ -130,6 +134,26 @@ logging: { level: info, access_log: true }
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+const EDGE_ROUTES = `
+  - path: /up/
+    upstream: app
+  - path: /
+    respond: { status: 200, headers: { alt-svc: 'h2=":1"' }, body: "hello\\n" }`;
+
+/** The config's routes: top-level, or (with a site to serve) two sites' routes. */
+function routesSection(site: 'a' | 'b' | undefined): string {
+  if (site === undefined) return `routes:${EDGE_ROUTES}`;
+  return `sites:
+  a:
+    default: true
+    names: [a.test]
+    routes:${EDGE_ROUTES.replaceAll('\n  ', '\n      ')}
+  b:
+    names: ["*.b.test"]
+    routes:
+      - respond: { status: 200, body: "site b\\n" }`;
 }
 
 /** A test file's upstream ('a') and the TCP edge in front of it; read them inside tests and hooks. */

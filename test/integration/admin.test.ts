@@ -7,13 +7,12 @@
  * carried through a binary upgrade.
  */
 import { execFile, spawn } from 'node:child_process';
-import http from 'node:http';
-import net from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gtlsclient } from '../helpers/gtlsclient.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
-import { counterValues, parsePrometheus, samples, sum, type PromFamily } from '../helpers/prometheus.js';
+import { adminGet, freeTcpPort, scrape } from '../helpers/admin-client.js';
+import { counterValues, samples, sum } from '../helpers/prometheus.js';
 import { PROXY_BIN, freeUdpPort, startProxy, type RunningProxy } from '../helpers/proxy.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
@@ -24,32 +23,6 @@ const API = 'routes[0]';
 const ROOT = 'routes[1]';
 
 const execFileAsync = promisify(execFile);
-
-interface Answer {
-  readonly status: number;
-  readonly headers: http.IncomingHttpHeaders;
-  readonly body: string;
-}
-
-function adminGet(port: number, path: string, opts: { method?: string; body?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers: opts.headers, agent: false, timeout: 15_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    req.on('timeout', () => req.destroy(new Error(`admin ${path}: timeout`)));
-    req.end(opts.body);
-  });
-}
-
-async function scrape(port: number): Promise<PromFamily[]> {
-  const r = await adminGet(port, '/metrics');
-  expect(r.status).toBe(200);
-  expect(r.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
-  return parsePrometheus(r.body);
-}
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
@@ -68,18 +41,6 @@ function curl(args: string[]): Promise<{ code: number | null; out: string }> {
     p.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
     p.stderr.setEncoding('utf8').on('data', (c: string) => (out += c));
     p.once('close', (code) => resolve({ code, out }));
-  });
-}
-
-/** Free TCP port for the admin listener (a kernel-chosen one, released at once). */
-function freeTcpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
   });
 }
 

@@ -18,7 +18,7 @@ import { parsePrometheus, samples, sum } from '../helpers/prometheus.js';
 
 function snapshotOf(m: RequestMetrics, connections = 0): WorkerMetricsSnapshot {
   return {
-    counters: { requests: m.requests.series(), upstreamRequests: m.upstreamRequests.series(), handshakes: [], quicDropped: [] },
+    counters: { requests: m.requests.series(), upstreamRequests: m.upstreamRequests.series(), handshakes: [], quicDropped: [], misdirected: [] },
     gauges: { connections: [{ labels: ['h3'], value: connections }], upstreamHealth: [] },
     histograms: { requestDuration: { bounds: DURATION_BUCKETS_S, series: m.duration.series() } },
   };

@@ -44,6 +44,8 @@ export interface RequestStreamOptions {
   readonly onDone: () => void;
   /** The connection's handshake: true once complete, false if the connection ended before. */
   readonly handshakeComplete: () => Promise<boolean>;
+  /** Starts the connection's graceful shutdown (GOAWAY). */
+  readonly goAway: () => void;
   /** Counts what the limits and timeouts turn away (for `list`); absent in tests that do not look. */
   readonly refusals?: RefusalCounter;
   /** The listener's `alt-svc` value: every response carries it, replacing the handler's (none: alt_svc off). */
@@ -115,6 +117,10 @@ export class RequestStream implements HttpExchange {
 
   handshakeComplete(): Promise<boolean> {
     return this.opts.handshakeComplete();
+  }
+
+  goAway(): void {
+    this.opts.goAway();
   }
 
   get body(): RequestBody {

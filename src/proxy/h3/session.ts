@@ -222,6 +222,7 @@ export class H3Session implements QuicApplication {
         onHandlerError: this.opts.onHandlerError,
         onDone: () => this.onRequestDone(streamId),
         handshakeComplete: () => this.handshake.wait(),
+        goAway: () => this.goaway(),
         ...(this.opts.refusals ? { refusals: this.opts.refusals } : {}),
         ...(this.opts.altSvc !== undefined ? { altSvc: this.opts.altSvc } : {}),
       });

@@ -41,6 +41,12 @@ export interface HttpExchange {
   readonly earlyData: boolean;
   /** Resolves true once the client's handshake completed (at once if it has), false if the connection ended first. */
   handshakeComplete(): Promise<boolean>;
+  /**
+   * Tell the client to send its further requests on a new connection: GOAWAY on this exchange's
+   * connection (HTTP/3, HTTP/2), `Connection: close` on a response not yet started (HTTP/1.1).
+   * Requests in flight, this one included, are still answered.
+   */
+  goAway(): void;
   respond(status: number, headers: FieldList, endStream?: boolean): void;
   /** Sends body bytes; false means wait for `drained()` before writing more. */
   write(chunk: Buffer): boolean;

@@ -21,6 +21,7 @@ import type { RequestMetrics } from '../metrics/request-metrics.js';
 import type { AccessLog } from './access-log.js';
 import { earlyDataHandling, type EarlyDataHandling } from './early-data.js';
 import { RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from './exchange.js';
+import { misdirectedTo, type ServedSite } from './misdirected.js';
 import { REFUSAL, type RefusalCounter } from './refusals.js';
 import type { RequestBody } from './request-body.js';
 import type { TrustedProxies } from './trusted-proxies.js';
@@ -35,6 +36,11 @@ export interface HandlerOptions {
   readonly refusals?: RefusalCounter;
   /** Counts every exchange the access log records (for /metrics). */
   readonly metrics?: RequestMetrics;
+  /**
+   * The site this worker serves: a request for another site's host is answered 421 (RFC 9110
+   * §15.5.20) before routing. Absent (as with one site): every host is served here.
+   */
+  readonly site?: ServedSite;
 }
 
 export class ProxyHandler implements RequestHandler {
@@ -42,9 +48,13 @@ export class ProxyHandler implements RequestHandler {
 
   handle(ex: HttpExchange): void {
     const started = performance.now();
+    // A host of another site is answered 421 before anything else: routing it, even judging its
+    // target, is that site's business.
+    const site = this.opts.site;
+    const misdirected = site === undefined ? undefined : misdirectedTo(site, ex.request.authority);
     // Routes match the normalised path, so no spelling of a path walks past the route meant for it.
     const target = normaliseTarget(ex.request.path);
-    const route = target.ok ? this.opts.route(ex.request.authority, target.target.path) : undefined;
+    const route = target.ok && misdirected === undefined ? this.opts.route(ex.request.authority, target.target.path) : undefined;
     // Built-in answers (404, respond routes) have no effect a replay could repeat: served at once.
     const early: { handling: EarlyDataHandling } = { handling: ex.earlyData ? 'served-early' : 'not-early' };
     const done = (status: number, upstream?: string, reason?: string, tries?: readonly TryRecord[]): void => {
@@ -70,6 +80,18 @@ export class ProxyHandler implements RequestHandler {
       });
     };
 
+    if (misdirected !== undefined) {
+      drain(ex.body);
+      this.opts.refusals?.add(REFUSAL.misdirected);
+      this.opts.metrics?.misdirected.add([site!.name, ex.protocol]);
+      // Clients may keep using this connection for the host (browsers do: a 421 is about one
+      // request), and every request would be answered 421 again: tell them, ahead of the 421, to
+      // open a new one, which the kernel can steer by its SNI.
+      ex.goAway();
+      respondText(ex, 421, 'misdirected request: this connection does not serve this host\n');
+      done(421, undefined, `misdirected: the host is site ${misdirected}'s`);
+      return;
+    }
     if (!target.ok) {
       drain(ex.body);
       respondText(ex, 400, 'bad request target\n');

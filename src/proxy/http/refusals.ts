@@ -16,6 +16,8 @@ export const REFUSAL = {
   tcpConnectionLimit: 'TCP connections',
   /** The pool's wait queue held max_pending requests: 503 at once. */
   upstreamQueueFull: 'upstream queue full',
+  /** A request for a host of another site than this worker's: 421 (http/misdirected.ts). */
+  misdirected: 'misdirected request',
 } as const;
 
 export type Refusal = (typeof REFUSAL)[keyof typeof REFUSAL];

@@ -25,6 +25,8 @@ export class RequestMetrics {
   readonly requests = new LabelledCounts(WORKER_COUNTERS.requests.length);
   readonly upstreamRequests = new LabelledCounts(WORKER_COUNTERS.upstreamRequests.length);
   readonly duration = new LabelledHistogram(DURATION_BUCKETS_S, WORKER_HISTOGRAMS.requestDuration.length);
+  /** [site, protocol] of requests answered 421 (also counted in `requests`, as every exchange is). */
+  readonly misdirected = new LabelledCounts(WORKER_COUNTERS.misdirected.length);
 
   record(ex: FinishedExchange): void {
     const route = ex.route ?? NO_ROUTE;

@@ -24,6 +24,8 @@ export const WORKER_COUNTERS = {
   upstreamRequests: ['upstream', 'target', 'outcome'],
   handshakes: ['transport', 'result'],
   quicDropped: ['reason'],
+  /** Requests answered 421: the answering worker's site, and the protocol that carried them. */
+  misdirected: ['site', 'protocol'],
 } as const;
 export const WORKER_GAUGES = {
   connections: ['protocol'],

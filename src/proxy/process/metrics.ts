@@ -61,6 +61,10 @@ export class ProxyMetrics {
     derivedCounter(spec('handshakes_total', 'TLS handshakes: QUIC (completed, timed_out) and TCP (completed, failed).', WORKER_COUNTERS.handshakes), () => w()?.counters.handshakes.series() ?? []);
     derivedCounter(spec('quic_dropped_total', 'Datagrams and connection attempts the QUIC endpoints dropped, by reason.', WORKER_COUNTERS.quicDropped), () => w()?.counters.quicDropped.series() ?? []);
     derivedCounter(
+      spec('misdirected_total', 'Requests answered 421 Misdirected Request: their host belongs to another site than the answering worker\'s.', WORKER_COUNTERS.misdirected),
+      () => w()?.counters.misdirected.series() ?? [],
+    );
+    derivedCounter(
       spec('bpf_packets_total', 'Packets the BPF steering program handled, by generation and outcome (kernel counters).', ['generation', 'outcome']),
       () => this.#view?.bpf ?? [],
     );

@@ -99,7 +99,7 @@ export class WorkerMetricsStore {
 
   view(): WorkerMetricsView {
     const r = this.#retired;
-    const counters: CounterTotals = { requests: r.requests.copy(), upstreamRequests: r.upstreamRequests.copy(), handshakes: r.handshakes.copy(), quicDropped: r.quicDropped.copy() };
+    const counters = countersFrom((name) => r[name].copy());
     const requestDuration = this.#retiredDuration.copy();
     const connections = new SeriesSums();
     const health = new SeriesSums();
@@ -126,5 +126,10 @@ function counterNames(): WorkerCounterName[] {
 }
 
 function emptyCounters(): CounterTotals {
-  return { requests: new SeriesSums(), upstreamRequests: new SeriesSums(), handshakes: new SeriesSums(), quicDropped: new SeriesSums() };
+  return countersFrom(() => new SeriesSums());
+}
+
+/** One SeriesSums per worker counter family: a family added to WORKER_COUNTERS is summed too. */
+function countersFrom(make: (name: WorkerCounterName) => SeriesSums): CounterTotals {
+  return Object.fromEntries(counterNames().map((name) => [name, make(name)])) as Record<WorkerCounterName, SeriesSums>;
 }

@@ -115,6 +115,7 @@ export class H1Connection {
       connectionId: this.opts.connectionId,
       requestNumber: number,
       closeAfterResponse: () => this.closing,
+      goAway: () => this.drain(),
       onHandlerError: (err, stream) => this.opts.onHandlerError(err, this.opts.connectionId, stream),
       onDone: () => {
         this.exchanges.delete(exchange);

@@ -160,6 +160,7 @@ export class H2Connection {
       },
       onMalformed: () => this.opts.connections.count('malformed'),
       resetStream: (s, code) => this.resetStream(s, code),
+      goAway: () => this.drain(),
       refusals: this.opts.refusals,
     });
     this.exchanges.add(exchange);

@@ -33,6 +33,8 @@ export interface NodeExchangeOptions {
   readonly onDone: () => void;
   /** The request turned out malformed (bad trailers, body length): counted by the caller. */
   readonly onMalformed: () => void;
+  /** Starts the connection's graceful shutdown (HTTP/2 GOAWAY; HTTP/1.1 closes after the response). */
+  readonly goAway: () => void;
   readonly refusals?: RefusalCounter;
 }
 
@@ -77,6 +79,10 @@ export abstract class NodeStreamExchange<O extends NodeExchangeOptions = NodeExc
   handshakeComplete(): Promise<boolean> {
     // TLS over TCP has no early data here: the handshake is complete before any request.
     return Promise.resolve(true);
+  }
+
+  goAway(): void {
+    this.opts.goAway();
   }
 
   /** Hands the exchange to the handler; the subclass has wired its stream's events. */
