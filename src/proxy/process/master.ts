@@ -108,6 +108,8 @@ export class Master {
     this.namesSpec = siteNamesSpec(config);
     this.tcpHandoff = new TcpHandoffRouter({
       workersOf: (site) => this.workingOf(site)?.workers.map((w) => w.proc) ?? [],
+      // A connection waits for its site's worker (restarting, starting) as long as one may take to be ready.
+      timeoutMs: config.process.readyTimeoutMs,
       log: opts.log,
     });
   }
