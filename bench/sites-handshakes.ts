@@ -36,11 +36,11 @@ function cpuTimes(): { busy: number; total: number } {
 
 const respond = `respond: { status: 200, body: "${BODY}" }`;
 function oneSite(port: number): string {
-  return `listeners: [{ address: "127.0.0.1:${port}", protocols: [h3] }]\ntls: { state_dir: state }\nworkers: 1\nroutes: [{ ${respond} }]\nlogging: { level: warn }\n`;
+  return `listeners: [{ address: "127.0.0.1:${port}", protocols: [h3] }]\ntls: { state_dir: state }\nworkers: 1\nroutes: [{ ${respond} }]\nlogging: { level: info, access_log: false }\n`;
 }
 function fourSites(port: number): string {
   const site = (name: string, extra = ''): string => `  ${name}:${extra}\n    names: [${name}.test]\n    routes: [{ ${respond} }]\n`;
-  return `listeners: [{ address: "127.0.0.1:${port}", protocols: [h3] }]\ntls: { state_dir: state }\nworkers: 1\nsites:\n${site('a', '\n    default: true')}${site('b')}${site('c')}${site('d')}logging: { level: warn }\n`;
+  return `listeners: [{ address: "127.0.0.1:${port}", protocols: [h3] }]\ntls: { state_dir: state }\nworkers: 1\nsites:\n${site('a', '\n    default: true')}${site('b')}${site('c')}${site('d')}logging: { level: info, access_log: false }\n`;
 }
 
 interface Row {
@@ -91,8 +91,9 @@ function median(xs: number[]): number {
 async function main(): Promise<void> {
   const port1 = await freeUdpPort();
   const port4 = await freeUdpPort();
-  const single = await startProxy(oneSite(port1));
-  const four = await startProxy(fourSites(port4));
+  const quiet = { keepLog: (l: Record<string, unknown>) => l.msg === 'ready' };
+  const single = await startProxy(oneSite(port1), quiet);
+  const four = await startProxy(fourSites(port4), quiet);
   const rows: Row[] = [
     { label: '1 site', proxy: single, port: port1, sni: 'localhost', perSecond: [], cpuUs: [], busy: [] },
     { label: '4 sites, to site d (kernel SNI)', proxy: four, port: port4, sni: 'd.test', perSecond: [], cpuUs: [], busy: [] },
