@@ -45,6 +45,8 @@ export interface ConnectOptions {
   earlyData?: boolean;
   /** Receives a copy of every datagram sent before the first one is received: the client's first flight. */
   firstFlight?: Buffer[];
+  /** A zero-length CID of its own, as Chromium uses (the server addresses it by its address alone). */
+  zeroLengthCid?: boolean;
 }
 
 export class H3Client {
@@ -59,6 +61,15 @@ export class H3Client {
   private failed: ((e: Error) => void) | undefined;
   /** Set when the server closed the connection (its error code and whether it was an app error). */
   peerError: { isApp: boolean; errorCode: number } | null = null;
+  /**
+   * Sees every datagram before quiche does, with the local address it arrived on; returning false
+   * drops it (a path that loses what the server sends).
+   */
+  filterInbound: ((local: { host: string; port: number }, datagram: Buffer) => boolean) | undefined;
+  /** The sockets quiche may send from, by local port (a second one after `migrate`). */
+  private readonly sockets = new Map<number, dgram.Socket>();
+  /** Datagrams kept back by `holdOutbound`, in the order quiche wrote them. */
+  private held: Array<{ datagram: Buffer; from: { port: number }; to: { host: string; port: number } }> | undefined;
 
   private constructor(
     private readonly socket: dgram.Socket,
@@ -68,15 +79,60 @@ export class H3Client {
     const a = socket.address();
     this.local = { host: a.address, port: a.port };
     this.closed = new Promise((r) => (this.closedResolve = r));
+    this.listen(socket);
+  }
+
+  private listen(socket: dgram.Socket): void {
+    const a = socket.address();
+    const local = { host: a.address, port: a.port };
+    this.sockets.set(local.port, socket);
     socket.on('message', (msg, rinfo) => {
       this.firstFlight = undefined;
+      if (this.filterInbound && !this.filterInbound(local, msg)) return;
       try {
-        conn.recv(msg, { from: { host: rinfo.address, port: rinfo.port }, to: this.local });
+        this.conn.recv(msg, { from: { host: rinfo.address, port: rinfo.port }, to: local });
       } catch {
         // quiche dropped it
       }
       this.afterIo();
     });
+  }
+
+  /**
+   * Moves the connection to a new local port (a new socket), as a client behind a rebinding NAT,
+   * or Chromium on a degrading path, does: quiche sends from there with a spare server CID, at once
+   * (no probing first). Resolves with the new local address.
+   */
+  async migrate(): Promise<{ host: string; port: number }> {
+    const socket = dgram.createSocket(net.isIPv6(this.local.host) ? 'udp6' : 'udp4');
+    await new Promise<void>((r) => socket.bind(0, this.local.host, () => r()));
+    this.listen(socket);
+    const a = socket.address();
+    const local = { host: a.address, port: a.port };
+    this.conn.migrate(local, this.peer);
+    this.afterIo();
+    return local;
+  }
+
+  /** Keeps back every datagram quiche writes from now on, as a stalled path would, until `releaseOutbound`. */
+  holdOutbound(): void {
+    this.held ??= [];
+  }
+
+  /** Sends what `holdOutbound` kept back, in order, and sends at once again; resolves with their count once the kernel has them. */
+  async releaseOutbound(): Promise<number> {
+    const held = this.held ?? [];
+    this.held = undefined;
+    await Promise.all(held.map(({ datagram, from, to }) => new Promise((r) => (this.sockets.get(from.port) ?? this.socket).send(datagram, to.port, to.host, r))));
+    return held.length;
+  }
+
+  private closeSockets(): void {
+    for (const socket of this.sockets.values()) {
+      socket.removeAllListeners('message');
+      socket.close();
+    }
+    this.sockets.clear();
   }
 
   static async connect(opts: ConnectOptions): Promise<H3Client> {
@@ -111,7 +167,7 @@ export class H3Client {
     if (opts.earlyData) cfg.enableEarlyData();
     const a = socket.address();
     const peer = { host: opts.host, port: opts.port };
-    const conn = quiche.Connection.connect(opts.sni ?? null, randomBytes(16), { host: a.address, port: a.port }, peer, cfg);
+    const conn = quiche.Connection.connect(opts.sni ?? null, opts.zeroLengthCid ? Buffer.alloc(0) : randomBytes(16), { host: a.address, port: a.port }, peer, cfg);
     if (opts.session) conn.setSession(opts.session);
     const client = new H3Client(socket, conn, peer);
     client.firstFlight = opts.firstFlight;
@@ -224,11 +280,15 @@ export class H3Client {
     return Buffer.from(this.conn.destinationId());
   }
 
+  /** Server CIDs received and not in use: a move to a new port needs one. */
+  get spareServerCids(): number {
+    return this.conn.availableDcids();
+  }
+
   /** Goes silent without a CONNECTION_CLOSE (a client that vanished): the server must time it out. */
   abandon(): void {
     if (this.timer) clearTimeout(this.timer);
-    this.socket.removeAllListeners('message');
-    this.socket.close();
+    this.closeSockets();
     for (const p of this.pending.values()) p.reject(new Error('abandoned'));
     this.pending.clear();
     this.closedResolve?.();
@@ -294,16 +354,20 @@ export class H3Client {
       if (!r) break;
       const datagram = Buffer.from(this.buf.subarray(0, r[0]));
       this.firstFlight?.push(Buffer.from(datagram));
-      this.socket.send(datagram, this.peer.port, this.peer.host);
+      const { from, to } = r[1];
+      if (this.held) this.held.push({ datagram, from, to });
+      else (this.sockets.get(from.port) ?? this.socket).send(datagram, to.port, to.host);
     }
-    if (c.isClosed()) {
+    // A CONNECTION_CLOSE from the server ends it here, not after the draining period (3 PTOs, long
+    // on a path that lost packets): nothing is sent while draining.
+    if (c.isClosed() || c.peerError()) {
       this.peerError = c.peerError();
       if (this.timer) clearTimeout(this.timer);
       const err = new Error(`connection closed${this.peerError ? ` by peer (0x${this.peerError.errorCode.toString(16)})` : ''}`);
       for (const p of this.pending.values()) p.reject(err);
       this.pending.clear();
       this.failed?.(err);
-      this.socket.close();
+      this.closeSockets();
       this.closedResolve?.();
       return;
     }

@@ -4,7 +4,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -38,6 +38,12 @@ export interface RunningProxy {
   /** Resolves with the first log line matching `pred` (including ones already seen). */
   waitForLog(pred: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** The master's child processes (its workers), from /proc. */
+export function workerPids(masterPid: number): number[] {
+  const out = readFileSync(`/proc/${masterPid}/task/${masterPid}/children`, 'utf8').trim();
+  return out ? out.split(/\s+/).map(Number) : [];
 }
 
 export function makeTempDir(prefix = 'udpgrm-proxy-test-'): string {

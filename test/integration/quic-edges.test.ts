@@ -1,8 +1,9 @@
 /**
  * QUIC endpoint behaviour at the edges, against the real proxy: Version Negotiation for an
  * unknown version, stateless reset (with the token for the CID) for a packet of no known
- * connection and none for one too short, and the TLS no_application_protocol alert for a client
- * without h3 (one certificate and two).
+ * connection and none for one too short, the TLS no_application_protocol alert for a client
+ * without h3 (one certificate and two), and a client that moves to a new port whose path
+ * validation fails.
  */
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
@@ -11,9 +12,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCert } from '../helpers/certs.js';
 import { datagramFuzzer } from '../helpers/datagram-fuzz.js';
+import { waitUntil } from '../helpers/deadline.js';
 import { H3Client } from '../helpers/h3-client.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
-import { freeUdpPort, makeTempDir, startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { freeUdpPort, makeTempDir, startProxy, workerPids, type RunningProxy } from '../helpers/proxy.js';
 
 enterPrivateNetns();
 
@@ -315,6 +317,53 @@ routes: [{ path: /, respond: { status: 200 } }]
     // 21-byte short header (our 16-byte CID length) gets nothing: no reset loop between endpoints.
     const pkt = Buffer.concat([Buffer.from([0x40]), randomBytes(16), randomBytes(4)]);
     expect(await exchange(singlePort, pkt)).toBeUndefined();
+  });
+
+  it('keeps a connection whose client moved to a new port and left the path validation unanswered', async () => {
+    // Chromium moves to a new port when its path degrades (a loaded server) and may leave the
+    // proxy's PATH_CHALLENGE unanswered. quiche then fails the new path (lost challenges, or its
+    // 3x allowance ran out) and falls back to the old one; the next non-probing packet from the
+    // new port makes the failed path active again, and one more read before a new challenge went
+    // out closed the connection with PROTOCOL_VIOLATION (0xa).
+    const client = await H3Client.connect({ host: '127.0.0.1', port: singlePort, sni: 'localhost', zeroLengthCid: true });
+    try {
+      expect((await client.get('localhost', '/')).status).toBe(200);
+      await waitUntil('a spare CID of the proxy (moving needs one)', () => client.spareServerCids > 0, { timeoutMs: 10_000 });
+      const oldPort = client.localAddress.port;
+      let answersLost = true;
+      let heardOnNew = false;
+      let fellBack = false;
+      client.filterInbound = (local) => {
+        if (local.port === oldPort) {
+          fellBack ||= heardOnNew;
+          return true;
+        }
+        // Once the proxy uses the new port, the path stalls both ways: its packets are lost and
+        // ours wait, so the first ones it reads from the new port after falling back come at once.
+        if (!heardOnNew) client.holdOutbound();
+        heardOnNew = true;
+        return !answersLost;
+      };
+      await client.migrate();
+      const responses = [client.get('localhost', '/moved')];
+      await waitUntil('the proxy to fall back to the old port', () => fellBack, { timeoutMs: 30_000 });
+      responses.push(client.get('localhost', '/again'), client.get('localhost', '/once-more'));
+      // The worker is stopped while the held packets arrive, so it reads them in one go.
+      const [worker] = workerPids(single.proc.pid!);
+      process.kill(worker!, 'SIGSTOP');
+      try {
+        expect(await client.releaseOutbound()).toBeGreaterThanOrEqual(2);
+      } finally {
+        answersLost = false;
+        process.kill(worker!, 'SIGCONT');
+      }
+      for (const res of await Promise.all(responses)) expect(res.status).toBe(200);
+      expect(client.peerError).toBeNull();
+    } finally {
+      // Not close(): its draining period (3 PTOs) follows RTT samples of seconds from the held
+      // packets. The proxy times the connection out.
+      client.abandon();
+    }
   });
 
   it('refuses a client without h3 with the no_application_protocol alert', async () => {

@@ -91,6 +91,14 @@ export class QuicConnection implements TimerOwner, QuicStreams {
     this.host.wake(this);
   }
 
+  /**
+   * Makes quiche elect a usable active path if it has none (a failed path became active again):
+   * its onTimeout does that after whatever timers are due, which it would handle now or soon anyway.
+   */
+  ensureActivePath(): void {
+    this.quic.onTimeout();
+  }
+
   /** Called by the endpoint after packets were fed to quiche. */
   afterReceive(): void {
     const q = this.quic;

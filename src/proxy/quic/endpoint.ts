@@ -454,19 +454,42 @@ export class QuicEndpoint implements ConnectionHost {
 
   private feed(conn: QuicConnection, msg: Buffer, peer: HostPort): void {
     this.budgetOf(conn)?.onReceived(msg.length);
+    // Path events and path changes arise only from a datagram of another address, so the common
+    // case skips the extra native calls.
+    const elsewhere = peer.port !== conn.peer.port || peer.host !== conn.peer.host;
     try {
       conn.quic.recv(msg, { from: peer, to: this.opts.local });
       // recv succeeds for packets quiche could not decrypt, so the datagram's source proves
       // nothing: the address we report upstream (X-Forwarded-For) moves only when quiche itself
-      // migrated the connection to it, which it does for authenticated packets only. Path events
-      // arise only from a datagram of another address, so the common case skips the native call.
-      if (peer.port !== conn.peer.port || peer.host !== conn.peer.host) this.followPeer(conn);
+      // migrated the connection to it, which it does for authenticated packets only.
+      if (elsewhere) this.followPeer(conn);
     } catch {
       // quiche already accounted for the bad packet (or closed the connection); nothing to add.
       this.drop(DROP.rejectedByQuic);
     }
     this.checkEstablished(conn);
     this.guard(conn, () => conn.afterReceive());
+    if (elsewhere) this.settlePath(conn);
+    else this.wake(conn);
+  }
+
+  /**
+   * After a datagram from an address other than the connection's validated one: flush now and
+   * leave quiche with a usable active path, before the next datagram is read.
+   *
+   * quiche 0.18 makes the path of a non-probing packet active at once, even one whose validation
+   * failed (Chromium moves to a new port when its path degrades and may leave the PATH_CHALLENGE
+   * unanswered; the 3x allowance of that unvalidated path runs out and quiche falls back to the old
+   * path). Until the PATH_CHALLENGE it asks for again is sent, no path is usable and the next
+   * non-probing packet closes the connection with PROTOCOL_VIOLATION (InvalidState). The flush
+   * sends that challenge; should it not fit (congestion window), quiche falls back again.
+   */
+  private settlePath(conn: QuicConnection): void {
+    this.dirty.delete(conn);
+    this.guard(conn, () => this.flushConnection(conn));
+    this.sender.flush();
+    if (conn.closed) return;
+    this.guard(conn, () => conn.ensureActivePath());
     this.wake(conn);
   }
 
