@@ -1,0 +1,80 @@
+/**
+ * What the benches read from /proc: CPU time and RSS of a process tree (a proxy's master and its
+ * workers), and how many of the machine's cores were busy, so a run disturbed by other work on the
+ * machine shows it.
+ */
+import { readFileSync } from 'node:fs';
+
+const TICK_US = 10_000; // USER_HZ is 100 on Linux
+
+/** Fields after the command name in /proc/PID/stat (the name may hold spaces and parentheses). */
+function statFields(pid: number | 'self'): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+}
+
+/** `pid` and its descendants (threads are part of their process's figures already). */
+export function processTree(pid: number): number[] {
+  const out: number[] = [];
+  const visit = (p: number): void => {
+    out.push(p);
+    let children: string;
+    try {
+      children = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8');
+    } catch {
+      return; // exited meanwhile
+    }
+    for (const c of children.trim().split(/\s+/).filter(Boolean)) visit(Number(c));
+  };
+  visit(pid);
+  return out;
+}
+
+/** utime + stime of one process (all its threads), µs. 0 once it is gone. */
+export function processCpuMicros(pid: number): number {
+  try {
+    const f = statFields(pid);
+    return (Number(f[11]) + Number(f[12])) * TICK_US;
+  } catch {
+    return 0;
+  }
+}
+
+/** utime + stime of `pid` and its descendants, µs. */
+export function treeCpuMicros(pid: number): number {
+  return processTree(pid).reduce((sum, p) => sum + processCpuMicros(p), 0);
+}
+
+/** CPU of the children this process has waited for (the gtlsclient runs), µs. */
+export function reapedChildrenCpuMicros(): number {
+  const f = statFields('self');
+  return (Number(f[13]) + Number(f[14])) * TICK_US;
+}
+
+/** Resident set size of `pid` and its descendants, bytes. */
+export function treeRssBytes(pid: number): number {
+  let total = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+      total += Number(m?.[1] ?? 0) * 1024;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
+}
+
+/** Busy and total jiffies summed over all cores (/proc/stat; idle and iowait count as not busy). */
+export function machineJiffies(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest times are inside user already)
+  const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: total - v[3]! - v[4]!, total };
+}
+
+/** Cores busy between two machineJiffies readings over `seconds` of wall time. */
+export function busyCores(a: { busy: number }, b: { busy: number }, seconds: number): number {
+  return ((b.busy - a.busy) * TICK_US) / 1e6 / seconds;
+}
