@@ -15,7 +15,7 @@ if (dir) {
   session.connect();
   // The in-process session answers synchronously, which the 'exit' handler below relies on.
   session.post('Profiler.enable');
-  session.post('Profiler.setSamplingInterval', { interval: Number(process.env.BENCH_CPU_PROFILE_INTERVAL_US ?? 500) });
+  session.post('Profiler.setSamplingInterval', { interval: Number(process.env.BENCH_CPU_PROFILE_INTERVAL_US ?? 1000) });
   session.post('Profiler.start');
   const role = process.argv.includes('__worker') ? 'worker' : 'master';
   process.on('exit', () => {

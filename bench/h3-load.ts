@@ -21,11 +21,16 @@ export interface H3LoadResult {
   /** Milliseconds, sorted. */
   readonly latencies: number[];
   readonly failures: number;
+  /** Connections that closed before the load ended: why (the server's error code, or none). */
+  readonly closedEarly: string[];
   readonly elapsedMs: number;
 }
 
 export async function h3Load(port: number, path: string, opts: H3LoadOptions): Promise<H3LoadResult> {
   const clients = await Promise.all(Array.from({ length: opts.connections }, () => H3Client.connect({ host: '127.0.0.1', port, sni: 'localhost' })));
+  // A connection the server closed (its error counts as the requests' failures) is not closed again.
+  const gone = new Set<H3Client>();
+  for (const c of clients) void c.closed.then(() => gone.add(c));
   const latencies: number[] = [];
   let bytes = 0;
   let failures = 0;
@@ -49,8 +54,9 @@ export async function h3Load(port: number, path: string, opts: H3LoadOptions): P
   await Promise.all(Array.from({ length: opts.inFlight }, (_, i) => loop(i)));
   const elapsedMs = performance.now() - started;
   opts.onEnd?.();
-  await Promise.all(clients.map((c) => c.close()));
-  return { requests: latencies.length, bytes, latencies: latencies.sort((a, b) => a - b), failures, elapsedMs };
+  const closedEarly = [...gone].map((c) => (c.peerError ? `closed by the server with ${c.peerError.isApp ? 'application' : 'transport'} error 0x${c.peerError.errorCode.toString(16)}` : 'closed without a CONNECTION_CLOSE (idle timeout)'));
+  await Promise.all(clients.filter((c) => !gone.has(c)).map((c) => c.close()));
+  return { requests: latencies.length, bytes, latencies: latencies.sort((a, b) => a - b), failures, closedEarly, elapsedMs };
 }
 
 export function percentile(sorted: readonly number[], p: number): number {

@@ -3,7 +3,7 @@
  * time, and the machine's busy cores split into ours (proxies, upstream, this bench and the
  * clients it ran) and everybody else's, so a row disturbed by other work on the machine shows it.
  */
-import { busyCores, machineJiffies, reapedChildrenCpuMicros, treeCpuMicros } from './proc-stats.js';
+import { busyCores, machineJiffies, reapedChildrenCpuMicros, treeCpuMicros, udpCounters } from './proc-stats.js';
 
 export interface WindowResult {
   readonly seconds: number;
@@ -13,6 +13,13 @@ export interface WindowResult {
   readonly busyCores: number;
   /** Of those, cores busy with processes that are not part of this bench. */
   readonly otherCores: number;
+  /**
+   * UDP datagrams sent and received in this network namespace (both ends of the QUIC
+   * connections, so twice each datagram, plus whatever else runs in the namespace), and datagrams
+   * the kernel dropped because a socket's receive buffer was full (each one a loss to recover).
+   */
+  readonly udpDatagrams: number;
+  readonly udpDrops: number;
 }
 
 export class Meter {
@@ -31,14 +38,23 @@ export class Meter {
     const t0 = performance.now();
     const j0 = machineJiffies();
     const own0 = own();
+    const udp0 = udpCounters();
     const cpu0 = treeCpuMicros(pid);
     return () => {
       const cpu = treeCpuMicros(pid) - cpu0;
       const ownCpu = own() - own0;
       const j1 = machineJiffies();
+      const udp1 = udpCounters();
       const seconds = (performance.now() - t0) / 1000;
       const busy = busyCores(j0, j1, seconds);
-      return { seconds, cpuMicros: cpu, busyCores: busy, otherCores: Math.max(0, busy - ownCpu / 1e6 / seconds) };
+      return {
+        seconds,
+        cpuMicros: cpu,
+        busyCores: busy,
+        otherCores: Math.max(0, busy - ownCpu / 1e6 / seconds),
+        udpDatagrams: udp1.inDatagrams + udp1.outDatagrams - udp0.inDatagrams - udp0.outDatagrams,
+        udpDrops: udp1.rcvbufErrors - udp0.rcvbufErrors,
+      };
     };
   }
 }

@@ -56,6 +56,7 @@ const ms = (v: number): string => `${v.toFixed(v < 10 ? 2 : 1)} ms`;
 const mbps = (v: number): string => `${v.toFixed(1)} MB/s`;
 const rate = (v: number): string => `${Math.round(v)}/s`;
 const kib = (v: number): string => `${Math.round(v)} KiB`;
+const count = (v: number): string => (v < 100 ? v.toFixed(1) : String(Math.round(v)));
 
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -108,7 +109,7 @@ export async function runPeerBench(opts: PeerBenchOptions): Promise<void> {
 }
 
 function busyText(w: WindowResult): string {
-  return `busy ${w.busyCores.toFixed(2)} cores (others ${w.otherCores.toFixed(2)})`;
+  return `busy ${w.busyCores.toFixed(2)} cores (others ${w.otherCores.toFixed(2)})${w.udpDrops > 0 ? `, ${w.udpDrops} UDP receive-buffer drops` : ''}`;
 }
 
 /** A request over HTTP/3 with gtlsclient: it must say the handshake was QUIC and get a 200. */
@@ -120,11 +121,19 @@ async function checkServesH3(t: Target): Promise<void> {
   }
 }
 
-/** JIT, upstream connection pools, Go's heap: a few seconds of each kind of load first. */
+/**
+ * JIT (V8 optimises a function after many calls: a warm-up counted in requests, not seconds, or a
+ * loaded machine leaves our side half-interpreted), upstream connection pools, Go's heap.
+ */
 async function warmUp(t: Target): Promise<void> {
-  await h3Load(t.port, KIB_PATH, { connections: 4, inFlight: 32, durationMs: 2000 });
-  await h3Load(t.port, MIB_PATH, { connections: 1, inFlight: 2, durationMs: 1000 });
-  await gtlsclient('127.0.0.1', t.port, [`https://localhost${KIB_PATH}`], { sni: 'localhost', requests: 500 });
+  const started = performance.now();
+  await Promise.all([0, 1].map(() => gtlsclient('127.0.0.1', t.port, [`https://localhost${KIB_PATH}`], { sni: 'localhost', requests: 1500, timeoutMs: 120_000 })));
+  let requests = 0;
+  while (requests < 3000) requests += (await h3Load(t.port, KIB_PATH, { connections: 4, inFlight: 32, durationMs: 1000 })).requests;
+  let bytes = 0;
+  while (bytes < 16 * MIB) bytes += (await h3Load(t.port, MIB_PATH, { connections: 1, inFlight: 2, durationMs: 1000 })).bytes;
+  await gtlsclient('127.0.0.1', t.port, [`https://localhost${MIB_PATH}`], { sni: 'localhost', requests: 16, timeoutMs: 120_000 });
+  process.stdout.write(`warmed up ${t.name} in ${((performance.now() - started) / 1000).toFixed(1)} s (6,000 requests of 1 KiB, 32 of 1 MiB)\n`);
 }
 
 function makeRows(opts: PeerBenchOptions, meter: Meter): Row[] {
@@ -138,12 +147,14 @@ function makeRows(opts: PeerBenchOptions, meter: Meter): Row[] {
           { key: 'mbps', label: 'throughput', show: mbps, summary: true },
           { key: 'p50', label: 'p50', show: ms },
           { key: 'p99', label: 'p99', show: ms },
+          { key: 'dgrams', label: 'UDP dgrams/MiB', show: count },
         ]
       : [
           { key: 'cpu', label: 'CPU/req', show: us, summary: true },
           { key: 'rps', label: 'req/s', show: rate },
           { key: 'p50', label: 'p50', show: ms },
           { key: 'p99', label: 'p99', show: ms },
+          { key: 'dgrams', label: 'UDP dgrams/req', show: count },
         ],
     async run(t) {
       // Short warm-up on fresh connections (pools to the upstream may have idled out).
@@ -151,6 +162,7 @@ function makeRows(opts: PeerBenchOptions, meter: Meter): Row[] {
       let end: (() => WindowResult) | undefined;
       let window: WindowResult | undefined;
       const r = await h3Load(t.port, p, { connections, inFlight, durationMs, onStart: () => (end = meter.start(t.pid)), onEnd: () => (window = end!()) });
+      for (const why of r.closedEarly) process.stdout.write(`  (${t.name}: a connection ${why})\n`);
       const secs = r.elapsedMs / 1000;
       const mib = r.bytes / MIB;
       return {
@@ -160,6 +172,7 @@ function makeRows(opts: PeerBenchOptions, meter: Meter): Row[] {
           rps: r.requests / secs,
           p50: percentile(r.latencies, 50),
           p99: percentile(r.latencies, 99),
+          dgrams: window!.udpDatagrams / (perMiB ? Math.max(mib, 1e-9) : Math.max(1, r.requests)),
         },
         window: window!,
         failures: r.failures,
@@ -173,22 +186,24 @@ function makeRows(opts: PeerBenchOptions, meter: Meter): Row[] {
     metrics: [
       { key: 'cpu', label: 'CPU/req', show: us, summary: true },
       { key: 'rps', label: 'req/s', show: rate },
+      { key: 'dgrams', label: 'UDP dgrams/req', show: count },
     ],
     async run(t) {
       const end = meter.start(t.pid);
       const runs = await Promise.all([0, 1].map(() => gtlsclient('127.0.0.1', t.port, [`https://localhost${KIB_PATH}`], { sni: 'localhost', requests: gtlsRequests, timeoutMs: 120_000 })));
       const window = end();
       const ok = runs.reduce((n, r) => n + r.statuses.filter((s) => s === 200).length, 0);
-      return { values: { cpu: window.cpuMicros / Math.max(1, ok), rps: ok / window.seconds }, window, failures: 2 * gtlsRequests - ok };
+      return { values: { cpu: window.cpuMicros / Math.max(1, ok), rps: ok / window.seconds, dgrams: window.udpDatagrams / Math.max(1, ok) }, window, failures: 2 * gtlsRequests - ok };
     },
   };
 
-  const handshakes = 150;
+  const handshakes = 100;
   const newConnection: Row = {
     label: `new connection per request (gtlsclient, 1 KiB via upstream, ${handshakes} connections, 2 at a time)`,
     metrics: [
       { key: 'cpu', label: 'CPU/conn', show: (v) => ms(v / 1000), summary: true },
       { key: 'rate', label: 'conn/s', show: rate },
+      { key: 'dgrams', label: 'UDP dgrams/conn', show: count },
     ],
     async run(t) {
       let ok = 0;
@@ -202,7 +217,7 @@ function makeRows(opts: PeerBenchOptions, meter: Meter): Row[] {
         }),
       );
       const window = end();
-      return { values: { cpu: window.cpuMicros / Math.max(1, ok), rate: ok / window.seconds }, window, failures: handshakes - ok };
+      return { values: { cpu: window.cpuMicros / Math.max(1, ok), rate: ok / window.seconds, dgrams: window.udpDatagrams / Math.max(1, ok) }, window, failures: handshakes - ok };
     },
   };
 
@@ -212,13 +227,14 @@ function makeRows(opts: PeerBenchOptions, meter: Meter): Row[] {
     metrics: [
       { key: 'cpu', label: 'CPU/MiB', show: ms, summary: true },
       { key: 'mbps', label: 'throughput', show: mbps, summary: true },
+      { key: 'dgrams', label: 'UDP dgrams/MiB', show: count },
     ],
     async run(t) {
       const end = meter.start(t.pid);
       const r = await gtlsclient('127.0.0.1', t.port, [`https://localhost${MIB_PATH}`], { sni: 'localhost', requests: bulk, timeoutMs: 300_000 });
       const window = end();
       const ok = r.statuses.filter((s) => s === 200).length;
-      return { values: { cpu: window.cpuMicros / 1000 / Math.max(1, ok), mbps: (ok * MIB) / window.seconds / 1e6 }, window, failures: bulk - ok };
+      return { values: { cpu: window.cpuMicros / 1000 / Math.max(1, ok), mbps: (ok * MIB) / window.seconds / 1e6, dgrams: window.udpDatagrams / Math.max(1, ok) }, window, failures: bulk - ok };
     },
   };
 
@@ -228,7 +244,8 @@ function makeRows(opts: PeerBenchOptions, meter: Meter): Row[] {
     fresh: true,
     metrics: [{ key: 'rss', label: 'RSS/conn', show: kib, summary: true }],
     async run(t) {
-      await h3Load(t.port, KIB_PATH, { connections: 2, inFlight: 8, durationMs: 1000 });
+      const warm = await h3Load(t.port, KIB_PATH, { connections: 2, inFlight: 8, durationMs: 1000 });
+      for (const why of warm.closedEarly) process.stdout.write(`  (${t.name}, warm-up: a connection ${why})\n`);
       await settle();
       const rss0 = treeRssBytes(t.pid);
       const end = meter.start(t.pid);
@@ -291,7 +308,10 @@ function printRowSummary(row: Row, targets: readonly Target[], samples: Map<stri
     const c = peer!.map((s) => s.values[m.key]!);
     process.stdout.write(`  = ${m.label.padEnd(10)} Caddy ${spread(c, m.show).padEnd(28)} udpgrm-proxy ${spread(o, m.show).padEnd(28)} ratio ${(median(o) / median(c)).toFixed(2)}\n`);
   }
-  const busy = (xs: Sample[]): string => `${median(xs.map((s) => s.window.busyCores)).toFixed(2)} (others ${median(xs.map((s) => s.window.otherCores)).toFixed(2)})`;
+  const busy = (xs: Sample[]): string => {
+    const drops = xs.reduce((n, s) => n + s.window.udpDrops, 0);
+    return `${median(xs.map((s) => s.window.busyCores)).toFixed(2)} (others ${median(xs.map((s) => s.window.otherCores)).toFixed(2)}${drops ? `; ${drops} UDP receive-buffer drops` : ''})`;
+  };
   process.stdout.write(`  = busy cores: Caddy runs ${busy(peer!)}, udpgrm-proxy runs ${busy(ours!)}\n`);
 }
 

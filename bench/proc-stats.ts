@@ -3,7 +3,7 @@
  * workers), and how many of the machine's cores were busy, so a run disturbed by other work on the
  * machine shows it.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 const TICK_US = 10_000; // USER_HZ is 100 on Linux
 
@@ -38,6 +38,28 @@ export function processCpuMicros(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** utime + stime of the threads of `pid` whose name (comm) is `name`, µs. */
+export function threadCpuMicros(pid: number, name: string): number {
+  let total = 0;
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  for (const tid of tids) {
+    try {
+      if (readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() !== name) continue;
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+      total += (Number(f[11]) + Number(f[12])) * TICK_US;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
 }
 
 /** utime + stime of `pid` and its descendants, µs. */
@@ -77,4 +99,13 @@ export function machineJiffies(): { busy: number; total: number } {
 /** Cores busy between two machineJiffies readings over `seconds` of wall time. */
 export function busyCores(a: { busy: number }, b: { busy: number }, seconds: number): number {
   return ((b.busy - a.busy) * TICK_US) / 1e6 / seconds;
+}
+
+/** UDP counters of this network namespace (/proc/net/snmp): every process in it counts. */
+export function udpCounters(): { inDatagrams: number; outDatagrams: number; rcvbufErrors: number } {
+  const lines = readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Udp: '));
+  const names = lines[0]!.split(/\s+/).slice(1);
+  const values = lines[1]!.split(/\s+/).slice(1).map(Number);
+  const get = (n: string): number => values[names.indexOf(n)] ?? NaN;
+  return { inDatagrams: get('InDatagrams'), outDatagrams: get('OutDatagrams'), rcvbufErrors: get('RcvbufErrors') };
 }
