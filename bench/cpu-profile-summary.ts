@@ -75,7 +75,8 @@ export function windowSelfTime(profiles: readonly CpuProfile[], fromUs: number, 
         continue;
       }
       const module = moduleOf(cf.url, cf.functionName, repoRoot);
-      const fn = cf.url === '' ? cf.functionName || '(anonymous)' : `${cf.functionName || '(anonymous)'}:${cf.lineNumber + 1}`;
+      // Line numbers are the compiled JS's (dist/): only an anonymous function needs one.
+      const fn = cf.functionName || `(anonymous, dist line ${cf.lineNumber + 1})`;
       const key = `${module}\0${fn}`;
       const e = byKey.get(key) ?? byKey.set(key, { fn, module, micros: 0 }).get(key)!;
       e.micros += dt;

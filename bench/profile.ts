@@ -115,17 +115,27 @@ export async function runProfile(opts: ProfileOptions): Promise<void> {
   for (const w of windows) printWindow(w, windowSelfTime(profiles, w.fromUs, w.toUs, REPO));
 }
 
+/**
+ * Shares are of the sampled busy (non-idle) main-thread time; a thread that is runnable but not
+ * running (a loaded machine) samples as busy too, so µs per unit are the share times the workers'
+ * /proc CPU per unit, not the sampled time.
+ */
 function printWindow(w: LoadWindow, p: WindowProfile): void {
   const busy = p.sampledMicros - p.idleMicros;
+  const cpuPerUnit = w.workersCpuMicros / w.units;
   const pct = (us: number): string => `${((100 * us) / busy).toFixed(1)}%`.padStart(6);
-  const per = (us: number): string => `${(us / w.units).toFixed(us / w.units < 10 ? 1 : 0)} µs`.padStart(9);
+  const per = (us: number): string => {
+    const v = (us / busy) * cpuPerUnit;
+    return `${v.toFixed(v < 10 ? 1 : 0)} µs`.padStart(9);
+  };
   process.stdout.write(
     `\n## ${w.label}\n` +
-      `${w.units.toFixed(0)} ${w.unit}s; workers' CPU (/proc, all threads but the profiler's) ${Math.round(w.workersCpuMicros / w.units)} µs/${w.unit}; ` +
-      `main threads sampled busy ${Math.round(busy / w.units)} µs/${w.unit}, idle ${((100 * p.idleMicros) / p.sampledMicros).toFixed(0)}% of sampled time\n` +
-      `\nself time by module (% of busy samples, µs per ${w.unit}):\n`,
+      `${w.units.toFixed(0)} ${w.unit}s in ${((w.toUs - w.fromUs) / 1e6).toFixed(1)} s (machine busy ${w.machine.busyCores.toFixed(2)} cores, others ${w.machine.otherCores.toFixed(2)}); ` +
+      `workers' CPU (/proc, all threads but the profiler's) ${Math.round(cpuPerUnit)} µs/${w.unit}; ` +
+      `main threads idle ${((100 * p.idleMicros) / p.sampledMicros).toFixed(0)}% of sampled time\n` +
+      `\nself time by module (% of busy samples; µs per ${w.unit} = that share of the /proc CPU):\n`,
   );
   for (const m of byModule(p).slice(0, 14)) process.stdout.write(`  ${pct(m.micros)} ${per(m.micros)}  ${m.module}\n`);
-  process.stdout.write(`\ntop functions by self time:\n`);
+  process.stdout.write(`\ntop functions by self time (a JS function's self time includes the native calls it makes through N-API or koffi):\n`);
   for (const f of p.functions.slice(0, 25)) process.stdout.write(`  ${pct(f.micros)} ${per(f.micros)}  ${f.fn}  (${f.module})\n`);
 }
