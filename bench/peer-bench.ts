@@ -10,6 +10,7 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { gtlsclient } from '../test/helpers/gtlsclient.js';
 import { H3Client } from '../test/helpers/h3-client.js';
+import { enterPrivateNetns } from '../test/helpers/netns.js';
 import { ensureCaddy } from './caddy.js';
 import { h3Load, percentile } from './h3-load.js';
 import { Meter, type WindowResult } from './meter.js';
@@ -65,7 +66,10 @@ function median(xs: readonly number[]): number {
 }
 
 export async function runPeerBench(opts: PeerBenchOptions): Promise<void> {
-  const caddyVersion = ensureCaddy();
+  const caddyVersion = ensureCaddy(); // before the private netns: apt may need the network
+  // Our own network namespace (inherited by every process we start): the UDP counters are ours
+  // alone, and ports cannot clash with other benches or tests on the machine.
+  enterPrivateNetns();
   const cert = benchCertificate();
   const upstream = await startUpstreamProcess();
   const targetOpts = { upstreamPort: upstream.port, cert, workers: opts.workers };
@@ -109,7 +113,7 @@ export async function runPeerBench(opts: PeerBenchOptions): Promise<void> {
 }
 
 function busyText(w: WindowResult): string {
-  return `busy ${w.busyCores.toFixed(2)} cores (others ${w.otherCores.toFixed(2)})${w.udpDrops > 0 ? `, ${w.udpDrops} UDP receive-buffer drops` : ''}`;
+  return `busy ${w.busyCores.toFixed(2)} cores (others ${w.otherCores.toFixed(2)})${w.udpDrops > 0 ? `, UDP receive-buffer drops: ${w.udpDropsAtProxy} at the proxy, ${w.udpDrops - w.udpDropsAtProxy} at clients` : ''}`;
 }
 
 /** A request over HTTP/3 with gtlsclient: it must say the handshake was QUIC and get a 200. */
@@ -161,7 +165,7 @@ function makeRows(opts: PeerBenchOptions, meter: Meter): Row[] {
       await h3Load(t.port, p, { connections, inFlight, durationMs: 500 });
       let end: (() => WindowResult) | undefined;
       let window: WindowResult | undefined;
-      const r = await h3Load(t.port, p, { connections, inFlight, durationMs, onStart: () => (end = meter.start(t.pid)), onEnd: () => (window = end!()) });
+      const r = await h3Load(t.port, p, { connections, inFlight, durationMs, onStart: () => (end = meter.start(t.pid, t.port)), onEnd: () => (window = end!()) });
       for (const why of r.closedEarly) process.stdout.write(`  (${t.name}: a connection ${why})\n`);
       const secs = r.elapsedMs / 1000;
       const mib = r.bytes / MIB;
@@ -189,7 +193,7 @@ function makeRows(opts: PeerBenchOptions, meter: Meter): Row[] {
       { key: 'dgrams', label: 'UDP dgrams/req', show: count },
     ],
     async run(t) {
-      const end = meter.start(t.pid);
+      const end = meter.start(t.pid, t.port);
       const runs = await Promise.all([0, 1].map(() => gtlsclient('127.0.0.1', t.port, [`https://localhost${KIB_PATH}`], { sni: 'localhost', requests: gtlsRequests, timeoutMs: 120_000 })));
       const window = end();
       const ok = runs.reduce((n, r) => n + r.statuses.filter((s) => s === 200).length, 0);
@@ -197,7 +201,7 @@ function makeRows(opts: PeerBenchOptions, meter: Meter): Row[] {
     },
   };
 
-  const handshakes = 100;
+  const handshakes = 60;
   const newConnection: Row = {
     label: `new connection per request (gtlsclient, 1 KiB via upstream, ${handshakes} connections, 2 at a time)`,
     metrics: [
@@ -207,7 +211,7 @@ function makeRows(opts: PeerBenchOptions, meter: Meter): Row[] {
     ],
     async run(t) {
       let ok = 0;
-      const end = meter.start(t.pid);
+      const end = meter.start(t.pid, t.port);
       await Promise.all(
         [0, 1].map(async () => {
           for (let i = 0; i < handshakes / 2; i++) {
@@ -230,7 +234,7 @@ function makeRows(opts: PeerBenchOptions, meter: Meter): Row[] {
       { key: 'dgrams', label: 'UDP dgrams/MiB', show: count },
     ],
     async run(t) {
-      const end = meter.start(t.pid);
+      const end = meter.start(t.pid, t.port);
       const r = await gtlsclient('127.0.0.1', t.port, [`https://localhost${MIB_PATH}`], { sni: 'localhost', requests: bulk, timeoutMs: 300_000 });
       const window = end();
       const ok = r.statuses.filter((s) => s === 200).length;
@@ -248,10 +252,11 @@ function makeRows(opts: PeerBenchOptions, meter: Meter): Row[] {
       for (const why of warm.closedEarly) process.stdout.write(`  (${t.name}, warm-up: a connection ${why})\n`);
       await settle();
       const rss0 = treeRssBytes(t.pid);
-      const end = meter.start(t.pid);
+      const end = meter.start(t.pid, t.port);
       const clients: H3Client[] = [];
       const closed = new Set<H3Client>();
       const keepAlive: NodeJS.Timeout[] = [];
+      const reasons = new Map<string, number>();
       let failures = 0;
       try {
         // 50 handshakes at a time: below our per-worker Retry threshold (100 in progress).
@@ -267,8 +272,14 @@ function makeRows(opts: PeerBenchOptions, meter: Meter): Row[] {
               keepAlive.push(setInterval(() => closed.has(c) || void c.get('localhost', KIB_PATH).catch(() => {}), 15_000));
             }),
           );
-          failures += wave.filter((w) => w.status === 'rejected').length;
+          for (const w of wave) {
+            if (w.status === 'fulfilled') continue;
+            failures++;
+            const why = String(w.reason instanceof Error ? w.reason.message : w.reason);
+            reasons.set(why, (reasons.get(why) ?? 0) + 1);
+          }
         }
+        for (const [why, n] of reasons) process.stdout.write(`  (${t.name}: ${n} connection(s) failed: ${why})\n`);
         await settle();
         const rss = treeRssBytes(t.pid);
         // A connection that closed before the reading holds nothing: counted as failed, not divided by.
@@ -310,7 +321,8 @@ function printRowSummary(row: Row, targets: readonly Target[], samples: Map<stri
   }
   const busy = (xs: Sample[]): string => {
     const drops = xs.reduce((n, s) => n + s.window.udpDrops, 0);
-    return `${median(xs.map((s) => s.window.busyCores)).toFixed(2)} (others ${median(xs.map((s) => s.window.otherCores)).toFixed(2)}${drops ? `; ${drops} UDP receive-buffer drops` : ''})`;
+    const atProxy = xs.reduce((n, s) => n + s.window.udpDropsAtProxy, 0);
+    return `${median(xs.map((s) => s.window.busyCores)).toFixed(2)} (others ${median(xs.map((s) => s.window.otherCores)).toFixed(2)}${drops ? `; UDP drops ${atProxy} at the proxy, ${drops - atProxy} at clients` : ''})`;
   };
   process.stdout.write(`  = busy cores: Caddy runs ${busy(peer!)}, udpgrm-proxy runs ${busy(ours!)}\n`);
 }

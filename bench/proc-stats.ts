@@ -109,3 +109,15 @@ export function udpCounters(): { inDatagrams: number; outDatagrams: number; rcvb
   const get = (n: string): number => values[names.indexOf(n)] ?? NaN;
   return { inDatagrams: get('InDatagrams'), outDatagrams: get('OutDatagrams'), rcvbufErrors: get('RcvbufErrors') };
 }
+
+/** Receive-buffer drops summed over the IPv4 UDP sockets bound to `port` (/proc/net/udp, this netns). */
+export function udpSocketDrops(port: number): number {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  let drops = 0;
+  for (const line of readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 13 || !f[1]!.endsWith(`:${hexPort}`)) continue;
+    drops += Number(f[f.length - 1]);
+  }
+  return drops;
+}

@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gtlsclient } from '../test/helpers/gtlsclient.js';
+import { enterPrivateNetns } from '../test/helpers/netns.js';
 import { REPO } from '../test/helpers/proxy.js';
 import { byModule, windowSelfTime, type CpuProfile, type WindowProfile } from './cpu-profile-summary.js';
 import { h3Load } from './h3-load.js';
@@ -45,6 +46,7 @@ const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
 export async function runProfile(opts: ProfileOptions): Promise<void> {
   const hook = path.join(REPO, 'dist/bench/cpu-profile-hook.js');
   if (!existsSync(hook)) throw new Error(`${hook} missing: run npx tsc -p tsconfig.json first`);
+  enterPrivateNetns(); // as the side-by-side bench: nothing else on the machine shares our ports
   const profileDir = mkdtempSync(path.join(tmpdir(), 'bench-cpu-profile-'));
   const cert = benchCertificate();
   const upstream = await startUpstreamProcess();
@@ -67,7 +69,7 @@ export async function runProfile(opts: ProfileOptions): Promise<void> {
       let machine: WindowResult | undefined;
       const units = await run({
         start: () => {
-          endMachine = meter.start(ours.pid);
+          endMachine = meter.start(ours.pid, ours.port);
           cpu0 = workersCpu();
           fromUs = nowUs();
         },
