@@ -4,7 +4,7 @@
  * ran) and everybody else's, so a row disturbed by other work on the machine shows it, and the UDP
  * counters of the bench's network namespace (private: nothing else counts there).
  */
-import { busyCores, machineJiffies, reapedChildrenCpuMicros, treeCpuMicros, udpCounters, udpSocketDrops } from './proc-stats.js';
+import { busyCores, kernelThreadsCpuMicros, machineJiffies, reapedChildrenCpuMicros, treeCpuMicros, udpCounters, udpSocketDrops } from './proc-stats.js';
 
 export interface WindowResult {
   readonly seconds: number;
@@ -12,7 +12,9 @@ export interface WindowResult {
   readonly cpuMicros: number;
   /** Cores busy on the whole machine during the window. */
   readonly busyCores: number;
-  /** Of those, cores busy with processes that are not part of this bench. */
+  /** Of those, cores busy with the kernel's threads (softirq work deferred to ksoftirqd, kworkers). */
+  readonly kernelCores: number;
+  /** Of those, cores busy with processes that are neither part of this bench nor the kernel's. */
   readonly otherCores: number;
   /**
    * UDP datagrams sent and received in this network namespace (both ends of the QUIC
@@ -41,12 +43,14 @@ export class Meter {
     const t0 = performance.now();
     const j0 = machineJiffies();
     const own0 = own();
+    const kernel0 = kernelThreadsCpuMicros();
     const udp0 = udpCounters();
     const drops0 = udpSocketDrops(port);
     const cpu0 = treeCpuMicros(pid);
     return () => {
       const cpu = treeCpuMicros(pid) - cpu0;
       const ownCpu = own() - own0;
+      const kernelCpu = kernelThreadsCpuMicros() - kernel0;
       const j1 = machineJiffies();
       const udp1 = udpCounters();
       const drops1 = udpSocketDrops(port);
@@ -56,7 +60,8 @@ export class Meter {
         seconds,
         cpuMicros: cpu,
         busyCores: busy,
-        otherCores: Math.max(0, busy - ownCpu / 1e6 / seconds),
+        kernelCores: kernelCpu / 1e6 / seconds,
+        otherCores: Math.max(0, busy - (ownCpu + kernelCpu) / 1e6 / seconds),
         udpDatagrams: udp1.inDatagrams + udp1.outDatagrams - udp0.inDatagrams - udp0.outDatagrams,
         udpDrops: udp1.rcvbufErrors - udp0.rcvbufErrors,
         udpDropsAtProxy: drops1 - drops0,

@@ -67,6 +67,24 @@ export function treeCpuMicros(pid: number): number {
   return processTree(pid).reduce((sum, p) => sum + processCpuMicros(p), 0);
 }
 
+/**
+ * CPU of the kernel's own threads (children of kthreadd: ksoftirqd, kworkers), µs. Network receive
+ * work that the kernel defers out of the sending process (softirqs under load) is charged there.
+ */
+export function kernelThreadsCpuMicros(): number {
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const f = statFields(Number(entry));
+      if (f[1] === '2' || entry === '2') total += (Number(f[11]) + Number(f[12])) * TICK_US;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
+}
+
 /** CPU of the children this process has waited for (the gtlsclient runs), µs. */
 export function reapedChildrenCpuMicros(): number {
   const f = statFields('self');

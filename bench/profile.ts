@@ -85,9 +85,9 @@ export async function runProfile(opts: ProfileOptions): Promise<void> {
           `machine busy ${machine!.busyCores.toFixed(2)} cores (others ${machine!.otherCores.toFixed(2)})\n`,
       );
     };
-    // Warm-up counted in requests (JIT), as in the side-by-side bench.
+    // Warm-up counted in requests: our CPU per request settles after ~10,000 (JIT).
     let warm = 0;
-    while (warm < 5000) warm += (await h3Load(ours.port, KIB_PATH, { connections: 4, inFlight: 32, durationMs: 1000 })).requests;
+    while (warm < 12_000) warm += (await h3Load(ours.port, KIB_PATH, { connections: 4, inFlight: 32, durationMs: 1000 })).requests;
     await gtlsclient('127.0.0.1', ours.port, [`https://localhost${MIB_PATH}`], { sni: 'localhost', requests: 30, timeoutMs: 120_000 });
     const durationMs = opts.seconds * 1000;
     await measure('1 KiB via upstream, 32 in flight (our client, 4 connections)', 'request', async (mark) => {
