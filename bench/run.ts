@@ -5,64 +5,30 @@
  * gtlsclient, 20 requests on one connection), then the same over HTTP/2 on the same listener's TCP
  * side with nghttp2's h2load. Numbers are for comparing runs on one machine; the client, the proxy
  * and the upstream share its cores.
+ *
+ * `npm run bench -- --peer caddy [--quick] [--repeats N] [--seconds S] [--only TEXT]`: the side-by-side bench
+ * against Caddy (bench/peer-bench.ts). `npm run bench -- --profile [--quick]`: CPU profiles of our
+ * workers under load, summarised (bench/profile.ts). See bench/README.md.
  */
-import { fork } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import { gtlsclient } from '../test/helpers/gtlsclient.js';
 import { h2load } from '../test/helpers/h2load.js';
-import { H3Client } from '../test/helpers/h3-client.js';
 import { freeUdpPort, startProxy } from '../test/helpers/proxy.js';
+import { h3Load, percentile } from './h3-load.js';
+import { runPeerBench } from './peer-bench.js';
+import { treeCpuMicros } from './proc-stats.js';
+import { runProfile } from './profile.js';
+import { startUpstreamProcess } from './targets.js';
 
 const IN_FLIGHT = Number(process.env.BENCH_IN_FLIGHT ?? 32);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 4);
 const DURATION_MS = Number(process.env.BENCH_SECONDS ?? 5) * 1000;
 
-/** utime + stime of the master and its workers, in microseconds (/proc; 100 Hz clock ticks). */
-function cpuMicros(masterPid: number): number {
-  const children = readFileSync(`/proc/${masterPid}/task/${masterPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  let total = 0;
-  for (const pid of [masterPid, ...children]) {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    total += (Number(fields[11]) + Number(fields[12])) * 10_000;
-  }
-  return total;
-}
+/** utime + stime of the master and its workers, in microseconds. */
+const cpuMicros = treeCpuMicros;
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-}
-
-async function startUpstreamProcess(): Promise<{ port: number; stop(): void }> {
-  const child = fork(new URL('./upstream-server.ts', import.meta.url).pathname, [], { execArgv: ['--import', 'tsx'] });
-  const port = await new Promise<number>((resolve) => child.once('message', (m) => resolve((m as { port: number }).port)));
-  return { port, stop: () => child.kill() };
-}
-
-async function load(port: number, path: string, inFlight: number, durationMs: number): Promise<{ requests: number; bytes: number; latencies: number[]; failures: number; elapsedMs: number }> {
-  const clients = await Promise.all(Array.from({ length: CONNECTIONS }, () => H3Client.connect({ host: '127.0.0.1', port, sni: 'localhost' })));
-  const latencies: number[] = [];
-  let bytes = 0;
-  let failures = 0;
-  const started = performance.now();
-  const deadline = started + durationMs;
-  const worker = async (i: number): Promise<void> => {
-    const client = clients[i % clients.length]!;
-    while (performance.now() < deadline) {
-      const t0 = performance.now();
-      try {
-        const r = await client.get('localhost', path);
-        if (r.status !== 200) failures++;
-        bytes += r.body.length;
-        latencies.push(performance.now() - t0);
-      } catch {
-        failures++;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: inFlight }, (_, i) => worker(i)));
-  const elapsedMs = performance.now() - started;
-  await Promise.all(clients.map((c) => c.close()));
-  return { requests: latencies.length, bytes, latencies: latencies.sort((a, b) => a - b), failures, elapsedMs };
+function load(port: number, path: string, inFlight: number, durationMs: number): ReturnType<typeof h3Load> {
+  return h3Load(port, path, { connections: CONNECTIONS, inFlight, durationMs });
 }
 
 async function main(): Promise<void> {
@@ -153,4 +119,24 @@ logging: { level: info, access_log: false }
   upstream.stop();
 }
 
-await main();
+const { values: args } = parseArgs({
+  options: {
+    peer: { type: 'string' },
+    profile: { type: 'boolean', default: false },
+    quick: { type: 'boolean', default: false },
+    repeats: { type: 'string' },
+    seconds: { type: 'string' },
+    workers: { type: 'string', default: '2' },
+    only: { type: 'string' },
+  },
+});
+const quick = args.quick;
+const workers = Number(args.workers);
+if (args.peer !== undefined) {
+  if (args.peer !== 'caddy') throw new Error(`--peer ${args.peer}: only caddy is known`);
+  await runPeerBench({ repeats: Number(args.repeats ?? (quick ? 1 : 3)), seconds: Number(args.seconds ?? (quick ? 2 : 3)), workers, ...(args.only !== undefined && { only: args.only }) });
+} else if (args.profile) {
+  await runProfile({ seconds: Number(args.seconds ?? (quick ? 4 : 10)), workers });
+} else {
+  await main();
+}

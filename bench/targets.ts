@@ -1,0 +1,111 @@
+/**
+ * The proxies a side-by-side bench compares, started the same way: in front of the same upstream,
+ * with the same certificate, on 127.0.0.1, each on its own port (UDP for HTTP/3, TCP beside it).
+ * A target can be restarted (a fresh process for the memory row).
+ */
+import { fork } from 'node:child_process';
+import { makeCa } from '../test/helpers/certs.js';
+import { freeUdpPort, makeTempDir, startProxy } from '../test/helpers/proxy.js';
+import { startCaddy } from './caddy.js';
+
+export interface Target {
+  readonly name: string;
+  /** Changes on restart. */
+  readonly port: number;
+  /** Root of the process tree whose CPU and memory count as this proxy's. */
+  readonly pid: number;
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface Upstream {
+  readonly port: number;
+  readonly pid: number;
+  stop(): void;
+}
+
+/** The bench's HTTP/1.1 upstream (bench/upstream-server.ts) in its own process. */
+export async function startUpstreamProcess(): Promise<Upstream> {
+  const child = fork(new URL('./upstream-server.ts', import.meta.url).pathname, [], { execArgv: ['--import', 'tsx'] });
+  const port = await new Promise<number>((resolve) => child.once('message', (m) => resolve((m as { port: number }).port)));
+  return { port, pid: child.pid!, stop: () => child.kill() };
+}
+
+/** A CA-issued certificate for `localhost` and 127.0.0.1 (Caddy indexes certificates by SAN). */
+export function benchCertificate(): { cert: string; key: string } {
+  return makeCa(makeTempDir('bench-cert-'), 'bench-ca').issue('localhost', ['localhost', '127.0.0.1']);
+}
+
+export interface TargetOptions {
+  readonly upstreamPort: number;
+  readonly cert: { cert: string; key: string };
+  /** Our workers, Caddy's GOMAXPROCS. */
+  readonly workers: number;
+  /** Extra environment for our master (inherited by its workers). */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** Our proxy with its defaults except the access log (Caddy logs no requests by default either). */
+export function ourProxyConfig(port: number, o: TargetOptions): string {
+  return `
+listeners: ["127.0.0.1:${port}"]
+workers: ${o.workers}
+drain_timeout: 5s
+tls:
+  certificates: [{ names: [localhost], cert: "${o.cert.cert}", key: "${o.cert.key}" }]
+routes:
+  - path: /
+    upstream: app
+upstreams:
+  app: { targets: ["http://127.0.0.1:${o.upstreamPort}"] }
+logging: { level: info, access_log: false }
+`;
+}
+
+export async function startOurs(o: TargetOptions): Promise<Target> {
+  const boot = async (): Promise<{ port: number; proxy: Awaited<ReturnType<typeof startProxy>> }> => {
+    const port = await freeUdpPort();
+    return { port, proxy: await startProxy(ourProxyConfig(port, o), { ...(o.env && { env: o.env }) }) };
+  };
+  let current = await boot();
+  return {
+    name: 'udpgrm-proxy',
+    get port() {
+      return current.port;
+    },
+    get pid() {
+      return current.proxy.proc.pid!;
+    },
+    async restart() {
+      await current.proxy.stop();
+      current = await boot();
+    },
+    async stop() {
+      await current.proxy.stop();
+    },
+  };
+}
+
+export async function startCaddyTarget(o: TargetOptions): Promise<Target> {
+  const boot = async (): Promise<{ port: number; caddy: Awaited<ReturnType<typeof startCaddy>> }> => {
+    const port = await freeUdpPort();
+    return { port, caddy: await startCaddy({ port, upstreamPort: o.upstreamPort, cert: o.cert.cert, key: o.cert.key, procs: o.workers }) };
+  };
+  let current = await boot();
+  return {
+    name: 'Caddy',
+    get port() {
+      return current.port;
+    },
+    get pid() {
+      return current.caddy.pid;
+    },
+    async restart() {
+      await current.caddy.stop();
+      current = await boot();
+    },
+    async stop() {
+      await current.caddy.stop();
+    },
+  };
+}
