@@ -65,6 +65,13 @@ export const SCM_RIGHTS = 1;
 export const SO_DETACH_REUSEPORT_BPF = 68;
 export const IPPROTO_IPV6 = 41;
 export const IPV6_V6ONLY = 26;
+/** SO_NO_CHECK: no UDP checksums on send (IPv4); the kernel then refuses GSO sends (EINVAL). */
+export const SO_NO_CHECK = 11;
+
+// <netinet/udp.h>
+export const SOL_UDP = 17;
+/** UDP GSO (Linux 4.18+): a u16 segment size, as a socket option or per send in a cmsg. */
+export const UDP_SEGMENT = 103;
 
 // <fcntl.h>
 export const F_GETFD = 1;
@@ -87,10 +94,13 @@ export const EPERM = 1;
 export const ENOENT = 2;
 export const ESRCH = 3;
 export const EINTR = 4;
+export const EIO = 5;
 export const EAGAIN = 11;
 export const EBADF = 9;
 export const EACCES = 13;
 export const EEXIST = 17;
+export const EINVAL = 22;
+export const ENOBUFS = 105;
 /** sizeof(struct epoll_event) on x86-64 (packed: u32 events + u64 data). */
 export const EPOLL_EVENT_BYTES = 12;
 
