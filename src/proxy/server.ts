@@ -192,7 +192,11 @@ export class ProxyServer {
     let connectionsAccepted = 0;
     let statelessResets = 0;
     let internalErrors = 0;
+    let gsoDatagrams = 0;
+    let gsoFallbacks = 0;
     for (const e of this.endpoints) {
+      gsoDatagrams += e.sendCounters.gsoPackets;
+      gsoFallbacks += e.sendCounters.gsoFallbacks;
       const c = e.counters;
       datagramsIn += c.datagramsIn;
       datagramsOut += c.datagramsOut;
@@ -201,7 +205,7 @@ export class ProxyServer {
       internalErrors += c.internalErrors;
       for (const [reason, n] of Object.entries(c.dropped)) dropped[reason] = (dropped[reason] ?? 0) + n;
     }
-    return { datagramsIn, datagramsOut, connectionsAccepted, statelessResets, internalErrors, dropped };
+    return { datagramsIn, datagramsOut, connectionsAccepted, statelessResets, internalErrors, dropped, gsoDatagrams, gsoFallbacks };
   }
 
   /** Everything this worker counts for /metrics (the master folds and labels it; snapshot.ts). */

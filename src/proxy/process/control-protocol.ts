@@ -63,6 +63,8 @@ const workerStatus = object({
       statelessResets: number,
       internalErrors: number,
       dropped: record(number),
+      gsoDatagrams: optional(number),
+      gsoFallbacks: optional(number),
     }),
   ),
   tcp: optional(

@@ -14,9 +14,10 @@
 import type dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { errnoText } from '../../sys/libc.js';
 import type { CidIssuer } from '../../grm/interface.js';
 import type { CertificateConfig, QuicLimits } from '../config/types.js';
-import { BatchSender } from '../net/batch-sender.js';
+import { BatchSender, type BatchSenderCounters } from '../net/batch-sender.js';
 import { QuicConnection, type ConnectionHost, type QuicApplication } from './connection.js';
 import { DROP, type DropCounts, type DropReason } from './drop-reasons.js';
 import { admitEarlyData, readFirstInitial } from './early-data-admission.js';
@@ -141,6 +142,7 @@ export class QuicEndpoint implements ConnectionHost {
   private readonly sender: BatchSender;
   private readonly resetTokens: ResetTokens;
   private loggedAt = -Infinity;
+  private gsoFailureLogged = false;
   /** Packet-path log lines suppressed since the last one written. */
   private unlogged = 0;
 
@@ -152,7 +154,11 @@ export class QuicEndpoint implements ConnectionHost {
     );
     // Expiry must not wait for the next attempt to arrive: a flood that stops leaves nothing behind.
     this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS).unref();
-    this.sender = new BatchSender(opts.fd, Math.max(opts.limits.maxUdpPayload, 1350));
+    this.sender = new BatchSender(opts.fd, Math.max(opts.limits.maxUdpPayload, 1350), {
+      gso: opts.limits.gso,
+      onGsoFailure: (errno, disabled) => this.onGsoFailure(errno, disabled),
+    });
+    if (opts.limits.gso === 'auto' && !this.sender.gsoEnabled) opts.log.info({ local: opts.local }, 'UDP GSO (UDP_SEGMENT) not supported by this kernel: one datagram per packet');
     opts.socket.on('message', (msg, rinfo) => this.receive(msg, { host: rinfo.address, port: rinfo.port }));
     // A stateless reply to a forged source (broadcast, unreachable) fails asynchronously; without a
     // listener that failure would end the worker.
@@ -160,6 +166,11 @@ export class QuicEndpoint implements ConnectionHost {
       this.drop(DROP.replyNotSent);
       this.logLimited({ err: err.message }, 'stateless reply not sent');
     });
+  }
+
+  /** The socket's send side: packets, syscalls, drops, UDP GSO sends and fallbacks. */
+  get sendCounters(): Readonly<BatchSenderCounters> {
+    return this.sender.counters;
   }
 
   get connectionCount(): number {
@@ -633,6 +644,16 @@ export class QuicEndpoint implements ConnectionHost {
     this.resetTokens.token(dcid).copy(pkt, len - 16);
     this.counters.statelessResets++;
     this.opts.socket.send(pkt, peer.port, peer.host);
+  }
+
+  /** Said once per endpoint (the counters keep the count): what the kernel refused, and what follows. */
+  private onGsoFailure(errno: number, disabled: boolean): void {
+    if (this.gsoFailureLogged) return;
+    this.gsoFailureLogged = true;
+    this.opts.log.warn(
+      { local: this.opts.local, err: errnoText(errno) },
+      disabled ? 'UDP GSO send refused for this socket: GSO off, one datagram per packet from now on' : 'UDP GSO send refused (resent one datagram per packet; GSO stays on for other sends)',
+    );
   }
 
   private drop(reason: DropReason): void {
