@@ -65,6 +65,7 @@ const workerStatus = object({
       dropped: record(number),
       gsoDatagrams: optional(number),
       gsoFallbacks: optional(number),
+      batchedDatagramsIn: optional(number),
     }),
   ),
   tcp: optional(

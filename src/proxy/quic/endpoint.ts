@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { errnoText } from '../../sys/libc.js';
 import type { CidIssuer } from '../../grm/interface.js';
 import type { CertificateConfig, QuicLimits } from '../config/types.js';
+import { BatchReceiver, type BatchReceiverCounters } from '../net/batch-receiver.js';
 import { BatchSender, type BatchSenderCounters } from '../net/batch-sender.js';
 import { QuicConnection, type ConnectionHost, type QuicApplication } from './connection.js';
 import { DROP, type DropCounts, type DropReason } from './drop-reasons.js';
@@ -98,6 +99,17 @@ const CONNECTION_REFUSED = 0x2;
 const RETRY_PACKET_MAX = 512;
 /** Extra CIDs offered to each peer (it may use them after migration or NAT rebinding). */
 const EXTRA_CIDS = 2;
+/** Receive slots hold any datagram of a 1500-byte MTU path, and our own max_udp_payload. */
+const MIN_RECEIVE_SLOT = 1500;
+/** Memory for receive slots per endpoint (fewer slots when max_udp_payload is large). */
+const RECEIVE_BATCH_BYTES = 128 * 1024;
+/**
+ * Datagrams read in batches per event-loop turn, on top of dgram's own 32 per readiness event:
+ * past it the turn ends (timers, upstream sockets) and dgram reads on next turn.
+ */
+const MAX_BATCHED_PER_TURN = 256;
+/** After a batch read found the queue empty, this many datagrams come through dgram alone before the next try. */
+const IDLE_DRAIN_SKIPS = 7;
 
 /** Hex of a datagram's Destination CID, or undefined when too short to hold one. */
 function dcidOf(msg: Buffer, shortHeaderCidLength: number): string | undefined {
@@ -140,6 +152,12 @@ export class QuicEndpoint implements ConnectionHost {
   private closed = false;
   private closedResolvers: Array<() => void> = [];
   private readonly sender: BatchSender;
+  private readonly receiver: BatchReceiver;
+  private readonly deliverBatched = (msg: Buffer, peer: HostPort): void => this.receive(msg, peer);
+  /** Batched datagrams this turn, and datagrams dgram delivers alone before the next batch read. */
+  private batchedThisTurn = 0;
+  private turnResetScheduled = false;
+  private skipDrains = 0;
   private readonly resetTokens: ResetTokens;
   private loggedAt = -Infinity;
   private gsoFailureLogged = false;
@@ -159,7 +177,12 @@ export class QuicEndpoint implements ConnectionHost {
       onGsoFailure: (errno, disabled) => this.onGsoFailure(errno, disabled),
     });
     if (opts.limits.gso === 'auto' && !this.sender.gsoEnabled) opts.log.info({ local: opts.local }, 'UDP GSO (UDP_SEGMENT) not supported by this kernel: one datagram per packet');
-    opts.socket.on('message', (msg, rinfo) => this.receive(msg, { host: rinfo.address, port: rinfo.port }));
+    const slotSize = Math.max(opts.limits.maxUdpPayload, MIN_RECEIVE_SLOT);
+    this.receiver = new BatchReceiver(opts.fd, slotSize, Math.max(2, Math.min(64, Math.floor(RECEIVE_BATCH_BYTES / slotSize))));
+    opts.socket.on('message', (msg, rinfo) => {
+      this.receive(msg, { host: rinfo.address, port: rinfo.port });
+      this.drainQueued();
+    });
     // A stateless reply to a forged source (broadcast, unreachable) fails asynchronously; without a
     // listener that failure would end the worker.
     opts.socket.on('error', (err) => {
@@ -171,6 +194,11 @@ export class QuicEndpoint implements ConnectionHost {
   /** The socket's send side: packets, syscalls, drops, UDP GSO sends and fallbacks. */
   get sendCounters(): Readonly<BatchSenderCounters> {
     return this.sender.counters;
+  }
+
+  /** The socket's batched receive side (what dgram did not read itself). */
+  get receiveCounters(): Readonly<BatchReceiverCounters> {
+    return this.receiver.counters;
   }
 
   get connectionCount(): number {
@@ -214,6 +242,36 @@ export class QuicEndpoint implements ConnectionHost {
     } catch (err) {
       this.drop(DROP.internalError);
       this.internalError(err, { peer, bytes: msg.length });
+    }
+  }
+
+  /**
+   * Reads what else is queued on the socket in batches (BatchReceiver), from inside dgram's
+   * callback: dgram's read was the readiness signal. Bounded per turn; after an empty read, the
+   * next few datagrams skip the try (a lone datagram would pay a syscall for nothing).
+   */
+  private drainQueued(): void {
+    if (this.closed) return;
+    if (this.skipDrains > 0) {
+      this.skipDrains--;
+      return;
+    }
+    const budget = MAX_BATCHED_PER_TURN - this.batchedThisTurn;
+    if (budget <= 0) return;
+    const truncated = this.receiver.counters.truncated;
+    const n = this.receiver.drain(this.deliverBatched, Math.min(this.receiver.slots, budget));
+    if (this.receiver.counters.truncated > truncated) this.drop(DROP.datagramTooLarge, this.receiver.counters.truncated - truncated);
+    if (n === 0) {
+      this.skipDrains = IDLE_DRAIN_SKIPS;
+      return;
+    }
+    this.batchedThisTurn += n;
+    if (!this.turnResetScheduled) {
+      this.turnResetScheduled = true;
+      setImmediate(() => {
+        this.batchedThisTurn = 0;
+        this.turnResetScheduled = false;
+      });
     }
   }
 
@@ -656,7 +714,7 @@ export class QuicEndpoint implements ConnectionHost {
     );
   }
 
-  private drop(reason: DropReason): void {
-    this.counters.dropped[reason] = (this.counters.dropped[reason] ?? 0) + 1;
+  private drop(reason: DropReason, n = 1): void {
+    this.counters.dropped[reason] = (this.counters.dropped[reason] ?? 0) + n;
   }
 }
