@@ -14,7 +14,8 @@
  * The micro part:
  *   - a koffi call into libc without a syscall (abs) and with the cheapest one (getpid), and a
  *     quiche call that has nothing to send (send() → null): the price of crossing into native code;
- *   - quiche's send() while a stream has data: packet build + encryption, per packet;
+ *   - quiche's send() while a stream has data: packet build + encryption, per packet; and recv()
+ *     of those packets on the other side (decryption, stream reassembly);
  *   - the kernel: 1350-byte datagrams to a loopback socket as one sendmmsg entry per packet, and
  *     as GSO (UDP_SEGMENT) entries of up to 48 segments, CPU (user + system) per packet.
  * Numbers are for comparing variants on one machine.
@@ -113,6 +114,7 @@ function quicheCalls(): void {
   const chunk = Buffer.alloc(64 * 1024, 0x61);
   const packets: Buffer[] = [];
   let sendMicros = 0;
+  let recvMicros = 0;
   let sent = 0;
   const recvBuf = Buffer.alloc(65536);
   while (sent < 20_000) {
@@ -125,13 +127,17 @@ function quicheCalls(): void {
     }
     sendMicros += cpuMicros() - t;
     sent += burst;
-    for (const p of packets) client.recv(p, { from: { host: '127.0.0.1', port: 443 }, to: { host: '127.0.0.1', port: 50000 } });
+    const info = { from: { host: '127.0.0.1', port: 443 }, to: { host: '127.0.0.1', port: 50000 } };
+    const tr = cpuMicros();
+    for (const p of packets) client.recv(p, info);
+    recvMicros += cpuMicros() - tr;
     packets.length = 0;
     while (client.streamRecv(1, recvBuf));
     for (let r = client.send(out); r; r = client.send(out)) server.recv(Buffer.from(out.subarray(0, r[0])), { from: { host: '127.0.0.1', port: 50000 }, to: { host: '127.0.0.1', port: 443 } });
     if (burst === 0) server.onTimeout();
   }
   report('quiche: send() building a 1350-byte stream packet', sendMicros, sent, 'packet');
+  report('quiche: recv() of a 1350-byte stream packet', recvMicros, sent, 'packet');
 }
 
 // ------------------------------------------------------------------ kernel
@@ -330,13 +336,21 @@ async function receiveCosts(batch: number, size: number): Promise<void> {
 
 /** utime + stime of the master and its workers, in microseconds (/proc; 100 Hz clock ticks). */
 function proxyCpuMicros(masterPid: number): number {
+  const { user, system } = proxyCpuSplit(masterPid);
+  return user + system;
+}
+
+/** The same, split: user (JS, quiche, libc) and system (the kernel: syscalls, the loopback path). */
+function proxyCpuSplit(masterPid: number): { user: number; system: number } {
   const children = readFileSync(`/proc/${masterPid}/task/${masterPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  let total = 0;
+  let user = 0;
+  let system = 0;
   for (const pid of [masterPid, ...children]) {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    total += (Number(fields[11]) + Number(fields[12])) * 10_000;
+    user += Number(fields[11]) * 10_000;
+    system += Number(fields[12]) * 10_000;
   }
-  return total;
+  return { user, system };
 }
 
 async function smallRequests(port: number, inFlight: number, durationMs: number): Promise<number> {
@@ -364,6 +378,7 @@ function median(xs: number[]): number {
 /** What one sample measures, and its unit. */
 const METRICS = {
   downCpu: 'ms CPU/MiB down',
+  downSys: 'ms system CPU/MiB down (the kernel part of the above)',
   downRate: 'MB/s down',
   upCpu: 'ms CPU/MiB up',
   smallCpu: 'µs CPU/req 1 KiB',
@@ -430,13 +445,15 @@ logging: { level: info, access_log: false }
       const order = variants.map((_, i) => variants[(i + round) % variants.length]!);
       for (const v of order) {
         const pid = v.proxy.proc.pid!;
-        let cpu0 = proxyCpuMicros(pid);
+        const split0 = proxyCpuSplit(pid);
+        let cpu0 = split0.user + split0.system;
         const t0 = performance.now();
         const r = await gtlsclient('127.0.0.1', v.port, [`https://localhost:${v.port}${download}`], { requests: bulk, timeoutMs: 120_000 });
         const secs = (performance.now() - t0) / 1000;
         const ok = r.statuses.filter((st) => st === 200).length;
         if (ok !== bulk) throw new Error(`${v.name}: ${bulk - ok} of ${bulk} downloads failed`);
         v.samples.downCpu.push((proxyCpuMicros(pid) - cpu0) / 1000 / ok);
+        v.samples.downSys.push((proxyCpuSplit(pid).system - split0.system) / 1000 / ok);
         v.samples.downRate.push((ok * 1024 * 1024) / secs / 1e6);
         cpu0 = proxyCpuMicros(pid);
         const up = await gtlsclient('127.0.0.1', v.port, [`https://localhost:${v.port}/echo`], { method: 'POST', dataFile: uploadFile, timeoutMs: 120_000 });

@@ -8,7 +8,7 @@ import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BatchReceiver } from '../../src/proxy/net/batch-receiver.js';
 import type { HostPort } from '../../src/proxy/net/address.js';
-import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK, libc } from '../../src/sys/libc.js';
+import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_RCVBUFFORCE, libc } from '../../src/sys/libc.js';
 
 const cleanup: Array<() => void> = [];
 afterEach(() => {
@@ -28,6 +28,10 @@ function receivingSocket(family: 4 | 6): { fd: number; port: number } {
     libc.setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, on, 4);
     sa[23] = 1; // ::1
   }
+  // Room for a few hundred small datagrams (each costs the queue ~1 KiB): SO_RCVBUFFORCE, as root.
+  const size = Buffer.alloc(4);
+  size.writeInt32LE(4 * 1024 * 1024);
+  expect(libc.setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, size, 4)).toBe(0);
   expect(libc.bind(fd, sa, sa.length)).toBe(0);
   const len = [sa.length];
   libc.getsockname(fd, sa, len);
@@ -108,5 +112,25 @@ describe('BatchReceiver', () => {
     expect(receiver.drain((m) => got.push(Buffer.from(m)))).toBe(3);
     expect(got).toEqual([sent[0], sent[2]]);
     expect(receiver.counters.truncated).toBe(1);
+  });
+
+  it('after dgram reads: at most 256 batched per event-loop turn, and after an empty read the next 7 calls skip the syscall', async () => {
+    const rx = receivingSocket(4);
+    const a = await sender(4);
+    const sent = datagrams(300, 9, () => 40);
+    await a.send(rx.port, sent);
+    const receiver = new BatchReceiver(rx.fd, 1500);
+    const got: Buffer[] = [];
+    for (let i = 0; i < 10; i++) receiver.drainAfterRead((m) => got.push(Buffer.from(m)));
+    expect(got.length).toBe(256);
+    await new Promise((r) => setImmediate(r));
+    receiver.drainAfterRead((m) => got.push(Buffer.from(m)));
+    expect(got).toEqual(sent);
+    const syscalls = receiver.counters.syscalls;
+    receiver.drainAfterRead(() => expect.unreachable()); // empty: one syscall
+    for (let i = 0; i < 7; i++) receiver.drainAfterRead(() => expect.unreachable());
+    expect(receiver.counters.syscalls).toBe(syscalls + 1);
+    receiver.drainAfterRead(() => expect.unreachable());
+    expect(receiver.counters.syscalls).toBe(syscalls + 2);
   });
 });

@@ -25,6 +25,13 @@ const MMSGHDR_SIZE = 64;
 const IOVEC_SIZE = 16;
 const SOCKADDR_SLOT = 28;
 const INET6_ADDRSTRLEN = 46;
+/**
+ * Datagrams read in batches per event-loop turn, on top of dgram's own 32 per readiness event:
+ * past it the turn ends (timers, upstream sockets) and dgram reads on the next one.
+ */
+const MAX_BATCHED_PER_TURN = 256;
+/** After a batch read found the queue empty, this many datagrams come through dgram alone before the next try. */
+const IDLE_DRAIN_SKIPS = 7;
 
 const c_recvmmsg = libc.recvmmsg;
 const c_inet_ntop = libc.inet_ntop;
@@ -45,6 +52,10 @@ export class BatchReceiver {
   private readonly iovecs: Buffer;
   private readonly addrs: Buffer;
   private readonly text = Buffer.alloc(INET6_ADDRSTRLEN);
+  /** Batched datagrams this turn; datagrams dgram delivers alone before the next batch read. */
+  private batchedThisTurn = 0;
+  private turnResetScheduled = false;
+  private skipDrains = 0;
   /** Source addresses already turned into {host, port}: peers are few and send many datagrams. */
   private readonly v4Peers = new Map<number, HostPort>();
   private readonly v6Peers = new Map<string, HostPort>();
@@ -70,6 +81,33 @@ export class BatchReceiver {
       this.headers.writeBigUInt64LE(addrAt + BigInt(i * SOCKADDR_SLOT), h); // msg_name
       this.headers.writeBigUInt64LE(iovAt + BigInt(i * IOVEC_SIZE), h + 16); // msg_iov
       this.headers.writeBigUInt64LE(1n, h + 24); // msg_iovlen
+    }
+  }
+
+  /**
+   * Called after dgram delivered a datagram (its read was the readiness signal): reads what else is
+   * queued. Bounded per turn; after an empty read the next few datagrams skip the try (a lone
+   * datagram would pay a syscall for nothing).
+   */
+  drainAfterRead(deliver: (msg: Buffer, peer: HostPort) => void): void {
+    if (this.skipDrains > 0) {
+      this.skipDrains--;
+      return;
+    }
+    const budget = MAX_BATCHED_PER_TURN - this.batchedThisTurn;
+    if (budget <= 0) return;
+    const n = this.drain(deliver, Math.min(this.slots, budget));
+    if (n === 0) {
+      this.skipDrains = IDLE_DRAIN_SKIPS;
+      return;
+    }
+    this.batchedThisTurn += n;
+    if (!this.turnResetScheduled) {
+      this.turnResetScheduled = true;
+      setImmediate(() => {
+        this.batchedThisTurn = 0;
+        this.turnResetScheduled = false;
+      });
     }
   }
 

@@ -103,13 +103,6 @@ const EXTRA_CIDS = 2;
 const MIN_RECEIVE_SLOT = 1500;
 /** Memory for receive slots per endpoint (fewer slots when max_udp_payload is large). */
 const RECEIVE_BATCH_BYTES = 128 * 1024;
-/**
- * Datagrams read in batches per event-loop turn, on top of dgram's own 32 per readiness event:
- * past it the turn ends (timers, upstream sockets) and dgram reads on next turn.
- */
-const MAX_BATCHED_PER_TURN = 256;
-/** After a batch read found the queue empty, this many datagrams come through dgram alone before the next try. */
-const IDLE_DRAIN_SKIPS = 7;
 
 /** Hex of a datagram's Destination CID, or undefined when too short to hold one. */
 function dcidOf(msg: Buffer, shortHeaderCidLength: number): string | undefined {
@@ -154,10 +147,6 @@ export class QuicEndpoint implements ConnectionHost {
   private readonly sender: BatchSender;
   private readonly receiver: BatchReceiver;
   private readonly deliverBatched = (msg: Buffer, peer: HostPort): void => this.receive(msg, peer);
-  /** Batched datagrams this turn, and datagrams dgram delivers alone before the next batch read. */
-  private batchedThisTurn = 0;
-  private turnResetScheduled = false;
-  private skipDrains = 0;
   private readonly resetTokens: ResetTokens;
   private loggedAt = -Infinity;
   private gsoFailureLogged = false;
@@ -245,34 +234,12 @@ export class QuicEndpoint implements ConnectionHost {
     }
   }
 
-  /**
-   * Reads what else is queued on the socket in batches (BatchReceiver), from inside dgram's
-   * callback: dgram's read was the readiness signal. Bounded per turn; after an empty read, the
-   * next few datagrams skip the try (a lone datagram would pay a syscall for nothing).
-   */
+  /** The rest of the socket's queue, read in batches after dgram's datagram (BatchReceiver). */
   private drainQueued(): void {
     if (this.closed) return;
-    if (this.skipDrains > 0) {
-      this.skipDrains--;
-      return;
-    }
-    const budget = MAX_BATCHED_PER_TURN - this.batchedThisTurn;
-    if (budget <= 0) return;
     const truncated = this.receiver.counters.truncated;
-    const n = this.receiver.drain(this.deliverBatched, Math.min(this.receiver.slots, budget));
+    this.receiver.drainAfterRead(this.deliverBatched);
     if (this.receiver.counters.truncated > truncated) this.drop(DROP.datagramTooLarge, this.receiver.counters.truncated - truncated);
-    if (n === 0) {
-      this.skipDrains = IDLE_DRAIN_SKIPS;
-      return;
-    }
-    this.batchedThisTurn += n;
-    if (!this.turnResetScheduled) {
-      this.turnResetScheduled = true;
-      setImmediate(() => {
-        this.batchedThisTurn = 0;
-        this.turnResetScheduled = false;
-      });
-    }
   }
 
   private onDatagram(msg: Buffer, peer: HostPort): void {
