@@ -10,6 +10,7 @@ export interface CpuProfile {
   readonly nodes: ReadonlyArray<{
     readonly id: number;
     readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number };
+    readonly children?: readonly number[];
   }>;
   readonly startTime: number;
   readonly samples: readonly number[];
@@ -28,6 +29,12 @@ export interface WindowProfile {
   readonly sampledMicros: number;
   readonly idleMicros: number;
   readonly functions: SelfTime[];
+  /**
+   * Busy time charged to the innermost of our own modules (src/…) on the sample's stack: that
+   * module's code plus the libraries, Node internals and native calls it was in. Samples with no
+   * frame of ours (GC, event-loop internals) keep their own module.
+   */
+  readonly ownModules: Map<string, number>;
 }
 
 const PSEUDO: Record<string, string> = {
@@ -42,6 +49,7 @@ export function moduleOf(url: string, functionName: string, repoRoot: string): s
   if (PSEUDO[functionName] && url === '') return PSEUDO[functionName]!;
   if (url === '') return 'native (C++ binding or builtin)';
   if (url.startsWith('node:')) return url;
+  if (url.startsWith('wasm:')) return 'wasm (undici\'s llhttp parser)';
   const file = url.startsWith('file://') ? new URL(url).pathname : url;
   const nm = file.lastIndexOf('/node_modules/');
   if (nm >= 0) {
@@ -59,10 +67,23 @@ export function moduleOf(url: string, functionName: string, repoRoot: string): s
  */
 export function windowSelfTime(profiles: readonly CpuProfile[], fromUs: number, toUs: number, repoRoot: string): WindowProfile {
   const byKey = new Map<string, SelfTime>();
+  const ownModules = new Map<string, number>();
   let sampled = 0;
   let idle = 0;
   for (const p of profiles) {
     const nodes = new Map(p.nodes.map((n) => [n.id, n.callFrame]));
+    const parent = new Map<number, number>();
+    for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+    const ownerCache = new Map<number, string | undefined>();
+    const ownerOf = (id: number): string | undefined => {
+      if (ownerCache.has(id)) return ownerCache.get(id);
+      const cf = nodes.get(id)!;
+      const m = moduleOf(cf.url, cf.functionName, repoRoot);
+      const up = parent.get(id);
+      const owner = m.startsWith('src/') ? m : up === undefined ? undefined : ownerOf(up);
+      ownerCache.set(id, owner);
+      return owner;
+    };
     let t = p.startTime;
     for (let i = 0; i < p.samples.length; i++) {
       t += p.timeDeltas[i]!;
@@ -80,9 +101,11 @@ export function windowSelfTime(profiles: readonly CpuProfile[], fromUs: number, 
       const key = `${module}\0${fn}`;
       const e = byKey.get(key) ?? byKey.set(key, { fn, module, micros: 0 }).get(key)!;
       e.micros += dt;
+      const owner = ownerOf(p.samples[i]!) ?? module;
+      ownModules.set(owner, (ownModules.get(owner) ?? 0) + dt);
     }
   }
-  return { sampledMicros: sampled, idleMicros: idle, functions: [...byKey.values()].sort((a, b) => b.micros - a.micros) };
+  return { sampledMicros: sampled, idleMicros: idle, functions: [...byKey.values()].sort((a, b) => b.micros - a.micros), ownModules };
 }
 
 /** Self time summed per module, largest first. */

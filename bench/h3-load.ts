@@ -54,7 +54,7 @@ export async function h3Load(port: number, path: string, opts: H3LoadOptions): P
   await Promise.all(Array.from({ length: opts.inFlight }, (_, i) => loop(i)));
   const elapsedMs = performance.now() - started;
   opts.onEnd?.();
-  const closedEarly = [...gone].map((c) => (c.peerError ? `closed by the server with ${c.peerError.isApp ? 'application' : 'transport'} error 0x${c.peerError.errorCode.toString(16)}` : 'closed without a CONNECTION_CLOSE (idle timeout)'));
+  const closedEarly = [...gone].map((c) => (c.peerError ? `closed by the server with ${c.peerError.isApp ? 'application' : 'transport'} error 0x${c.peerError.errorCode.toString(16)}` : 'closed with no CONNECTION_CLOSE from the server (idle timeout or a local error)'));
   await Promise.all(clients.filter((c) => !gone.has(c)).map((c) => c.close()));
   return { requests: latencies.length, bytes, latencies: latencies.sort((a, b) => a - b), failures, closedEarly, elapsedMs };
 }

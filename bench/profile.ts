@@ -138,6 +138,8 @@ function printWindow(w: LoadWindow, p: WindowProfile): void {
       `\nself time by module (% of busy samples; µs per ${w.unit} = that share of the /proc CPU):\n`,
   );
   for (const m of byModule(p).slice(0, 14)) process.stdout.write(`  ${pct(m.micros)} ${per(m.micros)}  ${m.module}\n`);
+  process.stdout.write(`\nby our module, with the libraries, Node internals and native calls it was in (% of busy samples; µs per ${w.unit}):\n`);
+  for (const [module, micros] of [...p.ownModules].sort((a, b) => b[1] - a[1]).slice(0, 16)) process.stdout.write(`  ${pct(micros)} ${per(micros)}  ${module}\n`);
   process.stdout.write(`\ntop functions by self time (a JS function's self time includes the native calls it makes through N-API or koffi):\n`);
   for (const f of p.functions.slice(0, 25)) process.stdout.write(`  ${pct(f.micros)} ${per(f.micros)}  ${f.fn}  (${f.module})\n`);
 }
