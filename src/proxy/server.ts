@@ -254,7 +254,13 @@ export class ProxyServer {
     let connectionsAccepted = 0;
     let statelessResets = 0;
     let internalErrors = 0;
+    let gsoDatagrams = 0;
+    let gsoFallbacks = 0;
+    let batchedDatagramsIn = 0;
     for (const e of this.endpoints) {
+      batchedDatagramsIn += e.receiveCounters.datagrams;
+      gsoDatagrams += e.sendCounters.gsoPackets;
+      gsoFallbacks += e.sendCounters.gsoFallbacks;
       const c = e.counters;
       datagramsIn += c.datagramsIn;
       datagramsOut += c.datagramsOut;
@@ -263,7 +269,7 @@ export class ProxyServer {
       internalErrors += c.internalErrors;
       for (const [reason, n] of Object.entries(c.dropped)) dropped[reason] = (dropped[reason] ?? 0) + n;
     }
-    return { datagramsIn, datagramsOut, connectionsAccepted, statelessResets, internalErrors, dropped };
+    return { datagramsIn, datagramsOut, connectionsAccepted, statelessResets, internalErrors, dropped, gsoDatagrams, gsoFallbacks, batchedDatagramsIn };
   }
 
   /** Everything this worker counts for /metrics (the master folds and labels it; snapshot.ts). */

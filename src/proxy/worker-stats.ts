@@ -18,6 +18,11 @@ export interface WorkerStats {
     /** Failures in our own packet path, caught (each closed one connection or dropped one datagram). */
     readonly internalErrors: number;
     readonly dropped: Readonly<DropCounts>;
+    /** Datagrams sent in UDP GSO sends, and GSO sends the kernel refused (resent one by one). Absent from workers before GSO. */
+    readonly gsoDatagrams?: number;
+    readonly gsoFallbacks?: number;
+    /** Datagrams read in recvmmsg batches (the rest of datagramsIn came through dgram one by one). */
+    readonly batchedDatagramsIn?: number;
   };
   /** The worker's TCP edge (HTTP/1.1 and HTTP/2 over TLS, and http_redirect listeners). */
   readonly tcp?: TcpStats;

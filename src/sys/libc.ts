@@ -19,6 +19,7 @@ export const libc = {
   sendto: lib.func('intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
   sendmmsg: lib.func('int sendmmsg(int fd, void *msgvec, unsigned int vlen, int flags)'),
   recv: lib.func('intptr_t recv(int fd, void *buf, size_t len, int flags)'),
+  recvmmsg: lib.func('int recvmmsg(int fd, void *msgvec, unsigned int vlen, int flags, void *timeout)'),
   /** The msghdr and everything it points to are caller-built (scm-rights.ts). */
   sendmsg: lib.func('intptr_t sendmsg(int fd, const void *msg, int flags)'),
   recvmsg: lib.func('intptr_t recvmsg(int fd, void *msg, int flags)'),
@@ -29,6 +30,8 @@ export const libc = {
   /** Variadic: pass the third argument as ('int', value). */
   fcntl: lib.func('int fcntl(int fd, int cmd, ...)'),
   inet_pton: lib.func('int inet_pton(int af, const char *src, void *dst)'),
+  /** Returns the text written into dst, or null. */
+  inet_ntop: lib.func('const char *inet_ntop(int af, const void *src, void *dst, uint32_t size)'),
   mount: lib.func('int mount(const char *src, const char *target, const char *type, unsigned long flags, const void *data)'),
   unshare: lib.func('int unshare(int flags)'),
   pthread_sigmask: lib.func('int pthread_sigmask(int how, const void *set, _Out_ void *oldset)'),
@@ -49,6 +52,7 @@ export const SOCK_STREAM = 1;
 export const SOCK_DGRAM = 2;
 export const SOCK_NONBLOCK = 0o4000;
 export const SOCK_CLOEXEC = 0o2000000;
+export const MSG_TRUNC = 0x20;
 export const MSG_DONTWAIT = 0x40;
 export const SOL_SOCKET = 1;
 export const SO_REUSEADDR = 2;
@@ -65,6 +69,13 @@ export const SCM_RIGHTS = 1;
 export const SO_DETACH_REUSEPORT_BPF = 68;
 export const IPPROTO_IPV6 = 41;
 export const IPV6_V6ONLY = 26;
+/** SO_NO_CHECK: no UDP checksums on send (IPv4); the kernel then refuses GSO sends (EINVAL). */
+export const SO_NO_CHECK = 11;
+
+// <netinet/udp.h>
+export const SOL_UDP = 17;
+/** UDP GSO (Linux 4.18+): a u16 segment size, as a socket option or per send in a cmsg. */
+export const UDP_SEGMENT = 103;
 
 // <fcntl.h>
 export const F_GETFD = 1;
@@ -87,10 +98,13 @@ export const EPERM = 1;
 export const ENOENT = 2;
 export const ESRCH = 3;
 export const EINTR = 4;
+export const EIO = 5;
 export const EAGAIN = 11;
 export const EBADF = 9;
 export const EACCES = 13;
 export const EEXIST = 17;
+export const EINVAL = 22;
+export const ENOBUFS = 105;
 /** sizeof(struct epoll_event) on x86-64 (packed: u32 events + u64 data). */
 export const EPOLL_EVENT_BYTES = 12;
 

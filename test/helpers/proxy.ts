@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { removePinDir, uniquePinDir } from './netns.js';
 
 export const REPO = path.resolve(import.meta.dirname, '../..');
@@ -158,4 +159,14 @@ export async function startProxy(configYaml: string, opts: StartProxyOptions = {
 
   await waitForLog((l) => l.msg === 'ready');
   return { proc, dir, configFile, logs, waitForLog, stop };
+}
+
+/** `udpgrm-proxy list --config FILE --json` of a running proxy, parsed (what `list` shows per generation and worker). */
+export async function listJson(proxy: RunningProxy): Promise<ListedProxy> {
+  const { stdout } = await promisify(execFile)(process.execPath, [PROXY_BIN, 'list', '--config', proxy.configFile, '--json'], { encoding: 'utf8', timeout: 30_000 });
+  return JSON.parse(stdout) as ListedProxy;
+}
+
+export interface ListedProxy {
+  readonly generations: ReadonlyArray<{ readonly id: number; readonly state: string; readonly workers: ReadonlyArray<{ readonly index: number; readonly quic?: Record<string, unknown> }> }>;
 }

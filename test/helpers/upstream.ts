@@ -4,11 +4,12 @@
  *   /echo         JSON of method, url, headers, body length and SHA-256
  *   /slow?ms=N    headers only after N ms
  *   /bytes?n=N    N bytes of a repeating pattern, streamed
+ *   /random?n=N&seed=S  N pseudo-random bytes from seed S, streamed (seededStream; no two packets alike)
  *   /reset        some body bytes, then the socket is destroyed
  *   /trailers     a chunked body followed by an x-checksum trailer
  *   anything else 200 "upstream NAME"
  */
-import { createHash } from 'node:crypto';
+import { createCipheriv, createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -53,21 +54,13 @@ export async function startUpstream(name = 'up'): Promise<TestUpstream> {
     }
     if (leaf === '/bytes') {
       const n = Number(url.searchParams.get('n') ?? 0);
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(n) });
       const chunk = Buffer.alloc(64 * 1024, 'abcdefghijklmnopqrstuvwxyz');
-      let sent = 0;
-      const pump = (): void => {
-        while (sent < n) {
-          const part = chunk.subarray(0, Math.min(chunk.length, n - sent));
-          sent += part.length;
-          if (!res.write(part)) {
-            res.once('drain', pump);
-            return;
-          }
-        }
-        res.end();
-      };
-      pump();
+      streamBody(res, n, (len) => chunk.subarray(0, len));
+      return;
+    }
+    if (leaf === '/random') {
+      const n = Number(url.searchParams.get('n') ?? 0);
+      streamBody(res, n, seededStream(url.searchParams.get('seed') ?? ''));
       return;
     }
     if (leaf === '/trailers') {
@@ -120,4 +113,40 @@ export async function startUpstream(name = 'up'): Promise<TestUpstream> {
         server.close(() => resolve());
       }),
   };
+}
+
+/** Streams `n` bytes taken from `next(len)` (at most 64 KiB at a time), honouring backpressure. */
+function streamBody(res: http.ServerResponse, n: number, next: (len: number) => Buffer): void {
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(n) });
+  let sent = 0;
+  const pump = (): void => {
+    while (sent < n) {
+      const part = next(Math.min(64 * 1024, n - sent));
+      sent += part.length;
+      if (!res.write(part)) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+    res.end();
+  };
+  pump();
+}
+
+/**
+ * Pseudo-random bytes determined by `seed` (AES-128-CTR keystream): each call returns the next
+ * `len`. The upstream's /random body, and what a test hashes to know what the client must get.
+ */
+export function seededStream(seed: string): (len: number) => Buffer {
+  const key = createHash('sha256').update(seed).digest().subarray(0, 16);
+  const cipher = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
+  return (len) => cipher.update(Buffer.alloc(len));
+}
+
+/** SHA-256 (hex) of the first `n` bytes of seededStream(seed). */
+export function seededSha256(seed: string, n: number): string {
+  const next = seededStream(seed);
+  const hash = createHash('sha256');
+  for (let done = 0; done < n; done += 64 * 1024) hash.update(next(Math.min(64 * 1024, n - done)));
+  return hash.digest('hex');
 }

@@ -1,5 +1,5 @@
 /** `quic:` transport limits and `logging:`. */
-import { EARLY_DATA_MODES, type LoggingConfig, type QuicLimits } from './types.js';
+import { EARLY_DATA_MODES, GSO_MODES, type LoggingConfig, type QuicLimits } from './types.js';
 import type { Cursor } from './yaml-cursor.js';
 
 export const QUIC_DEFAULTS: QuicLimits = {
@@ -11,6 +11,7 @@ export const QUIC_DEFAULTS: QuicLimits = {
   maxUdpPayload: 1350,
   cidLength: 16,
   earlyData: 'safe',
+  gso: 'auto',
   retry: 'auto',
   // Far below max_handshakes: a flood of unvalidated Initials turns into stateless Retries long
   // before validated clients are refused.
@@ -45,6 +46,7 @@ const QUIC_KEYS = [
   'pending_client_hello_bytes',
   'pending_client_hello_timeout',
   'early_data',
+  'gso',
 ] as const;
 const MILLION = 1_000_000;
 const GIB = 1024 ** 3;
@@ -69,6 +71,7 @@ export function readQuic(section: Cursor | undefined, base: QuicLimits = QUIC_DE
     // RFC 9000 allows up to 20 bytes; below 8 there is no room for routing bits plus entropy.
     cidLength: f.cid_length?.integer(8, 20, 'cid_length') ?? d.cidLength,
     earlyData: f.early_data?.oneOf(EARLY_DATA_MODES) ?? d.earlyData,
+    gso: f.gso?.oneOf(GSO_MODES) ?? d.gso,
     retry: f.retry?.oneOf(RETRY_MODES) ?? d.retry,
     retryThreshold: f.retry_threshold?.integer(0, MILLION, 'retry_threshold') ?? d.retryThreshold,
     maxConnections: f.max_connections?.integer(1, MILLION, 'max_connections') ?? d.maxConnections,

@@ -237,6 +237,8 @@ export interface QuicLimits {
   readonly cidLength: number;
   /** TLS early data (0-RTT): refused, or accepted with the replay rules of EARLY_DATA_MODES. */
   readonly earlyData: EarlyDataMode;
+  /** UDP GSO for runs of packets to one peer: where the kernel supports it, or never. */
+  readonly gso: GsoMode;
   /** Address validation with Retry (RFC 9000 §8.1.2): always, never, or once handshakes pile up. */
   readonly retry: RetryMode;
   /** In `auto`: handshakes in progress in a worker from which clients without a token get a Retry. */
@@ -261,6 +263,9 @@ export type RetryMode = 'auto' | 'always' | 'never';
  * `off`: no 0-RTT. `safe`: 0-RTT accepted; only safe methods without a body are served from it
  * (forwarded with `Early-Data: 1`), anything else waits for the handshake (RFC 8470).
  */
+export const GSO_MODES = ['auto', 'off'] as const;
+export type GsoMode = (typeof GSO_MODES)[number];
+
 export const EARLY_DATA_MODES = ['off', 'safe'] as const;
 export type EarlyDataMode = (typeof EARLY_DATA_MODES)[number];
 

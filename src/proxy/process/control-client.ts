@@ -77,6 +77,8 @@ function formatGenerations(generations: StatusReply['generations'], indent: stri
       lines.push(
         `${indent}\tworker ${w.index}  pid ${w.pid ?? '-'}  connections ${w.connections}  requests ${w.activeRequests}` +
           (q ? `  datagrams in ${q.datagramsIn} out ${q.datagramsOut}  accepted ${q.connectionsAccepted}  resets ${q.statelessResets}  internal errors ${q.internalErrors}  dropped ${drops || 0}` : '') +
+          (q?.gsoDatagrams !== undefined ? `  gso datagrams ${q.gsoDatagrams} fallbacks ${q.gsoFallbacks ?? 0}` : '') +
+          (q?.batchedDatagramsIn !== undefined ? `  batched in ${q.batchedDatagramsIn}` : '') +
           (w.refused ? `  refused ${refused || 0}` : '') +
           (t ? `  tcp h1 ${t.h1Connections} h2 ${t.h2Connections} accepted ${t.accepted} over-limit ${t.refusedConnections} rapid-reset ${t.rapidResetCutoffs} tls-errors ${t.tlsErrors} malformed ${t.malformed}${handoffs(t)}` : ''),
       );

@@ -64,6 +64,9 @@ const workerStatus = object({
       statelessResets: number,
       internalErrors: number,
       dropped: record(number),
+      gsoDatagrams: optional(number),
+      gsoFallbacks: optional(number),
+      batchedDatagramsIn: optional(number),
     }),
   ),
   tcp: optional(

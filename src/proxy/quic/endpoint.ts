@@ -14,9 +14,11 @@
 import type dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { errnoText } from '../../sys/libc.js';
 import type { CidIssuer } from '../../grm/interface.js';
 import type { CertificateConfig, QuicLimits } from '../config/types.js';
-import { BatchSender } from '../net/batch-sender.js';
+import { BatchReceiver, type BatchReceiverCounters } from '../net/batch-receiver.js';
+import { BatchSender, type BatchSenderCounters } from '../net/batch-sender.js';
 import { QuicConnection, type ConnectionHost, type QuicApplication } from './connection.js';
 import { DROP, type DropCounts, type DropReason } from './drop-reasons.js';
 import { admitEarlyData, readFirstInitial } from './early-data-admission.js';
@@ -104,6 +106,10 @@ const CONNECTION_REFUSED = 0x2;
 const RETRY_PACKET_MAX = 512;
 /** Extra CIDs offered to each peer (it may use them after migration or NAT rebinding). */
 const EXTRA_CIDS = 2;
+/** Receive slots hold any datagram of a 1500-byte MTU path, and our own max_udp_payload. */
+const MIN_RECEIVE_SLOT = 1500;
+/** Memory for receive slots per endpoint (fewer slots when max_udp_payload is large). */
+const RECEIVE_BATCH_BYTES = 128 * 1024;
 
 /** Hex of a datagram's Destination CID, or undefined when too short to hold one. */
 function dcidOf(msg: Buffer, shortHeaderCidLength: number): string | undefined {
@@ -146,8 +152,11 @@ export class QuicEndpoint implements ConnectionHost {
   private closed = false;
   private closedResolvers: Array<() => void> = [];
   private readonly sender: BatchSender;
+  private readonly receiver: BatchReceiver;
+  private readonly deliverBatched = (msg: Buffer, peer: HostPort): void => this.receive(msg, peer);
   private readonly resetTokens: ResetTokens;
   private loggedAt = -Infinity;
+  private gsoFailureLogged = false;
   /** Packet-path log lines suppressed since the last one written. */
   private unlogged = 0;
 
@@ -159,14 +168,33 @@ export class QuicEndpoint implements ConnectionHost {
     );
     // Expiry must not wait for the next attempt to arrive: a flood that stops leaves nothing behind.
     this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS).unref();
-    this.sender = new BatchSender(opts.fd, Math.max(opts.limits.maxUdpPayload, 1350));
-    opts.socket.on('message', (msg, rinfo) => this.receive(msg, { host: rinfo.address, port: rinfo.port }));
+    this.sender = new BatchSender(opts.fd, Math.max(opts.limits.maxUdpPayload, 1350), {
+      gso: opts.limits.gso,
+      onGsoFailure: (errno, disabled) => this.onGsoFailure(errno, disabled),
+    });
+    if (opts.limits.gso === 'auto' && !this.sender.gsoEnabled) opts.log.info({ local: opts.local }, 'UDP GSO (UDP_SEGMENT) not supported by this kernel: one datagram per packet');
+    const slotSize = Math.max(opts.limits.maxUdpPayload, MIN_RECEIVE_SLOT);
+    this.receiver = new BatchReceiver(opts.fd, slotSize, Math.max(2, Math.min(64, Math.floor(RECEIVE_BATCH_BYTES / slotSize))));
+    opts.socket.on('message', (msg, rinfo) => {
+      this.receive(msg, { host: rinfo.address, port: rinfo.port });
+      this.drainQueued();
+    });
     // A stateless reply to a forged source (broadcast, unreachable) fails asynchronously; without a
     // listener that failure would end the worker.
     opts.socket.on('error', (err) => {
       this.drop(DROP.replyNotSent);
       this.logLimited({ err: err.message }, 'stateless reply not sent');
     });
+  }
+
+  /** The socket's send side: packets, syscalls, drops, UDP GSO sends and fallbacks. */
+  get sendCounters(): Readonly<BatchSenderCounters> {
+    return this.sender.counters;
+  }
+
+  /** The socket's batched receive side (what dgram did not read itself). */
+  get receiveCounters(): Readonly<BatchReceiverCounters> {
+    return this.receiver.counters;
   }
 
   get connectionCount(): number {
@@ -211,6 +239,14 @@ export class QuicEndpoint implements ConnectionHost {
       this.drop(DROP.internalError);
       this.internalError(err, { peer, bytes: msg.length });
     }
+  }
+
+  /** The rest of the socket's queue, read in batches after dgram's datagram (BatchReceiver). */
+  private drainQueued(): void {
+    if (this.closed) return;
+    const truncated = this.receiver.counters.truncated;
+    this.receiver.drainAfterRead(this.deliverBatched);
+    if (this.receiver.counters.truncated > truncated) this.drop(DROP.datagramTooLarge, this.receiver.counters.truncated - truncated);
   }
 
   private onDatagram(msg: Buffer, peer: HostPort): void {
@@ -680,7 +716,17 @@ export class QuicEndpoint implements ConnectionHost {
     this.opts.socket.send(pkt, peer.port, peer.host);
   }
 
-  private drop(reason: DropReason): void {
-    this.counters.dropped[reason] = (this.counters.dropped[reason] ?? 0) + 1;
+  /** Said once per endpoint (the counters keep the count): what the kernel refused, and what follows. */
+  private onGsoFailure(errno: number, disabled: boolean): void {
+    if (this.gsoFailureLogged) return;
+    this.gsoFailureLogged = true;
+    this.opts.log.warn(
+      { local: this.opts.local, err: errnoText(errno) },
+      disabled ? 'UDP GSO send refused for this socket: GSO off, one datagram per packet from now on' : 'UDP GSO send refused (resent one datagram per packet; GSO stays on for other sends)',
+    );
+  }
+
+  private drop(reason: DropReason, n = 1): void {
+    this.counters.dropped[reason] = (this.counters.dropped[reason] ?? 0) + n;
   }
 }
