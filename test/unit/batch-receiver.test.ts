@@ -114,6 +114,17 @@ describe('BatchReceiver', () => {
     expect(receiver.counters.truncated).toBe(1);
   });
 
+  it('delivers a 60,000-byte datagram whole into 64 KiB slots (what the endpoint uses)', async () => {
+    const rx = receivingSocket(4);
+    const a = await sender(4);
+    const sent = [Buffer.alloc(60_000, 5), Buffer.alloc(1350, 6)];
+    await a.send(rx.port, sent);
+    const receiver = new BatchReceiver(rx.fd, 65_536, 32);
+    const got: Buffer[] = [];
+    expect(receiver.drain((m) => got.push(Buffer.from(m)))).toBe(2);
+    expect(got).toEqual(sent);
+  });
+
   it('after dgram reads: at most 256 batched per event-loop turn, and after an empty read the next 7 calls skip the syscall', async () => {
     const rx = receivingSocket(4);
     const a = await sender(4);

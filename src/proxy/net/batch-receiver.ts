@@ -10,8 +10,8 @@
  * and stops. Datagrams keep their arrival order (dgram's first, then the batch).
  *
  * A datagram read here is a view into a slot that the next drain overwrites: whoever keeps one
- * past the callback copies it. A datagram longer than a slot arrives cut (MSG_TRUNC) and is
- * reported as such, not delivered.
+ * past the callback copies it. A datagram longer than a slot arrives cut (MSG_TRUNC): it is
+ * counted, not delivered (slots of 64 KiB, as the endpoint's, hold any UDP datagram).
  *
  * Layout (x86-64 / aarch64 Linux): struct mmsghdr = 64 B (msghdr 56 B, msg_len at 56); iovec 16 B;
  * each source address lands in a 28-byte sockaddr_in/in6 slot.

@@ -6,8 +6,6 @@
 export const DROP = {
   /** Too short for its header, or quiche could not parse it. */
   unparseable: 'unparseable',
-  /** Longer than a receive slot (max(quic.max_udp_payload, 1500) bytes): cut by the kernel in a batch read. */
-  datagramTooLarge: 'datagram too large',
   /** Version Negotiation or Retry: only servers send them. */
   serverOnlyPacketType: 'server-only packet type',
   /** A long header of a version we do not speak, too short to deserve a Version Negotiation. */

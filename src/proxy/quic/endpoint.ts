@@ -106,10 +106,13 @@ const CONNECTION_REFUSED = 0x2;
 const RETRY_PACKET_MAX = 512;
 /** Extra CIDs offered to each peer (it may use them after migration or NAT rebinding). */
 const EXTRA_CIDS = 2;
-/** Receive slots hold any datagram of a 1500-byte MTU path, and our own max_udp_payload. */
-const MIN_RECEIVE_SLOT = 1500;
-/** Memory for receive slots per endpoint (fewer slots when max_udp_payload is large). */
-const RECEIVE_BATCH_BYTES = 128 * 1024;
+/**
+ * A receive slot holds any UDP datagram (65,527 bytes at most), as dgram does: nothing is cut.
+ * The slots are 2 MiB of address space per endpoint, but only the pages datagrams were written to
+ * become memory (a 1350-byte datagram touches one page of its slot).
+ */
+const RECEIVE_SLOT = 65_536;
+const RECEIVE_SLOTS = 32;
 
 /** Hex of a datagram's Destination CID, or undefined when too short to hold one. */
 function dcidOf(msg: Buffer, shortHeaderCidLength: number): string | undefined {
@@ -173,8 +176,7 @@ export class QuicEndpoint implements ConnectionHost {
       onGsoFailure: (errno, disabled) => this.onGsoFailure(errno, disabled),
     });
     if (opts.limits.gso === 'auto' && !this.sender.gsoEnabled) opts.log.info({ local: opts.local }, 'UDP GSO (UDP_SEGMENT) not supported by this kernel: one datagram per packet');
-    const slotSize = Math.max(opts.limits.maxUdpPayload, MIN_RECEIVE_SLOT);
-    this.receiver = new BatchReceiver(opts.fd, slotSize, Math.max(2, Math.min(64, Math.floor(RECEIVE_BATCH_BYTES / slotSize))));
+    this.receiver = new BatchReceiver(opts.fd, RECEIVE_SLOT, RECEIVE_SLOTS);
     opts.socket.on('message', (msg, rinfo) => {
       this.receive(msg, { host: rinfo.address, port: rinfo.port });
       this.drainQueued();
@@ -243,10 +245,7 @@ export class QuicEndpoint implements ConnectionHost {
 
   /** The rest of the socket's queue, read in batches after dgram's datagram (BatchReceiver). */
   private drainQueued(): void {
-    if (this.closed) return;
-    const truncated = this.receiver.counters.truncated;
-    this.receiver.drainAfterRead(this.deliverBatched);
-    if (this.receiver.counters.truncated > truncated) this.drop(DROP.datagramTooLarge, this.receiver.counters.truncated - truncated);
+    if (!this.closed) this.receiver.drainAfterRead(this.deliverBatched);
   }
 
   private onDatagram(msg: Buffer, peer: HostPort): void {
@@ -726,7 +725,7 @@ export class QuicEndpoint implements ConnectionHost {
     );
   }
 
-  private drop(reason: DropReason, n = 1): void {
-    this.counters.dropped[reason] = (this.counters.dropped[reason] ?? 0) + n;
+  private drop(reason: DropReason): void {
+    this.counters.dropped[reason] = (this.counters.dropped[reason] ?? 0) + 1;
   }
 }
