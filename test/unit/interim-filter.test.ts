@@ -91,3 +91,20 @@ describe('steps aside on framing it does not fully understand', () => {
     expect(filter.opaque).toBe(true);
   });
 });
+
+describe('passes a read on without copying when nothing is removed', () => {
+  it('hands on the very buffer read when it holds whole responses, and a new one when a 100 was cut out', () => {
+    const filter = new InterimResponseFilter();
+    const twoResponses = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 204 No Content\r\n\r\n', 'latin1');
+    expect(filter.push(twoResponses)).toBe(twoResponses);
+    const withContinue = Buffer.from(`${CONTINUE}HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi`, 'latin1');
+    const out = filter.push(withContinue);
+    expect(out).not.toBe(withContinue);
+    expect(out.toString('latin1')).toBe('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi');
+    // Bytes held from an earlier read (a head that might be a 100) go on joined with this read's.
+    const start = Buffer.from('HTTP/1.1 1', 'latin1');
+    expect(filter.push(start).length).toBe(0);
+    const rest = Buffer.from('00 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', 'latin1');
+    expect(filter.push(rest).toString('latin1')).toBe('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+  });
+});

@@ -5,6 +5,7 @@
  * QUIC flow control slows the client), and encodes the response the handler writes. It is the
  * HTTP/3 implementation of the protocol-neutral HttpExchange.
  */
+import { Aborter, type AbortLike } from '../abort.js';
 import { formatDuration } from '../config/units.js';
 import { BodyLengthCounter, validateRequest, validateTrailers, type FieldList, type ValidatedRequest } from '../http-semantics/index.js';
 import { dispatchExchange, RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from '../http/exchange.js';
@@ -64,7 +65,7 @@ export class RequestStream implements HttpExchange {
   readonly httpVersion = '3';
   readonly writer: StreamWriter;
   private readonly frames: FrameReader;
-  private readonly abortController = new AbortController();
+  private readonly aborter = new Aborter();
   /** When we first heard of the stream: the header clock runs from here (performance.now() ms). */
   private readonly openedAt = performance.now();
   /** Last time the request moved (client bytes arrived, or our body consumer caught up). */
@@ -98,7 +99,7 @@ export class RequestStream implements HttpExchange {
 
   private onWriteFailed(): void {
     if (this.state.phase === 'finished') return;
-    this.abortController.abort(new Error('client stopped the response stream'));
+    this.aborter.abort(new Error('client stopped the response stream'));
     this.requestBody?.abort('client stopped the response stream');
     this.finish();
   }
@@ -111,8 +112,8 @@ export class RequestStream implements HttpExchange {
     return this.conn.id;
   }
 
-  get signal(): AbortSignal {
-    return this.abortController.signal;
+  get signal(): AbortLike {
+    return this.aborter;
   }
 
   handshakeComplete(): Promise<boolean> {
@@ -257,7 +258,7 @@ export class RequestStream implements HttpExchange {
       this.finish();
     }
     // Last: the handler sees the exchange already answered and only cancels and logs.
-    this.abortController.abort(new RequestTimeoutError(reason));
+    this.aborter.abort(new RequestTimeoutError(reason));
   }
 
   private onBytes(chunk: Buffer): void {
@@ -365,7 +366,7 @@ export class RequestStream implements HttpExchange {
   abort(reason: string): void {
     if (this.state.phase === 'finished') return;
     this.requestBody?.abort(reason);
-    this.abortController.abort(new Error(reason));
+    this.aborter.abort(new Error(reason));
     this.writer.fail();
     this.conn.resetStream(this.streamId, H3_ERROR.H3_REQUEST_CANCELLED);
     this.finish();
@@ -382,7 +383,7 @@ export class RequestStream implements HttpExchange {
     }
     const code = err instanceof H3Error ? err.code : H3_ERROR.H3_INTERNAL_ERROR;
     this.requestBody?.abort(err instanceof Error ? err.message : String(err));
-    this.abortController.abort(err);
+    this.aborter.abort(err);
     this.conn.stopSending(this.streamId, code);
     this.conn.resetStream(this.streamId, code);
     this.writer.fail();
@@ -393,7 +394,7 @@ export class RequestStream implements HttpExchange {
 
   respond(status: number, headers: FieldList, endStream = false): void {
     // After an abort (reset, timeout) the exchange is over for the handler: nothing to answer.
-    if (this.state.phase === 'finished' || this.abortController.signal.aborted) return;
+    if (this.state.phase === 'finished' || this.aborter.aborted) return;
     if (this.state.send !== Send.NotStarted) throw new Error('response headers already sent');
     this.state.send = Send.Body;
     this.sendFields([[':status', String(status)], ...withListenerAltSvc(headers, this.opts.altSvc)], endStream);

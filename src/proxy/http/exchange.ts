@@ -4,6 +4,7 @@
  * it (h3/request-stream.ts); HTTP/1.1 and HTTP/2 over TCP implement the same interface, so nothing
  * from here down knows which protocol carried the request.
  */
+import type { AbortLike } from '../abort.js';
 import type { FieldList, ValidatedRequest, ViaProtocolVersion } from '../http-semantics/index.js';
 import type { RequestBody } from './request-body.js';
 
@@ -30,7 +31,7 @@ export interface HttpExchange {
   /** The stream (HTTP/2, HTTP/3) or the request's number on its connection (HTTP/1.1). */
   readonly streamId: number;
   /** Aborted when the client gives up on the exchange or the connection goes away. */
-  readonly signal: AbortSignal;
+  readonly signal: AbortLike;
   readonly headersSent: boolean;
   readonly bytesReceived: number;
   readonly bytesSent: number;

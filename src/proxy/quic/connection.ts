@@ -6,6 +6,7 @@
  */
 import type { TimerOwner } from './timer-queue.js';
 import { Shutdown, type HostPort, type QuicheConnection, type QuicheStats } from './native.js';
+import { ReadableStreams } from './readable-streams.js';
 
 /** What runs on top of a QUIC connection (the HTTP/3 session). */
 export interface QuicApplication {
@@ -73,6 +74,7 @@ export class QuicConnection implements TimerOwner, QuicStreams {
   readonly openedAt = Date.now();
   /** How far the TLS handshake is, as the application sees it. */
   private handshake: 'in-progress' | 'early-data' | 'complete' = 'in-progress';
+  private readonly readableStreams = new ReadableStreams();
   closed = false;
 
   constructor(
@@ -114,9 +116,12 @@ export class QuicConnection implements TimerOwner, QuicStreams {
       if (this.handshake === 'complete') app.onHandshakeComplete();
     }
     if (this.handshake === 'in-progress') return;
-    // isReadable is one cheap call; building the readable() iterator is not, and most packets
-    // (ACKs, flow-control updates) leave nothing to read.
-    if (q.isReadable()) for (const id of q.readable()) app.onStreamReadable(id);
+    // isReadable is one cheap call, and most packets (ACKs, flow-control updates) leave nothing to read.
+    if (q.isReadable()) {
+      const found = this.readableStreams.collect(q);
+      for (const id of found) app.onStreamReadable(id);
+      for (const id of this.readableStreams.missed(q, found)) app.onStreamReadable(id);
+    }
     if (app.wantsWritable) for (const id of q.writable()) app.onStreamWritable(id);
     app.afterPackets?.();
   }
@@ -127,11 +132,17 @@ export class QuicConnection implements TimerOwner, QuicStreams {
    * finished or reset). quiche answers both by failing a capacity query.
    */
   sendClosed(streamId: number): boolean {
+    // The answer for a finished stream is an exception (once per request): without a stack trace
+    // it costs less than half as much (~6 µs instead of ~13 µs).
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     try {
       this.quic.streamCapacity(streamId);
       return false;
     } catch {
       return true;
+    } finally {
+      Error.stackTraceLimit = stackTraceLimit;
     }
   }
 

@@ -84,7 +84,7 @@ export class H1Exchange extends NodeStreamExchange<H1ExchangeOptions> {
     this.body.abort(reason);
     if (!this.headersSent) respondText(this, 400, 'bad request\n');
     else this.reset();
-    this.abortController.abort(new Error(reason));
+    this.aborter.abort(new Error(reason));
   }
 
   /** HTTP/1.1 cannot end a started response early except by closing the connection. */

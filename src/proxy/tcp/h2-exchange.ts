@@ -79,7 +79,7 @@ export class H2Exchange extends NodeStreamExchange<H2ExchangeOptions> {
   protected failRequest(reason: string): void {
     this.opts.onMalformed();
     this.body.abort(reason);
-    this.abortController.abort(new Error(reason));
+    this.aborter.abort(new Error(reason));
     this.closeStream(NGHTTP2_PROTOCOL_ERROR);
   }
 

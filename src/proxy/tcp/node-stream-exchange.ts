@@ -11,6 +11,7 @@
  * handed back through callbacks.)
  */
 import type { Readable, Writable } from 'node:stream';
+import { Aborter, type AbortLike } from '../abort.js';
 import { formatDuration } from '../config/units.js';
 import { BodyLengthCounter, type FieldList, type ValidatedRequest, type ViaProtocolVersion } from '../http-semantics/index.js';
 import { dispatchExchange, RequestTimeoutError, respondText, type ClientAddress, type HttpExchange, type RequestHandler } from '../http/exchange.js';
@@ -48,7 +49,7 @@ export abstract class NodeStreamExchange<O extends NodeExchangeOptions = NodeExc
   bytesReceived = 0;
   bytesSent = 0;
   protected state: ExchangeState = { phase: 'open', recv: Recv.Body, send: Send.NotStarted };
-  protected readonly abortController = new AbortController();
+  protected readonly aborter = new Aborter();
   private readonly lengthCounter: BodyLengthCounter;
   private lastProgressAt = performance.now();
   private readonly clock = new SweepTimer((now) => this.checkDeadline(now));
@@ -68,8 +69,8 @@ export abstract class NodeStreamExchange<O extends NodeExchangeOptions = NodeExc
     return this.opts.connectionId;
   }
 
-  get signal(): AbortSignal {
-    return this.abortController.signal;
+  get signal(): AbortLike {
+    return this.aborter;
   }
 
   get headersSent(): boolean {
@@ -160,7 +161,7 @@ export abstract class NodeStreamExchange<O extends NodeExchangeOptions = NodeExc
     this.body.abort(reason);
     if (!this.headersSent) respondText(this, 408, 'request body timeout\n');
     else this.cutShort();
-    this.abortController.abort(new RequestTimeoutError(reason));
+    this.aborter.abort(new RequestTimeoutError(reason));
     return undefined;
   }
 
@@ -178,7 +179,7 @@ export abstract class NodeStreamExchange<O extends NodeExchangeOptions = NodeExc
 
   /** The response head may go out (`send` is the state it leaves); false if the exchange is over or cancelled. */
   protected startResponse(send: Send.Body | Send.Done): boolean {
-    if (this.state.phase === 'finished' || this.abortController.signal.aborted) return false;
+    if (this.state.phase === 'finished' || this.aborter.aborted) return false;
     if (this.state.send !== Send.NotStarted) throw new Error('response headers already sent');
     this.state.send = send;
     return true;
@@ -205,7 +206,7 @@ export abstract class NodeStreamExchange<O extends NodeExchangeOptions = NodeExc
   protected abort(reason: string): void {
     if (this.state.phase === 'finished') return;
     this.body.abort(reason);
-    this.abortController.abort(new Error(reason));
+    this.aborter.abort(new Error(reason));
     this.finish();
   }
 

@@ -21,6 +21,7 @@
 
 const MAX_HEAD = 64 * 1024;
 const MAX_LINE = 8 * 1024;
+const EMPTY = Buffer.alloc(0);
 const CRLF = Buffer.from('\r\n');
 const HEAD_END = Buffer.from('\r\n\r\n');
 /** What a 100 status line starts with ('x' stands for the HTTP minor version, 0 or 1). */
@@ -42,7 +43,7 @@ type Mode =
 export class InterimResponseFilter {
   #mode: Mode = { kind: 'head' };
   /** The head being read (held back while it may be a 100). */
-  #head: Buffer = Buffer.alloc(0);
+  #head: Buffer = EMPTY;
   /** Bytes of #head already passed on (all of it once it cannot be a 100). */
   #headPassed = 0;
   /** The current chunked-body line, for parsing (its bytes pass on as they come). */
@@ -71,13 +72,13 @@ export class InterimResponseFilter {
       }
       at = this.#step(chunk, at, out);
     }
-    return out.length === 1 ? out[0]! : Buffer.concat(out);
+    return out.length === 1 ? out[0]! : coversWhole(out, chunk) ? chunk : Buffer.concat(out);
   }
 
   /** The connection ended: what is still held (the start of a 100 head) goes on, for undici to judge. */
   end(): Buffer {
     const held = this.#head.subarray(this.#headPassed);
-    this.#head = Buffer.alloc(0);
+    this.#head = EMPTY;
     this.#headPassed = 0;
     this.#mode = { kind: 'opaque' };
     return held;
@@ -128,7 +129,7 @@ export class InterimResponseFilter {
       this.#passHead(out);
       this.#mode = next;
     }
-    this.#head = Buffer.alloc(0);
+    this.#head = EMPTY;
     this.#headPassed = 0;
     return at + consumed;
   }
@@ -156,7 +157,7 @@ export class InterimResponseFilter {
 
   #stepAside(out: Buffer[]): void {
     this.#passHead(out);
-    this.#head = Buffer.alloc(0);
+    this.#head = EMPTY;
     this.#headPassed = 0;
     this.#mode = { kind: 'opaque' };
   }
@@ -230,4 +231,17 @@ export class InterimResponseFilter {
       }
     }
   }
+}
+
+/**
+ * True when `parts` are `chunk`'s bytes in order, end to end (a head and its body read together,
+ * nothing dropped): `chunk` itself can go on, without Buffer.concat's copy of every response.
+ */
+function coversWhole(parts: readonly Buffer[], chunk: Buffer): boolean {
+  let at = chunk.byteOffset;
+  for (const p of parts) {
+    if (p.buffer !== chunk.buffer || p.byteOffset !== at) return false;
+    at += p.length;
+  }
+  return at === chunk.byteOffset + chunk.length;
 }

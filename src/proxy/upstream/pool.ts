@@ -16,6 +16,7 @@ import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Dispatcher, Pool } from 'undici';
+import type { AbortLike } from '../abort.js';
 import type { HealthCheckConfig, UpstreamPoolConfig } from '../config/types.js';
 import { formatDuration } from '../config/units.js';
 import type { Field } from '../http-semantics/fields.js';
@@ -42,7 +43,7 @@ export interface UpstreamRequest {
 
 export interface ForwardOptions {
   /** Aborting it cancels the exchange (before or after the response headers). */
-  readonly signal?: AbortSignal;
+  readonly signal?: AbortLike;
   /** Bytes of response body buffered before the upstream socket is paused (default 64 KiB). */
   readonly responseHighWaterMark?: number;
 }
