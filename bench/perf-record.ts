@@ -1,0 +1,80 @@
+/**
+ * `npx tsx bench/perf-record.ts [--load kib|mib] [--seconds S] [--workers N]`: where our workers'
+ * CPU goes, measured by Linux `perf` (CPU-clock samples of the worker processes, all threads, with
+ * call stacks; JIT frames named through V8's --perf-basic-prof map). Unlike `--profile` (V8's
+ * sampler, which samples the main thread's wall clock: a worker preempted in a syscall, e.g. by
+ * the upstream process its write woke, counts as busy in that syscall), this counts CPU only, and
+ * shows native code too: quiche (node.napi.node), koffi, libc, V8's runtime and GC, the kernel.
+ *
+ * Prints: samples per binary; the top symbols by self time; our JS functions (and undici's, and
+ * Node's) by inclusive time, merged across the workers. Needs `perf` (Debian: linux-perf); the
+ * bench installs nothing. Runs in a private network namespace, as the other benches do.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { enterPrivateNetns } from '../test/helpers/netns.js';
+import { workerPids } from '../test/helpers/proxy.js';
+import { h3Load } from './h3-load.js';
+import { treeCpuMicros } from './proc-stats.js';
+import { benchCertificate, startOurs, startUpstreamProcess } from './targets.js';
+
+const { values: args } = parseArgs({
+  options: { load: { type: 'string', default: 'kib' }, seconds: { type: 'string', default: '6' }, workers: { type: 'string', default: '2' } },
+});
+const LOADS = {
+  kib: { path: '/bytes?n=1024', connections: 4, inFlight: 32, unit: 'request' },
+  mib: { path: '/bytes?n=1048576', connections: 1, inFlight: 1, unit: 'MiB' },
+} as const;
+const load = LOADS[args.load as keyof typeof LOADS];
+if (!load) throw new Error(`--load: kib or mib, not "${args.load}"`);
+const seconds = Number(args.seconds);
+if (!(seconds > 0)) throw new Error(`--seconds: a positive number, not "${args.seconds}"`);
+try {
+  execFileSync('perf', ['--version'], { stdio: 'ignore' });
+} catch {
+  throw new Error('perf not found: apt-get install linux-perf (for this bench only)');
+}
+
+enterPrivateNetns();
+const upstream = await startUpstreamProcess();
+const ours = await startOurs({ upstreamPort: upstream.port, cert: benchCertificate(), workers: Number(args.workers), env: { NODE_OPTIONS: '--perf-basic-prof' } });
+const dir = mkdtempSync(path.join(tmpdir(), 'bench-perf-'));
+try {
+  // Warm up as the side-by-side bench does: V8's JIT settles after ~10,000 requests.
+  for (let n = 0; n < 12_000; ) n += (await h3Load(ours.port, LOADS.kib.path, { connections: 4, inFlight: 32, durationMs: 2000 })).requests;
+  const pids = workerPids(ours.pid);
+  const data = path.join(dir, 'perf.data');
+  const cpu0 = treeCpuMicros(ours.pid);
+  const recording = spawn('perf', ['record', '-F', '999', '-g', '-o', data, '-p', pids.join(','), '--', 'sleep', String(seconds)], { stdio: 'ignore' });
+  const recorded = new Promise<void>((resolve) => recording.once('exit', () => resolve()));
+  const r = await h3Load(ours.port, load.path, { connections: load.connections, inFlight: load.inFlight, durationMs: seconds * 1000 });
+  const cpu = treeCpuMicros(ours.pid) - cpu0;
+  await recorded;
+  const units = load.unit === 'MiB' ? r.bytes / 2 ** 20 : r.requests;
+  process.stdout.write(`${args.load} load: ${units.toFixed(0)} ${load.unit}s in ${seconds} s, proxy CPU ${(cpu / units).toFixed(0)} µs per ${load.unit} (perf adds a little)\n`);
+  const report = (...extra: string[]): string[] =>
+    execFileSync('perf', ['report', '-i', data, '--stdio', '-g', 'none', ...extra], { encoding: 'utf8', maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'ignore'] })
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !l.startsWith('#'));
+  process.stdout.write('\nsamples by binary (self):\n' + report('--no-children', '--sort', 'dso').slice(0, 10).join('\n') + '\n');
+  process.stdout.write('\ntop symbols (self):\n' + report('--no-children', '--sort', 'sym').slice(0, 25).join('\n') + '\n');
+  // Each worker has its own JIT map, so a JS function appears once per worker: merged here.
+  const inclusive = new Map<string, number>();
+  for (const line of report('--children', '--sort', 'sym')) {
+    const m = /^\s*([\d.]+)%\s+[\d.]+%\s+\[\.\]\s+JS:[*~^]?(.*)$/.exec(line);
+    if (m) inclusive.set(m[2]!, (inclusive.get(m[2]!) ?? 0) + Number(m[1]));
+  }
+  const top = [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, 40);
+  process.stdout.write(
+    '\nJS functions by inclusive time (native frames without frame pointers, e.g. inside quiche, end a stack early: a caller of them undercounts):\n' +
+      top.map(([name, pct]) => `${pct.toFixed(2).padStart(6)}%  ${name.replace(/file:\/\/\/?\S*?\/(src|bench|node_modules)\//, '$1/')}`).join('\n') +
+      '\n',
+  );
+} finally {
+  await ours.stop();
+  upstream.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
