@@ -18,7 +18,12 @@ export interface QuicApplication {
    */
   onHandshakeComplete(): void;
   onStreamReadable(streamId: number): void;
-  onStreamWritable(streamId: number): void;
+  /**
+   * The stream has flow-control credit: push what waits for it. Returns true when QUIC took none
+   * of the bytes waiting although the stream has credit: the connection's send capacity is used
+   * up, so no other stream can be written either until more packets arrive.
+   */
+  onStreamWritable(streamId: number): boolean;
   /** True while some stream waits for flow-control credit (so the endpoint polls writability). */
   readonly wantsWritable: boolean;
   /** Packets were processed (ACKs may have completed streams). */
@@ -117,7 +122,12 @@ export class QuicConnection implements TimerOwner, QuicStreams {
     // isReadable is one cheap call; building the readable() iterator is not, and most packets
     // (ACKs, flow-control updates) leave nothing to read.
     if (q.isReadable()) for (const id of q.readable()) app.onStreamReadable(id);
-    if (app.wantsWritable) for (const id of q.writable()) app.onStreamWritable(id);
+    // writable() lists every stream with stream-level credit (up to all open ones) while the
+    // connection's send capacity lasts; once a stream takes nothing the capacity is gone and the
+    // rest would take nothing either (one native call each): they wait for the next packet.
+    if (app.wantsWritable) {
+      for (const id of q.writable()) if (app.onStreamWritable(id)) break;
+    }
     app.afterPackets?.();
   }
 
