@@ -24,6 +24,7 @@ import { RequestTimeoutError, respondText, type HttpExchange, type RequestHandle
 import { misdirectedTo, type ServedSite } from './misdirected.js';
 import { REFUSAL, type RefusalCounter } from './refusals.js';
 import type { RequestBody } from './request-body.js';
+import { relayBody } from './relay-body.js';
 import type { TrustedProxies } from './trusted-proxies.js';
 
 export interface HandlerOptions {
@@ -177,10 +178,7 @@ export class ProxyHandler implements RequestHandler {
     }
     ex.respond(res.status, headers);
     try {
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        if (!ex.write(chunk)) await ex.drained();
-        if (ex.signal.aborted) throw new UpstreamError('aborted', 'client reset', res.target);
-      }
+      await relayBody(res.body, ex, () => new UpstreamError('aborted', 'client reset', res.target));
       ex.end(toClientTrailers(await res.trailers));
       return { status: res.status, upstream: res.target, tries };
     } catch (err) {
