@@ -466,10 +466,14 @@ export class RequestStream implements HttpExchange {
     if (this.conn.sendClosed(this.streamId)) this.onWriteFailed();
   }
 
-  /** QUIC has credit for this stream again: push queued response bytes. */
-  onWritable(): void {
-    this.writer.flush();
+  /**
+   * QUIC has credit for this stream again: push queued response bytes. True when QUIC took none
+   * of the bytes waiting (see StreamWriter.flush).
+   */
+  onWritable(): boolean {
+    const starved = this.writer.flush();
     this.maybeDone();
+    return starved;
   }
 
   /** Done once both directions are complete and every response byte is handed to QUIC. */

@@ -145,13 +145,11 @@ export class H3Session implements QuicApplication {
     }
   }
 
-  onStreamWritable(streamId: number): void {
+  onStreamWritable(streamId: number): boolean {
     const req = this.requests.get(streamId);
-    if (req) {
-      req.onWritable();
-      return;
-    }
-    for (const w of this.writers) if (w.streamId === streamId) w.flush();
+    if (req) return req.onWritable();
+    for (const w of this.writers) if (w.streamId === streamId) return w.flush();
+    return false;
   }
 
   onClosed(): void {

@@ -6,6 +6,7 @@
 import type { QuicStreams } from '../quic/connection.js';
 
 const HIGH_WATER_MARK = 256 * 1024;
+const EMPTY = Buffer.alloc(0);
 
 export class StreamWriter {
   private queue: Buffer[] = [];
@@ -54,15 +55,23 @@ export class StreamWriter {
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
-  /** Pushes queued bytes into QUIC; called on write and when QUIC reports the stream writable. */
-  flush(): void {
-    if (this.failed) return;
+  /**
+   * Pushes queued bytes into QUIC; called on write and when QUIC reports the stream writable.
+   * Returns true when QUIC took nothing although bytes were waiting (no credit at all).
+   */
+  flush(): boolean {
+    if (this.failed) return false;
+    let starved = false;
     try {
       while (this.queue.length > 0) {
         const head = this.queue[0]!;
         const last = this.queue.length === 1;
         const n = this.conn.streamSend(this.streamId, head, last && this.finQueued);
-        if (n === null) break; // no flow-control credit: wait for writability
+        if (n === null) {
+          // No flow-control credit: wait for writability.
+          starved = true;
+          break;
+        }
         this.queued -= n;
         if (n < head.length) {
           this.queue[0] = head.subarray(n);
@@ -72,14 +81,15 @@ export class StreamWriter {
         if (last && this.finQueued) this.finSent = true;
       }
       if (this.queue.length === 0 && this.finQueued && !this.finSent) {
-        if (this.conn.streamSend(this.streamId, Buffer.alloc(0), true) !== null) this.finSent = true;
+        if (this.conn.streamSend(this.streamId, EMPTY, true) !== null) this.finSent = true;
       }
     } catch {
       this.fail();
       this.onFail?.();
-      return;
+      return false;
     }
     if (this.queued < HIGH_WATER_MARK) this.wakeWaiters();
+    return starved;
   }
 
   /** The stream cannot be written any more: drop the queue and release waiting producers. */

@@ -14,7 +14,7 @@ import {
   toUpstreamRequestHeaders,
   type FieldList,
 } from '../http-semantics/index.js';
-import { classifyUpstreamError, clientMessage, type TryRecord } from '../upstream/errors.js';
+import { UpstreamError, classifyUpstreamError, clientMessage, type TryRecord } from '../upstream/errors.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { UpstreamRegistry } from '../upstream/registry.js';
 import type { RequestMetrics } from '../metrics/request-metrics.js';
@@ -22,9 +22,9 @@ import type { AccessLog } from './access-log.js';
 import { earlyDataHandling, type EarlyDataHandling } from './early-data.js';
 import { RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from './exchange.js';
 import { misdirectedTo, type ServedSite } from './misdirected.js';
-import { copyBody } from './response-body.js';
 import { REFUSAL, type RefusalCounter } from './refusals.js';
 import type { RequestBody } from './request-body.js';
+import { relayBody } from './relay-body.js';
 import type { TrustedProxies } from './trusted-proxies.js';
 
 export interface HandlerOptions {
@@ -178,7 +178,7 @@ export class ProxyHandler implements RequestHandler {
     }
     ex.respond(res.status, headers);
     try {
-      await copyBody(res.body, ex, res.target);
+      await relayBody(res.body, ex, () => new UpstreamError('aborted', 'client reset', res.target));
       ex.end(toClientTrailers(await res.trailers));
       return { status: res.status, upstream: res.target, tries };
     } catch (err) {

@@ -19,7 +19,12 @@ export interface QuicApplication {
    */
   onHandshakeComplete(): void;
   onStreamReadable(streamId: number): void;
-  onStreamWritable(streamId: number): void;
+  /**
+   * The stream has flow-control credit: push what waits for it. Returns true when QUIC took none
+   * of the bytes waiting although the stream has credit: the connection's send capacity is used
+   * up, so no other stream can be written either until more packets arrive.
+   */
+  onStreamWritable(streamId: number): boolean;
   /** True while some stream waits for flow-control credit (so the endpoint polls writability). */
   readonly wantsWritable: boolean;
   /** Packets were processed (ACKs may have completed streams). */
@@ -122,7 +127,12 @@ export class QuicConnection implements TimerOwner, QuicStreams {
       for (const id of found) app.onStreamReadable(id);
       for (const id of this.readableStreams.missed(q, found)) app.onStreamReadable(id);
     }
-    if (app.wantsWritable) for (const id of q.writable()) app.onStreamWritable(id);
+    // writable() lists every stream with stream-level credit (up to all open ones) while the
+    // connection's send capacity lasts; once a stream takes nothing the capacity is gone and the
+    // rest would take nothing either (one native call each): they wait for the next packet.
+    if (app.wantsWritable) {
+      for (const id of q.writable()) if (app.onStreamWritable(id)) break;
+    }
     app.afterPackets?.();
   }
 
