@@ -431,10 +431,12 @@ export class QuicEndpoint implements ConnectionHost {
    * ourselves unless the replay guard needs its random. The attempt gets the Config that accepts
    * 0-RTT and quiche reads the datagram; only if quiche went into early data (a resumed client
    * whose 0-RTT it took), or did not get through the ClientHello (split over datagrams,
-   * undecryptable, or without SNI, which is how we tell), is the Initial decrypted here and the guard asked (asked only now, after Retry
-   * validation: a client's retried Initial, same ClientHello, is no replay). Should the guard
-   * refuse, the attempt starts over on the Config that refuses 0-RTT: nothing was sent yet, so the
-   * client sees only that connection. A full handshake, the common case, costs no second decryption.
+   * undecryptable, or without SNI, which is how we tell), is the Initial decrypted here and the
+   * guard asked (only now, after Retry validation: a client's retried Initial, same ClientHello,
+   * is no replay). Should the guard refuse, the attempt starts over on the Config that refuses
+   * 0-RTT: nothing was sent yet, so the client sees only that connection. A full handshake, the
+   * common case, costs no second decryption. (0-RTT offered but declined by quiche spends no guard
+   * entry: the guard still lets at most one connection per ClientHello into early data.)
    */
   private acceptFirstInitial(dcidHex: string, peer: HostPort, msg: Buffer, odcid: Buffer | undefined): void {
     const cert = this.opts.selectCertificate(undefined);
