@@ -24,6 +24,8 @@ const MIB = 1024 * 1024;
 export interface ProfileOptions {
   readonly seconds: number;
   readonly workers: number;
+  /** Only the loads whose label contains this. */
+  readonly only?: string;
 }
 
 interface LoadWindow {
@@ -35,6 +37,8 @@ interface LoadWindow {
   readonly toUs: number;
   /** Workers' CPU from /proc (all threads but the profiler's), µs. */
   readonly workersCpuMicros: number;
+  /** The master's CPU from /proc (all threads but the profiler's), µs: not in the profiles. */
+  readonly masterCpuMicros: number;
   readonly machine: WindowResult;
 }
 
@@ -56,32 +60,38 @@ export async function runProfile(opts: ProfileOptions): Promise<void> {
   const meter = new Meter(() => [upstream.pid, ours.pid]);
   try {
     // The sampler thread's own CPU is the profiler's cost, not the proxy's: left out.
+    const cpuOf = (p: number): number => processCpuMicros(p) - threadCpuMicros(p, PROFILER_THREAD);
     const workersCpu = (): number =>
       processTree(ours.pid)
         .slice(1)
-        .reduce((sum, p) => sum + processCpuMicros(p) - threadCpuMicros(p, PROFILER_THREAD), 0);
+        .reduce((sum, p) => sum + cpuOf(p), 0);
     const measure = async (label: string, unit: string, run: (mark: { start(): void; end(): void }) => Promise<number>): Promise<void> => {
+      if (opts.only && !label.includes(opts.only)) return;
       let fromUs = 0;
       let toUs = 0;
       let cpu0 = 0;
       let cpu = 0;
+      let master0 = 0;
+      let master = 0;
       let endMachine: (() => WindowResult) | undefined;
       let machine: WindowResult | undefined;
       const units = await run({
         start: () => {
           endMachine = meter.start(ours.pid, ours.port);
           cpu0 = workersCpu();
+          master0 = cpuOf(ours.pid);
           fromUs = nowUs();
         },
         end: () => {
           toUs = nowUs();
           cpu = workersCpu() - cpu0;
+          master = cpuOf(ours.pid) - master0;
           machine = endMachine!();
         },
       });
-      windows.push({ label, unit, units, fromUs, toUs, workersCpuMicros: cpu, machine: machine! });
+      windows.push({ label, unit, units, fromUs, toUs, workersCpuMicros: cpu, masterCpuMicros: master, machine: machine! });
       process.stdout.write(
-        `${label}: ${units.toFixed(0)} ${unit}s in ${((toUs - fromUs) / 1e6).toFixed(1)} s, workers' CPU ${Math.round(cpu / units)} µs/${unit}; ` +
+        `${label}: ${units.toFixed(0)} ${unit}s in ${((toUs - fromUs) / 1e6).toFixed(1)} s, workers' CPU ${Math.round(cpu / units)} µs/${unit}, master's ${Math.round(master / units)} µs/${unit}; ` +
           `machine busy ${machine!.busyCores.toFixed(2)} cores (others ${machine!.otherCores.toFixed(2)})\n`,
       );
     };
@@ -89,6 +99,7 @@ export async function runProfile(opts: ProfileOptions): Promise<void> {
     let warm = 0;
     while (warm < 12_000) warm += (await h3Load(ours.port, KIB_PATH, { connections: 4, inFlight: 32, durationMs: 1000 })).requests;
     await gtlsclient('127.0.0.1', ours.port, [`https://localhost${MIB_PATH}`], { sni: 'localhost', requests: 30, timeoutMs: 120_000 });
+    for (let i = 0; i < 10; i++) await Promise.all([0, 1].map(() => gtlsclient('127.0.0.1', ours.port, [`https://localhost${KIB_PATH}`], { sni: 'localhost' })));
     const durationMs = opts.seconds * 1000;
     await measure('1 KiB via upstream, 32 in flight (our client, 4 connections)', 'request', async (mark) => {
       const r = await h3Load(ours.port, KIB_PATH, { connections: 4, inFlight: 32, durationMs, onStart: mark.start, onEnd: mark.end });
@@ -103,6 +114,24 @@ export async function runProfile(opts: ProfileOptions): Promise<void> {
       const r = await gtlsclient('127.0.0.1', ours.port, [`https://localhost${MIB_PATH}`], { sni: 'localhost', requests: 200, timeoutMs: 300_000 });
       mark.end();
       return r.statuses.filter((s) => s === 200).length;
+    });
+    // As the side-by-side row: a gtlsclient process per connection (full handshake, one request,
+    // close), two at a time, for the load's duration; the window includes the proxy's idle time
+    // between connections (process start-up of the clients).
+    await measure('new connection per request (gtlsclient, 1 KiB via upstream, 2 at a time)', 'connection', async (mark) => {
+      let ok = 0;
+      mark.start();
+      const until = performance.now() + durationMs;
+      await Promise.all(
+        [0, 1].map(async () => {
+          while (performance.now() < until) {
+            const r = await gtlsclient('127.0.0.1', ours.port, [`https://localhost${KIB_PATH}`], { sni: 'localhost' });
+            if (r.statuses[0] === 200) ok++;
+          }
+        }),
+      );
+      mark.end();
+      return ok;
     });
   } finally {
     // A graceful stop: the workers exit normally, and the hook writes their profiles on exit.
@@ -133,7 +162,7 @@ function printWindow(w: LoadWindow, p: WindowProfile): void {
   process.stdout.write(
     `\n## ${w.label}\n` +
       `${w.units.toFixed(0)} ${w.unit}s in ${((w.toUs - w.fromUs) / 1e6).toFixed(1)} s (machine busy ${w.machine.busyCores.toFixed(2)} cores, others ${w.machine.otherCores.toFixed(2)}); ` +
-      `workers' CPU (/proc, all threads but the profiler's) ${Math.round(cpuPerUnit)} µs/${w.unit}; ` +
+      `workers' CPU (/proc, all threads but the profiler's) ${Math.round(cpuPerUnit)} µs/${w.unit}, master's ${Math.round(w.masterCpuMicros / w.units)} µs/${w.unit}; ` +
       `main threads idle ${((100 * p.idleMicros) / p.sampledMicros).toFixed(0)}% of sampled time\n` +
       `\nself time by module (% of busy samples; µs per ${w.unit} = that share of the /proc CPU):\n`,
   );

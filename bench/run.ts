@@ -136,7 +136,7 @@ if (args.peer !== undefined) {
   if (args.peer !== 'caddy') throw new Error(`--peer ${args.peer}: only caddy is known`);
   await runPeerBench({ repeats: Number(args.repeats ?? (quick ? 1 : 3)), seconds: Number(args.seconds ?? (quick ? 2 : 3)), workers, ...(args.only !== undefined && { only: args.only }) });
 } else if (args.profile) {
-  await runProfile({ seconds: Number(args.seconds ?? (quick ? 4 : 10)), workers });
+  await runProfile({ seconds: Number(args.seconds ?? (quick ? 4 : 10)), workers, ...(args.only !== undefined && { only: args.only }) });
 } else {
   await main();
 }

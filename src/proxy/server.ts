@@ -159,6 +159,8 @@ export class ProxyServer {
             refusals: this.refusals,
             onClosed: (sess) => {
               this.sessions.delete(sess);
+              // stats() builds an object through the binding (~7 µs): only for a line that is logged.
+              if (!log.isLevelEnabled('debug')) return;
               const st = conn.stats();
               // Who closed it and why: an idle timeout, the peer's CONNECTION_CLOSE, or ours.
               const why = conn.quic.isTimedOut() ? 'idle timeout' : closeReason('peer', conn.quic.peerError()) ?? closeReason('local', conn.quic.localError());

@@ -11,7 +11,9 @@ import { makeCert } from '../helpers/certs.js';
 import { H3Client } from '../helpers/h3-client.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
 import { freeUdpPort, makeTempDir, startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { startSplitHelloRelay } from '../helpers/split-hello-relay.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { ClientHelloAssembler } from '../../src/proxy/quic/initial/index.js';
 
 // The proxy attaches BPF to its sockets: keep it and its clients in a private network namespace.
 enterPrivateNetns();
@@ -149,5 +151,28 @@ describe('quic.early_data: off', () => {
     expect(up.log.filter((r) => r.url === '/api/page').map((r) => r.headers['early-data'])).toEqual([undefined]);
     const line = await proxy.waitForLog((l) => l.log === 'access' && l.path === '/api/page');
     expect(line.earlyData).toBeUndefined();
+  });
+});
+
+describe('one certificate, a ClientHello quiche cannot read from the first datagram', () => {
+  const setup = useSetup(1);
+
+  // The single-certificate path lets quiche read the first Initial before deciding on 0-RTT; with
+  // the server_name only in the second datagram quiche has not read the ClientHello yet, so the
+  // proxy reads that Initial itself for the replay guard and the handshake completes on the next.
+  it('completes the handshake when the server_name arrives in the second datagram', async () => {
+    const { port } = setup();
+    const relay = await startSplitHelloRelay({ host: '127.0.0.1', port });
+    try {
+      const c = await H3Client.connect({ host: '127.0.0.1', port: relay.port, sni: 'a.test', timeoutMs: 15_000 });
+      const [first, second] = await relay.split;
+      const reader = new ClientHelloAssembler();
+      expect(reader.push(first)).toBe('need-more');
+      expect(reader.push(second)).toMatchObject({ serverName: 'a.test' });
+      expect((await c.get('a.test', '/api/split')).status).toBe(200);
+      await c.close();
+    } finally {
+      await relay.close();
+    }
   });
 });

@@ -23,7 +23,7 @@ import { QuicConnection, type ConnectionHost, type QuicApplication } from './con
 import { DROP, type DropCounts, type DropReason } from './drop-reasons.js';
 import { admitEarlyData, readFirstInitial } from './early-data-admission.js';
 import { AmplificationBudget, type WorkerAdmission } from './admission.js';
-import { PacketType, quiche, type HostPort, type QuicheHeader } from './native.js';
+import { PacketType, quiche, type HostPort, type QuicheConnection, type QuicheHeader } from './native.js';
 import { PendingClientHellos } from './pending-handshakes.js';
 import type { ReplayGuard } from './replay-guard.js';
 import { ResetTokens } from './reset-tokens.js';
@@ -327,9 +327,7 @@ export class QuicEndpoint implements ConnectionHost {
       }
     }
     if (!readHello) {
-      // Asked only now, after Retry validation: a client's retried Initial (same ClientHello) is no replay.
-      const earlyData = this.opts.replayGuard !== undefined && admitEarlyData(this.opts.replayGuard, readFirstInitial(msg));
-      this.accept(dcidHex, peer, this.opts.selectCertificate(undefined), [msg], odcid, earlyData);
+      this.acceptFirstInitial(dcidHex, peer, msg, odcid);
       return;
     }
     const result = this.pending.push(dcidHex, msg, performance.now(), odcid);
@@ -428,12 +426,75 @@ export class QuicEndpoint implements ConnectionHost {
     this.opts.admission.setPending(this, this.pending.size);
   }
 
+  /**
+   * The single-certificate path: accepted on the first Initial, without reading the ClientHello
+   * ourselves unless the replay guard needs its random. The attempt gets the Config that accepts
+   * 0-RTT and quiche reads the datagram; only if quiche went into early data (a resumed client
+   * whose 0-RTT it took), or did not get through the ClientHello (split over datagrams,
+   * undecryptable, or without SNI, which is how we tell), is the Initial decrypted here and the
+   * guard asked (only now, after Retry validation: a client's retried Initial, same ClientHello,
+   * is no replay). Should the guard refuse, the attempt starts over on the Config that refuses
+   * 0-RTT: nothing was sent yet, so the client sees only that connection. A full handshake, the
+   * common case, costs no second decryption. (0-RTT offered but declined by quiche spends no guard
+   * entry: the guard still lets at most one connection per ClientHello into early data.)
+   */
+  private acceptFirstInitial(dcidHex: string, peer: HostPort, msg: Buffer, odcid: Buffer | undefined): void {
+    const cert = this.opts.selectCertificate(undefined);
+    const guard = this.opts.replayGuard;
+    if (!guard) {
+      this.accept(dcidHex, peer, cert, [msg], odcid, false);
+      return;
+    }
+    const scid = this.scidFor(dcidHex, odcid);
+    let quic = this.acceptQuic(scid, odcid, peer, cert, true);
+    // quiche decrypts in place: a copy, so that the datagram can still be read, or read again.
+    let rejected = this.recvFirst(quic, Buffer.from(msg), peer);
+    // quiche takes the SNI when it reads the ClientHello: none means it has not read all of it
+    // (or the client sent none; such a client's Initial is read here, as before).
+    const helloRead = !rejected && quic.serverName() !== null;
+    if ((quic.isInEarlyData() || !helloRead) && !admitEarlyData(guard, readFirstInitial(msg))) {
+      quic = this.acceptQuic(scid, odcid, peer, cert, false);
+      rejected = this.recvFirst(quic, msg, peer);
+    }
+    const conn = this.register(quic, scid, dcidHex, peer, odcid);
+    this.budgetOf(conn)?.onReceived(msg.length);
+    if (rejected) this.drop(DROP.rejectedByQuic);
+    this.afterRecv(conn);
+    this.wake(conn);
+  }
+
+  /** quiche reads a new attempt's first datagram; true if it refused it (as `feed` counts it). */
+  private recvFirst(quic: QuicheConnection, msg: Buffer, peer: HostPort): boolean {
+    try {
+      quic.recv(msg, { from: peer, to: this.opts.local });
+      return false;
+    } catch {
+      return true;
+    }
+  }
+
+  /**
+   * After a Retry the client addresses the CID our Retry named: quiche must use it as its SCID
+   * (retry_source_connection_id) and echo the first DCID (original_destination_connection_id).
+   */
+  private scidFor(dcidHex: string, odcid: Buffer | undefined): Buffer {
+    return odcid ? Buffer.from(dcidHex, 'hex') : this.opts.issuer.issue();
+  }
+
+  /** `earlyData` false: this attempt's 0-RTT is refused (replay guard), it may still resume in 1-RTT. */
+  private acceptQuic(scid: Buffer, odcid: Buffer | undefined, peer: HostPort, cert: CertificateConfig, earlyData: boolean): QuicheConnection {
+    return quiche.Connection.accept(scid, odcid ?? null, this.opts.local, peer, this.opts.tls.configFor(cert, earlyData));
+  }
+
   /** `earlyData` false: this attempt's 0-RTT is refused (replay guard), it may still resume in 1-RTT. */
   private accept(dcidHex: string, peer: HostPort, cert: CertificateConfig, datagrams: Buffer[], odcid: Buffer | undefined, earlyData: boolean): void {
-    // After a Retry the client addresses the CID our Retry named: quiche must use it as its SCID
-    // (retry_source_connection_id) and echo the first DCID (original_destination_connection_id).
-    const scid = odcid ? Buffer.from(dcidHex, 'hex') : this.opts.issuer.issue();
-    const quic = quiche.Connection.accept(scid, odcid ?? null, this.opts.local, peer, this.opts.tls.configFor(cert, earlyData));
+    const scid = this.scidFor(dcidHex, odcid);
+    const conn = this.register(this.acceptQuic(scid, odcid, peer, cert, earlyData), scid, dcidHex, peer, odcid);
+    for (const d of datagrams) this.feed(conn, d, peer);
+  }
+
+  /** A new attempt's connection: in the CID table, admitted (on probation), with its application. */
+  private register(quic: QuicheConnection, scid: Buffer, dcidHex: string, peer: HostPort, odcid: Buffer | undefined): QuicConnection {
     const conn = new QuicConnection(quic, scid.toString('hex'), odcid ? odcid.toString('hex') : dcidHex, this.opts.local, peer, this);
     conn.cids.add(conn.id);
     conn.cids.add(dcidHex);
@@ -445,7 +506,7 @@ export class QuicEndpoint implements ConnectionHost {
     this.handshaking.add(conn);
     this.opts.admission.opened(peer.host);
     conn.app = this.opts.createApplication(conn);
-    for (const d of datagrams) this.feed(conn, d, peer);
+    return conn;
   }
 
   /** The allowance of a connection still on probation; undefined once validated. */
@@ -502,10 +563,15 @@ export class QuicEndpoint implements ConnectionHost {
       // quiche already accounted for the bad packet (or closed the connection); nothing to add.
       this.drop(DROP.rejectedByQuic);
     }
-    this.checkEstablished(conn);
-    this.guard(conn, () => conn.afterReceive());
+    this.afterRecv(conn);
     if (elsewhere) this.settlePath(conn);
     else this.wake(conn);
+  }
+
+  /** What follows quiche's read of a datagram: the handshake's progress, then the application's turn. */
+  private afterRecv(conn: QuicConnection): void {
+    this.checkEstablished(conn);
+    this.guard(conn, () => conn.afterReceive());
   }
 
   /**

@@ -1,0 +1,87 @@
+/**
+ * CPU per new connection, this checkout's build against another's, side by side: both proxies run
+ * at once (same upstream, certificate and config as the side-by-side bench), each gets the same
+ * warm-up, then rounds of gtlsclient connections (one process per connection, 2 at a time, one
+ * 1 KiB request via the upstream each, as the bench's "new connection" row) alternate between
+ * them. CPU is the proxy tree's from /proc/PID/task/TID/schedstat (ns, not 10 ms ticks). On a
+ * noisy machine the interleaved rounds see the same load, where two bench runs do not.
+ *   npx tsx bench/handshake-ab.ts OTHER_CHECKOUT [rounds=6] [connections per round=20] [warm-up requests=4000]
+ * OTHER_CHECKOUT must have its dist/ built (npx tsc -p tsconfig.json there).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { gtlsclient } from '../test/helpers/gtlsclient.js';
+import { enterPrivateNetns } from '../test/helpers/netns.js';
+import { freeUdpPort, startProxy, type RunningProxy } from '../test/helpers/proxy.js';
+import { h3Load } from './h3-load.js';
+import { processTree } from './proc-stats.js';
+import { benchCertificate, ourProxyConfig, startUpstreamProcess } from './targets.js';
+
+const [other, roundsArg, perArg, warmArg] = process.argv.slice(2);
+if (!other) throw new Error('usage: handshake-ab.ts OTHER_CHECKOUT [rounds] [connections per round] [warm-up requests]');
+const ROUNDS = Number(roundsArg ?? 6);
+const PER_ROUND = Number(perArg ?? 20);
+const WARM_REQUESTS = Number(warmArg ?? 4000);
+const KIB_URL = 'https://localhost/bytes?n=1024';
+
+const otherHelpers = (await import(path.resolve(other, 'test/helpers/proxy.ts'))) as { startProxy: typeof startProxy };
+
+/** CPU of a process tree, all threads, µs. */
+function treeCpuMicros(pid: number): number {
+  let ns = 0;
+  for (const p of processTree(pid)) {
+    for (const tid of readdirSync(`/proc/${p}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${p}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      } catch {
+        // exited meanwhile
+      }
+    }
+  }
+  return ns / 1000;
+}
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+enterPrivateNetns();
+const cert = benchCertificate();
+const upstream = await startUpstreamProcess();
+const opts = { upstreamPort: upstream.port, cert, workers: 2 };
+const targets: Array<{ name: string; port: number; proxy: RunningProxy; perConn: number[] }> = [];
+try {
+  for (const [name, start] of [
+    ['other', otherHelpers.startProxy],
+    ['this', startProxy],
+  ] as const) {
+    const port = await freeUdpPort();
+    targets.push({ name, port, proxy: await start(ourProxyConfig(port, opts)), perConn: [] });
+  }
+  for (const t of targets) {
+    for (let n = 0; n < WARM_REQUESTS; ) n += (await h3Load(t.port, '/bytes?n=1024', { connections: 4, inFlight: 32, durationMs: 1000 })).requests;
+    for (let i = 0; i < 10; i++) await Promise.all([0, 1].map(() => gtlsclient('127.0.0.1', t.port, [KIB_URL], { sni: 'localhost' })));
+  }
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const t of round % 2 ? [...targets].reverse() : targets) {
+      const cpu0 = treeCpuMicros(t.proxy.proc.pid!);
+      const started = performance.now();
+      let ok = 0;
+      await Promise.all(
+        [0, 1].map(async () => {
+          for (let i = 0; i < PER_ROUND / 2; i++) if ((await gtlsclient('127.0.0.1', t.port, [KIB_URL], { sni: 'localhost' })).statuses[0] === 200) ok++;
+        }),
+      );
+      const perConn = (treeCpuMicros(t.proxy.proc.pid!) - cpu0) / Math.max(1, ok);
+      t.perConn.push(perConn);
+      process.stdout.write(`round ${round} ${t.name.padEnd(5)} ${(perConn / 1000).toFixed(2)} ms/conn (${ok} of ${PER_ROUND} connections, ${(ok / ((performance.now() - started) / 1000)).toFixed(1)}/s)\n`);
+    }
+  }
+  const [o, t] = targets.map((x) => median(x.perConn));
+  process.stdout.write(`medians: other ${(o! / 1000).toFixed(2)} ms/conn, this ${(t! / 1000).toFixed(2)} ms/conn, this/other ${(t! / o!).toFixed(3)}\n`);
+} finally {
+  for (const t of targets) await t.proxy.stop();
+  upstream.stop();
+}
