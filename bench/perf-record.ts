@@ -1,5 +1,5 @@
 /**
- * `npx tsx bench/perf-record.ts [--load kib|mib] [--seconds S] [--workers N]`: where our workers'
+ * `npx tsx bench/perf-record.ts [--load kib|mib|conn] [--seconds S] [--workers N]`: where our workers'
  * CPU goes, measured by Linux `perf` (CPU-clock samples of the worker processes, all threads, with
  * call stacks; JIT frames named through V8's --perf-basic-prof map). Unlike `--profile` (V8's
  * sampler, which samples the main thread's wall clock: a worker preempted in a syscall, e.g. by
@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { enterPrivateNetns } from '../test/helpers/netns.js';
+import { H3Client } from '../test/helpers/h3-client.js';
 import { workerPids } from '../test/helpers/proxy.js';
 import { h3Load } from './h3-load.js';
 import { treeCpuMicros } from './proc-stats.js';
@@ -27,6 +28,8 @@ const { values: args } = parseArgs({
 const LOADS = {
   kib: { path: '/bytes?n=1024', connections: 4, inFlight: 32, unit: 'request' },
   mib: { path: '/bytes?n=1048576', connections: 1, inFlight: 1, unit: 'MiB' },
+  /** A new connection per request (our client, 2 at a time), as the side-by-side handshake row. */
+  conn: { path: '/bytes?n=1024', connections: 0, inFlight: 2, unit: 'connection' },
 } as const;
 const load = LOADS[args.load as keyof typeof LOADS];
 if (!load) throw new Error(`--load: kib or mib, not "${args.load}"`);
@@ -36,6 +39,31 @@ try {
   execFileSync('perf', ['--version'], { stdio: 'ignore' });
 } catch {
   throw new Error('perf not found: apt-get install linux-perf (for this bench only)');
+}
+
+async function loadUnits(l: (typeof LOADS)['kib' | 'mib'], secs: number): Promise<number> {
+  const r = await h3Load(ours.port, l.path, { connections: l.connections, inFlight: l.inFlight, durationMs: secs * 1000 });
+  return l.unit === 'MiB' ? r.bytes / 2 ** 20 : r.requests;
+}
+
+/** `parallel` loops of: connect, one 1 KiB request, close; for `ms`. Returns the connections made. */
+async function newConnections(port: number, parallel: number, ms: number): Promise<number> {
+  const until = performance.now() + ms;
+  let made = 0;
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (performance.now() < until) {
+        const c = await H3Client.connect({ host: '127.0.0.1', port, sni: 'localhost', timeoutMs: 20_000 });
+        try {
+          await c.get('localhost', LOADS.conn.path);
+          made++;
+        } finally {
+          await c.close();
+        }
+      }
+    }),
+  );
+  return made;
 }
 
 enterPrivateNetns();
@@ -50,10 +78,9 @@ try {
   const cpu0 = treeCpuMicros(ours.pid);
   const recording = spawn('perf', ['record', '-F', '999', '-g', '-o', data, '-p', pids.join(','), '--', 'sleep', String(seconds)], { stdio: 'ignore' });
   const recorded = new Promise<void>((resolve) => recording.once('exit', () => resolve()));
-  const r = await h3Load(ours.port, load.path, { connections: load.connections, inFlight: load.inFlight, durationMs: seconds * 1000 });
+  const units = load.connections === 0 ? await newConnections(ours.port, load.inFlight, seconds * 1000) : await loadUnits(load, seconds);
   const cpu = treeCpuMicros(ours.pid) - cpu0;
   await recorded;
-  const units = load.unit === 'MiB' ? r.bytes / 2 ** 20 : r.requests;
   process.stdout.write(`${args.load} load: ${units.toFixed(0)} ${load.unit}s in ${seconds} s, proxy CPU ${(cpu / units).toFixed(0)} µs per ${load.unit} (perf adds a little)\n`);
   const report = (...extra: string[]): string[] =>
     execFileSync('perf', ['report', '-i', data, '--stdio', '-g', 'none', ...extra], { encoding: 'utf8', maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'ignore'] })
