@@ -1,5 +1,6 @@
 /**
- * `npx tsx bench/idle-memory.ts [--workers N] [--first N] [--more N] [--snapshots] [--node-options "..."]`:
+ * `npx tsx bench/idle-memory.ts [--workers N] [--first N] [--more N] [--snapshots] [--sample-allocations]
+ * [--node-options=...] [--pause-ms N] [--kill-workers] [--gc-load S [--gc-path P] [--gc-in-flight N]]`:
  * where the memory of idle connections goes in our workers. Starts our proxy as the side-by-side
  * bench does (bench/memory-hook.ts loaded into every process), warms it up like the bench's idle
  * row, then opens `first` (100) and `more` (1,000) connections of our client, one 1 KiB request
@@ -8,7 +9,13 @@
  * glibc malloc (in use, free but held), the rest of the anonymous memory. Prints per connection
  * the growth from 0 to `first + more` (what the bench's row sees) and from `first` to
  * `first + more` (the marginal cost, without one-time growth), then what malloc_trim(0) gives back.
- * With --snapshots, heap snapshots at `first` and `first + more` stay in the printed directory.
+ * With --snapshots, heap snapshots at `first` and `first + more` stay in the printed directory;
+ * with --sample-allocations, V8's sampled allocations (garbage included) while `more` open.
+ * Native memory by call site: BENCH_WORKER_LD_PRELOAD=/usr/lib/heaptrack/libheaptrack_preload.so
+ * DUMP_HEAPTRACK_OUTPUT='/tmp/x/raw.$$' with --kill-workers, then heaptrack_interpret and
+ * heaptrack_print --print-leaks (what the workers held when killed).
+ * --gc-load S replaces the idle connections with S seconds of requests and prints the workers'
+ * CPU and GC pauses per request; two instances run at once see the same machine noise (A/B).
  */
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,7 +46,6 @@ interface Reading {
   snapshot?: string;
 }
 
-const NODE_FLAGS = (): string => `semi ${process.env.UDPGRM_SEMI_MB || 'default'}, GLIBC_TUNABLES ${process.env.GLIBC_TUNABLES || 'none'}:`;
 const { values } = parseArgs({
   options: {
     workers: { type: 'string', default: '2' },
@@ -127,7 +133,7 @@ async function main(): Promise<void> {
       const total = (rs: Reading[], pick: (r: Report) => number): number => rs.reduce((s, r) => s + pick(r.before), 0);
       const per = (pick: (r: Report) => number): number => (total(g1, pick) - total(g0, pick)) / load.requests;
       console.log(
-        `${NODE_FLAGS()} ${load.requests} requests (${(load.requests / loadSeconds).toFixed(0)}/s): workers' CPU ${per((r) => r.cpu.user + r.cpu.system).toFixed(0)} µs/req, ` +
+        `${load.requests} requests (${(load.requests / loadSeconds).toFixed(0)}/s): workers' CPU ${per((r) => r.cpu.user + r.cpu.system).toFixed(0)} µs/req, ` +
           `GC pauses ${(per((r) => r.gc.scavengeMs + r.gc.majorMs + r.gc.otherMs) * 1000).toFixed(1)} µs/req (scavenges ${(total(g1, (r) => r.gc.scavenges) - total(g0, (r) => r.gc.scavenges))}, ` +
           `${(per((r) => r.gc.scavengeMs) * 1000).toFixed(1)} µs/req; major ${(total(g1, (r) => r.gc.majors) - total(g0, (r) => r.gc.majors))}, ${(per((r) => r.gc.majorMs) * 1000).toFixed(1)} µs/req), ` +
           `new space ${(total(g1, (r) => r.heapSpaces.new_space!.physical) / 1048576).toFixed(1)} MiB`,
