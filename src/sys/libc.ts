@@ -42,7 +42,13 @@ export const libc = {
   pidfd_getfd: lib.func('int pidfd_getfd(int pidfd, int targetfd, unsigned int flags)'),
   /** Call with .async: blocks a libuv threadpool thread, not the event loop. */
   epoll_wait: lib.func('int epoll_wait(int epfd, _Out_ void *events, int maxevents, int timeout)'),
+  /** glibc's malloc tuning; returns 1 on success, 0 on error (no errno). */
+  mallopt: lib.func('int mallopt(int param, int value)'),
 };
+
+// <malloc.h> (glibc)
+export const M_TRIM_THRESHOLD = -1;
+export const M_MMAP_THRESHOLD = -3;
 
 // <sys/socket.h>, <netinet/in.h> (Linux values)
 export const AF_UNIX = 1;

@@ -9,6 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WORKER_V8_FLAGS } from '../../src/proxy/process/worker-memory.js';
 import { gtlsclient } from '../helpers/gtlsclient.js';
 import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
 import { PROXY_BIN, freeUdpPort, makeTempDir, startProxy, type RunningProxy } from '../helpers/proxy.js';
@@ -116,6 +117,14 @@ routes:
     const after = await cli('list', '--config', proxy.configFile);
     const accepted = [...after.stdout.matchAll(/accepted (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
     expect(accepted).toBeGreaterThanOrEqual(6);
+  });
+
+  it('runs every worker, a restarted one too, with the young-generation cap', () => {
+    // After the SIGKILL above, one of these was started by the restart path.
+    for (const pid of workerPids(proxy.proc.pid!)) {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      for (const flag of WORKER_V8_FLAGS) expect(argv).toContain(flag);
+    }
   });
 
   it('refuses to start a second master on the same control socket', async () => {

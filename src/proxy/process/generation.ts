@@ -12,6 +12,7 @@ import type { CidIssuerParams } from '../../grm/index.js';
 import type { WorkerStats } from '../worker-stats.js';
 import type { TcpListenerSocket } from './tcp-listeners.js';
 import type { GenerationHooks } from './master-hooks.js';
+import { WORKER_V8_FLAGS } from './worker-memory.js';
 
 export type GenerationState = 'starting' | 'working' | 'draining' | 'gone';
 
@@ -127,7 +128,7 @@ export class Generation {
   spawn(w: WorkerProcess): Promise<void> {
     const { config, groups, udpListenerIndexes, tcp, workerCommand, log } = this.opts;
     const [script, ...args] = workerCommand;
-    const proc = fork(script!, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...w.fds, ...tcp.map((t) => t.fd)] });
+    const proc = fork(script!, args, { execArgv: [...WORKER_V8_FLAGS, ...process.execArgv], stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...w.fds, ...tcp.map((t) => t.fd)] });
     w.proc = proc;
     this.opts.hooks?.workerSpawned?.(this.id, proc);
     // A failed fork or a send on a channel that just closed: the 'exit' handling covers it.

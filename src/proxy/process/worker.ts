@@ -10,6 +10,7 @@ import { createLogger } from '../log.js';
 import type { ListenerConfig, ProxyConfig } from '../config/types.js';
 import { ProxyServer, type ServerSocket, type TcpServerSocket, type WorkerSite } from '../server.js';
 import { WorkerTcpHandoff } from './worker-tcp-handoff.js';
+import { tuneWorkerMalloc } from './worker-memory.js';
 
 function send(msg: WorkerToMaster): void {
   // After the master went away the channel is closed: there is nobody left to tell.
@@ -18,6 +19,7 @@ function send(msg: WorkerToMaster): void {
 
 export async function runWorker(): Promise<number> {
   if (!process.send) throw new Error('worker mode needs an IPC channel to the master');
+  tuneWorkerMalloc();
   // The master coordinates shutdown: a terminal's Ctrl-C or HUP reaches the whole process group.
   process.on('SIGINT', () => {});
   process.on('SIGHUP', () => {});
