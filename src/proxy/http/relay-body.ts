@@ -31,16 +31,13 @@ export function relayBody(body: Readable, ex: HttpExchange, aborted: () => Error
       body.destroy();
       reject(err);
     };
+    // No abort check per chunk: the abort listener below settles the relay the moment it happens
+    // (the pool, watching the same signal, also cancels the upstream exchange, which ends the body).
     const onData = (chunk: Buffer): void => {
-      if (ex.write(chunk)) {
-        if (ex.signal.aborted) settle(aborted());
-        return;
-      }
+      if (ex.write(chunk)) return;
       body.pause();
       void ex.drained().then(() => {
-        if (settled) return;
-        if (ex.signal.aborted) settle(aborted());
-        else body.resume();
+        if (!settled) body.resume();
       });
     };
     const onAbort = (): void => settle(aborted());
