@@ -98,6 +98,11 @@ describe('ReadableStreams (real quiche)', () => {
     client.streamSend(8, Buffer.from('req8'), true);
     deliver(server, packets(client), true);
     expect(readableNow(server, streams)).toEqual([4, 8]);
+    // Every request stream was read to its FIN: the next poll drops them, only the open uni stream stays.
+    client.streamSend(2, Buffer.from('more'), false);
+    deliver(server, packets(client), true);
+    expect(readableNow(server, streams)).toEqual([2]);
+    expect(streams.size).toBe(1);
   });
 
   it('finds a stream above a gap (its lower neighbour lost) and the lower one once it arrives', () => {

@@ -46,7 +46,7 @@ export class StreamWriter {
   }
 
   end(): void {
-    this.write(Buffer.alloc(0), true);
+    this.write(EMPTY, true);
   }
 
   /** Resolves when the queue is below the high-water mark again (or the stream failed). */

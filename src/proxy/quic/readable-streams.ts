@@ -32,6 +32,11 @@ export class ReadableStreams {
   /** Reused result list: this runs for every received packet. */
   private readonly found: number[] = [];
 
+  /** Streams polled: bounded by the streams quiche holds (its stream limits), for a finished or gone one is dropped. */
+  get size(): number {
+    return this.polled.size;
+  }
+
   /**
    * The streams readable now (each once). The array is reused by the next call: read it before.
    * Call only when `q.isReadable()` (the common packet, an ACK, leaves nothing to read).
