@@ -124,6 +124,24 @@ function expectSniOnlyInSecond([first, second]: readonly [Buffer, Buffer], name:
   expect(reader.push(second)).toMatchObject({ serverName: name });
 }
 
+/**
+ * Our quiche client connects with SNI x.b.test through the split-ClientHello relay: server_name
+ * only in the second datagram, and the kernel counts the attempt as one without a readable SNI (so
+ * the default site, a, gets it). `use` runs with the connection; the relay is closed after it.
+ */
+async function withSplitHelloConnection(s: TwoSites, use: (split: H3Client) => Promise<void>): Promise<void> {
+  const relay = await startSplitHelloRelay({ host: '127.0.0.1', port: s.port });
+  try {
+    const before = await s.sniNone();
+    const split = await s.connect({ port: relay.port, sni: 'x.b.test' });
+    expectSniOnlyInSecond(await relay.split, 'x.b.test');
+    expect((await s.sniNone()) - before).toBe(1);
+    await use(split);
+  } finally {
+    await relay.close();
+  }
+}
+
 describe('two sites on one address: the real proxy', { timeout: 60_000 }, () => {
   const sites = useTwoSites('never');
 
@@ -136,25 +154,17 @@ describe('two sites on one address: the real proxy', { timeout: 60_000 }, () => 
   });
 
   it('a ClientHello with its server_name in the second datagram lands on site a, which sends it to site b with a Retry: no 421', async () => {
-    const { port, proxy, connect, sniNone } = sites();
-    const relay = await startSplitHelloRelay({ host: '127.0.0.1', port });
-    try {
-      const before = await sniNone();
-      const split = await connect({ port: relay.port, sni: 'x.b.test' });
-      expectSniOnlyInSecond(await relay.split, 'x.b.test');
-      // The kernel found no SNI in the attempt's first datagram (the default site got it)...
-      expect((await sniNone()) - before).toBe(1);
-      // ...and the connection is site b's: x.b.test is served, a.test is sent away.
+    const two = sites();
+    await withSplitHelloConnection(two, async (split) => {
+      // The default site got the attempt, yet the connection is site b's: x.b.test is served, a.test is sent away.
       const [own, other] = await Promise.all([split.get('x.b.test', '/'), split.get('a.test', '/')]);
       expect([own.status, header(own, 'x-site'), own.body.toString()]).toEqual([200, 'b', 'site b\n']);
       expect([other.status, other.body.toString()]).toEqual([421, MISDIRECTED_BODY]);
-      expect(await proxy.waitForLog((l) => l['log'] === 'access' && l['status'] === 421 && l['authority'] === 'a.test')).toMatchObject({ site: 'b', reason: "misdirected: the host is site a's" });
+      expect(await two.proxy.waitForLog((l) => l['log'] === 'access' && l['status'] === 421 && l['authority'] === 'a.test')).toMatchObject({ site: 'b', reason: "misdirected: the host is site a's" });
       // Told to go away with the 421, it is closed (H3_NO_ERROR) once its requests are answered.
       await split.closed;
       expect(split.peerError).toMatchObject({ isApp: true, errorCode: 0x100 });
-    } finally {
-      await relay.close();
-    }
+    });
   });
 
   it('gtlsclient with SNI a.test asking for x.b.test gets 421', async () => {
@@ -216,13 +226,9 @@ describe('two sites, every attempt validated with a Retry first (quic.retry: alw
   const sites = useTwoSites('always');
 
   it('a split ClientHello that already took its Retry stays on site a: 421 and GOAWAY, and a new connection reaches site b', async () => {
-    const { port, proxy, connect, sniNone } = sites();
-    const relay = await startSplitHelloRelay({ host: '127.0.0.1', port });
-    try {
-      const before = await sniNone();
-      const split = await connect({ port: relay.port, sni: 'x.b.test' });
-      expectSniOnlyInSecond(await relay.split, 'x.b.test');
-      expect((await sniNone()) - before).toBe(1);
+    const two = sites();
+    const { port, proxy, connect } = two;
+    await withSplitHelloConnection(two, async (split) => {
       // A client follows one Retry only (RFC 9000 §17.2.5.2): site a completes the handshake,
       // with b's certificate (every worker holds every site's).
       expect(new X509Certificate(split.peerCertificate()!).subject).toBe('CN=*.b.test');
@@ -240,9 +246,7 @@ describe('two sites, every attempt validated with a Retry first (quic.retry: alw
       const families = await scrape(sites().adminPort);
       expect(sum(families, 'udpgrm_proxy_misdirected_total', { site: 'a', protocol: 'h3' })).toBe(1);
       expect(sum(families, 'udpgrm_proxy_quic_dropped_total', { reason: 'retry to its site' })).toBe(0);
-    } finally {
-      await relay.close();
-    }
+    });
   });
 });
 
