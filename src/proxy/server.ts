@@ -162,9 +162,10 @@ export class ProxyServer {
               // stats() builds an object through the binding (~7 µs): only for a line that is logged.
               if (!log.isLevelEnabled('debug')) return;
               const st = conn.stats();
-              // Who closed it and why: an idle timeout, the peer's CONNECTION_CLOSE, or ours.
+              // Who closed it and why: an idle timeout, the peer's CONNECTION_CLOSE, or ours; and
+              // whether we had told the client to go away (GOAWAY) before.
               const why = conn.quic.isTimedOut() ? 'idle timeout' : closeReason('peer', conn.quic.peerError()) ?? closeReason('local', conn.quic.localError());
-              log.debug({ conn: conn.id, peer: conn.peer, requests: sess.requestsServed, sent: st.sent, recv: st.recv, lost: st.lost, durationMs: Date.now() - conn.openedAt, closedBy: why }, 'connection closed');
+              log.debug({ conn: conn.id, peer: conn.peer, requests: sess.requestsServed, sent: st.sent, recv: st.recv, lost: st.lost, durationMs: Date.now() - conn.openedAt, goaway: sess.draining, closedBy: why }, 'connection closed');
             },
           });
           this.sessions.add(session);

@@ -6,7 +6,8 @@
  * playwright gives every launch a fresh temporary profile, as the recipe asks.
  */
 import { createHash, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 
 export const CHROMIUM_PATH = '/usr/bin/chromium';
@@ -42,6 +43,17 @@ export function launchTcpChromium(certPemFile: string): Promise<H3Browser> {
   return launchChromium(certPemFile, []);
 }
 
+/**
+ * CHROMIUM_NETLOG_DIR=DIR: every Chromium writes its NetLog there (chromium-PID-TIME.json, complete
+ * once the browser closed), to see why it opened, closed or left a connection (QUIC_SESSION_* events).
+ */
+function netLogArgs(): string[] {
+  const dir = process.env.CHROMIUM_NETLOG_DIR;
+  if (!dir) return [];
+  mkdirSync(dir, { recursive: true });
+  return [`--log-net-log=${path.join(dir, `chromium-${process.pid}-${Date.now()}.json`)}`, '--net-log-capture-mode=Everything'];
+}
+
 async function launchChromium(certPemFile: string, extraArgs: readonly string[], resolve: readonly string[] = []): Promise<H3Browser> {
   const browser = await chromium.launch({
     executablePath: CHROMIUM_PATH,
@@ -55,6 +67,7 @@ async function launchChromium(certPemFile: string, extraArgs: readonly string[],
       '--disable-sync',
       '--enable-quic',
       ...extraArgs,
+      ...netLogArgs(),
       `--ignore-certificate-errors-spki-list=${spkiHash(certPemFile)}`,
       `--host-resolver-rules=${[...resolve.map((name) => `MAP ${name} 127.0.0.1`), 'MAP * ~NOTFOUND', 'EXCLUDE localhost', 'EXCLUDE 127.0.0.1'].join(', ')}`,
     ],

@@ -59,7 +59,7 @@ interface GenerationJson {
   id: number;
   site?: string;
   state: string;
-  workers: Array<{ pid?: number }>;
+  workers: Array<{ pid?: number; quic?: { statelessResets: number; dropped: Record<string, number> } }>;
 }
 
 async function status(proxy: RunningProxy): Promise<{ sites: Array<{ site: string; app: number; names: string[] }>; generations: GenerationJson[] }> {
@@ -78,19 +78,41 @@ function siteOf(output: string): string | undefined {
   return /^http: stream \S+ \[x-site: (\w+)\]$/m.exec(output)?.[1] ?? /\[x-site: (\w+)\]/.exec(output)?.[1];
 }
 
+/** What a page saw of one QUIC connection (Chromium's connectionId): its responses and their CDP times (s). */
+interface SeenConnection {
+  first: number;
+  last: number;
+  responses: number;
+  remote: string;
+}
+
+interface FetchLoop {
+  page: Page;
+  connections: Map<string, SeenConnection>;
+  protocols: Set<string>;
+  /** proxy.logs.length when the loop started: the server's lines about this page's connections follow. */
+  logsFrom: number;
+}
+
 /** A page on `origin` fetching / every 50 ms; records statuses, versions and the QUIC connection of each response. */
-async function startFetchLoop(browser: H3Browser, origin: string): Promise<{ page: Page; connections: Set<string>; protocols: Set<string>; seen: string[] }> {
+async function startFetchLoop(browser: H3Browser, proxy: RunningProxy, origin: string): Promise<FetchLoop> {
+  const logsFrom = proxy.logs.length;
   // A context of its own: Chromium would otherwise reuse one site's QUIC connection for the other
   // (the test certificate is accepted for every name), which is the 421 case, not this one.
   const page = await (await browser.browser.newContext()).newPage();
-  const connections = new Set<string>();
+  const connections = new Map<string, SeenConnection>();
   const protocols = new Set<string>();
-  const seen: string[] = [];
   const cdp = await page.context().newCDPSession(page);
   await cdp.send('Network.enable');
-  cdp.on('Network.responseReceived', (ev: { timestamp: number; response: { url: string; connectionId?: number; protocol?: string } }) => {
-    if (!connections.has(String(ev.response.connectionId))) seen.push(`${ev.timestamp} ${ev.response.url} ${ev.response.connectionId} ${ev.response.protocol}`);
-    connections.add(String(ev.response.connectionId));
+  cdp.on('Network.responseReceived', (ev: { timestamp: number; response: { connectionId?: number; protocol?: string; remoteIPAddress?: string; remotePort?: number } }) => {
+    const id = String(ev.response.connectionId);
+    const seen = connections.get(id);
+    if (seen) {
+      seen.last = ev.timestamp;
+      seen.responses++;
+    } else {
+      connections.set(id, { first: ev.timestamp, last: ev.timestamp, responses: 1, remote: `${ev.response.remoteIPAddress}:${ev.response.remotePort}` });
+    }
     protocols.add(ev.response.protocol ?? '');
   });
   await page.goto(`${origin}/`);
@@ -113,7 +135,63 @@ async function startFetchLoop(browser: H3Browser, origin: string): Promise<{ pag
       }
     })();
   });
-  return { page, connections, protocols, seen };
+  return { page, connections, protocols, logsFrom };
+}
+
+/** The server's kept log lines about `site` since `loop` started, except its access lines. */
+function siteLogs(loop: FetchLoop, proxy: RunningProxy, site: string): Array<Record<string, unknown>> {
+  return proxy.logs.slice(loop.logsFrom).filter((l) => l.site === site && l.log !== 'access');
+}
+
+/**
+ * How many of the page's connections the server saw end without having told the client to go
+ * away (no GOAWAY; a drain would have sent one; a stateless reset ends a connection with no
+ * CONNECTION_CLOSE from either side, so it is never counted here):
+ * - closed by us for a transport error of the client's (under heavy load Chromium's connection
+ *   is sometimes closed with PROTOCOL_VIOLATION, a bug of its own: see the closing note of issue 9);
+ * - closed by Chromium itself after probing a new port: when a reply is late (a loaded machine,
+ *   ~4 PTOs without progress) Chromium's path is "degrading" and it probes a new local port; if
+ *   the probe succeeds while no request is open, Chromium does not migrate an idle session but
+ *   closes it with QUIC_CONNECTION_MIGRATION_NO_MIGRATABLE_STREAMS (its error 81, sent as
+ *   transport INTERNAL_ERROR "81:net error"; QuicChromiumClientSession::OnPortMigrationProbeSucceeded)
+ *   and opens a new one for the next request. The probe shows as a 'path event' of that connection.
+ */
+function connectionsEndedByClient(loop: FetchLoop, proxy: RunningProxy, site: string): number {
+  const lines = siteLogs(loop, proxy, site);
+  const probed = new Set(lines.filter((l) => l.msg === 'path event' && (l.event as { type?: string } | undefined)?.type === 'New').map((l) => l.conn));
+  return lines.filter((l) => {
+    if (l.msg !== 'connection closed' || l.goaway !== false) return false;
+    const closedBy = String(l.closedBy);
+    return /^local transport error/.test(closedBy) || (/^peer transport error 0x1 \(81:/.test(closedBy) && probed.has(l.conn));
+  }).length;
+}
+
+/**
+ * The site's page kept its first connection, or every connection it replaced ended on the
+ * client's side (connectionsEndedByClient). The server logs a close after its draining period
+ * (3 PTOs), so that line may follow the page's new connection by a second or two.
+ */
+async function expectNoConnectionSentAway(loop: FetchLoop, proxy: RunningProxy, pinDir: string, site: string): Promise<void> {
+  const explained = (): boolean => loop.connections.size - 1 <= connectionsEndedByClient(loop, proxy, site);
+  try {
+    await waitUntil(`site ${site}'s replaced connections closed by the client`, explained, { timeoutMs: 10_000, intervalMs: 100 });
+  } catch {
+    expect.fail(await explainConnections(loop, proxy, pinDir, site));
+  }
+}
+
+/**
+ * Why a site's page has the connections it has: what the page saw on each (CDP times, in s), the
+ * server's lines for the site since (who closed each connection and why, the client's new paths),
+ * its workers' stateless resets and drops, and the kernel's steering counters.
+ */
+async function explainConnections(loop: FetchLoop, proxy: RunningProxy, pinDir: string, site: string): Promise<string> {
+  const page = [...loop.connections].map(([id, c]) => `  page connection ${id} to ${c.remote}: ${c.responses} responses, ${c.first.toFixed(3)} .. ${c.last.toFixed(3)}`);
+  const server = siteLogs(loop, proxy, site).map((l) => `  server ${JSON.stringify(l)}`);
+  const st = await status(proxy);
+  const workers = st.generations.flatMap((g) => g.workers.map((w) => `  site ${g.site} gen ${g.id} ${g.state} worker ${w.pid}: ${JSON.stringify({ resets: w.quic?.statelessResets, dropped: w.quic?.dropped })}`));
+  const kernel = (await runCli('list', '--pin-dir', pinDir, '-v')).stdout;
+  return [`site ${site}'s page has ${loop.connections.size} connections, the server logged ${connectionsEndedByClient(loop, proxy, site)} closed by the client`, ...page, ...server, ...workers, '  kernel:', kernel].join('\n');
 }
 
 type Tally = { ok: number; failed: string[]; versions: string[] };
@@ -137,8 +215,8 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
   beforeAll(async () => {
     port = await freeUdpPort();
     pinDir = uniquePinDir('sites');
-    // Debug level for the 'connection closed' lines (who closed and why); only those are kept.
-    proxy = await startProxy(sitesConfig(port, pinDir, versions), { keepLog: (l) => l.level !== 20 || l.msg === 'connection closed' });
+    // Debug level for the 'connection closed' (who closed and why) and 'path event' lines; only those are kept.
+    proxy = await startProxy(sitesConfig(port, pinDir, versions), { keepLog: (l) => l.level !== 20 || l.msg === 'connection closed' || l.msg === 'path event' });
     browser = await launchH3Chromium(
       [
         { host: 'a.test', port },
@@ -192,8 +270,8 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
 
   it('a reload that changes only site b leaves site a its generation, workers and QUIC connection', async () => {
     const before = await status(proxy);
-    const aLoop = await startFetchLoop(browser, `https://a.test:${port}`);
-    const bLoop = await startFetchLoop(browser, `https://x.b.test:${port}`);
+    const aLoop = await startFetchLoop(browser, proxy, `https://a.test:${port}`);
+    const bLoop = await startFetchLoop(browser, proxy, `https://x.b.test:${port}`);
     await waitUntil('both fetch loops answered', async () => (await tally(aLoop.page)).ok >= 5 && (await tally(bLoop.page)).ok >= 5, { timeoutMs: 20_000 });
 
     versions.b = 2;
@@ -207,7 +285,7 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
 
     await waitUntil('site b answers with its new config', async () => (await tally(bLoop.page)).versions.at(-1) === 'b2', {
       timeoutMs: 20_000,
-      detail: async () => JSON.stringify({ ...(await tally(bLoop.page)), versions: (await tally(bLoop.page)).versions.slice(-3), connections: [...bLoop.connections] }),
+      detail: async () => JSON.stringify({ ...(await tally(bLoop.page)), versions: (await tally(bLoop.page)).versions.slice(-3), connections: [...bLoop.connections.keys()] }),
     });
     const aServedAfter = (await tally(aLoop.page)).ok + 20;
     await waitUntil('20 more answers from site a', async () => (await tally(aLoop.page)).ok >= aServedAfter, { timeoutMs: 20_000 });
@@ -221,11 +299,9 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
     expect(b.versions.filter((v) => !v.startsWith('b'))).toEqual([]);
     expect(aLoop.protocols).toEqual(new Set(['h3']));
     // Site a's browser connection was never told to go away: a new connection of site a's page is
-    // allowed only where the server logged closing the previous one for a transport error of its
-    // own (under heavy load Chromium's connection is sometimes closed with PROTOCOL_VIOLATION, a
-    // bug of its own, not a drain: see the closing note of issue 9).
-    const transportCloses = proxy.logs.filter((l) => l.msg === 'connection closed' && l.site === 'a' && /^local transport error/.test(String(l.closedBy))).length;
-    expect(aLoop.connections.size - 1, aLoop.seen.join('\n')).toBeLessThanOrEqual(transportCloses);
+    // allowed only where the server logged the previous one closed, with no GOAWAY, for the
+    // client's own reasons (expectNoConnectionSentAway).
+    await expectNoConnectionSentAway(aLoop, proxy, pinDir, 'a');
 
     const after = await status(proxy);
     expect(working(after, 'a')).toMatchObject({ id: working(before, 'a').id, workers: working(before, 'a').workers.map((w) => ({ pid: w.pid })) });
@@ -290,7 +366,7 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
   it("killing site b's workers does not disturb site a; b's workers are restarted", async () => {
     const before = await status(proxy);
     const bPids = working(before, 'b').workers.map((w) => w.pid!);
-    const aLoop = await startFetchLoop(browser, `https://a.test:${port}`);
+    const aLoop = await startFetchLoop(browser, proxy, `https://a.test:${port}`);
     await waitUntil('site a answers', async () => (await tally(aLoop.page)).ok >= 5, { timeoutMs: 20_000 });
     for (const pid of bPids) process.kill(pid, 'SIGKILL');
     await waitUntil(
@@ -307,7 +383,7 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
     await waitUntil('10 more answers from site a', async () => (await tally(aLoop.page)).ok >= servedAfter, { timeoutMs: 20_000 });
     const a = await tally(aLoop.page, true);
     expect(a.failed).toEqual([]);
-    expect(aLoop.connections.size).toBe(1);
+    await expectNoConnectionSentAway(aLoop, proxy, pinDir, 'a');
     expect(working(await status(proxy), 'a').workers.map((w) => w.pid)).toEqual(working(before, 'a').workers.map((w) => w.pid));
     await aLoop.page.context().close();
   }, 60_000);

@@ -594,9 +594,11 @@ export class QuicEndpoint implements ConnectionHost {
     this.wake(conn);
   }
 
-  /** Drains quiche's path events (they queue up otherwise) and follows the peer it migrated to. */
+  /** Drains quiche's path events (they queue up otherwise), logs them, and follows the peer it migrated to. */
   private followPeer(conn: QuicConnection): void {
     for (let ev = conn.quic.pathEventNext(); ev; ev = conn.quic.pathEventNext()) {
+      // Debug only: a client's port migrations (and their validation) explain what it did next.
+      this.opts.log.debug({ conn: conn.id, peer: conn.peer, event: ev }, 'path event');
       if (ev.type === 'PeerMigrated') conn.peer = ev.new;
     }
   }
