@@ -47,13 +47,14 @@ export interface TcpStats {
   /**
    * With several sites (each connection's ClientHello is read to find its site): connections
    * closed before TLS for want of a ClientHello within the byte and time bounds (not TLS,
-   * malformed, too big, too slow).
+   * malformed, too big, too slow). This and the three below are absent from workers before sites
+   * (a `list` of the new binary may ask an older master during an upgrade).
    */
-  readonly clientHellosRefused: number;
+  readonly clientHellosRefused?: number;
   /** Connections whose ClientHello named another site, handed to the master for one of its workers. */
-  readonly handedOff: number;
+  readonly handedOff?: number;
   /** Connections another site's worker handed over to this one (through the master). */
-  readonly adopted: number;
+  readonly adopted?: number;
   /** Handoffs from this worker that reached no worker of their site, sent or not (the connection was closed). */
-  readonly handoffsFailed: number;
+  readonly handoffsFailed?: number;
 }

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, expectTypeOf, it } from 'vitest';
 import { ControlError, ControlServer, controlRequest } from '../../src/proxy/process/control.js';
+import { formatStatus } from '../../src/proxy/process/control-client.js';
 import { decodeReply, decodeRequest, type ControlHandlers, type ControlReply, type StatusReply } from '../../src/proxy/process/control-protocol.js';
 import { DecodeError } from '../../src/proxy/process/json-decode.js';
 import { AF_UNIX, libc } from '../../src/sys/libc.js';
@@ -86,6 +87,22 @@ describe('replies', () => {
     expect(decodeReply('upgrade', { ok: true, pid: 9 })).toEqual({ ok: true, pid: 9 });
     expect(decodeReply('stop', { ok: true })).toEqual({ ok: true });
     expect(decodeReply('handover', { ok: true })).toEqual({ ok: true });
+  });
+
+  it('decodes and lists the workers of a master from before sites (TCP counters without the site handoffs)', () => {
+    const tcp = { accepted: 3, h1Connections: 1, h2Connections: 1, refusedConnections: 0, rapidResetCutoffs: 0, tlsErrors: 0, malformed: 0 };
+    const older = { ...STATUS, generations: [{ ...STATUS.generations[0]!, workers: [{ index: 0, pid: 100, connections: 2, activeRequests: 0, tcp }] }] };
+    const reply = decodeReply('status', older);
+    expect(reply).toEqual(older);
+    const lines = formatStatus(reply as StatusReply);
+    expect(lines.find((l) => l.includes('worker 0'))).toMatch(/tcp h1 1 h2 1 accepted 3 over-limit 0 rapid-reset 0 tls-errors 0 malformed 0$/);
+    // A worker of this release lists its handoffs; a missing required counter still fails, by path.
+    const withHandoffs = { ...tcp, clientHellosRefused: 0, handedOff: 4, adopted: 1, handoffsFailed: 0 };
+    const current = { ...STATUS, generations: [{ ...STATUS.generations[0]!, workers: [{ index: 0, connections: 0, activeRequests: 0, tcp: withHandoffs }] }] };
+    expect(formatStatus(decodeReply('status', current) as StatusReply).join('\n')).toMatch(/sni handed-off 4 adopted 1 handoff-failed 0 hello-refused 0/);
+    const { accepted: _accepted, ...noAccepted } = tcp;
+    const broken = { ...STATUS, generations: [{ ...STATUS.generations[0]!, workers: [{ index: 0, connections: 0, activeRequests: 0, tcp: noAccepted }] }] };
+    expect(() => decodeReply('status', broken)).toThrow(new DecodeError('reply.generations[0].workers[0].tcp.accepted: expected a number, got undefined'));
   });
 
   it('accepts a failure as the reply to any command', () => {

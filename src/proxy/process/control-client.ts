@@ -47,7 +47,8 @@ async function ask<C extends ControlCommand>(configFile: string, req: ControlReq
   return 0;
 }
 
-function formatStatus(reply: StatusReply): string[] {
+/** `list`'s lines (exported for its test). */
+export function formatStatus(reply: StatusReply): string[] {
   const lines = [`master pid ${reply.pid}  reloads ok ${reply.counters.reloadsOk} failed ${reply.counters.reloadsFailed}  worker restarts ${reply.counters.workerRestarts}`];
   const sites = reply.sites ?? [];
   const bySite = sites.length > 1;
@@ -89,6 +90,7 @@ function formatGenerations(generations: StatusReply['generations'], indent: stri
 
 /** The TCP site handoffs (several sites only: one site never reads a ClientHello nor hands over). */
 function handoffs(t: TcpStats): string {
-  if (t.clientHellosRefused + t.handedOff + t.adopted + t.handoffsFailed === 0) return '';
-  return `  sni handed-off ${t.handedOff} adopted ${t.adopted} handoff-failed ${t.handoffsFailed} hello-refused ${t.clientHellosRefused}`;
+  const { handedOff = 0, adopted = 0, handoffsFailed = 0, clientHellosRefused = 0 } = t;
+  if (clientHellosRefused + handedOff + adopted + handoffsFailed === 0) return '';
+  return `  sni handed-off ${handedOff} adopted ${adopted} handoff-failed ${handoffsFailed} hello-refused ${clientHellosRefused}`;
 }
