@@ -27,9 +27,12 @@ export interface SiteWorkers {
   readonly workers: ReadonlyMap<string, readonly ChildProcess[]>;
   /**
    * Starts one more worker of `site`; resolves once it is ready. `acceptsShared: false`: it listens
-   * on a socket of its own nobody connects to, so it serves only connections handed over to it.
+   * on a socket of its own (`ownPort`), so it serves only connections handed over to it and those
+   * made to that port.
    */
   start(site: string, opts?: { acceptsShared?: boolean }): Promise<ChildProcess>;
+  /** The port of the listening socket of its own a worker started with `acceptsShared: false`. */
+  ownPort(proc: ChildProcess): number;
   stats(proc: ChildProcess): Promise<WorkerStats>;
   close(): Promise<void>;
 }
@@ -38,7 +41,7 @@ export interface SiteWorkers {
  * `sitesYaml`: the `sites:` section (indented by two spaces per level under it). Certificates:
  * a.test (default) and *.b.test, in the top-level list.
  */
-export async function startSiteWorkers(sitesYaml: string, opts: { handoffTimeoutMs?: number } = {}): Promise<SiteWorkers> {
+export async function startSiteWorkers(sitesYaml: string, opts: { handoffTimeoutMs?: number; maxPendingHandoffs?: number } = {}): Promise<SiteWorkers> {
   const dir = makeTempDir('site-workers-');
   makeCert(dir, 'a', 'a.test');
   makeCert(dir, 'b', '*.b.test');
@@ -63,10 +66,16 @@ ${sitesYaml}
   // As the master loads it: creates the state (ticket key) the workers read.
   const config = loadConfig(configFile);
   const workers = new Map<string, ChildProcess[]>();
-  const router = new TcpHandoffRouter({ workersOf: (site) => workers.get(site) ?? [], log: pino({ level: 'silent' }), ...(opts.handoffTimeoutMs ? { timeoutMs: opts.handoffTimeoutMs } : {}) });
+  const router = new TcpHandoffRouter({
+    workersOf: (site) => workers.get(site) ?? [],
+    log: pino({ level: 'silent' }),
+    ...(opts.handoffTimeoutMs ? { timeoutMs: opts.handoffTimeoutMs } : {}),
+    ...(opts.maxPendingHandoffs ? { maxPending: opts.maxPendingHandoffs } : {}),
+  });
   let statsId = 0;
 
   const ownSockets: number[] = [];
+  const ownPorts = new Map<ChildProcess, number>();
   const start = async (site: string, startOpts: { acceptsShared?: boolean } = {}): Promise<ChildProcess> => {
     let listenFd = fd;
     if (startOpts.acceptsShared === false) {
@@ -75,6 +84,7 @@ ${sitesYaml}
     }
     const proc = fork(WORKER_SCRIPT, ['__worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc', listenFd] });
     router.attach(proc);
+    if (listenFd !== fd) ownPorts.set(proc, boundPort(listenFd));
     const init: MasterToWorker = {
       type: 'init',
       configFile,
@@ -121,6 +131,11 @@ ${sitesYaml}
     router,
     workers,
     start,
+    ownPort: (proc) => {
+      const own = ownPorts.get(proc);
+      if (own === undefined) throw new Error(`worker ${proc.pid} listens on the shared socket only`);
+      return own;
+    },
     stats,
     close: async () => {
       const all = [...workers.values()].flat();

@@ -6,9 +6,11 @@
  * `x-site` header.
  */
 import type { ChildProcess } from 'node:child_process';
+import http2 from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../helpers/deadline.js';
 import { startSiteWorkers, type SiteWorkers } from '../helpers/site-workers.js';
+import type { MasterToWorker } from '../../src/proxy/process/ipc.js';
 import { run } from '../helpers/tcp-edge.js';
 
 const SITES = `  a:
@@ -153,6 +155,69 @@ describe('a stalled worker', () => {
     const r2 = await run('curl', ['-sk', '--http2', '--max-time', '20', '--resolve', `x.b.test:${stalled.port}:127.0.0.1`, '-o', '/dev/null', '-w', '%header{x-site}', `https://x.b.test:${stalled.port}/`]);
     expect(r2.stdout).toBe('b');
     expect(stalled.router.pending).toBe(0);
+  });
+});
+
+describe('offers a worker cannot take, and the bound on held connections', () => {
+  let only: SiteWorkers;
+  beforeAll(async () => {
+    // At most 2 connections held by the router; a holds the shared socket alone, so every
+    // connection for b or c is handed over.
+    only = await startSiteWorkers(SITES, { handoffTimeoutMs: 5000, maxPendingHandoffs: 2 });
+    await only.start('a');
+  });
+  afterAll(async () => {
+    await only?.close();
+  });
+
+  const curl = (host: string): Promise<string> =>
+    run('curl', ['-sk', '--http1.1', '--max-time', '20', '--resolve', `${host}:${only.port}:127.0.0.1`, '-o', '/dev/null', '-w', '%header{x-site}', `https://${host}:${only.port}/`]).then((r) =>
+      r.code === 0 ? r.stdout : `fail ${r.code}`,
+    );
+
+  it('a draining worker declines an offer: the connection goes to the next worker of the site', async () => {
+    const b1 = await only.start('b', { acceptsShared: false });
+    const b2 = await only.start('b', { acceptsShared: false });
+    // b1 keeps one request open (its body never ends), so its drain lasts and it stays connected.
+    const session = http2.connect(`https://127.0.0.1:${only.ownPort(b1)}`, { servername: 'x.b.test', rejectUnauthorized: false });
+    session.on('error', () => {});
+    const open = session.request({ ':method': 'POST', ':path': '/', ':authority': 'x.b.test' });
+    open.on('error', () => {});
+    open.write('x');
+    await new Promise<void>((resolve, reject) => {
+      open.once('response', () => resolve());
+      open.once('close', () => reject(new Error('b1 closed the open request')));
+    });
+    b1.send({ type: 'drain', timeoutMs: 20_000 } satisfies MasterToWorker);
+    const before = { ...only.router.counters };
+    const adoptedByB2 = (await only.stats(b2)).tcp?.adopted ?? 0;
+    // Round robin over b1, b2: two handoffs offer b1 at least once.
+    expect([await curl('x.b.test'), await curl('y.b.test')]).toEqual(['b', 'b']);
+    expect(only.router.counters.declined).toBeGreaterThanOrEqual(before.declined + 1);
+    expect(only.router.counters.adopted).toBe(before.adopted + 2);
+    expect(only.router.counters.failed).toBe(before.failed);
+    expect((await only.stats(b2)).tcp?.adopted).toBe(adoptedByB2 + 2);
+    expect(b1.connected).toBe(true);
+    open.close();
+    session.close();
+    await Promise.all([stopAndWait(b1), stopAndWait(b2)]);
+  });
+
+  it('past max pending handoffs a connection is ended at once and counted; the ones held are served when their site starts', async () => {
+    const failedBefore = only.router.counters.failed;
+    // Site c has no worker: two connections wait in the router.
+    const held = [curl('c.test'), curl('c.test')];
+    await waitUntil('two connections held for site c', () => only.router.pending === 2, { timeoutMs: 10_000, intervalMs: 10 });
+    const started = performance.now();
+    expect(await curl('c.test')).toMatch(/^fail /);
+    // Ended by the bound, not by the 5 s wait for a worker.
+    expect(performance.now() - started).toBeLessThan(3000);
+    expect(only.router.counters.failed).toBe(failedBefore + 1);
+    expect(only.router.pending).toBe(2);
+    const c = await only.start('c');
+    expect(await Promise.all(held)).toEqual(['c', 'c']);
+    expect(only.router.pending).toBe(0);
+    await stopAndWait(c);
   });
 });
 

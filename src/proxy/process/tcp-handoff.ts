@@ -30,6 +30,8 @@ export interface TcpHandoffOptions {
 export interface TcpHandoffCounters {
   received: number;
   adopted: number;
+  /** Offers a worker turned down (draining, or not serving yet): each went on to the next worker. */
+  declined: number;
   failed: number;
 }
 
@@ -60,7 +62,7 @@ const DEFAULT_TIMEOUT_MS = 5000;
 const RETRY_MS = 50;
 
 export class TcpHandoffRouter {
-  readonly counters: TcpHandoffCounters = { received: 0, adopted: 0, failed: 0 };
+  readonly counters: TcpHandoffCounters = { received: 0, adopted: 0, declined: 0, failed: 0 };
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
   /** Round-robin position per site. */
@@ -143,7 +145,10 @@ export class TcpHandoffRouter {
   #answered(proc: ChildProcess, id: number, adopted: boolean): void {
     const p = this.#pending.get(id);
     if (!p || p.state.at !== 'offered' || p.state.to !== proc) return;
-    if (!adopted) return this.#offer(p);
+    if (!adopted) {
+      this.counters.declined++;
+      return this.#offer(p);
+    }
     this.#forget(p);
     // The adopting worker holds its own copy now.
     p.handle.close();
