@@ -15,16 +15,12 @@ import { datagramFuzzer } from '../test/helpers/datagram-fuzz.js';
 import { gtlsclient } from '../test/helpers/gtlsclient.js';
 import { H3Client } from '../test/helpers/h3-client.js';
 import { enterPrivateNetns } from '../test/helpers/netns.js';
-import { PROXY_BIN, freeUdpPort, makeTempDir, startProxy } from '../test/helpers/proxy.js';
+import { PROXY_BIN, freeUdpPort, makeTempDir, startProxy, workerPids } from '../test/helpers/proxy.js';
 
 const COUNT = Number(process.argv[2] ?? 1_000_000);
 const RATE = Number(process.argv[3] ?? 20_000);
 const SEED_EVERY = 100_000;
 const IDLE_TIMEOUT_S = 5;
-
-function workerPids(masterPid: number): number[] {
-  return readFileSync(`/proc/${masterPid}/task/${masterPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number).sort();
-}
 
 function rssMiB(pids: number[]): number[] {
   return pids.map((pid) => {

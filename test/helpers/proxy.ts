@@ -41,10 +41,10 @@ export interface RunningProxy {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** The master's child processes (its workers), from /proc. */
+/** The master's child processes (its workers), from /proc, in ascending order. */
 export function workerPids(masterPid: number): number[] {
   const out = readFileSync(`/proc/${masterPid}/task/${masterPid}/children`, 'utf8').trim();
-  return out ? out.split(/\s+/).map(Number) : [];
+  return out ? out.split(/\s+/).map(Number).sort((a, b) => a - b) : [];
 }
 
 export function makeTempDir(prefix = 'udpgrm-proxy-test-'): string {

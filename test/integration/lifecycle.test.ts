@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WORKER_V8_FLAGS } from '../../src/proxy/process/worker-memory.js';
 import { gtlsclient } from '../helpers/gtlsclient.js';
 import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
-import { PROXY_BIN, freeUdpPort, makeTempDir, startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { PROXY_BIN, freeUdpPort, makeTempDir, startProxy, workerPids, type RunningProxy } from '../helpers/proxy.js';
 
 enterPrivateNetns();
 
@@ -43,11 +43,6 @@ process: { ${processKeys} }
 `,
   );
   return file;
-}
-
-function workerPids(masterPid: number): number[] {
-  const out = readFileSync(`/proc/${masterPid}/task/${masterPid}/children`, 'utf8').trim();
-  return out ? out.split(/\s+/).map(Number).sort() : [];
 }
 
 describe('master lifecycle', () => {

@@ -4,14 +4,14 @@
  * instead of retiring it at once, so those connections keep working; the slot is retired once the
  * old worker exited.
  */
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { waitForExit, waitForPidGone, waitUntil } from '../helpers/deadline.js';
 import { H3Client } from '../helpers/h3-client.js';
 import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
-import { freeUdpPort, makeTempDir, startProxy } from '../helpers/proxy.js';
+import { freeUdpPort, makeTempDir, startProxy, workerPids } from '../helpers/proxy.js';
 
 enterPrivateNetns();
 
@@ -53,11 +53,6 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
     timer = setTimeout(() => reject(new Error(`${what}: not complete within ${ms} ms`)), ms);
   });
   return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
-}
-
-function workerPids(masterPid: number): number[] {
-  const out = readFileSync(`/proc/${masterPid}/task/${masterPid}/children`, 'utf8').trim();
-  return out ? out.split(/\s+/).map(Number) : [];
 }
 
 describe('master crash', () => {
