@@ -1,7 +1,9 @@
 /**
  * ProxyServer.drain on the TCP edge: listening stops at once, HTTP/2 gets the two-step GOAWAY,
  * an idle HTTP/1.1 keep-alive connection is closed, a busy one's response says `Connection:
- * close`, requests in flight complete, and the drain resolves once every connection is gone.
+ * close`, requests in flight complete, and the drain resolves once every connection is gone. A
+ * connection that has not sent its first request is not idle: one whose TLS handshake ends after
+ * the drain began still gets that request answered.
  */
 import http2 from 'node:http2';
 import net from 'node:net';
@@ -139,18 +141,18 @@ describe('max_requests_per_connection (3) and keepalive_timeout (500 ms)', () =>
 async function heldRelay(port: number): Promise<{ port: number; connected: Promise<void>; release(): void; close(): void }> {
   let client: net.Socket | undefined;
   let toEdge: net.Socket | undefined;
-  let connected!: () => void;
-  const connectedP = new Promise<void>((resolve) => (connected = resolve));
+  let onConnected!: () => void;
+  const connected = new Promise<void>((resolve) => (onConnected = resolve));
   const relay = net.createServer({ pauseOnConnect: true }, (c) => {
     client = c;
-    toEdge = net.connect(port, '127.0.0.1', connected);
+    toEdge = net.connect(port, '127.0.0.1', onConnected);
     c.on('error', () => toEdge?.destroy());
     toEdge.on('error', () => c.destroy());
   });
   await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
   return {
     port: (relay.address() as net.AddressInfo).port,
-    connected: connectedP,
+    connected,
     release: () => {
       client!.pipe(toEdge!);
       toEdge!.pipe(client!);
@@ -196,7 +198,7 @@ describe('drain and HTTP/1.1 connections that have not sent their first request'
     // The silent connection was not closed by the drain: its header time ran out.
     const silentClosedAfter = (await silent.closed) - silentOpenedAt;
     expect(silentClosedAfter).toBeGreaterThanOrEqual(900);
-    expect(silentClosedAfter).toBeLessThan(3000);
+    expect(silentClosedAfter).toBeLessThan(5000);
     expect(silent.text()).toBe('');
     expect(await drained).toEqual({ timedOut: false });
     expect(edge.server.connectionCount).toBe(0);
