@@ -1,11 +1,14 @@
 /**
  * ProxyServer.drain on the TCP edge: listening stops at once, HTTP/2 gets the two-step GOAWAY,
  * an idle HTTP/1.1 keep-alive connection is closed, a busy one's response says `Connection:
- * close`, requests in flight complete, and the drain resolves once every connection is gone.
+ * close`, requests in flight complete, and the drain resolves once every connection is gone. A
+ * connection that has not sent its first request is not idle: one whose TLS handshake ends after
+ * the drain began still gets that request answered.
  */
 import http2 from 'node:http2';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitUntil } from '../helpers/deadline.js';
 import { h1Socket, rawH1, statusOf } from '../helpers/raw-tls.js';
 import { run, startTcpEdge, useTcpEdge, type TcpEdge } from '../helpers/tcp-edge.js';
 
@@ -128,5 +131,76 @@ describe('max_requests_per_connection (3) and keepalive_timeout (500 ms)', () =>
     const idleMs = (await closed) - idleFrom;
     expect(idleMs).toBeGreaterThanOrEqual(400);
     expect(idleMs).toBeLessThan(2000);
+  });
+});
+
+/**
+ * A TCP relay to the edge that connects at once but holds the client's bytes until `release()`:
+ * the edge accepts the connection, and its TLS handshake waits until the test lets it go.
+ */
+async function heldRelay(port: number): Promise<{ port: number; connected: Promise<void>; release(): void; close(): void }> {
+  let client: net.Socket | undefined;
+  let toEdge: net.Socket | undefined;
+  let onConnected!: () => void;
+  const connected = new Promise<void>((resolve) => (onConnected = resolve));
+  const relay = net.createServer({ pauseOnConnect: true }, (c) => {
+    client = c;
+    toEdge = net.connect(port, '127.0.0.1', onConnected);
+    c.on('error', () => toEdge?.destroy());
+    toEdge.on('error', () => c.destroy());
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (relay.address() as net.AddressInfo).port,
+    connected,
+    release: () => {
+      client!.pipe(toEdge!);
+      toEdge!.pipe(client!);
+      client!.resume();
+    },
+    close: () => relay.close(),
+  };
+}
+
+describe('drain and HTTP/1.1 connections that have not sent their first request', () => {
+  let edge: TcpEdge;
+  beforeAll(async () => {
+    edge = await startTcpEdge({ upstream: fx.up.origin });
+  });
+  afterAll(async () => {
+    await edge?.close();
+  });
+
+  it('a connection accepted before the drain but through TLS after it gets its first request answered (Connection: close); a silent one closes at request_header_timeout', async () => {
+    // Silent: through TLS before the drain, no request (request_header_timeout is 1 s).
+    const silent = await h1Socket(edge.port);
+    const silentOpenedAt = performance.now();
+
+    // curl through a relay that holds its ClientHello until the drain has begun: the edge has
+    // accepted the TCP connection, so it is this server's to serve.
+    const relay = await heldRelay(edge.port);
+    const curl = run('curl', ['-sSk', '--http1.1', '-i', `https://127.0.0.1:${relay.port}/up/held`]);
+    await relay.connected;
+    await waitUntil('the edge to accept the relayed connection', () => edge.server.connectionCount === 2, { timeoutMs: 5000, intervalMs: 5 });
+    const drained = edge.server.drain(10_000);
+    relay.release();
+
+    // curl does not retry a request on a new connection that closes without an answer: it must get one.
+    const r = await curl;
+    relay.close();
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(statusOf(r.stdout)).toBe(200);
+    expect(r.stdout.toLowerCase()).toContain('connection: close');
+    expect(r.stdout.endsWith('\r\n\r\nupstream a\n')).toBe(true);
+    expect(edge.logs.filter((l) => l.log === 'access' && l.path === '/up/held').map((l) => [l.status, l.reason])).toEqual([[200, undefined]]);
+
+    // The silent connection was not closed by the drain: its header time ran out.
+    const silentClosedAfter = (await silent.closed) - silentOpenedAt;
+    expect(silentClosedAfter).toBeGreaterThanOrEqual(900);
+    expect(silentClosedAfter).toBeLessThan(5000);
+    expect(silent.text()).toBe('');
+    expect(await drained).toEqual({ timedOut: false });
+    expect(edge.server.connectionCount).toBe(0);
   });
 });

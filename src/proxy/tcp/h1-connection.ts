@@ -72,10 +72,17 @@ export class H1Connection {
     return this.state.kind === 'active' ? this.state.exchanges : 0;
   }
 
-  /** Drain: requests in progress finish (their responses close the connection); an idle connection closes now. */
+  /**
+   * Drain: requests in progress finish (their responses close the connection); a connection idle
+   * between requests closes now (a client retries a request that crossed our close on a reused
+   * connection). One that has not sent its first request is not idle: it may have been accepted
+   * before the drain began, or be sending that request now, and a client does not retry a request
+   * on a new connection that closed unanswered (curl: "Empty reply from server"). Its first request
+   * is served (answered with `Connection: close`); a silent one closes at request_header_timeout.
+   */
   drain(): void {
     this.closing = true;
-    if ((this.state.kind === 'idle' || this.state.kind === 'awaiting-request') && !this.requestStarted(this.state.bytesAt)) this.socket.destroy();
+    if (this.state.kind === 'idle' && !this.requestStarted(this.state.bytesAt)) this.socket.destroy();
   }
 
   /** Node's parser completed a request's header section. */

@@ -134,7 +134,7 @@ export class TlsListener {
   /**
    * Stop accepting at once (this process's copy of the listening socket closes; the others keep
    * the socket and its queue) and ask every connection to finish: GOAWAY for HTTP/2, `Connection:
-   * close` on HTTP/1.1's next response and idle ones closed now.
+   * close` on HTTP/1.1's next response and ones idle between requests closed now.
    */
   drain(): void {
     this.stopAccepting();
