@@ -16,8 +16,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { quiche, type QuicheConfig, type QuicheConnection } from '../src/proxy/quic/native.js';
-import { benchCertificate } from './targets.js';
+import { rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { loadConfig } from '../src/proxy/config/index.js';
+import { quiche, type QuicheConnection } from '../src/proxy/quic/native.js';
+import { TlsContexts } from '../src/proxy/quic/tls-contexts.js';
+import { makeTempDir } from '../test/helpers/proxy.js';
+import { benchCertificate, ourProxyConfig } from './targets.js';
 
 const { values: args } = parseArgs({ options: { rounds: { type: 'string', default: '5' } } });
 const rounds = Number(args.rounds);
@@ -29,31 +34,23 @@ const TO_SERVER = { from: CLIENT, to: SERVER };
 const TO_CLIENT = { from: SERVER, to: CLIENT };
 const cert = benchCertificate();
 
-/** As src/proxy/quic/tls-contexts.ts builds it, with the proxy's default limits. */
-function config(server: boolean): QuicheConfig {
-  const cfg = new quiche.Config();
-  if (server) {
-    cfg.loadCertChainFromPemFile(cert.cert);
-    cfg.loadPrivKeyFromPemFile(cert.key);
-  }
-  cfg.setApplicationProtos(['h3']);
-  cfg.verifyPeer(false);
-  cfg.setMaxIdleTimeout(30_000);
-  cfg.setMaxRecvUdpPayloadSize(1350);
-  cfg.setMaxSendUdpPayloadSize(1350);
-  cfg.setInitialMaxData(16 << 20);
-  cfg.setInitialMaxStreamDataBidiLocal(1 << 20);
-  cfg.setInitialMaxStreamDataBidiRemote(1 << 20);
-  cfg.setInitialMaxStreamDataUni(1 << 20);
-  cfg.setInitialMaxStreamsBidi(1000);
-  cfg.setInitialMaxStreamsUni(16);
-  cfg.setActiveConnectionIdLimit(4);
-  cfg.setCcAlgorithm(quiche.CongestionControlAlgorithm.CUBIC);
-  cfg.enablePacing(false);
-  return cfg;
-}
-const serverConfig = config(true);
-const clientConfig = config(false);
+/**
+ * The server's Config is the proxy's own: TlsContexts from the config the side-by-side bench gives
+ * our proxy (its certificate, its defaults). The client's is quiche's plain one with windows as large.
+ */
+const dir = makeTempDir('binding-floor-');
+writeFileSync(path.join(dir, 'proxy.yaml'), ourProxyConfig(4433, { upstreamPort: 8080, cert, workers: 1 }));
+const proxyConfig = loadConfig(path.join(dir, 'proxy.yaml'));
+const tls = new TlsContexts({ certificates: proxyConfig.tls.certificates, alpn: proxyConfig.tls.alpn, limits: proxyConfig.quic, ticketKey: randomBytes(48) });
+rmSync(dir, { recursive: true, force: true });
+const serverConfig = tls.configFor(proxyConfig.tls.certificates[0]!, false);
+const clientConfig = new quiche.Config();
+clientConfig.setApplicationProtos(['h3']);
+clientConfig.verifyPeer(false);
+clientConfig.setInitialMaxData(proxyConfig.quic.initialMaxData);
+clientConfig.setInitialMaxStreamDataBidiLocal(proxyConfig.quic.initialMaxStreamData);
+clientConfig.setInitialMaxStreamDataBidiRemote(proxyConfig.quic.initialMaxStreamData);
+clientConfig.setInitialMaxStreamsUni(16);
 
 /** Nanoseconds spent in the server's calls. */
 let serverNs = 0n;
