@@ -1,5 +1,5 @@
 /**
- * `npx tsx bench/perf-record.ts [--load kib|mib|conn] [--seconds S] [--workers N]`: where our workers'
+ * `npx tsx bench/perf-record.ts [--load kib|mib|mib-gtls|conn] [--seconds S] [--workers N]`: where our workers'
  * CPU goes, measured by Linux `perf` (CPU-clock samples of the worker processes, all threads, with
  * call stacks; JIT frames named through V8's --perf-basic-prof map). Unlike `--profile` (V8's
  * sampler, which samples the main thread's wall clock: a worker preempted in a syscall, e.g. by
@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { enterPrivateNetns } from '../test/helpers/netns.js';
+import { gtlsclient } from '../test/helpers/gtlsclient.js';
 import { H3Client } from '../test/helpers/h3-client.js';
 import { workerPids } from '../test/helpers/proxy.js';
 import { h3Load } from './h3-load.js';
@@ -28,11 +29,13 @@ const { values: args } = parseArgs({
 const LOADS = {
   kib: { path: '/bytes?n=1024', connections: 4, inFlight: 32, unit: 'request' },
   mib: { path: '/bytes?n=1048576', connections: 1, inFlight: 1, unit: 'MiB' },
+  /** 1 MiB responses on one gtlsclient (ngtcp2) connection, 200 at a time, as the side-by-side row. */
+  'mib-gtls': { path: '/bytes?n=1048576', connections: 1, inFlight: 200, unit: 'MiB' },
   /** A new connection per request (our client, 2 at a time), as the side-by-side handshake row. */
   conn: { path: '/bytes?n=1024', connections: 0, inFlight: 2, unit: 'connection' },
 } as const;
 const load = LOADS[args.load as keyof typeof LOADS];
-if (!load) throw new Error(`--load: kib or mib, not "${args.load}"`);
+if (!load) throw new Error(`--load: ${Object.keys(LOADS).join(', ')}; not "${args.load}"`);
 const seconds = Number(args.seconds);
 if (!(seconds > 0)) throw new Error(`--seconds: a positive number, not "${args.seconds}"`);
 try {
@@ -41,9 +44,21 @@ try {
   throw new Error('perf not found: apt-get install linux-perf (for this bench only)');
 }
 
-async function loadUnits(l: (typeof LOADS)['kib' | 'mib'], secs: number): Promise<number> {
+async function loadUnits(l: (typeof LOADS)['kib' | 'mib' | 'mib-gtls'], secs: number): Promise<number> {
+  if (l === LOADS['mib-gtls']) return gtlsMiB(secs);
   const r = await h3Load(ours.port, l.path, { connections: l.connections, inFlight: l.inFlight, durationMs: secs * 1000 });
   return l.unit === 'MiB' ? r.bytes / 2 ** 20 : r.requests;
+}
+
+/** Runs of 200 × 1 MiB on one gtlsclient connection until `secs` have passed; the MiB received. */
+async function gtlsMiB(secs: number): Promise<number> {
+  const until = performance.now() + secs * 1000;
+  let mib = 0;
+  while (performance.now() < until) {
+    const r = await gtlsclient('127.0.0.1', ours.port, [`https://localhost${LOADS['mib-gtls'].path}`], { requests: LOADS['mib-gtls'].inFlight, timeoutMs: 120_000 });
+    mib += r.statuses.filter((s) => s === 200).length;
+  }
+  return mib;
 }
 
 /** `parallel` loops of: connect, one 1 KiB request, close; for `ms`. Returns the connections made. */
@@ -74,7 +89,7 @@ try {
   // Warm up as the side-by-side bench does: V8's JIT settles after ~10,000 requests.
   for (let n = 0; n < 12_000; ) n += (await h3Load(ours.port, LOADS.kib.path, { connections: 4, inFlight: 32, durationMs: 2000 })).requests;
   // And the recorded load's own code (the bulk path, the handshake path), as the bench's warm-up has it.
-  if (load.unit === 'MiB') for (let mib = 0; mib < 32; ) mib += await loadUnits(LOADS.mib, 1);
+  if (load.unit === 'MiB') for (let mib = 0; mib < 32; ) mib += await loadUnits(load, 1);
   if (load.unit === 'connection') await newConnections(ours.port, 10, 10_000);
   const pids = workerPids(ours.pid);
   const data = path.join(dir, 'perf.data');
