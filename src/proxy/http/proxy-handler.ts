@@ -178,8 +178,8 @@ export class ProxyHandler implements RequestHandler {
     }
     ex.respond(res.status, headers);
     try {
-      await relayBody(res.body, ex, () => new UpstreamError('aborted', 'client reset', res.target));
-      ex.end(toClientTrailers(await res.trailers));
+      const trailers = await relayBody(res.source, ex, () => new UpstreamError('aborted', 'client reset', res.target));
+      ex.end(toClientTrailers(trailers));
       return { status: res.status, upstream: res.target, tries };
     } catch (err) {
       const e = classifyUpstreamError(err, res.target);
