@@ -227,6 +227,5 @@ function requestHasBody(ex: HttpExchange): Promise<boolean> {
 
 /** A body we will not use is still read, so the client's flow control does not stall the stream. */
 function drain(body: RequestBody): void {
-  body.stream.on('error', () => {});
-  body.stream.resume();
+  body.discard();
 }
