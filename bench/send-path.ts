@@ -485,6 +485,16 @@ logging: { level: info, access_log: false }
     upstream.kill();
     await echo.close();
   }
+  // Each round's variants saw the same background load: their ratio to the first is steadier than
+  // either figure alone when the load swings.
+  if (variants.length > 1) {
+    console.log(`\n1 KiB CPU/req against ${variants[0]!.name}, per round: median [min..max] of the ratios`);
+    const base = variants[0]!.samples.smallCpu;
+    for (const v of variants.slice(1)) {
+      const ratios = v.samples.smallCpu.map((x, i) => x / base[i]!);
+      console.log(`  ${v.name.padEnd(16)} ${median(ratios).toFixed(2).padStart(8)}  [${Math.min(...ratios).toFixed(2)}..${Math.max(...ratios).toFixed(2)}]`);
+    }
+  }
   console.log(`\nmedian [min..max] of ${rounds} rounds`);
   for (const [metric, unit] of Object.entries(METRICS) as Array<[Metric, string]>) {
     console.log(unit);
