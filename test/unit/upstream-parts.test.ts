@@ -104,20 +104,24 @@ describe('RequestBody', () => {
     const withData = new RequestBody();
     const pending = withData.hasContent();
     withData.push(Buffer.alloc(0));
+    expect(withData.contentKnown).toBeUndefined();
     withData.push(Buffer.from('x'));
     expect(await pending).toBe(true);
     expect(await withData.hasContent()).toBe(true);
+    expect(withData.contentKnown).toBe(true);
 
     const empty = new RequestBody();
     const ended = empty.hasContent();
     empty.end();
     expect(await ended).toBe(false);
     expect(await empty.hasContent()).toBe(false);
+    expect(empty.contentKnown).toBe(false);
 
     const reset = new RequestBody();
     const aborted = reset.hasContent();
     reset.abort('client reset');
     expect(await aborted).toBe(false);
+    expect(reset.contentKnown).toBe(false);
   });
 
   it('a stream asked for after the body ended or was aborted shows that end or that error', async () => {

@@ -133,7 +133,9 @@ export class ProxyHandler implements RequestHandler {
     path: string,
     early: { handling: EarlyDataHandling },
   ): Promise<{ status: number; upstream?: string; reason?: string; tries?: readonly TryRecord[] }> {
-    const hasBody = await requestHasBody(ex);
+    // Usually known at once (Content-Length, or the request already ended): no await then.
+    const known = requestHasBody(ex);
+    const hasBody = typeof known === 'boolean' ? known : await known;
     if (!hasBody || ex.request.method === 'TRACE') drain(ex.body);
     if (hasBody && ex.request.method === 'TRACE') {
       // RFC 9110 §9.3.8: a client must not send content in a TRACE request.
@@ -219,10 +221,10 @@ function abandoned(ex: HttpExchange, responseStatus: number | undefined): { stat
  * needs no announced length) the first body byte or the end of the body decides, whatever the
  * method, so a GET's body is forwarded rather than silently dropped.
  */
-function requestHasBody(ex: HttpExchange): Promise<boolean> {
+function requestHasBody(ex: HttpExchange): boolean | Promise<boolean> {
   const len = ex.request.contentLength;
-  if (len !== undefined) return Promise.resolve(len > 0);
-  return ex.body.hasContent();
+  if (len !== undefined) return len > 0;
+  return ex.body.contentKnown ?? ex.body.hasContent();
 }
 
 /** A body we will not use is still read, so the client's flow control does not stall the stream. */

@@ -95,9 +95,16 @@ export class RequestBody {
    * an HTTP/3 request may carry DATA without announcing a length. Never rejects.
    */
   hasContent(): Promise<boolean> {
-    if (this.#bytesPushed > 0) return Promise.resolve(true);
-    if (this.#ended || this.#destroyed) return Promise.resolve(false);
+    const known = this.contentKnown;
+    if (known !== undefined) return Promise.resolve(known);
     return new Promise((resolve) => this.#contentWaiters.push(resolve));
+  }
+
+  /** What `hasContent()` will say, when that is known already; undefined while it is not. */
+  get contentKnown(): boolean | undefined {
+    if (this.#bytesPushed > 0) return true;
+    if (this.#ended || this.#destroyed) return false;
+    return undefined;
   }
 
   /** True while the buffer is full and the consumer has not asked for more. */
