@@ -61,6 +61,8 @@ export class ProxyHandler implements RequestHandler {
     const done = (status: number, upstream?: string, reason?: string, tries?: readonly TryRecord[]): void => {
       const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
       this.opts.metrics?.record({ protocol: ex.protocol, route: route?.name, status, durationMs, pool: route?.action.kind === 'proxy' ? route.action.upstream : undefined, tries });
+      // Most deployments that measure CPU run without an access log: no entry is built then.
+      if (!this.opts.accessLog.enabled) return;
       this.opts.accessLog.write({
         protocol: ex.protocol,
         method: ex.request.method,
