@@ -57,24 +57,42 @@ describe('ResponseBody', () => {
     expect(calls).toEqual(['pause', 'resume']);
   });
 
-  it('a sink that is full pauses the upstream; chunks queue until it resumes, and the end waits behind them', () => {
+  it('a full sink: chunks queue (the upstream paused at the high-water mark) until it resumes, and the end waits behind them', () => {
     const { calls, upstream } = upstreamLog();
-    const body = new ResponseBody(upstream, 1024);
+    const body = new ResponseBody(upstream, 2);
     let room = false;
     const sink = recordingSink(() => room);
     body.pipe(sink);
     body.push(Buffer.from('1'));
-    expect(calls).toEqual(['pause']);
     body.push(Buffer.from('2'));
+    expect(calls).toEqual([]);
+    body.push(Buffer.from('3'));
+    expect(calls).toEqual(['pause']);
     body.end([]);
     expect(sink.got).toEqual(['1']);
     expect(sink.trailers).toBeUndefined();
     room = true;
     body.resume();
-    expect(sink.got).toEqual(['1', '2']);
+    expect(sink.got).toEqual(['1', '2', '3']);
     expect(sink.trailers).toEqual([]);
     // Ended: nothing to resume upstream.
     expect(calls).toEqual(['pause']);
+  });
+
+  it('a sink that resumes below the high-water mark lets the upstream go on', () => {
+    const { calls, upstream } = upstreamLog();
+    const body = new ResponseBody(upstream, 2);
+    let room = false;
+    const sink = recordingSink(() => room);
+    body.pipe(sink);
+    body.push(Buffer.from('1'));
+    body.push(Buffer.from('2'));
+    body.push(Buffer.from('3'));
+    expect(calls).toEqual(['pause']);
+    room = true;
+    body.resume();
+    expect(sink.got).toEqual(['1', '2', '3']);
+    expect(calls).toEqual(['pause', 'resume']);
   });
 
   it('a failure reaches a paused sink at once and drops what was queued', () => {

@@ -5,8 +5,10 @@
  * pauses the upstream parser while its client cannot take more. Whoever wants a stream (tests,
  * other consumers) gets a Readable made on first use (`readable`) over the same source.
  *
- * Before a consumer attaches, chunks are queued; once the queue reaches the high-water mark the
- * upstream is paused, so nothing grows without bound whether or not anybody reads.
+ * Chunks the consumer cannot take yet (it is not attached, or it said it is full) are queued; once
+ * the queue reaches the high-water mark the upstream is paused, so nothing grows without bound
+ * whether or not anybody reads, and a consumer that is briefly full does not stop the upstream at
+ * once (as a Readable's buffer did not).
  */
 import { Readable } from 'node:stream';
 import type { FieldList } from '../http-semantics/fields.js';
@@ -58,7 +60,7 @@ export class ResponseBody {
   push(chunk: Buffer): void {
     if (this.#state.kind !== 'open') return;
     if (this.#sink !== null && !this.#sinkPaused && this.#queue.length === 0) {
-      if (!this.#sink.data(chunk)) this.#pauseSink();
+      if (!this.#sink.data(chunk)) this.#sinkPaused = true;
       return;
     }
     this.#queue.push(chunk);
@@ -93,7 +95,7 @@ export class ResponseBody {
   resume(): void {
     this.#sinkPaused = false;
     this.#flush();
-    if (this.#state.kind === 'open' && !this.#sinkPaused && this.#queue.length === 0) this.upstream.resume();
+    if (this.#state.kind === 'open' && this.#queued < this.highWaterMark) this.upstream.resume();
   }
 
   /** Consumer: give up; the upstream exchange is cancelled unless the body already ended. */
@@ -129,11 +131,6 @@ export class ResponseBody {
     return readable;
   }
 
-  #pauseSink(): void {
-    this.#sinkPaused = true;
-    this.upstream.pause();
-  }
-
   /** Hands the sink what is queued, then the end or failure, as far as it takes them. */
   #flush(): void {
     const sink = this.#sink;
@@ -148,7 +145,7 @@ export class ResponseBody {
     while (this.#queue.length > 0 && !this.#sinkPaused) {
       const chunk = this.#queue.shift()!;
       this.#queued -= chunk.length;
-      if (!sink.data(chunk)) this.#pauseSink();
+      if (!sink.data(chunk)) this.#sinkPaused = true;
       // The sink may have cancelled the body from inside data().
       if (this.#finished) return;
     }
