@@ -9,7 +9,9 @@
  * one gtlsclient connection and for a 10 MiB gtlsclient upload, and proxy CPU per request for
  * 1 KiB, 32 in flight over 4 connections of our client, 2 s. Prints medians and ranges over the
  * rounds (default 10): on a shared machine short interleaved samples see the same background
- * load, long sequential runs do not.
+ * load, long sequential runs do not. `--small-only`: only the 1 KiB row, so many more rounds fit
+ * in the same time (its spread on a busy machine needs them); `--small-seconds=S` its sample length
+ * there (default 2).
  *
  * The micro part:
  *   - a koffi call into libc without a syscall (abs) and with the cheapest one (getpid), and a
@@ -401,7 +403,7 @@ interface Variant {
  * (to test/helpers/upstream.ts /echo, which reads and hashes it), and 2 s of 1 KiB requests, 32 in
  * flight over 4 connections of our client.
  */
-async function compare(others: readonly string[], rounds: number): Promise<void> {
+async function compare(others: readonly string[], rounds: number, smallOnly: boolean, smallSeconds: number): Promise<void> {
   const upstream = fork(new URL('./upstream-server.ts', import.meta.url).pathname, [], { execArgv: ['--import', 'tsx'] });
   const upstreamPort = await new Promise<number>((resolve) => upstream.once('message', (m) => resolve((m as { port: number }).port)));
   const echo = await startUpstream('echo');
@@ -436,6 +438,10 @@ logging: { level: info, access_log: false }
   const download = `/bytes?n=${1024 * 1024}`;
   try {
     for (const v of variants) {
+      if (smallOnly) {
+        await smallRequests(v.port, 32, 1000);
+        continue;
+      }
       await gtlsclient('127.0.0.1', v.port, [`https://localhost:${v.port}${download}`], { requests: 5, timeoutMs: 60_000 });
       await gtlsclient('127.0.0.1', v.port, [`https://localhost:${v.port}/echo`], { method: 'POST', dataFile: uploadFile, timeoutMs: 60_000 });
       await smallRequests(v.port, 32, 1000);
@@ -445,6 +451,13 @@ logging: { level: info, access_log: false }
       const order = variants.map((_, i) => variants[(i + round) % variants.length]!);
       for (const v of order) {
         const pid = v.proxy.proc.pid!;
+        if (smallOnly) {
+          const cpu0 = proxyCpuMicros(pid);
+          const requests = await smallRequests(v.port, 32, smallSeconds * 1000);
+          v.samples.smallCpu.push((proxyCpuMicros(pid) - cpu0) / requests);
+          v.samples.smallRate.push(requests / smallSeconds);
+          continue;
+        }
         const split0 = proxyCpuSplit(pid);
         let cpu0 = split0.user + split0.system;
         const t0 = performance.now();
@@ -465,18 +478,30 @@ logging: { level: info, access_log: false }
         v.samples.smallRate.push(requests / 2);
       }
       const load = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
-      console.log(`round ${round + 1}/${rounds} done, load ${load}`);
+      const small = variants.map((v) => `${v.name} ${v.samples.smallCpu.at(-1)!.toFixed(0)}`).join(', ');
+      console.log(`round ${round + 1}/${rounds} done, load ${load}; µs CPU/req 1 KiB: ${small}`);
     }
   } finally {
     for (const v of variants) await v.proxy.stop();
     upstream.kill();
     await echo.close();
   }
+  // Each round's variants saw the same background load: their ratio to the first is steadier than
+  // either figure alone when the load swings.
+  if (variants.length > 1) {
+    console.log(`\n1 KiB CPU/req against ${variants[0]!.name}, per round: median [min..max] of the ratios`);
+    const base = variants[0]!.samples.smallCpu;
+    for (const v of variants.slice(1)) {
+      const ratios = v.samples.smallCpu.map((x, i) => x / base[i]!);
+      console.log(`  ${v.name.padEnd(16)} ${median(ratios).toFixed(2).padStart(8)}  [${Math.min(...ratios).toFixed(2)}..${Math.max(...ratios).toFixed(2)}]`);
+    }
+  }
   console.log(`\nmedian [min..max] of ${rounds} rounds`);
   for (const [metric, unit] of Object.entries(METRICS) as Array<[Metric, string]>) {
     console.log(unit);
     for (const v of variants) {
       const xs = v.samples[metric];
+      if (xs.length === 0) continue;
       const digits = metric === 'smallCpu' || metric === 'smallRate' ? 0 : 1;
       console.log(`  ${v.name.padEnd(16)} ${median(xs).toFixed(digits).padStart(8)}  [${Math.min(...xs).toFixed(digits)}..${Math.max(...xs).toFixed(digits)}]`);
     }
@@ -486,7 +511,12 @@ logging: { level: info, access_log: false }
 const [mode, ...rest] = process.argv.slice(2);
 if (mode === 'compare') {
   const rounds = Number(rest.find((a) => a.startsWith('--rounds='))?.slice('--rounds='.length) ?? 10);
-  await compare(rest.filter((a) => !a.startsWith('--')), rounds);
+  await compare(
+    rest.filter((a) => !a.startsWith('--')),
+    rounds,
+    rest.includes('--small-only'),
+    Number(rest.find((a) => a.startsWith('--small-seconds='))?.slice('--small-seconds='.length) ?? 2),
+  );
 } else if (mode === 'receive') {
   for (const batch of [1, 4, 32]) await receiveCosts(batch, 60);
   await receiveCosts(32, 1350);

@@ -4,7 +4,7 @@
  * reads; anything the filter does not fully understand makes it step aside.
  */
 import { describe, expect, it } from 'vitest';
-import { InterimResponseFilter } from '../../src/proxy/upstream/interim-filter.js';
+import { afterHead, InterimResponseFilter } from '../../src/proxy/upstream/interim-filter.js';
 
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
@@ -106,5 +106,76 @@ describe('passes a read on without copying when nothing is removed', () => {
     expect(filter.push(start).length).toBe(0);
     const rest = Buffer.from('00 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', 'latin1');
     expect(filter.push(rest).toString('latin1')).toBe('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+  });
+});
+
+/**
+ * The head reader works on bytes; the rules it follows are RFC 9112's grammar, written here once
+ * more as regular expressions over the head's text (the way the filter first read heads), and the
+ * two must agree on every head built from valid and broken pieces.
+ */
+describe('the head reader agrees with the grammar written as regular expressions', () => {
+  const STATUS = /^HTTP\/1\.[01] (\d{3})(?: [\t\x20-\x7e\x80-\xff]*)?$/;
+  const FIELD = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[\t ]*([^\r\n]*?)[\t ]*$/;
+  function byGrammar(head: string): unknown {
+    const lines = head.split('\r\n');
+    if (lines.some((l) => l.includes('\r') || l.includes('\n'))) return 'opaque';
+    const status = STATUS.exec(lines[0]!);
+    if (status === null) return 'opaque';
+    const code = Number(status[1]);
+    const lengths: string[] = [];
+    const codings: string[] = [];
+    for (const line of lines.slice(1)) {
+      const field = FIELD.exec(line);
+      if (field === null) return 'opaque';
+      const name = field[1]!.toLowerCase();
+      if (name === 'content-length') lengths.push(field[2]!);
+      else if (name === 'transfer-encoding') codings.push(field[2]!);
+    }
+    if (code === 100) return 'drop';
+    if (code === 101 || code < 100 || code > 599) return 'opaque';
+    if (code < 200 || code === 204 || code === 304) return 'head';
+    if (codings.length > 0) return codings.length !== 1 || codings[0]!.toLowerCase() !== 'chunked' || lengths.length > 0 ? 'opaque' : 'chunked';
+    if (lengths.length === 0 || !lengths.every((v) => v === lengths[0] && /^\d{1,15}$/.test(v))) return 'opaque';
+    return Number(lengths[0]) === 0 ? 'head' : `body ${Number(lengths[0])}`;
+  }
+  function byReader(head: string): unknown {
+    const bytes = Buffer.from(`${head}\r\n\r\n`, 'latin1');
+    const mode = afterHead(bytes, bytes.indexOf('\r\n\r\n'));
+    if (mode === 'drop') return 'drop';
+    if (mode.kind === 'line') return 'chunked';
+    if (mode.kind === 'body') return `body ${mode.remaining}`;
+    return mode.kind;
+  }
+  const statuses = ['HTTP/1.1 200 OK', 'HTTP/1.0 100', 'HTTP/1.1 100 Continue', 'HTTP/1.1 204 No Content', 'HTTP/1.1 304', 'HTTP/1.1 103 Early Hints',
+    'HTTP/1.1 101 Switching', 'HTTP/1.1 099 x', 'HTTP/1.1 600 x', 'HTTP/1.2 200 OK', 'HTTP/1.1  200', 'HTTP/1.1 20 OK', 'HTTP/1.1 2000', 'http/1.1 200 OK',
+    'HTTP/1.1 200 \x7f', 'HTTP/1.1 200 caf\xe9\tok', 'HTTP/1.1 200OK', 'HTTP/1.1 200 \x01', 'HTTP/1.1 200 OK\r', 'HTTP/1.1 200 OK\n'];
+  const fields = ['Content-Length: 5', 'content-length:5', 'CONTENT-LENGTH: \t5\t ', 'Content-Length: 6', 'Content-Length: 0', 'Content-Length: 5x',
+    'Content-Length: 1234567890123456', 'Content-Length: ', 'Transfer-Encoding: chunked', 'transfer-encoding: CHUNKED ', 'Transfer-Encoding: gzip, chunked',
+    'X-A: 1', 'X-A:', 'X-A : 1', ': 1', 'X(A): 1', 'X-A: a\rb', 'X-A: a\nb', '  folded', '', 'Content-Lengthx: 5', 'Content_Length: 5', 'X-\xe9: 1', 'X-A: \x00\x7f\xff'];
+  it('on every status line with up to two fields, and on random longer heads', () => {
+    const heads: string[] = [];
+    for (const st of statuses) {
+      heads.push(st);
+      for (const a of fields) {
+        heads.push(`${st}\r\n${a}`);
+        for (const b of fields) heads.push(`${st}\r\n${a}\r\n${b}`);
+      }
+    }
+    let seed = 12345;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let i = 0; i < 5000; i++) {
+      const lines = [statuses[random(statuses.length)]!];
+      for (let k = random(6); k > 0; k--) lines.push(fields[random(fields.length)]!);
+      heads.push(lines.join('\r\n'));
+    }
+    // A head ends at the first CRLFCRLF: one with an empty line inside (or at its end) is a shorter head.
+    const whole = heads.filter((h) => `${h}\r\n\r\n`.indexOf('\r\n\r\n') === h.length);
+    expect(whole.length).toBeGreaterThan(10_000);
+    const disagreements = whole.filter((h) => byReader(h) !== byGrammar(h));
+    expect(disagreements.slice(0, 5).map((h) => [h, byReader(h), byGrammar(h)])).toEqual([]);
   });
 });

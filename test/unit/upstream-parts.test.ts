@@ -104,19 +104,59 @@ describe('RequestBody', () => {
     const withData = new RequestBody();
     const pending = withData.hasContent();
     withData.push(Buffer.alloc(0));
+    expect(withData.contentKnown).toBeUndefined();
     withData.push(Buffer.from('x'));
     expect(await pending).toBe(true);
     expect(await withData.hasContent()).toBe(true);
+    expect(withData.contentKnown).toBe(true);
 
     const empty = new RequestBody();
     const ended = empty.hasContent();
     empty.end();
     expect(await ended).toBe(false);
     expect(await empty.hasContent()).toBe(false);
+    expect(empty.contentKnown).toBe(false);
 
     const reset = new RequestBody();
     const aborted = reset.hasContent();
     reset.abort('client reset');
     expect(await aborted).toBe(false);
+    expect(reset.contentKnown).toBe(false);
+  });
+
+  it('a stream asked for after the body ended or was aborted shows that end or that error', async () => {
+    const ended = new RequestBody();
+    ended.end();
+    const chunks: Buffer[] = [];
+    for await (const chunk of ended.stream) chunks.push(chunk as Buffer);
+    expect(chunks).toEqual([]);
+    expect(ended.closed).toBe(true);
+
+    const reset = new RequestBody();
+    reset.abort('client reset');
+    expect(reset.closed).toBe(true);
+    expect(reset.push(Buffer.from('late'))).toBe(true);
+    expect(reset.stream.destroyed).toBe(true);
+    expect(reset.stream.errored).toBeInstanceOf(ExchangeAbortedError);
+  });
+
+  it('discard(): what arrives is dropped, never buffered, and counts as content', async () => {
+    const before = new RequestBody(4);
+    const pending = before.hasContent();
+    before.discard();
+    for (let i = 0; i < 100; i++) expect(before.push(Buffer.alloc(1024))).toBe(true);
+    expect(await pending).toBe(true);
+    expect(before.needsDrain).toBe(false);
+    before.end();
+    expect(before.closed).toBe(true);
+
+    // Discarding a body whose stream exists reads it out.
+    const after = new RequestBody(4);
+    after.push(Buffer.alloc(8));
+    expect(after.needsDrain).toBe(true);
+    after.discard();
+    await after.drained();
+    after.end();
+    await new Promise((resolve) => after.stream.once('end', resolve));
   });
 });

@@ -29,6 +29,11 @@ export class AccessLog {
   /** Without a logger (access log off in config) entries are dropped. */
   constructor(private readonly log: Logger | undefined) {}
 
+  /** False when entries are dropped: the caller need not build them. */
+  get enabled(): boolean {
+    return this.log !== undefined;
+  }
+
   /** Never throws: a failed log write (e.g. a closed stdout) must not touch the exchange it records. */
   write(entry: AccessLogEntry): void {
     try {

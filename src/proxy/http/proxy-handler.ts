@@ -61,6 +61,8 @@ export class ProxyHandler implements RequestHandler {
     const done = (status: number, upstream?: string, reason?: string, tries?: readonly TryRecord[]): void => {
       const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
       this.opts.metrics?.record({ protocol: ex.protocol, route: route?.name, status, durationMs, pool: route?.action.kind === 'proxy' ? route.action.upstream : undefined, tries });
+      // Most deployments that measure CPU run without an access log: no entry is built then.
+      if (!this.opts.accessLog.enabled) return;
       this.opts.accessLog.write({
         protocol: ex.protocol,
         method: ex.request.method,
@@ -133,7 +135,9 @@ export class ProxyHandler implements RequestHandler {
     path: string,
     early: { handling: EarlyDataHandling },
   ): Promise<{ status: number; upstream?: string; reason?: string; tries?: readonly TryRecord[] }> {
-    const hasBody = await requestHasBody(ex);
+    // Usually known at once (Content-Length, or the request already ended): no await then.
+    const known = requestHasBody(ex);
+    const hasBody = typeof known === 'boolean' ? known : await known;
     if (!hasBody || ex.request.method === 'TRACE') drain(ex.body);
     if (hasBody && ex.request.method === 'TRACE') {
       // RFC 9110 §9.3.8: a client must not send content in a TRACE request.
@@ -178,8 +182,8 @@ export class ProxyHandler implements RequestHandler {
     }
     ex.respond(res.status, headers);
     try {
-      await relayBody(res.body, ex, () => new UpstreamError('aborted', 'client reset', res.target));
-      ex.end(toClientTrailers(await res.trailers));
+      const trailers = await relayBody(res.source, ex, () => new UpstreamError('aborted', 'client reset', res.target));
+      ex.end(toClientTrailers(trailers));
       return { status: res.status, upstream: res.target, tries };
     } catch (err) {
       const e = classifyUpstreamError(err, res.target);
@@ -219,14 +223,13 @@ function abandoned(ex: HttpExchange, responseStatus: number | undefined): { stat
  * needs no announced length) the first body byte or the end of the body decides, whatever the
  * method, so a GET's body is forwarded rather than silently dropped.
  */
-function requestHasBody(ex: HttpExchange): Promise<boolean> {
+function requestHasBody(ex: HttpExchange): boolean | Promise<boolean> {
   const len = ex.request.contentLength;
-  if (len !== undefined) return Promise.resolve(len > 0);
-  return ex.body.hasContent();
+  if (len !== undefined) return len > 0;
+  return ex.body.contentKnown ?? ex.body.hasContent();
 }
 
 /** A body we will not use is still read, so the client's flow control does not stall the stream. */
 function drain(body: RequestBody): void {
-  body.stream.on('error', () => {});
-  body.stream.resume();
+  body.discard();
 }

@@ -1,52 +1,59 @@
 /**
  * Relays an upstream response body to the client's exchange chunk by chunk, as the upstream
- * delivers them, pausing the body while the exchange's buffer is full.
+ * delivers them, pausing the upstream while the exchange's buffer is full.
  *
- * Not `for await`: the async iterator takes whatever is buffered as ONE Buffer (Readable.read()
- * concatenates the queued chunks: an allocation and a copy of every byte of a bulk response),
- * while flowing mode hands each pushed chunk over as it is.
+ * It takes the body's source directly (response-body.ts), not a Readable: a small response that
+ * came with its headers is written out synchronously, without the stream's events and ticks.
  */
-import { finished, type Readable } from 'node:stream';
+import type { FieldList } from '../http-semantics/fields.js';
+import type { ResponseBody } from '../upstream/response-body.js';
 import type { HttpExchange } from './exchange.js';
 
 /**
- * Resolves when the body ended and every chunk went to `ex`; rejects with the body's error, or
- * with `aborted()` as soon as the exchange's signal is aborted (the client reset the stream or went
- * away, also while the upstream is silent). On rejection the body is destroyed, which cancels the
- * upstream exchange.
+ * Resolves with the body's trailers when it ended and every chunk went to `ex`; rejects with the
+ * body's error, or with `aborted()` as soon as the exchange's signal is aborted (the client reset
+ * the stream or went away, also while the upstream is silent). On `aborted()` the body is
+ * cancelled, which cancels the upstream exchange.
  */
-export function relayBody(body: Readable, ex: HttpExchange, aborted: () => Error): Promise<void> {
+export function relayBody(body: ResponseBody, ex: HttpExchange, aborted: () => Error): Promise<FieldList> {
   return new Promise((resolve, reject) => {
-    let settled = false;
-    const settle = (err: unknown): void => {
-      if (settled) return;
-      settled = true;
-      body.off('data', onData);
-      ex.signal.removeEventListener('abort', onAbort);
-      stopWatching();
-      if (err === undefined) {
-        resolve();
-        return;
-      }
-      body.destroy();
-      reject(err);
-    };
-    // No abort check per chunk: the abort listener below settles the relay the moment it happens
-    // (the pool, watching the same signal, also cancels the upstream exchange, which ends the body).
-    const onData = (chunk: Buffer): void => {
-      if (ex.write(chunk)) return;
-      body.pause();
-      void ex.drained().then(() => {
-        if (!settled) body.resume();
-      });
-    };
-    const onAbort = (): void => settle(aborted());
-    const stopWatching = finished(body, (err) => settle(err ?? undefined));
-    if (ex.signal.aborted) {
-      onAbort();
+    const signal = ex.signal;
+    if (signal.aborted) {
+      body.cancel();
+      reject(aborted());
       return;
     }
-    ex.signal.addEventListener('abort', onAbort);
-    body.on('data', onData);
+    let settled = false;
+    const onAbort = (): void => {
+      if (settled) return;
+      settled = true;
+      body.cancel();
+      reject(aborted());
+    };
+    const resumeWhenDrained = (): void => {
+      if (!settled) body.resume();
+    };
+    signal.addEventListener('abort', onAbort);
+    body.pipe({
+      // No abort check per chunk: the abort listener settles the relay the moment it happens (the
+      // pool, watching the same signal, also cancels the upstream exchange, which fails the body).
+      data: (chunk) => {
+        if (ex.write(chunk)) return true;
+        void ex.drained().then(resumeWhenDrained);
+        return false;
+      },
+      end: (trailers) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        resolve(trailers);
+      },
+      error: (err) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    });
   });
 }

@@ -3,6 +3,10 @@
  * HTTP/2, HTTP/1.1) layer pushes payload bytes in as they arrive, the upstream reads them out of
  * `stream`. `push` reports when the buffer is full; the producer then stops reading its transport
  * (so flow control pushes back on the client) until `drained()`.
+ *
+ * The stream is made on first use (a push with bytes, or a consumer asking for it): most requests
+ * have no body and nobody reads one, and a Readable per request costs its construction, its
+ * events and its ticks. A body nobody will read is `discard`ed: its bytes are counted and dropped.
  */
 
 import { Readable } from 'node:stream';
@@ -12,8 +16,12 @@ import { ExchangeAbortedError } from '../upstream/errors.js';
 export const DEFAULT_BODY_HIGH_WATER_MARK = 64 * 1024;
 
 export class RequestBody {
-  /** What the consumer (undici) reads. Do not read it yourself. */
-  readonly stream: Readable;
+  #stream: Readable | null = null;
+  readonly #highWaterMark: number;
+  /** Why the body was aborted before its stream existed (then a stream made later is destroyed with it). */
+  #abortedEarly: Error | null = null;
+  /** Nobody will read it: bytes are dropped as they come. */
+  #discarding = false;
   #ended = false;
   #trailers: FieldList | undefined;
   #drainWaiters: Array<() => void> = [];
@@ -23,7 +31,17 @@ export class RequestBody {
   #contentWaiters: Array<(hasContent: boolean) => void> = [];
 
   constructor(highWaterMark: number = DEFAULT_BODY_HIGH_WATER_MARK) {
-    this.stream = new Readable({
+    this.#highWaterMark = highWaterMark;
+  }
+
+  /** What the consumer (undici) reads. Do not read it yourself. */
+  get stream(): Readable {
+    return this.#stream ?? this.#makeStream();
+  }
+
+  #makeStream(): Readable {
+    const highWaterMark = this.#highWaterMark;
+    const stream = new Readable({
       highWaterMark,
       // _read means "push more": Node calls it once and again only after the next push.
       read: () => {
@@ -38,7 +56,17 @@ export class RequestBody {
     });
     // undici drops its error listener once the exchange settles; a late abort() must not become
     // an uncaught 'error' event.
-    this.stream.on('error', () => {});
+    stream.on('error', () => {});
+    this.#stream = stream;
+    // What happened before anybody asked for the stream.
+    if (this.#abortedEarly !== null) stream.destroy(this.#abortedEarly);
+    else if (this.#ended) stream.push(null);
+    if (this.#discarding) stream.resume();
+    return stream;
+  }
+
+  get #destroyed(): boolean {
+    return this.#stream === null ? this.#abortedEarly !== null : this.#stream.destroyed;
   }
 
   /**
@@ -48,10 +76,14 @@ export class RequestBody {
    */
   push(chunk: Uint8Array): boolean {
     if (this.#ended) throw new Error('RequestBody.push after end()');
-    if (this.stream.destroyed) return true;
+    if (this.#destroyed) return true;
     if (chunk.byteLength === 0) return !this.needsDrain;
-    this.#consumerWaiting = false;
     this.#bytesPushed += chunk.byteLength;
+    if (this.#discarding && this.#stream === null) {
+      this.#settleContent(true);
+      return true;
+    }
+    this.#consumerWaiting = false;
     const more = this.stream.push(chunk);
     this.#settleContent(true);
     return more;
@@ -63,15 +95,23 @@ export class RequestBody {
    * an HTTP/3 request may carry DATA without announcing a length. Never rejects.
    */
   hasContent(): Promise<boolean> {
-    if (this.#bytesPushed > 0) return Promise.resolve(true);
-    if (this.#ended || this.stream.destroyed) return Promise.resolve(false);
+    const known = this.contentKnown;
+    if (known !== undefined) return Promise.resolve(known);
     return new Promise((resolve) => this.#contentWaiters.push(resolve));
+  }
+
+  /** What `hasContent()` will say, when that is known already; undefined while it is not. */
+  get contentKnown(): boolean | undefined {
+    if (this.#bytesPushed > 0) return true;
+    if (this.#ended || this.#destroyed) return false;
+    return undefined;
   }
 
   /** True while the buffer is full and the consumer has not asked for more. */
   get needsDrain(): boolean {
-    if (this.stream.destroyed || this.#ended || this.#consumerWaiting) return false;
-    return this.stream.readableLength >= this.stream.readableHighWaterMark;
+    const stream = this.#stream;
+    if (stream === null || stream.destroyed || this.#ended || this.#consumerWaiting) return false;
+    return stream.readableLength >= stream.readableHighWaterMark;
   }
 
   /** Resolves when pushing may continue (immediately when it already may). Never rejects. */
@@ -88,15 +128,34 @@ export class RequestBody {
     if (this.#ended) return;
     this.#ended = true;
     this.#trailers = trailers;
-    if (!this.stream.destroyed) this.stream.push(null);
+    if (this.#stream !== null && !this.#stream.destroyed) this.#stream.push(null);
     this.#releaseAll();
     this.#settleContent(this.#bytesPushed > 0);
   }
 
   /** The client reset its stream: fail the upstream request. */
   abort(reason = 'client aborted the request body'): void {
-    if (this.stream.destroyed) return;
-    this.stream.destroy(new ExchangeAbortedError(reason));
+    if (this.#destroyed) return;
+    const err = new ExchangeAbortedError(reason);
+    if (this.#stream !== null) {
+      this.#stream.destroy(err);
+      return;
+    }
+    // What the stream's destroy would have done.
+    this.#abortedEarly = err;
+    this.#releaseAll();
+    this.#settleContent(false);
+  }
+
+  /**
+   * Nobody will read the body: what comes is dropped (and counted for `hasContent`), so the
+   * client's flow control never stalls on it.
+   */
+  discard(): void {
+    if (this.#discarding) return;
+    this.#discarding = true;
+    this.#stream?.resume();
+    this.#releaseAll();
   }
 
   get trailers(): FieldList | undefined {
@@ -105,7 +164,7 @@ export class RequestBody {
 
   /** True when the body no longer forwards anything (ended, or the exchange is over). */
   get closed(): boolean {
-    return this.#ended || this.stream.destroyed;
+    return this.#ended || this.#destroyed;
   }
 
   #settleContent(hasContent: boolean): void {

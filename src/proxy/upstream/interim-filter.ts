@@ -26,8 +26,13 @@ const CRLF = Buffer.from('\r\n');
 const HEAD_END = Buffer.from('\r\n\r\n');
 /** What a 100 status line starts with ('x' stands for the HTTP minor version, 0 or 1). */
 const CONTINUE_PREFIX = 'HTTP/1.x 100';
-const STATUS_LINE = /^HTTP\/1\.[01] (\d{3})(?: [\t\x20-\x7e\x80-\xff]*)?$/;
 const FIELD_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[\t ]*([^\r\n]*?)[\t ]*$/;
+/** tchar of RFC 9110 §5.6.2, by byte: what a field name is made of. */
+const TOKEN = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TOKEN[c.charCodeAt(0)] = 1;
+const CONTENT_LENGTH = Buffer.from('content-length', 'latin1');
+const TRANSFER_ENCODING = Buffer.from('transfer-encoding', 'latin1');
+const HTTP_1_PREFIX = Buffer.from('HTTP/1.', 'latin1');
 const CHUNK_SIZE_LINE = /^([0-9A-Fa-f]{1,12})[\t ]*(?:;[^\r\n]*)?$/;
 
 type Mode =
@@ -121,8 +126,7 @@ export class InterimResponseFilter {
     if (!this.#mayBeContinue()) this.#passHead(out);
     if (end < 0) return chunk.length;
 
-    const head = this.#head.subarray(0, end).toString('latin1');
-    const next = this.#afterHead(head);
+    const next = afterHead(this.#head, end);
     if (next === 'drop') {
       this.#dropped++;
     } else {
@@ -162,38 +166,6 @@ export class InterimResponseFilter {
     this.#mode = { kind: 'opaque' };
   }
 
-  /** What follows a complete head (without its final CRLFCRLF): drop it (a 100), or the body framing. */
-  #afterHead(head: string): 'drop' | Mode {
-    const opaque: Mode = { kind: 'opaque' };
-    const lines = head.split('\r\n');
-    // A bare CR or LF (lenient framing) or obs-fold: leave it to undici.
-    if (lines.some((l) => l.includes('\r') || l.includes('\n'))) return opaque;
-    const status = STATUS_LINE.exec(lines[0]!);
-    if (status === null) return opaque;
-    const code = Number(status[1]);
-    const lengths: string[] = [];
-    const codings: string[] = [];
-    for (const line of lines.slice(1)) {
-      const field = FIELD_LINE.exec(line);
-      if (field === null) return opaque;
-      const name = field[1]!.toLowerCase();
-      if (name === 'content-length') lengths.push(field[2]!);
-      else if (name === 'transfer-encoding') codings.push(field[2]!);
-    }
-    if (code === 100) return 'drop';
-    // 101 switches protocols: what follows is not HTTP/1.1 (undici refuses it anyway).
-    if (code === 101 || code < 100 || code > 599) return opaque;
-    if (code < 200 || code === 204 || code === 304) return { kind: 'head' };
-    if (codings.length > 0) {
-      if (codings.length !== 1 || codings[0]!.toLowerCase() !== 'chunked' || lengths.length > 0) return opaque;
-      return { kind: 'line', line: 'size' };
-    }
-    if (lengths.length === 0) return opaque; // delimited by the connection close
-    if (!lengths.every((v) => v === lengths[0] && /^\d{1,15}$/.test(v))) return opaque;
-    const length = Number(lengths[0]);
-    return length === 0 ? { kind: 'head' } : { kind: 'body', remaining: length, chunked: false };
-  }
-
   /** A line of a chunked body (RFC 9112 §7.1): passed on at once, parsed when complete. */
   #readLine(line: 'size' | 'data-end' | 'trailer', chunk: Buffer, at: number, out: Buffer[]): number {
     const lf = chunk.indexOf(0x0a, at);
@@ -231,6 +203,93 @@ export class InterimResponseFilter {
       }
     }
   }
+}
+
+/**
+ * What follows a complete head, `head[0, end)` without its final CRLFCRLF: drop it (a 100), or the
+ * body framing. Read byte by byte, without making a string of the head or splitting it (this runs
+ * once per response): a status line `HTTP/1.x DDD[ reason]`, then field lines `token: value`,
+ * separated by CRLF. A bare CR or LF, obs-fold or any other line that is not a field: opaque.
+ */
+export function afterHead(head: Buffer, end: number): 'drop' | Mode {
+  const opaque: Mode = { kind: 'opaque' };
+  let lineEnd = lineEndAt(head, 0, end);
+  if (lineEnd < 0) return opaque;
+  const code = statusCode(head, lineEnd);
+  if (code < 0) return opaque;
+  let lengths: string[] | undefined;
+  let codings: string[] | undefined;
+  while (lineEnd < end) {
+    const start = lineEnd + CRLF.length;
+    lineEnd = lineEndAt(head, start, end);
+    if (lineEnd < 0) return opaque;
+    let colon = start;
+    while (colon < lineEnd && TOKEN[head[colon]!] === 1) colon++;
+    if (colon === start || colon === lineEnd || head[colon] !== 0x3a) return opaque;
+    const nameLength = colon - start;
+    const isLength = nameLength === CONTENT_LENGTH.length && namedAs(head, start, CONTENT_LENGTH);
+    if (!isLength && !(nameLength === TRANSFER_ENCODING.length && namedAs(head, start, TRANSFER_ENCODING))) continue;
+    let valueStart = colon + 1;
+    let valueEnd = lineEnd;
+    while (valueStart < valueEnd && (head[valueStart] === 0x20 || head[valueStart] === 0x09)) valueStart++;
+    while (valueEnd > valueStart && (head[valueEnd - 1] === 0x20 || head[valueEnd - 1] === 0x09)) valueEnd--;
+    const value = head.toString('latin1', valueStart, valueEnd);
+    if (isLength) (lengths ??= []).push(value);
+    else (codings ??= []).push(value);
+  }
+  if (code === 100) return 'drop';
+  // 101 switches protocols: what follows is not HTTP/1.1 (undici refuses it anyway).
+  if (code === 101 || code < 100 || code > 599) return opaque;
+  if (code < 200 || code === 204 || code === 304) return { kind: 'head' };
+  if (codings !== undefined) {
+    if (codings.length !== 1 || codings[0]!.toLowerCase() !== 'chunked' || lengths !== undefined) return opaque;
+    return { kind: 'line', line: 'size' };
+  }
+  if (lengths === undefined) return opaque; // delimited by the connection close
+  if (!lengths.every((v) => v === lengths[0] && /^\d{1,15}$/.test(v))) return opaque;
+  const length = Number(lengths[0]);
+  return length === 0 ? { kind: 'head' } : { kind: 'body', remaining: length, chunked: false };
+}
+
+/**
+ * Where the line starting at `start` ends: `end`, or a CR followed by LF before it. -1 for a bare
+ * CR or LF (the head's own end is followed by CRLFCRLF, so a CR just before it is a bare one).
+ */
+function lineEndAt(head: Buffer, start: number, end: number): number {
+  for (let i = start; i < end; i++) {
+    const c = head[i]!;
+    if (c === 0x0a) return -1;
+    if (c === 0x0d) return head[i + 1] === 0x0a && i + 1 < end ? i : -1;
+  }
+  return end;
+}
+
+/** The status code of `HTTP/1.0|1 DDD[ reason]` in `head[0, lineEnd)` (RFC 9112 §4), or -1. */
+function statusCode(head: Buffer, lineEnd: number): number {
+  const prefix = HTTP_1_PREFIX.length;
+  if (lineEnd < prefix + 5 || head.compare(HTTP_1_PREFIX, 0, prefix, 0, prefix) !== 0) return -1;
+  const minor = head[prefix]!;
+  if ((minor !== 0x30 && minor !== 0x31) || head[prefix + 1] !== 0x20) return -1;
+  let code = 0;
+  for (let i = prefix + 2; i < prefix + 5; i++) {
+    const d = head[i]! - 0x30;
+    if (d < 0 || d > 9) return -1;
+    code = code * 10 + d;
+  }
+  if (lineEnd === prefix + 5) return code;
+  if (head[prefix + 5] !== 0x20) return -1;
+  // The reason phrase: HTAB, SP, VCHAR, obs-text.
+  for (let i = prefix + 6; i < lineEnd; i++) {
+    const c = head[i]!;
+    if (c !== 0x09 && (c < 0x20 || c === 0x7f)) return -1;
+  }
+  return code;
+}
+
+/** Whether the field name at `start` is `lower` (lowercase letters and '-'), in any case. */
+function namedAs(head: Buffer, start: number, lower: Buffer): boolean {
+  for (let i = 0; i < lower.length; i++) if ((head[start + i]! | 0x20) !== lower[i]) return false;
+  return true;
 }
 
 /**

@@ -214,7 +214,8 @@ export class UpstreamPool {
         const response = await this.#dispatch(target, request, gate, options);
         finish(String(response.status));
         target.health.record(response.status >= 500 ? 'request_fail' : 'request_ok', performance.now(), `response status ${response.status}`);
-        return { ...response, tries: tries.records };
+        response.tries = tries.records;
+        return response;
       } catch (err) {
         const e = classifyUpstreamError(err, target.label);
         finish(e.kind);

@@ -1,14 +1,16 @@
 /**
  * One request/response exchange with an upstream, as an undici dispatch handler. It turns undici's
- * callbacks into a response promise, a pull-driven body Readable (undici's parser is paused while
- * the Readable is full, so a slow HTTP/3 consumer slows the upstream socket) and a trailers promise.
+ * callbacks into a response promise, a body source with backpressure (response-body.ts: undici's
+ * parser is paused while the consumer cannot take more, so a slow HTTP/3 consumer slows the
+ * upstream socket; a Readable over it on request) and a trailers promise.
  */
 
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { FieldList } from '../http-semantics/fields.js';
 import { isValidStatus, responseHasNoContent } from '../http-semantics/status.js';
 import { classifyUpstreamError, ExchangeAbortedError, UpstreamError, type TryRecord } from './errors.js';
+import { ResponseBody } from './response-body.js';
 
 export const DEFAULT_RESPONSE_HIGH_WATER_MARK = 64 * 1024;
 
@@ -17,17 +19,20 @@ export interface UpstreamResponse {
   /** Response fields as the upstream sent them (original case, order, duplicates). */
   readonly headers: FieldList;
   /**
-   * The body. Iterate it (or read it) as flow control allows; a failure after the headers arrives
-   * as an UpstreamError from the iterator (kind 'reset', 'body_timeout', ...). Destroying it aborts
-   * the upstream exchange.
+   * The body as a Readable, made on first use (then it is the body's one consumer; use it or
+   * `source`, not both). Iterate it (or read it) as flow control allows; a failure after the
+   * headers arrives as an UpstreamError from the iterator (kind 'reset', 'body_timeout', ...).
+   * Destroying it aborts the upstream exchange.
    */
   readonly body: Readable;
+  /** The body without a stream: chunks, the end with its trailers, or the failure, to one sink. */
+  readonly source: ResponseBody;
   /** Trailer fields, once the body ended; rejects with the same UpstreamError as the body. */
   readonly trailers: Promise<FieldList>;
   /** The target that answered (its URL, with the address when resolved from a name). */
   readonly target: string;
   /** Every try made for the request, this one last (set by the pool). */
-  readonly tries: readonly TryRecord[];
+  tries: readonly TryRecord[];
   /** Cancel the exchange (the client reset its stream). Idempotent. */
   abort(reason?: string): void;
 }
@@ -49,7 +54,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   #state: State = 'waiting';
   #controller: DispatchController | null = null;
   #pendingAbort: Error | null = null;
-  #body: Readable | null = null;
+  #body: ResponseBody | null = null;
   #resolveResponse!: (response: UpstreamResponse) => void;
   #rejectResponse!: (err: UpstreamError) => void;
   #resolveTrailers!: (trailers: FieldList) => void;
@@ -108,7 +113,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     const wasStreaming = this.#state === 'streaming';
     this.#state = 'failed';
     if (wasStreaming && this.#body !== null) {
-      this.#body.destroy(mapped);
+      this.#body.fail(mapped);
     } else {
       this.#rejectResponse(mapped);
     }
@@ -134,17 +139,17 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     if (statusCode < 200 || this.#state !== 'waiting') return;
     this.#controller = controller;
     this.#state = 'streaming';
-    const body = new Readable({
-      highWaterMark: this.#responseHighWaterMark,
-      read: () => controller.resume(),
-      destroy: (err, callback) => {
+    const body = new ResponseBody(
+      {
+        pause: () => controller.pause(),
+        resume: () => controller.resume(),
         // The consumer gave up before the end: stop the upstream exchange too.
-        if (this.#state === 'streaming') controller.abort(new ExchangeAbortedError('response body destroyed by the consumer'));
-        callback(err);
+        cancel: () => {
+          if (this.#state === 'streaming') controller.abort(new ExchangeAbortedError('response body destroyed by the consumer'));
+        },
       },
-    });
-    // Errors are delivered through the iterator/`errored`; never as an unhandled 'error' event.
-    body.on('error', () => {});
+      this.#responseHighWaterMark,
+    );
     this.#body = body;
     // HEAD, 204 and 304 end with their headers (RFC 9110 §6.4.1), whatever Content-Length says. The
     // exchange is complete now: undici's later complaint that a 304's content-length went unmet
@@ -152,36 +157,50 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     const complete = responseHasNoContent(this.#method, statusCode);
     if (complete) {
       this.#state = 'done';
-      body.push(null);
+      body.end([]);
       this.#resolveTrailers([]);
     }
-    this.#resolveResponse({
-      status: statusCode,
-      headers: toFieldList(controller.rawHeaders ?? headers),
-      body,
-      trailers: this.#trailers,
-      target: this.target,
-      tries: [],
-      abort: (reason?: string) => this.abort(reason),
-    });
+    this.#resolveResponse(new ExchangeResponse(statusCode, toFieldList(controller.rawHeaders ?? headers), body, this.#trailers, this, this.target));
     if (complete) this.onSettled();
   }
 
   onResponseData(controller: DispatchController, chunk: Buffer): void {
     if (this.#body === null || this.#state !== 'streaming') return;
-    if (!this.#body.push(chunk)) controller.pause();
+    this.#body.push(chunk);
   }
 
   onResponseEnd(controller: DispatchController, trailers: Record<string, string | string[] | undefined>): void {
     if (this.#state !== 'streaming' || this.#body === null) return;
     this.#state = 'done';
-    this.#resolveTrailers(toFieldList(controller.rawTrailers ?? trailers));
-    this.#body.push(null);
+    const fields = toFieldList(controller.rawTrailers ?? trailers);
+    this.#resolveTrailers(fields);
+    this.#body.end(fields);
     this.onSettled();
   }
 
   onResponseError(_controller: DispatchController, error: Error): void {
     this.fail(error);
+  }
+}
+
+/** One class for every response (one object shape at the sites that read it); the pool sets `tries`. */
+class ExchangeResponse implements UpstreamResponse {
+  tries: readonly TryRecord[] = [];
+  constructor(
+    readonly status: number,
+    readonly headers: FieldList,
+    readonly source: ResponseBody,
+    readonly trailers: Promise<FieldList>,
+    private readonly exchange: UpstreamExchange,
+    readonly target: string,
+  ) {}
+
+  get body(): Readable {
+    return this.source.readable;
+  }
+
+  abort(reason?: string): void {
+    this.exchange.abort(reason);
   }
 }
 
