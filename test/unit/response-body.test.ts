@@ -57,21 +57,27 @@ describe('ResponseBody', () => {
     expect(calls).toEqual(['pause', 'resume']);
   });
 
-  it('a full sink: chunks queue (the upstream paused at the high-water mark) until it resumes, and the end waits behind them', () => {
+  /** A sink that takes '1' and is then full; '2' and '3' queue, and the third reaches the high-water mark (2). */
+  function fullSinkAfterThreeChunks() {
     const { calls, upstream } = upstreamLog();
     const body = new ResponseBody(upstream, 2);
-    let room = false;
-    const sink = recordingSink(() => room);
+    const room = { now: false };
+    const sink = recordingSink(() => room.now);
     body.pipe(sink);
     body.push(Buffer.from('1'));
     body.push(Buffer.from('2'));
     expect(calls).toEqual([]);
     body.push(Buffer.from('3'));
     expect(calls).toEqual(['pause']);
+    return { calls, body, sink, room };
+  }
+
+  it('a full sink: chunks queue (the upstream paused at the high-water mark) until it resumes, and the end waits behind them', () => {
+    const { calls, body, sink, room } = fullSinkAfterThreeChunks();
     body.end([]);
     expect(sink.got).toEqual(['1']);
     expect(sink.trailers).toBeUndefined();
-    room = true;
+    room.now = true;
     body.resume();
     expect(sink.got).toEqual(['1', '2', '3']);
     expect(sink.trailers).toEqual([]);
@@ -80,16 +86,8 @@ describe('ResponseBody', () => {
   });
 
   it('a sink that resumes below the high-water mark lets the upstream go on', () => {
-    const { calls, upstream } = upstreamLog();
-    const body = new ResponseBody(upstream, 2);
-    let room = false;
-    const sink = recordingSink(() => room);
-    body.pipe(sink);
-    body.push(Buffer.from('1'));
-    body.push(Buffer.from('2'));
-    body.push(Buffer.from('3'));
-    expect(calls).toEqual(['pause']);
-    room = true;
+    const { calls, body, sink, room } = fullSinkAfterThreeChunks();
+    room.now = true;
     body.resume();
     expect(sink.got).toEqual(['1', '2', '3']);
     expect(calls).toEqual(['pause', 'resume']);
