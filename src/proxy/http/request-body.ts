@@ -49,8 +49,7 @@ export class RequestBody {
         this.#releaseAll();
       },
       destroy: (err, callback) => {
-        this.#releaseAll();
-        this.#settleContent(false);
+        this.#onDestroyed();
         callback(err);
       },
     });
@@ -141,10 +140,8 @@ export class RequestBody {
       this.#stream.destroy(err);
       return;
     }
-    // What the stream's destroy would have done.
     this.#abortedEarly = err;
-    this.#releaseAll();
-    this.#settleContent(false);
+    this.#onDestroyed();
   }
 
   /**
@@ -171,6 +168,12 @@ export class RequestBody {
     const waiters = this.#contentWaiters;
     this.#contentWaiters = [];
     for (const resolve of waiters) resolve(hasContent);
+  }
+
+  /** The body failed (its stream destroyed, or aborted before it had one): nobody waits on it any more. */
+  #onDestroyed(): void {
+    this.#releaseAll();
+    this.#settleContent(false);
   }
 
   #releaseAll(): void {
