@@ -91,6 +91,9 @@ export class H1Connection {
     // unanswered, it reached nothing, and the client retries it on a new connection (RFC 9112
     // §9.3.1) — serving it would run it twice should the client retry anyway.
     if (this.state.kind === 'closed' || this.state.kind === 'ending') return;
+    // Node's parser may still emit a request from bytes it read before the socket was destroyed
+    // (its 'close' comes later): no answer can reach the client, so nothing is started for it.
+    if (this.socket.destroyed) return;
     if (this.requests >= this.opts.limits.maxRequestsPerConnection) {
       // Pipelined past the limit: the last allowed response closes the connection, which drops
       // this one unanswered (the client retries it on a new connection, as after GOAWAY).

@@ -205,7 +205,9 @@ export class TlsListener {
         // Only HTTP/1.x arrives here (see createServer); anything else would be handled twice.
         if (req.httpVersionMajor !== 1) return;
         const socket = req.socket;
-        (this.h1.get(socket) ?? this.trackH1(socket)).onRequest(req, res);
+        // A socket whose 'close' already came is tracked no more and never will be again.
+        const conn = this.h1.get(socket) ?? (socket.destroyed ? undefined : this.trackH1(socket));
+        conn?.onRequest(req, res);
       });
       // Adding a 'request' listener made node:http2 route HTTP/2 streams through its compatibility
       // layer too (a second 'stream' listener on the server, which would consume each stream's
