@@ -162,8 +162,9 @@ export class MemoryQuicConnection implements QuicStreams {
     for (const [id, r] of this.recv) {
       if (r.resetCode !== undefined || r.chunks.length > 0 || (r.fin && !r.finDelivered)) app.onStreamReadable(id);
     }
-    if (app.wantsWritable) {
-      for (const [id, s] of this.send) if (s.credit > 0 && s.stoppedCode === undefined) app.onStreamWritable(id);
+    for (const id of app.streamsAwaitingCredit()) {
+      const s = this.send.get(id);
+      if (s !== undefined && s.credit > 0 && s.stoppedCode === undefined) app.onStreamWritable(id);
     }
     app.afterPackets?.();
   }

@@ -66,6 +66,8 @@ type PeerUniStream =
 
 type TypedUniStream = Exclude<PeerUniStream, { kind: 'untyped' }>;
 
+const NONE_WAITING: readonly number[] = [];
+
 const UNTYPED: PeerUniStream = { kind: 'untyped', prefix: Buffer.alloc(0) };
 
 export class H3Session implements QuicApplication {
@@ -111,10 +113,11 @@ export class H3Session implements QuicApplication {
     return this.requests.size;
   }
 
-  get wantsWritable(): boolean {
-    for (const w of this.writers) if (w.blocked) return true;
-    for (const r of this.requests.values()) if (r.writer.blocked) return true;
-    return false;
+  streamsAwaitingCredit(): readonly number[] {
+    let ids: number[] | undefined;
+    for (const w of this.writers) if (w.blocked) (ids ??= []).push(w.streamId);
+    for (const r of this.requests.values()) if (r.writer.blocked) (ids ??= []).push(r.writer.streamId);
+    return ids ?? NONE_WAITING;
   }
 
   onReady(): void {

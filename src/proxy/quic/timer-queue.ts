@@ -81,7 +81,16 @@ export class TimerQueue<T extends TimerOwner> {
         this.onError(entry.owner, err);
       }
     }
+    // Armed for the next live deadline, not for a stale entry: a connection that flushes often
+    // moves its deadline on each time, and timing each stale entry would wake the loop every
+    // millisecond or two for nothing.
+    this.dropStaleTop();
     if (this.heap.length > 0) this.arm(this.heap[0]!.at);
+  }
+
+  private dropStaleTop(): void {
+    const h = this.heap;
+    while (h.length > 0 && h[0]!.owner.deadline !== h[0]!.at) this.pop();
   }
 
   /** Lazy deletion leaves stale entries behind busy connections: drop them once they dominate. */
