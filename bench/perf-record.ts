@@ -11,7 +11,7 @@
  * bench installs nothing. Runs in a private network namespace, as the other benches do.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -24,7 +24,16 @@ import { treeCpuMicros } from './proc-stats.js';
 import { benchCertificate, startOurs, startUpstreamProcess } from './targets.js';
 
 const { values: args } = parseArgs({
-  options: { load: { type: 'string', default: 'kib' }, seconds: { type: 'string', default: '6' }, workers: { type: 'string', default: '2' } },
+  options: {
+    load: { type: 'string', default: 'kib' },
+    seconds: { type: 'string', default: '6' },
+    workers: { type: 'string', default: '2' },
+    connections: { type: 'string' },
+    'in-flight': { type: 'string' },
+    strace: { type: 'boolean', default: false },
+    syscalls: { type: 'boolean', default: false },
+    trace: { type: 'boolean', default: false },
+  },
 });
 const LOADS = {
   kib: { path: '/bytes?n=1024', connections: 4, inFlight: 32, unit: 'request' },
@@ -34,8 +43,17 @@ const LOADS = {
   /** A new connection per request (our client, 2 at a time), as the side-by-side handshake row. */
   conn: { path: '/bytes?n=1024', connections: 0, inFlight: 2, unit: 'connection' },
 } as const;
-const load = LOADS[args.load as keyof typeof LOADS];
-if (!load) throw new Error(`--load: ${Object.keys(LOADS).join(', ')}; not "${args.load}"`);
+const preset = LOADS[args.load as keyof typeof LOADS];
+if (!preset) throw new Error(`--load: ${Object.keys(LOADS).join(', ')}; not "${args.load}"`);
+/** `--connections` / `--in-flight` change the preset's concurrency (e.g. 4 × 4 for the low-rate case). */
+function countArg(name: 'connections' | 'in-flight', preset: number): number {
+  const text = args[name];
+  if (text === undefined) return preset;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name}: a positive integer, not "${text}"`);
+  return n;
+}
+const load = { ...preset, connections: preset.connections === 0 ? 0 : countArg('connections', preset.connections), inFlight: countArg('in-flight', preset.inFlight) };
 const seconds = Number(args.seconds);
 if (!(seconds > 0)) throw new Error(`--seconds: a positive number, not "${args.seconds}"`);
 try {
@@ -44,8 +62,8 @@ try {
   throw new Error('perf not found: apt-get install linux-perf (for this bench only)');
 }
 
-async function loadUnits(l: (typeof LOADS)['kib' | 'mib' | 'mib-gtls'], secs: number): Promise<number> {
-  if (l === LOADS['mib-gtls']) return gtlsMiB(secs);
+async function loadUnits(l: typeof load, secs: number): Promise<number> {
+  if (args.load === 'mib-gtls') return gtlsMiB(secs);
   const r = await h3Load(ours.port, l.path, { connections: l.connections, inFlight: l.inFlight, durationMs: secs * 1000 });
   return l.unit === 'MiB' ? r.bytes / 2 ** 20 : r.requests;
 }
@@ -55,7 +73,7 @@ async function gtlsMiB(secs: number): Promise<number> {
   const until = performance.now() + secs * 1000;
   let mib = 0;
   while (performance.now() < until) {
-    const r = await gtlsclient('127.0.0.1', ours.port, [`https://localhost${LOADS['mib-gtls'].path}`], { requests: LOADS['mib-gtls'].inFlight, timeoutMs: 120_000 });
+    const r = await gtlsclient('127.0.0.1', ours.port, [`https://localhost${LOADS['mib-gtls'].path}`], { requests: load.inFlight, timeoutMs: 120_000 });
     mib += r.statuses.filter((s) => s === 200).length;
   }
   return mib;
@@ -81,6 +99,79 @@ async function newConnections(port: number, parallel: number, ms: number): Promi
   return made;
 }
 
+/**
+ * `--strace`: the workers' system calls (every thread) counted by `strace -c -f` over the load,
+ * per unit. ptrace slows every call down, so the CPU figure is not comparable; the counts are.
+ */
+async function straceCounts(pids: number[]): Promise<void> {
+  const out = path.join(dir, 'strace.txt');
+  const tracer = spawn('strace', ['-c', '-f', '-o', out, ...pids.flatMap((p) => ['-p', String(p)])], { stdio: 'ignore' });
+  const traced = new Promise<void>((resolve) => tracer.once('exit', () => resolve()));
+  await new Promise((r) => setTimeout(r, 500)); // attached by then
+  const units = await loadUnits(load, seconds);
+  tracer.kill('SIGINT');
+  await traced;
+  process.stdout.write(`${args.load} load (${load.connections} connections, ${load.inFlight} in flight): ${units.toFixed(0)} ${load.unit}s in ${seconds} s under strace\n`);
+  process.stdout.write(`calls per ${load.unit}, syscall (strace -c):\n`);
+  for (const line of readFileSync(out, 'utf8').split('\n')) {
+    const m = /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$/.exec(line);
+    if (m) process.stdout.write(`${(Number(m[1]) / units).toFixed(2).padStart(9)}  ${m[2]}\n`);
+  }
+}
+
+/** Tracepoints counted by `--syscalls`: the workers' wakeups and their I/O calls, at full speed. */
+const COUNTED_EVENTS: Array<[event: string, filter?: string]> = [
+  ['syscalls:sys_enter_epoll_pwait'],
+  ['syscalls:sys_exit_epoll_pwait', 'ret == 0'],
+  ['syscalls:sys_enter_recvmsg'],
+  ['syscalls:sys_exit_recvmsg', 'ret < 0'],
+  ['syscalls:sys_enter_recvmmsg'],
+  ['syscalls:sys_enter_sendmmsg'],
+  ['syscalls:sys_enter_read'],
+  ['syscalls:sys_enter_write'],
+  ['syscalls:sys_enter_writev'],
+  ['syscalls:sys_enter_futex'],
+  ['raw_syscalls:sys_enter'],
+  ['context-switches'],
+];
+
+/**
+ * `--syscalls`: the workers' system calls and context switches counted by `perf stat` on
+ * tracepoints (no ptrace, so the load runs at its usual rate), per unit, with the CPU per unit.
+ */
+async function syscallCounts(pids: number[]): Promise<void> {
+  const out = path.join(dir, 'stat.txt');
+  const stat = spawn('perf', ['stat', '-x', ',', '-o', out, ...COUNTED_EVENTS.flatMap(([e, f]) => (f ? ['-e', e, '--filter', f] : ['-e', e])), '-p', pids.join(',')], { stdio: 'ignore' });
+  const stopped = new Promise<void>((resolve) => stat.once('exit', () => resolve()));
+  await new Promise((r) => setTimeout(r, 300));
+  const cpu0 = treeCpuMicros(ours.pid);
+  const units = await loadUnits(load, seconds);
+  const cpu = treeCpuMicros(ours.pid) - cpu0;
+  stat.kill('SIGINT');
+  await stopped;
+  process.stdout.write(`${args.load} load (${load.connections} connections, ${load.inFlight} in flight): ${units.toFixed(0)} ${load.unit}s in ${seconds} s (${(units / seconds).toFixed(0)}/s), proxy CPU ${(cpu / units).toFixed(0)} µs per ${load.unit}\n`);
+  process.stdout.write(`per ${load.unit} (perf stat, the workers' threads):\n`);
+  for (const line of readFileSync(out, 'utf8').split('\n')) {
+    const [count, , event] = line.split(',');
+    const filter = COUNTED_EVENTS.find(([e]) => e === event)?.[1];
+    if (event && /^\d+$/.test(count ?? '')) process.stdout.write(`${(Number(count) / units).toFixed(2).padStart(9)}  ${event}${filter ? ` (${filter})` : ''}\n`);
+  }
+}
+
+/**
+ * `--trace`: the workers' system calls in order (`perf trace`, with durations) while the load runs,
+ * to see what one request's wakeups do. perf trace takes seconds to start: the load begins later.
+ */
+async function syscallTrace(pids: number[]): Promise<void> {
+  const out = path.join(dir, 'trace.txt');
+  const tracer = spawn('perf', ['trace', '-e', 'epoll_pwait,sendmmsg,write,read,recvmmsg', '-o', out, '-p', pids.join(','), '--', 'sleep', String(seconds + 5)], { stdio: 'ignore' });
+  const traced = new Promise<void>((resolve) => tracer.once('exit', () => resolve()));
+  await new Promise((r) => setTimeout(r, 4000));
+  await loadUnits(load, seconds);
+  await traced;
+  process.stdout.write(readFileSync(out, 'utf8'));
+}
+
 enterPrivateNetns();
 const upstream = await startUpstreamProcess();
 const ours = await startOurs({ upstreamPort: upstream.port, cert: benchCertificate(), workers: Number(args.workers), env: { NODE_OPTIONS: '--perf-basic-prof' } });
@@ -92,6 +183,17 @@ try {
   if (load.unit === 'MiB') for (let mib = 0; mib < 32; ) mib += await loadUnits(load, 1);
   if (load.unit === 'connection') await newConnections(ours.port, 10, 10_000);
   const pids = workerPids(ours.pid);
+  if (args.strace) await straceCounts(pids);
+  else if (args.syscalls) await syscallCounts(pids);
+  else if (args.trace) await syscallTrace(pids);
+  else await perfRecord(pids);
+} finally {
+  await ours.stop();
+  upstream.stop();
+  if (process.env.KEEP_PERF) process.stdout.write(`perf data kept: ${dir}\n`); else rmSync(dir, { recursive: true, force: true });
+}
+
+async function perfRecord(pids: number[]): Promise<void> {
   const data = path.join(dir, 'perf.data');
   const cpu0 = treeCpuMicros(ours.pid);
   const recording = spawn('perf', ['record', '-F', '999', '-g', '-o', data, '-p', pids.join(','), '--', 'sleep', String(seconds)], { stdio: 'ignore' });
@@ -118,8 +220,4 @@ try {
       top.map(([name, pct]) => `${pct.toFixed(2).padStart(6)}%  ${name.replace(/file:\/\/\/?\S*?\/(src|bench|node_modules)\//, '$1/')}`).join('\n') +
       '\n',
   );
-} finally {
-  await ours.stop();
-  upstream.stop();
-  if (process.env.KEEP_PERF) process.stdout.write(`perf data kept: ${dir}\n`); else rmSync(dir, { recursive: true, force: true });
 }

@@ -10,7 +10,9 @@
  * 1 KiB, 32 in flight over 4 connections of our client, 2 s. Prints medians and ranges over the
  * rounds (default 10): on a shared machine short interleaved samples see the same background
  * load, long sequential runs do not. `--small-only`: only the 1 KiB row, so many more rounds fit
- * in the same time (its spread on a busy machine needs them); `--small-seconds=S` its sample length
+ * in the same time (its spread on a busy machine needs them); `--small-in-flight=N` its requests
+ * in flight (default 32; e.g. 4 for the low-rate case, where each request costs its own wakeups);
+ * `--small-seconds=S` its sample length
  * there (default 2).
  *
  * The micro part:
@@ -403,7 +405,7 @@ interface Variant {
  * (to test/helpers/upstream.ts /echo, which reads and hashes it), and 2 s of 1 KiB requests, 32 in
  * flight over 4 connections of our client.
  */
-async function compare(others: readonly string[], rounds: number, smallOnly: boolean, smallSeconds: number): Promise<void> {
+async function compare(others: readonly string[], rounds: number, smallOnly: boolean, smallSeconds: number, smallInFlight = 32): Promise<void> {
   const upstream = fork(new URL('./upstream-server.ts', import.meta.url).pathname, [], { execArgv: ['--import', 'tsx'] });
   const upstreamPort = await new Promise<number>((resolve) => upstream.once('message', (m) => resolve((m as { port: number }).port)));
   const echo = await startUpstream('echo');
@@ -453,7 +455,7 @@ logging: { level: info, access_log: false }
         const pid = v.proxy.proc.pid!;
         if (smallOnly) {
           const cpu0 = proxyCpuMicros(pid);
-          const requests = await smallRequests(v.port, 32, smallSeconds * 1000);
+          const requests = await smallRequests(v.port, smallInFlight, smallSeconds * 1000);
           v.samples.smallCpu.push((proxyCpuMicros(pid) - cpu0) / requests);
           v.samples.smallRate.push(requests / smallSeconds);
           continue;
@@ -516,6 +518,7 @@ if (mode === 'compare') {
     rounds,
     rest.includes('--small-only'),
     Number(rest.find((a) => a.startsWith('--small-seconds='))?.slice('--small-seconds='.length) ?? 2),
+    Number(rest.find((a) => a.startsWith('--small-in-flight='))?.slice('--small-in-flight='.length) ?? 32),
   );
 } else if (mode === 'receive') {
   for (const batch of [1, 4, 32]) await receiveCosts(batch, 60);

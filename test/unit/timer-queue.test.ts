@@ -1,51 +1,84 @@
-/**
- * TimerQueue: one Node timer for many deadlines, entries of rescheduled owners left behind (lazy
- * deletion). Fake timers, and the queue's clock is the fake one.
- */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { TimerQueue, type TimerOwner } from '../../src/proxy/quic/timer-queue.js';
 
-function owner(onDeadline: () => void = () => {}): TimerOwner {
-  return { deadline: undefined, onDeadline };
+class Owner implements TimerOwner {
+  deadline: number | undefined;
+  fired: number[] = [];
+  constructor(private readonly clock: () => number) {}
+  onDeadline(): void {
+    this.fired.push(this.clock());
+  }
 }
 
 describe('TimerQueue', () => {
-  beforeEach(() => vi.useFakeTimers());
-  afterEach(() => vi.useRealTimers());
+  /** The fake timers' clock: deadlines and Node's timers move together. */
+  const clock = (): number => Date.now();
+  const advance = (ms: number): void => {
+    vi.advanceTimersByTime(ms);
+  };
 
-  it('calls each owner at its current deadline, once, in order', () => {
-    const q = new TimerQueue<TimerOwner>(() => {}, () => Date.now());
-    const calls: string[] = [];
-    const a = owner(() => calls.push('a'));
-    const b = owner(() => calls.push('b'));
-    q.schedule(a, 30);
-    q.schedule(b, 10);
-    q.schedule(a, 20); // moved earlier
-    vi.advanceTimersByTime(15);
-    expect(calls).toEqual(['b']);
-    vi.advanceTimersByTime(20);
-    expect(calls).toEqual(['b', 'a']);
-    q.schedule(b, 5);
-    q.schedule(b, undefined); // cleared
-    vi.advanceTimersByTime(50);
-    expect(calls).toEqual(['b', 'a']);
+  beforeEach(() => {
+    vi.useFakeTimers();
+    vi.setSystemTime(0);
+  });
+  afterEach(() => {
+    vi.useRealTimers();
   });
 
-  it('an owner whose deadline keeps moving on wakes the timer about once per deadline, not once per stale entry', () => {
-    const q = new TimerQueue<TimerOwner>(() => {}, () => Date.now());
-    let due = 0;
-    const o = owner(() => due++);
-    const setTimeoutSpy = vi.spyOn(globalThis, 'setTimeout');
-    // A busy connection: its deadline is 30 ms ahead after every flush, one flush per millisecond.
-    for (let t = 0; t < 300; t++) {
-      q.schedule(o, 30);
-      vi.advanceTimersByTime(1);
+  it('fires each owner at its latest deadline, in order, and not after it was cleared', () => {
+    const q = new TimerQueue<Owner>(() => {}, clock);
+    const a = new Owner(clock);
+    const b = new Owner(clock);
+    const c = new Owner(clock);
+    q.schedule(a, 30);
+    q.schedule(b, 10);
+    q.schedule(c, 20);
+    q.schedule(a, 5); // earlier: re-armed
+    q.schedule(b, 50); // later: its 10 ms entry is stale
+    q.schedule(c, undefined); // cleared
+    advance(100);
+    expect(a.fired).toEqual([6]); // +1 ms: Node timers may fire a fraction early
+    expect(b.fired).toEqual([51]);
+    expect(c.fired).toEqual([]);
+    expect(a.deadline).toBeUndefined();
+  });
+
+  it('arms no timer for deadlines that moved: only the live one wakes the loop', () => {
+    const q = new TimerQueue<Owner>(() => {}, clock);
+    const busy = new Owner(clock);
+    const idle = new Owner(clock);
+    q.schedule(idle, 1000);
+    // A busy connection re-arms after every flush: 25 ms ahead each time, 1 ms apart; then its
+    // deadline moves far out (its packets were acknowledged).
+    for (let i = 0; i < 20; i++) {
+      q.schedule(busy, 25);
+      advance(1);
     }
-    expect(due).toBe(0);
-    // Armed at the first deadline, then at most once per 30 ms moved on (stale entries skipped).
-    expect(setTimeoutSpy.mock.calls.length).toBeLessThanOrEqual(300 / 30 + 2);
-    vi.advanceTimersByTime(31);
-    expect(due).toBe(1);
+    q.schedule(busy, 30_000);
+    const setTimeoutSpy = vi.spyOn(globalThis, 'setTimeout');
+    advance(6); // t = 26: the timer armed for busy's first deadline (25) fires, its later ones are stale too
+    // One re-arm, straight for the live deadline (idle's), not one per stale entry 1 ms apart.
+    expect(setTimeoutSpy).toHaveBeenCalledTimes(1);
+    expect(setTimeoutSpy.mock.calls[0]![1]).toBe(1000 - 26 + 1);
+    advance(1000);
+    expect(idle.fired).toEqual([1001]);
+    expect(busy.fired).toEqual([]);
+    expect(setTimeoutSpy).toHaveBeenCalledTimes(2); // then armed for busy's 30 s
     q.close();
+  });
+
+  it('hands what an owner throws to onError and still fires the others', () => {
+    const errors: unknown[] = [];
+    const q = new TimerQueue<Owner>((_, err) => errors.push(err), clock);
+    const bad = new Owner(clock);
+    bad.onDeadline = () => {
+      throw new Error('boom');
+    };
+    const good = new Owner(clock);
+    q.schedule(bad, 10);
+    q.schedule(good, 10);
+    advance(20);
+    expect(errors).toHaveLength(1);
+    expect(good.fired).toEqual([11]);
   });
 });

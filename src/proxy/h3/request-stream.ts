@@ -450,6 +450,11 @@ export class RequestStream implements HttpExchange {
     this.maybeDone();
   }
 
+  /** True while the response is under way: started, not yet complete. */
+  get responding(): boolean {
+    return this.state.phase === 'open' && this.state.send === Send.Body;
+  }
+
   /**
    * True while nothing of the response was written yet (e.g. the upstream has not answered):
    * a client's STOP_SENDING cannot surface through a failed write then.

@@ -120,6 +120,12 @@ export class H3Session implements QuicApplication {
     return ids ?? NONE_WAITING;
   }
 
+  get sending(): boolean {
+    for (const w of this.writers) if (w.blocked) return true;
+    for (const r of this.requests.values()) if (r.responding || r.writer.blocked) return true;
+    return false;
+  }
+
   onReady(): void {
     this.openUniStream(
       CONTROL_STREAM_ID,

@@ -32,6 +32,11 @@ export interface QuicApplication {
   streamsAwaitingCredit(): readonly number[];
   /** Packets were processed (ACKs may have completed streams). */
   afterPackets?(): void;
+  /**
+   * True while a response is being written (started, not complete) or bytes wait for credit: the
+   * peer's ACKs may let quiche send more at once, so its packets are not held back.
+   */
+  readonly sending: boolean;
   /** The connection is gone (closed, timed out or drained). Release everything. */
   onClosed(): void;
 }
@@ -84,6 +89,15 @@ export class QuicConnection implements TimerOwner, QuicStreams {
   private handshake: 'in-progress' | 'early-data' | 'complete' = 'in-progress';
   private readonly readableStreams = new ReadableStreams();
   closed = false;
+  /**
+   * Since the last flush: whether something other than received packets asked for one (the
+   * application wrote, a timer fired), and how many received datagrams brought stream data. The
+   * endpoint may hold back the ACK for one such datagram until the answer can carry it.
+   */
+  sendWanted = false;
+  dataDatagrams = 0;
+  /** When a held-back ACK must go out at the latest (the endpoint's second timer queue). */
+  readonly ackHold: TimerOwner = { deadline: undefined, onDeadline: () => this.wake() };
 
   constructor(
     readonly quic: QuicheConnection,
@@ -109,11 +123,14 @@ export class QuicConnection implements TimerOwner, QuicStreams {
     this.quic.onTimeout();
   }
 
-  /** Called by the endpoint after packets were fed to quiche. */
-  afterReceive(): void {
+  /**
+   * Called by the endpoint after packets were fed to quiche. True when a stream had bytes (or its
+   * end) for the application: the peer sent something it expects an answer or an ACK for.
+   */
+  afterReceive(): boolean {
     const q = this.quic;
     const app = this.app;
-    if (!app) return;
+    if (!app) return false;
     if (this.handshake !== 'complete') {
       const before = this.handshake;
       // Only forward: once on 0-RTT keys, the connection stays "early" until the handshake completes.
@@ -123,12 +140,14 @@ export class QuicConnection implements TimerOwner, QuicStreams {
       // Before reading: streams read below in the same turn already count as after the handshake.
       if (this.handshake === 'complete') app.onHandshakeComplete();
     }
-    if (this.handshake === 'in-progress') return;
+    if (this.handshake === 'in-progress') return false;
     // isReadable is one cheap call, and most packets (ACKs, flow-control updates) leave nothing to read.
+    let read = false;
     if (q.isReadable()) {
       const found = this.readableStreams.collect(q);
       for (const id of found) app.onStreamReadable(id);
       for (const id of this.readableStreams.missed(q, found)) app.onStreamReadable(id);
+      read = true;
     }
     // The waiting streams that have credit (stream-level, and connection capacity left) get it in
     // turn; once one takes nothing the capacity is gone and the rest wait for the next packet.
@@ -138,6 +157,7 @@ export class QuicConnection implements TimerOwner, QuicStreams {
       if (this.mayTakeBytes(id) && app.onStreamWritable(id)) break;
     }
     app.afterPackets?.();
+    return read;
   }
 
   /**

@@ -9,7 +9,9 @@
  * unless a Retry token proved the address, and it is discarded when the handshake timeout passes.
  *
  * Sends are flushed once per event-loop turn for every connection that was touched, so a burst of
- * received datagrams produces one drain of `send()` per connection, not one per datagram.
+ * received datagrams produces one drain of `send()` per connection, not one per datagram. The
+ * ACK for a lone datagram that brought stream data (a request) is held back for up to
+ * ACK_HOLD_MS, so that the answer carries it instead of a packet of its own (below).
  */
 import type dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
@@ -100,6 +102,14 @@ const PACKET_PATH_LOG_INTERVAL_MS = 1000;
 const SWEEP_INTERVAL_MS = 250;
 /** Smallest datagram we let quiche fill while the allowance is short (a padded Initial's size). */
 const MIN_SEND_ALLOWANCE = 1200;
+/**
+ * How long the ACK of a lone datagram with stream data may wait for our answer to carry it. quiche
+ * ACKs whenever it sends, so flushing right after a request costs a packet with only an ACK (a
+ * sendmmsg, and a wakeup of the client) just before the response goes out. RFC 9000 §13.2.1 lets
+ * the ACK of 1-RTT packets wait up to max_ack_delay (quiche's default, 25 ms, which we advertise),
+ * and asks for one at least every second ack-eliciting packet: a second such datagram flushes.
+ */
+const ACK_HOLD_MS = 5;
 /** RFC 9000 §20.1. */
 const CONNECTION_REFUSED = 0x2;
 /** A Retry packet: header, two CIDs of ≤ 20 bytes, our token (< 100 bytes), integrity tag. */
@@ -151,6 +161,7 @@ export class QuicEndpoint implements ConnectionHost {
   private readonly sweeper: NodeJS.Timeout;
   private readonly dirty = new Set<QuicConnection>();
   private readonly timers = new TimerQueue<QuicConnection>((conn, err) => this.failed(conn, err));
+  private readonly ackHolds = new TimerQueue((_, err) => this.internalError(err, { in: 'ack hold' }));
   private flushScheduled = false;
   private closed = false;
   private closedResolvers: Array<() => void> = [];
@@ -225,6 +236,7 @@ export class QuicEndpoint implements ConnectionHost {
     this.closed = true;
     clearInterval(this.sweeper);
     this.timers.close();
+    this.ackHolds.close();
     this.opts.socket.close();
   }
 
@@ -563,15 +575,23 @@ export class QuicEndpoint implements ConnectionHost {
       // quiche already accounted for the bad packet (or closed the connection); nothing to add.
       this.drop(DROP.rejectedByQuic);
     }
-    this.afterRecv(conn);
+    if (this.afterRecv(conn)) conn.dataDatagrams++;
     if (elsewhere) this.settlePath(conn);
-    else this.wake(conn);
+    else this.markDirty(conn);
   }
 
-  /** What follows quiche's read of a datagram: the handshake's progress, then the application's turn. */
-  private afterRecv(conn: QuicConnection): void {
+  /**
+   * What follows quiche's read of a datagram: the handshake's progress, then the application's
+   * turn. True when the datagram brought stream data.
+   */
+  private afterRecv(conn: QuicConnection): boolean {
     this.checkEstablished(conn);
-    this.guard(conn, () => conn.afterReceive());
+    try {
+      return conn.afterReceive();
+    } catch (err) {
+      this.failed(conn, err);
+      return false;
+    }
   }
 
   /**
@@ -636,7 +656,14 @@ export class QuicEndpoint implements ConnectionHost {
 
   // ------------------------------------------------------------------ send
 
+  /** A flush of `conn` on this turn, for something other than received packets (a write, a timer, a close). */
   wake(conn: QuicConnection): void {
+    conn.sendWanted = true;
+    this.markDirty(conn);
+  }
+
+  /** `conn` is flushed (or its ACK held back, see holdsAck) at the end of this event-loop turn. */
+  private markDirty(conn: QuicConnection): void {
     if (this.closed) return;
     this.dirty.add(conn);
     if (!this.flushScheduled) {
@@ -650,15 +677,36 @@ export class QuicEndpoint implements ConnectionHost {
     if (this.closed) return;
     for (const conn of this.dirty) {
       this.dirty.delete(conn);
-      this.guard(conn, () => this.flushConnection(conn));
+      this.guard(conn, () => {
+        if (this.holdsAck(conn)) this.holdAck(conn);
+        else this.flushConnection(conn);
+      });
     }
     this.sender.flush();
+  }
+
+  /**
+   * Only received packets asked for this flush, one datagram of them with stream data, on an
+   * established connection that is not sending a response: what quiche would send now is the ACK
+   * (and whatever else waits as little), which our answer can carry if it comes soon.
+   */
+  private holdsAck(conn: QuicConnection): boolean {
+    return !conn.sendWanted && conn.dataDatagrams === 1 && this.admitted.get(conn)?.phase.kind === 'established' && conn.app !== undefined && !conn.app.sending;
+  }
+
+  private holdAck(conn: QuicConnection): void {
+    if (conn.ackHold.deadline === undefined) this.ackHolds.schedule(conn.ackHold, ACK_HOLD_MS);
+    // quiche's own deadline moved with what it received (the idle timer, at least).
+    this.timers.schedule(conn, conn.quic.timeout());
   }
 
   private flushConnection(conn: QuicConnection): void {
     if (conn.closed) return;
     const q = conn.quic;
     const sender = this.sender;
+    conn.sendWanted = false;
+    conn.dataDatagrams = 0;
+    if (conn.ackHold.deadline !== undefined) this.ackHolds.schedule(conn.ackHold, undefined);
     this.checkEstablished(conn);
     const budget = this.budgetOf(conn);
     let held = false;
@@ -736,6 +784,7 @@ export class QuicEndpoint implements ConnectionHost {
       this.opts.admission.closed(admitted.ip, admitted.phase.kind === 'handshaking');
     }
     this.timers.schedule(conn, undefined);
+    this.ackHolds.schedule(conn.ackHold, undefined);
     for (const hex of conn.cids) if (this.byCid.get(hex) === conn) this.byCid.delete(hex);
     this.connections.delete(conn);
     this.counters.connectionsClosed++;

@@ -81,16 +81,18 @@ export class TimerQueue<T extends TimerOwner> {
         this.onError(entry.owner, err);
       }
     }
-    // Armed for the next live deadline, not for a stale entry: a connection that flushes often
-    // moves its deadline on each time, and timing each stale entry would wake the loop every
-    // millisecond or two for nothing.
-    this.dropStaleTop();
-    if (this.heap.length > 0) this.arm(this.heap[0]!.at);
+    this.armForLive();
   }
 
-  private dropStaleTop(): void {
+  /**
+   * Arms the timer for the earliest live deadline. Stale entries on top are dropped first: a busy
+   * connection leaves one behind per flush (its deadline moved), and arming for them woke the event
+   * loop every millisecond or two for nothing.
+   */
+  private armForLive(): void {
     const h = this.heap;
     while (h.length > 0 && h[0]!.owner.deadline !== h[0]!.at) this.pop();
+    if (h.length > 0) this.arm(h[0]!.at);
   }
 
   /** Lazy deletion leaves stale entries behind busy connections: drop them once they dominate. */
