@@ -74,6 +74,7 @@ describe('QuicConnection: credit for waiting streams', () => {
       onStreamWritable: (id) => writers.get(id)!.flush(),
       // Stream 0 first: it is the one out of credit.
       streamsAwaitingCredit: () => [...writers.values()].filter((w) => w.blocked).map((w) => w.streamId),
+      sending: false,
       onClosed: () => {},
     };
     conn.app = app;
