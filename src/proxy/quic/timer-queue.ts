@@ -81,6 +81,10 @@ export class TimerQueue<T extends TimerOwner> {
         this.onError(entry.owner, err);
       }
     }
+    // Stale entries at the top would each cost a wake-up of their own (a connection leaves one
+    // behind every time its deadline moves, e.g. a loss timer an ACK cancelled): arm for the
+    // earliest live deadline instead.
+    while (this.heap.length > 0 && this.heap[0]!.owner.deadline !== this.heap[0]!.at) this.pop();
     if (this.heap.length > 0) this.arm(this.heap[0]!.at);
   }
 
