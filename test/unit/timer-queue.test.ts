@@ -66,6 +66,30 @@ describe('TimerQueue', () => {
     expect(wakeUps).toBe(3);
   });
 
+  it('settle() re-arms for the earliest live deadline, so a moved or cleared one wakes nothing', () => {
+    const { queue, owner } = setup();
+    const [a, b] = [owner(), owner()];
+    queue.schedule(a, 10);
+    queue.schedule(a, 5000); // e.g. the loss timer an ACK cancelled: the idle timeout is next
+    queue.settle();
+    vi.advanceTimersByTime(4000);
+    expect(wakeUps).toBe(0);
+    queue.schedule(b, 10);
+    queue.schedule(b, undefined); // e.g. a connection that closed
+    queue.settle();
+    vi.advanceTimersByTime(1001);
+    expect(wakeUps).toBe(1);
+    expect(a.fired).toHaveLength(1);
+    expect(b.fired).toEqual([]);
+    // A deadline that moved by less than the slack keeps the timer: one early wake-up, then the deadline's.
+    queue.schedule(b, 10);
+    queue.schedule(b, 12);
+    queue.settle();
+    vi.advanceTimersByTime(20);
+    expect(b.fired).toHaveLength(1);
+    expect(wakeUps).toBe(3);
+  });
+
   it('keeps firing the others when one owner throws', () => {
     const { queue, owner, errors } = setup();
     const a = owner();

@@ -653,6 +653,7 @@ export class QuicEndpoint implements ConnectionHost {
       this.guard(conn, () => this.flushConnection(conn));
     }
     this.sender.flush();
+    this.timers.settle();
   }
 
   private flushConnection(conn: QuicConnection): void {

@@ -46,6 +46,26 @@ export class TimerQueue<T extends TimerOwner> {
     if (at < this.armedAt) this.arm(at);
   }
 
+  /**
+   * Re-arms the Node timer when it is set well before the earliest live deadline (the owner it was
+   * armed for moved its deadline later or cleared it, e.g. an ACK cancelled a loss timer, or the
+   * connection closed): otherwise it would wake the event loop for nothing. Meant to be called
+   * once per batch of work, not per owner; a deadline moved by less than `slackMs` keeps the
+   * timer as it is (under load the earliest deadline creeps later on every batch, and an early
+   * wake-up in a busy loop costs less than re-arming each time).
+   */
+  settle(slackMs = 5): void {
+    if (this.armedAt === Infinity) return;
+    while (this.heap.length > 0 && this.heap[0]!.owner.deadline !== this.heap[0]!.at) this.pop();
+    if (this.heap.length === 0) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      this.armedAt = Infinity;
+    } else if (this.heap[0]!.at - this.armedAt > slackMs) {
+      this.arm(this.heap[0]!.at);
+    }
+  }
+
   get size(): number {
     return this.heap.length;
   }
