@@ -15,7 +15,14 @@ import { libc, M_MMAP_THRESHOLD } from '../../sys/libc.js';
  * both), scavenges run twice as often; GC pauses grew by ~10-20 µs per 1 KiB request in our
  * measurements, while 4 MiB doubled them and cost req/s (bench/README.md, "idle connections").
  */
-export const WORKER_V8_FLAGS: readonly string[] = ['--max-semi-space-size=8'];
+/*
+ * The memory reducer: when a worker's allocation rate drops (a burst ended, or only a trickle of
+ * new connections arrives), V8 runs extra full GCs that shrink the heap, 80-140 ms of CPU each
+ * (main thread and marking threads) on a heap of ~16-20 MiB, several times a minute, on top of
+ * the GCs allocation itself triggers. Off, a new connection cost ~4-12% less CPU in interleaved
+ * runs after a heavy load (bench/README.md, "After: timer wake-ups and the memory reducer").
+ */
+export const WORKER_V8_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--no-memory-reducer'];
 
 /** glibc's starting value of M_MMAP_THRESHOLD (and of M_TRIM_THRESHOLD, which follows it). */
 const MMAP_THRESHOLD_BYTES = 128 * 1024;
