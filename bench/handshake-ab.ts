@@ -14,7 +14,7 @@ import { gtlsclient } from '../test/helpers/gtlsclient.js';
 import { enterPrivateNetns } from '../test/helpers/netns.js';
 import { freeUdpPort, startProxy, type RunningProxy } from '../test/helpers/proxy.js';
 import { h3Load } from './h3-load.js';
-import { processTree } from './proc-stats.js';
+import { processTree, treeRssBytes } from './proc-stats.js';
 import { benchCertificate, ourProxyConfig, startUpstreamProcess } from './targets.js';
 
 const [other, roundsArg, perArg, warmArg] = process.argv.slice(2);
@@ -81,6 +81,8 @@ try {
   }
   const [o, t] = targets.map((x) => median(x.perConn));
   process.stdout.write(`medians: other ${(o! / 1000).toFixed(2)} ms/conn, this ${(t! / 1000).toFixed(2)} ms/conn, this/other ${(t! / o!).toFixed(3)}\n`);
+  // Memory a change may trade for CPU (a V8 flag that collects less often keeps a larger heap).
+  process.stdout.write(`RSS of the process trees after the rounds: ${targets.map((x) => `${x.name} ${(treeRssBytes(x.proxy.proc.pid!) / 1048576).toFixed(1)} MiB`).join(', ')}\n`);
 } finally {
   for (const t of targets) await t.proxy.stop();
   upstream.stop();

@@ -22,6 +22,7 @@ describe('TimerQueue', () => {
     vi.setSystemTime(0);
   });
   afterEach(() => {
+    vi.restoreAllMocks();
     vi.useRealTimers();
   });
 
@@ -80,5 +81,38 @@ describe('TimerQueue', () => {
     advance(20);
     expect(errors).toHaveLength(1);
     expect(good.fired).toEqual([11]);
+  });
+  it('settle() re-arms for the earliest live deadline, so a moved or cleared one wakes nothing', () => {
+    const q = new TimerQueue<Owner>(() => {}, clock);
+    const a = new Owner(clock);
+    const b = new Owner(clock);
+    let wakeUps = 0;
+    const real = globalThis.setTimeout;
+    // Counts the Node timers that fire: each is a wake-up of the event loop.
+    vi.spyOn(globalThis, 'setTimeout').mockImplementation(((fn: () => void, ms?: number) =>
+      real(() => {
+        wakeUps++;
+        fn();
+      }, ms)) as typeof setTimeout);
+    q.schedule(a, 10);
+    q.schedule(a, 5000); // e.g. the loss timer an ACK cancelled: the idle timeout is next
+    q.settle();
+    advance(4000);
+    expect(wakeUps).toBe(0);
+    q.schedule(b, 10);
+    q.schedule(b, undefined); // e.g. a connection that closed
+    q.settle();
+    advance(1001);
+    expect(wakeUps).toBe(1);
+    expect(a.fired).toEqual([5001]);
+    expect(b.fired).toEqual([]);
+    // A deadline that moved by less than the slack keeps the timer: one early wake-up, then the deadline's.
+    q.schedule(b, 10);
+    q.schedule(b, 12);
+    q.settle();
+    advance(20);
+    expect(b.fired).toHaveLength(1);
+    expect(wakeUps).toBe(3);
+    q.close();
   });
 });

@@ -683,6 +683,7 @@ export class QuicEndpoint implements ConnectionHost {
       });
     }
     this.sender.flush();
+    this.timers.settle();
   }
 
   /**

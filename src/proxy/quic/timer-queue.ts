@@ -46,6 +46,26 @@ export class TimerQueue<T extends TimerOwner> {
     if (at < this.armedAt) this.arm(at);
   }
 
+  /**
+   * Re-arms the Node timer when it is set well before the earliest live deadline (the owner it was
+   * armed for moved its deadline later or cleared it, e.g. an ACK cancelled a loss timer, or the
+   * connection closed): otherwise it would wake the event loop for nothing. Meant to be called
+   * once per batch of work, not per owner; a deadline moved by less than `slackMs` keeps the
+   * timer as it is (under load the earliest deadline creeps later on every batch, and an early
+   * wake-up in a busy loop costs less than re-arming each time).
+   */
+  settle(slackMs = 5): void {
+    if (this.armedAt === Infinity) return;
+    this.dropStaleTop();
+    if (this.heap.length === 0) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      this.armedAt = Infinity;
+    } else if (this.heap[0]!.at - this.armedAt > slackMs) {
+      this.arm(this.heap[0]!.at);
+    }
+  }
+
   get size(): number {
     return this.heap.length;
   }
@@ -90,9 +110,13 @@ export class TimerQueue<T extends TimerOwner> {
    * loop every millisecond or two for nothing.
    */
   private armForLive(): void {
+    this.dropStaleTop();
+    if (this.heap.length > 0) this.arm(this.heap[0]!.at);
+  }
+
+  private dropStaleTop(): void {
     const h = this.heap;
     while (h.length > 0 && h[0]!.owner.deadline !== h[0]!.at) this.pop();
-    if (h.length > 0) this.arm(h[0]!.at);
   }
 
   /** Lazy deletion leaves stale entries behind busy connections: drop them once they dominate. */
