@@ -121,8 +121,8 @@ export class H3Session implements QuicApplication {
   }
 
   get sending(): boolean {
-    for (const w of this.writers) if (w.blocked) return true;
-    for (const r of this.requests.values()) if (r.responding || r.writer.blocked) return true;
+    if (this.streamsAwaitingCredit().length > 0) return true;
+    for (const r of this.requests.values()) if (r.responding) return true;
     return false;
   }
 
