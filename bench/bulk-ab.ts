@@ -11,13 +11,12 @@
  *   npx tsx bench/bulk-ab.ts OTHER_CHECKOUT [rounds=6] [gtlsclient MiB per round=50] [seconds of our client=3]
  * OTHER_CHECKOUT must have its dist/ built (npx tsc -p tsconfig.json there).
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { gtlsclient } from '../test/helpers/gtlsclient.js';
 import { enterPrivateNetns } from '../test/helpers/netns.js';
 import { freeUdpPort, startProxy, type RunningProxy } from '../test/helpers/proxy.js';
 import { h3Load } from './h3-load.js';
-import { processTree } from './proc-stats.js';
+import { median, treeSchedCpuMicros, udpCounters } from './proc-stats.js';
 import { benchCertificate, ourProxyConfig, startUpstreamProcess } from './targets.js';
 
 const [other, roundsArg, gtlsArg, secondsArg] = process.argv.slice(2);
@@ -29,34 +28,6 @@ const MIB_PATH = '/bytes?n=1048576';
 
 const otherHelpers = (await import(path.resolve(other, 'test/helpers/proxy.ts'))) as { startProxy: typeof startProxy };
 
-/** CPU of a process tree, all threads, µs. */
-function treeCpuMicros(pid: number): number {
-  let ns = 0;
-  for (const p of processTree(pid)) {
-    for (const tid of readdirSync(`/proc/${p}/task`)) {
-      try {
-        ns += Number(readFileSync(`/proc/${p}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-      } catch {
-        // exited meanwhile
-      }
-    }
-  }
-  return ns / 1000;
-}
-
-/** RcvbufErrors of the namespace's UDP (/proc/net/snmp). */
-function rcvbufErrors(): number {
-  const lines = readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Udp:'));
-  const names = lines[0]!.split(/\s+/);
-  return Number(lines[1]!.split(/\s+/)[names.indexOf('RcvbufErrors')]);
-}
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-
 interface Samples {
   gtlsCpu: number[];
   gtlsRate: number[];
@@ -66,24 +37,24 @@ interface Samples {
 }
 
 async function gtlsSample(t: { port: number; proxy: RunningProxy }, s: Samples): Promise<string> {
-  const cpu0 = treeCpuMicros(t.proxy.proc.pid!);
-  const drops0 = rcvbufErrors();
+  const cpu0 = treeSchedCpuMicros(t.proxy.proc.pid!);
+  const drops0 = udpCounters().rcvbufErrors;
   const t0 = performance.now();
   const r = await gtlsclient('127.0.0.1', t.port, [`https://localhost${MIB_PATH}`], { requests: GTLS_MIB, timeoutMs: 120_000 });
   const secs = (performance.now() - t0) / 1000;
   const ok = r.statuses.filter((st) => st === 200).length;
   if (ok !== GTLS_MIB) throw new Error(`${GTLS_MIB - ok} of ${GTLS_MIB} gtlsclient downloads failed`);
-  s.gtlsCpu.push((treeCpuMicros(t.proxy.proc.pid!) - cpu0) / 1000 / ok);
+  s.gtlsCpu.push((treeSchedCpuMicros(t.proxy.proc.pid!) - cpu0) / 1000 / ok);
   s.gtlsRate.push((ok * 2 ** 20) / secs / 1e6);
-  s.gtlsDrops.push(rcvbufErrors() - drops0);
+  s.gtlsDrops.push(udpCounters().rcvbufErrors - drops0);
   return `gtlsclient ${s.gtlsCpu.at(-1)!.toFixed(1)} ms/MiB ${s.gtlsRate.at(-1)!.toFixed(1)} MB/s ${s.gtlsDrops.at(-1)} drops`;
 }
 
 async function seqSample(t: { port: number; proxy: RunningProxy }, s: Samples): Promise<string> {
   let cpu0 = 0;
-  const r = await h3Load(t.port, MIB_PATH, { connections: 1, inFlight: 1, durationMs: SECONDS * 1000, onStart: () => (cpu0 = treeCpuMicros(t.proxy.proc.pid!)) });
+  const r = await h3Load(t.port, MIB_PATH, { connections: 1, inFlight: 1, durationMs: SECONDS * 1000, onStart: () => (cpu0 = treeSchedCpuMicros(t.proxy.proc.pid!)) });
   const mib = r.bytes / 2 ** 20;
-  s.seqCpu.push((treeCpuMicros(t.proxy.proc.pid!) - cpu0) / 1000 / mib);
+  s.seqCpu.push((treeSchedCpuMicros(t.proxy.proc.pid!) - cpu0) / 1000 / mib);
   s.seqRate.push(r.bytes / SECONDS / 1e6);
   return `sequential ${s.seqCpu.at(-1)!.toFixed(1)} ms/MiB ${s.seqRate.at(-1)!.toFixed(1)} MB/s`;
 }

@@ -8,13 +8,12 @@
  *   npx tsx bench/handshake-ab.ts OTHER_CHECKOUT [rounds=6] [connections per round=20] [warm-up requests=4000]
  * OTHER_CHECKOUT must have its dist/ built (npx tsc -p tsconfig.json there).
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { gtlsclient } from '../test/helpers/gtlsclient.js';
 import { enterPrivateNetns } from '../test/helpers/netns.js';
 import { freeUdpPort, startProxy, type RunningProxy } from '../test/helpers/proxy.js';
 import { h3Load } from './h3-load.js';
-import { processTree, treeRssBytes } from './proc-stats.js';
+import { median, treeRssBytes, treeSchedCpuMicros } from './proc-stats.js';
 import { benchCertificate, ourProxyConfig, startUpstreamProcess } from './targets.js';
 
 const [other, roundsArg, perArg, warmArg] = process.argv.slice(2);
@@ -25,27 +24,6 @@ const WARM_REQUESTS = Number(warmArg ?? 4000);
 const KIB_URL = 'https://localhost/bytes?n=1024';
 
 const otherHelpers = (await import(path.resolve(other, 'test/helpers/proxy.ts'))) as { startProxy: typeof startProxy };
-
-/** CPU of a process tree, all threads, µs. */
-function treeCpuMicros(pid: number): number {
-  let ns = 0;
-  for (const p of processTree(pid)) {
-    for (const tid of readdirSync(`/proc/${p}/task`)) {
-      try {
-        ns += Number(readFileSync(`/proc/${p}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-      } catch {
-        // exited meanwhile
-      }
-    }
-  }
-  return ns / 1000;
-}
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 enterPrivateNetns();
 const cert = benchCertificate();
@@ -66,7 +44,7 @@ try {
   }
   for (let round = 0; round < ROUNDS; round++) {
     for (const t of round % 2 ? [...targets].reverse() : targets) {
-      const cpu0 = treeCpuMicros(t.proxy.proc.pid!);
+      const cpu0 = treeSchedCpuMicros(t.proxy.proc.pid!);
       const started = performance.now();
       let ok = 0;
       await Promise.all(
@@ -74,7 +52,7 @@ try {
           for (let i = 0; i < PER_ROUND / 2; i++) if ((await gtlsclient('127.0.0.1', t.port, [KIB_URL], { sni: 'localhost' })).statuses[0] === 200) ok++;
         }),
       );
-      const perConn = (treeCpuMicros(t.proxy.proc.pid!) - cpu0) / Math.max(1, ok);
+      const perConn = (treeSchedCpuMicros(t.proxy.proc.pid!) - cpu0) / Math.max(1, ok);
       t.perConn.push(perConn);
       process.stdout.write(`round ${round} ${t.name.padEnd(5)} ${(perConn / 1000).toFixed(2)} ms/conn (${ok} of ${PER_ROUND} connections, ${(ok / ((performance.now() - started) / 1000)).toFixed(1)}/s)\n`);
     }

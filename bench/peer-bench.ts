@@ -14,7 +14,7 @@ import { enterPrivateNetns } from '../test/helpers/netns.js';
 import { ensureCaddy } from './caddy.js';
 import { h3Load, percentile } from './h3-load.js';
 import { Meter, type WindowResult } from './meter.js';
-import { treeRssBytes } from './proc-stats.js';
+import { median, treeRssBytes } from './proc-stats.js';
 import { benchCertificate, startCaddyTarget, startOurs, startUpstreamProcess, type Target } from './targets.js';
 
 const KIB_PATH = '/bytes?n=1024';
@@ -58,12 +58,6 @@ const mbps = (v: number): string => `${v.toFixed(1)} MB/s`;
 const rate = (v: number): string => `${Math.round(v)}/s`;
 const kib = (v: number): string => `${Math.round(v)} KiB`;
 const count = (v: number): string => (v < 100 ? v.toFixed(1) : String(Math.round(v)));
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 export async function runPeerBench(opts: PeerBenchOptions): Promise<void> {
   const caddyVersion = ensureCaddy(); // before the private netns: apt may need the network

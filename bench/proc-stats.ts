@@ -68,6 +68,34 @@ export function treeCpuMicros(pid: number): number {
 }
 
 /**
+ * CPU of `pid` and its descendants, all threads, µs, from /proc/PID/task/TID/schedstat: in ns,
+ * where utime + stime count 10 ms ticks (what short interleaved A/B rounds need).
+ */
+export function treeSchedCpuMicros(pid: number): number {
+  let ns = 0;
+  for (const p of processTree(pid)) {
+    try {
+      for (const tid of readdirSync(`/proc/${p}/task`)) {
+        try {
+          ns += Number(readFileSync(`/proc/${p}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+        } catch {
+          // exited meanwhile
+        }
+      }
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return ns / 1000;
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
  * CPU of the kernel's own threads (children of kthreadd: ksoftirqd, kworkers), µs. Network receive
  * work that the kernel defers out of the sending process (softirqs under load) is charged there.
  */
