@@ -3,49 +3,14 @@
  * against real quiche: a client and a server connection of the binding joined in memory, the
  * server's wrapped in QuicConnection with StreamWriters as its application.
  */
-import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { StreamWriter } from '../../src/proxy/h3/stream-writer.js';
 import { QuicConnection, type QuicApplication } from '../../src/proxy/quic/connection.js';
-import { quiche, type QuicheConnection } from '../../src/proxy/quic/native.js';
-import { makeCert } from '../helpers/certs.js';
-import { makeTempDir } from '../helpers/proxy.js';
+import type { QuicheConnection } from '../../src/proxy/quic/native.js';
+import { CLIENT, connectedPair, deliver, packets, SERVER } from '../helpers/quiche-pair.js';
 
-const pair = makeCert(makeTempDir('quic-writability-'), 'server', 'localhost');
-const CLIENT = { host: '127.0.0.1', port: 40000 };
-const SERVER = { host: '127.0.0.1', port: 443 };
 /** The client's window per stream it opened: small, so one stream runs out while the connection has plenty. */
 const STREAM_WINDOW = 4096;
-
-function config(server: boolean) {
-  const cfg = new quiche.Config();
-  if (server) {
-    cfg.loadCertChainFromPemFile(pair.cert);
-    cfg.loadPrivKeyFromPemFile(pair.key);
-  }
-  cfg.verifyPeer(false);
-  cfg.setApplicationProtos(['h3']);
-  cfg.setMaxIdleTimeout(30_000);
-  cfg.setInitialMaxData(1 << 20);
-  cfg.setInitialMaxStreamDataBidiLocal(STREAM_WINDOW);
-  cfg.setInitialMaxStreamDataBidiRemote(1 << 16);
-  cfg.setInitialMaxStreamsBidi(100);
-  return cfg;
-}
-
-function packets(from: QuicheConnection): Buffer[] {
-  const out: Buffer[] = [];
-  for (;;) {
-    const buf = Buffer.alloc(1500);
-    const r = from.send(buf);
-    if (r === null) return out;
-    out.push(buf.subarray(0, r[0]));
-  }
-}
-
-function deliver(to: QuicheConnection, datagrams: Buffer[], toServer: boolean): void {
-  for (const d of datagrams) to.recv(d, toServer ? { from: CLIENT, to: SERVER } : { from: SERVER, to: CLIENT });
-}
 
 function read(conn: QuicheConnection, id: number): number {
   const buf = Buffer.alloc(65536);
@@ -56,15 +21,7 @@ function read(conn: QuicheConnection, id: number): number {
 
 describe('QuicConnection: credit for waiting streams', () => {
   it('a stream out of its own credit does not hold back a later one that has credit', () => {
-    const client = quiche.Connection.connect('localhost', randomBytes(16), CLIENT, SERVER, config(false));
-    const first = packets(client);
-    const quic = quiche.Connection.accept(randomBytes(16), null, SERVER, CLIENT, config(true));
-    deliver(quic, first, true);
-    for (let i = 0; i < 10 && !(client.isEstablished() && quic.isEstablished()); i++) {
-      deliver(client, packets(quic), false);
-      deliver(quic, packets(client), true);
-    }
-    expect(quic.isEstablished()).toBe(true);
+    const { client, server: quic } = connectedPair({ clientStreamWindow: STREAM_WINDOW });
     const conn = new QuicConnection(quic, 'test', 'test', SERVER, CLIENT, { wake: () => {} });
     const writers = new Map<number, StreamWriter>();
     const app: QuicApplication = {

@@ -2,65 +2,12 @@
  * ReadableStreams against real quiche: a client and a server connection of the binding, joined in
  * memory (packets handed over by the test, so one can be held back to open a gap in stream ids).
  */
-import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { quiche, type QuicheConnection } from '../../src/proxy/quic/native.js';
 import { ReadableStreams } from '../../src/proxy/quic/readable-streams.js';
-import { makeCert } from '../helpers/certs.js';
-import { makeTempDir } from '../helpers/proxy.js';
+import { connectedPair, deliver, packets } from '../helpers/quiche-pair.js';
 
-const dir = makeTempDir('readable-streams-');
-const pair = makeCert(dir, 'server', 'localhost');
-
-const CLIENT = { host: '127.0.0.1', port: 40000 };
-const SERVER = { host: '127.0.0.1', port: 443 };
-
-function config(server: boolean) {
-  const cfg = new quiche.Config();
-  if (server) {
-    cfg.loadCertChainFromPemFile(pair.cert);
-    cfg.loadPrivKeyFromPemFile(pair.key);
-  }
-  cfg.verifyPeer(false);
-  cfg.setApplicationProtos(['h3']);
-  cfg.setMaxIdleTimeout(30_000);
-  cfg.setInitialMaxData(1 << 20);
-  cfg.setInitialMaxStreamDataBidiLocal(1 << 16);
-  cfg.setInitialMaxStreamDataBidiRemote(1 << 16);
-  cfg.setInitialMaxStreamDataUni(1 << 16);
-  cfg.setInitialMaxStreamsBidi(100);
-  cfg.setInitialMaxStreamsUni(16);
-  return cfg;
-}
-
-/** The datagrams `from` has to send now. */
-function packets(from: QuicheConnection): Buffer[] {
-  const out: Buffer[] = [];
-  for (;;) {
-    const buf = Buffer.alloc(1500);
-    const r = from.send(buf);
-    if (r === null) return out;
-    out.push(buf.subarray(0, r[0]));
-  }
-}
-
-function deliver(to: QuicheConnection, datagrams: Buffer[], toServer: boolean): void {
-  for (const d of datagrams) to.recv(d, toServer ? { from: CLIENT, to: SERVER } : { from: SERVER, to: CLIENT });
-}
-
-function connected(): { client: QuicheConnection; server: QuicheConnection } {
-  const client = quiche.Connection.connect('localhost', randomBytes(16), CLIENT, SERVER, config(false));
-  const first = packets(client);
-  const server = quiche.Connection.accept(randomBytes(16), null, SERVER, CLIENT, config(true));
-  deliver(server, first, true);
-  for (let i = 0; i < 10 && !(client.isEstablished() && server.isEstablished()); i++) {
-    deliver(client, packets(server), false);
-    deliver(server, packets(client), true);
-  }
-  expect(server.isEstablished()).toBe(true);
-  deliver(client, packets(server), false);
-  return { client, server };
-}
+const connected = connectedPair;
 
 /** What the server's application would be told is readable, found as QuicConnection.afterReceive does. */
 function readableNow(server: QuicheConnection, streams: ReadableStreams, read: (id: number) => void = (id) => drain(server, id)): number[] {
