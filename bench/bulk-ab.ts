@@ -11,13 +11,11 @@
  *   npx tsx bench/bulk-ab.ts OTHER_CHECKOUT [rounds=6] [gtlsclient MiB per round=50] [seconds of our client=3]
  * OTHER_CHECKOUT must have its dist/ built (npx tsc -p tsconfig.json there).
  */
-import path from 'node:path';
 import { gtlsclient } from '../test/helpers/gtlsclient.js';
 import { enterPrivateNetns } from '../test/helpers/netns.js';
-import { freeUdpPort, startProxy, type RunningProxy } from '../test/helpers/proxy.js';
 import { h3Load } from './h3-load.js';
 import { median, treeSchedCpuMicros, udpCounters } from './proc-stats.js';
-import { benchCertificate, ourProxyConfig, startUpstreamProcess } from './targets.js';
+import { benchCertificate, startAbSides, startUpstreamProcess, type AbSide } from './targets.js';
 
 const [other, roundsArg, gtlsArg, secondsArg] = process.argv.slice(2);
 if (!other) throw new Error('usage: bulk-ab.ts OTHER_CHECKOUT [rounds] [gtlsclient MiB per round] [seconds of our client]');
@@ -25,8 +23,6 @@ const ROUNDS = Number(roundsArg ?? 6);
 const GTLS_MIB = Number(gtlsArg ?? 50);
 const SECONDS = Number(secondsArg ?? 3);
 const MIB_PATH = '/bytes?n=1048576';
-
-const otherHelpers = (await import(path.resolve(other, 'test/helpers/proxy.ts'))) as { startProxy: typeof startProxy };
 
 interface Samples {
   gtlsCpu: number[];
@@ -36,7 +32,7 @@ interface Samples {
   seqRate: number[];
 }
 
-async function gtlsSample(t: { port: number; proxy: RunningProxy }, s: Samples): Promise<string> {
+async function gtlsSample(t: AbSide, s: Samples): Promise<string> {
   const cpu0 = treeSchedCpuMicros(t.proxy.proc.pid!);
   const drops0 = udpCounters().rcvbufErrors;
   const t0 = performance.now();
@@ -50,7 +46,7 @@ async function gtlsSample(t: { port: number; proxy: RunningProxy }, s: Samples):
   return `gtlsclient ${s.gtlsCpu.at(-1)!.toFixed(1)} ms/MiB ${s.gtlsRate.at(-1)!.toFixed(1)} MB/s ${s.gtlsDrops.at(-1)} drops`;
 }
 
-async function seqSample(t: { port: number; proxy: RunningProxy }, s: Samples): Promise<string> {
+async function seqSample(t: AbSide, s: Samples): Promise<string> {
   let cpu0 = 0;
   const r = await h3Load(t.port, MIB_PATH, { connections: 1, inFlight: 1, durationMs: SECONDS * 1000, onStart: () => (cpu0 = treeSchedCpuMicros(t.proxy.proc.pid!)) });
   const mib = r.bytes / 2 ** 20;
@@ -63,15 +59,9 @@ enterPrivateNetns();
 const cert = benchCertificate();
 const upstream = await startUpstreamProcess();
 const opts = { upstreamPort: upstream.port, cert, workers: 2 };
-const targets: Array<{ name: string; port: number; proxy: RunningProxy; s: Samples }> = [];
+const targets: Array<AbSide & { s: Samples }> = [];
 try {
-  for (const [name, start] of [
-    ['other', otherHelpers.startProxy],
-    ['this', startProxy],
-  ] as const) {
-    const port = await freeUdpPort();
-    targets.push({ name, port, proxy: await start(ourProxyConfig(port, opts)), s: { gtlsCpu: [], gtlsRate: [], gtlsDrops: [], seqCpu: [], seqRate: [] } });
-  }
+  for (const side of await startAbSides(other, opts)) targets.push({ ...side, s: { gtlsCpu: [], gtlsRate: [], gtlsDrops: [], seqCpu: [], seqRate: [] } });
   // Warm-up: the bulk path through the JIT in both.
   for (const t of targets) {
     await h3Load(t.port, MIB_PATH, { connections: 1, inFlight: 1, durationMs: 3000 });

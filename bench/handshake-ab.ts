@@ -8,13 +8,11 @@
  *   npx tsx bench/handshake-ab.ts OTHER_CHECKOUT [rounds=6] [connections per round=20] [warm-up requests=4000]
  * OTHER_CHECKOUT must have its dist/ built (npx tsc -p tsconfig.json there).
  */
-import path from 'node:path';
 import { gtlsclient } from '../test/helpers/gtlsclient.js';
 import { enterPrivateNetns } from '../test/helpers/netns.js';
-import { freeUdpPort, startProxy, type RunningProxy } from '../test/helpers/proxy.js';
 import { h3Load } from './h3-load.js';
 import { median, treeRssBytes, treeSchedCpuMicros } from './proc-stats.js';
-import { benchCertificate, ourProxyConfig, startUpstreamProcess } from './targets.js';
+import { benchCertificate, startAbSides, startUpstreamProcess, type AbSide } from './targets.js';
 
 const [other, roundsArg, perArg, warmArg] = process.argv.slice(2);
 if (!other) throw new Error('usage: handshake-ab.ts OTHER_CHECKOUT [rounds] [connections per round] [warm-up requests]');
@@ -23,21 +21,13 @@ const PER_ROUND = Number(perArg ?? 20);
 const WARM_REQUESTS = Number(warmArg ?? 4000);
 const KIB_URL = 'https://localhost/bytes?n=1024';
 
-const otherHelpers = (await import(path.resolve(other, 'test/helpers/proxy.ts'))) as { startProxy: typeof startProxy };
-
 enterPrivateNetns();
 const cert = benchCertificate();
 const upstream = await startUpstreamProcess();
 const opts = { upstreamPort: upstream.port, cert, workers: 2 };
-const targets: Array<{ name: string; port: number; proxy: RunningProxy; perConn: number[] }> = [];
+const targets: Array<AbSide & { perConn: number[] }> = [];
 try {
-  for (const [name, start] of [
-    ['other', otherHelpers.startProxy],
-    ['this', startProxy],
-  ] as const) {
-    const port = await freeUdpPort();
-    targets.push({ name, port, proxy: await start(ourProxyConfig(port, opts)), perConn: [] });
-  }
+  for (const side of await startAbSides(other, opts)) targets.push({ ...side, perConn: [] });
   for (const t of targets) {
     for (let n = 0; n < WARM_REQUESTS; ) n += (await h3Load(t.port, '/bytes?n=1024', { connections: 4, inFlight: 32, durationMs: 1000 })).requests;
     for (let i = 0; i < 10; i++) await Promise.all([0, 1].map(() => gtlsclient('127.0.0.1', t.port, [KIB_URL], { sni: 'localhost' })));

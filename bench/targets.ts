@@ -4,8 +4,9 @@
  * A target can be restarted (a fresh process for the memory row).
  */
 import { fork } from 'node:child_process';
+import path from 'node:path';
 import { makeCa } from '../test/helpers/certs.js';
-import { freeUdpPort, makeTempDir, startProxy } from '../test/helpers/proxy.js';
+import { freeUdpPort, makeTempDir, startProxy, type RunningProxy } from '../test/helpers/proxy.js';
 import { startCaddy } from './caddy.js';
 
 export interface Target {
@@ -108,4 +109,33 @@ export async function startCaddyTarget(o: TargetOptions): Promise<Target> {
       await current.caddy.stop();
     },
   };
+}
+
+/** One side of an interleaved A/B: `other` runs another checkout's build, `this` this one's. */
+export interface AbSide {
+  readonly name: 'other' | 'this';
+  readonly port: number;
+  readonly proxy: RunningProxy;
+}
+
+/**
+ * Our proxy from another checkout (started through its own test helper, so from its own dist/,
+ * which must be built) and from this one, configured alike: the two sides of an interleaved A/B.
+ */
+export async function startAbSides(otherCheckout: string, o: TargetOptions): Promise<AbSide[]> {
+  const other = (await import(path.resolve(otherCheckout, 'test/helpers/proxy.ts'))) as { startProxy: typeof startProxy };
+  const sides: AbSide[] = [];
+  try {
+    for (const [name, start] of [
+      ['other', other.startProxy],
+      ['this', startProxy],
+    ] as const) {
+      const port = await freeUdpPort();
+      sides.push({ name, port, proxy: await start(ourProxyConfig(port, o)) });
+    }
+  } catch (err) {
+    for (const side of sides) await side.proxy.stop();
+    throw err;
+  }
+  return sides;
 }
