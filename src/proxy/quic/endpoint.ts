@@ -586,12 +586,7 @@ export class QuicEndpoint implements ConnectionHost {
    */
   private afterRecv(conn: QuicConnection): boolean {
     this.checkEstablished(conn);
-    try {
-      return conn.afterReceive();
-    } catch (err) {
-      this.failed(conn, err);
-      return false;
-    }
+    return this.guard(conn, () => conn.afterReceive()) === true;
   }
 
   /**
@@ -624,11 +619,12 @@ export class QuicEndpoint implements ConnectionHost {
   }
 
   /** Runs connection work; a failure closes that connection (INTERNAL_ERROR) and spares the rest. */
-  private guard(conn: QuicConnection, work: () => void): void {
+  private guard<R>(conn: QuicConnection, work: () => R): R | undefined {
     try {
-      work();
+      return work();
     } catch (err) {
       this.failed(conn, err);
+      return undefined;
     }
   }
 

@@ -57,13 +57,8 @@ export class TimerQueue<T extends TimerOwner> {
   settle(slackMs = 5): void {
     if (this.armedAt === Infinity) return;
     this.dropStaleTop();
-    if (this.heap.length === 0) {
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = undefined;
-      this.armedAt = Infinity;
-    } else if (this.heap[0]!.at - this.armedAt > slackMs) {
-      this.arm(this.heap[0]!.at);
-    }
+    if (this.heap.length === 0) this.disarm();
+    else if (this.heap[0]!.at - this.armedAt > slackMs) this.arm(this.heap[0]!.at);
   }
 
   get size(): number {
@@ -71,11 +66,15 @@ export class TimerQueue<T extends TimerOwner> {
   }
 
   close(): void {
+    this.disarm();
+    this.heap = [];
+    this.pending = 0;
+  }
+
+  private disarm(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.armedAt = Infinity;
-    this.heap = [];
-    this.pending = 0;
   }
 
   private arm(at: number): void {
