@@ -171,7 +171,7 @@ export class ProxyServer {
           this.sessions.add(session);
           // Draining still completes handshakes BPF pinned to our socket (a split ClientHello,
           // retransmits), but such a connection is told to go elsewhere straight away.
-          if (this.draining) session.goaway();
+          if (this.draining) session.goaway('with-response');
           return session;
         },
       });
@@ -326,7 +326,7 @@ export class ProxyServer {
     this.draining = true;
     for (const l of this.tlsListeners.values()) l.drain();
     for (const l of this.redirectListeners) l.drain();
-    for (const s of this.sessions) s.goaway();
+    for (const s of this.sessions) s.goaway('with-response');
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
       Promise.all([...this.endpoints.map((e) => e.whenEmpty()), this.tcp.whenEmpty()]).then(() => false),

@@ -117,8 +117,8 @@ async function startFetchLoop(browser: H3Browser, proxy: RunningProxy, origin: s
   });
   await page.goto(`${origin}/`);
   await page.evaluate(() => {
-    const w = window as unknown as { tally: { ok: number; failed: string[]; versions: string[] }; stop: boolean };
-    w.tally = { ok: 0, failed: [], versions: [] };
+    const w = window as unknown as { tally: { ok: number; failed: string[]; failedAt: number[]; versions: string[] }; stop: boolean };
+    w.tally = { ok: 0, failed: [], failedAt: [], versions: [] };
     w.stop = false;
     void (async () => {
       while (!w.stop) {
@@ -129,7 +129,9 @@ async function startFetchLoop(browser: H3Browser, proxy: RunningProxy, origin: s
           else w.tally.failed.push(`status ${r.status}`);
           w.tally.versions.push(`${r.headers.get('x-site')}${r.headers.get('x-version')}`);
         } catch (err) {
+          // Wall-clock time (ms), to line up with the server's log lines in a failure's explanation.
           w.tally.failed.push(String(err));
+          w.tally.failedAt.push(Date.now());
         }
         await new Promise((res) => setTimeout(res, 50));
       }
@@ -194,7 +196,17 @@ async function explainConnections(loop: FetchLoop, proxy: RunningProxy, pinDir: 
   return [`site ${site}'s page has ${loop.connections.size} connections, the server logged ${connectionsEndedByClient(loop, proxy, site)} closed by the client`, ...page, ...server, ...workers, '  kernel:', kernel].join('\n');
 }
 
-type Tally = { ok: number; failed: string[]; versions: string[] };
+/** No fetch of the page failed; else the failures' times, with the server's account of the site's connections. */
+async function expectNoFailedFetch(t: Tally, loop: FetchLoop, proxy: RunningProxy, pinDir: string, site: string): Promise<void> {
+  if (t.failed.length === 0) return;
+  const failures = t.failed.map((f, i) => `  fetch failed at ${t.failedAt[i]} (${new Date(t.failedAt[i] ?? 0).toISOString()}): ${f}`);
+  // Every site's kept lines within 3 s of a failure: a new connection of this site's page starts at the default site.
+  const near = proxy.logs.slice(loop.logsFrom).filter((l) => l.log !== 'access' && l.site !== site && t.failedAt.some((at) => Math.abs(Number(l.time) - at) < 3000));
+  const around = near.map((l) => `  near a failure ${JSON.stringify(l)}`);
+  expect.fail([`site ${site}'s page: ${t.failed.length} of ${t.ok + t.failed.length} fetches failed`, ...failures, await explainConnections(loop, proxy, pinDir, site), ...around].join('\n'));
+}
+
+type Tally = { ok: number; failed: string[]; failedAt: number[]; versions: string[] };
 function tally(page: Page, stop = false): Promise<Tally> {
   return page.evaluate((s) => {
     const w = window as unknown as { tally: Tally; stop: boolean };
@@ -291,8 +303,8 @@ describe('sites: per-site generations steered by SNI in the kernel', () => {
     await waitUntil('20 more answers from site a', async () => (await tally(aLoop.page)).ok >= aServedAfter, { timeoutMs: 20_000 });
     const a = await tally(aLoop.page, true);
     const b = await tally(bLoop.page, true);
-    expect(a.failed).toEqual([]);
-    expect(b.failed).toEqual([]);
+    await expectNoFailedFetch(a, aLoop, proxy, pinDir, 'a');
+    await expectNoFailedFetch(b, bLoop, proxy, pinDir, 'b');
     expect(new Set(a.versions)).toEqual(new Set(['a1']));
     // Every answer on x.b.test came from site b, also for Chromium's ClientHellos whose SNI is in
     // the second datagram (the default site sends those to site b with a Retry).

@@ -151,7 +151,7 @@ describe('H3Session: GOAWAY (RFC 9114 §5.2)', () => {
     const { conn, session, handler } = open();
     get(conn, 0);
     get(conn, 4);
-    session.goaway();
+    session.goaway('now');
     expect(goawayIds(conn)).toEqual([2 ** 53 - 4]);
     // A request the client sent before it saw the first GOAWAY is still served.
     get(conn, 8);
@@ -173,7 +173,7 @@ describe('H3Session: GOAWAY (RFC 9114 §5.2)', () => {
     const { conn, session, handler } = open();
     conn.autoAcknowledge = false;
     get(conn, 0);
-    session.goaway();
+    session.goaway('now');
     vi.advanceTimersByTime(100);
     answer(handler.last);
     conn.deliver();
@@ -182,10 +182,51 @@ describe('H3Session: GOAWAY (RFC 9114 §5.2)', () => {
     expect(conn.closed?.code).toBe(H3_ERROR.H3_NO_ERROR);
   });
 
+  it('a drain holds its first GOAWAY until a response goes out, and sends it with that response', () => {
+    const { conn, session, handler } = open();
+    get(conn, 0);
+    session.goaway('with-response');
+    expect(session.draining).toBe(true);
+    expect(goawayIds(conn)).toEqual([]);
+    // A request sent while the GOAWAY is held is taken like any other.
+    get(conn, 4);
+    expect(handler.exchanges.map((e) => e.streamId)).toEqual([0, 4]);
+    // The GOAWAY is written when the response's last bytes are, with no timer in between: the
+    // client reads it in the same flush, before it can send another request here.
+    answer(handler.exchanges[0]!);
+    expect(parseResponse(conn, 0)).toMatchObject({ status: 200, fin: true });
+    expect(goawayIds(conn)).toEqual([2 ** 53 - 4]);
+    vi.advanceTimersByTime(100);
+    expect(goawayIds(conn)).toEqual([2 ** 53 - 4, 8]);
+    answer(handler.exchanges[1]!);
+    conn.deliver();
+    expect(conn.closed).toEqual({ code: H3_ERROR.H3_NO_ERROR, reason: 'goaway' });
+  });
+
+  it('a drain of an idle connection sends its GOAWAY after 1 s with no response, and a 421 sends it at once', () => {
+    const idle = open();
+    idle.session.goaway('with-response');
+    vi.advanceTimersByTime(999);
+    expect(goawayIds(idle.conn)).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(goawayIds(idle.conn)).toEqual([2 ** 53 - 4]);
+    vi.advanceTimersByTime(100);
+    expect(goawayIds(idle.conn)).toEqual([2 ** 53 - 4, 0]);
+    expect(idle.conn.closed).toEqual({ code: H3_ERROR.H3_NO_ERROR, reason: 'goaway' });
+
+    // A held GOAWAY asked for again at once (a 421 during a drain) goes out now, once.
+    const held = open();
+    held.session.goaway('with-response');
+    held.session.goaway('now');
+    expect(goawayIds(held.conn)).toEqual([2 ** 53 - 4]);
+    vi.advanceTimersByTime(1000);
+    expect(goawayIds(held.conn)).toEqual([2 ** 53 - 4, 0]);
+  });
+
   it('scales the grace period with the RTT (3 RTT, at most 3 s)', () => {
     const { conn, session } = open();
     conn.rttMs = 400;
-    session.goaway();
+    session.goaway('now');
     vi.advanceTimersByTime(1199);
     expect(goawayIds(conn)).toHaveLength(1);
     vi.advanceTimersByTime(1);
@@ -712,7 +753,7 @@ describe('Request timeouts and header limits (hardening defect 5)', () => {
     }
     expect(handler.exchanges.map((e) => e.streamId)).toEqual([0, 8]);
     // A drain starting now changes nothing: the limit already holds.
-    session.goaway();
+    session.goaway('now');
     vi.advanceTimersByTime(3_000);
     expect(goaways()).toEqual([12]);
     for (const ex of handler.exchanges) answer(ex);
@@ -737,7 +778,7 @@ describe('Request timeouts and header limits (hardening defect 5)', () => {
   it('a drain in its first phase is cut short by the request limit (GOAWAY ids only fall)', () => {
     const { conn, session } = open(new HeldExchanges(), { maxRequestsPerConnection: 3 });
     get(conn, 0);
-    session.goaway();
+    session.goaway('now');
     get(conn, 4);
     get(conn, 8);
     const ids = serverUniFrames(conn, 3)

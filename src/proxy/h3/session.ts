@@ -27,6 +27,12 @@ const READ_CHUNK = 16 * 1024;
  * (2^53 - 4 rather than the protocol's 2^62 - 4, so it stays an exact JS number.)
  */
 const MAX_CLIENT_BIDI_ID = 2 ** 53 - 4;
+/**
+ * How long a drain holds its first GOAWAY for a response to travel with. Longer than a client's
+ * usual pause between requests (a page's fetch loop: tens of ms); it delays an idle connection's
+ * drain by this much.
+ */
+const GOAWAY_HOLD_MS = 1000;
 /** Bounds of the wait between the two GOAWAY frames (a few RTTs in between). */
 const GOAWAY_GRACE_MIN_MS = 100;
 const GOAWAY_GRACE_MAX_MS = 3000;
@@ -85,7 +91,10 @@ export class H3Session implements QuicApplication {
   private clientGoawayId: number | undefined;
   /** Highest client bidi stream id we accepted; GOAWAY carries the next one. */
   private highestRequestId = -4;
+  /** The last GOAWAY id sent (or to send once the connection is ready); none: not going away. */
   private goawayId: number | undefined;
+  /** A drain's first GOAWAY, held until a response goes out or this timer fires. */
+  private goawayHold: NodeJS.Timeout | undefined;
   private closing = false;
   /** Request streams taken on (counted against maxRequestsPerConnection). */
   private requestsAccepted = 0;
@@ -163,6 +172,7 @@ export class H3Session implements QuicApplication {
 
   onClosed(): void {
     if (this.stopCheckTimer) clearTimeout(this.stopCheckTimer);
+    clearTimeout(this.goawayHold);
     this.deadlines.stop();
     for (const req of this.requests.values()) req.abort('connection closed');
     this.requests.clear();
@@ -175,9 +185,27 @@ export class H3Session implements QuicApplication {
    * just before it saw our GOAWAY is still served: first GOAWAY with the largest stream id (no new
    * requests, nothing refused), then, a few RTTs later when everything in flight has arrived,
    * GOAWAY with the real limit. The connection closes with H3_NO_ERROR once no request is left.
+   *
+   * `with-response` (a drain) holds the first GOAWAY until a response goes out, at most
+   * GOAWAY_HOLD_MS, so that the client reads it in the same packets as that response. A GOAWAY
+   * arriving on its own can land between Chromium choosing this connection for a new request
+   * and opening the request's stream, and Chromium then fails that request (net error -100,
+   * CONNECTION_CLOSED) instead of retrying it; with a response it comes before the client's next
+   * request. `now` (a 421: the client's retry of that request must go elsewhere) sends it at once.
    */
-  goaway(): void {
+  goaway(timing: 'now' | 'with-response'): void {
     if (this.goawayId !== undefined) return;
+    if (timing === 'with-response') {
+      this.goawayHold ??= setTimeout(() => this.announceGoaway(), GOAWAY_HOLD_MS).unref();
+      return;
+    }
+    this.announceGoaway();
+  }
+
+  private announceGoaway(): void {
+    if (this.goawayId !== undefined || this.closing) return;
+    clearTimeout(this.goawayHold);
+    this.goawayHold = undefined;
     this.goawayId = MAX_CLIENT_BIDI_ID;
     if (this.conn.isReady) this.sendGoaway();
     const grace = Math.min(GOAWAY_GRACE_MAX_MS, Math.max(GOAWAY_GRACE_MIN_MS, 3 * this.conn.rttMs));
@@ -191,12 +219,14 @@ export class H3Session implements QuicApplication {
   /** GOAWAY with `id`, unless one with a lower id went out already (ids may only fall, §5.2). */
   private lowerGoaway(id: number): void {
     if (this.goawayId !== undefined && this.goawayId <= id) return;
+    clearTimeout(this.goawayHold);
+    this.goawayHold = undefined;
     this.goawayId = id;
     if (this.conn.isReady) this.sendGoaway();
   }
 
   get draining(): boolean {
-    return this.goawayId !== undefined;
+    return this.goawayId !== undefined || this.goawayHold !== undefined;
   }
 
   // ------------------------------------------------------------------ request streams
@@ -229,7 +259,7 @@ export class H3Session implements QuicApplication {
         onHandlerError: this.opts.onHandlerError,
         onDone: () => this.onRequestDone(streamId),
         handshakeComplete: () => this.handshake.wait(),
-        goAway: () => this.goaway(),
+        goAway: () => this.goaway('now'),
         ...(this.opts.refusals ? { refusals: this.opts.refusals } : {}),
         ...(this.opts.altSvc !== undefined ? { altSvc: this.opts.altSvc } : {}),
       });
@@ -265,6 +295,8 @@ export class H3Session implements QuicApplication {
     if (!this.requests.delete(streamId)) return;
     this.requestsServed++;
     this.delivering.add(streamId);
+    // The response's last bytes were just handed to QUIC: the held GOAWAY goes out with them.
+    if (this.goawayHold) this.announceGoaway();
     if (this.delivering.size > 32) this.pruneDelivered();
     this.closeIfIdle();
   }
