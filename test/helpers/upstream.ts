@@ -3,6 +3,7 @@
  * the last path segment, so any route prefix in front of it works:
  *   /echo         JSON of method, url, headers, body length and SHA-256
  *   /slow?ms=N    headers only after N ms
+ *   /held         headers only when the test calls releaseHeld()
  *   /bytes?n=N    N bytes of a repeating pattern, streamed
  *   /random?n=N&seed=S  N pseudo-random bytes from seed S, streamed (seededStream; no two packets alike)
  *   /reset        some body bytes, then the socket is destroyed
@@ -25,6 +26,8 @@ export interface TestUpstream {
    * 'upload-aborted' (url) when a request body is cut off before its end.
    */
   readonly events: EventEmitter;
+  /** Answers every /held request waiting now ("held\n"). */
+  releaseHeld(): void;
   close(): Promise<void>;
 }
 
@@ -38,6 +41,7 @@ export async function startUpstream(name = 'up'): Promise<TestUpstream> {
   let requests = 0;
   const log: UpstreamRequestRecord[] = [];
   const events = new EventEmitter();
+  const held = new Set<http.ServerResponse>();
   const server = http.createServer((req, res) => {
     requests++;
     log.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
@@ -50,6 +54,11 @@ export async function startUpstream(name = 'up'): Promise<TestUpstream> {
         clearTimeout(t);
         if (!res.writableFinished) events.emit('aborted', req.url);
       });
+      return;
+    }
+    if (leaf === '/held') {
+      held.add(res);
+      res.on('close', () => held.delete(res));
       return;
     }
     if (leaf === '/bytes') {
@@ -107,6 +116,9 @@ export async function startUpstream(name = 'up'): Promise<TestUpstream> {
     },
     log,
     events,
+    releaseHeld: () => {
+      for (const res of held) res.end('held\n');
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -116,15 +116,17 @@ admin: { listen: "127.0.0.1:${adminPort}" }
     expect(sum(before, 'udpgrm_proxy_handshakes_total', { transport: 'tcp', result: 'completed' })).toBe(4);
     expect(samples(before, 'udpgrm_proxy_reloads_total', { result: 'ok' }).map((s) => s.value)).toEqual([0]);
 
-    // A reload while an HTTP/2 request is in flight on generation 1: a scrape meanwhile shows both.
-    const slow = curl(['--http2', `https://127.0.0.1:${port}/api/slow?ms=2500`]);
-    await until('the slow request upstream', () => upstream.log.some((r) => r.url.endsWith('/slow?ms=2500')));
+    // A reload while an HTTP/2 request is in flight on generation 1 (its response held until the
+    // scrape, however long the reload takes): a scrape meanwhile shows both.
+    const slow = curl(['--http2', `https://127.0.0.1:${port}/api/held`]);
+    await until('the held request upstream', () => upstream.log.some((r) => r.url.endsWith('/held')));
     const reload = await cli('reload', '--config', proxy.configFile);
     expect(reload.code, reload.stderr).toBe(0);
     const during = await scrape(adminPort);
     const gens = new Set(samples(during, 'udpgrm_proxy_connections').map((s) => s.labels.generation));
     expect([...gens].sort()).toEqual(['1', '2']);
     expect(sum(during, 'udpgrm_proxy_connections', { generation: '1', protocol: 'h2' })).toBe(1);
+    upstream.releaseHeld();
     expect((await slow).out).toBe('200 2\n');
     await proxy.waitForLog((l) => l.msg === 'generation drained and retired' && l.generation === 1, 30_000);
 
@@ -140,7 +142,7 @@ admin: { listen: "127.0.0.1:${adminPort}" }
     expect(samples(after, 'udpgrm_proxy_reloads_total', { result: 'ok' }).map((s) => s.value)).toEqual([1]);
     for (const phase of ['validate', 'start_and_flip']) expect(sum(after, 'udpgrm_proxy_reload_phase_seconds_count', { phase })).toBe(1);
     expect(sum(after, 'udpgrm_proxy_drain_seconds_count')).toBe(1);
-    // The drain waited for the slow response: not instant, and well within drain_timeout.
+    // The drain waited for the held response: not instant, and well within drain_timeout.
     expect(sum(after, 'udpgrm_proxy_drain_seconds_sum')).toBeGreaterThan(0.05);
     expect(sum(after, 'udpgrm_proxy_drain_seconds_bucket', { result: 'drained', le: '10' })).toBe(1);
 
