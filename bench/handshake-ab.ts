@@ -11,7 +11,7 @@
 import { gtlsclient } from '../test/helpers/gtlsclient.js';
 import { enterPrivateNetns } from '../test/helpers/netns.js';
 import { h3Load } from './h3-load.js';
-import { median, treeRssBytes, treeSchedCpuMicros } from './proc-stats.js';
+import { median, treeMainThreadSlices, treeRssBytes, treeSchedCpuMicros } from './proc-stats.js';
 import { benchCertificate, startAbSides, startUpstreamProcess, type AbSide } from './targets.js';
 
 const [other, roundsArg, perArg, warmArg] = process.argv.slice(2);
@@ -25,9 +25,9 @@ enterPrivateNetns();
 const cert = benchCertificate();
 const upstream = await startUpstreamProcess();
 const opts = { upstreamPort: upstream.port, cert, workers: 2 };
-const targets: Array<AbSide & { perConn: number[] }> = [];
+const targets: Array<AbSide & { perConn: number[]; slicesPerConn: number[] }> = [];
 try {
-  for (const side of await startAbSides(other, opts)) targets.push({ ...side, perConn: [] });
+  for (const side of await startAbSides(other, opts)) targets.push({ ...side, perConn: [], slicesPerConn: [] });
   for (const t of targets) {
     for (let n = 0; n < WARM_REQUESTS; ) n += (await h3Load(t.port, '/bytes?n=1024', { connections: 4, inFlight: 32, durationMs: 1000 })).requests;
     for (let i = 0; i < 10; i++) await Promise.all([0, 1].map(() => gtlsclient('127.0.0.1', t.port, [KIB_URL], { sni: 'localhost' })));
@@ -35,6 +35,7 @@ try {
   for (let round = 0; round < ROUNDS; round++) {
     for (const t of round % 2 ? [...targets].reverse() : targets) {
       const cpu0 = treeSchedCpuMicros(t.proxy.proc.pid!);
+      const slices0 = treeMainThreadSlices(t.proxy.proc.pid!);
       const started = performance.now();
       let ok = 0;
       await Promise.all(
@@ -44,11 +45,17 @@ try {
       );
       const perConn = (treeSchedCpuMicros(t.proxy.proc.pid!) - cpu0) / Math.max(1, ok);
       t.perConn.push(perConn);
-      process.stdout.write(`round ${round} ${t.name.padEnd(5)} ${(perConn / 1000).toFixed(2)} ms/conn (${ok} of ${PER_ROUND} connections, ${(ok / ((performance.now() - started) / 1000)).toFixed(1)}/s)\n`);
+      const slices = (treeMainThreadSlices(t.proxy.proc.pid!) - slices0) / Math.max(1, ok);
+      t.slicesPerConn.push(slices);
+      process.stdout.write(`round ${round} ${t.name.padEnd(5)} ${(perConn / 1000).toFixed(2)} ms/conn, ${slices.toFixed(1)} main-thread wake-ups/conn (${ok} of ${PER_ROUND} connections, ${(ok / ((performance.now() - started) / 1000)).toFixed(1)}/s)\n`);
     }
   }
   const [o, t] = targets.map((x) => median(x.perConn));
   process.stdout.write(`medians: other ${(o! / 1000).toFixed(2)} ms/conn, this ${(t! / 1000).toFixed(2)} ms/conn, this/other ${(t! / o!).toFixed(3)}\n`);
+  const [os, ts] = targets.map((x) => median(x.slicesPerConn));
+  process.stdout.write(`main-thread wake-ups per connection (master and workers, schedstat): other ${os!.toFixed(1)}, this ${ts!.toFixed(1)}\n`);
+  const lower = targets[1]!.perConn.filter((v, i) => v < targets[0]!.perConn[i]!).length;
+  process.stdout.write(`rounds where this was lower: ${lower} of ${ROUNDS}\n`);
   // Memory a change may trade for CPU (a V8 flag that collects less often keeps a larger heap).
   process.stdout.write(`RSS of the process trees after the rounds: ${targets.map((x) => `${x.name} ${(treeRssBytes(x.proxy.proc.pid!) / 1048576).toFixed(1)} MiB`).join(', ')}\n`);
 } finally {

@@ -89,6 +89,23 @@ export function treeSchedCpuMicros(pid: number): number {
   return ns / 1000;
 }
 
+/**
+ * Times the main threads of a process tree were scheduled in (the third field of
+ * /proc/PID/task/PID/schedstat): for an event loop, its wake-ups (a poll that returned, a timer)
+ * plus preemptions. Counts what a change to timers or I/O does to the wake-ups without CPU noise.
+ */
+export function treeMainThreadSlices(pid: number): number {
+  let n = 0;
+  for (const p of processTree(pid)) {
+    try {
+      n += Number(readFileSync(`/proc/${p}/task/${p}/schedstat`, 'utf8').split(' ')[2]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return n;
+}
+
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;

@@ -34,6 +34,11 @@ export class MemoryQuicConnection implements QuicStreams {
   /** The connection runs on 0-RTT keys: set before creating the session, ended by `completeHandshake()`. */
   inEarlyData = false;
   rttMs = 0;
+  /** The client's CONNECTION_CLOSE arrived (`clientClose()`): the connection is draining. */
+  peerClosed = false;
+  get closing(): boolean {
+    return this.closed !== undefined || this.peerClosed;
+  }
   app: QuicApplication | undefined;
   /** CONNECTION_CLOSE the application asked for. */
   closed: { code: number; reason: string } | undefined;
@@ -141,6 +146,12 @@ export class MemoryQuicConnection implements QuicStreams {
   /** STOP_SENDING from the client: the server's next write on the stream fails. */
   clientStop(streamId: number, code: number): void {
     this.sendState(streamId).stoppedCode = code;
+    this.deliver();
+  }
+
+  /** CONNECTION_CLOSE from the client (quiche drains the connection before reporting it closed). */
+  clientClose(): void {
+    this.peerClosed = true;
     this.deliver();
   }
 

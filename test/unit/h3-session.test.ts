@@ -433,6 +433,23 @@ describe('RequestStream: clients that give up, handlers that fail', () => {
     }
   });
 
+  it('drops the pending STOP_SENDING look once the client closed the connection (no timer left to wake the loop)', () => {
+    vi.useFakeTimers();
+    try {
+      const { conn, handler } = open();
+      get(conn, 0);
+      conn.clientStop(0, H3_ERROR.H3_REQUEST_CANCELLED); // within 100 ms of the last look: a timer
+      expect(vi.getTimerCount()).toBe(1);
+      conn.clientClose();
+      expect(vi.getTimerCount()).toBe(0);
+      conn.deliver(); // a late packet of the draining connection arms nothing either
+      expect(vi.getTimerCount()).toBe(0);
+      expect(handler.last.signal.aborted).toBe(false);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('aborts the exchange and its body when the client resets the request stream', () => {
     const { conn, session, handler } = open();
     conn.clientSend(0, headersFrame(requestHeaders('POST', '/')));

@@ -117,14 +117,19 @@ describe('pending split ClientHellos', () => {
   it('expires attempts by age when asked (the endpoint asks on a timer)', () => {
     const discarded: string[] = [];
     const table = new PendingClientHellos({ maxEntries: 100, maxBytes: 1 << 20, maxAgeMs: 1000 }, (why) => discarded.push(why));
+    expect(table.nextExpiry).toBeUndefined();
     table.push('old', firstPart(0), 0);
     table.push('new', firstPart(0), 800);
+    // The endpoint arms its timer for this: the oldest attempt's age bound.
+    expect(table.nextExpiry).toBe(1000);
     table.expire(999);
     expect(table.size).toBe(2);
     table.expire(1000);
     expect([table.has('old'), table.has('new')]).toEqual([false, true]);
+    expect(table.nextExpiry).toBe(1800);
     table.expire(1800);
     expect(table.size).toBe(0);
+    expect(table.nextExpiry).toBeUndefined();
     expect(table.bytes).toBe(0);
     expect(discarded).toEqual(['expired', 'expired']);
   });

@@ -171,7 +171,7 @@ export class H3Session implements QuicApplication {
   }
 
   onClosed(): void {
-    if (this.stopCheckTimer) clearTimeout(this.stopCheckTimer);
+    this.cancelStopCheck();
     clearTimeout(this.goawayHold);
     this.deadlines.stop();
     for (const req of this.requests.values()) req.abort('connection closed');
@@ -302,6 +302,16 @@ export class H3Session implements QuicApplication {
   }
 
   /**
+   * The connection is closing (a client usually closes right after its last response): no
+   * STOP_SENDING can matter any more, and the pending look would wake the event loop for nothing
+   * (a cleared Node timer that is not the next one due costs no wake-up).
+   */
+  private cancelStopCheck(): void {
+    if (this.stopCheckTimer !== undefined) clearTimeout(this.stopCheckTimer);
+    this.stopCheckTimer = undefined;
+  }
+
+  /**
    * STOP_SENDING is reported by quiche only when asked. A client sends it to cancel a request
    * whose response has not started (the upstream is slow): the upstream exchange is then cancelled
    * instead of waited for. On our control or QPACK streams it is a connection error (RFC 9114
@@ -313,7 +323,8 @@ export class H3Session implements QuicApplication {
     if (now < due) {
       // Checked recently: look again when the interval is over (STOP_SENDING may be the last
       // packet the client sends for a while).
-      this.stopCheckTimer ??= setTimeout(() => {
+      if (this.stopCheckTimer !== undefined || this.conn.closing) return;
+      this.stopCheckTimer = setTimeout(() => {
         this.stopCheckTimer = undefined;
         if (this.closing) return;
         this.checkStoppedStreams();
@@ -336,7 +347,8 @@ export class H3Session implements QuicApplication {
   }
 
   afterPackets(): void {
-    this.checkStoppedStreams();
+    if (this.stopCheckTimer !== undefined && this.conn.closing) this.cancelStopCheck();
+    else this.checkStoppedStreams();
     if (this.goawayId !== undefined) this.closeIfIdle();
   }
 

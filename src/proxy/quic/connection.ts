@@ -61,6 +61,8 @@ export interface QuicStreams {
   readonly inEarlyData: boolean;
   /** Smoothed round-trip time of the active path in ms (0 before a sample). */
   readonly rttMs: number;
+  /** Either side sent CONNECTION_CLOSE (closing or draining): nothing on the streams matters any more. */
+  readonly closing: boolean;
   /** Reads into `buf`: [bytes, fin], or null when nothing is buffered. Throws on RESET_STREAM. */
   streamRecv(streamId: number, buf: Uint8Array): [number, boolean] | null;
   /** Writes as much of `data` as flow control allows; null when the stream has no credit at all. Throws when stopped or reset. */
@@ -190,6 +192,10 @@ export class QuicConnection implements TimerOwner, QuicStreams {
     } catch {
       return true;
     }
+  }
+
+  get closing(): boolean {
+    return this.closed || this.quic.isDraining() || this.quic.isClosed();
   }
 
   get isReady(): boolean {

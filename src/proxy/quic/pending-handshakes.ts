@@ -110,6 +110,12 @@ export class PendingClientHellos {
     return { kind: 'need-more' };
   }
 
+  /** When the oldest attempt reaches the age bound (undefined when none waits). */
+  get nextExpiry(): number | undefined {
+    for (const a of this.attempts.values()) return a.createdAt + this.limits.maxAgeMs;
+    return undefined;
+  }
+
   /** Drops attempts older than the age bound (insertion order is creation order). */
   expire(now: number): void {
     for (const [key, a] of this.attempts) {
