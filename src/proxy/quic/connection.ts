@@ -42,6 +42,9 @@ export interface QuicApplication {
 }
 
 const TRANSPORT_INTERNAL_ERROR = 0x1;
+/** The two low bits of a stream ID: who opened it, and whether it is unidirectional (RFC 9000 §2.1). */
+const STREAM_DIRECTION_MASK = 0x3;
+const SERVER_UNI = 0x3;
 
 /**
  * What an application (HTTP/3) uses of its QUIC connection: stream I/O and the connection's facts.
@@ -100,6 +103,8 @@ export class QuicConnection implements TimerOwner, QuicStreams {
   dataDatagrams = 0;
   /** When a held-back ACK must go out at the latest (the endpoint's second timer queue). */
   readonly ackHold: TimerOwner = { deadline: undefined, onDeadline: () => this.wake() };
+  /** Our unidirectional stream whose capacity tells the connection's: bytes written to it, and the peer's initial credit for it. */
+  private probe: { readonly id: number; written: number; readonly credit: number } | undefined;
 
   constructor(
     readonly quic: QuicheConnection,
@@ -152,11 +157,17 @@ export class QuicConnection implements TimerOwner, QuicStreams {
       read = true;
     }
     // The waiting streams that have credit (stream-level, and connection capacity left) get it in
-    // turn; once one takes nothing the capacity is gone and the rest wait for the next packet.
-    // quiche's writable() would list the same streams, but as a napi-rs generator it costs
-    // ~50 µs per call, on every received packet of a bulk transfer; a capacity query ~0.2 µs.
-    for (const id of app.streamsAwaitingCredit()) {
-      if (this.mayTakeBytes(id) && app.onStreamWritable(id)) break;
+    // turn; once one takes nothing, or the connection's capacity is used up, the rest wait for the
+    // next packet. quiche's writable() would list the same streams, but as a napi-rs generator it
+    // costs ~50 µs per call, on every received packet of a bulk transfer; a capacity query ~0.2 µs.
+    // Without the connection check, a hundred responses waiting meant a hundred capacity queries
+    // per ACK, all but the first few answering 0.
+    const waiting = app.streamsAwaitingCredit();
+    if (waiting.length > 0 && this.connectionCapacityLeft()) {
+      for (const id of waiting) {
+        if (!this.mayTakeBytes(id)) continue;
+        if (app.onStreamWritable(id) || !this.connectionCapacityLeft()) break;
+      }
     }
     app.afterPackets?.();
     return read;
@@ -198,6 +209,24 @@ export class QuicConnection implements TimerOwner, QuicStreams {
     return this.closed || this.quic.isDraining() || this.quic.isClosed();
   }
 
+  /**
+   * False when quiche's send capacity for the connection (congestion window and connection-level
+   * flow control) is used up, so that no stream can take a byte until more packets arrive; true
+   * when some is left or when that cannot be told. quiche answers a stream's capacity as the
+   * minimum of the connection's and the stream's own credit, so the probe is one of our
+   * unidirectional streams while fewer bytes were written to it than the peer's initial credit for
+   * such streams (credit only grows): its own credit is then certainly left.
+   */
+  private connectionCapacityLeft(): boolean {
+    const probe = this.probe;
+    if (probe === undefined || probe.written >= probe.credit) return true;
+    try {
+      return this.quic.streamCapacity(probe.id) > 0;
+    } catch {
+      return true;
+    }
+  }
+
   get isReady(): boolean {
     return this.handshake !== 'in-progress';
   }
@@ -228,12 +257,19 @@ export class QuicConnection implements TimerOwner, QuicStreams {
    */
   streamSend(streamId: number, data: Uint8Array, fin: boolean): number | null {
     const n = this.quic.streamSend(streamId, data, fin);
+    if ((streamId & STREAM_DIRECTION_MASK) === SERVER_UNI) this.wroteOwnUni(streamId, n ?? 0);
     this.host.wake(this);
     return n;
   }
 
   streamCapacity(streamId: number): number {
     return this.quic.streamCapacity(streamId);
+  }
+
+  /** The first of our unidirectional streams written to becomes the capacity probe (connectionCapacityLeft). */
+  private wroteOwnUni(streamId: number, bytes: number): void {
+    this.probe ??= { id: streamId, written: 0, credit: this.quic.stats().peerInitialMaxStreamDataUni };
+    if (this.probe.id === streamId) this.probe.written += bytes;
   }
 
   /** Reset our sending side (RESET_STREAM) with an application error code. */
