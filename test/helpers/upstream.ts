@@ -3,7 +3,7 @@
  * the last path segment, so any route prefix in front of it works:
  *   /echo         JSON of method, url, headers, body length and SHA-256
  *   /slow?ms=N    headers only after N ms
- *   /held         headers only when the test calls releaseHeld()
+ *   /until-released  headers only when the test calls releaseHeld()
  *   /bytes?n=N    N bytes of a repeating pattern, streamed
  *   /random?n=N&seed=S  N pseudo-random bytes from seed S, streamed (seededStream; no two packets alike)
  *   /reset        some body bytes, then the socket is destroyed
@@ -26,7 +26,7 @@ export interface TestUpstream {
    * 'upload-aborted' (url) when a request body is cut off before its end.
    */
   readonly events: EventEmitter;
-  /** Answers every /held request waiting now ("held\n"). */
+  /** Answers every /until-released request waiting now ("released\n"). */
   releaseHeld(): void;
   close(): Promise<void>;
 }
@@ -56,7 +56,7 @@ export async function startUpstream(name = 'up'): Promise<TestUpstream> {
       });
       return;
     }
-    if (leaf === '/held') {
+    if (leaf === '/until-released') {
       held.add(res);
       res.on('close', () => held.delete(res));
       return;
@@ -117,7 +117,7 @@ export async function startUpstream(name = 'up'): Promise<TestUpstream> {
     log,
     events,
     releaseHeld: () => {
-      for (const res of held) res.end('held\n');
+      for (const res of held) res.end('released\n');
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -118,8 +118,8 @@ admin: { listen: "127.0.0.1:${adminPort}" }
 
     // A reload while an HTTP/2 request is in flight on generation 1 (its response held until the
     // scrape, however long the reload takes): a scrape meanwhile shows both.
-    const slow = curl(['--http2', `https://127.0.0.1:${port}/api/held`]);
-    await until('the held request upstream', () => upstream.log.some((r) => r.url.endsWith('/held')));
+    const slow = curl(['--http2', `https://127.0.0.1:${port}/api/until-released`]);
+    await until('the held request upstream', () => upstream.log.some((r) => r.url.endsWith('/until-released')));
     const reload = await cli('reload', '--config', proxy.configFile);
     expect(reload.code, reload.stderr).toBe(0);
     const during = await scrape(adminPort);
