@@ -172,7 +172,7 @@ export class H3Session implements QuicApplication {
 
   onClosed(): void {
     this.cancelStopCheck();
-    clearTimeout(this.goawayHold);
+    this.releaseGoawayHold();
     this.deadlines.stop();
     for (const req of this.requests.values()) req.abort('connection closed');
     this.requests.clear();
@@ -204,8 +204,7 @@ export class H3Session implements QuicApplication {
 
   private announceGoaway(): void {
     if (this.goawayId !== undefined || this.closing) return;
-    clearTimeout(this.goawayHold);
-    this.goawayHold = undefined;
+    this.releaseGoawayHold();
     this.goawayId = MAX_CLIENT_BIDI_ID;
     if (this.conn.isReady) this.sendGoaway();
     const grace = Math.min(GOAWAY_GRACE_MAX_MS, Math.max(GOAWAY_GRACE_MIN_MS, 3 * this.conn.rttMs));
@@ -219,10 +218,15 @@ export class H3Session implements QuicApplication {
   /** GOAWAY with `id`, unless one with a lower id went out already (ids may only fall, §5.2). */
   private lowerGoaway(id: number): void {
     if (this.goawayId !== undefined && this.goawayId <= id) return;
-    clearTimeout(this.goawayHold);
-    this.goawayHold = undefined;
+    this.releaseGoawayHold();
     this.goawayId = id;
     if (this.conn.isReady) this.sendGoaway();
+  }
+
+  /** A GOAWAY is going out now (or the connection is gone): nothing is held for a response any more. */
+  private releaseGoawayHold(): void {
+    clearTimeout(this.goawayHold);
+    this.goawayHold = undefined;
   }
 
   get draining(): boolean {
