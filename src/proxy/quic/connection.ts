@@ -219,12 +219,7 @@ export class QuicConnection implements TimerOwner, QuicStreams {
    */
   private connectionCapacityLeft(): boolean {
     const probe = this.probe;
-    if (probe === undefined || probe.written >= probe.credit) return true;
-    try {
-      return this.quic.streamCapacity(probe.id) > 0;
-    } catch {
-      return true;
-    }
+    return probe === undefined || probe.written >= probe.credit || this.mayTakeBytes(probe.id);
   }
 
   get isReady(): boolean {
