@@ -270,7 +270,9 @@ export class UpstreamPool {
       // undici takes a flat [name, value, name, value, ...] list (keeps order and duplicates).
       headers: request.headers.flat(),
       body: gate?.open() ?? null,
-      ...(gate !== undefined && { headersTimeout: this.#config.responseTimeoutMs, bodyTimeout: this.#config.bodyTimeoutMs }),
+      // One shape for every request (undefined: the dispatcher's 0, off).
+      headersTimeout: gate === undefined ? undefined : this.#config.responseTimeoutMs,
+      bodyTimeout: gate === undefined ? undefined : this.#config.bodyTimeoutMs,
       // Constant per target: undici reconnects whenever it changes, and would otherwise take it
       // from the Host field (the client's authority). The connector sets the real SNI.
       servername: target.endpoint.key,
