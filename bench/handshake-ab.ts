@@ -5,7 +5,9 @@
  * 1 KiB request via the upstream each, as the bench's "new connection" row) alternate between
  * them. CPU is the proxy tree's from /proc/PID/task/TID/schedstat (ns, not 10 ms ticks). On a
  * noisy machine the interleaved rounds see the same load, where two bench runs do not.
- *   npx tsx bench/handshake-ab.ts OTHER_CHECKOUT [rounds=6] [connections per round=20] [warm-up requests=4000]
+ *   npx tsx bench/handshake-ab.ts OTHER_CHECKOUT [rounds=6] [connections per round=20] [warm-up requests=4000] [gap ms=0]
+ * `gap`: each of the 2 lanes waits this long after each connection, for the low-rate case (e.g.
+ * 1000: ~2 connections/s), where timers that tick while a request is open cost a wake-up each.
  * OTHER_CHECKOUT must have its dist/ built (npx tsc -p tsconfig.json there).
  */
 import { gtlsclient } from '../test/helpers/gtlsclient.js';
@@ -14,11 +16,12 @@ import { h3Load } from './h3-load.js';
 import { median, treeMainThreadSlices, treeRssBytes, treeSchedCpuMicros } from './proc-stats.js';
 import { benchCertificate, startAbSides, startUpstreamProcess, type AbSide } from './targets.js';
 
-const [other, roundsArg, perArg, warmArg] = process.argv.slice(2);
-if (!other) throw new Error('usage: handshake-ab.ts OTHER_CHECKOUT [rounds] [connections per round] [warm-up requests]');
+const [other, roundsArg, perArg, warmArg, gapArg] = process.argv.slice(2);
+if (!other) throw new Error('usage: handshake-ab.ts OTHER_CHECKOUT [rounds] [connections per round] [warm-up requests] [gap ms]');
 const ROUNDS = Number(roundsArg ?? 6);
 const PER_ROUND = Number(perArg ?? 20);
 const WARM_REQUESTS = Number(warmArg ?? 4000);
+const GAP_MS = Number(gapArg ?? 0);
 const KIB_URL = 'https://localhost/bytes?n=1024';
 
 enterPrivateNetns();
@@ -40,7 +43,10 @@ try {
       let ok = 0;
       await Promise.all(
         [0, 1].map(async () => {
-          for (let i = 0; i < PER_ROUND / 2; i++) if ((await gtlsclient('127.0.0.1', t.port, [KIB_URL], { sni: 'localhost' })).statuses[0] === 200) ok++;
+          for (let i = 0; i < PER_ROUND / 2; i++) {
+            if ((await gtlsclient('127.0.0.1', t.port, [KIB_URL], { sni: 'localhost' })).statuses[0] === 200) ok++;
+            if (GAP_MS > 0) await new Promise((resolve) => setTimeout(resolve, GAP_MS));
+          }
         }),
       );
       const perConn = (treeSchedCpuMicros(t.proxy.proc.pid!) - cpu0) / Math.max(1, ok);

@@ -233,14 +233,47 @@ describe('UpstreamPool against real HTTP/1.1 servers', () => {
     expect(pool.stats()[0]!.inFlight).toBe(0);
   });
 
-  it('maps a slow upstream to 504 response_timeout', async () => {
+  it('maps a slow upstream to 504 response_timeout, at its time', async () => {
     const upstream = await startServer(() => {
       /* never answers */
     });
     const pool = makePool(poolConfig([upstream.origin], { responseTimeoutMs: 150 }));
-    const err = await expectUpstreamError(pool.forward({ method: 'GET', path: '/slow', headers: getHeaders }));
+    const started = performance.now();
+    const err = await within(expectUpstreamError(pool.forward({ method: 'GET', path: '/slow', headers: getHeaders })), 5_000, 'response_timeout');
     expect(err.kind).toBe('response_timeout');
     expect(err.status).toBe(504);
+    expect(err.reason).toBe('response headers timeout');
+    expect(performance.now() - started).toBeGreaterThanOrEqual(145);
+    // The connection is not reused (closed, as undici's own timeout closes it).
+    const connections = upstream.connections;
+    await within(expectUpstreamError(pool.forward({ method: 'GET', path: '/slow', headers: getHeaders })), 5_000, 'second response_timeout');
+    expect(upstream.connections).toBeGreaterThan(connections);
+  });
+
+  it('a request with a body gets response_timeout too (undici runs it, not while the body is written)', async () => {
+    const upstream = await startServer((req) => req.resume());
+    const pool = makePool(poolConfig([upstream.origin], { responseTimeoutMs: 150 }));
+    const pipe = new RequestBody();
+    const forwarded = pool.forward({ method: 'POST', path: '/slow', headers: [...getHeaders, ['content-length', '5']], body: pipe.stream });
+    pipe.push(Buffer.from('hello'));
+    pipe.end();
+    const err = await within(expectUpstreamError(forwarded), 5_000, 'response_timeout with a request body');
+    expect(err.kind).toBe('response_timeout');
+  });
+
+  it('an interim response restarts response_timeout', async () => {
+    const upstream = await startServer((_req, res) => {
+      // 103s every 100 ms for 450 ms, then the response: never 150 ms without a response head.
+      let sent = 0;
+      const timer = setInterval(() => {
+        if (++sent <= 4) return void res.writeEarlyHints({ link: '</a.css>; rel=preload' });
+        clearInterval(timer);
+        res.end('late but alive');
+      }, 100);
+    });
+    const pool = makePool(poolConfig([upstream.origin], { responseTimeoutMs: 150 }));
+    const response = await within(pool.forward({ method: 'GET', path: '/hints', headers: getHeaders }), 5_000, 'response after interim ones');
+    expect((await readAll(response)).toString()).toBe('late but alive');
   });
 
   it('surfaces a stalled body as body_timeout from the body iterator', async () => {
@@ -250,9 +283,41 @@ describe('UpstreamPool against real HTTP/1.1 servers', () => {
     });
     const pool = makePool(poolConfig([upstream.origin], { bodyTimeoutMs: 150 }));
     const response = await pool.forward({ method: 'GET', path: '/', headers: getHeaders });
-    const err = await expectUpstreamError(readAll(response));
+    const err = await within(expectUpstreamError(readAll(response)), 5_000, 'body_timeout');
     expect(err.kind).toBe('body_timeout');
+    expect(err.reason).toBe('response body timeout');
     await expect(response.trailers).rejects.toBe(err);
+  });
+
+  it('body_timeout restarts with each chunk and does not run while the consumer holds the body paused', async () => {
+    const chunk = Buffer.alloc(256 * 1024, 7);
+    const upstream = await startServer((_req, res) => {
+      // 1 MiB at once (beyond the 64 KiB high-water mark: the pool pauses the socket), then a
+      // chunk every 100 ms, then silence with 1 MiB still owed.
+      res.writeHead(200, { 'Content-Length': String(3 * 1024 * 1024) });
+      for (let i = 0; i < 4; i++) res.write(chunk);
+      let late = 0;
+      const timer = setInterval(() => {
+        res.write(chunk);
+        if (++late === 4) clearInterval(timer);
+      }, 100);
+    });
+    const pool = makePool(poolConfig([upstream.origin], { bodyTimeoutMs: 250 }));
+    const response = await pool.forward({ method: 'GET', path: '/', headers: getHeaders });
+    // Paused for 4 × body_timeout: a clock running meanwhile would fail the body and drop what is queued.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    let received = 0;
+    const err = await within(
+      expectUpstreamError(
+        (async () => {
+          for await (const data of response.body) received += (data as Buffer).length;
+        })(),
+      ),
+      5_000,
+      'body_timeout after the silence',
+    );
+    expect(err.kind).toBe('body_timeout');
+    expect(received).toBe(2 * 1024 * 1024);
   });
 
   it('surfaces an upstream reset mid-body as kind reset from the body iterator', async () => {

@@ -77,8 +77,9 @@ export function createDispatcher(endpoint: Endpoint, config: UpstreamPoolConfig,
         return client;
       },
     }),
-    headersTimeout: config.responseTimeoutMs,
-    bodyTimeout: config.bodyTimeoutMs,
+    // Off here: the pool's ExchangeDeadlines runs them, or undici per request (pool.ts #dispatch).
+    headersTimeout: 0,
+    bodyTimeout: 0,
     keepAliveTimeout: Math.max(1, config.keepAliveTimeoutMs),
     // An upstream's "Keep-Alive: timeout=N" may shorten, never lengthen, our idle time.
     keepAliveMaxTimeout: Math.max(1, config.keepAliveTimeoutMs),

@@ -24,6 +24,7 @@ import { Balancer } from './balancer.js';
 import { BodyGate } from './body-gate.js';
 import { createDispatcher, hostOf, loadTlsMaterial, type TlsMaterial } from './dispatcher.js';
 import { classifyUpstreamError, ExchangeAbortedError, UpstreamError, type UpstreamErrorKind } from './errors.js';
+import { ExchangeDeadlines } from './exchange-deadlines.js';
 import { ActiveHealthCheck } from './health-check.js';
 import { TargetHealth, type HealthStateKind } from './health.js';
 import { Tries } from './retry.js';
@@ -110,6 +111,8 @@ export class UpstreamPool {
   readonly #balancer: Balancer<Target>;
   readonly #queue: WaitQueue<Waiter>;
   readonly #resolver: TargetResolver;
+  /** response_timeout / body_timeout of the exchanges without a request body (see #dispatch). */
+  readonly #deadlines: ExchangeDeadlines;
   #pumpScheduled = false;
   #closed = false;
   #queueEmptied: (() => void) | undefined;
@@ -121,6 +124,7 @@ export class UpstreamPool {
     this.#random = options.random ?? Math.random;
     this.#tls = loadTlsMaterial(config.tls);
     this.#balancer = new Balancer(config.balance);
+    this.#deadlines = new ExchangeDeadlines(config.responseTimeoutMs, config.bodyTimeoutMs);
     const reason = `no free connection within ${formatDuration(config.queueTimeoutMs)} (all ${config.maxConnectionsPerTarget} per target busy)`;
     this.#queue = new WaitQueue<Waiter>(config.queueTimeoutMs, (waiter) => {
       waiter.fail(new UpstreamError('queue_timeout', reason, undefined));
@@ -194,6 +198,8 @@ export class UpstreamPool {
     this.#stopBackground();
     if (this.#queue.size > 0) await new Promise<void>((resolve) => (this.#queueEmptied = resolve));
     await Promise.all([...this.#targets, ...this.#retired].map((target) => target.dispatcher.close()));
+    // Not before: what is in flight keeps its timeouts while it finishes.
+    this.#deadlines.stop();
   }
 
   /** Stop now: queued and in-flight exchanges fail (kind 'other', "upstream pool closed"). */
@@ -203,6 +209,7 @@ export class UpstreamPool {
     for (const waiter of this.#queue.drain()) waiter.fail(new UpstreamError('other', 'upstream pool closed', undefined));
     this.#checkQueueEmpty();
     await Promise.all([...this.#targets, ...this.#retired].map((target) => target.dispatcher.destroy()));
+    this.#deadlines.stop();
   }
 
   /** Tries `target`, then others while retry.ts allows; the first try is dispatched synchronously. */
@@ -245,7 +252,10 @@ export class UpstreamPool {
         if (exchange.responded) gate?.release();
         this.#schedulePump();
       },
-      { method: request.method, responseHighWaterMark: options.responseHighWaterMark },
+      // Without a request body, our deadline table runs response_timeout and body_timeout. With
+      // one, undici does (options below): its headersTimeout does not run while the body is being
+      // written, which only undici can see (a silent upload is request_body_timeout's to end).
+      { method: request.method, responseHighWaterMark: options.responseHighWaterMark, deadlines: gate === undefined ? this.#deadlines : undefined },
     );
 
     if (signal?.aborted) {
@@ -260,6 +270,9 @@ export class UpstreamPool {
       // undici takes a flat [name, value, name, value, ...] list (keeps order and duplicates).
       headers: request.headers.flat(),
       body: gate?.open() ?? null,
+      // One shape for every request (undefined: the dispatcher's 0, off).
+      headersTimeout: gate === undefined ? undefined : this.#config.responseTimeoutMs,
+      bodyTimeout: gate === undefined ? undefined : this.#config.bodyTimeoutMs,
       // Constant per target: undici reconnects whenever it changes, and would otherwise take it
       // from the Host field (the client's authority). The connector sets the real SNI.
       servername: target.endpoint.key,

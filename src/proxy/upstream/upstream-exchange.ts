@@ -6,10 +6,11 @@
  */
 
 import type { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
+import { errors as undiciErrors, type Dispatcher } from 'undici';
 import type { FieldList } from '../http-semantics/fields.js';
 import { isValidStatus, responseHasNoContent } from '../http-semantics/status.js';
 import { classifyUpstreamError, ExchangeAbortedError, UpstreamError, type TryRecord } from './errors.js';
+import type { ExchangeDeadline, ExchangeDeadlines } from './exchange-deadlines.js';
 import { ResponseBody } from './response-body.js';
 
 export const DEFAULT_RESPONSE_HIGH_WATER_MARK = 64 * 1024;
@@ -47,10 +48,26 @@ export interface UpstreamExchangeOptions {
   readonly method?: string;
   /** Bytes of response body buffered before the upstream socket is paused. */
   readonly responseHighWaterMark?: number;
+  /**
+   * Runs response_timeout and body_timeout for this exchange (undici's own are then off for it).
+   * Without it undici's per-request timers must be set.
+   */
+  readonly deadlines?: ExchangeDeadlines;
 }
 
-export class UpstreamExchange implements Dispatcher.DispatchHandler {
+/** Which timeout the exchange's deadline is: until the response head, or the longest body silence. */
+type Clock = 'none' | 'response' | 'body';
+
+export class UpstreamExchange implements Dispatcher.DispatchHandler, ExchangeDeadline {
   readonly response: Promise<UpstreamResponse>;
+  /** See ExchangeDeadline: when the running clock expires (Infinity: none running). */
+  deadline = Infinity;
+  deadlinePrev: ExchangeDeadline | null = null;
+  deadlineNext: ExchangeDeadline | null = null;
+  #clock: Clock = 'none';
+  /** The body's consumer paused undici's parser: body_timeout does not run meanwhile (as undici's). */
+  #bodyPaused = false;
+  readonly #deadlines: ExchangeDeadlines | undefined;
   #state: State = 'waiting';
   #controller: DispatchController | null = null;
   #pendingAbort: Error | null = null;
@@ -71,6 +88,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   ) {
     this.#method = options.method ?? 'GET';
     this.#responseHighWaterMark = options.responseHighWaterMark ?? DEFAULT_RESPONSE_HIGH_WATER_MARK;
+    this.#deadlines = options.deadlines;
     this.response = new Promise((resolve, reject) => {
       this.#resolveResponse = resolve;
       this.#rejectResponse = reject;
@@ -118,12 +136,43 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
       this.#rejectResponse(mapped);
     }
     this.#rejectTrailers(mapped);
+    this.#settle();
+  }
+
+  /** The exchange is over: no clock runs for it any more. */
+  #settle(): void {
+    if (this.#clock !== 'none') {
+      this.#clock = 'none';
+      this.#deadlines!.unwatch(this);
+    }
     this.onSettled();
+  }
+
+  /** Start (or restart) a clock: response_timeout until the head, then body_timeout between chunks. */
+  #startClock(clock: 'response' | 'body'): void {
+    const deadlines = this.#deadlines;
+    if (deadlines === undefined) return;
+    this.#clock = clock;
+    this.deadline = performance.now() + (clock === 'response' ? deadlines.responseTimeoutMs : deadlines.bodyTimeoutMs);
+    deadlines.watch(this);
+  }
+
+  /** ExchangeDeadline: the running clock ran out. Fails as undici's own timeout would (same error, the socket closed). */
+  expire(): void {
+    const clock = this.#clock;
+    this.#clock = 'none';
+    if (this.settled || this.#controller === null) return;
+    this.#controller.abort(clock === 'response' ? new undiciErrors.HeadersTimeoutError() : new undiciErrors.BodyTimeoutError());
   }
 
   onRequestStart(controller: DispatchController): void {
     this.#controller = controller;
-    if (this.#pendingAbort !== null) controller.abort(this.#pendingAbort);
+    if (this.#pendingAbort !== null) {
+      controller.abort(this.#pendingAbort);
+      return;
+    }
+    // The request is on a connection now, where undici would start headersTimeout.
+    this.#startClock('response');
   }
 
   onResponseStart(controller: DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
@@ -135,14 +184,29 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
       controller.abort(err);
       return;
     }
-    // 1xx interim responses are not relayed; the final response follows.
-    if (statusCode < 200 || this.#state !== 'waiting') return;
+    if (this.#state !== 'waiting') return;
+    // 1xx interim responses are not relayed; the final response follows. Each restarts
+    // response_timeout, as it does undici's headersTimeout.
+    if (statusCode < 200) {
+      if (this.#clock === 'response') this.#startClock('response');
+      return;
+    }
     this.#controller = controller;
     this.#state = 'streaming';
     const body = new ResponseBody(
       {
-        pause: () => controller.pause(),
-        resume: () => controller.resume(),
+        pause: () => {
+          this.#bodyPaused = true;
+          this.deadline = Infinity;
+          controller.pause();
+        },
+        resume: () => {
+          if (this.#bodyPaused) {
+            this.#bodyPaused = false;
+            if (this.#clock === 'body') this.#startClock('body');
+          }
+          controller.resume();
+        },
         // The consumer gave up before the end: stop the upstream exchange too.
         cancel: () => {
           if (this.#state === 'streaming') controller.abort(new ExchangeAbortedError('response body destroyed by the consumer'));
@@ -159,13 +223,17 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
       this.#state = 'done';
       body.end([]);
       this.#resolveTrailers([]);
+    } else {
+      this.#startClock('body');
     }
     this.#resolveResponse(new ExchangeResponse(statusCode, toFieldList(controller.rawHeaders ?? headers), body, this.#trailers, this, this.target));
-    if (complete) this.onSettled();
+    if (complete) this.#settle();
   }
 
   onResponseData(controller: DispatchController, chunk: Buffer): void {
     if (this.#body === null || this.#state !== 'streaming') return;
+    // A chunk restarts body_timeout; the sweep finds the later deadline (no timer call).
+    if (this.#clock === 'body' && !this.#bodyPaused) this.deadline = performance.now() + this.#deadlines!.bodyTimeoutMs;
     this.#body.push(chunk);
   }
 
@@ -175,7 +243,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     const fields = toFieldList(controller.rawTrailers ?? trailers);
     this.#resolveTrailers(fields);
     this.#body.end(fields);
-    this.onSettled();
+    this.#settle();
   }
 
   onResponseError(_controller: DispatchController, error: Error): void {
