@@ -237,7 +237,11 @@ QPACK_STATIC_TABLE.forEach(([name, value], index) => {
   if (!STATIC_NAME.has(name)) STATIC_NAME.set(name, index);
 });
 
-const NON_LATIN1 = /[^\x00-\xff]/;
+/** True when a character of `s` is above 0xff (not one octet). */
+function hasNonLatin1(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0xff) return true;
+  return false;
+}
 
 /** Writes a string literal (Huffman when strictly shorter) with an N-bit length prefix. */
 function writeString(out: Buffer, o: number, s: string, prefixBits: number, flags: number): number {
@@ -267,7 +271,7 @@ export function encodeFieldSection(fields: Iterable<readonly [string, string]>):
   let o = 2;
   for (const [rawName, value] of list) {
     const name = rawName.toLowerCase();
-    if (NON_LATIN1.test(name) || NON_LATIN1.test(value)) {
+    if (hasNonLatin1(name) || hasNonLatin1(value)) {
       throw new RangeError(`field ${JSON.stringify(rawName)} has characters outside latin1`);
     }
     const exact = STATIC_EXACT.get(name)?.get(value);
@@ -283,7 +287,8 @@ export function encodeFieldSection(fields: Iterable<readonly [string, string]>):
     }
     o = writeString(out, o, value, 7, 0x00);
   }
-  return Buffer.from(out.subarray(0, o));
+  // A view, no copy: the bound is small (a few dozen bytes per field) and the frame copies it anyway.
+  return out.subarray(0, o);
 }
 
 // ---------------------------------------------------------------------------------------------
