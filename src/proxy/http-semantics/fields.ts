@@ -39,6 +39,8 @@ export function isHopByHop(name: string): boolean {
   return HOP_BY_HOP_FIELDS.has(name) || name.startsWith('proxy-');
 }
 
+const CONNECTION = 'connection';
+
 /**
  * The field names a `connection` header lists (RFC 9110 §7.6.1): each of these is hop-by-hop for
  * this one message. Names are lowercased; empty list elements are skipped.
@@ -46,7 +48,8 @@ export function isHopByHop(name: string): boolean {
 export function connectionListedNames(fields: readonly Field[]): Set<string> {
   const names = new Set<string>();
   for (const [name, value] of fields) {
-    if (name.toLowerCase() !== 'connection') continue;
+    // The length first: most fields are not this one, and most names are not lowercased here.
+    if (name.length !== CONNECTION.length || name.toLowerCase() !== CONNECTION) continue;
     for (const token of value.split(',')) {
       const trimmed = token.trim().toLowerCase();
       if (trimmed !== '') names.add(trimmed);
