@@ -188,3 +188,44 @@ describe('content-length vs DATA', () => {
     expect(counter.received).toBe(9);
   });
 });
+
+describe('field grammar by character code', () => {
+  it('agrees with the regular expressions on every single character and on ~40,000 mixed strings', async () => {
+    const { FIELD_GRAMMAR, isFieldValue, isLowercaseToken, isToken } = await import('../../src/proxy/http-semantics/fields.js');
+    const asRegex = {
+      token: (s: string) => FIELD_GRAMMAR.token.test(s),
+      lowercaseToken: (s: string) => FIELD_GRAMMAR.lowercaseToken.test(s),
+      fieldValue: (s: string) => {
+        if (!FIELD_GRAMMAR.fieldValue.test(s)) return false;
+        return s.length === 0 || !/^[ \t]|[ \t]$/.test(s);
+      },
+    };
+    const check = (s: string): void => {
+      expect(isToken(s), JSON.stringify(s)).toBe(asRegex.token(s));
+      expect(isLowercaseToken(s), JSON.stringify(s)).toBe(asRegex.lowercaseToken(s));
+      expect(isFieldValue(s), JSON.stringify(s)).toBe(asRegex.fieldValue(s));
+    };
+    check('');
+    for (let c = 0; c < 0x120; c++) {
+      const ch = String.fromCharCode(c);
+      check(ch);
+      check(`a${ch}`);
+      check(`${ch}a`);
+      check(`a${ch}b`);
+    }
+    let seed = 0x9e3779b9;
+    const next = (n: number): number => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    const alphabet = ['a', 'Z', '0', '-', '!', '~', ' ', '\t', ':', '"', '(', '\x00', '\r', '\n', '\x7f', '\x80', '\xff', '\u0100', '/', ','];
+    for (let i = 0; i < 40_000; i++) {
+      let s = '';
+      const length = next(8);
+      for (let j = 0; j < length; j++) s += alphabet[next(alphabet.length)];
+      check(s);
+    }
+  });
+});

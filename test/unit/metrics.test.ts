@@ -60,6 +60,14 @@ describe('worker counts', () => {
     expect([tryOutcome('503'), tryOutcome('connect_refused')]).toEqual(['5xx', 'connect_refused']);
   });
 
+  it('reads a try outcome as a status exactly when /^[1-5]\\d\\d$/ does', () => {
+    const chars = ['0', '1', '5', '6', '9', 'x', '/', ':', ' ', '\u0660'];
+    const outcomes = ['', 'reset', 'connect_refused', '1000', '99'];
+    for (const a of chars) for (const b of chars) for (const c of chars) outcomes.push(a + b + c);
+    for (const o of outcomes) expect(tryOutcome(o), JSON.stringify(o)).toBe(/^[1-5]\d\d$/.test(o) ? `${o[0]}xx` : o);
+    for (let status = 0; status < 1000; status++) expect(statusClass(status)).toBe(status >= 100 && status <= 599 ? `${Math.floor(status / 100)}xx` : '0xx');
+  });
+
   it('buckets durations at their upper bound, +Inf last', () => {
     expect(bucketIndex([1, 2], 0.5)).toBe(0);
     expect(bucketIndex([1, 2], 1)).toBe(0);

@@ -1,6 +1,7 @@
 /** Request-target normalisation for routing (src/proxy/http-semantics/request-target.ts). */
 import { describe, expect, it } from 'vitest';
 import { mergeSlashes, normaliseTarget, removeDotSegments } from '../../src/proxy/http-semantics/index.js';
+import { isAlreadyNormal, normaliseTargetInFull } from '../../src/proxy/http-semantics/request-target.js';
 
 function routed(target: string): string {
   const n = normaliseTarget(target);
@@ -102,5 +103,35 @@ describe('normaliseTarget', () => {
 
   it('leaves a backslash or %2F in the query alone', () => {
     expect(normaliseTarget('/a?b=\\&c=%2F')).toMatchObject({ ok: true, target: { path: '/a', received: '/a?b=\\&c=%2F' } });
+  });
+});
+
+describe('the already-normal shortcut', () => {
+  it('gives what the full normalisation gives, on ~60,000 targets built from the characters that matter', () => {
+    // Seeded (xorshift), so a failure repeats.
+    let seed = 0x2545f491;
+    const next = (n: number): number => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    const alphabet = ['/', '/', '/', '.', '.', '%', '2', 'e', 'E', 'F', 'f', '5', 'c', 'a', 'Z', '?', '#', '\\', ' ', '\x7f', '\x00', '\xe9', '\u0100', '~', '-', '_', ':', '@', '&', '=', '*', '+'];
+    let shortcut = 0;
+    for (let i = 0; i < 60_000; i++) {
+      let target = i % 3 === 0 ? '' : '/';
+      const length = next(12);
+      for (let j = 0; j < length; j++) target += alphabet[next(alphabet.length)];
+      if (isAlreadyNormal(target)) shortcut++;
+      expect(normaliseTarget(target), JSON.stringify(target)).toEqual(normaliseTargetInFull(target));
+    }
+    // Both ways were taken often.
+    expect(shortcut).toBeGreaterThan(5_000);
+    expect(shortcut).toBeLessThan(55_000);
+  });
+
+  it('is taken by ordinary targets and not by ones normalisation changes', () => {
+    for (const t of ['/', '/bytes?n=1024', '/a/b.c/d?x=/../%2F#', '/a-b_c~d/e:f@g', '']) expect(isAlreadyNormal(t.replace('#', '')), t).toBe(true);
+    for (const t of ['//a', '/a//b', '/./a', '/a/..', '.', '../a', '/a/.b', '/%61', '/a\\b', '/a b', '/\xe9', '/a#b', '/a?b#c']) expect(isAlreadyNormal(t), t).toBe(false);
   });
 });

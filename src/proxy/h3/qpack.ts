@@ -226,18 +226,24 @@ function readLiteralValue(c: Cursor, sizeWithName: number, limit: number): strin
 // ---------------------------------------------------------------------------------------------
 // Field section encoding
 
-/** name → value → static index, for exact matches. */
-const STATIC_EXACT = new Map<string, Map<string, number>>();
-/** name → lowest static index with that name, for name references. */
-const STATIC_NAME = new Map<string, number>();
+/** A name of the static table: its lowest index (for name references) and the index of each value it has (exact matches). */
+interface StaticName {
+  readonly index: number;
+  readonly byValue: Map<string, number>;
+}
+/** name → its static entries: one lookup per field. */
+const STATIC_NAMES = new Map<string, StaticName>();
 QPACK_STATIC_TABLE.forEach(([name, value], index) => {
-  let byValue = STATIC_EXACT.get(name);
-  if (!byValue) STATIC_EXACT.set(name, (byValue = new Map()));
-  if (!byValue.has(value)) byValue.set(value, index);
-  if (!STATIC_NAME.has(name)) STATIC_NAME.set(name, index);
+  let entry = STATIC_NAMES.get(name);
+  if (!entry) STATIC_NAMES.set(name, (entry = { index, byValue: new Map() }));
+  if (!entry.byValue.has(value)) entry.byValue.set(value, index);
 });
 
-const NON_LATIN1 = /[^\x00-\xff]/;
+/** True when a character of `s` is above 0xff (not one octet). */
+function hasNonLatin1(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0xff) return true;
+  return false;
+}
 
 /** Writes a string literal (Huffman when strictly shorter) with an N-bit length prefix. */
 function writeString(out: Buffer, o: number, s: string, prefixBits: number, flags: number): number {
@@ -267,23 +273,24 @@ export function encodeFieldSection(fields: Iterable<readonly [string, string]>):
   let o = 2;
   for (const [rawName, value] of list) {
     const name = rawName.toLowerCase();
-    if (NON_LATIN1.test(name) || NON_LATIN1.test(value)) {
+    if (hasNonLatin1(name) || hasNonLatin1(value)) {
       throw new RangeError(`field ${JSON.stringify(rawName)} has characters outside latin1`);
     }
-    const exact = STATIC_EXACT.get(name)?.get(value);
+    const known = STATIC_NAMES.get(name);
+    const exact = known?.byValue.get(value);
     if (exact !== undefined) {
       o = writePrefixedInt(out, o, exact, 6, 0xc0); // 1 T=1 index(6)
       continue;
     }
-    const nameIndex = STATIC_NAME.get(name);
-    if (nameIndex !== undefined) {
-      o = writePrefixedInt(out, o, nameIndex, 4, 0x50); // 0 1 N=0 T=1 index(4)
+    if (known !== undefined) {
+      o = writePrefixedInt(out, o, known.index, 4, 0x50); // 0 1 N=0 T=1 index(4)
     } else {
       o = writeString(out, o, name, 3, 0x20); // 0 0 1 N=0 H length(3)
     }
     o = writeString(out, o, value, 7, 0x00);
   }
-  return Buffer.from(out.subarray(0, o));
+  // A view, no copy: the bound is small (a few dozen bytes per field) and the frame copies it anyway.
+  return out.subarray(0, o);
 }
 
 // ---------------------------------------------------------------------------------------------

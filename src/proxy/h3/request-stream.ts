@@ -41,8 +41,8 @@ export interface RequestStreamOptions {
   readonly scheduleDeadline: (at: number | undefined) => void;
   /** A handler threw (a bug): the client got a 500 or a reset; this reports it. */
   readonly onHandlerError: (err: unknown, streamId: number) => void;
-  /** Called once when the stream is finished. */
-  readonly onDone: () => void;
+  /** Called once when the stream is finished (the options are shared by the session's streams). */
+  readonly onDone: (streamId: number) => void;
   /** The connection's handshake: true once complete, false if the connection ended before. */
   readonly handshakeComplete: () => Promise<boolean>;
   /** Starts the connection's graceful shutdown (GOAWAY). */
@@ -490,7 +490,7 @@ export class RequestStream implements HttpExchange {
     if (this.state.phase === 'finished') return;
     this.state = { phase: 'finished' };
     this.releaseHeaderBytes();
-    this.opts.onDone();
+    this.opts.onDone(this.streamId);
   }
 }
 

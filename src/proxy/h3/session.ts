@@ -13,7 +13,7 @@ import { FRAME_TYPE, FrameReader, STREAM_TYPE, SETTINGS_ID, encodeControlStreamP
 import { HandshakeGate } from './handshake-gate.js';
 import { HeaderBudget } from './header-budget.js';
 import { DecoderStreamReceiver, EncoderStreamReceiver } from './qpack.js';
-import { RequestStream, type RequestLimits } from './request-stream.js';
+import { RequestStream, type RequestLimits, type RequestStreamOptions } from './request-stream.js';
 import { StreamWriter } from './stream-writer.js';
 import { decodeVarint } from '../quic/varint.js';
 
@@ -103,6 +103,8 @@ export class H3Session implements QuicApplication {
   private readonly deadlines = new SweepTimer((now) => this.sweepDeadlines(now));
   requestsServed = 0;
   private readonly handshake: HandshakeGate;
+  /** What every request stream of this session is given: one object, made with the first request. */
+  private streamOptions: RequestStreamOptions | undefined;
 
   constructor(
     readonly conn: QuicStreams,
@@ -255,24 +257,28 @@ export class H3Session implements QuicApplication {
         return;
       }
       if (this.closing) return;
-      req = new RequestStream(this.conn, streamId, {
-        handler: this.opts.handler,
-        limits: this.opts.limits,
-        headerBudget: this.headerBudget,
-        scheduleDeadline: (at) => this.deadlines.ensure(at),
-        onHandlerError: this.opts.onHandlerError,
-        onDone: () => this.onRequestDone(streamId),
-        handshakeComplete: () => this.handshake.wait(),
-        goAway: () => this.goaway('now'),
-        ...(this.opts.refusals ? { refusals: this.opts.refusals } : {}),
-        ...(this.opts.altSvc !== undefined ? { altSvc: this.opts.altSvc } : {}),
-      });
+      req = new RequestStream(this.conn, streamId, (this.streamOptions ??= this.requestStreamOptions()));
       this.requests.set(streamId, req);
       if (streamId > this.highestRequestId) this.highestRequestId = streamId;
       // The last request we take: tell the client now (one GOAWAY, no grace: we refuse the rest).
       if (++this.requestsAccepted === maxRequestsPerConnection) this.lowerGoaway(this.highestRequestId + 4);
     }
     req.onReadable();
+  }
+
+  private requestStreamOptions(): RequestStreamOptions {
+    return {
+      handler: this.opts.handler,
+      limits: this.opts.limits,
+      headerBudget: this.headerBudget,
+      scheduleDeadline: (at) => this.deadlines.ensure(at),
+      onHandlerError: this.opts.onHandlerError,
+      onDone: (streamId) => this.onRequestDone(streamId),
+      handshakeComplete: () => this.handshake.wait(),
+      goAway: () => this.goaway('now'),
+      ...(this.opts.refusals ? { refusals: this.opts.refusals } : {}),
+      ...(this.opts.altSvc !== undefined ? { altSvc: this.opts.altSvc } : {}),
+    };
   }
 
   /**

@@ -44,6 +44,48 @@ function refused(reason: string): TargetNormalisation {
 
 /** Normalise a request target for routing (see the module comment). Pure; never throws. */
 export function normaliseTarget(target: string): TargetNormalisation {
+  // Most targets are already in normal form; one scan says so without building anything.
+  if (isAlreadyNormal(target)) return { ok: true, target: { path: pathOf(target), normalised: target, received: target } };
+  return normaliseTargetInFull(target);
+}
+
+const SLASH = 0x2f;
+const DOT = 0x2e;
+const QUESTION = 0x3f;
+/** Before the first character: a "." there starts a dot segment as after a "/". */
+const START = -1;
+
+/**
+ * True when `normaliseTargetInFull` would return the target unchanged: printable ASCII only, no
+ * "#"; in the path no "%" or "\\", no run of "/" and no dot segment (conservatively: no "/." and
+ * no leading "."). Anything else takes the full normalisation.
+ */
+export function isAlreadyNormal(target: string): boolean {
+  let inPath = true;
+  let previous = START;
+  for (let i = 0; i < target.length; i++) {
+    const c = target.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f || c === 0x23 /* # */) return false;
+    if (!inPath) continue;
+    if (c === QUESTION) {
+      inPath = false;
+      continue;
+    }
+    if (c === 0x25 /* % */ || c === 0x5c /* \\ */) return false;
+    if (c === DOT ? previous === SLASH || previous === START : c === SLASH && previous === SLASH) return false;
+    previous = c;
+  }
+  return true;
+}
+
+/** The target's path (before any "?"). */
+function pathOf(target: string): string {
+  const q = target.indexOf('?');
+  return q < 0 ? target : target.slice(0, q);
+}
+
+/** The full normalisation (see the module comment); normaliseTarget skips it for targets already normal. */
+export function normaliseTargetInFull(target: string): TargetNormalisation {
   if (target === '*') return { ok: true, target: { path: '*', normalised: '*', received: '*' } };
   if (/[\x00-\x20\x7f]/.test(target)) return refused('control character or space in the request target');
   if (/[^\x00-\xff]/.test(target)) return refused('character outside octets in the request target');

@@ -152,10 +152,11 @@ function forwardedValue(value: string): string {
  */
 export function toClientResponseHeaders(upstreamHeaders: readonly Field[], context: ClientResponseContext = {}): FieldList {
   const listed = connectionListedNames(upstreamHeaders);
-  const replaced = new Set((context.routeHeaders ?? []).map(([name]) => name.toLowerCase()));
+  const routeHeaders = context.routeHeaders ?? NO_FIELDS;
+  const replaced = routeHeaders.length === 0 ? NO_NAMES : new Set(routeHeaders.map(([name]) => name.toLowerCase()));
   const dropLength = context.status !== undefined && statusForbidsContentLength(context.status);
   const out: FieldList = [];
-  const via: string[] = [];
+  let via: string[] | undefined;
 
   for (const [rawName, value] of upstreamHeaders) {
     const name = rawName.toLowerCase();
@@ -163,17 +164,23 @@ export function toClientResponseHeaders(upstreamHeaders: readonly Field[], conte
     if (listed.has(name) || isHopByHop(name) || replaced.has(name)) continue;
     if (dropLength && name === 'content-length') continue;
     if (name === 'via') {
-      via.push(value);
+      (via ??= []).push(value);
       continue;
     }
     out.push([name, value]);
   }
 
-  via.push(`${context.receivedProtocol ?? '1.1'} ${context.via ?? VIA_PSEUDONYM}`);
-  if (!replaced.has('via')) out.push(['via', via.join(', ')]);
-  for (const [name, value] of context.routeHeaders ?? []) out.push([name.toLowerCase(), value]);
+  // The usual Via is one constant string (no upstream Via, default names): not built per response.
+  const ours = context.receivedProtocol === undefined && context.via === undefined ? RESPONSE_VIA : `${context.receivedProtocol ?? '1.1'} ${context.via ?? VIA_PSEUDONYM}`;
+  if (!replaced.has('via')) out.push(['via', via === undefined ? ours : [...via, ours].join(', ')]);
+  for (const [name, value] of routeHeaders) out.push([name.toLowerCase(), value]);
   return out;
 }
+
+const NO_FIELDS: readonly Field[] = [];
+const NO_NAMES: ReadonlySet<string> = new Set();
+/** Our Via element on a response from an HTTP/1.1 upstream, with the default pseudonym. */
+const RESPONSE_VIA = `1.1 ${VIA_PSEUDONYM}`;
 
 /**
  * Pass an upstream trailer section on to the HTTP/3 client: lowercase names, drop hop-by-hop,

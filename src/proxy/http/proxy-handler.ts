@@ -182,7 +182,9 @@ export class ProxyHandler implements RequestHandler {
     }
     ex.respond(res.status, headers);
     try {
-      const trailers = await relayBody(res.source, ex, () => new UpstreamError('aborted', 'client reset', res.target));
+      // A small response usually arrived whole with its headers: relayed at once, no await then.
+      const relayed = relayBody(res.source, ex, () => new UpstreamError('aborted', 'client reset', res.target));
+      const trailers = relayed instanceof Promise ? await relayed : relayed;
       ex.end(toClientTrailers(trailers));
       return { status: res.status, upstream: res.target, tries };
     } catch (err) {
