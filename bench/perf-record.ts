@@ -35,6 +35,9 @@ const { values: args } = parseArgs({
     trace: { type: 'boolean', default: false },
   },
 });
+/** PERF_CALL_GRAPH=dwarf: native callers through code built without frame pointers (libc, quiche, OpenSSL); KEEP_PERF=1 keeps the data for `perf report -g caller`. */
+const callGraph = process.env.PERF_CALL_GRAPH ? ['--call-graph', process.env.PERF_CALL_GRAPH] : ['-g'];
+
 const LOADS = {
   kib: { path: '/bytes?n=1024', connections: 4, inFlight: 32, unit: 'request' },
   mib: { path: '/bytes?n=1048576', connections: 1, inFlight: 1, unit: 'MiB' },
@@ -196,7 +199,7 @@ try {
 async function perfRecord(pids: number[]): Promise<void> {
   const data = path.join(dir, 'perf.data');
   const cpu0 = treeCpuMicros(ours.pid);
-  const recording = spawn('perf', ['record', '-F', '999', '-g', '-o', data, '-p', pids.join(','), '--', 'sleep', String(seconds)], { stdio: 'ignore' });
+  const recording = spawn('perf', ['record', '-F', '999', ...callGraph, '-o', data, '-p', pids.join(','), '--', 'sleep', String(seconds)], { stdio: 'ignore' });
   const recorded = new Promise<void>((resolve) => recording.once('exit', () => resolve()));
   const units = load.connections === 0 ? await newConnections(ours.port, load.inFlight, seconds * 1000) : await loadUnits(load, seconds);
   const cpu = treeCpuMicros(ours.pid) - cpu0;

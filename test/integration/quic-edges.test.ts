@@ -5,7 +5,7 @@
  * without h3 (one certificate and two), and a client that moves to a new port whose path
  * validation fails.
  */
-import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -41,15 +41,24 @@ function answersProbe(reply: Buffer, scid: Buffer): boolean {
 }
 
 /**
- * The stateless reset token the proxy gives `cid` on `listener` (RFC 9000 §10.3.2): HMAC-SHA256 of
- * the CID under a per-listener key, HKDF of the shared reset key (itself HKDF of the state dir's
- * ticket key) with the listener's address.
+ * The stateless reset token the proxy gives `cid` on `listener` (RFC 9000 §10.3.2): AES-128 of the
+ * zero-padded CID (CBC-MAC over two blocks past 16 bytes) under a per-listener, per-CID-length key,
+ * HKDF of the shared reset key (itself HKDF of the state dir's ticket key) with the listener's
+ * address and the CID length.
  */
 function resetToken(dir: string, listener: { host: string; port: number }, cid: Buffer): Buffer {
   const ticketKey = readFileSync(path.join(dir, 'state', 'ticket.key'));
   const resetKey = Buffer.from(hkdfSync('sha256', ticketKey, Buffer.alloc(0), 'udpgrm-proxy stateless reset', 32));
-  const listenerKey = Buffer.from(hkdfSync('sha256', resetKey, Buffer.alloc(0), `udpgrm-proxy reset listener ${listener.host} ${listener.port}`, 32));
-  return createHmac('sha256', listenerKey).update(cid).digest().subarray(0, 16);
+  const listenerKey = Buffer.from(hkdfSync('sha256', resetKey, Buffer.alloc(0), `udpgrm-proxy reset listener ${listener.host} ${listener.port} cid ${cid.length}`, 16));
+  return aesCbcMac(listenerKey, cid);
+}
+
+function aesCbcMac(key: Buffer, cid: Buffer): Buffer {
+  const padded = Buffer.alloc(cid.length <= 16 ? 16 : 32);
+  cid.copy(padded);
+  const cipher = createCipheriv('aes-128-cbc', key, Buffer.alloc(16)).setAutoPadding(false);
+  const out = Buffer.concat([cipher.update(padded), cipher.final()]);
+  return out.subarray(out.length - 16);
 }
 
 async function udpSocket(): Promise<dgram.Socket> {
@@ -249,8 +258,8 @@ routes: [{ path: /, respond: { status: 200 } }]
     expect(reply![0]! & 0xc0).toBe(0x40);
     expect(reply!.length).toBeGreaterThanOrEqual(21);
     expect(reply!.length).toBeLessThan(pkt.length);
-    // It ends with the token any worker would issue for that CID (RFC 9000 §10.3.2): HMAC-SHA256 of
-    // the CID under a key derived from the state directory's ticket key (as the proxy derives it).
+    // It ends with the token any worker would issue for that CID (RFC 9000 §10.3.2): AES-128 of the
+    // CID under a key derived from the state directory's ticket key (as the proxy derives it).
     const token = resetToken(single.dir, { host: '127.0.0.1', port: singlePort }, dcid);
     expect(reply!.subarray(reply!.length - 16).toString('hex')).toBe(token.toString('hex'));
   });
@@ -280,7 +289,7 @@ routes: [{ path: /, respond: { status: 200 } }]
       const sharedKey = Buffer.from(hkdfSync('sha256', ticketKey, Buffer.alloc(0), 'udpgrm-proxy stateless reset', 32));
       // Neither the token the IPv4 listener gives this CID, nor one shared by every listener.
       expect(got).not.toBe(resetToken(dual.dir, { host: '127.0.0.1', port: dualPort }, cid).toString('hex'));
-      expect(got).not.toBe(createHmac('sha256', sharedKey).update(cid).digest().subarray(0, 16).toString('hex'));
+      expect(got).not.toBe(aesCbcMac(sharedKey.subarray(0, 16), cid).toString('hex'));
       // It is [::1]'s own token for that CID (valid only for connections [::1] issued it to).
       expect(got).toBe(resetToken(dual.dir, { host: '::1', port: dualPort }, cid).toString('hex'));
       // And the connection lives on.

@@ -314,7 +314,7 @@ export class H3Session implements QuicApplication {
   /**
    * The connection is closing (a client usually closes right after its last response): no
    * STOP_SENDING can matter any more, and the pending look would wake the event loop for nothing
-   * (a cleared Node timer that is not the next one due costs no wake-up).
+   * (a cleared ref'd Node timer that is not the next one due costs no wake-up).
    */
   private cancelStopCheck(): void {
     if (this.stopCheckTimer !== undefined) clearTimeout(this.stopCheckTimer);
@@ -339,7 +339,7 @@ export class H3Session implements QuicApplication {
         if (this.closing) return;
         this.checkStoppedStreams();
         this.conn.wake();
-      }, due - now).unref();
+      }, due - now); // not unref'd: cancelled at close, and a cleared unref'd timer still wakes the loop (TimerQueue.arm)
       return;
     }
     this.lastStopCheck = now;

@@ -81,8 +81,10 @@ export class TimerQueue<T extends TimerOwner> {
     if (this.timer) clearTimeout(this.timer);
     this.armedAt = at;
     // +1 ms: Node timers may fire a fraction early, and quiche ignores a timeout that is not yet due.
+    // Not unref'd: Node keeps the timer list of a cleared unref'd timer and wakes the event loop at
+    // its expiry anyway (lib/internal/timers.js unenroll drops only ref'd lists), and this timer is
+    // cleared whenever a deadline moves (an ACK cancels a loss timer). Workers end by process.exit.
     this.timer = setTimeout(() => this.fire(), Math.max(0, Math.ceil(at - this.now())) + 1);
-    this.timer.unref();
   }
 
   private fire(): void {

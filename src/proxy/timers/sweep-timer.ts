@@ -17,9 +17,9 @@ export class SweepTimer {
     if (at === undefined || at >= this.#armedAt) return;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#armedAt = at;
-    // A timer that fires a fraction early finds nothing due and re-arms for the rest.
+    // A timer that fires a fraction early finds nothing due and re-arms for the rest. Not unref'd:
+    // a cleared unref'd timer still wakes the event loop at its expiry (see TimerQueue.arm).
     this.#timer = setTimeout(() => this.#fire(), Math.max(0, Math.ceil(at - performance.now())));
-    this.#timer.unref();
   }
 
   stop(): void {
