@@ -42,6 +42,8 @@ export interface TcpEdge {
 export interface TcpEdgeOptions {
   /** Origin of the upstream the /up/ route forwards to. */
   readonly upstream: string;
+  /** More keys of the `app` pool's flow mapping, e.g. `protocol: h2, tls: { ca: "/x/ca.crt" }`. */
+  readonly upstreamPool?: string;
   /** Extra lines for the `http:` section, e.g. "max_tcp_connections: 4". */
   readonly http?: readonly string[];
   readonly protocols?: readonly string[];
@@ -81,7 +83,7 @@ tls:
     - { names: [b.test], cert: b.crt, key: b.key }
 ${routesSection(opts.site)}
 upstreams:
-  app: { targets: ["${opts.upstream}"] }
+  app: { targets: ["${opts.upstream}"]${opts.upstreamPool === undefined ? '' : `, ${opts.upstreamPool}`} }
 http:
   request_header_timeout: 1s
 ${(opts.http ?? []).map((l) => `  ${l}`).join('\n')}

@@ -4,12 +4,19 @@
  * (--http1.1, --http2) and h2load, plus node:http2 and raw TLS sockets for what those cannot send.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import http2 from 'node:http2';
+import https from 'node:https';
+import type { AddressInfo, Server } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { makeCa } from '../helpers/certs.js';
 import { h2load } from '../helpers/h2load.js';
 import { h1Socket, rawH1, statusOf } from '../helpers/raw-tls.js';
-import { run, useTcpEdge } from '../helpers/tcp-edge.js';
+import { run, startTcpEdge, useTcpEdge } from '../helpers/tcp-edge.js';
 
 const fx = useTcpEdge();
 
@@ -101,6 +108,51 @@ describe('curl over HTTP/1.1 and HTTP/2', () => {
     expect(res.headers.get('connection')).toBe('close');
     // No Alt-Svc for the http:// origin (see redirect-listener.ts).
     expect(res.headers.has('alt-svc')).toBe(false);
+  });
+});
+
+describe('Via on responses from HTTPS upstreams', () => {
+  it('says 2 for a response that came over HTTP/2, 1.1 over HTTP/1.1 (a target declining h2, an h1 pool)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tcp-edge-via-'));
+    const ca = makeCa(dir, 'ca');
+    const leaf = ca.issue('upstream', ['127.0.0.1']);
+    const tls = { cert: readFileSync(leaf.cert), key: readFileSync(leaf.key) };
+    // Answers with the version it was asked in; /up/with-via adds a Via of its own.
+    const answer = (req: IncomingMessage | http2.Http2ServerRequest, res: ServerResponse | http2.Http2ServerResponse): void => {
+      if (req.url?.endsWith('/with-via')) res.setHeader('via', '1.1 origin-cache');
+      res.end(`upstream ${req.httpVersion}\n`);
+    };
+    const h2Target = http2.createSecureServer({ ...tls, allowHTTP1: true }, answer);
+    const h1Target = https.createServer(tls, answer);
+    const listen = async (server: Server): Promise<string> => {
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      return `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    };
+    const pool = (protocol: 'h1' | 'h2'): string => `protocol: ${protocol}, tls: { ca: "${ca.cert}" }`;
+    const edges = [
+      { name: 'h2 pool, HTTP/2 target', edge: await startTcpEdge({ upstream: await listen(h2Target), upstreamPool: pool('h2') }), upstream: '2.0', via: '2' },
+      { name: 'h2 pool, target declining h2', edge: await startTcpEdge({ upstream: await listen(h1Target), upstreamPool: pool('h2') }), upstream: '1.1', via: '1.1' },
+      { name: 'h1 pool, HTTP/2-capable target', edge: await startTcpEdge({ upstream: `https://127.0.0.1:${(h2Target.address() as AddressInfo).port}`, upstreamPool: pool('h1') }), upstream: '1.1', via: '1.1' },
+    ];
+    try {
+      for (const { name, edge, upstream, via } of edges) {
+        for (const version of ['--http1.1', '--http2'] as const) {
+          const plain = await curl(version, `https://127.0.0.1:${edge.port}/up/plain`);
+          expect(plain.code, plain.stderr).toBe(0);
+          const res = parseHead(plain.stdout);
+          expect(res.body, `${name} ${version}`).toBe(`upstream ${upstream}\n`);
+          expect(res.headers.get('via'), `${name} ${version}`).toBe(`${via} udpgrm-proxy`);
+          const chained = parseHead((await curl(version, `https://127.0.0.1:${edge.port}/up/with-via`)).stdout);
+          expect(chained.headers.get('via'), `${name} ${version}`).toBe(`1.1 origin-cache, ${via} udpgrm-proxy`);
+        }
+      }
+    } finally {
+      await Promise.all(edges.map(({ edge }) => edge.close()));
+      h2Target.close();
+      h1Target.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -56,6 +56,11 @@ function describing(name: string) {
 
 const route = [proxyRoute('routes[0]', 'app')];
 
+/** The Via field of the client's response. */
+function viaOf(ex: { readonly responseHeaders: readonly (readonly [string, string])[] | undefined }): string | undefined {
+  return ex.responseHeaders?.find(([name]) => name === 'via')?.[1];
+}
+
 /** Rejects when `promise` has not settled within `ms`, so a hang fails fast and says what hung. */
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -158,10 +163,13 @@ describe('HTTP/2 targets', () => {
     const first = proxy.send({ path: '/' });
     expect(await first.finished).toBe('ended');
     expect(first.responseBody.toString()).toBe('h2 2.0 -');
+    // Via names the version the response came in (RFC 9110 §7.6.3).
+    expect(viaOf(first)).toBe('2 udpgrm-proxy');
     const parallel = [1, 2, 3, 4].map(() => proxy.send({ path: '/' }));
     for (const ex of parallel) {
       expect(await ex.finished).toBe('ended');
       expect(ex.responseBody.toString()).toBe('h2 2.0 -');
+      expect(viaOf(ex)).toBe('2 udpgrm-proxy');
     }
     const upload = proxy.send({ method: 'POST', path: '/upload', contentLength: 10, body: ['01234', '56789'] });
     expect(await upload.finished).toBe('ended');
@@ -193,6 +201,7 @@ describe('HTTP/2 targets', () => {
     for (const ex of [one, two]) {
       expect(await ex.finished).toBe('ended');
       expect(ex.status).toBe(200);
+      expect(viaOf(ex)).toBe('1.1 udpgrm-proxy');
     }
     expect(held.map((r) => `${r.req.httpVersion} ${(r.req.socket as TLSSocket).alpnProtocol}`)).toEqual(['1.1 http/1.1', '1.1 http/1.1']);
     expect(connections).toBe(2);
@@ -206,6 +215,7 @@ describe('HTTP/2 targets', () => {
     const ex = proxy.send({ path: '/' });
     expect(await ex.finished).toBe('ended');
     expect(ex.responseBody.toString()).toBe('both 1.1 -');
+    expect(viaOf(ex)).toBe('1.1 udpgrm-proxy');
   });
 });
 

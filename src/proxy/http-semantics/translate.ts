@@ -1,5 +1,5 @@
 /**
- * Header translation between the client side (HTTP/3, HTTP/2, HTTP/1.1) and HTTP/1.1 upstreams.
+ * Header translation between the client side (HTTP/3, HTTP/2, HTTP/1.1) and upstreams (HTTP/1.1, HTTP/2).
  * Pure functions over field lists; the protocol layer adds `:status` (or the status line) itself.
  */
 
@@ -38,7 +38,7 @@ export interface ClientResponseContext {
   /** The response status: a 1xx or 204 loses any Content-Length (RFC 9110 §8.6). */
   readonly status?: number;
   readonly via?: string;
-  /** The version of HTTP the upstream's response arrived in, for Via; default "1.1" (our upstreams speak HTTP/1.1). */
+  /** The version of HTTP the upstream's response arrived in, for Via; default "1.1". */
   readonly receivedProtocol?: ViaProtocolVersion;
 }
 
@@ -145,7 +145,7 @@ function forwardedValue(value: string): string {
 }
 
 /**
- * Build the client's response header list from an HTTP/1.1 upstream's fields: names lowercased,
+ * Build the client's response header list from an upstream's fields: names lowercased,
  * hop-by-hop and connection-listed fields removed (they are connection-specific and would make
  * the HTTP/3 response malformed), fields with illegal names or values dropped, Content-Length
  * dropped where the status forbids it, Via appended, route headers applied last.
@@ -171,7 +171,7 @@ export function toClientResponseHeaders(upstreamHeaders: readonly Field[], conte
   }
 
   // The usual Via is one constant string (no upstream Via, default names): not built per response.
-  const ours = context.receivedProtocol === undefined && context.via === undefined ? RESPONSE_VIA : `${context.receivedProtocol ?? '1.1'} ${context.via ?? VIA_PSEUDONYM}`;
+  const ours = context.via === undefined ? responseVia(context.receivedProtocol ?? '1.1') : `${context.receivedProtocol ?? '1.1'} ${context.via}`;
   if (!replaced.has('via')) out.push(['via', via === undefined ? ours : [...via, ours].join(', ')]);
   for (const [name, value] of routeHeaders) out.push([name.toLowerCase(), value]);
   return out;
@@ -179,8 +179,12 @@ export function toClientResponseHeaders(upstreamHeaders: readonly Field[], conte
 
 const NO_FIELDS: readonly Field[] = [];
 const NO_NAMES: ReadonlySet<string> = new Set();
-/** Our Via element on a response from an HTTP/1.1 upstream, with the default pseudonym. */
-const RESPONSE_VIA = `1.1 ${VIA_PSEUDONYM}`;
+/** Our Via element on a response received in `version`, with the default pseudonym. */
+function responseVia(version: ViaProtocolVersion): string {
+  return version === '1.1' ? RESPONSE_VIA_1_1 : version === '2' ? RESPONSE_VIA_2 : `${version} ${VIA_PSEUDONYM}`;
+}
+const RESPONSE_VIA_1_1 = `1.1 ${VIA_PSEUDONYM}`;
+const RESPONSE_VIA_2 = `2 ${VIA_PSEUDONYM}`;
 
 /**
  * Pass an upstream trailer section on to the HTTP/3 client: lowercase names, drop hop-by-hop,

@@ -173,7 +173,7 @@ export class ProxyHandler implements RequestHandler {
       respondText(ex, e.status, clientMessage(e));
       return { status: e.status, upstream: e.target ?? pool.name, reason: e.reason, tries: e.tries };
     }
-    const headers = toClientResponseHeaders(res.headers, { routeHeaders: route.responseHeaders, status: res.status });
+    const headers = toClientResponseHeaders(res.headers, { routeHeaders: route.responseHeaders, status: res.status, receivedProtocol: res.httpVersion });
     // HEAD, 204 and 304 end with the headers (the upstream exchange is already complete).
     const tries = res.tries;
     if (responseHasNoContent(ex.request.method, res.status)) {

@@ -4,13 +4,43 @@
  * pool asks for it and the target agrees in ALPN.
  */
 import { readFileSync } from 'node:fs';
-import { Client, Pool } from 'undici';
+import { Client, Pool, type Dispatcher } from 'undici';
 import type { UpstreamPoolConfig, UpstreamTlsConfig } from '../config/types.js';
 import { filteringConnector } from './connector.js';
 import type { Endpoint } from './targets.js';
 
 /** undici's default SETTINGS_MAX_CONCURRENT_STREAMS (the target's own SETTINGS may lower it). */
 const H2_STREAMS_PER_CONNECTION = 100;
+
+/** The HTTP version an upstream connection speaks: HTTP/2 when ALPN chose `h2`, else HTTP/1.1. */
+export type UpstreamHttpVersion = '1.1' | '2';
+
+/** Whoever wants to know which version the connection its request is written to speaks. */
+export interface ConnectionVersionSink {
+  /** Set when the request is dispatched to a client; read once the request is on its connection. */
+  connection: { readonly httpVersion: UpstreamHttpVersion } | null;
+}
+
+/** Dispatch options with the exchange a versioned client tells about its connection (pool.ts). */
+export interface VersionedDispatchOptions extends Dispatcher.DispatchOptions {
+  readonly exchange?: ConnectionVersionSink;
+}
+
+/**
+ * A client of a `protocol: h2` pool: one connection at a time, HTTP/2 or HTTP/1.1 as the target
+ * chose in ALPN. undici does not tell a dispatch handler which version its response came in, and
+ * the pool hides which client runs a request, so the client names itself to the exchange: the
+ * exchange reads the version when its request goes onto the connection (onRequestStart), and a
+ * client's next connection only starts once the previous one is gone.
+ */
+class VersionedClient extends Client {
+  httpVersion: UpstreamHttpVersion = '1.1';
+
+  override dispatch(options: VersionedDispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    if (options.exchange !== undefined) options.exchange.connection = this;
+    return super.dispatch(options, handler);
+  }
+}
 
 /** PEM contents of the pool's TLS files, read once per pool. */
 export interface TlsMaterial {
@@ -66,13 +96,17 @@ export function createDispatcher(endpoint: Endpoint, config: UpstreamPoolConfig,
     // undici's connector, plus the removal of unsolicited 100 Continue responses (RFC 9110 §15.2).
     connect: filteringConnector(connect),
     // undici's pipelining also caps an HTTP/2 connection's concurrent streams, and is fixed before
-    // ALPN tells which protocol a connection speaks: set per connection once it is known.
+    // ALPN tells which protocol a connection speaks: set per connection once it is known, with the
+    // version the responses on it come in (for Via).
     ...(h2 && {
       allowH2: true,
       factory: (url: URL, options: object): Client => {
-        const client: Client = new Client(url, {
+        const client = new VersionedClient(url, {
           ...options,
-          connect: filteringConnector(connect, (isH2) => (client.pipelining = isH2 ? H2_STREAMS_PER_CONNECTION : 1)),
+          connect: filteringConnector(connect, (isH2) => {
+            client.pipelining = isH2 ? H2_STREAMS_PER_CONNECTION : 1;
+            client.httpVersion = isH2 ? '2' : '1.1';
+          }),
         });
         return client;
       },

@@ -22,7 +22,7 @@ import { formatDuration } from '../config/units.js';
 import type { Field } from '../http-semantics/fields.js';
 import { Balancer } from './balancer.js';
 import { BodyGate } from './body-gate.js';
-import { createDispatcher, hostOf, loadTlsMaterial, type TlsMaterial } from './dispatcher.js';
+import { createDispatcher, hostOf, loadTlsMaterial, type TlsMaterial, type VersionedDispatchOptions } from './dispatcher.js';
 import { classifyUpstreamError, ExchangeAbortedError, UpstreamError, type UpstreamErrorKind } from './errors.js';
 import { ExchangeDeadlines } from './exchange-deadlines.js';
 import { ActiveHealthCheck } from './health-check.js';
@@ -264,7 +264,7 @@ export class UpstreamPool {
     }
     signal?.addEventListener('abort', onAbort, { once: true });
 
-    const dispatch: Dispatcher.DispatchOptions & { servername: string } = {
+    const dispatch: VersionedDispatchOptions & { servername: string } = {
       method: request.method,
       path: request.path,
       // undici takes a flat [name, value, name, value, ...] list (keeps order and duplicates).
@@ -276,6 +276,8 @@ export class UpstreamPool {
       // Constant per target: undici reconnects whenever it changes, and would otherwise take it
       // from the Host field (the client's authority). The connector sets the real SNI.
       servername: target.endpoint.key,
+      // A `protocol: h2` pool's client tells it which version its connection speaks (for Via).
+      exchange,
     };
     try {
       target.dispatcher.dispatch(dispatch, exchange);

@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import { errors as undiciErrors, type Dispatcher } from 'undici';
 import type { FieldList } from '../http-semantics/fields.js';
 import { isValidStatus, responseHasNoContent } from '../http-semantics/status.js';
+import type { ConnectionVersionSink, UpstreamHttpVersion } from './dispatcher.js';
 import { classifyUpstreamError, ExchangeAbortedError, UpstreamError, type TryRecord } from './errors.js';
 import type { ExchangeDeadline, ExchangeDeadlines } from './exchange-deadlines.js';
 import { ResponseBody } from './response-body.js';
@@ -32,6 +33,8 @@ export interface UpstreamResponse {
   readonly trailers: Promise<FieldList>;
   /** The target that answered (its URL, with the address when resolved from a name). */
   readonly target: string;
+  /** The HTTP version the response came in (for Via): "2" from an HTTP/2 connection, else "1.1". */
+  readonly httpVersion: UpstreamHttpVersion;
   /** Every try made for the request, this one last (set by the pool). */
   tries: readonly TryRecord[];
   /** Cancel the exchange (the client reset its stream). Idempotent. */
@@ -58,8 +61,12 @@ export interface UpstreamExchangeOptions {
 /** Which timeout the exchange's deadline is: until the response head, or the longest body silence. */
 type Clock = 'none' | 'response' | 'body';
 
-export class UpstreamExchange implements Dispatcher.DispatchHandler, ExchangeDeadline {
+export class UpstreamExchange implements Dispatcher.DispatchHandler, ExchangeDeadline, ConnectionVersionSink {
   readonly response: Promise<UpstreamResponse>;
+  /** Set by a `protocol: h2` pool's client (dispatcher.ts); null: an HTTP/1.1-only pool. */
+  connection: { readonly httpVersion: UpstreamHttpVersion } | null = null;
+  /** The version of the connection the request went onto. */
+  #httpVersion: UpstreamHttpVersion = '1.1';
   /** See ExchangeDeadline: when the running clock expires (Infinity: none running). */
   deadline = Infinity;
   deadlinePrev: ExchangeDeadline | null = null;
@@ -167,6 +174,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, ExchangeDea
 
   onRequestStart(controller: DispatchController): void {
     this.#controller = controller;
+    // The request is being written to the client's current connection: its response comes on it.
+    if (this.connection !== null) this.#httpVersion = this.connection.httpVersion;
     if (this.#pendingAbort !== null) {
       controller.abort(this.#pendingAbort);
       return;
@@ -226,7 +235,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, ExchangeDea
     } else {
       this.#startClock('body');
     }
-    this.#resolveResponse(new ExchangeResponse(statusCode, toFieldList(controller.rawHeaders ?? headers), body, this.#trailers, this, this.target));
+    this.#resolveResponse(new ExchangeResponse(statusCode, toFieldList(controller.rawHeaders ?? headers), body, this.#trailers, this, this.target, this.#httpVersion));
     if (complete) this.#settle();
   }
 
@@ -261,6 +270,7 @@ class ExchangeResponse implements UpstreamResponse {
     readonly trailers: Promise<FieldList>,
     private readonly exchange: UpstreamExchange,
     readonly target: string,
+    readonly httpVersion: UpstreamHttpVersion,
   ) {}
 
   get body(): Readable {
