@@ -137,6 +137,100 @@ describe('slow and oversized headers', () => {
   });
 });
 
+describe('request trailers above max_header_bytes (16 KiB)', () => {
+  const { NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
+  /** An HPACK trailer section of one field whose HTTP/2 size (name + value + 32, RFC 9113 §6.5.2) is `size`. */
+  const trailerBlock = (size: number): Buffer => hpackLiteral('x-t', 'a'.repeat(size - 'x-t'.length - 32));
+
+  it('HTTP/2, from a client that never acknowledges our SETTINGS (nghttp2 applies none then): the limit passes, a byte more resets the stream ENHANCE_YOUR_CALM, the connection goes on', async () => {
+    const h2 = await rawH2();
+    try {
+      /** POST /up/echo with body "abc" and `trailers` (HEADERS + CONTINUATION frames of ≤ 16 KiB): "status 200" or "reset CODE". */
+      const post = async (stream: number, trailers: Buffer): Promise<string> => {
+        const frames = [
+          h2Frame(FRAME.HEADERS, 0x4 /* END_HEADERS */, stream, Buffer.concat([Buffer.from([0x83 /* POST */, 0x87 /* https */]), hpackLiteral(':path', '/up/echo'), hpackLiteral(':authority', 'a.test')])),
+          h2Frame(FRAME.DATA, 0, stream, Buffer.from('abc')),
+        ];
+        for (let at = 0; at < trailers.length; at += 16384) {
+          const last = at + 16384 >= trailers.length ? 0x4 /* END_HEADERS */ : 0;
+          frames.push(h2Frame(at === 0 ? FRAME.HEADERS : FRAME.CONTINUATION, (at === 0 ? 0x1 /* END_STREAM */ : 0) | last, stream, trailers.subarray(at, at + 16384)));
+        }
+        h2.socket.write(Buffer.concat(frames));
+        // The upstream answers /echo once the body has ended: HEADERS (":status 200" is static 0x88), or our reset.
+        const answer = await frameOn(h2, (f) => f.streamId === stream && (f.type === FRAME.HEADERS || f.type === FRAME.RST_STREAM));
+        return answer.type === FRAME.RST_STREAM ? `reset ${answer.payload.readUInt32BE(0)}` : answer.payload[0] === 0x88 ? 'status 200' : `headers 0x${answer.payload.toString('hex', 0, 4)}`;
+      };
+      expect(await post(1, trailerBlock(16 * 1024))).toBe('status 200');
+      expect(await post(3, trailerBlock(16 * 1024 + 1))).toBe(`reset ${NGHTTP2_ENHANCE_YOUR_CALM}`);
+      expect(await post(5, trailerBlock(60 * 1024))).toBe(`reset ${NGHTTP2_ENHANCE_YOUR_CALM}`);
+      // Many small fields count as much as one large one.
+      const many = Buffer.concat(Array.from({ length: 100 }, (_, i) => hpackLiteral(`x-t${String(i).padStart(3, '0')}`, 'v'.repeat(140))));
+      expect(await post(7, many)).toBe(`reset ${NGHTTP2_ENHANCE_YOUR_CALM}`);
+      expect(await post(9, hpackLiteral('x-t', 'small'))).toBe('status 200');
+      expect(h2.frames().some((f) => f.type === FRAME.GOAWAY)).toBe(false);
+    } finally {
+      h2.socket.destroy();
+    }
+  });
+
+  it('HTTP/2, once the client acknowledged our SETTINGS: nghttp2 resets the same sizes itself, and more than 128 fields (Node maxHeaderListPairs, as for headers)', async () => {
+    const client = http2.connect(`https://127.0.0.1:${edge.port}`, { rejectUnauthorized: false, maxSendHeaderBlockLength: 1024 * 1024 });
+    client.on('error', () => {});
+    /** A POST of "abc" ending in `trailers`: its status, or how its stream closed. */
+    const post = (trailers: http2.OutgoingHttpHeaders): Promise<string> =>
+      new Promise((resolve) => {
+        const req = client.request({ ':method': 'POST', ':path': '/up/echo' }, { waitForTrailers: true });
+        req.on('response', (h) => resolve(`status ${h[':status']}`));
+        req.on('wantTrailers', () => req.sendTrailers(trailers));
+        req.on('error', () => {});
+        req.on('close', () => resolve(`reset ${req.rstCode}`));
+        req.resume();
+        req.end('abc');
+      });
+    const sized = (size: number): http2.OutgoingHttpHeaders => ({ 'x-t': 'a'.repeat(size - 'x-t'.length - 32) });
+    try {
+      // The client acknowledges our SETTINGS before anything it sends after their arrival: a first exchange orders it.
+      expect(await post({ 'x-t': 'small' })).toBe('status 200');
+      expect(await post(sized(16 * 1024))).toBe('status 200');
+      expect(await post(sized(16 * 1024 + 1))).toBe(`reset ${NGHTTP2_ENHANCE_YOUR_CALM}`);
+      expect(await post(Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`x-t${i}`, 'v'])))).toBe(`reset ${NGHTTP2_ENHANCE_YOUR_CALM}`);
+      expect(await post({ 'x-t': 'small' })).toBe('status 200');
+    } finally {
+      client.close();
+    }
+  });
+
+  it("HTTP/1.1: Node's parser bounds a chunked body's trailer section by max_header_bytes too: 431, closed", async () => {
+    const request = (trailer: number): string => `POST /up/echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\nX-T: ${'a'.repeat(trailer)}\r\n\r\n`;
+    expect(statusOf((await rawH1(edge.port, [request(8 * 1024)])).response)).toBe(200);
+    const over = await rawH1(edge.port, [request(20 * 1024)]);
+    expect(statusOf(over.response)).toBe(431);
+    expect(over.closed).toBe(true);
+  });
+});
+
+/** The first frame `match` accepts, as soon as it arrives (5 s at most). */
+function frameOn(h2: { socket: TLSSocket; frames: () => ParsedFrame[] }, match: (f: ParsedFrame) => boolean): Promise<ParsedFrame> {
+  return new Promise((resolve, reject) => {
+    const check = (): void => {
+      const found = h2.frames().find(match);
+      if (found === undefined) return;
+      done();
+      resolve(found);
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error('the awaited HTTP/2 frame did not arrive within 5 s'));
+    }, 5000);
+    const done = (): void => {
+      clearTimeout(timer);
+      h2.socket.off('data', check);
+    };
+    h2.socket.on('data', check);
+    check();
+  });
+}
+
 describe("the protocol layer's own answers carry the listener's Alt-Svc", () => {
   it('HTTP/1.1: 408 for a request body that stops arriving (request_body_timeout 1 s)', async () => {
     const r = await rawH1(edge.port, ['POST /up/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc'], { timeoutMs: 5000 });

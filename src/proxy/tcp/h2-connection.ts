@@ -24,7 +24,7 @@ import { withListenerAltSvc } from '../http/alt-svc.js';
 import type { RequestHandler } from '../http/exchange.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import type { TcpConnections } from './connections.js';
-import { H2Exchange } from './h2-exchange.js';
+import { H2Exchange, headerListSize } from './h2-exchange.js';
 import { ResetWindow } from './reset-window.js';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_PROTOCOL_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
@@ -123,14 +123,11 @@ export class H2Connection {
     if (++this.requests === maxRequestsPerConnection) this.closeGracefully(stream.id);
 
     const fields: FieldList = [];
-    let size = 0;
-    for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-      fields.push([rawHeaders[i]!, rawHeaders[i + 1]!]);
-      size += rawHeaders[i]!.length + rawHeaders[i + 1]!.length + 32;
-    }
-    if (size > this.opts.limits.maxHeaderBytes) {
-      // SETTINGS_MAX_HEADER_LIST_SIZE is advisory (RFC 9113 §6.5.2) and Node does not enforce
-      // the value it announces: we do, with 431 as over HTTP/3 (the block is bounded by nghttp2).
+    for (let i = 0; i + 1 < rawHeaders.length; i += 2) fields.push([rawHeaders[i]!, rawHeaders[i + 1]!]);
+    if (headerListSize(rawHeaders) > this.opts.limits.maxHeaderBytes) {
+      // SETTINGS_MAX_HEADER_LIST_SIZE is advisory (RFC 9113 §6.5.2) and Node enforces the value
+      // it announces only once the client acknowledged it (RST_STREAM ENHANCE_YOUR_CALM): before
+      // that we do, with 431 as over HTTP/3 (the block is bounded by nghttp2).
       this.opts.refusals.add(REFUSAL.headerTooLarge);
       this.respondPlain(stream, 431, 'request header fields too large');
       return;
@@ -151,6 +148,7 @@ export class H2Connection {
       handler: this.opts.handler,
       altSvc: this.opts.altSvc,
       requestBodyTimeoutMs: this.opts.limits.requestBodyTimeoutMs,
+      maxHeaderBytes: this.opts.limits.maxHeaderBytes,
       connectionId: this.opts.connectionId,
       client: { host: this.session.socket?.remoteAddress ?? '', port: this.session.socket?.remotePort ?? 0 },
       onHandlerError: (err, id) => this.opts.onHandlerError(err, this.opts.connectionId, id),

@@ -14,10 +14,12 @@ import { withListenerAltSvc } from '../http/alt-svc.js';
 import { Recv, Send } from '../http/exchange-state.js';
 import { NodeStreamExchange, type NodeExchangeOptions } from './node-stream-exchange.js';
 
-const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
 
 export interface H2ExchangeOptions extends NodeExchangeOptions {
   readonly client: ClientAddress;
+  /** Largest trailer section (http.max_header_bytes), by the measure of headerListSize. */
+  readonly maxHeaderBytes: number;
   /** Reset the stream with `code` (the connection tells our resets from the client's). */
   readonly resetStream: (stream: ServerHttp2Stream, code: number) => void;
 }
@@ -49,7 +51,7 @@ export class H2Exchange extends NodeStreamExchange<H2ExchangeOptions> {
   start(): void {
     const s = this.stream;
     s.on('data', (chunk: Buffer) => this.onData(chunk));
-    s.on('trailers', (headers: IncomingHttpHeaders) => this.onTrailers(headers));
+    s.on('trailers', (headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => this.onTrailers(headers, rawHeaders));
     s.on('end', () => this.onEnd());
     s.on('wantTrailers', () => this.sendTrailers());
     s.on('error', () => {}); // reported through 'close' (rstCode) below
@@ -60,8 +62,16 @@ export class H2Exchange extends NodeStreamExchange<H2ExchangeOptions> {
 
   // ------------------------------------------------------------------ receive side
 
-  private onTrailers(headers: IncomingHttpHeaders): void {
+  private onTrailers(headers: IncomingHttpHeaders, rawHeaders: readonly string[]): void {
     if (!this.receiving) return;
+    // nghttp2 applies our SETTINGS_MAX_HEADER_LIST_SIZE to trailers only once the client has
+    // acknowledged our SETTINGS; before that (or never, from a client that does not) we do. The
+    // request may already be upstream: a reset, as HTTP/3's H3_EXCESSIVE_LOAD (RFC 9114 A.4.1)
+    // and as Node's own answer to too many trailer fields.
+    if (headerListSize(rawHeaders) > this.opts.maxHeaderBytes) {
+      this.refuse(`request trailers above ${this.opts.maxHeaderBytes} bytes`, NGHTTP2_ENHANCE_YOUR_CALM);
+      return;
+    }
     const v = validateTrailers(headerObjectFields(headers));
     if (!v.ok) {
       this.failRequest(v.reason);
@@ -78,9 +88,14 @@ export class H2Exchange extends NodeStreamExchange<H2ExchangeOptions> {
   /** A malformed request (RFC 9113 §8.1.1): stream error PROTOCOL_ERROR; the connection lives on. */
   protected failRequest(reason: string): void {
     this.opts.onMalformed();
+    this.refuse(reason, NGHTTP2_PROTOCOL_ERROR);
+  }
+
+  /** The request cannot go on: its body and exchange fail, the stream is reset with `code`. */
+  private refuse(reason: string, code: number): void {
     this.body.abort(reason);
     this.aborter.abort(new Error(reason));
-    this.closeStream(NGHTTP2_PROTOCOL_ERROR);
+    this.closeStream(code);
   }
 
   protected cutShort(): void {
@@ -136,6 +151,16 @@ export class H2Exchange extends NodeStreamExchange<H2ExchangeOptions> {
     if (this.state.phase === 'open' && this.state.send !== Send.Done) this.abort(`client reset stream (code ${this.stream.rstCode ?? 'none'})`);
     else this.finish();
   }
+}
+
+/**
+ * A header or trailer list's size as SETTINGS_MAX_HEADER_LIST_SIZE measures it (RFC 9113 §6.5.2):
+ * name + value + 32 per field, over Node's raw [name, value, ...] list.
+ */
+export function headerListSize(rawHeaders: readonly string[]): number {
+  let size = 0;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) size += rawHeaders[i]!.length + rawHeaders[i + 1]!.length + 32;
+  return size;
 }
 
 /** Node's header object (names lowercase, repeated fields as arrays) as a field list. */
