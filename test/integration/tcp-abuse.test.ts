@@ -8,6 +8,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TLSSocket } from 'node:tls';
+import { waitUntil } from '../helpers/deadline.js';
 import { connectTls, FRAME, H2_PREFACE, h2Frame, hpackGetRoot, hpackLiteral, parseFrames, rawH1, statusOf, type ParsedFrame } from '../helpers/raw-tls.js';
 import { run, startTcpEdge, type TcpEdge } from '../helpers/tcp-edge.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
@@ -230,6 +231,50 @@ function frameOn(h2: { socket: TLSSocket; frames: () => ParsedFrame[] }, match: 
     check();
   });
 }
+
+describe('HTTP/1.1 clients that vanish while the proxy answers', () => {
+  it('a socket destroyed as its response arrives, between requests, mid-body, or right after pipelining: no error, nothing left open, the next curl is served', async () => {
+    const errorsBefore = edge.logs.filter((l) => (l.level as number) >= 50).length;
+    const get = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: a.test\r\n\r\n`;
+    /** A raw HTTP/1.1 client: `first` sent at once; `then` runs on the first bytes of the answer. */
+    const client = async (first: string, then: (socket: TLSSocket) => void): Promise<void> => {
+      const socket = await connectTls(edge.port, ['http/1.1']);
+      socket.on('error', () => {});
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      socket.once('data', () => then(socket));
+      socket.write(first);
+      await closed;
+    };
+    for (let i = 0; i < 5; i++) {
+      await Promise.all([
+        // As the response arrives, with more requests pipelined behind it (their answers go to a closed socket).
+        client(get('/up/slow?ms=20') + get('/up/echo').repeat(5) + get('/').repeat(5), (s) => s.destroy()),
+        // Between requests: the next request and the client's close arrive together.
+        client(get('/'), (s) => s.end(get('/up/slow?ms=20') + get('/'))),
+        client(get('/'), (s) => {
+          s.write(get('/up/echo'));
+          s.destroy();
+        }),
+        // In the middle of a large response body streaming from the upstream.
+        client(get(`/up/bytes?n=${8 * 1024 * 1024}`) + get('/'), (s) => s.destroy()),
+        // The upstream cuts its response while the client goes away.
+        client(get('/up/reset') + get('/'), (s) => s.destroy()),
+      ]);
+      // Requests pipelined, then the connection destroyed before any answer.
+      const gone = await connectTls(edge.port, ['http/1.1']);
+      gone.on('error', () => {});
+      gone.write(get('/up/slow?ms=20') + get('/up/echo').repeat(10));
+      gone.destroy();
+    }
+    // Every exchange ends and every connection is let go (nothing tracked for a closed socket).
+    await waitUntil('no HTTP/1.1 connection or request left', () => edge.server.tcpCounters().h1Connections === 0 && edge.server.activeRequests === 0, {
+      timeoutMs: 5000,
+      detail: () => `${edge.server.tcpCounters().h1Connections} connections, ${edge.server.activeRequests} requests`,
+    });
+    expect(edge.logs.filter((l) => (l.level as number) >= 50).slice(errorsBefore)).toEqual([]);
+    expect(await curlStatus('--http1.1', '/up/echo')).toBe('200');
+  });
+});
 
 describe("the protocol layer's own answers carry the listener's Alt-Svc", () => {
   it('HTTP/1.1: 408 for a request body that stops arriving (request_body_timeout 1 s)', async () => {
