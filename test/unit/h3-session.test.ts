@@ -679,6 +679,34 @@ describe('Request timeouts and header limits (hardening defect 5)', () => {
     expect(conn.closed).toBeUndefined();
   });
 
+  it('resets a stream whose trailers exceed max_header_bytes (H3_EXCESSIVE_LOAD, decoded or announced by the frame), counted as a header section too large; the connection goes on', async () => {
+    const refusals = new RefusalCounter();
+    const conn = new MemoryQuicConnection();
+    const handler = new HeldExchanges();
+    conn.start(new H3Session(conn, { handler, limits: { ...LIMITS, maxHeaderBytes: 2048 }, onHandlerError: () => {}, refusals }));
+    const upload = (id: number, trailers: Buffer): void => conn.clientSend(id, Buffer.concat([headersFrame(requestHeaders('POST', '/')), dataFrame(Buffer.from('abc')), trailers]), trailers.length > 0);
+    // Within the limit: passed on with the body.
+    upload(0, headersFrame([['x-t', 'a'.repeat(1000)]]));
+    handler.exchanges[0]!.body.stream.resume();
+    await new Promise<void>((resolve) => handler.exchanges[0]!.body.stream.once('end', () => resolve()));
+    expect(handler.exchanges[0]!.body.trailers).toEqual([['x-t', 'a'.repeat(1000)]]);
+    // 2 × (3 + 1000 + 32) decoded > 2048; then a frame announcing 1 MB, refused at its frame header.
+    upload(4, headersFrame([['x-t', 'a'.repeat(1000)], ['x-u', 'b'.repeat(1000)]]));
+    // (Sent apart from the request: in the same read it is seen before HEADERS are handled, and gets 431.)
+    upload(8, Buffer.alloc(0));
+    conn.clientSend(8, encodeFrameHeader(FRAME_TYPE.HEADERS, 1_000_000));
+    for (const id of [4, 8]) {
+      const ex = handler.exchanges.find((e) => e.streamId === id)!;
+      expect(parseResponse(conn, id).resetCode).toBe(H3_ERROR.H3_EXCESSIVE_LOAD);
+      expect(conn.stopSent.get(id)).toBe(H3_ERROR.H3_EXCESSIVE_LOAD);
+      expect(ex.signal.aborted).toBe(true);
+    }
+    expect(refusals.counts).toEqual({ 'header section too large': 2 });
+    get(conn, 12);
+    expect(handler.last.streamId).toBe(12);
+    expect(conn.closed).toBeUndefined();
+  });
+
   it('answers 408 when the client sends no body byte for request_body_timeout; each byte restarts the clock; the exchange is aborted with a RequestTimeoutError', async () => {
     const { conn, session, handler } = open();
     conn.clientSend(0, Buffer.concat([post(1000), dataFrame(Buffer.from('a'))]));

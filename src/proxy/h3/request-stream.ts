@@ -180,7 +180,7 @@ export class RequestStream implements HttpExchange {
         // A response completed early (during onBytes) ends our interest in the request.
         if (fin && this.receiving) this.onFin();
       } catch (err) {
-        if (isHeaderSectionTooLarge(err) && this.state.phase === 'open' && this.state.recv === Recv.Headers) this.answerHeadersTooLarge();
+        if (isHeaderSectionTooLarge(err)) this.refuseSectionTooLarge(err);
         else this.streamError(err);
         return;
       }
@@ -188,11 +188,19 @@ export class RequestStream implements HttpExchange {
     }
   }
 
-  /** RFC 9114 §4.2.2: a header section above our limit may get 431 rather than a reset. */
-  private answerHeadersTooLarge(): void {
-    this.releaseHeaderBytes();
+  /**
+   * A header or trailer section above max_header_bytes, counted alike (one limit, one remedy, and
+   * HTTP/1.1's parser reports both as one error). The request's HEADERS may get 431 rather than a
+   * reset (RFC 9114 §4.2.2); trailers come once the request may be upstream: H3_EXCESSIVE_LOAD.
+   */
+  private refuseSectionTooLarge(err: H3Error): void {
     this.opts.refusals?.add(REFUSAL.headerTooLarge);
-    respondText(this, 431, 'request header fields too large\n');
+    if (this.state.phase === 'open' && this.state.recv === Recv.Headers) {
+      this.releaseHeaderBytes();
+      respondText(this, 431, 'request header fields too large\n');
+    } else {
+      this.streamError(err);
+    }
   }
 
   /** Gives back what this stream held of the connection's header budget (idempotent). */
@@ -494,6 +502,6 @@ export class RequestStream implements HttpExchange {
   }
 }
 
-function isHeaderSectionTooLarge(err: unknown): boolean {
+function isHeaderSectionTooLarge(err: unknown): err is FieldSectionTooLargeError | FrameTooLargeError {
   return err instanceof FieldSectionTooLargeError || (err instanceof FrameTooLargeError && err.frameType === FRAME_TYPE.HEADERS);
 }
