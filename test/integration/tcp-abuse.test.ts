@@ -140,11 +140,13 @@ describe('slow and oversized headers', () => {
 
 describe('request trailers above max_header_bytes (16 KiB)', () => {
   const { NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
+  const tooLarge = (): number => edge.server.refusals.counts['header section too large'] ?? 0;
   /** An HPACK trailer section of one field whose HTTP/2 size (name + value + 32, RFC 9113 §6.5.2) is `size`. */
   const trailerBlock = (size: number): Buffer => hpackLiteral('x-t', 'a'.repeat(size - 'x-t'.length - 32));
 
-  it('HTTP/2, from a client that never acknowledges our SETTINGS (nghttp2 applies none then): the limit passes, a byte more resets the stream ENHANCE_YOUR_CALM, the connection goes on', async () => {
+  it('HTTP/2, from a client that never acknowledges our SETTINGS (nghttp2 applies none then): the limit passes, a byte more resets the stream ENHANCE_YOUR_CALM, counted as a header section too large; the connection goes on', async () => {
     const h2 = await rawH2();
+    const refusedBefore = tooLarge();
     try {
       /** POST /up/echo with body "abc" and `trailers` (HEADERS + CONTINUATION frames of ≤ 16 KiB): "status 200" or "reset CODE". */
       const post = async (stream: number, trailers: Buffer): Promise<string> => {
@@ -169,12 +171,14 @@ describe('request trailers above max_header_bytes (16 KiB)', () => {
       expect(await post(7, many)).toBe(`reset ${NGHTTP2_ENHANCE_YOUR_CALM}`);
       expect(await post(9, hpackLiteral('x-t', 'small'))).toBe('status 200');
       expect(h2.frames().some((f) => f.type === FRAME.GOAWAY)).toBe(false);
+      expect(tooLarge()).toBe(refusedBefore + 3);
     } finally {
       h2.socket.destroy();
     }
   });
 
-  it('HTTP/2, once the client acknowledged our SETTINGS: nghttp2 resets the same sizes itself, and more than 128 fields (Node maxHeaderListPairs, as for headers)', async () => {
+  it('HTTP/2, once the client acknowledged our SETTINGS: nghttp2 resets the same sizes itself, and more than 128 fields (Node maxHeaderListPairs, as for headers), counted as ours are and not as client resets', async () => {
+    const refusedBefore = tooLarge();
     const client = http2.connect(`https://127.0.0.1:${edge.port}`, { rejectUnauthorized: false, maxSendHeaderBlockLength: 1024 * 1024 });
     client.on('error', () => {});
     /** A POST of "abc" ending in `trailers`: its status, or how its stream closed. */
@@ -196,17 +200,28 @@ describe('request trailers above max_header_bytes (16 KiB)', () => {
       expect(await post(sized(16 * 1024 + 1))).toBe(`reset ${NGHTTP2_ENHANCE_YOUR_CALM}`);
       expect(await post(Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`x-t${i}`, 'v'])))).toBe(`reset ${NGHTTP2_ENHANCE_YOUR_CALM}`);
       expect(await post({ 'x-t': 'small' })).toBe('status 200');
+      expect(tooLarge()).toBe(refusedBefore + 2);
+      // More of them than h2_max_client_resets (50): not a rapid reset, the connection serves on.
+      // In a burst Node's reset is often INTERNAL_ERROR instead (nghttp2's, for the failed callback).
+      const cutoffsBefore = edge.server.tcpCounters().rapidResetCutoffs;
+      const many = await Promise.all(Array.from({ length: 60 }, () => post(sized(16 * 1024 + 1))));
+      for (const answer of many) expect([`reset ${NGHTTP2_ENHANCE_YOUR_CALM}`, `reset ${http2.constants.NGHTTP2_INTERNAL_ERROR}`]).toContain(answer);
+      expect(await post({ 'x-t': 'small' })).toBe('status 200');
+      expect(edge.server.tcpCounters().rapidResetCutoffs).toBe(cutoffsBefore);
+      expect(tooLarge()).toBe(refusedBefore + 62);
     } finally {
       client.close();
     }
   });
 
-  it("HTTP/1.1: Node's parser bounds a chunked body's trailer section by max_header_bytes too: 431, closed", async () => {
+  it("HTTP/1.1: Node's parser bounds a chunked body's trailer section by max_header_bytes too: 431, closed, counted the same", async () => {
+    const refusedBefore = tooLarge();
     const request = (trailer: number): string => `POST /up/echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\nX-T: ${'a'.repeat(trailer)}\r\n\r\n`;
     expect(statusOf((await rawH1(edge.port, [request(8 * 1024)])).response)).toBe(200);
     const over = await rawH1(edge.port, [request(20 * 1024)]);
     expect(statusOf(over.response)).toBe(431);
     expect(over.closed).toBe(true);
+    expect(tooLarge()).toBe(refusedBefore + 1);
   });
 });
 
@@ -298,7 +313,14 @@ describe("the protocol layer's own answers carry the listener's Alt-Svc", () => 
 });
 
 describe('HTTP/2 rapid reset (CVE-2023-44487)', () => {
-  it('a client resetting streams in a loop gets GOAWAY ENHANCE_YOUR_CALM and is counted; another client still gets 200', async () => {
+  // The codes the proxy's own refusals use count too when the client sends them (on a stream it
+  // has not ended, as an unfinished upload): a refusal is told apart by who closed the stream.
+  it.each([
+    ['GET', 'CANCEL', http2.constants.NGHTTP2_CANCEL],
+    ['POST with its body open', 'ENHANCE_YOUR_CALM', http2.constants.NGHTTP2_ENHANCE_YOUR_CALM],
+    ['POST with its body open', 'INTERNAL_ERROR', http2.constants.NGHTTP2_INTERNAL_ERROR],
+  ] as const)('a client resetting streams (%s, %s) in a loop gets GOAWAY ENHANCE_YOUR_CALM and is counted; another client still gets 200', async (request, _name, code) => {
+    const refusedBefore = edge.server.refusals.counts['header section too large'] ?? 0;
     const cutoffsBefore = edge.server.tcpCounters().rapidResetCutoffs;
     const upstreamBefore = up.requests;
     const client = http2.connect(`https://127.0.0.1:${edge.port}`, { rejectUnauthorized: false });
@@ -316,9 +338,9 @@ describe('HTTP/2 rapid reset (CVE-2023-44487)', () => {
         if (client.closed || client.destroyed) return;
         // A request the upstream takes its time over, cancelled before any answer.
         for (let i = 0; i < 10; i++) {
-          const req = client.request({ ':path': '/up/slow?ms=5000' });
+          const req = request === 'GET' ? client.request({ ':path': '/up/slow?ms=5000' }) : client.request({ ':method': 'POST', ':path': '/up/slow?ms=5000' }, { endStream: false });
           req.on('error', () => {});
-          req.close(http2.constants.NGHTTP2_CANCEL);
+          req.close(code);
           opened++;
         }
         if (opened < 5000) setTimeout(loop, 1);
@@ -334,6 +356,7 @@ describe('HTTP/2 rapid reset (CVE-2023-44487)', () => {
     // Cut off after about h2_max_client_resets (50) streams, not nghttp2's 1000.
     expect(opened).toBeLessThan(1000);
     expect(up.requests - upstreamBefore).toBeLessThanOrEqual(60);
+    expect(edge.server.refusals.counts['header section too large'] ?? 0).toBe(refusedBefore);
     expect(await curlStatus('--http2')).toBe('200');
   });
 });

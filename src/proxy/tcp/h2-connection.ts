@@ -27,7 +27,7 @@ import type { TcpConnections } from './connections.js';
 import { H2Exchange, headerListSize } from './h2-exchange.js';
 import { ResetWindow } from './reset-window.js';
 
-const { NGHTTP2_NO_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_PROTOCOL_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
+const { NGHTTP2_NO_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_PROTOCOL_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
 
 /** The highest stream id (2^31 - 1): a GOAWAY with it refuses nothing yet (RFC 9113 §6.8). */
 const MAX_STREAM_ID = 2 ** 31 - 1;
@@ -109,6 +109,19 @@ export class H2Connection {
     // Node has ended the writable side itself, so writableEnded cannot tell.)
     stream.on('close', () => {
       if (stream.aborted && stream.rstCode !== NGHTTP2_NO_ERROR && !this.resetByUs.has(stream)) this.onClientReset();
+    });
+    // Once the client acknowledged our SETTINGS, Node resets a trailer list above the
+    // SETTINGS_MAX_HEADER_LIST_SIZE we announce (or of more than its 128 fields) itself, before
+    // any event: ENHANCE_YOUR_CALM, or INTERNAL_ERROR (33 of a burst of 60 over TLS: seemingly
+    // when Node's reset waits behind a write, nghttp2's own for the failed header callback wins).
+    // nghttp2 closed the stream, the client did not (remoteClose 0, readable only until the
+    // stream is destroyed: here). Our refusal, as when our own check runs (H2Exchange), not the
+    // client's reset.
+    stream.on('aborted', () => {
+      if (this.resetByUs.has(stream) || (stream.rstCode !== NGHTTP2_ENHANCE_YOUR_CALM && stream.rstCode !== NGHTTP2_INTERNAL_ERROR)) return;
+      if (stream.state.remoteClose !== 0) return;
+      this.resetByUs.add(stream);
+      this.opts.refusals.add(REFUSAL.headerTooLarge);
     });
     if (this.phase !== 'serving') {
       this.resetStream(stream, NGHTTP2_REFUSED_STREAM);

@@ -12,6 +12,7 @@ import { validateTrailers, type FieldList, type ValidatedRequest } from '../http
 import type { ClientAddress } from '../http/exchange.js';
 import { withListenerAltSvc } from '../http/alt-svc.js';
 import { Recv, Send } from '../http/exchange-state.js';
+import { REFUSAL } from '../http/refusals.js';
 import { NodeStreamExchange, type NodeExchangeOptions } from './node-stream-exchange.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
@@ -69,6 +70,8 @@ export class H2Exchange extends NodeStreamExchange<H2ExchangeOptions> {
     // request may already be upstream: a reset, as HTTP/3's H3_EXCESSIVE_LOAD (RFC 9114 A.4.1)
     // and as Node's own answer to too many trailer fields.
     if (headerListSize(rawHeaders) > this.opts.maxHeaderBytes) {
+      // Counted as the header section is, on all three protocols (one limit, one remedy).
+      this.opts.refusals?.add(REFUSAL.headerTooLarge);
       this.refuse(`request trailers above ${this.opts.maxHeaderBytes} bytes`, NGHTTP2_ENHANCE_YOUR_CALM);
       return;
     }
