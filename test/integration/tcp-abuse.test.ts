@@ -118,12 +118,15 @@ describe('slow and oversized headers', () => {
     expect(statusOf(ok.response)).toBe(200);
   });
 
-  it('HTTP/2: a header list above max_header_bytes gets 431, the connection goes on', async () => {
+  it('HTTP/2: a header list above max_header_bytes gets 431, counted, the connection goes on; once the client acknowledged our SETTINGS nghttp2 resets it first (ENHANCE_YOUR_CALM) and Node reports nothing of it: not counted', async () => {
+    const refusedBefore = edge.server.refusals.counts['header section too large'] ?? 0;
     const client = http2.connect(`https://127.0.0.1:${edge.port}`, { rejectUnauthorized: false, maxSendHeaderBlockLength: 1024 * 1024 });
     client.on('error', () => {});
     try {
+      // Sent with the preface, before the client has read (and so acknowledged) our SETTINGS.
       const outcome = await h2Answer(client, { ':path': '/', 'x-big': 'a'.repeat(40 * 1024) });
       expect(outcome).toMatchObject({ status: 431, headers: { 'alt-svc': altSvc() } });
+      expect(edge.server.refusals.counts['header section too large']).toBe(refusedBefore + 1);
       const status = await new Promise<number>((resolve, reject) => {
         const req = client.request({ ':path': '/' });
         req.on('response', (h) => resolve(Number(h[':status'])));
@@ -132,8 +135,47 @@ describe('slow and oversized headers', () => {
         req.end();
       });
       expect(status).toBe(200);
+      // By now the acknowledgement has arrived (it precedes the request just served).
+      expect(await h2Answer(client, { ':path': '/', 'x-big': 'a'.repeat(40 * 1024) })).toBe(`reset ${http2.constants.NGHTTP2_ENHANCE_YOUR_CALM}`);
+      expect(edge.server.refusals.counts['header section too large']).toBe(refusedBefore + 1);
     } finally {
       client.close();
+    }
+  });
+
+  it('HTTP/2 over raw frames: the same header list, at the limit and a byte above, before and after our SETTINGS are acknowledged', async () => {
+    const { NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
+    const refusedBefore = edge.server.refusals.counts['header section too large'] ?? 0;
+    const h2 = await rawH2();
+    try {
+      /** GET / whose header list is `size` bytes (RFC 9113 §6.5.2), in HEADERS + CONTINUATION: "headers" (an answer) or "reset CODE". */
+      const get = async (stream: number, size: number): Promise<string> => {
+        const pseudo = Buffer.concat([Buffer.from([0x82 /* GET */, 0x87 /* https */, 0x84 /* :path / */]), hpackLiteral(':authority', 'a.test')]);
+        const pseudoSize = 3 + 7 + 32 + (7 + 5 + 32) + (5 + 1 + 32) + (10 + 6 + 32);
+        const block = Buffer.concat([pseudo, hpackLiteral('x-big', 'a'.repeat(size - pseudoSize - 'x-big'.length - 32))]);
+        const frames: Buffer[] = [];
+        for (let at = 0; at < block.length; at += 16384) {
+          const last = at + 16384 >= block.length ? 0x4 /* END_HEADERS */ : 0;
+          frames.push(h2Frame(at === 0 ? FRAME.HEADERS : FRAME.CONTINUATION, (at === 0 ? 0x1 /* END_STREAM */ : 0) | last, stream, block.subarray(at, at + 16384)));
+        }
+        h2.socket.write(Buffer.concat(frames));
+        const answer = await frameOn(h2, (f) => f.streamId === stream && (f.type === FRAME.HEADERS || f.type === FRAME.RST_STREAM));
+        return answer.type === FRAME.RST_STREAM ? `reset ${answer.payload.readUInt32BE(0)}` : 'headers';
+      };
+      const tooLarge = (): number => (edge.server.refusals.counts['header section too large'] ?? 0) - refusedBefore;
+      expect(await get(1, 16 * 1024)).toBe('headers');
+      expect(await get(3, 16 * 1024 + 1)).toBe('headers'); // our 431
+      expect(tooLarge()).toBe(1);
+      // Acknowledge our SETTINGS; a PING answered after it says the proxy has read the acknowledgement.
+      await frameOn(h2, (f) => f.type === FRAME.SETTINGS && (f.flags & 0x1) === 0);
+      h2.socket.write(Buffer.concat([h2Frame(FRAME.SETTINGS, 0x1 /* ACK */, 0), h2Frame(FRAME.PING, 0, 0, Buffer.from('afterack'))]));
+      await frameOn(h2, (f) => f.type === FRAME.PING && (f.flags & 0x1) === 1 && f.payload.toString() === 'afterack');
+      expect(await get(5, 16 * 1024)).toBe('headers');
+      expect(await get(7, 16 * 1024 + 1)).toBe(`reset ${NGHTTP2_ENHANCE_YOUR_CALM}`);
+      expect(tooLarge()).toBe(1);
+      expect(await get(9, 16 * 1024)).toBe('headers');
+    } finally {
+      h2.socket.destroy();
     }
   });
 });

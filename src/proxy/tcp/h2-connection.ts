@@ -140,7 +140,9 @@ export class H2Connection {
     if (headerListSize(rawHeaders) > this.opts.limits.maxHeaderBytes) {
       // SETTINGS_MAX_HEADER_LIST_SIZE is advisory (RFC 9113 §6.5.2) and Node enforces the value
       // it announces only once the client acknowledged it (RST_STREAM ENHANCE_YOUR_CALM): before
-      // that we do, with 431 as over HTTP/3 (the block is bounded by nghttp2).
+      // that we do, with 431 as over HTTP/3 (the block is bounded by nghttp2). Node's own reset
+      // comes before any event (no 'stream', nothing on the session; Node 20), so it cannot be
+      // counted, and it enforces the acknowledged value: no setting lets this check run first.
       this.opts.refusals.add(REFUSAL.headerTooLarge);
       this.respondPlain(stream, 431, 'request header fields too large');
       return;
