@@ -79,4 +79,67 @@ describe('ExchangeDeadlines', () => {
     expect(third.expiredAt).toBeDefined();
     table.stop();
   });
+
+  it('many entries expiring together behind live ones cost one walk each, not one walk per expiry', async () => {
+    const table = new ExchangeDeadlines(1_000, 1_000);
+    const start = performance.now();
+    let reads = 0;
+    /** An entry whose deadline reads are counted: the sweep's steps. */
+    const counted = (deadline: number): ExchangeDeadline & { expired: number } => {
+      const e = {
+        expired: 0,
+        deadlinePrev: null,
+        deadlineNext: null,
+        get deadline(): number {
+          reads++;
+          return deadline;
+        },
+        expire(): void {
+          e.expired++;
+        },
+      };
+      return e;
+    };
+    const N = 2_000;
+    // Live ones first: walking again from the head after each expiry passes all of them each time.
+    const live = Array.from({ length: N }, () => counted(start + 60_000));
+    const due = Array.from({ length: N }, () => counted(start + 20));
+    for (const e of [...live, ...due]) table.watch(e);
+    reads = 0;
+    await settle(60);
+    expect(due.every((e) => e.expired === 1)).toBe(true);
+    expect(live.every((e) => e.expired === 0)).toBe(true);
+    expect(table.size).toBe(N);
+    // Linear: a walk (2N reads), one re-check per due entry (N) and a last walk (N). Walking from
+    // the head after each expiry reads ~N² = 4,000,000.
+    expect(reads).toBeLessThanOrEqual(6 * N);
+    for (const e of live) table.unwatch(e);
+    table.stop();
+  });
+
+  it('an entry due in the same sweep that an earlier expiry ended, or ended and watched again for later, is not expired then', async () => {
+    const table = new ExchangeDeadlines(1_000, 1_000);
+    const start = performance.now();
+    const ended = entry(start + 20);
+    const rewatched = entry(start + 20);
+    const first = entry(start + 20, () => {
+      table.unwatch(ended);
+      // As a retried exchange would be: unlinked, then watched with a fresh clock.
+      table.unwatch(rewatched);
+      rewatched.deadline = performance.now() + 60;
+      table.watch(rewatched);
+    });
+    const last = entry(start + 20);
+    for (const e of [first, ended, rewatched, last]) table.watch(e);
+    await settle(50);
+    expect(first.expiredAt).toBeDefined();
+    expect(last.expiredAt).toBeDefined();
+    expect(ended.expiredAt).toBeUndefined();
+    expect(rewatched.expiredAt).toBeUndefined();
+    expect(table.size).toBe(1);
+    await settle(80);
+    expect(rewatched.expiredAt).toBeGreaterThanOrEqual(rewatched.deadline);
+    expect(table.size).toBe(0);
+    table.stop();
+  });
 });
