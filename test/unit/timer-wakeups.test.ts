@@ -2,6 +2,9 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { TimerQueue, type TimerOwner } from '../../src/proxy/quic/timer-queue.js';
 import { SweepTimer } from '../../src/proxy/timers/sweep-timer.js';
+import { H3Session } from '../../src/proxy/h3/session.js';
+import type { HttpExchange } from '../../src/proxy/http/exchange.js';
+import { MemoryQuicConnection, headersFrame, parseResponse, requestHeaders } from '../helpers/memory-quic.js';
 
 /**
  * Real timers, real event loop: how often this thread blocked and was woken (each wake-up of the
@@ -55,5 +58,75 @@ describe('deadlines moved later wake nothing', () => {
     const before = wakeUps();
     await idle(150);
     expect(wakeUps() - before).toBeLessThanOrEqual(5);
+  });
+});
+
+/**
+ * Event-loop iterations (libuv's loop count): each wake-up of the loop is one, with none of the
+ * thread's other blocking (GC helpers, locks) counted. Exact in a quiet test: an idle() is one.
+ */
+function loopIterations(): number {
+  const info = (performance as unknown as { nodeTiming: { uvMetricsInfo?: { loopCount: number } } }).nodeTiming.uvMetricsInfo;
+  if (!info) throw new Error('performance.nodeTiming.uvMetricsInfo needs Node 20.18 or later');
+  return info.loopCount;
+}
+
+describe('a drained HTTP/3 session leaves nothing that wakes the event loop', () => {
+  /** A session in memory, drained while one request is open; that request is answered (the held GOAWAY goes with it). */
+  function drainedWithResponse(rttMs: number): H3Session {
+    const conn = new MemoryQuicConnection();
+    conn.rttMs = rttMs;
+    const exchanges: HttpExchange[] = [];
+    const session = new H3Session(conn, {
+      handler: { handle: (ex) => void exchanges.push(ex) },
+      limits: { requestHeaderTimeoutMs: 10_000, requestBodyTimeoutMs: 30_000, maxRequestsPerConnection: 100, maxHeaderBytes: 16_384, maxConnectionHeaderBytes: 65_536 },
+      onHandlerError: (err) => {
+        throw err;
+      },
+    });
+    conn.start(session);
+    conn.clientSend(0, headersFrame(requestHeaders('GET', '/')), true);
+    session.goaway('with-response');
+    const ex = exchanges[0]!;
+    ex.respond(200, [['content-length', '0']]);
+    ex.end();
+    expect(parseResponse(conn, 0)).toMatchObject({ status: 200, fin: true });
+    expect(session.draining).toBe(true);
+    return session;
+  }
+
+  /**
+   * Runs `body` with a short timer armed before it and due first, then waits `ms`: a timer that
+   * `body` arms and clears is then never the earliest one armed (libuv's timer would still fire at
+   * that one's expiry, ref'd or not; production has QUIC's timers armed before it). Returns the
+   * loop's wake-ups from `body` on; ours are two, the short timer's and the wait's.
+   */
+  async function wakeUpsAfter(body: () => void, ms: number): Promise<number> {
+    await idle(200); // vitest's own messages at a test's start
+    const first = idle(20);
+    const before = loopIterations();
+    body();
+    await first;
+    await idle(ms);
+    return loopIterations() - before;
+  }
+
+  it('the GOAWAY hold a response released does not wake the loop at its 1 s expiry', async () => {
+    const woken = await wakeUpsAfter(() => {
+      const session = drainedWithResponse(0);
+      // The client closes before the grace period ends (its timer goes with the session).
+      session.onClosed();
+    }, 1_100);
+    // With the hold unref'd: one more, at 1 s.
+    expect(woken).toBeLessThanOrEqual(2);
+  });
+
+  it('the grace periods of sessions closed before they end do not wake the loop', async () => {
+    // Grace = 3 RTT (at least 100 ms): N different delays, N Node timer lists, N wake-ups if left.
+    const woken = await wakeUpsAfter(() => {
+      const sessions = Array.from({ length: N }, (_, i) => drainedWithResponse(34 + 2 * i));
+      for (const s of sessions) s.onClosed();
+    }, 250);
+    expect(woken).toBeLessThanOrEqual(2);
   });
 });

@@ -93,8 +93,14 @@ export class H3Session implements QuicApplication {
   private highestRequestId = -4;
   /** The last GOAWAY id sent (or to send once the connection is ready); none: not going away. */
   private goawayId: number | undefined;
-  /** A drain's first GOAWAY, held until a response goes out or this timer fires. */
+  /**
+   * A drain's first GOAWAY, held until a response goes out or this timer fires. This timer and
+   * goawayGrace are ref'd and cleared when moot: Node still wakes the event loop at the expiry of a
+   * cleared unref'd timer (see TimerQueue.arm). Sessions run in workers, which end by process.exit.
+   */
   private goawayHold: NodeJS.Timeout | undefined;
+  /** The wait between the two GOAWAY frames; cleared if the connection closes first. */
+  private goawayGrace: NodeJS.Timeout | undefined;
   private closing = false;
   /** Request streams taken on (counted against maxRequestsPerConnection). */
   private requestsAccepted = 0;
@@ -175,6 +181,8 @@ export class H3Session implements QuicApplication {
   onClosed(): void {
     this.cancelStopCheck();
     this.releaseGoawayHold();
+    clearTimeout(this.goawayGrace);
+    this.goawayGrace = undefined;
     this.deadlines.stop();
     for (const req of this.requests.values()) req.abort('connection closed');
     this.requests.clear();
@@ -198,7 +206,7 @@ export class H3Session implements QuicApplication {
   goaway(timing: 'now' | 'with-response'): void {
     if (this.goawayId !== undefined) return;
     if (timing === 'with-response') {
-      this.goawayHold ??= setTimeout(() => this.announceGoaway(), GOAWAY_HOLD_MS).unref();
+      this.goawayHold ??= setTimeout(() => this.announceGoaway(), GOAWAY_HOLD_MS);
       return;
     }
     this.announceGoaway();
@@ -210,11 +218,12 @@ export class H3Session implements QuicApplication {
     this.goawayId = MAX_CLIENT_BIDI_ID;
     if (this.conn.isReady) this.sendGoaway();
     const grace = Math.min(GOAWAY_GRACE_MAX_MS, Math.max(GOAWAY_GRACE_MIN_MS, 3 * this.conn.rttMs));
-    setTimeout(() => {
+    this.goawayGrace = setTimeout(() => {
+      this.goawayGrace = undefined;
       if (this.closing) return;
       this.lowerGoaway(this.highestRequestId + 4);
       this.closeIfIdle();
-    }, grace).unref();
+    }, grace);
   }
 
   /** GOAWAY with `id`, unless one with a lower id went out already (ids may only fall, §5.2). */
