@@ -1,9 +1,17 @@
 import { readFileSync } from 'node:fs';
+import http2 from 'node:http2';
+import net from 'node:net';
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { TimerQueue, type TimerOwner } from '../../src/proxy/quic/timer-queue.js';
 import { SweepTimer } from '../../src/proxy/timers/sweep-timer.js';
 import { H3Session } from '../../src/proxy/h3/session.js';
 import type { HttpExchange } from '../../src/proxy/http/exchange.js';
+import { HTTP_DEFAULTS } from '../../src/proxy/config/section-http.js';
+import { RefusalCounter } from '../../src/proxy/http/refusals.js';
+import { TcpConnections } from '../../src/proxy/tcp/connections.js';
+import { H1Connection } from '../../src/proxy/tcp/h1-connection.js';
+import { H2Connection } from '../../src/proxy/tcp/h2-connection.js';
 import { MemoryQuicConnection, headersFrame, parseResponse, requestHeaders } from '../helpers/memory-quic.js';
 
 /**
@@ -71,6 +79,22 @@ function loopIterations(): number {
   return info.loopCount;
 }
 
+/**
+ * Runs `body` with a short timer armed before it and due first, then waits `ms`: a timer that
+ * `body` arms and clears is then never the earliest one armed (libuv's timer would still fire at
+ * that one's expiry, ref'd or not; production has QUIC's timers armed before it). Returns the
+ * loop's wake-ups from `body` on; ours are two, the short timer's and the wait's.
+ */
+async function wakeUpsAfter(body: () => void | Promise<void>, ms: number): Promise<number> {
+  await idle(200); // vitest's own messages at a test's start
+  const first = idle(20);
+  const before = loopIterations();
+  await body();
+  await first;
+  await idle(ms);
+  return loopIterations() - before;
+}
+
 describe('a drained HTTP/3 session leaves nothing that wakes the event loop', () => {
   /** A session in memory, drained while one request is open; that request is answered (the held GOAWAY goes with it). */
   function drainedWithResponse(rttMs: number): H3Session {
@@ -95,22 +119,6 @@ describe('a drained HTTP/3 session leaves nothing that wakes the event loop', ()
     return session;
   }
 
-  /**
-   * Runs `body` with a short timer armed before it and due first, then waits `ms`: a timer that
-   * `body` arms and clears is then never the earliest one armed (libuv's timer would still fire at
-   * that one's expiry, ref'd or not; production has QUIC's timers armed before it). Returns the
-   * loop's wake-ups from `body` on; ours are two, the short timer's and the wait's.
-   */
-  async function wakeUpsAfter(body: () => void, ms: number): Promise<number> {
-    await idle(200); // vitest's own messages at a test's start
-    const first = idle(20);
-    const before = loopIterations();
-    body();
-    await first;
-    await idle(ms);
-    return loopIterations() - before;
-  }
-
   it('the GOAWAY hold a response released does not wake the loop at its 1 s expiry', async () => {
     const woken = await wakeUpsAfter(() => {
       const session = drainedWithResponse(0);
@@ -128,5 +136,81 @@ describe('a drained HTTP/3 session leaves nothing that wakes the event loop', ()
       for (const s of sessions) s.onClosed();
     }, 250);
     expect(woken).toBeLessThanOrEqual(2);
+  });
+});
+
+describe('TCP connections closed before their clocks run out leave nothing that wakes the event loop', () => {
+  const limits = (i: number) => ({ ...HTTP_DEFAULTS, requestHeaderTimeoutMs: 100 + 5 * i, keepaliveTimeoutMs: 150 + 5 * i });
+  const connectionOptions = () => ({
+    handler: { handle: () => undefined },
+    connections: new TcpConnections(1_000),
+    refusals: new RefusalCounter(),
+    altSvc: undefined,
+    onHandlerError: (err: unknown) => {
+      throw err;
+    },
+  });
+
+  /** N connected pairs of plain TCP sockets on loopback: [ours, the client's]. */
+  async function socketPairs(server: net.Server): Promise<Array<[net.Socket, net.Socket]>> {
+    const ours: net.Socket[] = [];
+    const all = new Promise<void>((resolve) =>
+      server.on('connection', (s) => {
+        if (ours.push(s) === N) resolve();
+      }),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    const clients = await Promise.all(Array.from({ length: N }, () => new Promise<net.Socket>((resolve) => { const c = net.connect(port, '127.0.0.1', () => resolve(c)); })));
+    await all;
+    return ours.map((s, i) => [s, clients[i]!]);
+  }
+
+  it('HTTP/1.1: the request header clock of connections that closed does not fire the loop', async () => {
+    const server = net.createServer();
+    const pairs = await socketPairs(server);
+    // Each its own header timeout: N Node timer lists, N wake-ups if their cleared timers were left.
+    const woken = await wakeUpsAfter(() => {
+      pairs.forEach(([ours], i) => new H1Connection(ours, { ...connectionOptions(), limits: limits(i), connectionId: `c${i}` }));
+      for (const [ours, client] of pairs) {
+        ours.destroy();
+        client.destroy();
+      }
+    }, 400);
+    server.close();
+    // Ours: the short timer, the wait, the sockets' closes. With the clocks unref'd: ~N more.
+    expect(woken).toBeLessThanOrEqual(6);
+  });
+
+  it('HTTP/2: the idle timer and header-block clock of sessions that closed after a request do not fire the loop', async () => {
+    const server = http2.createServer();
+    const log = pino({ level: 'silent' });
+    const answer = { handle: (ex: HttpExchange) => (ex.respond(200, [['content-length', '0']]), ex.end()) };
+    const sessions: http2.ServerHttp2Session[] = [];
+    const closed: Array<Promise<unknown>> = [];
+    server.on('session', (s) => {
+      const i = sessions.push(s) - 1;
+      closed.push(new Promise((resolve) => s.once('close', resolve)));
+      // After its request the idle timer runs keepalive_timeout (other lists than the header clock's).
+      new H2Connection(s, { ...connectionOptions(), handler: answer, limits: { ...limits(i), keepaliveTimeoutMs: 1_000 + 5 * i }, connectionId: `c${i}`, log });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    const clients = Array.from({ length: N }, () => http2.connect(`http://127.0.0.1:${port}`));
+    await Promise.all(
+      clients.map((c) => {
+        const req = c.request({ ':path': '/', ':authority': 'example.test' });
+        req.resume();
+        return new Promise((resolve) => req.once('close', resolve));
+      }),
+    );
+    const woken = await wakeUpsAfter(async () => {
+      for (const s of sessions) s.destroy();
+      for (const c of clients) c.destroy();
+      await Promise.all(closed);
+    }, 1_200);
+    server.close();
+    // Ours: the short timer, the wait, the sessions' closes. Either clock unref'd: ~N more.
+    expect(woken).toBeLessThanOrEqual(8);
   });
 });

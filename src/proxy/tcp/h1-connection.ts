@@ -208,8 +208,9 @@ export class H1Connection {
 
   private arm(ms: number): void {
     this.clearTimer();
+    // Not unref'd: cleared at every request and close, and Node still wakes the event loop at the
+    // expiry of a cleared unref'd timer (see quic/timer-queue.ts arm). Workers end by process.exit.
     this.timer = setTimeout(() => this.onTimer(), ms);
-    this.timer.unref();
   }
 
   private clearTimer(): void {

@@ -87,8 +87,7 @@ export class H2Connection {
       this.clearIdle();
       clearInterval(this.headerClock);
     });
-    this.headerClock = setInterval(() => this.checkHeaderBlock(), opts.limits.requestHeaderTimeoutMs);
-    this.headerClock.unref();
+    this.headerClock = setInterval(() => this.checkHeaderBlock(), opts.limits.requestHeaderTimeoutMs); // ref'd, as the idle timer (armIdle)
     try {
       session.setLocalWindowSize(Math.min(H2_MAX_WINDOW, opts.limits.h2InitialWindow * CONNECTION_WINDOW_STREAMS));
     } catch {
@@ -287,8 +286,9 @@ export class H2Connection {
     if (this.phase !== 'serving' || this.exchanges.size > 0) return;
     this.clearIdle();
     const ms = this.requests === 0 ? this.opts.limits.requestHeaderTimeoutMs : this.opts.limits.keepaliveTimeoutMs;
+    // Not unref'd: cleared at each stream and at close, and Node still wakes the event loop at the
+    // expiry of a cleared unref'd timer (see quic/timer-queue.ts arm). Workers end by process.exit.
     this.idleTimer = setTimeout(() => this.closeGracefully(), ms);
-    this.idleTimer.unref();
   }
 
   private clearIdle(): void {
