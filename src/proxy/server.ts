@@ -297,6 +297,7 @@ export class ProxyServer {
         ],
         quicDropped: Object.entries(quic.dropped).map(([reason, n]) => ({ labels: [reason], value: n })),
         misdirected: this.requestMetrics.misdirected.series(),
+        httpRefused: this.refusals.series(),
       },
       gauges: {
         connections: [

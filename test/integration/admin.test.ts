@@ -2,11 +2,13 @@
  * The admin endpoint of a real proxy: /metrics parsed by the official Prometheus parser after
  * traffic over HTTP/3 (gtlsclient), HTTP/2 and HTTP/1.1 (curl) and a reload (request counters
  * equal the access log, BPF counters from the kernel, reload and drain histograms, nothing goes
- * backwards, a scrape during the drain shows both generations); /healthz, /ready, /generations
+ * backwards, a scrape during the drain shows both generations); HTTP refusals by reason (431s,
+ * connections beyond max_tcp_connections); /healthz, /ready, /generations
  * (= `list --config --json`), refusals of other methods, paths and bodies; and the admin socket
  * carried through a binary upgrade.
  */
 import { execFile, spawn } from 'node:child_process';
+import tls from 'node:tls';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gtlsclient } from '../helpers/gtlsclient.js';
@@ -23,6 +25,19 @@ const API = 'routes[0]';
 const ROOT = 'routes[1]';
 
 const execFileAsync = promisify(execFile);
+
+/** Per worker (2 workers): low enough to reach, high enough for the sequential curls of the first test. */
+const MAX_TCP_CONNECTIONS = 3;
+
+/** Opens a TLS connection and holds it: resolves with it once the handshake completed, or with undefined if the proxy closed it first. */
+function tlsConnection(port: number): Promise<tls.TLSSocket | undefined> {
+  return new Promise((resolve) => {
+    const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+    s.once('secureConnect', () => resolve(s));
+    s.once('error', () => resolve(undefined));
+    s.once('close', () => resolve(undefined));
+  });
+}
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
@@ -76,6 +91,7 @@ routes:
   - { path: /api/, upstream: app }
   - { path: /, respond: { status: 200, body: "hello\\n" } }
 admin: { listen: "127.0.0.1:${adminPort}" }
+http: { max_tcp_connections: ${MAX_TCP_CONNECTIONS} }
 `,
       { onLog: (l) => void (l.log === 'access' && access.push(l)), keepLog: (l) => l.log !== 'access' },
     );
@@ -154,6 +170,33 @@ admin: { listen: "127.0.0.1:${adminPort}" }
     const familyTotal = (m: Map<string, number>, name: string): number => [...m].filter(([k]) => k.startsWith(`${name}{`)).reduce((n, [, v]) => n + v, 0);
     for (const name of ['udpgrm_proxy_requests_total', 'udpgrm_proxy_bpf_packets_total', 'udpgrm_proxy_handshakes_total', 'udpgrm_proxy_upstream_requests_total', 'udpgrm_proxy_request_duration_seconds_count']) {
       expect(familyTotal(a, name), name).toBeGreaterThanOrEqual(familyTotal(b, name));
+    }
+  });
+
+  it('counts HTTP refusals by reason: 431s over HTTP/1.1 and TCP connections beyond max_tcp_connections', async () => {
+    const refused = (f: Awaited<ReturnType<typeof scrape>>, reason: string): number => sum(f, 'udpgrm_proxy_http_refused_total', { reason });
+    const before = await scrape(adminPort);
+    // Every reason is there, at 0: nothing was refused yet (the first test's generation included).
+    expect(samples(before, 'udpgrm_proxy_http_refused_total').map((s) => s.labels.reason).sort()).toEqual(
+      ['body_timeout', 'connection_header_budget', 'header_timeout', 'header_too_large', 'misdirected', 'rapid_reset', 'request_limit', 'tcp_connection_limit', 'upstream_queue_full', 'upstream_queue_timeout'],
+    );
+    expect(sum(before, 'udpgrm_proxy_http_refused_total')).toBe(0);
+
+    // A header section above max_header_bytes (64 KiB by default).
+    const big = `x-big: ${'y'.repeat(70 * 1024)}`;
+    for (let i = 0; i < 2; i++) expect((await curl(['--http1.1', '-H', big, `https://127.0.0.1:${port}/`])).out).toBe('431 1.1\n');
+
+    // Ten connections at once to two workers holding at most 3 each: at least 4 closed at accept.
+    const conns = await Promise.all(Array.from({ length: 10 }, () => tlsConnection(port)));
+    const closed = conns.filter((c) => c === undefined).length;
+    try {
+      expect(closed).toBeGreaterThanOrEqual(10 - 2 * MAX_TCP_CONNECTIONS);
+      const after = await scrape(adminPort);
+      expect(refused(after, 'header_too_large')).toBe(2);
+      expect(refused(after, 'tcp_connection_limit')).toBe(closed);
+      expect(sum(after, 'udpgrm_proxy_http_refused_total')).toBe(2 + closed);
+    } finally {
+      for (const c of conns) c?.destroy();
     }
   });
 

@@ -178,6 +178,8 @@ describe('two sites on one address: the real proxy', { timeout: 60_000 }, () => 
     const families = await scrape(sites().adminPort);
     expect(sum(families, 'udpgrm_proxy_misdirected_total', { site: 'a', protocol: 'h3' })).toBe(1);
     expect(sum(families, 'udpgrm_proxy_misdirected_total', { site: 'b', protocol: 'h3' })).toBe(1);
+    // The same 421s among the HTTP refusals, summed over sites and protocols.
+    expect(sum(families, 'udpgrm_proxy_http_refused_total', { reason: 'misdirected' })).toBe(sum(families, 'udpgrm_proxy_misdirected_total'));
     expect(sum(families, 'udpgrm_proxy_quic_dropped_total', { reason: 'retry to its site' })).toBe(1);
   });
 

@@ -10,15 +10,17 @@ import { describe, expect, it } from 'vitest';
 import { LabelledCounts, LabelledHistogram, bucketIndex } from '../../src/proxy/metrics/labelled-counts.js';
 import { RequestMetrics, statusClass, tryOutcome } from '../../src/proxy/metrics/request-metrics.js';
 import { DURATION_BUCKETS_S, MAX_SERIES_PER_FAMILY, type WorkerMetricsSnapshot } from '../../src/proxy/metrics/snapshot.js';
+import { REFUSAL, REFUSAL_METRIC_LABEL, RefusalCounter } from '../../src/proxy/http/refusals.js';
 import { DerivedHistogram, derivedCounter } from '../../src/proxy/process/derived-metrics.js';
 import { decodeSnapshot } from '../../src/proxy/process/metrics-decode.js';
 import { HistogramSums } from '../../src/proxy/process/metric-totals.js';
+import { ProxyMetrics } from '../../src/proxy/process/metrics.js';
 import { WorkerMetricsStore } from '../../src/proxy/process/worker-metrics.js';
 import { parsePrometheus, samples, sum } from '../helpers/prometheus.js';
 
-function snapshotOf(m: RequestMetrics, connections = 0): WorkerMetricsSnapshot {
+function snapshotOf(m: RequestMetrics, connections = 0, refusals = new RefusalCounter()): WorkerMetricsSnapshot {
   return {
-    counters: { requests: m.requests.series(), upstreamRequests: m.upstreamRequests.series(), handshakes: [], quicDropped: [], misdirected: [] },
+    counters: { requests: m.requests.series(), upstreamRequests: m.upstreamRequests.series(), handshakes: [], quicDropped: [], misdirected: [], httpRefused: refusals.series() },
     gauges: { connections: [{ labels: ['h3'], value: connections }], upstreamHealth: [] },
     histograms: { requestDuration: { bounds: DURATION_BUCKETS_S, series: m.duration.series() } },
   };
@@ -28,16 +30,19 @@ function snapshotOf(m: RequestMetrics, connections = 0): WorkerMetricsSnapshot {
 class FakeWorker extends EventEmitter {
   connected = true;
   answer = true;
-  constructor(readonly metrics: RequestMetrics) {
+  constructor(
+    readonly metrics: RequestMetrics,
+    readonly refusals = new RefusalCounter(),
+  ) {
     super();
   }
   send(msg: { type: string; id: number }): boolean {
-    if (this.answer) setImmediate(() => this.emit('message', { type: 'metrics', id: msg.id, snapshot: JSON.parse(JSON.stringify(snapshotOf(this.metrics, 1))) }));
+    if (this.answer) setImmediate(() => this.emit('message', { type: 'metrics', id: msg.id, snapshot: JSON.parse(JSON.stringify(snapshotOf(this.metrics, 1, this.refusals))) }));
     return true;
   }
   exit(): void {
     this.connected = false;
-    this.emit('message', { type: 'metrics', id: 0, snapshot: snapshotOf(this.metrics) });
+    this.emit('message', { type: 'metrics', id: 0, snapshot: snapshotOf(this.metrics, 0, this.refusals) });
     this.emit('close', 0, null);
   }
   get proc(): ChildProcess {
@@ -93,6 +98,20 @@ describe('worker counts', () => {
     expect(MAX_SERIES_PER_FAMILY).toBeGreaterThan(100);
   });
 
+  it('reports every refusal reason under its own snake_case label, zeros included', () => {
+    const r = new RefusalCounter();
+    r.add(REFUSAL.headerTooLarge);
+    r.add(REFUSAL.headerTooLarge);
+    r.add(REFUSAL.tcpConnectionLimit);
+    const series = r.series();
+    const labels = series.map((s) => s.labels[0]!);
+    expect(series).toHaveLength(Object.keys(REFUSAL).length);
+    expect(new Set(labels).size).toBe(labels.length);
+    for (const l of labels) expect(l).toMatch(/^[a-z][a-z0-9_]*$/);
+    expect(Object.fromEntries(series.map((s) => [s.labels[0], s.value]))).toMatchObject({ header_too_large: 2, tcp_connection_limit: 1, header_timeout: 0, misdirected: 0 });
+    expect(REFUSAL_METRIC_LABEL[REFUSAL.rapidReset]).toBe('rapid_reset');
+  });
+
   it('counts each upstream try of a proxied request', () => {
     const m = new RequestMetrics();
     m.record(exchange('api', 200, [{ target: 'a', outcome: 'connect_refused' }, { target: 'b', outcome: '200' }]));
@@ -119,6 +138,26 @@ describe('snapshot decoding', () => {
     const negative = { ...good, counters: { ...good.counters, requests: [{ labels: ['h3', 'a', '2xx'], value: -1 }] } };
     expect(() => decodeSnapshot(negative, 'm')).toThrow(/expected a count/);
     expect(() => decodeSnapshot({ counters: {} }, 'm')).toThrow(/m\.counters\.requests/);
+  });
+
+  it('decodes HTTP refusals, takes a worker from before them as refusing nothing, and refuses a wrong shape', () => {
+    const refusals = new RefusalCounter();
+    refusals.add(REFUSAL.headerTimeout);
+    const m = new RequestMetrics();
+    m.record(exchange('api', 200));
+    const good = JSON.parse(JSON.stringify(snapshotOf(m, 0, refusals))) as WorkerMetricsSnapshot;
+    expect(decodeSnapshot(good, 'm').counters.httpRefused).toContainEqual({ labels: ['header_timeout'], value: 1 });
+    // What an older worker sends: no httpRefused at all. Its other counts still decode.
+    const { httpRefused: _, ...olderCounters } = good.counters;
+    const older = decodeSnapshot({ ...good, counters: olderCounters }, 'm');
+    expect(older.counters.httpRefused).toEqual([]);
+    expect(older.counters.requests).toEqual(good.counters.requests);
+    const twoLabels = { ...good, counters: { ...good.counters, httpRefused: [{ labels: ['header_timeout', 'x'], value: 1 }] } };
+    expect(() => decodeSnapshot(twoLabels, 'm')).toThrow(/m\.counters\.httpRefused\[0\]\.labels: expected 1 labels/);
+    expect(() => decodeSnapshot({ ...good, counters: { ...good.counters, httpRefused: null } }, 'm')).toThrow(/m\.counters\.httpRefused: expected an array/);
+    // Only a family added later may be absent.
+    const { quicDropped: __, ...noQuic } = good.counters;
+    expect(() => decodeSnapshot({ ...good, counters: noQuic }, 'm')).toThrow(/m\.counters\.quicDropped/);
   });
 
   it('does not merge histograms bucketed differently', () => {
@@ -151,6 +190,26 @@ describe('the master store', () => {
     expect(store.view().requestDuration.series()[0]!.counts.reduce((n, c) => n + c, 0)).toBe(4);
   });
 
+  it('sums HTTP refusals of live workers and keeps those of exited ones', async () => {
+    const store = new WorkerMetricsStore();
+    const a = new FakeWorker(new RequestMetrics());
+    const b = new FakeWorker(new RequestMetrics());
+    store.attach(1, a.proc);
+    store.attach(2, b.proc);
+    a.refusals.add(REFUSAL.headerTooLarge);
+    b.refusals.add(REFUSAL.headerTooLarge);
+    b.refusals.add(REFUSAL.rapidReset);
+    await store.refresh(1000);
+    const refused = (reason: string): number | undefined => store.view().counters.httpRefused.series().find((s) => s.labels[0] === reason)?.value;
+    expect([refused('header_too_large'), refused('rapid_reset'), refused('body_timeout')]).toEqual([2, 1, 0]);
+    // A's refusal after the scrape arrives with its final snapshot; B exits without a new one.
+    a.refusals.add(REFUSAL.headerTooLarge);
+    a.exit();
+    b.answer = false;
+    b.emit('close', 0, null);
+    expect([refused('header_too_large'), refused('rapid_reset')]).toEqual([3, 1]);
+  });
+
   it('shows a silent worker with its last answer after the timeout, and skips a refused snapshot', async () => {
     const rejected: string[] = [];
     const store = new WorkerMetricsStore((e) => rejected.push(e));
@@ -172,6 +231,33 @@ describe('the master store', () => {
 });
 
 describe('rendering', () => {
+  it('exports the workers\' HTTP refusals as udpgrm_proxy_http_refused_total{reason}, through a worker\'s exit', async () => {
+    const metrics = new ProxyMetrics(() => undefined, () => {});
+    // Only this family: the master's process metrics may hold a NaN (event loop lag) here, which JSON cannot carry.
+    const refused = async (): Promise<ReturnType<typeof parsePrometheus>> =>
+      parsePrometheus(
+        (await metrics.scrape(1000))
+          .split('\n')
+          .filter((l) => l.includes('udpgrm_proxy_http_refused_total'))
+          .join('\n') + '\n',
+      );
+    const w = new FakeWorker(new RequestMetrics());
+    metrics.hooks.workerSpawned?.(1, w.proc);
+    w.refusals.add(REFUSAL.tcpConnectionLimit);
+    w.refusals.add(REFUSAL.headerTooLarge);
+    w.refusals.add(REFUSAL.headerTooLarge);
+    const live = await refused();
+    expect(samples(live, 'udpgrm_proxy_http_refused_total')).toHaveLength(Object.keys(REFUSAL).length);
+    expect(sum(live, 'udpgrm_proxy_http_refused_total', { reason: 'header_too_large' })).toBe(2);
+    expect(sum(live, 'udpgrm_proxy_http_refused_total', { reason: 'tcp_connection_limit' })).toBe(1);
+    expect(sum(live, 'udpgrm_proxy_http_refused_total', { reason: 'misdirected' })).toBe(0);
+    w.exit();
+    const gone = await refused();
+    expect(sum(gone, 'udpgrm_proxy_http_refused_total', { reason: 'header_too_large' })).toBe(2);
+    expect(sum(gone, 'udpgrm_proxy_http_refused_total')).toBe(3);
+  });
+
+
   it('renders derived counters and histograms that the official parser reads back', async () => {
     const registry = new Registry();
     derivedCounter({ name: 'x_requests_total', help: 'h', labelNames: ['route'], registry }, () => [{ labels: ['a"b\\c'], value: 3 }]);

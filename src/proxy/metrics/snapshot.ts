@@ -26,6 +26,8 @@ export const WORKER_COUNTERS = {
   quicDropped: ['reason'],
   /** Requests answered 421: the answering worker's site, and the protocol that carried them. */
   misdirected: ['site', 'protocol'],
+  /** Requests and connections the HTTP layer refused, by http/refusals.ts's REFUSAL_METRIC_LABEL. */
+  httpRefused: ['reason'],
 } as const;
 export const WORKER_GAUGES = {
   connections: ['protocol'],

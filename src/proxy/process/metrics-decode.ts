@@ -1,9 +1,10 @@
 /**
  * Checks a worker's metrics snapshot as it arrives over IPC. A worker may run a newer binary than
- * its master (a reload after the files changed): what does not fit is refused as a whole rather
- * than mixed into the totals.
+ * its master (a reload after the files changed; families the master does not know are ignored)
+ * or an older one (a reload after older files were put back): what does not fit is refused as a
+ * whole rather than mixed into the totals, but a counter family added since is merely absent.
  */
-import { WORKER_COUNTERS, WORKER_GAUGES, WORKER_HISTOGRAMS, type HistogramSeries, type Series, type WorkerMetricsSnapshot } from '../metrics/snapshot.js';
+import { WORKER_COUNTERS, WORKER_GAUGES, WORKER_HISTOGRAMS, type HistogramSeries, type Series, type WorkerCounterName, type WorkerMetricsSnapshot } from '../metrics/snapshot.js';
 import { DecodeError, array, isPlainObject, number, string, type Decoder } from './json-decode.js';
 
 function labels(count: number): Decoder<readonly string[]> {
@@ -41,11 +42,19 @@ function histogramSeries(labelCount: number): Decoder<readonly HistogramSeries[]
   }));
 }
 
-function family<F extends Record<string, readonly string[]>, T>(families: F, decodeOne: (labelCount: number) => Decoder<T>): Decoder<{ readonly [N in keyof F]: T }> {
+/**
+ * Counter families workers of an earlier version do not send: absent, they decode as no series
+ * (nothing counted), so such a worker's other counts still reach the totals.
+ */
+const ADDED_COUNTERS: ReadonlySet<WorkerCounterName> = new Set(['httpRefused']);
+
+function family<F extends Record<string, readonly string[]>, T>(families: F, decodeOne: (labelCount: number) => Decoder<T>, absent?: (name: keyof F) => T | undefined): Decoder<{ readonly [N in keyof F]: T }> {
   return (v, at) => {
     const out: Partial<Record<keyof F, T>> = {};
     for (const [name, labelNames] of Object.entries(families) as Array<[keyof F & string, readonly string[]]>) {
-      out[name] = decodeOne(labelNames.length)(field(v, name, at), `${at}.${name}`);
+      const value = field(v, name, at);
+      const instead = value === undefined ? absent?.(name) : undefined;
+      out[name] = instead ?? decodeOne(labelNames.length)(value, `${at}.${name}`);
     }
     return out as { readonly [N in keyof F]: T };
   };
@@ -54,7 +63,7 @@ function family<F extends Record<string, readonly string[]>, T>(families: F, dec
 const bounds = array(number);
 
 export const decodeSnapshot: Decoder<WorkerMetricsSnapshot> = (v, at) => ({
-  counters: family(WORKER_COUNTERS, series)(field(v, 'counters', at), `${at}.counters`),
+  counters: family(WORKER_COUNTERS, series, (name) => (ADDED_COUNTERS.has(name) ? [] : undefined))(field(v, 'counters', at), `${at}.counters`),
   gauges: family(WORKER_GAUGES, series)(field(v, 'gauges', at), `${at}.gauges`),
   histograms: family(WORKER_HISTOGRAMS, (n) => {
     const decodeSeries = histogramSeries(n);

@@ -65,6 +65,14 @@ export class ProxyMetrics {
       () => w()?.counters.misdirected.series() ?? [],
     );
     derivedCounter(
+      spec(
+        'http_refused_total',
+        "Requests and connections the HTTP layer refused or cut short by its limits and timeouts, by reason (as `list`'s refused, in snake_case); reason misdirected also counts misdirected_total, kept for its site and protocol labels.",
+        WORKER_COUNTERS.httpRefused,
+      ),
+      () => w()?.counters.httpRefused.series() ?? [],
+    );
+    derivedCounter(
       spec('bpf_packets_total', 'Packets the BPF steering program handled, by generation and outcome (kernel counters).', ['generation', 'outcome']),
       () => this.#view?.bpf ?? [],
     );
