@@ -120,13 +120,19 @@ describe('a drained HTTP/3 session leaves nothing that wakes the event loop', ()
   }
 
   it('the GOAWAY hold a response released does not wake the loop at its 1 s expiry', async () => {
-    const woken = await wakeUpsAfter(() => {
-      const session = drainedWithResponse(0);
-      // The client closes before the grace period ends (its timer goes with the session).
-      session.onClosed();
-    }, 1_100);
-    // With the hold unref'd: one more, at 1 s.
-    expect(woken).toBeLessThanOrEqual(2);
+    // One stale timer is one wake-up, as much as vitest's own messages can add to a window: the
+    // least of three windows (noise only adds), and the hold unref'd adds one to each.
+    const trials: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      trials.push(
+        await wakeUpsAfter(() => {
+          const session = drainedWithResponse(0);
+          // The client closes before the grace period ends (its timer goes with the session).
+          session.onClosed();
+        }, 1_100),
+      );
+    }
+    expect(Math.min(...trials), `wake-ups per window: ${trials.join(', ')}`).toBeLessThanOrEqual(2);
   });
 
   it('the grace periods of sessions closed before they end do not wake the loop', async () => {
