@@ -229,7 +229,10 @@ export class QuicEndpoint implements ConnectionHost {
 
   /**
    * Closes every connection still open (CONNECTION_CLOSE with `code`, so clients do not wait for
-   * their idle timeout), sends those packets, and closes the socket.
+   * their idle timeout), sends those packets, and closes the socket. The connections end then and
+   * there: with the socket and our timers gone nothing can reach them or move them on, so their
+   * applications are told now (open requests are aborted, their timers cleared) and whenEmpty()
+   * resolves; nothing of this endpoint runs after close().
    */
   close(code: number): void {
     if (this.closed) return;
@@ -240,6 +243,7 @@ export class QuicEndpoint implements ConnectionHost {
     this.timers.close();
     this.ackHolds.close();
     this.opts.socket.close();
+    for (const conn of [...this.connections]) this.onClosed(conn);
   }
 
   // ------------------------------------------------------------------ receive
