@@ -13,6 +13,7 @@ import type { ListenerConfig, ProxyConfig } from './config/types.js';
 import { H3_ERROR } from './h3/errors.js';
 import { H3Session } from './h3/session.js';
 import { AccessLog } from './http/access-log.js';
+import { ABORT } from './http/exchange-abort.js';
 import { ProxyHandler } from './http/proxy-handler.js';
 import { RefusalCounter } from './http/refusals.js';
 import { matchRoute } from './http/route.js';
@@ -24,6 +25,7 @@ import type { Series, WorkerMetricsSnapshot } from './metrics/snapshot.js';
 import { openDgramSocket } from './net/udp-socket.js';
 import { WorkerAdmission } from './quic/admission.js';
 import { QuicEndpoint } from './quic/endpoint.js';
+import type { EndpointShutdown } from './quic/connection.js';
 import { ReplayGuard } from './quic/replay-guard.js';
 import { RetryTokens, retryTokenKey } from './quic/retry-token.js';
 import { TlsContexts } from './quic/tls-contexts.js';
@@ -106,7 +108,7 @@ export class ProxyServer {
     try {
       await server.listen(sockets, tcpSockets);
     } catch (err) {
-      await server.close();
+      await server.close('start failed');
       throw err;
     }
     return server;
@@ -342,15 +344,17 @@ export class ProxyServer {
         'drain timeout: closing the connections still open',
       );
     }
-    await this.close();
+    // Connections are still open only when it timed out.
+    await this.close('drain timeout');
     return { timedOut };
   }
 
-  async close(): Promise<void> {
-    for (const e of this.endpoints) e.close(H3_ERROR.H3_NO_ERROR);
+  /** Closes everything still open, at once; `shutdown` says why (requests cut are logged with it). */
+  async close(shutdown: EndpointShutdown): Promise<void> {
+    for (const e of this.endpoints) e.close(H3_ERROR.H3_NO_ERROR, shutdown);
     for (const l of this.tlsListeners.values()) l.stopAccepting();
     for (const l of this.redirectListeners) l.drain();
-    this.tcp.destroyAll();
+    this.tcp.destroyAll(shutdown === 'drain timeout' ? ABORT.drainTimeout : ABORT.connectionClosed);
     await this.upstreams?.destroy();
   }
 }

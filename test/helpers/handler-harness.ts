@@ -12,6 +12,7 @@ import { afterEach, beforeEach, expect } from 'vitest';
 import type { RouteConfig, UpstreamPoolConfig } from '../../src/proxy/config/types.js';
 import { AccessLog } from '../../src/proxy/http/access-log.js';
 import type { HttpExchange } from '../../src/proxy/http/exchange.js';
+import { ABORT } from '../../src/proxy/http/exchange-abort.js';
 import { ProxyHandler, type HandlerOptions } from '../../src/proxy/http/proxy-handler.js';
 import { matchRoute } from '../../src/proxy/http/route.js';
 import { UpstreamRegistry, type PoolOptions } from '../../src/proxy/upstream/index.js';
@@ -47,7 +48,7 @@ export function installHandlerHarness(): void {
   afterEach(async (context) => {
     const unfinished = proxied.filter((ex) => ex.outcome === undefined);
     // A failed test may leave an exchange open: the client goes away before the servers do.
-    for (const ex of unfinished) ex.abort('test teardown');
+    for (const ex of unfinished) ex.abort(ABORT.connectionClosed);
     while (cleanups.length > 0) await cleanups.pop()!();
     if (context.task.result?.state === 'fail') return;
     // Every exchange finished, with exactly one access-log line each, and no other line.

@@ -14,6 +14,7 @@
  */
 import { validateRequest, type FieldList, type ValidatedRequest, type ViaProtocolVersion } from '../../src/proxy/http-semantics/index.js';
 import { dispatchExchange, type ClientAddress, type HttpExchange, type HttpProtocol, type RequestHandler } from '../../src/proxy/http/exchange.js';
+import { ABORT, ExchangeAborted, type AbortReason } from '../../src/proxy/http/exchange-abort.js';
 import { DEFAULT_BODY_HIGH_WATER_MARK, RequestBody } from '../../src/proxy/http/request-body.js';
 
 export interface MemoryRequest {
@@ -154,7 +155,7 @@ export class MemoryExchange implements HttpExchange {
   /** The connection ends before the handshake completes (a replayed first flight does). */
   closeBeforeHandshake(): void {
     this.#settleHandshake('closed');
-    this.abort('connection closed');
+    this.abort(ABORT.connectionClosed);
   }
 
   #settleHandshake(to: 'complete' | 'closed'): void {
@@ -182,12 +183,13 @@ export class MemoryExchange implements HttpExchange {
   }
 
   /**
-   * The client gives up (stream reset, connection gone): signal aborted, body failed. An Error is
-   * the signal's reason as given, e.g. a RequestTimeoutError as a protocol layer's timeout sets it.
+   * The client gives up (stream reset, connection gone): signal aborted, body failed. A reason
+   * (ABORT) becomes an ExchangeAborted, as the protocol layers make it; an Error is the signal's
+   * reason as given, e.g. a RequestTimeoutError as a protocol layer's timeout sets it.
    */
-  abort(reason: string | Error = 'client reset'): void {
+  abort(reason: AbortReason | Error = ABORT.clientReset): void {
     if (this.#outcome !== undefined) return;
-    const err = typeof reason === 'string' ? new Error(reason) : reason;
+    const err = typeof reason === 'string' ? new ExchangeAborted(reason) : reason;
     this.body.abort(err.message);
     this.#abort.abort(err);
     this.#finish('aborted');

@@ -15,6 +15,7 @@ import { QUIC_DEFAULTS } from '../../src/proxy/config/section-quic.js';
 import { H3_ERROR } from '../../src/proxy/h3/frames.js';
 import { H3Session } from '../../src/proxy/h3/session.js';
 import type { HttpExchange } from '../../src/proxy/http/exchange.js';
+import { ABORT, ExchangeAborted } from '../../src/proxy/http/exchange-abort.js';
 import { WorkerAdmission } from '../../src/proxy/quic/admission.js';
 import { QuicEndpoint } from '../../src/proxy/quic/endpoint.js';
 import { RetryTokens } from '../../src/proxy/quic/retry-token.js';
@@ -70,12 +71,15 @@ describe('QuicEndpoint.close()', () => {
 
     let emptied = false;
     void endpoint.whenEmpty().then(() => (emptied = true));
-    endpoint.close(H3_ERROR.H3_NO_ERROR);
+    endpoint.close(H3_ERROR.H3_NO_ERROR, 'drain timeout');
 
     await waitUntil('whenEmpty() to resolve after close()', () => emptied, { timeoutMs: 5_000 });
     expect(endpoint.connectionCount).toBe(0);
     expect(endpoint.counters.connectionsClosed).toBe(1);
     expect(exchanges[0]!.signal.aborted).toBe(true);
+    // Why, as the access log says it (ProxyHandler logs the reason): our cut, not the client's reset.
+    expect(exchanges[0]!.signal.reason).toBeInstanceOf(ExchangeAborted);
+    expect((exchanges[0]!.signal.reason as ExchangeAborted).reason).toBe(ABORT.drainTimeout);
     await expect(response).resolves.toBeInstanceOf(Error);
     await client.closed;
     // The client and the endpoint are gone: no timer of either is left armed.

@@ -5,6 +5,7 @@
  * connection is MemoryQuicConnection; the handler is the test's own.
  */
 import { RefusalCounter } from '../../src/proxy/http/refusals.js';
+import { ABORT, ExchangeAborted } from '../../src/proxy/http/exchange-abort.js';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FRAME_TYPE, H3_ERROR, SETTINGS_ID, STREAM_TYPE, encodeControlStreamPreface, encodeFrameHeader, encodeGoaway, parseGoaway, parseSettings } from '../../src/proxy/h3/frames.js';
 import { H3Session, type SessionLimits } from '../../src/proxy/h3/session.js';
@@ -458,6 +459,7 @@ describe('RequestStream: clients that give up, handlers that fail', () => {
     ex.body.stream.on('error', (e) => (bodyError = e));
     conn.clientReset(0, H3_ERROR.H3_REQUEST_CANCELLED);
     expect(ex.signal.aborted).toBe(true);
+    expect(abortReason(ex)).toBe(ABORT.clientReset);
     expect(parseResponse(conn, 0).resetCode).toBe(H3_ERROR.H3_REQUEST_CANCELLED);
     expect(session.activeRequests).toBe(0);
     return new Promise<void>((resolve) => setImmediate(resolve)).then(() => expect(bodyError?.message).toMatch(/client reset stream/));
@@ -496,7 +498,16 @@ describe('RequestStream: clients that give up, handlers that fail', () => {
     get(conn, 4);
     session.onClosed();
     expect(handler.exchanges.map((e) => e.signal.aborted)).toEqual([true, true]);
+    // The connection went away (closed, timed out, reset): not the client's reset of these requests.
+    expect(handler.exchanges.map(abortReason)).toEqual([ABORT.connectionClosed, ABORT.connectionClosed]);
     expect(session.activeRequests).toBe(0);
+  });
+
+  it('aborts the open exchanges with "drain timeout" when the endpoint closes the connection at drain_timeout', () => {
+    const { conn, session, handler } = open();
+    get(conn, 0);
+    session.onClosed('drain timeout');
+    expect(abortReason(handler.last)).toBe(ABORT.drainTimeout);
   });
 });
 
@@ -834,3 +845,9 @@ describe('Request timeouts and header limits (hardening defect 5)', () => {
     expect(serverUniFrames(conn, 3).frames.filter((f) => f.kind === 'frame' && f.type === FRAME_TYPE.GOAWAY)).toHaveLength(2);
   });
 });
+
+/** The reason (ABORT) in an aborted exchange's signal, as the access log gets it. */
+function abortReason(ex: HttpExchange): string | undefined {
+  const why: unknown = ex.signal.reason;
+  return why instanceof ExchangeAborted ? why.reason : undefined;
+}

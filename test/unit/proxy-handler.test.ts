@@ -13,6 +13,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { AccessLog } from '../../src/proxy/http/access-log.js';
 import { RequestTimeoutError, type RequestHandler } from '../../src/proxy/http/exchange.js';
+import { ABORT } from '../../src/proxy/http/exchange-abort.js';
 import { ProxyHandler } from '../../src/proxy/http/proxy-handler.js';
 import { matchRoute } from '../../src/proxy/http/route.js';
 import { UpstreamRegistry } from '../../src/proxy/upstream/index.js';
@@ -504,6 +505,27 @@ describe('ProxyHandler: upstream failures', { timeout: 10_000 }, () => {
     expect(line).toMatchObject({ status: 200, upstream: upstream.origin, reason: 'client reset', bytesOut: 5 });
     expect(ex.events.map((e) => e.type)).toEqual(['respond', 'write']);
     expect(ex.outcome).toBe('aborted');
+  });
+
+  // The protocol layer says why in the signal's reason: a stream reset, the connection gone, or our
+  // own close at drain_timeout are different things to an operator reading the log.
+  it.each([ABORT.clientReset, ABORT.connectionClosed, ABORT.drainTimeout])('logs why the exchange was aborted (%s), before the headers and mid-body', async (why) => {
+    const upstream = await startUpstream((req, res) => {
+      req.resume();
+      if (req.url === '/wait') return; // never answers
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '1000000' });
+      res.write('start');
+    });
+    const proxy = makeProxy([proxyRoute('routes[0]', 'app')], [poolConfig('app', [upstream.origin], NO_TIMEOUTS)]);
+    const arrived = upstream.nextRequest();
+    const waiting = proxy.send({ path: '/wait' });
+    await arrived;
+    waiting.abort(why);
+    expect(await lineOf(waiting)).toMatchObject({ status: 499, reason: why });
+    const streaming = proxy.send({ path: '/stream' });
+    await streaming.until((e) => e.bytesSent === 5);
+    streaming.abort(why);
+    expect(await lineOf(streaming)).toMatchObject({ status: 200, reason: why, bytesOut: 5 });
   });
 });
 

@@ -6,6 +6,7 @@
  * HTTP/3 implementation of the protocol-neutral HttpExchange.
  */
 import { Aborter, type AbortLike } from '../abort.js';
+import { ABORT, ExchangeAborted, type AbortReason } from '../http/exchange-abort.js';
 import { formatDuration } from '../config/units.js';
 import { BodyLengthCounter, validateRequest, validateTrailers, type FieldList, type ValidatedRequest } from '../http-semantics/index.js';
 import { dispatchExchange, RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from '../http/exchange.js';
@@ -99,7 +100,7 @@ export class RequestStream implements HttpExchange {
 
   private onWriteFailed(): void {
     if (this.state.phase === 'finished') return;
-    this.aborter.abort(new Error('client stopped the response stream'));
+    this.aborter.abort(new ExchangeAborted(ABORT.clientReset, 'client stopped the response stream'));
     this.requestBody?.abort('client stopped the response stream');
     this.finish();
   }
@@ -367,14 +368,14 @@ export class RequestStream implements HttpExchange {
   }
 
   private onPeerReset(code: number): void {
-    this.abort(`client reset stream (${h3ErrorName(code)})`);
+    this.abort(ABORT.clientReset, `client reset stream (${h3ErrorName(code)})`);
   }
 
-  /** Client reset, connection closed: stop everything for this exchange. */
-  abort(reason: string): void {
+  /** Client reset, connection closed, drain timeout: stop everything for this exchange. */
+  abort(reason: AbortReason, detail?: string): void {
     if (this.state.phase === 'finished') return;
-    this.requestBody?.abort(reason);
-    this.aborter.abort(new Error(reason));
+    this.requestBody?.abort(detail ?? reason);
+    this.aborter.abort(new ExchangeAborted(reason, detail));
     this.writer.fail();
     this.conn.resetStream(this.streamId, H3_ERROR.H3_REQUEST_CANCELLED);
     this.finish();
@@ -385,13 +386,14 @@ export class RequestStream implements HttpExchange {
     if (err instanceof H3Error && CONNECTION_ERRORS.has(err.code)) {
       // QPACK failures, frames in the wrong place and malformed or truncated frames are connection
       // errors (RFC 9204 §2.2.3, RFC 9114 §7.1, §7.2).
-      this.abort(err.message);
+      this.abort(ABORT.badRequest, err.message);
       this.conn.closeWithAppError(err.code, err.message.slice(0, 100));
       return;
     }
     const code = err instanceof H3Error ? err.code : H3_ERROR.H3_INTERNAL_ERROR;
-    this.requestBody?.abort(err instanceof Error ? err.message : String(err));
-    this.aborter.abort(err);
+    const detail = err instanceof Error ? err.message : String(err);
+    this.requestBody?.abort(detail);
+    this.aborter.abort(new ExchangeAborted(ABORT.badRequest, detail));
     this.conn.stopSending(this.streamId, code);
     this.conn.resetStream(this.streamId, code);
     this.writer.fail();

@@ -4,8 +4,9 @@
  * `RequestStream`; what happens to a request (routing, upstreams) is the handler's business.
  */
 import type { RequestHandler } from '../http/exchange.js';
+import { ABORT } from '../http/exchange-abort.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
-import type { QuicApplication, QuicStreams } from '../quic/connection.js';
+import type { EndpointShutdown, QuicApplication, QuicStreams } from '../quic/connection.js';
 import { streamResetCode } from '../quic/native.js';
 import { SweepTimer } from '../timers/sweep-timer.js';
 import { H3_ERROR, H3Error } from './errors.js';
@@ -178,13 +179,15 @@ export class H3Session implements QuicApplication {
     return false;
   }
 
-  onClosed(): void {
+  onClosed(shutdown?: EndpointShutdown): void {
     this.cancelStopCheck();
     this.releaseGoawayHold();
     clearTimeout(this.goawayGrace);
     this.goawayGrace = undefined;
     this.deadlines.stop();
-    for (const req of this.requests.values()) req.abort('connection closed');
+    // Cut by our own close at drain_timeout, or the connection went away (either side closed it, it timed out).
+    const reason = shutdown === 'drain timeout' ? ABORT.drainTimeout : ABORT.connectionClosed;
+    for (const req of this.requests.values()) req.abort(reason);
     this.requests.clear();
     this.handshake.close();
     this.opts.onClosed?.(this);

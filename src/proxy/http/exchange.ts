@@ -30,7 +30,10 @@ export interface HttpExchange {
   readonly connectionId: string;
   /** The stream (HTTP/2, HTTP/3) or the request's number on its connection (HTTP/1.1). */
   readonly streamId: number;
-  /** Aborted when the client gives up on the exchange or the connection goes away. */
+  /**
+   * Aborted when the client gives up on the exchange or the connection goes away; its reason says
+   * why: an ExchangeAborted (exchange-abort.ts) or a RequestTimeoutError.
+   */
   readonly signal: AbortLike;
   readonly headersSent: boolean;
   readonly bytesReceived: number;

@@ -21,6 +21,7 @@ import type { RequestMetrics } from '../metrics/request-metrics.js';
 import type { AccessLog } from './access-log.js';
 import { earlyDataHandling, type EarlyDataHandling } from './early-data.js';
 import { RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from './exchange.js';
+import { ABORT, ExchangeAborted } from './exchange-abort.js';
 import { misdirectedTo, type ServedSite } from './misdirected.js';
 import { REFUSAL, type RefusalCounter } from './refusals.js';
 import type { RequestBody } from './request-body.js';
@@ -183,7 +184,7 @@ export class ProxyHandler implements RequestHandler {
     ex.respond(res.status, headers);
     try {
       // A small response usually arrived whole with its headers: relayed at once, no await then.
-      const relayed = relayBody(res.source, ex, () => new UpstreamError('aborted', 'client reset', res.target));
+      const relayed = relayBody(res.source, ex, () => new UpstreamError('aborted', abortReason(ex), res.target));
       const trailers = relayed instanceof Promise ? await relayed : relayed;
       ex.end(toClientTrailers(trailers));
       return { status: res.status, upstream: res.target, tries };
@@ -212,12 +213,18 @@ function respondBuiltIn(ex: HttpExchange, action: Extract<RouteAction, { kind: '
 
 /**
  * How an exchange the client side ended is logged: the response status if it had started, else
- * 499 for a reset or 408 for a request timeout; the reason says which.
+ * 499 for an abort or 408 for a request timeout; the reason says which, and why (ABORT).
  */
 function abandoned(ex: HttpExchange, responseStatus: number | undefined): { status: number; reason: string } {
   const why: unknown = ex.signal.reason;
   if (why instanceof RequestTimeoutError) return { status: responseStatus ?? why.status, reason: why.message };
-  return { status: responseStatus ?? 499, reason: 'client reset' };
+  return { status: responseStatus ?? 499, reason: abortReason(ex) };
+}
+
+/** Why the exchange was aborted, as its protocol layer said; a signal without one of ours (none should) counts as the client's reset. */
+function abortReason(ex: HttpExchange): string {
+  const why: unknown = ex.signal.reason;
+  return why instanceof ExchangeAborted ? why.reason : ABORT.clientReset;
 }
 
 /**

@@ -8,6 +8,13 @@ import type { TimerOwner } from './timer-queue.js';
 import { Shutdown, type HostPort, type QuicheConnection, type QuicheStats } from './native.js';
 import { ReadableStreams } from './readable-streams.js';
 
+/**
+ * Why the endpoint itself ended the connections it still held when it closed: the worker's drain
+ * ran out of drain_timeout, or its start failed. Connections that end by themselves (either
+ * side's CONNECTION_CLOSE, the idle timeout, a stateless reset) have none.
+ */
+export type EndpointShutdown = 'drain timeout' | 'start failed';
+
 /** What runs on top of a QUIC connection (the HTTP/3 session). */
 export interface QuicApplication {
   /** Handshake complete (or 0-RTT keys available): open control streams. */
@@ -37,8 +44,11 @@ export interface QuicApplication {
    * peer's ACKs may let quiche send more at once, so its packets are not held back.
    */
   readonly sending: boolean;
-  /** The connection is gone (closed, timed out or drained). Release everything. */
-  onClosed(): void;
+  /**
+   * The connection is gone (closed, timed out or drained). Release everything. `shutdown` when the
+   * endpoint closed it at its own close(), and why.
+   */
+  onClosed(shutdown?: EndpointShutdown): void;
 }
 
 const TRANSPORT_INTERNAL_ERROR = 0x1;

@@ -22,7 +22,7 @@ import type { CertificateConfig, QuicLimits } from '../config/types.js';
 import { SweepTimer } from '../timers/sweep-timer.js';
 import { BatchReceiver, type BatchReceiverCounters } from '../net/batch-receiver.js';
 import { BatchSender, type BatchSenderCounters } from '../net/batch-sender.js';
-import { QuicConnection, type ConnectionHost, type QuicApplication } from './connection.js';
+import { QuicConnection, type ConnectionHost, type EndpointShutdown, type QuicApplication } from './connection.js';
 import { DROP, type DropCounts, type DropReason } from './drop-reasons.js';
 import { admitEarlyData, readFirstInitial } from './early-data-admission.js';
 import { AmplificationBudget, type WorkerAdmission } from './admission.js';
@@ -232,9 +232,10 @@ export class QuicEndpoint implements ConnectionHost {
    * their idle timeout), sends those packets, and closes the socket. The connections end then and
    * there: with the socket and our timers gone nothing can reach them or move them on, so their
    * applications are told now (open requests are aborted, their timers cleared) and whenEmpty()
-   * resolves; nothing of this endpoint runs after close().
+   * resolves; nothing of this endpoint runs after close(). `shutdown` tells them why (their
+   * requests are logged with it).
    */
-  close(code: number): void {
+  close(code: number, shutdown: EndpointShutdown): void {
     if (this.closed) return;
     for (const conn of this.connections) conn.closeWithAppError(code, 'server shutting down');
     this.flush();
@@ -243,7 +244,7 @@ export class QuicEndpoint implements ConnectionHost {
     this.timers.close();
     this.ackHolds.close();
     this.opts.socket.close();
-    for (const conn of [...this.connections]) this.onClosed(conn);
+    for (const conn of [...this.connections]) this.onClosed(conn, shutdown);
   }
 
   // ------------------------------------------------------------------ receive
@@ -790,7 +791,7 @@ export class QuicEndpoint implements ConnectionHost {
     }
   }
 
-  private onClosed(conn: QuicConnection): void {
+  private onClosed(conn: QuicConnection, shutdown?: EndpointShutdown): void {
     if (conn.closed) return;
     conn.closed = true;
     this.dirty.delete(conn);
@@ -806,7 +807,7 @@ export class QuicEndpoint implements ConnectionHost {
     this.connections.delete(conn);
     this.counters.connectionsClosed++;
     try {
-      conn.app?.onClosed();
+      conn.app?.onClosed(shutdown);
     } catch (err) {
       this.internalError(err, { conn: conn.id });
     }

@@ -126,6 +126,7 @@ export class H1Connection {
       requestNumber: number,
       closeAfterResponse: () => this.closing,
       goAway: () => this.drain(),
+      cutReason: () => this.opts.connections.cutReason,
       onHandlerError: (err, stream) => this.opts.onHandlerError(err, this.opts.connectionId, stream),
       onDone: () => {
         this.exchanges.delete(exchange);

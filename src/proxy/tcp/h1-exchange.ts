@@ -9,6 +9,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { validateTrailers, type FieldList, type ValidatedRequest } from '../http-semantics/index.js';
 import { respondText, type ClientAddress } from '../http/exchange.js';
+import { ABORT, ExchangeAborted } from '../http/exchange-abort.js';
 import { withListenerAltSvc } from '../http/alt-svc.js';
 import { Recv, Send } from '../http/exchange-state.js';
 import { NodeStreamExchange, type NodeExchangeOptions } from './node-stream-exchange.js';
@@ -51,7 +52,8 @@ export class H1Exchange extends NodeStreamExchange<H1ExchangeOptions> {
     req.on('end', () => this.onEnd());
     req.on('error', () => {}); // a cut connection: seen as the response's 'close' below
     res.on('finish', () => this.onResponseFlushed());
-    res.on('close', () => this.abort('client closed the connection'));
+    // The only way an HTTP/1.1 client cancels a request.
+    res.on('close', () => this.abort(ABORT.clientReset, 'client closed the connection'));
     this.dispatch();
   }
 
@@ -84,7 +86,7 @@ export class H1Exchange extends NodeStreamExchange<H1ExchangeOptions> {
     this.body.abort(reason);
     if (!this.headersSent) respondText(this, 400, 'bad request\n');
     else this.reset();
-    this.aborter.abort(new Error(reason));
+    this.aborter.abort(new ExchangeAborted(ABORT.badRequest, reason));
   }
 
   /** HTTP/1.1 cannot end a started response early except by closing the connection. */
@@ -158,7 +160,7 @@ export class H1Exchange extends NodeStreamExchange<H1ExchangeOptions> {
    * The connection answers for this exchange (the parser refused the rest of its request): the
    * handler's work is cancelled and nothing more is written through the response.
    */
-  abandon(reason: string): void {
-    this.abort(reason);
+  abandon(detail: string): void {
+    this.abort(ABORT.badRequest, detail);
   }
 }

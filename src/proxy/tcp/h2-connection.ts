@@ -172,7 +172,9 @@ export class H2Connection {
       },
       onMalformed: () => this.opts.connections.count('malformed'),
       resetStream: (s, code) => this.resetStream(s, code),
+      connectionGone: () => this.session.destroyed,
       goAway: () => this.drain(),
+      cutReason: () => this.opts.connections.cutReason,
       refusals: this.opts.refusals,
     });
     this.exchanges.add(exchange);

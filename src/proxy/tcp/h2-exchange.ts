@@ -10,6 +10,7 @@
 import http2, { type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { validateTrailers, type FieldList, type ValidatedRequest } from '../http-semantics/index.js';
 import type { ClientAddress } from '../http/exchange.js';
+import { ABORT, ExchangeAborted } from '../http/exchange-abort.js';
 import { withListenerAltSvc } from '../http/alt-svc.js';
 import { Recv, Send } from '../http/exchange-state.js';
 import { REFUSAL } from '../http/refusals.js';
@@ -23,6 +24,8 @@ export interface H2ExchangeOptions extends NodeExchangeOptions {
   readonly maxHeaderBytes: number;
   /** Reset the stream with `code` (the connection tells our resets from the client's). */
   readonly resetStream: (stream: ServerHttp2Stream, code: number) => void;
+  /** The connection itself is gone (its session destroyed): a stream closing now was not reset by the client. */
+  readonly connectionGone: () => boolean;
 }
 
 export class H2Exchange extends NodeStreamExchange<H2ExchangeOptions> {
@@ -97,7 +100,7 @@ export class H2Exchange extends NodeStreamExchange<H2ExchangeOptions> {
   /** The request cannot go on: its body and exchange fail, the stream is reset with `code`. */
   private refuse(reason: string, code: number): void {
     this.body.abort(reason);
-    this.aborter.abort(new Error(reason));
+    this.aborter.abort(new ExchangeAborted(ABORT.badRequest, reason));
     this.closeStream(code);
   }
 
@@ -151,8 +154,10 @@ export class H2Exchange extends NodeStreamExchange<H2ExchangeOptions> {
 
   /** The stream closed: normally after both sides ended; early when the client reset it or the connection went. */
   private onClose(): void {
-    if (this.state.phase === 'open' && this.state.send !== Send.Done) this.abort(`client reset stream (code ${this.stream.rstCode ?? 'none'})`);
-    else this.finish();
+    if (this.state.phase !== 'open' || this.state.send === Send.Done) this.finish();
+    // Node destroys the session (marked destroyed at once) before its streams close: the connection went, not this stream.
+    else if (this.opts.connectionGone()) this.abort(ABORT.connectionClosed);
+    else this.abort(ABORT.clientReset, `client reset stream (code ${this.stream.rstCode ?? 'none'})`);
   }
 }
 

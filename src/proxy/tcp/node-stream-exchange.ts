@@ -15,6 +15,7 @@ import { Aborter, type AbortLike } from '../abort.js';
 import { formatDuration } from '../config/units.js';
 import { BodyLengthCounter, type FieldList, type ValidatedRequest, type ViaProtocolVersion } from '../http-semantics/index.js';
 import { dispatchExchange, RequestTimeoutError, respondText, type ClientAddress, type HttpExchange, type RequestHandler } from '../http/exchange.js';
+import { ABORT, ExchangeAborted, type AbortReason } from '../http/exchange-abort.js';
 import { Recv, Send, type ExchangeState } from '../http/exchange-state.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import { RequestBody } from '../http/request-body.js';
@@ -36,6 +37,8 @@ export interface NodeExchangeOptions {
   readonly onMalformed: () => void;
   /** Starts the connection's graceful shutdown (HTTP/2 GOAWAY; HTTP/1.1 closes after the response). */
   readonly goAway: () => void;
+  /** Why the worker cut its connections (at drain_timeout), once it has: what aborts the exchange then. */
+  readonly cutReason: () => AbortReason | undefined;
   readonly refusals?: RefusalCounter;
 }
 
@@ -202,11 +205,15 @@ export abstract class NodeStreamExchange<O extends NodeExchangeOptions = NodeExc
 
   // ------------------------------------------------------------------ end
 
-  /** The stream closed under the exchange (client gone, reset, or the connection cut): the handler's work is cancelled. */
-  protected abort(reason: string): void {
+  /**
+   * The stream closed under the exchange (client gone, reset, or the connection cut): the
+   * handler's work is cancelled. A cut of ours (cutReason) outranks what the stream's close looked like.
+   */
+  protected abort(reason: AbortReason, detail?: string): void {
     if (this.state.phase === 'finished') return;
-    this.body.abort(reason);
-    this.aborter.abort(new Error(reason));
+    const cut = this.opts.cutReason();
+    this.body.abort(cut ?? detail ?? reason);
+    this.aborter.abort(cut === undefined ? new ExchangeAborted(reason, detail) : new ExchangeAborted(cut));
     this.finish();
   }
 
