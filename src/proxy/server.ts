@@ -352,9 +352,12 @@ export class ProxyServer {
   /** Closes everything still open, at once; `shutdown` says why (requests cut are logged with it). */
   async close(shutdown: EndpointShutdown): Promise<void> {
     for (const e of this.endpoints) e.close(H3_ERROR.H3_NO_ERROR, shutdown);
-    for (const l of this.tlsListeners.values()) l.stopAccepting();
+    // Requests still open are aborted now, with the reason, before their sockets close (later)
+    // and before the upstream pools close under them.
+    const reason = shutdown === 'drain timeout' ? ABORT.drainTimeout : ABORT.connectionClosed;
+    for (const l of this.tlsListeners.values()) l.cut(reason);
     for (const l of this.redirectListeners) l.drain();
-    this.tcp.destroyAll(shutdown === 'drain timeout' ? ABORT.drainTimeout : ABORT.connectionClosed);
+    this.tcp.destroyAll();
     await this.upstreams?.destroy();
   }
 }

@@ -7,7 +7,7 @@
  */
 import http2 from 'node:http2';
 import net from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { waitUntil } from '../helpers/deadline.js';
 import { h1Socket, rawH1, statusOf } from '../helpers/raw-tls.js';
 import { run, startTcpEdge, useTcpEdge, type TcpEdge } from '../helpers/tcp-edge.js';
@@ -202,5 +202,68 @@ describe('drain and HTTP/1.1 connections that have not sent their first request'
     expect(silent.text()).toBe('');
     expect(await drained).toEqual({ timedOut: false });
     expect(edge.server.connectionCount).toBe(0);
+  });
+});
+
+describe('why a request cut short is logged', () => {
+  let edge: TcpEdge;
+  beforeEach(async () => {
+    edge = await startTcpEdge({ upstream: fx.up.origin });
+  });
+  afterEach(async () => {
+    await edge?.close();
+  });
+
+  /** The access-log reason of each request to `path`, once it was logged. */
+  async function reasonsOf(path: string, count = 1): Promise<unknown[]> {
+    const lines = (): Array<Record<string, unknown>> => edge.logs.filter((l) => l.log === 'access' && l.path === path);
+    await waitUntil(`${count} access-log line(s) for ${path}`, () => lines().length >= count, { timeoutMs: 5000, intervalMs: 5 });
+    return lines().map((l) => [l.protocol, l.status, l.reason]);
+  }
+
+  /** An HTTP/2 request to `path` on `client`, its outcome ignored: the test cuts it. */
+  function h2Request(client: http2.ClientHttp2Session, path: string): http2.ClientHttp2Stream {
+    const req = client.request({ ':path': path });
+    req.on('error', () => {});
+    req.end();
+    return req;
+  }
+
+  it('the client cancelling its request (HTTP/2 RST_STREAM, HTTP/1.1 socket closed) is `client reset`; its HTTP/2 connection gone is `connection closed`', async () => {
+    const client = http2.connect(`https://127.0.0.1:${edge.port}`, { rejectUnauthorized: false });
+    client.on('error', () => {});
+    const cancelledSeen = upstreamSaw('/up/slow?ms=20000&c=rst');
+    const cancelled = h2Request(client, '/up/slow?ms=20000&c=rst');
+    await cancelledSeen;
+    cancelled.close(http2.constants.NGHTTP2_CANCEL);
+    expect(await reasonsOf('/up/slow?ms=20000&c=rst')).toEqual([['h2', 499, 'client reset']]);
+
+    const goneSeen = upstreamSaw('/up/slow?ms=20000&c=gone');
+    h2Request(client, '/up/slow?ms=20000&c=gone');
+    await goneSeen;
+    client.destroy();
+    expect(await reasonsOf('/up/slow?ms=20000&c=gone')).toEqual([['h2', 499, 'connection closed']]);
+
+    const h1 = await h1Socket(edge.port);
+    const h1Seen = upstreamSaw('/up/slow?ms=20000&c=h1');
+    h1.socket.write('GET /up/slow?ms=20000&c=h1 HTTP/1.1\r\nHost: a.test\r\n\r\n');
+    await h1Seen;
+    h1.socket.destroy();
+    expect(await reasonsOf('/up/slow?ms=20000&c=h1')).toEqual([['h1', 499, 'client reset']]);
+  });
+
+  it('a drain that runs out of time cuts the requests still open: `drain timeout` over HTTP/1.1 and HTTP/2', async () => {
+    const client = http2.connect(`https://127.0.0.1:${edge.port}`, { rejectUnauthorized: false });
+    client.on('error', () => {});
+    const h2Seen = upstreamSaw('/up/slow?ms=20000&c=h2-drain');
+    h2Request(client, '/up/slow?ms=20000&c=h2-drain');
+    const h1 = await h1Socket(edge.port);
+    const h1Seen = upstreamSaw('/up/slow?ms=20000&c=h1-drain');
+    h1.socket.write('GET /up/slow?ms=20000&c=h1-drain HTTP/1.1\r\nHost: a.test\r\n\r\n');
+    await Promise.all([h2Seen, h1Seen]);
+    expect(await edge.server.drain(300)).toEqual({ timedOut: true });
+    expect(await reasonsOf('/up/slow?ms=20000&c=h2-drain')).toEqual([['h2', 499, 'drain timeout']]);
+    expect(await reasonsOf('/up/slow?ms=20000&c=h1-drain')).toEqual([['h1', 499, 'drain timeout']]);
+    client.destroy();
   });
 });

@@ -3,7 +3,6 @@
  * gate, the counters `list` shows, and what a drain waits for (the last connection gone).
  */
 import type { Socket } from 'node:net';
-import type { AbortReason } from '../http/exchange-abort.js';
 import type { TcpStats } from '../worker-stats.js';
 
 export type TcpCounterName = Exclude<keyof TcpStats, 'h1Connections' | 'h2Connections'>;
@@ -26,8 +25,6 @@ export class TcpConnections {
   #emptyWaiters: Array<() => void> = [];
   /** TLS handshakes completed (for /metrics; `list` shows the open counts instead). */
   #handshakes = 0;
-  /** Set by destroyAll: why the requests still open on the connections it cut were aborted. */
-  #cutReason: AbortReason | undefined;
 
   constructor(private readonly maxConnections: number) {}
 
@@ -80,15 +77,9 @@ export class TcpConnections {
     return new Promise((resolve) => this.#emptyWaiters.push(resolve));
   }
 
-  /** The end of a drain's time: whatever is still open is cut, its requests aborted with `reason`. */
-  destroyAll(reason: AbortReason): void {
-    this.#cutReason = reason;
+  /** The end of a drain's time: whatever is still open is cut (their requests were aborted first: TlsListener.cut). */
+  destroyAll(): void {
     for (const s of this.#sockets) s.destroy();
-  }
-
-  /** Why the worker cut every connection (destroyAll), once it has: a request's closing stream is then not the client's doing. */
-  get cutReason(): AbortReason | undefined {
-    return this.#cutReason;
   }
 
   #settleEmpty(): void {

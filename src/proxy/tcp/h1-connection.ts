@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import type { HttpLimits } from '../config/types.js';
 import type { RequestHandler } from '../http/exchange.js';
 import { withListenerAltSvc } from '../http/alt-svc.js';
+import type { AbortReason } from '../http/exchange-abort.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import type { TcpConnections } from './connections.js';
 import { H1Exchange } from './h1-exchange.js';
@@ -80,6 +81,12 @@ export class H1Connection {
    * on a new connection that closed unanswered (curl: "Empty reply from server"). Its first request
    * is served (answered with `Connection: close`); a silent one closes at request_header_timeout.
    */
+  /** Cut now (at drain_timeout): the requests in progress are aborted with `reason`, then the socket is destroyed. */
+  cut(reason: AbortReason): void {
+    for (const ex of [...this.exchanges]) ex.cut(reason);
+    this.socket.destroy();
+  }
+
   drain(): void {
     this.closing = true;
     if (this.state.kind === 'idle' && !this.requestStarted(this.state.bytesAt)) this.socket.destroy();
@@ -126,7 +133,6 @@ export class H1Connection {
       requestNumber: number,
       closeAfterResponse: () => this.closing,
       goAway: () => this.drain(),
-      cutReason: () => this.opts.connections.cutReason,
       onHandlerError: (err, stream) => this.opts.onHandlerError(err, this.opts.connectionId, stream),
       onDone: () => {
         this.exchanges.delete(exchange);

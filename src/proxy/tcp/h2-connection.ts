@@ -22,6 +22,7 @@ import type { HttpLimits } from '../config/types.js';
 import { validateRequest, type FieldList } from '../http-semantics/index.js';
 import { withListenerAltSvc } from '../http/alt-svc.js';
 import type { RequestHandler } from '../http/exchange.js';
+import type { AbortReason } from '../http/exchange-abort.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import type { TcpConnections } from './connections.js';
 import { H2Exchange, headerListSize } from './h2-exchange.js';
@@ -174,7 +175,6 @@ export class H2Connection {
       resetStream: (s, code) => this.resetStream(s, code),
       connectionGone: () => this.session.destroyed,
       goAway: () => this.drain(),
-      cutReason: () => this.opts.connections.cutReason,
       refusals: this.opts.refusals,
     });
     this.exchanges.add(exchange);
@@ -255,6 +255,12 @@ export class H2Connection {
    * and `close()` sends GOAWAY with nghttp2's last processed stream id, then closes the session
    * once its open streams are done.
    */
+  /** Cut now (at drain_timeout): the requests in progress are aborted with `reason`, then the session is destroyed. */
+  cut(reason: AbortReason): void {
+    for (const ex of [...this.exchanges]) ex.cut(reason);
+    this.session.destroy();
+  }
+
   drain(): void {
     if (this.draining || this.phase !== 'serving') return;
     this.draining = true;

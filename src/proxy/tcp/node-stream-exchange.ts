@@ -15,7 +15,7 @@ import { Aborter, type AbortLike } from '../abort.js';
 import { formatDuration } from '../config/units.js';
 import { BodyLengthCounter, type FieldList, type ValidatedRequest, type ViaProtocolVersion } from '../http-semantics/index.js';
 import { dispatchExchange, RequestTimeoutError, respondText, type ClientAddress, type HttpExchange, type RequestHandler } from '../http/exchange.js';
-import { ABORT, ExchangeAborted, type AbortReason } from '../http/exchange-abort.js';
+import { ExchangeAborted, type AbortReason } from '../http/exchange-abort.js';
 import { Recv, Send, type ExchangeState } from '../http/exchange-state.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import { RequestBody } from '../http/request-body.js';
@@ -37,8 +37,6 @@ export interface NodeExchangeOptions {
   readonly onMalformed: () => void;
   /** Starts the connection's graceful shutdown (HTTP/2 GOAWAY; HTTP/1.1 closes after the response). */
   readonly goAway: () => void;
-  /** Why the worker cut its connections (at drain_timeout), once it has: what aborts the exchange then. */
-  readonly cutReason: () => AbortReason | undefined;
   readonly refusals?: RefusalCounter;
 }
 
@@ -206,14 +204,19 @@ export abstract class NodeStreamExchange<O extends NodeExchangeOptions = NodeExc
   // ------------------------------------------------------------------ end
 
   /**
-   * The stream closed under the exchange (client gone, reset, or the connection cut): the
-   * handler's work is cancelled. A cut of ours (cutReason) outranks what the stream's close looked like.
+   * The connection is about to be cut by us (at drain_timeout): the handler's work is cancelled
+   * now, with `reason`, before the socket's close would make it look like the client's doing and
+   * before the upstream pools close under it.
    */
+  cut(reason: AbortReason): void {
+    this.abort(reason);
+  }
+
+  /** The stream closed under the exchange (client gone, reset, or the connection cut): the handler's work is cancelled. */
   protected abort(reason: AbortReason, detail?: string): void {
     if (this.state.phase === 'finished') return;
-    const cut = this.opts.cutReason();
-    this.body.abort(cut ?? detail ?? reason);
-    this.aborter.abort(cut === undefined ? new ExchangeAborted(reason, detail) : new ExchangeAborted(cut));
+    this.body.abort(detail ?? reason);
+    this.aborter.abort(new ExchangeAborted(reason, detail));
     this.finish();
   }
 

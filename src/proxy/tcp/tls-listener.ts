@@ -21,6 +21,7 @@ import type { Logger } from 'pino';
 import { formatListener } from '../config/section-listeners.js';
 import type { HttpLimits, ListenerConfig } from '../config/types.js';
 import type { RequestHandler } from '../http/exchange.js';
+import type { AbortReason } from '../http/exchange-abort.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import type { TcpConnections } from './connections.js';
 import { H1Connection } from './h1-connection.js';
@@ -140,6 +141,17 @@ export class TlsListener {
     this.stopAccepting();
     for (const c of this.h1.values()) c.drain();
     for (const c of this.h2) c.drain();
+  }
+
+  /**
+   * The end of a drain's time: every connection's requests are aborted with `reason` and the
+   * connections destroyed, at once (their sockets' closes would come later, looking like the
+   * clients' doing, and after the upstream pools closed).
+   */
+  cut(reason: AbortReason): void {
+    this.stopAccepting();
+    for (const c of [...this.h1.values()]) c.cut(reason);
+    for (const c of [...this.h2]) c.cut(reason);
   }
 
   stopAccepting(): void {
