@@ -1,7 +1,7 @@
 /**
  * Master lifecycle: a reload with an invalid config changes nothing and reports where the error
  * is; a worker killed with SIGKILL is replaced on the same sockets; one master per control socket;
- * SIGTERM drains and exits.
+ * SIGTERM drains and exits, cutting at drain_timeout what is still open.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -11,8 +11,10 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WORKER_V8_FLAGS } from '../../src/proxy/process/worker-memory.js';
 import { gtlsclient } from '../helpers/gtlsclient.js';
+import { H3Client } from '../helpers/h3-client.js';
 import { enterPrivateNetns, removePinDir, uniquePinDir } from '../helpers/netns.js';
 import { PROXY_BIN, freeUdpPort, makeTempDir, startProxy, workerPids, type RunningProxy } from '../helpers/proxy.js';
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 enterPrivateNetns();
 
@@ -48,6 +50,7 @@ process: { ${processKeys} }
 describe('master lifecycle', () => {
   let proxy: RunningProxy;
   let port: number;
+  let upstream: TestUpstream;
   // Our own directory, so the files the master removes on exit can be checked after it stopped.
   const dir = makeTempDir();
   const config = (version: string): string => `
@@ -55,18 +58,25 @@ listeners: ["127.0.0.1:${port}"]
 workers: 2
 drain_timeout: 5s
 tls: { state_dir: state }
+logging: { level: info, access_log: true }
+upstreams:
+  app: { targets: ["${upstream.origin}"] }
 routes:
+  - path: /up/
+    upstream: app
   - path: /
     respond: { status: 200, headers: { x-config-version: "${version}" }, body: "${version}\\n" }
 `;
 
   beforeAll(async () => {
     port = await freeUdpPort();
+    upstream = await startUpstream('a');
     proxy = await startProxy(config('1'), { dir });
   });
 
   afterAll(async () => {
     await proxy?.stop();
+    await upstream?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -133,8 +143,17 @@ routes:
     const pidFile = path.join(proxy.dir, 'state/udpgrm-proxy.pid');
     expect(readFileSync(pidFile, 'utf8').trim()).toBe(String(proxy.proc.pid));
     const workers = workerPids(proxy.proc.pid!);
+    // A request the upstream answers long after drain_timeout (5 s): cut then, and logged as our cut.
+    const client = await H3Client.connect({ host: '127.0.0.1', port, sni: 'localhost' });
+    const seen = new Promise<void>((resolve) => upstream.events.on('request', (url: string) => url === '/up/slow?ms=60000' && resolve()));
+    const held = client.get('localhost', '/up/slow?ms=60000').catch((err: unknown) => err);
+    await seen;
     const code = await proxy.stop('SIGTERM');
     expect(code).toBe(0);
+    expect(await held).toBeInstanceOf(Error);
+    expect(proxy.logs.filter((l) => l.log === 'access' && l.path === '/up/slow?ms=60000').map((l) => [l.protocol, l.status, l.reason])).toEqual([['h3', 499, 'drain timeout']]);
+    expect(proxy.logs.some((l) => l.msg === 'drain timeout: closing the connections still open')).toBe(true);
+    await client.close();
     for (const pid of workers) expect(existsSync(`/proc/${pid}`)).toBe(false);
     expect(existsSync(pidFile)).toBe(false);
     expect(existsSync(path.join(proxy.dir, 'state/control.sock'))).toBe(false);
