@@ -73,6 +73,12 @@ export class H1Connection {
     return this.state.kind === 'active' ? this.state.exchanges : 0;
   }
 
+  /** Cut now (at drain_timeout): the requests in progress are aborted with `reason`, then the socket is destroyed. */
+  cut(reason: AbortReason): void {
+    for (const ex of [...this.exchanges]) ex.cut(reason);
+    this.socket.destroy();
+  }
+
   /**
    * Drain: requests in progress finish (their responses close the connection); a connection idle
    * between requests closes now (a client retries a request that crossed our close on a reused
@@ -81,12 +87,6 @@ export class H1Connection {
    * on a new connection that closed unanswered (curl: "Empty reply from server"). Its first request
    * is served (answered with `Connection: close`); a silent one closes at request_header_timeout.
    */
-  /** Cut now (at drain_timeout): the requests in progress are aborted with `reason`, then the socket is destroyed. */
-  cut(reason: AbortReason): void {
-    for (const ex of [...this.exchanges]) ex.cut(reason);
-    this.socket.destroy();
-  }
-
   drain(): void {
     this.closing = true;
     if (this.state.kind === 'idle' && !this.requestStarted(this.state.bytesAt)) this.socket.destroy();

@@ -247,6 +247,12 @@ export class H2Connection {
     setTimeout(() => this.session.destroy(), CUTOFF_LINGER_MS).unref();
   }
 
+  /** Cut now (at drain_timeout): the requests in progress are aborted with `reason`, then the session is destroyed. */
+  cut(reason: AbortReason): void {
+    for (const ex of [...this.exchanges]) ex.cut(reason);
+    this.session.destroy();
+  }
+
   /**
    * Graceful shutdown in two steps (RFC 9113 §6.8): GOAWAY with 2^31-1 (nothing refused, the client
    * stops opening streams), then after one round trip (a PING's ack) GOAWAY with the last stream
@@ -255,12 +261,6 @@ export class H2Connection {
    * and `close()` sends GOAWAY with nghttp2's last processed stream id, then closes the session
    * once its open streams are done.
    */
-  /** Cut now (at drain_timeout): the requests in progress are aborted with `reason`, then the session is destroyed. */
-  cut(reason: AbortReason): void {
-    for (const ex of [...this.exchanges]) ex.cut(reason);
-    this.session.destroy();
-  }
-
   drain(): void {
     if (this.draining || this.phase !== 'serving') return;
     this.draining = true;
