@@ -125,7 +125,8 @@ export async function startFloor(o: TargetOptions, upstream: FloorUpstream): Pro
     const config = path.join(dir, 'proxy.yaml');
     writeFileSync(config, ourProxyConfig(port, o));
     const env: FloorEnv = { FLOOR_CONFIG: config, FLOOR_PORT: String(port), FLOOR_UPSTREAM_PORT: String(o.upstreamPort), FLOOR_UPSTREAM: upstream, FLOOR_WORKERS: String(o.workers) };
-    const proc = fork(new URL('../dist/bench/stack-floor.js', import.meta.url).pathname, [], { env: { ...process.env, ...o.env, ...env, FLOOR_ROLE: 'master' } });
+    // execArgv: [], not this process's: under tsx that would load its loader (and source maps) into the relay.
+    const proc = fork(new URL('../dist/bench/stack-floor.js', import.meta.url).pathname, [], { execArgv: [], env: { ...process.env, ...o.env, ...env, FLOOR_ROLE: 'master' } });
     await new Promise<void>((resolve, reject) => {
       proc.once('message', () => resolve());
       proc.once('exit', (code) => reject(new Error(`stack floor exited (${code}) before it was ready`)));
