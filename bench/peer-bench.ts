@@ -5,6 +5,10 @@
  * per row the median and spread of both, the ratio ours/Caddy of the medians, and the busy cores
  * (all of the machine, and the part that was not this bench) so a disturbed row is visible.
  * Ends with a Markdown table of the primary figures (for bench/README.md).
+ *
+ * `--with-floor` adds the stack's floor (bench/stack-floor.ts) as two more targets, `floor-undici`
+ * and `floor-net`, run in every row in turn with the other two; each row then also prints each
+ * floor's figures, floor/Caddy and ours/floor, and a second Markdown table holds those.
  */
 import { rmSync } from 'node:fs';
 import path from 'node:path';
@@ -15,7 +19,7 @@ import { ensureCaddy } from './caddy.js';
 import { h3Load, percentile } from './h3-load.js';
 import { Meter, type WindowResult } from './meter.js';
 import { median, treeRssBytes } from './proc-stats.js';
-import { benchCertificate, startCaddyTarget, startOurs, startUpstreamProcess, type Target } from './targets.js';
+import { benchCertificate, startCaddyTarget, startFloor, startOurs, startUpstreamProcess, type Target } from './targets.js';
 
 const KIB_PATH = '/bytes?n=1024';
 const MIB_PATH = `/bytes?n=${1024 * 1024}`;
@@ -26,8 +30,10 @@ export interface PeerBenchOptions {
   /** Length of each timed load (our client's rows). */
   readonly seconds: number;
   readonly workers: number;
-  /** Only the rows whose label contains this. */
+  /** Only the rows whose label contains this (or one of its `|`-separated parts). */
   readonly only?: string;
+  /** Also the stack's floor, with undici and with raw sockets upstream. */
+  readonly withFloor?: boolean;
 }
 
 /** One figure of a row: how it is named, shown, and whether it goes into the summary table. */
@@ -69,16 +75,19 @@ export async function runPeerBench(opts: PeerBenchOptions): Promise<void> {
   const targetOpts = { upstreamPort: upstream.port, cert, workers: opts.workers };
   const targets: Target[] = [];
   try {
+    // Ours first, Caddy second: the summaries below rely on that order.
     targets.push(await startOurs(targetOpts), await startCaddyTarget(targetOpts));
+    if (opts.withFloor) targets.push(await startFloor(targetOpts, 'undici'), await startFloor(targetOpts, 'net'));
     const meter = new Meter(() => [upstream.pid, ...targets.map((t) => t.pid)]);
     process.stdout.write(
-      `side-by-side bench: udpgrm-proxy (workers: ${opts.workers}) vs Caddy ${caddyVersion} (GOMAXPROCS=${opts.workers}), ` +
+      `side-by-side bench: udpgrm-proxy (workers: ${opts.workers}) vs Caddy ${caddyVersion} (GOMAXPROCS=${opts.workers})${opts.withFloor ? ' and the stack floor (undici, net)' : ''}, ` +
         `same upstream (Node HTTP/1.1) and certificate; ${opts.repeats} repeat(s), ${opts.seconds} s per timed load; node ${process.version}\n`,
     );
     for (const t of targets) await checkServesH3(t);
     for (const t of targets) await warmUp(t, meter);
 
-    const rows = makeRows(opts, meter).filter((r) => !opts.only || r.label.includes(opts.only));
+    const only = opts.only?.split('|');
+    const rows = makeRows(opts, meter).filter((r) => !only || only.some((part) => r.label.includes(part)));
     const results: Array<{ row: Row; samples: Map<string, Sample[]> }> = [];
     for (const row of rows) {
       process.stdout.write(`\n${row.label}\n`);
@@ -99,6 +108,7 @@ export async function runPeerBench(opts: PeerBenchOptions): Promise<void> {
       printRowSummary(row, targets, samples);
     }
     printMarkdown(results, targets);
+    if (opts.withFloor) printFloorMarkdown(results, targets);
   } finally {
     for (const t of targets) await t.stop();
     upstream.stop();
@@ -352,6 +362,36 @@ function printRowSummary(row: Row, targets: readonly Target[], samples: Map<stri
     return `${median(xs.map((s) => s.window.busyCores)).toFixed(2)} (kernel threads ${median(xs.map((s) => s.window.kernelCores)).toFixed(2)}, others ${median(xs.map((s) => s.window.otherCores)).toFixed(2)}${drops ? `; UDP drops ${atProxy} at the proxy, ${drops - atProxy} at clients` : ''})`;
   };
   process.stdout.write(`  = busy cores: Caddy runs ${busy(peer!)}, udpgrm-proxy runs ${busy(ours!)}\n`);
+  for (const t of targets.slice(2)) {
+    const floor = samples.get(t.name)!;
+    for (const m of row.metrics) {
+      const f = floor.map((s) => s.values[m.key]!);
+      const o = median(ours!.map((s) => s.values[m.key]!));
+      const c = median(peer!.map((s) => s.values[m.key]!));
+      process.stdout.write(`  = ${m.label.padEnd(10)} ${t.name} ${spread(f, m.show).padEnd(28)} ${t.name}/Caddy ${(median(f) / c).toFixed(2)}, ours/${t.name} ${(o / median(f)).toFixed(2)}\n`);
+    }
+    process.stdout.write(`  = busy cores: ${t.name} runs ${busy(floor)}\n`);
+  }
+}
+
+/** Per row: each floor's primary figures, floor/Caddy and ours/floor (medians), and its runs' busy cores (others). */
+function printFloorMarkdown(results: Array<{ row: Row; samples: Map<string, Sample[]> }>, targets: readonly Target[]): void {
+  const floors = targets.slice(2);
+  process.stdout.write(`\n| load | ${floors.map((t) => `${t.name} | ${t.name}/Caddy | ours/${t.name} | busy (others)`).join(' | ')} |\n|---|${floors.map(() => '---|---|---|---|').join('')}\n`);
+  for (const { row, samples } of results) {
+    const ms = row.metrics.filter((m) => m.summary);
+    const med = (name: string, key: string): number => median(samples.get(name)!.map((s) => s.values[key]!));
+    const cells = floors.map((t) => {
+      const xs = samples.get(t.name)!;
+      const fig = ms.map((m) => spread(xs.map((s) => s.values[m.key]!), m.show)).join(' / ');
+      const toCaddy = ms.map((m) => (med(t.name, m.key) / med(targets[1]!.name, m.key)).toFixed(2)).join(' / ');
+      const oursTo = ms.map((m) => (med(targets[0]!.name, m.key) / med(t.name, m.key)).toFixed(2)).join(' / ');
+      const busy = `${median(xs.map((s) => s.window.busyCores)).toFixed(1)} (${median(xs.map((s) => s.window.otherCores)).toFixed(1)})`;
+      return `${fig} | ${toCaddy} | ${oursTo} | ${busy}`;
+    });
+    const failed = floors.reduce((n, t) => n + samples.get(t.name)!.reduce((k, s) => k + s.failures, 0), 0);
+    process.stdout.write(`| ${row.label}: ${ms.map((m) => m.label).join(' / ')}${failed ? ` (${failed} failed)` : ''} | ${cells.join(' | ')} |\n`);
+  }
 }
 
 function printMarkdown(results: Array<{ row: Row; samples: Map<string, Sample[]> }>, targets: readonly Target[]): void {

@@ -6,6 +6,9 @@
  * the upstream process its write woke, counts as busy in that syscall), this counts CPU only, and
  * shows native code too: quiche (node.napi.node), koffi, libc, V8's runtime and GC, the kernel.
  *
+ * `--target floor-undici|floor-net` records the stack's floor (bench/stack-floor.ts) instead of our
+ * proxy, under the same load and warm-up: the difference between the two is what our code costs.
+ *
  * Prints: samples per binary; the top symbols by self time; our JS functions (and undici's, and
  * Node's) by inclusive time, merged across the workers. Needs `perf` (Debian: linux-perf); the
  * bench installs nothing. Runs in a private network namespace, as the other benches do.
@@ -21,7 +24,7 @@ import { H3Client } from '../test/helpers/h3-client.js';
 import { workerPids } from '../test/helpers/proxy.js';
 import { h3Load } from './h3-load.js';
 import { treeCpuMicros } from './proc-stats.js';
-import { benchCertificate, startOurs, startUpstreamProcess } from './targets.js';
+import { benchCertificate, startFloor, startOurs, startUpstreamProcess } from './targets.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -33,8 +36,10 @@ const { values: args } = parseArgs({
     strace: { type: 'boolean', default: false },
     syscalls: { type: 'boolean', default: false },
     trace: { type: 'boolean', default: false },
+    target: { type: 'string', default: 'ours' },
   },
 });
+if (!['ours', 'floor-undici', 'floor-net'].includes(args.target)) throw new Error(`--target: ours, floor-undici or floor-net; not "${args.target}"`);
 /** PERF_CALL_GRAPH=dwarf: native callers through code built without frame pointers (libc, quiche, OpenSSL); KEEP_PERF=1 keeps the data for `perf report -g caller`. */
 const callGraph = process.env.PERF_CALL_GRAPH ? ['--call-graph', process.env.PERF_CALL_GRAPH] : ['-g'];
 
@@ -177,7 +182,9 @@ async function syscallTrace(pids: number[]): Promise<void> {
 
 enterPrivateNetns();
 const upstream = await startUpstreamProcess();
-const ours = await startOurs({ upstreamPort: upstream.port, cert: benchCertificate(), workers: Number(args.workers), env: { NODE_OPTIONS: '--perf-basic-prof' } });
+const targetOpts = { upstreamPort: upstream.port, cert: benchCertificate(), workers: Number(args.workers), env: { NODE_OPTIONS: '--perf-basic-prof' } };
+// Named `ours` below whichever it is: the floor is a stand-in for our proxy here.
+const ours = args.target === 'ours' ? await startOurs(targetOpts) : await startFloor(targetOpts, args.target === 'floor-net' ? 'net' : 'undici');
 const dir = mkdtempSync(path.join(tmpdir(), 'bench-perf-'));
 try {
   // Warm up as the side-by-side bench does: V8's JIT settles after ~10,000 requests.

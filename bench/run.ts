@@ -6,8 +6,9 @@
  * side with nghttp2's h2load. Numbers are for comparing runs on one machine; the client, the proxy
  * and the upstream share its cores.
  *
- * `npm run bench -- --peer caddy [--quick] [--repeats N] [--seconds S] [--only TEXT]`: the side-by-side bench
- * against Caddy (bench/peer-bench.ts). `npm run bench -- --profile [--quick]`: CPU profiles of our
+ * `npm run bench -- --peer caddy [--quick] [--repeats N] [--seconds S] [--only TEXT] [--with-floor]`: the
+ * side-by-side bench against Caddy (bench/peer-bench.ts), `--with-floor` with the stack's floor
+ * (bench/stack-floor.ts) as two more targets. `npm run bench -- --profile [--quick]`: CPU profiles of our
  * workers under load, summarised (bench/profile.ts). See bench/README.md.
  */
 import { parseArgs } from 'node:util';
@@ -128,13 +129,14 @@ const { values: args } = parseArgs({
     seconds: { type: 'string' },
     workers: { type: 'string', default: '2' },
     only: { type: 'string' },
+    'with-floor': { type: 'boolean', default: false },
   },
 });
 const quick = args.quick;
 const workers = Number(args.workers);
 if (args.peer !== undefined) {
   if (args.peer !== 'caddy') throw new Error(`--peer ${args.peer}: only caddy is known`);
-  await runPeerBench({ repeats: Number(args.repeats ?? (quick ? 1 : 3)), seconds: Number(args.seconds ?? (quick ? 2 : 3)), workers, ...(args.only !== undefined && { only: args.only }) });
+  await runPeerBench({ repeats: Number(args.repeats ?? (quick ? 1 : 3)), seconds: Number(args.seconds ?? (quick ? 2 : 3)), workers, withFloor: args['with-floor'], ...(args.only !== undefined && { only: args.only }) });
 } else if (args.profile) {
   await runProfile({ seconds: Number(args.seconds ?? (quick ? 4 : 10)), workers, ...(args.only !== undefined && { only: args.only }) });
 } else {

@@ -4,10 +4,12 @@
  * A target can be restarted (a fresh process for the memory row).
  */
 import { fork } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { makeCa } from '../test/helpers/certs.js';
 import { freeUdpPort, makeTempDir, startProxy, type RunningProxy } from '../test/helpers/proxy.js';
 import { startCaddy } from './caddy.js';
+import type { FloorEnv, FloorUpstream } from './stack-floor.js';
 
 export interface Target {
   readonly name: string;
@@ -107,6 +109,52 @@ export async function startCaddyTarget(o: TargetOptions): Promise<Target> {
     },
     async stop() {
       await current.caddy.stop();
+    },
+  };
+}
+
+/**
+ * The stack's floor (bench/stack-floor.ts): the least relay on our binding, from dist/ (built by
+ * `npx tsc -p tsconfig.json`), a master and `workers` workers, with the TLS settings of the config
+ * our proxy gets.
+ */
+export async function startFloor(o: TargetOptions, upstream: FloorUpstream): Promise<Target> {
+  const dir = makeTempDir('stack-floor-');
+  const boot = async (): Promise<{ port: number; proc: ReturnType<typeof fork> }> => {
+    const port = await freeUdpPort();
+    const config = path.join(dir, 'proxy.yaml');
+    writeFileSync(config, ourProxyConfig(port, o));
+    const env: FloorEnv = { FLOOR_CONFIG: config, FLOOR_PORT: String(port), FLOOR_UPSTREAM_PORT: String(o.upstreamPort), FLOOR_UPSTREAM: upstream, FLOOR_WORKERS: String(o.workers) };
+    // execArgv: [], not this process's: under tsx that would load its loader (and source maps) into the relay.
+    const proc = fork(new URL('../dist/bench/stack-floor.js', import.meta.url).pathname, [], { execArgv: [], env: { ...process.env, ...o.env, ...env, FLOOR_ROLE: 'master' } });
+    await new Promise<void>((resolve, reject) => {
+      proc.once('message', () => resolve());
+      proc.once('exit', (code) => reject(new Error(`stack floor exited (${code}) before it was ready`)));
+    });
+    return { port, proc };
+  };
+  const stop = (p: ReturnType<typeof fork>): Promise<void> =>
+    new Promise((resolve) => {
+      if (p.exitCode !== null || p.signalCode !== null) return resolve();
+      p.once('exit', () => resolve());
+      p.kill('SIGTERM');
+    });
+  let current = await boot();
+  return {
+    name: `floor-${upstream}`,
+    get port() {
+      return current.port;
+    },
+    get pid() {
+      return current.proc.pid!;
+    },
+    async restart() {
+      await stop(current.proc);
+      current = await boot();
+    },
+    async stop() {
+      await stop(current.proc);
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
