@@ -7,7 +7,7 @@
  * `--floor` runs bench/stack-floor.ts (undici) instead; it has no `list`, so its split is read from
  * the workers' CPU share (a worker with no connection stays near idle).
  *
- *   npx tsx bench/split-spread.ts [--repeats N] [--seconds S] [--gap S] [--floor]
+ *   npx tsx bench/split-spread.ts [--repeats N] [--seconds S] [--gap S] [--gc] [--floor]
  */
 import { H3Client } from '../test/helpers/h3-client.js';
 import { gtlsclient } from '../test/helpers/gtlsclient.js';
@@ -57,6 +57,35 @@ function busyJiffies(): { busy: number; total: number } {
   return { busy: total - f[3]! - f[4]!, total };
 }
 
+/**
+ * `--gc`: the master runs under `node --trace-gc` (a wrapper as process.execPath while startProxy
+ * spawns it; NODE_OPTIONS refuses the flag) and forks its workers with that flag; their GC lines
+ * are tallied per pid and kind (count, summed pause ms).
+ */
+const traceGc = process.argv.includes('--gc');
+const gc = new Map<number, Map<string, [number, number]>>();
+const GC_LINE = /^\[(\d+):0x[0-9a-f]+\]\s+\d+ ms: (\S+).*?MB, ([\d.]+) \/ [\d.]+ ms/;
+const isGcLine = (l: Record<string, unknown>): boolean => typeof l.msg === 'string' && GC_LINE.test(l.msg);
+function tallyGc(l: Record<string, unknown>): void {
+  const m = typeof l.msg === 'string' ? GC_LINE.exec(l.msg) : null;
+  if (!m) return;
+  const byKind = gc.get(Number(m[1])) ?? new Map<string, [number, number]>();
+  gc.set(Number(m[1]), byKind);
+  const e = byKind.get(m[2]!) ?? [0, 0];
+  e[0]++;
+  e[1] += Number(m[3]);
+  byKind.set(m[2]!, e);
+}
+const gcSnap = (pid: number): Map<string, [number, number]> => new Map([...(gc.get(pid) ?? [])].map(([k, v]) => [k, [v[0], v[1]] as [number, number]]));
+function gcDiff(pid: number, before: Map<string, [number, number]>): string {
+  const parts: string[] = [];
+  for (const [k, v] of gc.get(pid) ?? []) {
+    const b = before.get(k) ?? [0, 0];
+    if (v[0] > b[0]) parts.push(`${k} ${v[0] - b[0]}× ${(v[1] - b[1]).toFixed(1)} ms`);
+  }
+  return parts.join(', ') || '-';
+}
+
 async function main(): Promise<void> {
   enterPrivateNetns();
   const cert = benchCertificate();
@@ -74,7 +103,9 @@ async function main(): Promise<void> {
     conns = async () => undefined;
   } else {
     port = await freeUdpPort();
-    const p = await startProxy(ourProxyConfig(port, o));
+    const execPath = process.execPath;
+    if (traceGc) process.execPath = '/tmp/node-gc';
+    const p = await startProxy(ourProxyConfig(port, o), traceGc ? { onLog: tallyGc, keepLog: (l) => !isGcLine(l) } : {}).finally(() => (process.execPath = execPath));
     root = p.proc.pid!;
     stop = () => p.stop();
     conns = async () => {
@@ -97,6 +128,7 @@ async function main(): Promise<void> {
       const clients = await Promise.all(Array.from({ length: 4 }, () => H3Client.connect({ host: '127.0.0.1', port, sni: 'localhost' })));
       const split = await conns();
       const local = clients.map((c) => (c as unknown as { local?: { port: number } }).local?.port);
+      const g0 = workers.map(gcSnap);
       const w0 = workers.map(processCpuMicros);
       const s0 = workers.map(schedNs);
       const c0 = workers.map(mainCtxt);
@@ -123,12 +155,13 @@ async function main(): Promise<void> {
       const j1 = busyJiffies();
       const busy = ((j1.busy - j0.busy) / (j1.total - j0.total)) * 2;
       const m = processCpuMicros(root) - m0;
+      const gcText = traceGc ? ` | gc ${workers.map((p, i) => gcDiff(p, g0[i]!)).join(' ; ')}` : '';
       await Promise.all(clients.map((c) => c.close()));
       const splitText = split ? split.join('/') : `~${ws.map((v) => ((v / (ws[0]! + ws[1]!)) * 100).toFixed(0)).join('/')}%`;
       process.stdout.write(
         `${rep + 1} | ${splitText} (ports ${local.join(',')}) | ${Math.round(requests / el)} | ${Math.round(tree / requests)} | ` +
           `${Math.round(ws[0]! / requests)} | ${Math.round(ws[1]! / requests)} | ${Math.round(wc[0]! / 1000)}ms | ${Math.round(wc[1]! / 1000)}ms | ${Math.round(m / 1000)}ms | ` +
-          `${(wk[0]! / requests).toFixed(2)} | ${(wk[1]! / requests).toFixed(2)} | ${busy.toFixed(2)}\n`,
+          `${(wk[0]! / requests).toFixed(2)} | ${(wk[1]! / requests).toFixed(2)} | ${busy.toFixed(2)}${gcText}\n`,
       );
     }
   } finally {
