@@ -24,6 +24,8 @@ export interface GtlsOptions {
   readonly timeoutMs?: number;
   readonly sni?: string;
   readonly extraArgs?: string[];
+  /** ngtcp2 log lines to keep in `output` as well (they are dropped otherwise), e.g. /transport_parameters/. */
+  readonly keepLog?: RegExp;
 }
 
 export async function gtlsclient(host: string, port: number, urls: string[], opts: GtlsOptions = {}): Promise<GtlsResult> {
@@ -54,7 +56,8 @@ export async function gtlsclient(host: string, port: number, urls: string[], opt
   // ngtcp2 logs every packet; keep only the lines we assert on, so big transfers stay cheap.
   let output = '';
   const keep = (line: string): void => {
-    if (line.startsWith('[') || line.startsWith('http:') || /err|close|handshake|reset/i.test(line)) {
+    if (opts.keepLog?.test(line)) output += `${line}\n`;
+    else if (line.startsWith('[') || line.startsWith('http:') || /err|close|handshake|reset/i.test(line)) {
       if (!line.startsWith('I0')) output += `${line}\n`;
     }
   };

@@ -2,8 +2,8 @@
  * QUIC endpoint behaviour at the edges, against the real proxy: Version Negotiation for an
  * unknown version, stateless reset (with the token for the CID) for a packet of no known
  * connection and none for one too short, the TLS no_application_protocol alert for a client
- * without h3 (one certificate and two), and a client that moves to a new port whose path
- * validation fails.
+ * without h3 (one certificate and two), disable_active_migration unless quic.active_migration is
+ * on, and a client that moves to a new port whose path validation fails.
  */
 import { createCipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCert } from '../helpers/certs.js';
 import { datagramFuzzer } from '../helpers/datagram-fuzz.js';
 import { waitUntil } from '../helpers/deadline.js';
+import { gtlsclient } from '../helpers/gtlsclient.js';
 import { H3Client } from '../helpers/h3-client.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
 import { freeUdpPort, makeTempDir, startProxy, workerPids, type RunningProxy } from '../helpers/proxy.js';
@@ -141,6 +142,7 @@ tls:
   certificates:
     - { names: [a.test], cert: ${certs[0]!.cert}, key: ${certs[0]!.key} }
     - { names: [b.test], cert: ${certs[1]!.cert}, key: ${certs[1]!.key} }
+quic: { active_migration: true }
 routes: [{ path: /, respond: { status: 200 } }]
 `,
       { dir },
@@ -328,7 +330,21 @@ routes: [{ path: /, respond: { status: 200 } }]
     expect(await exchange(singlePort, pkt)).toBeUndefined();
   });
 
+  it('tells clients not to move to a new address of their own accord unless quic.active_migration is on', async () => {
+    const announced = async (p: number, sni: string): Promise<string[]> => {
+      const r = await gtlsclient('127.0.0.1', p, [`https://${sni}:${p}/`], { sni, keepLog: /remote transport_parameters disable_active_migration=/ });
+      expect(r.statuses).toEqual([200]);
+      return [...r.output.matchAll(/disable_active_migration=(\d)/g)].map((m) => m[1]!);
+    };
+    expect(await announced(singlePort, 'localhost')).toEqual(['1']);
+    // Set per certificate's TLS context: both of a multi-certificate listener's carry it.
+    expect(await announced(multiPort, 'a.test')).toEqual(['0']);
+    expect(await announced(multiPort, 'b.test')).toEqual(['0']);
+  });
+
   it('keeps a connection whose client moved to a new port and left the path validation unanswered', async () => {
+    // A client that moves despite disable_active_migration (the flag only asks), or a NAT that
+    // rebinds, meets the same path handling.
     // Chromium moves to a new port when its path degrades (a loaded server) and may leave the
     // proxy's PATH_CHALLENGE unanswered. quiche then fails the new path (lost challenges, or its
     // 3x allowance ran out) and falls back to the old one; the next non-probing packet from the

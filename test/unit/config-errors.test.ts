@@ -166,6 +166,7 @@ describe('kinds of error', () => {
       [4, 15, 'quic.early_data', 'expected one of "off", "safe", got "always"'],
     ]);
     expect(check(`${OK_LISTENERS}${OK_ROUTES}quic:\n  gso: on\n`)).toEqual([[4, 8, 'quic.gso', 'expected one of "auto", "off", got "on"']]);
+    expect(check(`${OK_LISTENERS}${OK_ROUTES}quic:\n  active_migration: sometimes\n`)).toEqual([[4, 21, 'quic.active_migration', expect.stringMatching(/true or false/)]]);
     expect(check(`${OK_LISTENERS}${OK_ROUTES}quic:\n  retry: sometimes\n  max_handshakes: 0\n  handshake_timeout: 1h\n  pending_client_hello_bytes: 1KiB\n`)).toEqual([
       [4, 10, 'quic.retry', expect.stringMatching(/^expected one of "auto", "always", "never", got "sometimes"/)],
       [5, 19, 'quic.max_handshakes', 'max_handshakes must be between 1 and 1000000, got 0'],

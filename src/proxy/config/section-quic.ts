@@ -12,6 +12,9 @@ export const QUIC_DEFAULTS: QuicLimits = {
   cidLength: 16,
   earlyData: 'safe',
   gso: 'auto',
+  // Off: quiche 0.18 can leave a path a client moved to unvalidated for good (Chromium's port
+  // migration on a degrading path), and then sends at most 3x what it receives there (REFERENCE.md).
+  activeMigration: false,
   retry: 'auto',
   // Far below max_handshakes: a flood of unvalidated Initials turns into stateless Retries long
   // before validated clients are refused.
@@ -47,6 +50,7 @@ const QUIC_KEYS = [
   'pending_client_hello_timeout',
   'early_data',
   'gso',
+  'active_migration',
 ] as const;
 const MILLION = 1_000_000;
 const GIB = 1024 ** 3;
@@ -72,6 +76,7 @@ export function readQuic(section: Cursor | undefined, base: QuicLimits = QUIC_DE
     cidLength: f.cid_length?.integer(8, 20, 'cid_length') ?? d.cidLength,
     earlyData: f.early_data?.oneOf(EARLY_DATA_MODES) ?? d.earlyData,
     gso: f.gso?.oneOf(GSO_MODES) ?? d.gso,
+    activeMigration: f.active_migration?.boolean() ?? d.activeMigration,
     retry: f.retry?.oneOf(RETRY_MODES) ?? d.retry,
     retryThreshold: f.retry_threshold?.integer(0, MILLION, 'retry_threshold') ?? d.retryThreshold,
     maxConnections: f.max_connections?.integer(1, MILLION, 'max_connections') ?? d.maxConnections,

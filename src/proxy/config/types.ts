@@ -239,6 +239,8 @@ export interface QuicLimits {
   readonly earlyData: EarlyDataMode;
   /** UDP GSO for runs of packets to one peer: where the kernel supports it, or never. */
   readonly gso: GsoMode;
+  /** Clients may move a connection to an address of their choosing (off: disable_active_migration sent). */
+  readonly activeMigration: boolean;
   /** Address validation with Retry (RFC 9000 §8.1.2): always, never, or once handshakes pile up. */
   readonly retry: RetryMode;
   /** In `auto`: handshakes in progress in a worker from which clients without a token get a Retry. */

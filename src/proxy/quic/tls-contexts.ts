@@ -80,5 +80,7 @@ function buildConfig(cert: CertificateConfig, opts: TlsContextOptions, earlyData
   cfg.setActiveConnectionIdLimit(4);
   cfg.setCcAlgorithm(quiche.CongestionControlAlgorithm.CUBIC);
   cfg.enablePacing(false);
+  // Tells clients not to move to a new address of their own accord (NAT rebinding still works).
+  cfg.setDisableActiveMigration(!limits.activeMigration);
   return cfg;
 }
