@@ -148,23 +148,16 @@ function siteLogs(loop: FetchLoop, proxy: RunningProxy, site: string): Array<Rec
 /**
  * How many of the page's connections the server saw end without having told the client to go
  * away (no GOAWAY; a drain would have sent one; a stateless reset ends a connection with no
- * CONNECTION_CLOSE from either side, so it is never counted here):
- * - closed by us for a transport error of the client's (under heavy load Chromium's connection
- *   is sometimes closed with PROTOCOL_VIOLATION, a bug of its own: see the closing note of issue 9);
- * - closed by Chromium itself after probing a new port: when a reply is late (a loaded machine,
- *   ~4 PTOs without progress) Chromium's path is "degrading" and it probes a new local port; if
- *   the probe succeeds while no request is open, Chromium does not migrate an idle session but
- *   closes it with QUIC_CONNECTION_MIGRATION_NO_MIGRATABLE_STREAMS (its error 81, sent as
- *   transport INTERNAL_ERROR "81:net error"; QuicChromiumClientSession::OnPortMigrationProbeSucceeded)
- *   and opens a new one for the next request. The probe shows as a 'path event' of that connection.
+ * CONNECTION_CLOSE from either side, so it is never counted here): the ones we closed for a
+ * transport error of the client's (under heavy load Chromium's connection is sometimes closed with
+ * PROTOCOL_VIOLATION, a bug of its own: see the closing note of issue 9). Chromium's own close
+ * after probing a new port ("81:net error", QUIC_CONNECTION_MIGRATION_NO_MIGRATABLE_STREAMS) is not
+ * excused any more: the proxy sends disable_active_migration, so Chromium does not probe.
  */
 function connectionsEndedByClient(loop: FetchLoop, proxy: RunningProxy, site: string): number {
-  const lines = siteLogs(loop, proxy, site);
-  const probed = new Set(lines.filter((l) => l.msg === 'path event' && (l.event as { type?: string } | undefined)?.type === 'New').map((l) => l.conn));
-  return lines.filter((l) => {
+  return siteLogs(loop, proxy, site).filter((l) => {
     if (l.msg !== 'connection closed' || l.goaway !== false) return false;
-    const closedBy = String(l.closedBy);
-    return /^local transport error/.test(closedBy) || (/^peer transport error 0x1 \(81:/.test(closedBy) && probed.has(l.conn));
+    return /^local transport error/.test(String(l.closedBy));
   }).length;
 }
 
