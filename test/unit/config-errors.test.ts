@@ -122,6 +122,22 @@ describe('every error in a file, each with file:line:col and path', () => {
     expect(queue).toEqual([[4, 57, 'upstreams.app.queue_timeout', 'must be between 0s and 10m, got "11m"']]);
   });
 
+  it('reports a bad max_request_body, top level and per route, at its position', () => {
+    expect(issuesOf(`${OK_LISTENERS}${OK_ROUTES}http:\n  max_request_body: lots\n`)).toEqual([
+      [4, 21, 'http.max_request_body', expect.stringMatching(/^expected a size like .* or "none", got "lots"$/)],
+    ]);
+    expect(issuesOf(`${OK_LISTENERS}${OK_ROUTES}http: {max_request_body: 2TiB}\n`)).toEqual([
+      [3, 26, 'http.max_request_body', expect.stringMatching(/^expected a size like .*\(units: B, KB, MB, GB, KiB, MiB, GiB\) or "none", got "2TiB"$/)],
+    ]);
+    expect(issuesOf(`${OK_LISTENERS}${OK_ROUTES}http: {max_request_body: 2048GiB}\n`)).toEqual([
+      [3, 26, 'http.max_request_body', 'must be between 0 and 1024GiB, got "2048GiB"'],
+    ]);
+    expect(issuesOf(`${OK_LISTENERS}routes:\n  - {respond: {status: 200}, max_request_body: -1}\n  - {respond: {status: 200}, max_request_body: unlimited}\n`)).toEqual([
+      [3, 48, 'routes[0].max_request_body', expect.stringMatching(/^expected a size like .*\(a whole number of bytes\) or "none", got -1$/)],
+      [4, 48, 'routes[1].max_request_body', expect.stringMatching(/^expected a size like .* or "none", got "unlimited"$/)],
+    ]);
+  });
+
   it('reports the TCP edge limits out of range at their positions', () => {
     const tcp = issuesOf(
       `${OK_LISTENERS}${OK_ROUTES}http:\n  keepalive_timeout: 2h\n  h2_max_concurrent_streams: 0\n  h2_initial_window: 1KiB\n  h2_max_client_resets: 0\n  max_tcp_connections: 2000000\n`,

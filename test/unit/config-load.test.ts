@@ -199,6 +199,7 @@ describe('loadConfig on valid files', () => {
       h2InitialWindow: 1024 * 1024,
       h2MaxClientResets: 200,
       maxTcpConnections: 10_000,
+      maxRequestBody: null,
     });
     expect(defaults.upstreams.get('app')?.queueTimeoutMs).toBe(5000);
 
@@ -206,7 +207,8 @@ describe('loadConfig on valid files', () => {
       file,
       `${base}upstreams:\n  app: {targets: ["http://127.0.0.1:8080"], queue_timeout: 0}\n` +
         'http:\n  request_header_timeout: 2s\n  request_body_timeout: 1m\n  max_requests_per_connection: 500\n  max_header_bytes: 16KiB\n  max_connection_header_bytes: 1MiB\n' +
-        '  keepalive_timeout: 5s\n  h2_max_concurrent_streams: 250\n  h2_initial_window: 256KiB\n  h2_max_client_resets: 50\n  max_tcp_connections: 2000\n',
+        '  keepalive_timeout: 5s\n  h2_max_concurrent_streams: 250\n  h2_initial_window: 256KiB\n  h2_max_client_resets: 50\n  max_tcp_connections: 2000\n' +
+        '  max_request_body: 10MiB\n',
     );
     const set = loadConfig(file);
     expect(set.http).toEqual({
@@ -220,8 +222,29 @@ describe('loadConfig on valid files', () => {
       h2InitialWindow: 256 * 1024,
       h2MaxClientResets: 50,
       maxTcpConnections: 2000,
+      maxRequestBody: 10 * 1024 * 1024,
     });
     expect(set.upstreams.get('app')?.queueTimeoutMs).toBe(0);
+  });
+
+  it('reads max_request_body: top level, per route (a size or none), and on a site\'s routes', () => {
+    const work = mkdtempSync(join(dir, 'body-'));
+    const file = join(work, 'proxy.yaml');
+    const pools = 'upstreams:\n  app: {targets: ["http://127.0.0.1:8080"]}\n';
+    writeFileSync(
+      file,
+      `listeners: ["127.0.0.1:4433"]\n${pools}http: {max_request_body: 1MB}\n` +
+        'routes:\n  - {path: /small, upstream: app, max_request_body: 1KiB}\n  - {path: /any, upstream: app, max_request_body: none}\n' +
+        '  - {path: /zero, respond: {status: 200}, max_request_body: 0}\n  - {upstream: app}\n',
+    );
+    const config = loadConfig(file);
+    expect(config.http.maxRequestBody).toBe(1_000_000);
+    expect(config.routes.map((r) => r.maxRequestBody)).toEqual([1024, null, 0, undefined]);
+
+    writeFileSync(file, `listeners: ["127.0.0.1:4433"]\n${pools}http: {max_request_body: none}\nsites:\n  a:\n    routes: [{upstream: app, max_request_body: 4MiB}]\n`);
+    const sites = loadConfig(file);
+    expect(sites.http.maxRequestBody).toBeNull();
+    expect(sites.sites[0]!.routes[0]!.maxRequestBody).toBe(4 * 1024 * 1024);
   });
 
   it('reads upstream transports, TLS files (relative to the config), health checks, passive ejection, retries and max_pending', () => {

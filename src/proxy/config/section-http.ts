@@ -18,6 +18,8 @@ export const HTTP_DEFAULTS: HttpLimits = {
   // (nghttp2's own limit, 1000 at once then 33/s, is the backstop).
   h2MaxClientResets: 200,
   maxTcpConnections: 10_000,
+  // As before the limit existed: bodies of any size stream through.
+  maxRequestBody: null,
 };
 
 /** The window in which h2_max_client_resets counts a client's stream resets. */
@@ -43,6 +45,7 @@ const HTTP_KEYS = [
   'h2_initial_window',
   'h2_max_client_resets',
   'max_tcp_connections',
+  'max_request_body',
 ] as const;
 const MIB = 1024 * 1024;
 
@@ -61,6 +64,7 @@ export function readHttp(section: Cursor | undefined): HttpLimits {
     h2InitialWindow: f.h2_initial_window?.size(65_535, H2_MAX_WINDOW) ?? d.h2InitialWindow,
     h2MaxClientResets: f.h2_max_client_resets?.integer(1, 1_000_000, 'h2_max_client_resets') ?? d.h2MaxClientResets,
     maxTcpConnections: f.max_tcp_connections?.integer(1, 1_000_000, 'max_tcp_connections') ?? d.maxTcpConnections,
+    maxRequestBody: readMaxRequestBody(f.max_request_body) ?? d.maxRequestBody,
   };
   const needed = limits.maxHeaderBytes + HEADERS_FRAME_OVERHEAD;
   if (limits.maxConnectionHeaderBytes < needed) {
@@ -69,4 +73,12 @@ export function readHttp(section: Cursor | undefined): HttpLimits {
     at?.error(`max_connection_header_bytes (${formatSize(limits.maxConnectionHeaderBytes)}) must hold one largest HEADERS frame: at least max_header_bytes + ${HEADERS_FRAME_OVERHEAD} = ${needed}`);
   }
   return limits;
+}
+
+/** Largest request body a limit may name: far beyond any upload, and a safe integer. */
+export const MAX_REQUEST_BODY_LIMIT = 1024 ** 4;
+
+/** `max_request_body` (top-level and per route): a size, or `none` (null); undefined when absent or invalid. */
+export function readMaxRequestBody(c: Cursor | undefined): number | null | undefined {
+  return c?.sizeOrNone(0, MAX_REQUEST_BODY_LIMIT);
 }

@@ -3,12 +3,13 @@
  * host and path prefix and either proxies to an upstream pool or answers itself (`respond`).
  */
 import { normaliseTarget } from '../http-semantics/request-target.js';
+import { readMaxRequestBody } from './section-http.js';
 import { parseHeaderName, parseHeaderValue, parseHostPattern } from './names.js';
 import { didYouMean } from './suggest.js';
 import type { HostPattern, RouteAction, RouteConfig } from './types.js';
 import type { Cursor } from './yaml-cursor.js';
 
-const ROUTE_KEYS = ['host', 'path', 'upstream', 'respond', 'headers', 'forward_path'] as const;
+const ROUTE_KEYS = ['host', 'path', 'upstream', 'respond', 'headers', 'forward_path', 'max_request_body'] as const;
 const FORWARD_PATHS = ['as_received', 'normalised'] as const;
 const RESPOND_KEYS = ['status', 'headers', 'body'] as const;
 type Header = readonly [string, string];
@@ -59,9 +60,11 @@ function readRoute(item: Cursor, name: string, upstreams: ReadonlySet<string>): 
   const responseHeaders = f.headers === undefined ? [] : readHeaders(f.headers);
   const forwardPath = f.forward_path?.oneOf(FORWARD_PATHS);
   if (f.forward_path !== undefined && f.upstream === undefined) f.forward_path.error('forward_path applies to routes with "upstream" only');
+  const maxRequestBody = readMaxRequestBody(f.max_request_body);
+  if (f.max_request_body !== undefined && maxRequestBody === undefined) ok = false;
   if (action === undefined || responseHeaders === undefined || !ok) return undefined;
   const route: RouteConfig = { name, hosts: hosts!, pathPrefix: pathPrefix!, action, responseHeaders };
-  return forwardPath === undefined ? route : { ...route, forwardPath };
+  return { ...route, ...(forwardPath === undefined ? {} : { forwardPath }), ...(maxRequestBody === undefined ? {} : { maxRequestBody }) };
 }
 
 function readHosts(c: Cursor): HostPattern[] | undefined {

@@ -136,6 +136,8 @@ export interface RouteConfig {
   readonly responseHeaders: readonly (readonly [string, string])[];
   /** Proxy routes: forward the request target as received (default) or normalised (http-semantics/request-target.ts). */
   readonly forwardPath?: 'as_received' | 'normalised';
+  /** Largest request body (bytes), null: no limit; absent: `http.max_request_body` applies. */
+  readonly maxRequestBody?: number | null;
 }
 
 export type RouteAction =
@@ -298,6 +300,8 @@ export interface HttpLimits {
   readonly h2MaxClientResets: number;
   /** Open TCP connections per worker (all TCP listeners); beyond it new ones are closed at once. */
   readonly maxTcpConnections: number;
+  /** Largest request body (bytes); null: no limit. A route's own `maxRequestBody` wins. */
+  readonly maxRequestBody: number | null;
 }
 
 /** A CIDR range: canonical network address and prefix length (32 or 128 for a single host). */

@@ -229,6 +229,13 @@ export class Cursor {
     return this.ranged(parseSize(this.scalarOrNode()), min, max, formatSize);
   }
 
+  /** A size in bytes within [min, max], or `none` (null): no limit. */
+  sizeOrNone(min: number, max: number): number | null | undefined {
+    if (this.scalar === 'none') return null;
+    const size = parseSize(this.scalarOrNode());
+    return this.ranged(size.ok ? size : { ok: false, expected: `${size.expected} or "none"` }, min, max, formatSize);
+  }
+
   /** Parse the string value with a grammar from names.ts, reporting what it expected. */
   parsed<T>(parse: (text: string) => Parsed<T>, what: string): T | undefined {
     const text = this.string(what);
