@@ -134,6 +134,7 @@ export class ProxyServer {
       refusals: this.refusals,
       metrics: this.requestMetrics,
       site: this.site,
+      maxRequestBody: config.http.maxRequestBody,
     });
     for (const [index, s] of sockets.entries()) {
       const socket = await openDgramSocket(s.fd, s.family);

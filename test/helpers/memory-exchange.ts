@@ -130,6 +130,12 @@ export class MemoryExchange implements HttpExchange {
 
   /** The handler asked the client to take further requests to a new connection. */
   wentAway = false;
+  /** What the handler set with limitBody (recorded only: the protocol layers enforce it, tested with real clients). */
+  bodyLimit: number | undefined;
+
+  limitBody(maxBytes: number): void {
+    this.bodyLimit = maxBytes;
+  }
 
   goAway(): void {
     this.wentAway = true;

@@ -178,7 +178,7 @@ http: { max_tcp_connections: ${MAX_TCP_CONNECTIONS} }
     const before = await scrape(adminPort);
     // Every reason is there, at 0: nothing was refused yet (the first test's generation included).
     expect(samples(before, 'udpgrm_proxy_http_refused_total').map((s) => s.labels.reason).sort()).toEqual(
-      ['body_timeout', 'connection_header_budget', 'header_timeout', 'header_too_large', 'misdirected', 'rapid_reset', 'request_limit', 'tcp_connection_limit', 'upstream_queue_full', 'upstream_queue_timeout'],
+      ['body_timeout', 'connection_header_budget', 'header_timeout', 'header_too_large', 'misdirected', 'rapid_reset', 'request_body_too_large', 'request_limit', 'tcp_connection_limit', 'upstream_queue_full', 'upstream_queue_timeout'],
     );
     expect(sum(before, 'udpgrm_proxy_http_refused_total')).toBe(0);
 

@@ -9,7 +9,7 @@ import { Aborter, type AbortLike } from '../abort.js';
 import { ABORT, ExchangeAborted, type AbortReason } from '../http/exchange-abort.js';
 import { formatDuration } from '../config/units.js';
 import { BodyLengthCounter, validateRequest, validateTrailers, type FieldList, type ValidatedRequest } from '../http-semantics/index.js';
-import { dispatchExchange, RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from '../http/exchange.js';
+import { dispatchExchange, RequestBodyTooLargeError, RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from '../http/exchange.js';
 import { withListenerAltSvc } from '../http/alt-svc.js';
 import { Recv, Send, type ExchangeState } from '../http/exchange-state.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
@@ -76,6 +76,8 @@ export class RequestStream implements HttpExchange {
   /** Finished once both directions are done and every response byte went to QUIC, or when abandoned. */
   private state: ExchangeState = { phase: 'open', recv: Recv.Headers, send: Send.NotStarted };
   private lengthCounter: BodyLengthCounter | undefined;
+  /** The route's max_request_body, once the handler set it (limitBody). */
+  private bodyLimit: number | undefined;
   private requestBody: RequestBody | undefined;
   request!: ValidatedRequest;
   private requestTrailers: FieldList | undefined;
@@ -254,20 +256,41 @@ export class RequestStream implements HttpExchange {
   private bodyTimedOut(): void {
     const reason = `request body timeout: no bytes for ${formatDuration(this.opts.limits.requestBodyTimeoutMs)}`;
     this.opts.refusals?.add(REFUSAL.bodyTimeout);
-    // Fail the body first: the 408 below completes the response, which would otherwise end the
+    this.refuseBody(408, 'request body timeout\n', H3_ERROR.H3_REQUEST_INCOMPLETE, new RequestTimeoutError(reason));
+  }
+
+  limitBody(maxBytes: number): void {
+    this.bodyLimit = maxBytes;
+    const declared = this.request.contentLength;
+    if (declared !== undefined && declared > maxBytes) this.bodyTooLarge(`Content-Length ${declared} above max_request_body (${maxBytes} bytes)`);
+    else if ((this.lengthCounter?.received ?? 0) > maxBytes) this.bodyTooLarge(`body above max_request_body (${maxBytes} bytes)`);
+  }
+
+  /** The body is larger than max_request_body: 413 (completing the response sends STOP_SENDING H3_NO_ERROR, §4.1), or a reset. */
+  private bodyTooLarge(detail: string): void {
+    if (this.state.phase !== 'open') return;
+    this.opts.refusals?.add(REFUSAL.bodyTooLarge);
+    this.refuseBody(413, 'request body too large\n', H3_ERROR.H3_EXCESSIVE_LOAD, new RequestBodyTooLargeError(`request body too large: ${detail}`));
+  }
+
+  /**
+   * The request cannot go on (body timeout, body too large): cancel the exchange (the upstream
+   * upload with it) and answer `status`, or reset the stream with `code` once the response has started.
+   */
+  private refuseBody(status: number, text: string, code: number, why: RequestTimeoutError | RequestBodyTooLargeError): void {
+    // Fail the body first: the answer below completes the response, which would otherwise end the
     // body as if the upload were whole.
-    this.requestBody?.abort(reason);
+    this.requestBody?.abort(why.message);
     if (!this.headersSent) {
-      respondText(this, 408, 'request body timeout\n');
+      respondText(this, status, text);
     } else {
-      const code = H3_ERROR.H3_REQUEST_INCOMPLETE;
       this.conn.stopSending(this.streamId, code);
       this.conn.resetStream(this.streamId, code);
       this.writer.fail();
       this.finish();
     }
     // Last: the handler sees the exchange already answered and only cancels and logs.
-    this.aborter.abort(new RequestTimeoutError(reason));
+    this.aborter.abort(why);
   }
 
   private onBytes(chunk: Buffer): void {
@@ -282,6 +305,10 @@ export class RequestStream implements HttpExchange {
         if (recv !== Recv.Body && recv !== Recv.BodyPaused) throw new H3Error(H3_ERROR.H3_FRAME_UNEXPECTED, 'DATA outside the body');
         const problem = this.lengthCounter!.add(ev.data.length);
         if (problem) throw new H3Error(H3_ERROR.H3_MESSAGE_ERROR, problem);
+        if (this.bodyLimit !== undefined && this.lengthCounter!.received > this.bodyLimit) {
+          this.bodyTooLarge(`body above max_request_body (${this.bodyLimit} bytes)`);
+          return;
+        }
         // The piece is a view into the shared scratch buffer: copy before handing it on.
         if (ev.data.length > 0 && !this.requestBody!.push(Buffer.from(ev.data))) this.pauseUntilDrained();
         continue;

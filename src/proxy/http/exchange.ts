@@ -51,6 +51,16 @@ export interface HttpExchange {
    * Requests in flight, this one included, are still answered.
    */
   goAway(): void;
+  /**
+   * The request body may not exceed `maxBytes` (the route's max_request_body). A declared
+   * Content-Length above it is refused at once; a body without one, as soon as it grows past it.
+   * Refused: the body fails (so does its upstream request), the client gets 413 and is told to
+   * stop sending (HTTP/3 STOP_SENDING, HTTP/2 RST_STREAM NO_ERROR after the response, HTTP/1.1
+   * `Connection: close`), or, once the response has started, its stream is reset (its connection
+   * closed on HTTP/1.1); the refusal is counted and the signal aborted with a
+   * RequestBodyTooLargeError. Call it before anything else is done with the exchange.
+   */
+  limitBody(maxBytes: number): void;
   respond(status: number, headers: FieldList, endStream?: boolean): void;
   /** Sends body bytes; false means wait for `drained()` before writing more. */
   write(chunk: Buffer): boolean;
@@ -64,13 +74,24 @@ export interface HttpExchange {
 }
 
 /**
- * The signal's reason when the client was too slow sending its request (e.g. the request body
- * timeout): the protocol layer ended the exchange itself (408, or a reset once the response had
- * started); the handler only cancels its work and logs `status` and the message.
+ * The signal's reason when the protocol layer refused the request itself and ended the exchange
+ * (its answer sent, or a reset once the response had started): the handler only cancels its work
+ * and logs `status` and the message.
  */
-export class RequestTimeoutError extends Error {
+export abstract class RequestRefusedError extends Error {
+  abstract readonly status: number;
+}
+
+/** The client was too slow sending its request (e.g. the request body timeout): 408. */
+export class RequestTimeoutError extends RequestRefusedError {
   override readonly name = 'RequestTimeoutError';
   readonly status = 408;
+}
+
+/** The request body is larger than max_request_body (declared, or as it arrived): 413. */
+export class RequestBodyTooLargeError extends RequestRefusedError {
+  override readonly name = 'RequestBodyTooLargeError';
+  readonly status = 413;
 }
 
 /** What the proxy does with a request: route it, answer it, forward it. */

@@ -20,7 +20,7 @@ import type { UpstreamRegistry } from '../upstream/registry.js';
 import type { RequestMetrics } from '../metrics/request-metrics.js';
 import type { AccessLog } from './access-log.js';
 import { earlyDataHandling, type EarlyDataHandling } from './early-data.js';
-import { RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from './exchange.js';
+import { RequestRefusedError, respondText, type HttpExchange, type RequestHandler } from './exchange.js';
 import { ABORT, ExchangeAborted } from './exchange-abort.js';
 import { misdirectedTo, type ServedSite } from './misdirected.js';
 import { REFUSAL, type RefusalCounter } from './refusals.js';
@@ -43,6 +43,8 @@ export interface HandlerOptions {
    * §15.5.20) before routing. Absent (as with one site): every host is served here.
    */
   readonly site?: ServedSite;
+  /** http.max_request_body: the largest request body (bytes) of routes without their own; null or absent: no limit. */
+  readonly maxRequestBody?: number | null;
 }
 
 export class ProxyHandler implements RequestHandler {
@@ -107,6 +109,16 @@ export class ProxyHandler implements RequestHandler {
       respondText(ex, 404, 'no route for this host and path\n');
       done(404, undefined, 'no route');
       return;
+    }
+    // Before anything reads the body: a declared length above the limit is refused at once.
+    const bodyLimit = route.maxRequestBody !== undefined ? route.maxRequestBody : (this.opts.maxRequestBody ?? null);
+    if (bodyLimit !== null) {
+      ex.limitBody(bodyLimit);
+      const why: unknown = ex.signal.reason;
+      if (why instanceof RequestRefusedError) {
+        done(why.status, undefined, why.message);
+        return;
+      }
     }
     const action = route.action;
     if (action.kind === 'respond') {
@@ -213,11 +225,11 @@ function respondBuiltIn(ex: HttpExchange, action: Extract<RouteAction, { kind: '
 
 /**
  * How an exchange the client side ended is logged: the response status if it had started, else
- * 499 for an abort or 408 for a request timeout; the reason says which, and why (ABORT).
+ * 499 for an abort, or the refusal's status (408 request timeout, 413 body too large); the reason says which, and why (ABORT).
  */
 function abandoned(ex: HttpExchange, responseStatus: number | undefined): { status: number; reason: string } {
   const why: unknown = ex.signal.reason;
-  if (why instanceof RequestTimeoutError) return { status: responseStatus ?? why.status, reason: why.message };
+  if (why instanceof RequestRefusedError) return { status: responseStatus ?? why.status, reason: why.message };
   return { status: responseStatus ?? 499, reason: abortReason(ex) };
 }
 

@@ -20,6 +20,8 @@ export const REFUSAL = {
   upstreamQueueFull: 'upstream queue full',
   /** A request for a host of another site than this worker's: 421 (http/misdirected.ts). */
   misdirected: 'misdirected request',
+  /** A request body above max_request_body (declared or as it arrived): 413, or a reset once the response started. */
+  bodyTooLarge: 'request body too large',
 } as const;
 
 export type Refusal = (typeof REFUSAL)[keyof typeof REFUSAL];
@@ -41,6 +43,7 @@ export const REFUSAL_METRIC_LABEL: { readonly [R in Refusal]: string } = {
   [REFUSAL.tcpConnectionLimit]: 'tcp_connection_limit',
   [REFUSAL.upstreamQueueFull]: 'upstream_queue_full',
   [REFUSAL.misdirected]: 'misdirected',
+  [REFUSAL.bodyTooLarge]: 'request_body_too_large',
 };
 
 /** One per worker, shared by its sessions and its handler. */

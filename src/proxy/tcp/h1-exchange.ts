@@ -94,6 +94,9 @@ export class H1Exchange extends NodeStreamExchange<H1ExchangeOptions> {
     this.reset();
   }
 
+  /** The response said `Connection: close`: the connection ends after it, the body's rest unread. */
+  protected stopClientBody(): void {}
+
   // ------------------------------------------------------------------ send side
 
   respond(status: number, headers: FieldList, endStream = false): void {
@@ -106,7 +109,8 @@ export class H1Exchange extends NodeStreamExchange<H1ExchangeOptions> {
     }
     // An unfinished request body would have to be read to its end to find the next request:
     // close instead (so would a drain or the request limit).
-    if (!this.requestComplete || this.opts.closeAfterResponse()) flat.push('connection', 'close');
+    // So would a refused body (its rest is not read, however much of it has arrived).
+    if (this.bodyRefused || !this.requestComplete || this.opts.closeAfterResponse()) flat.push('connection', 'close');
     this.chunked = !length && this.req.httpVersion === '1.1';
     try {
       this.res.writeHead(status, flat);

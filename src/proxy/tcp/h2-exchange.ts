@@ -16,7 +16,7 @@ import { Recv, Send } from '../http/exchange-state.js';
 import { REFUSAL } from '../http/refusals.js';
 import { NodeStreamExchange, type NodeExchangeOptions } from './node-stream-exchange.js';
 
-const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
 
 export interface H2ExchangeOptions extends NodeExchangeOptions {
   readonly client: ClientAddress;
@@ -106,6 +106,14 @@ export class H2Exchange extends NodeStreamExchange<H2ExchangeOptions> {
 
   protected cutShort(): void {
     this.closeStream(NGHTTP2_CANCEL);
+  }
+
+  /**
+   * RST_STREAM NO_ERROR once the response is out (RFC 9113 §8.1): Node sends it after the
+   * stream's last DATA, and the stream's 'close' finishes the exchange.
+   */
+  protected stopClientBody(): void {
+    this.opts.resetStream(this.stream, NGHTTP2_NO_ERROR);
   }
 
   // ------------------------------------------------------------------ send side

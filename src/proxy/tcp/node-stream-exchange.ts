@@ -14,7 +14,7 @@ import type { Readable, Writable } from 'node:stream';
 import { Aborter, type AbortLike } from '../abort.js';
 import { formatDuration } from '../config/units.js';
 import { BodyLengthCounter, type FieldList, type ValidatedRequest, type ViaProtocolVersion } from '../http-semantics/index.js';
-import { dispatchExchange, RequestTimeoutError, respondText, type ClientAddress, type HttpExchange, type RequestHandler } from '../http/exchange.js';
+import { dispatchExchange, RequestBodyTooLargeError, RequestTimeoutError, respondText, type ClientAddress, type HttpExchange, type RequestHandler } from '../http/exchange.js';
 import { ExchangeAborted, type AbortReason } from '../http/exchange-abort.js';
 import { Recv, Send, type ExchangeState } from '../http/exchange-state.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
@@ -53,6 +53,10 @@ export abstract class NodeStreamExchange<O extends NodeExchangeOptions = NodeExc
   protected readonly aborter = new Aborter();
   private readonly lengthCounter: BodyLengthCounter;
   private lastProgressAt = performance.now();
+  /** The route's max_request_body, once the handler set it (limitBody). */
+  private bodyLimit: number | undefined;
+  /** The body was refused as too large: the client must be stopped sending the rest (stopClientBody). */
+  protected bodyRefused = false;
   private readonly clock = new SweepTimer((now) => this.checkDeadline(now));
 
   protected constructor(
@@ -109,7 +113,38 @@ export abstract class NodeStreamExchange<O extends NodeExchangeOptions = NodeExc
       this.failRequest(problem);
       return;
     }
+    if (this.bodyLimit !== undefined && this.lengthCounter.received > this.bodyLimit) {
+      this.bodyTooLarge(`body above max_request_body (${this.bodyLimit} bytes)`);
+      return;
+    }
     if (!this.body.push(chunk)) this.pauseUntilDrained();
+  }
+
+  limitBody(maxBytes: number): void {
+    this.bodyLimit = maxBytes;
+    const declared = this.request.contentLength;
+    if (declared !== undefined && declared > maxBytes) this.bodyTooLarge(`Content-Length ${declared} above max_request_body (${maxBytes} bytes)`);
+    else if (this.lengthCounter.received > maxBytes) this.bodyTooLarge(`body above max_request_body (${maxBytes} bytes)`);
+  }
+
+  /**
+   * The body is larger than max_request_body: it fails first (so does its upstream request), then
+   * 413 and the client is stopped sending, or the exchange is cut once the response has started.
+   */
+  private bodyTooLarge(detail: string): void {
+    if (this.state.phase !== 'open') return;
+    this.opts.refusals?.add(REFUSAL.bodyTooLarge);
+    this.body.abort(detail);
+    this.bodyRefused = true;
+    // Nothing more of the body is counted or forwarded.
+    this.bodyNotWanted();
+    if (!this.headersSent) {
+      respondText(this, 413, 'request body too large\n');
+      this.stopClientBody();
+    } else {
+      this.cutShort();
+    }
+    this.aborter.abort(new RequestBodyTooLargeError(`request body too large: ${detail}`));
   }
 
   private pauseUntilDrained(): void {
@@ -169,8 +204,11 @@ export abstract class NodeStreamExchange<O extends NodeExchangeOptions = NodeExc
   /** The request cannot go on (its body's length or trailers are wrong): answer or cut it, and end the exchange. */
   protected abstract failRequest(reason: string): void;
 
-  /** The body timed out after the response started: end the exchange, the response incomplete. */
+  /** The body timed out or grew too large after the response started: end the exchange, the response incomplete. */
   protected abstract cutShort(): void;
+
+  /** The complete answer to a refused body is under way: tell the client to stop sending the rest. */
+  protected abstract stopClientBody(): void;
 
   // ------------------------------------------------------------------ send side
 

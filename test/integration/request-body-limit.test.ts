@@ -1,0 +1,248 @@
+/**
+ * http.max_request_body and routes[].max_request_body against the real proxy and real clients:
+ * curl over HTTP/1.1 and HTTP/2 (a declared Content-Length, a chunked or unannounced body from
+ * stdin), gtlsclient (ngtcp2) over HTTP/3, and our H3 client for a body without Content-Length.
+ * Above the limit: 413, the upstream never asked when the length was declared, the refusal counted;
+ * at the limit: 200 and the upstream got every byte.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import http2 from 'node:http2';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { gtlsclient } from '../helpers/gtlsclient.js';
+import { H3Client } from '../helpers/h3-client.js';
+import { enterPrivateNetns } from '../helpers/netns.js';
+import { PROXY_BIN, freeUdpPort, startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+
+// The proxy attaches BPF to its sockets: keep it and its clients in a private network namespace.
+enterPrivateNetns();
+
+const LIMIT = 4096;
+let up: TestUpstream;
+let proxy: RunningProxy;
+let port: number;
+const files: Record<string, string> = {};
+const bodies: Record<string, Buffer> = {};
+
+beforeAll(async () => {
+  up = await startUpstream('app');
+  port = await freeUdpPort();
+  proxy = await startProxy(`
+listeners: ["127.0.0.1:${port}"]
+workers: 1
+tls: { state_dir: state }
+http: { max_request_body: 4KiB }
+routes:
+  - { path: /small/, upstream: app, max_request_body: 1KiB }
+  - { path: /any/, upstream: app, max_request_body: none }
+  - { path: /api/, upstream: app }
+  - { path: /, respond: { status: 200, body: "hello\\n" } }
+upstreams:
+  app: { targets: ["${up.origin}"] }
+logging: { level: info, access_log: true }
+`);
+  for (const [name, size] of [['at', LIMIT], ['over', LIMIT + 1], ['big', 256 * 1024], ['kib2', 2048]] as const) {
+    bodies[name] = randomBytes(size);
+    files[name] = path.join(proxy.dir, `${name}.bin`);
+    writeFileSync(files[name], bodies[name]);
+  }
+});
+
+afterAll(async () => {
+  await proxy?.stop();
+  await up?.close();
+});
+
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+const url = (p: string): string => `https://127.0.0.1:${port}${p}`;
+
+let curls = 0;
+/** After each transfer: its status and how many connections it opened. (`--next` needs it again.) */
+const WRITE_OUT = '\\n=%{http_code} %{num_connects}\\n';
+
+/**
+ * curl to its end: its response heads, the body, and `status connects` of each transfer. Never
+ * rejects; stdin (`input`) may be cut short when the answer comes first.
+ */
+function curl(args: string[], input?: Buffer): Promise<{ code: number | null; head: string; transfers: string[]; body: string; stderr: string }> {
+  const headFile = path.join(proxy.dir, `head-${curls++}.txt`);
+  return new Promise((resolve) => {
+    const child = spawn('curl', ['-sS', '-k', '--max-time', '20', '-D', headFile, '-w', WRITE_OUT, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('latin1').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    // curl may exit (answered) before it read all of stdin.
+    child.stdin.on('error', () => {});
+    child.stdin.end(input);
+    child.once('close', (code) => {
+      const transfers = [...stdout.matchAll(/^=(\d{3} \d+)$/gm)].map((m) => m[1]!);
+      let head = '';
+      try {
+        head = readFileSync(headFile, 'utf8');
+      } catch {
+        // no response head at all
+      }
+      resolve({ code, head, transfers, body: stdout.replace(/\n=\d{3} \d+\n/g, ''), stderr: `${stderr}${head}` });
+    });
+  });
+}
+
+/** The refusals `list` shows for the proxy's worker. */
+function refusedTooLarge(): number {
+  const text = execFileSync(process.execPath, [PROXY_BIN, 'list', '--config', proxy.configFile], { encoding: 'utf8' });
+  const m = /refused[^\n]*request body too large=(\d+)/.exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+/** The access-log lines for `p`, once `n` of them are there. */
+async function accessLines(p: string, n: number): Promise<Array<Record<string, unknown>>> {
+  const lines = (): Array<Record<string, unknown>> => proxy.logs.filter((l) => l.log === 'access' && l.path === p);
+  await proxy.waitForLog(() => lines().length >= n);
+  return lines();
+}
+
+describe('HTTP/1.1 (curl)', () => {
+  it('a Content-Length above the limit gets 413 and Connection: close; the upstream is never asked', async () => {
+    const before = up.requests;
+    const refused = refusedTooLarge();
+    const r = await curl(['--http1.1', '-H', 'Expect:', '--data-binary', `@${files.over}`, url('/api/h1-declared')]);
+    expect(r.transfers, r.stderr).toEqual(['413 1']);
+    expect(r.head.toLowerCase()).toContain('connection: close');
+    expect(r.body).toBe('request body too large\n');
+    expect(up.requests).toBe(before);
+    const [line] = await accessLines('/api/h1-declared', 1);
+    expect(line).toMatchObject({ protocol: 'h1', status: 413, reason: `request body too large: Content-Length ${LIMIT + 1} above max_request_body (${LIMIT} bytes)` });
+    expect(refusedTooLarge()).toBe(refused + 1);
+  });
+
+  it('the same with curl\'s Expect: 100-continue: 413 before the body is sent', async () => {
+    const before = up.requests;
+    const r = await curl(['--http1.1', '-H', 'Expect: 100-continue', '--data-binary', `@${files.big}`, url('/api/h1-expect')]);
+    expect(r.transfers, r.stderr).toEqual(['413 1']);
+    expect(up.requests).toBe(before);
+  });
+
+  it('a chunked body growing past the limit gets 413 and the connection closes', async () => {
+    const refused = refusedTooLarge();
+    const r = await curl(['--http1.1', '-H', 'Transfer-Encoding: chunked', '--data-binary', `@${files.big}`, url('/api/h1-chunked')]);
+    expect(r.transfers, r.stderr).toEqual(['413 1']);
+    expect(r.head.toLowerCase()).toContain('connection: close');
+    const [line] = await accessLines('/api/h1-chunked', 1);
+    expect(line).toMatchObject({ protocol: 'h1', status: 413, reason: `request body too large: body above max_request_body (${LIMIT} bytes)` });
+    expect(refusedTooLarge()).toBe(refused + 1);
+  });
+
+  it('a body of exactly the limit, declared or chunked, reaches the upstream whole', async () => {
+    for (const extra of [[], ['-H', 'Transfer-Encoding: chunked']]) {
+      const r = await curl(['--http1.1', '-H', 'Expect:', ...extra, '--data-binary', `@${files.at}`, url('/api/echo')]);
+      expect(r.transfers, r.stderr).toEqual(['200 1']);
+      const echo = JSON.parse(r.body) as { bodyLength: number; bodySha256: string };
+      expect(echo).toMatchObject({ bodyLength: LIMIT, bodySha256: sha256(bodies.at!) });
+    }
+  });
+
+  it('a respond route refuses a declared length above the limit too', async () => {
+    const r = await curl(['--http1.1', '-H', 'Expect:', '--data-binary', `@${files.over}`, url('/hello')]);
+    expect(r.transfers, r.stderr).toEqual(['413 1']);
+    expect((await curl(['--http1.1', '--data-binary', `@${files.at}`, url('/hello')])).transfers).toEqual(['200 1']);
+  });
+});
+
+describe('HTTP/2 (curl)', () => {
+  it('a Content-Length above the limit gets 413 without asking the upstream; the next request on the connection is served', async () => {
+    const before = up.requests;
+    const refused = refusedTooLarge();
+    const r = await curl(['--http2', '--data-binary', `@${files.big}`, url('/api/h2-declared'), '--next', '--http2', '-k', '-w', WRITE_OUT, url('/api/after')]);
+    // Two transfers, one connection: the 413 ended only its stream.
+    expect(r.transfers, r.stderr).toEqual(['413 1', '200 0']);
+    expect(r.body).toContain('request body too large\n');
+    expect(up.log.slice(before).map((q) => q.url)).toEqual(['/api/after']);
+    const [line] = await accessLines('/api/h2-declared', 1);
+    expect(line).toMatchObject({ protocol: 'h2', status: 413 });
+    expect(refusedTooLarge()).toBe(refused + 1);
+  });
+
+  it('node:http2: after the 413 the stream is reset with NO_ERROR, so a client still holding its body open stops', async () => {
+    const client = http2.connect(url('/'), { rejectUnauthorized: false });
+    try {
+      const req = client.request({ ':method': 'POST', ':path': '/api/h2-open', 'content-length': String(bodies.big!.length) });
+      // Some of the declared body, the stream left open: only our RST_STREAM can close it.
+      req.write(bodies.big!.subarray(0, 1000));
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('error', () => {});
+      const status = new Promise<number>((resolve) => req.once('response', (h) => resolve(Number(h[':status']))));
+      const closed = new Promise<number | undefined>((resolve) => req.once('close', () => resolve(req.rstCode)));
+      expect(await status).toBe(413);
+      expect(await closed).toBe(http2.constants.NGHTTP2_NO_ERROR);
+      expect(Buffer.concat(chunks).toString()).toBe('request body too large\n');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('a body without Content-Length (stdin) growing past the limit gets 413', async () => {
+    const refused = refusedTooLarge();
+    const r = await curl(['--http2', '-X', 'POST', '-T', '-', url('/api/h2-stream')], bodies.big);
+    expect(r.transfers, r.stderr).toEqual(['413 1']);
+    const [line] = await accessLines('/api/h2-stream', 1);
+    expect(line).toMatchObject({ protocol: 'h2', status: 413, reason: `request body too large: body above max_request_body (${LIMIT} bytes)` });
+    expect(refusedTooLarge()).toBe(refused + 1);
+  });
+
+  it('a body of exactly the limit, declared or from stdin, reaches the upstream whole', async () => {
+    for (const args of [['--data-binary', `@${files.at}`], ['-X', 'POST', '-T', '-']]) {
+      const r = await curl(['--http2', ...args, url('/api/echo')], bodies.at);
+      expect(r.transfers, r.stderr).toEqual(['200 1']);
+      expect(JSON.parse(r.body)).toMatchObject({ bodyLength: LIMIT, bodySha256: sha256(bodies.at!) });
+    }
+  });
+});
+
+describe('HTTP/3', () => {
+  it('gtlsclient: a Content-Length above the limit gets 413, the upstream never asked; at the limit 200 with every byte', async () => {
+    const before = up.requests;
+    const refused = refusedTooLarge();
+    const over = await gtlsclient('127.0.0.1', port, [`https://localhost:${port}/api/h3-declared`], { method: 'POST', dataFile: files.big });
+    expect(over.statuses, over.output).toEqual([413]);
+    expect(up.requests).toBe(before);
+    const [line] = await accessLines('/api/h3-declared', 1);
+    expect(line).toMatchObject({ protocol: 'h3', status: 413 });
+    expect(refusedTooLarge()).toBe(refused + 1);
+
+    const at = await gtlsclient('127.0.0.1', port, [`https://localhost:${port}/api/echo`], { method: 'POST', dataFile: files.at });
+    expect(at.statuses, at.output).toEqual([200]);
+    expect(JSON.parse(at.bodies.get('echo')!.toString())).toMatchObject({ bodyLength: LIMIT, bodySha256: sha256(bodies.at!) });
+  });
+
+  it('a body without Content-Length growing past the limit gets 413; the connection serves the next request', async () => {
+    const client = await H3Client.connect({ host: '127.0.0.1', port, sni: 'localhost' });
+    try {
+      const post = (p: string, body: Buffer) => client.request([[':method', 'POST'], [':scheme', 'https'], [':authority', 'localhost'], [':path', p]], body);
+      const over = await post('/api/h3-stream', bodies.big!);
+      expect(over.status).toBe(413);
+      const [line] = await accessLines('/api/h3-stream', 1);
+      expect(line).toMatchObject({ protocol: 'h3', status: 413, reason: `request body too large: body above max_request_body (${LIMIT} bytes)` });
+      const at = await post('/api/echo', bodies.at!);
+      expect(at.status).toBe(200);
+      expect(JSON.parse(at.body.toString())).toMatchObject({ bodyLength: LIMIT, bodySha256: sha256(bodies.at!) });
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('a route\'s own limit wins over http.max_request_body', () => {
+  it('1 KiB on /small/, none on /any/', async () => {
+    expect((await curl(['--http2', '--data-binary', `@${files.kib2}`, url('/small/echo')])).transfers).toEqual(['413 1']);
+    const any = await curl(['--http2', '--data-binary', `@${files.big}`, url('/any/echo')]);
+    expect(any.transfers, any.stderr).toEqual(['200 1']);
+    expect(JSON.parse(any.body)).toMatchObject({ bodyLength: bodies.big!.length, bodySha256: sha256(bodies.big!) });
+    const h3 = await gtlsclient('127.0.0.1', port, [`https://localhost:${port}/small/echo`], { method: 'POST', dataFile: files.kib2 });
+    expect(h3.statuses, h3.output).toEqual([413]);
+  });
+});
