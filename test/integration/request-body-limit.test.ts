@@ -8,7 +8,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import http2 from 'node:http2';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gtlsclient } from '../helpers/gtlsclient.js';
@@ -22,6 +25,8 @@ enterPrivateNetns();
 
 const LIMIT = 4096;
 let up: TestUpstream;
+/** Answers at once (200, a first body line) and keeps reading the request body: the response starts before the body is in. */
+let early: http.Server;
 let proxy: RunningProxy;
 let port: number;
 const files: Record<string, string> = {};
@@ -29,6 +34,13 @@ const bodies: Record<string, Buffer> = {};
 
 beforeAll(async () => {
   up = await startUpstream('app');
+  early = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.write('started\n');
+    req.resume();
+    req.on('end', () => res.end('done\n'));
+  });
+  await new Promise<void>((resolve) => early.listen(0, '127.0.0.1', resolve));
   port = await freeUdpPort();
   proxy = await startProxy(`
 listeners: ["127.0.0.1:${port}"]
@@ -39,9 +51,11 @@ routes:
   - { path: /small/, upstream: app, max_request_body: 1KiB }
   - { path: /any/, upstream: app, max_request_body: none }
   - { path: /api/, upstream: app }
+  - { path: /early/, upstream: early }
   - { path: /, respond: { status: 200, body: "hello\\n" } }
 upstreams:
   app: { targets: ["${up.origin}"] }
+  early: { targets: ["http://127.0.0.1:${(early.address() as AddressInfo).port}"] }
 logging: { level: info, access_log: true }
 `);
   for (const [name, size] of [['at', LIMIT], ['over', LIMIT + 1], ['big', 256 * 1024], ['kib2', 2048]] as const) {
@@ -54,7 +68,15 @@ logging: { level: info, access_log: true }
 afterAll(async () => {
   await proxy?.stop();
   await up?.close();
+  early?.closeAllConnections();
+  await new Promise((resolve) => early?.close(resolve));
 });
+
+/** `p`'s value, or `late` when it has not settled within `ms` (a stream we expected closed left open). */
+function within<T>(p: Promise<T>, ms: number, late: string): Promise<T | string> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<string>((resolve) => (timer = setTimeout(() => resolve(late), ms)))]).finally(() => clearTimeout(timer));
+}
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const url = (p: string): string => `https://127.0.0.1:${port}${p}`;
@@ -176,7 +198,8 @@ describe('HTTP/2 (curl)', () => {
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('error', () => {});
       const status = new Promise<number>((resolve) => req.once('response', (h) => resolve(Number(h[':status']))));
-      const closed = new Promise<number | undefined>((resolve) => req.once('close', () => resolve(req.rstCode)));
+      // Without our reset the stream would stay open (its response complete, its body no longer timed).
+      const closed = within(new Promise<number | undefined>((resolve) => req.once('close', () => resolve(req.rstCode))), 10_000, 'still open after 10 s');
       expect(await status).toBe(413);
       expect(await closed).toBe(http2.constants.NGHTTP2_NO_ERROR);
       expect(Buffer.concat(chunks).toString()).toBe('request body too large\n');
@@ -244,5 +267,43 @@ describe('a route\'s own limit wins over http.max_request_body', () => {
     expect(JSON.parse(any.body)).toMatchObject({ bodyLength: bodies.big!.length, bodySha256: sha256(bodies.big!) });
     const h3 = await gtlsclient('127.0.0.1', port, [`https://localhost:${port}/small/echo`], { method: 'POST', dataFile: files.kib2 });
     expect(h3.statuses, h3.output).toEqual([413]);
+  });
+});
+
+describe('a body growing past the limit once the response has started', () => {
+  it('HTTP/2: the stream is reset (CANCEL), the response cut; logged with the response status and the reason', async () => {
+    const client = http2.connect(url('/'), { rejectUnauthorized: false });
+    try {
+      const req = client.request({ ':method': 'POST', ':path': '/early/h2' });
+      req.on('error', () => {});
+      req.write(bodies.kib2!);
+      const closed = new Promise<number | undefined>((resolve) => req.once('close', () => resolve(req.rstCode)));
+      const head = await new Promise<number>((resolve) => req.once('response', (h) => resolve(Number(h[':status']))));
+      expect(head).toBe(200);
+      req.write(bodies.big!);
+      expect(await within(closed, 10_000, 'still open after 10 s')).toBe(http2.constants.NGHTTP2_CANCEL);
+      const [line] = await accessLines('/early/h2', 1);
+      expect(line).toMatchObject({ protocol: 'h2', status: 200, reason: `request body too large: body above max_request_body (${LIMIT} bytes)` });
+    } finally {
+      client.close();
+    }
+  });
+
+  it('HTTP/1.1 (chunked): the connection is closed, the response incomplete', async () => {
+    const req = https.request(url('/early/h1'), { method: 'POST', rejectUnauthorized: false, headers: { 'transfer-encoding': 'chunked' } });
+    req.on('error', () => {});
+    req.write(bodies.kib2!);
+    const res = await new Promise<http.IncomingMessage>((resolve) => req.once('response', resolve));
+    expect(res.statusCode).toBe(200);
+    const ended = new Promise<string>((resolve) => {
+      res.on('error', () => {});
+      res.once('end', () => resolve('complete'));
+      res.once('close', () => resolve(res.complete ? 'complete' : 'cut'));
+      res.resume();
+    });
+    req.write(bodies.big!);
+    expect(await within(ended, 10_000, 'still open after 10 s')).toBe('cut');
+    const [line] = await accessLines('/early/h1', 1);
+    expect(line).toMatchObject({ protocol: 'h1', status: 200, reason: `request body too large: body above max_request_body (${LIMIT} bytes)` });
   });
 });
