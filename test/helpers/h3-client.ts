@@ -251,6 +251,14 @@ export class H3Client {
     this.afterIo();
   }
 
+  /**
+   * The code of the server's STOP_SENDING on a request stream, as quiche reported it when we next
+   * tried to send on it (with bytes still queued); undefined when none was seen.
+   */
+  stopSendingCode(streamId: number): number | undefined {
+    return this.stoppedStreams.get(streamId);
+  }
+
   /** Abandon a request: STOP_SENDING with `code` (what a browser does when a fetch is cancelled). */
   cancel(streamId: number, code: number): void {
     try {
@@ -308,6 +316,8 @@ export class H3Client {
   }
 
   private outgoing = new Map<number, Buffer>();
+  /** Streams the server stopped (STOP_SENDING) while we had bytes queued for them: its code. */
+  private readonly stoppedStreams = new Map<number, number>();
   /** Request streams opened with openRequest whose end the test has not sent yet. */
   private readonly unfinished = new Set<number>();
 
@@ -323,7 +333,9 @@ export class H3Client {
       let n: number | null;
       try {
         n = this.conn.streamSend(id, data, !uni && !this.unfinished.has(id));
-      } catch {
+      } catch (err) {
+        const stopped = err instanceof Error ? /^StreamStopped\((\d+)\)/.exec(err.message) : null;
+        if (stopped) this.stoppedStreams.set(id, Number(stopped[1]));
         this.outgoing.delete(id);
         continue;
       }

@@ -15,6 +15,8 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gtlsclient } from '../helpers/gtlsclient.js';
+import { H3_ERROR } from '../../src/proxy/h3/errors.js';
+import { waitUntil } from '../helpers/deadline.js';
 import { H3Client } from '../helpers/h3-client.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
 import { PROXY_BIN, freeUdpPort, startProxy, type RunningProxy } from '../helpers/proxy.js';
@@ -240,6 +242,21 @@ describe('HTTP/3', () => {
     const at = await gtlsclient('127.0.0.1', port, [`https://localhost:${port}/api/echo`], { method: 'POST', dataFile: files.at });
     expect(at.statuses, at.output).toEqual([200]);
     expect(JSON.parse(at.bodies.get('echo')!.toString())).toMatchObject({ bodyLength: LIMIT, bodySha256: sha256(bodies.at!) });
+  });
+
+  it('after a 413 to a declared length the server sends STOP_SENDING H3_NO_ERROR on the stream the client still holds open', async () => {
+    const client = await H3Client.connect({ host: '127.0.0.1', port, sni: 'localhost' });
+    try {
+      const fields: Array<[string, string]> = [[':method', 'POST'], [':scheme', 'https'], [':authority', 'localhost'], [':path', '/api/h3-open'], ['content-length', String(bodies.big!.length)]];
+      // The whole body, more than the stream's flow-control window: bytes are still queued when the 413 comes.
+      const { streamId, response } = client.openRequest(fields, bodies.big!);
+      expect(await within(response.then((r) => r.status), 10_000, 'no response in 10 s')).toBe(413);
+      let code: number | undefined;
+      await waitUntil('STOP_SENDING on the request stream', () => (code = client.stopSendingCode(streamId)) !== undefined, { timeoutMs: 5000 });
+      expect(code).toBe(H3_ERROR.H3_NO_ERROR);
+    } finally {
+      await client.close();
+    }
   });
 
   it('a body without Content-Length growing past the limit gets 413; the connection serves the next request', async () => {
