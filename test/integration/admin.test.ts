@@ -131,6 +131,13 @@ http: { max_tcp_connections: ${MAX_TCP_CONNECTIONS} }
     expect(sum(before, 'udpgrm_proxy_handshakes_total', { transport: 'quic', result: 'completed' })).toBe(2);
     expect(sum(before, 'udpgrm_proxy_handshakes_total', { transport: 'tcp', result: 'completed' })).toBe(4);
     expect(samples(before, 'udpgrm_proxy_reloads_total', { result: 'ok' }).map((s) => s.value)).toEqual([0]);
+    // Every QUIC drop reason, in snake_case (`list`'s wording is its own), once each.
+    expect(samples(before, 'udpgrm_proxy_quic_dropped_total').map((s) => s.labels.reason).sort()).toEqual([
+      'amplification_limit', 'cid_not_offered', 'client_hello_too_long', 'handshake_timeout', 'internal_error', 'invalid_retry_token',
+      'pending_client_hello_evicted', 'pending_client_hello_expired', 'refused_max_connections', 'refused_max_connections_per_ip', 'refused_max_handshakes',
+      'rejected_by_quic', 'reply_not_sent', 'retry_sent', 'retry_to_site', 'server_only_packet_type', 'short_initial', 'short_unknown_version',
+      'undecodable_initial', 'unknown_connection', 'unparseable',
+    ]);
 
     // A reload while an HTTP/2 request is in flight on generation 1 (its response held until the
     // scrape, however long the reload takes): a scrape meanwhile shows both.
