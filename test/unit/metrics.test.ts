@@ -173,6 +173,27 @@ describe('snapshot decoding', () => {
     expect(() => decodeSnapshot({ ...good, counters: noQuic }, 'm')).toThrow(/m\.counters\.quicDropped/);
   });
 
+  it('decodes misdirected requests, takes a worker from before them (or before HTTP refusals too) as misdirecting nothing, and refuses a wrong shape', () => {
+    const m = new RequestMetrics();
+    m.record(exchange('api', 200));
+    m.misdirected.add(['a', 'h3']);
+    const refusals = new RefusalCounter();
+    refusals.add(REFUSAL.misdirected);
+    const good = JSON.parse(JSON.stringify(snapshotOf(m, 2, refusals, { [DROP.sentToSite]: 1 }))) as WorkerMetricsSnapshot;
+    expect(decodeSnapshot(good, 'm').counters.misdirected).toEqual([{ labels: ['a', 'h3'], value: 1 }]);
+    // What an older worker sends: no misdirected at all. Every other family still decodes.
+    const { misdirected: _, ...olderCounters } = good.counters;
+    const older = decodeSnapshot({ ...good, counters: olderCounters }, 'm');
+    expect(older).toEqual({ ...good, counters: { ...good.counters, misdirected: [] } });
+    // One older still: neither misdirected nor httpRefused.
+    const { httpRefused: __, ...oldestCounters } = olderCounters;
+    const oldest = decodeSnapshot({ ...good, counters: oldestCounters }, 'm');
+    expect(oldest.counters).toEqual({ ...good.counters, misdirected: [], httpRefused: [] });
+    expect(oldest.gauges).toEqual(good.gauges);
+    const oneLabel = { ...good, counters: { ...good.counters, misdirected: [{ labels: ['a'], value: 1 }] } };
+    expect(() => decodeSnapshot(oneLabel, 'm')).toThrow(/m\.counters\.misdirected\[0\]\.labels: expected 2 labels/);
+  });
+
   it('relabels QUIC drops of a worker from before their metric labels (list\'s wording) and keeps unknown labels', () => {
     const good = JSON.parse(JSON.stringify(snapshotOf(new RequestMetrics()))) as WorkerMetricsSnapshot;
     const older = { ...good, counters: { ...good.counters, quicDropped: [{ labels: ['retry to its site'], value: 2 }, { labels: ['unparseable'], value: 1 }, { labels: ['from a newer worker'], value: 3 }] } };

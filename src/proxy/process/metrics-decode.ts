@@ -46,9 +46,10 @@ function histogramSeries(labelCount: number): Decoder<readonly HistogramSeries[]
 
 /**
  * Counter families workers of an earlier version do not send: absent, they decode as no series
- * (nothing counted), so such a worker's other counts still reach the totals.
+ * (nothing counted), so such a worker's other counts still reach the totals. Every family added
+ * after the first metrics belongs here: an older worker runs on through a reload or an upgrade.
  */
-const ADDED_COUNTERS: ReadonlySet<WorkerCounterName> = new Set(['httpRefused']);
+const ADDED_COUNTERS: ReadonlySet<WorkerCounterName> = new Set(['misdirected', 'httpRefused']);
 
 function family<F extends Record<string, readonly string[]>, T>(families: F, decodeOne: (labelCount: number) => Decoder<T>, absent?: (name: keyof F) => T | undefined): Decoder<{ readonly [N in keyof F]: T }> {
   return (v, at) => {
