@@ -12,12 +12,14 @@ export function headerListSize(rawHeaders: readonly string[]): number {
 }
 
 /**
- * node:http2's cap on the fields of one header or trailer list (`maxHeaderListPairs`, 128 by
- * default: a stream reset with nothing reported, whatever the list's size), set so that the size
- * alone decides: a field takes at least 33 bytes (a name of one byte), so a list within
- * `maxHeaderBytes` has fewer fields than this. The cap still bounds a list sent before the client
- * acknowledged our SETTINGS (Node applies maxHeaderListSize only after), which our own check
- * refuses once it is read (h2-connection.ts): a list beyond it is over the size as well.
+ * The most fields Node keeps of one header or trailer list, node:http2 (`maxHeaderListPairs`,
+ * 128 by default: a stream reset with nothing reported, whatever the list's size) and node:http
+ * (`maxHeadersCount`, 1,000 by default: the rest silently left out of rawHeaders) alike, set so
+ * that the size alone decides and Node's memory for a list stays bounded by it. A field takes at
+ * least 33 bytes (a name of one byte), and max_header_bytes is at least 1 KiB, so a list within
+ * `maxHeaderBytes` has fewer fields than this, and one Node cut at this count is above the size:
+ * refused by our own check once it is read (h2-connection.ts before the client acknowledged our
+ * SETTINGS, when Node does not apply maxHeaderListSize yet; h1-connection.ts, h1-exchange.ts).
  */
 export function maxHeaderListFields(maxHeaderBytes: number): number {
   return Math.floor(maxHeaderBytes / 32);

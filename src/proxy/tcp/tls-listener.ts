@@ -269,10 +269,10 @@ function createServer(opts: TlsListenerOptions): Server {
   // Our own clocks (H1Connection, H1Exchange) replace Node's HTTP/1.1 timeouts, which are only
   // checked every 30 s and would cut long uploads (requestTimeout).
   const h1Settings = { maxHeaderSize: limits.maxHeaderBytes, headersTimeout: 0, requestTimeout: 0, keepAliveTimeout: 0, requireHostHeader: false };
-  // Node keeps every field in rawHeaders (which we forward) but only the first 1,000 in
-  // req.headers (maxHeadersCount, default 2,000 names and values): unlimited, the header
-  // section's size (maxHeaderSize) stays the one bound, checked by the parser as it reads.
-  const h1Properties = { maxHeadersCount: 0 };
+  // Node stops collecting fields into rawHeaders (which we forward) past maxHeadersCount, silently
+  // (default 1,000): the cap is set where a list it cuts is above max_header_bytes anyway, and
+  // H1Connection refuses it with 431.
+  const h1Properties = { maxHeadersCount: maxHeaderListFields(limits.maxHeaderBytes) };
   if (!listener.protocols.includes('h2')) return Object.assign(https.createServer({ ...tlsOptions, ...h1Settings }), h1Properties);
   const server = http2.createSecureServer({
     ...tlsOptions,
