@@ -20,7 +20,7 @@ import { matchRoute } from './http/route.js';
 import { TrustedProxies } from './http/trusted-proxies.js';
 import type { TcpStats, WorkerStats } from './worker-stats.js';
 import { RequestMetrics } from './metrics/request-metrics.js';
-import { DROP } from './quic/drop-reasons.js';
+import { DROP, dropSeries } from './quic/drop-reasons.js';
 import type { Series, WorkerMetricsSnapshot } from './metrics/snapshot.js';
 import { openDgramSocket } from './net/udp-socket.js';
 import { WorkerAdmission } from './quic/admission.js';
@@ -298,7 +298,7 @@ export class ProxyServer {
           { labels: ['tcp', 'completed'], value: this.tcp.handshakes },
           { labels: ['tcp', 'failed'], value: tcp.tlsErrors },
         ],
-        quicDropped: Object.entries(quic.dropped).map(([reason, n]) => ({ labels: [reason], value: n })),
+        quicDropped: dropSeries(quic.dropped),
         misdirected: this.requestMetrics.misdirected.series(),
         httpRefused: this.refusals.series(),
       },

@@ -244,6 +244,22 @@ export class H3Client {
     return { streamId, response };
   }
 
+  /**
+   * A request stream carrying `bytes` exactly as given (e.g. the first part of a HEADERS frame)
+   * and left open, as a client that stalls mid-request leaves it.
+   */
+  openRaw(bytes: Buffer): { streamId: number; response: Promise<H3Response> } {
+    const streamId = this.nextStreamId;
+    this.nextStreamId += 4;
+    this.unfinished.add(streamId);
+    const response = new Promise<H3Response>((resolve, reject) => {
+      this.pending.set(streamId, { reader: new FrameReader(), chunks: [], resolve, reject });
+    });
+    this.sendAll(streamId, bytes);
+    this.afterIo();
+    return { streamId, response };
+  }
+
   /** More of an open request's body (a DATA frame), and the end of the stream when `fin`. */
   sendData(streamId: number, data: Buffer, fin = false): void {
     if (fin) this.unfinished.delete(streamId);

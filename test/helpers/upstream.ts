@@ -42,7 +42,9 @@ export async function startUpstream(name = 'up'): Promise<TestUpstream> {
   const log: UpstreamRequestRecord[] = [];
   const events = new EventEmitter();
   const held = new Set<http.ServerResponse>();
-  const server = http.createServer((req, res) => {
+  // Every field a request brings, as far as the proxy's own limits let through (max_header_bytes
+  // goes up to 1 MiB; Node's defaults would answer 431 above 16 KiB and drop fields beyond 1,000).
+  const server = http.createServer({ maxHeaderSize: 2 * 1024 * 1024 }, (req, res) => {
     requests++;
     log.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
     events.emit('request', req.url);
@@ -106,6 +108,7 @@ export async function startUpstream(name = 'up'): Promise<TestUpstream> {
       res.end(`upstream ${name}\n`);
     });
   });
+  server.maxHeadersCount = 0;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {

@@ -2,20 +2,27 @@
  * The admin endpoint of a real proxy: /metrics parsed by the official Prometheus parser after
  * traffic over HTTP/3 (gtlsclient), HTTP/2 and HTTP/1.1 (curl) and a reload (request counters
  * equal the access log, BPF counters from the kernel, reload and drain histograms, nothing goes
- * backwards, a scrape during the drain shows both generations); HTTP refusals by reason (431s,
- * connections beyond max_tcp_connections); /healthz, /ready, /generations
+ * backwards, a scrape during the drain shows both generations); HTTP refusals by reason (431s over
+ * HTTP/1.1 and HTTP/3, connections beyond max_tcp_connections, request header timeouts over all
+ * three protocols); /healthz, /ready, /generations
  * (= `list --config --json`), refusals of other methods, paths and bodies; and the admin socket
  * carried through a binary upgrade.
  */
 import { execFile, spawn } from 'node:child_process';
+import http2 from 'node:http2';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { H3_ERROR } from '../../src/proxy/h3/errors.js';
+import { encodeHeadersFrame } from '../../src/proxy/h3/frames.js';
+import { encodeFieldSection } from '../../src/proxy/h3/qpack.js';
 import { gtlsclient } from '../helpers/gtlsclient.js';
+import { H3Client, StreamResetError } from '../helpers/h3-client.js';
 import { enterPrivateNetns } from '../helpers/netns.js';
 import { adminGet, freeTcpPort, scrape } from '../helpers/admin-client.js';
 import { counterValues, samples, sum } from '../helpers/prometheus.js';
 import { PROXY_BIN, freeUdpPort, startProxy, type RunningProxy } from '../helpers/proxy.js';
+import { FRAME, H2_PREFACE, connectTls, h2Frame, hpackGetRoot, parseFrames, rawH1, statusOf } from '../helpers/raw-tls.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 enterPrivateNetns();
@@ -28,6 +35,15 @@ const execFileAsync = promisify(execFile);
 
 /** Per worker (2 workers): low enough to reach, high enough for the sequential curls of the first test. */
 const MAX_TCP_CONNECTIONS = 3;
+
+/** http.request_header_timeout: short, for the timeout test; every other client sends its headers at once. */
+const HEADER_TIMEOUT_MS = 1000;
+
+/**
+ * http.max_header_bytes: below 64 KiB, for gtlsclient's sake: a 70 KiB :path reached the proxy cut
+ * short (answered 200), as its URL parser (http-parser's) keeps lengths in 16 bits.
+ */
+const MAX_HEADER_KIB = 32;
 
 /** Opens a TLS connection and holds it: resolves with it once the handshake completed, or with undefined if the proxy closed it first. */
 function tlsConnection(port: number): Promise<tls.TLSSocket | undefined> {
@@ -57,6 +73,45 @@ function curl(args: string[]): Promise<{ code: number | null; out: string }> {
     p.stderr.setEncoding('utf8').on('data', (c: string) => (out += c));
     p.once('close', (code) => resolve({ code, out }));
   });
+}
+
+/**
+ * HTTP/2 by hand (no client leaves a header block open): a request answered, then HEADERS without
+ * END_HEADERS on stream 3, and nothing more (not even the answer to the proxy's PING, as inside a
+ * header block). Resolves with the error code of the proxy's GOAWAY once it closed the connection.
+ */
+async function heldH2HeaderBlock(port: number): Promise<number | undefined> {
+  const socket = await connectTls(port, ['h2']);
+  try {
+    let received = Buffer.alloc(0);
+    socket.on('data', (d: Buffer) => (received = Buffer.concat([received, d])));
+    socket.on('error', () => {});
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write(Buffer.concat([H2_PREFACE, h2Frame(FRAME.SETTINGS, 0, 0), h2Frame(FRAME.HEADERS, 0x5 /* END_STREAM | END_HEADERS */, 1, hpackGetRoot('localhost'))]));
+    // Answered: past the first-request clock (an idle new connection is closed without a count).
+    await until('the answer on stream 1', () => parseFrames(received).some((f) => f.type === FRAME.HEADERS && f.streamId === 1));
+    socket.write(h2Frame(FRAME.HEADERS, 0x1 /* END_STREAM, no END_HEADERS */, 3, hpackGetRoot('localhost')));
+    await until('the proxy to close the connection', () => socket.destroyed || socket.readableEnded, 4 * HEADER_TIMEOUT_MS + 5000);
+    await closed;
+    return parseFrames(received).find((f) => f.type === FRAME.GOAWAY)?.payload.readUInt32BE(4);
+  } finally {
+    socket.destroy();
+  }
+}
+
+/** HTTP/3: a request stream with all but the last bytes of its HEADERS frame. Resolves with the code the proxy reset it with. */
+async function heldH3Headers(port: number): Promise<number | string> {
+  const client = await H3Client.connect({ host: '127.0.0.1', port, sni: 'localhost' });
+  try {
+    const frame = encodeHeadersFrame(encodeFieldSection([[':method', 'GET'], [':scheme', 'https'], [':authority', 'localhost'], [':path', '/']]));
+    const { response } = client.openRaw(frame.subarray(0, frame.length - 2));
+    return await response.then(
+      (r) => `answered ${r.status}`,
+      (err: Error) => (err instanceof StreamResetError ? err.code : err.message),
+    );
+  } finally {
+    await client.close();
+  }
 }
 
 async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
@@ -91,7 +146,7 @@ routes:
   - { path: /api/, upstream: app }
   - { path: /, respond: { status: 200, body: "hello\\n" } }
 admin: { listen: "127.0.0.1:${adminPort}" }
-http: { max_tcp_connections: ${MAX_TCP_CONNECTIONS} }
+http: { max_tcp_connections: ${MAX_TCP_CONNECTIONS}, request_header_timeout: ${HEADER_TIMEOUT_MS}ms, max_header_bytes: ${MAX_HEADER_KIB}KiB }
 `,
       { onLog: (l) => void (l.log === 'access' && access.push(l)), keepLog: (l) => l.log !== 'access' },
     );
@@ -131,6 +186,13 @@ http: { max_tcp_connections: ${MAX_TCP_CONNECTIONS} }
     expect(sum(before, 'udpgrm_proxy_handshakes_total', { transport: 'quic', result: 'completed' })).toBe(2);
     expect(sum(before, 'udpgrm_proxy_handshakes_total', { transport: 'tcp', result: 'completed' })).toBe(4);
     expect(samples(before, 'udpgrm_proxy_reloads_total', { result: 'ok' }).map((s) => s.value)).toEqual([0]);
+    // Every QUIC drop reason, in snake_case (`list`'s wording is its own), once each.
+    expect(samples(before, 'udpgrm_proxy_quic_dropped_total').map((s) => s.labels.reason).sort()).toEqual([
+      'amplification_limit', 'cid_not_offered', 'client_hello_too_long', 'handshake_timeout', 'internal_error', 'invalid_retry_token',
+      'pending_client_hello_evicted', 'pending_client_hello_expired', 'refused_max_connections', 'refused_max_connections_per_ip', 'refused_max_handshakes',
+      'rejected_by_quic', 'reply_not_sent', 'retry_sent', 'retry_to_site', 'server_only_packet_type', 'short_initial', 'short_unknown_version',
+      'undecodable_initial', 'unknown_connection', 'unparseable',
+    ]);
 
     // A reload while an HTTP/2 request is in flight on generation 1 (its response held until the
     // scrape, however long the reload takes): a scrape meanwhile shows both.
@@ -182,8 +244,8 @@ http: { max_tcp_connections: ${MAX_TCP_CONNECTIONS} }
     );
     expect(sum(before, 'udpgrm_proxy_http_refused_total')).toBe(0);
 
-    // A header section above max_header_bytes (64 KiB by default).
-    const big = `x-big: ${'y'.repeat(70 * 1024)}`;
+    // A header section above max_header_bytes.
+    const big = `x-big: ${'y'.repeat((MAX_HEADER_KIB + 6) * 1024)}`;
     for (let i = 0; i < 2; i++) expect((await curl(['--http1.1', '-H', big, `https://127.0.0.1:${port}/`])).out).toBe('431 1.1\n');
 
     // Ten connections at once to two workers holding at most 3 each: at least 4 closed at accept.
@@ -198,6 +260,31 @@ http: { max_tcp_connections: ${MAX_TCP_CONNECTIONS} }
     } finally {
       for (const c of conns) c?.destroy();
     }
+  });
+
+  it('counts request header timeouts (HTTP/1.1 408, HTTP/2 GOAWAY, HTTP/3 stream reset) and HTTP/3 431s', async () => {
+    const refused = (f: Awaited<ReturnType<typeof scrape>>, reason: string): number => sum(f, 'udpgrm_proxy_http_refused_total', { reason });
+    const before = await scrape(adminPort);
+    // Half a request over each protocol at once; each is cut at request_header_timeout.
+    const [h1, h2GoawayCode, h3ResetCode] = await Promise.all([
+      rawH1(port, ['GET / HTTP/1.1\r\nHost: localhost\r\nX-Half: '], { timeoutMs: 4 * HEADER_TIMEOUT_MS + 5000 }),
+      heldH2HeaderBlock(port),
+      heldH3Headers(port),
+    ]);
+    expect(statusOf(h1.response), h1.response).toBe(408);
+    expect(h1.closed).toBe(true);
+    expect(h2GoawayCode).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    expect(h3ResetCode).toBe(H3_ERROR.H3_REQUEST_INCOMPLETE);
+    const timedOut = await scrape(adminPort);
+    expect(refused(timedOut, 'header_timeout') - refused(before, 'header_timeout'), 'header_timeout: one each over HTTP/1.1, HTTP/2 and HTTP/3').toBe(3);
+
+    // gtlsclient (ngtcp2) with a :path above max_header_bytes.
+    const big = await gtlsclient('127.0.0.1', port, [`https://localhost:${port}/${'p'.repeat((MAX_HEADER_KIB + 6) * 1024)}`]);
+    expect(big.statuses, big.output).toEqual([431]);
+    const after = await scrape(adminPort);
+    expect(refused(after, 'header_too_large') - refused(timedOut, 'header_too_large'), 'header_too_large: the HTTP/3 431').toBe(1);
+    // Nothing else was counted meanwhile.
+    expect(sum(after, 'udpgrm_proxy_http_refused_total') - sum(before, 'udpgrm_proxy_http_refused_total')).toBe(4);
   });
 
   it('answers /healthz, /ready and /generations (the same document as list --config --json)', async () => {

@@ -6,7 +6,7 @@ import { RefusalCounter } from '../../src/proxy/http/refusals.js';
 import { TcpConnections } from '../../src/proxy/tcp/connections.js';
 import { H1Connection } from '../../src/proxy/tcp/h1-connection.js';
 
-const LIMITS = { requestHeaderTimeoutMs: 10_000, requestBodyTimeoutMs: 10_000, keepaliveTimeoutMs: 10_000, maxRequestsPerConnection: 100 };
+const LIMITS = { maxHeaderBytes: 64 * 1024, requestHeaderTimeoutMs: 10_000, requestBodyTimeoutMs: 10_000, keepaliveTimeoutMs: 10_000, maxRequestsPerConnection: 100 };
 
 describe('H1Connection', () => {
   let server: http.Server | undefined;

@@ -11,6 +11,7 @@ import { LabelledCounts, LabelledHistogram, bucketIndex } from '../../src/proxy/
 import { RequestMetrics, statusClass, tryOutcome } from '../../src/proxy/metrics/request-metrics.js';
 import { DURATION_BUCKETS_S, MAX_SERIES_PER_FAMILY, type WorkerMetricsSnapshot } from '../../src/proxy/metrics/snapshot.js';
 import { REFUSAL, REFUSAL_METRIC_LABEL, RefusalCounter } from '../../src/proxy/http/refusals.js';
+import { DROP, DROP_METRIC_LABEL, dropSeries, type DropCounts } from '../../src/proxy/quic/drop-reasons.js';
 import { DerivedHistogram, derivedCounter } from '../../src/proxy/process/derived-metrics.js';
 import { decodeSnapshot } from '../../src/proxy/process/metrics-decode.js';
 import { HistogramSums } from '../../src/proxy/process/metric-totals.js';
@@ -18,9 +19,9 @@ import { ProxyMetrics } from '../../src/proxy/process/metrics.js';
 import { WorkerMetricsStore } from '../../src/proxy/process/worker-metrics.js';
 import { parsePrometheus, samples, sum } from '../helpers/prometheus.js';
 
-function snapshotOf(m: RequestMetrics, connections = 0, refusals = new RefusalCounter()): WorkerMetricsSnapshot {
+function snapshotOf(m: RequestMetrics, connections = 0, refusals = new RefusalCounter(), dropped: DropCounts = {}): WorkerMetricsSnapshot {
   return {
-    counters: { requests: m.requests.series(), upstreamRequests: m.upstreamRequests.series(), handshakes: [], quicDropped: [], misdirected: [], httpRefused: refusals.series() },
+    counters: { requests: m.requests.series(), upstreamRequests: m.upstreamRequests.series(), handshakes: [], quicDropped: dropSeries(dropped), misdirected: m.misdirected.series(), httpRefused: refusals.series() },
     gauges: { connections: [{ labels: ['h3'], value: connections }], upstreamHealth: [] },
     histograms: { requestDuration: { bounds: DURATION_BUCKETS_S, series: m.duration.series() } },
   };
@@ -33,16 +34,17 @@ class FakeWorker extends EventEmitter {
   constructor(
     readonly metrics: RequestMetrics,
     readonly refusals = new RefusalCounter(),
+    readonly dropped: DropCounts = {},
   ) {
     super();
   }
   send(msg: { type: string; id: number }): boolean {
-    if (this.answer) setImmediate(() => this.emit('message', { type: 'metrics', id: msg.id, snapshot: JSON.parse(JSON.stringify(snapshotOf(this.metrics, 1, this.refusals))) }));
+    if (this.answer) setImmediate(() => this.emit('message', { type: 'metrics', id: msg.id, snapshot: JSON.parse(JSON.stringify(snapshotOf(this.metrics, 1, this.refusals, this.dropped))) }));
     return true;
   }
   exit(): void {
     this.connected = false;
-    this.emit('message', { type: 'metrics', id: 0, snapshot: snapshotOf(this.metrics, 0, this.refusals) });
+    this.emit('message', { type: 'metrics', id: 0, snapshot: snapshotOf(this.metrics, 0, this.refusals, this.dropped) });
     this.emit('close', 0, null);
   }
   get proc(): ChildProcess {
@@ -112,6 +114,17 @@ describe('worker counts', () => {
     expect(REFUSAL_METRIC_LABEL[REFUSAL.rapidReset]).toBe('rapid_reset');
   });
 
+  it('reports every QUIC drop reason under its own snake_case label, zeros included', () => {
+    const series = dropSeries({ [DROP.sentToSite]: 2, [DROP.unparseable]: 1 });
+    const labels = series.map((s) => s.labels[0]!);
+    expect(series).toHaveLength(Object.keys(DROP).length);
+    expect(new Set(labels).size).toBe(labels.length);
+    for (const l of labels) expect(l).toMatch(/^[a-z][a-z0-9_]*$/);
+    expect(Object.fromEntries(series.map((s) => [s.labels[0], s.value]))).toMatchObject({ retry_to_site: 2, unparseable: 1, handshake_timeout: 0, refused_max_connections_per_ip: 0 });
+    // `list` keeps its wording.
+    expect([DROP.sentToSite, DROP_METRIC_LABEL[DROP.sentToSite]]).toEqual(['retry to its site', 'retry_to_site']);
+  });
+
   it('counts each upstream try of a proxied request', () => {
     const m = new RequestMetrics();
     m.record(exchange('api', 200, [{ target: 'a', outcome: 'connect_refused' }, { target: 'b', outcome: '200' }]));
@@ -158,6 +171,37 @@ describe('snapshot decoding', () => {
     // Only a family added later may be absent.
     const { quicDropped: __, ...noQuic } = good.counters;
     expect(() => decodeSnapshot({ ...good, counters: noQuic }, 'm')).toThrow(/m\.counters\.quicDropped/);
+  });
+
+  it('decodes misdirected requests, takes a worker from before them (or before HTTP refusals too) as misdirecting nothing, and refuses a wrong shape', () => {
+    const m = new RequestMetrics();
+    m.record(exchange('api', 200));
+    m.misdirected.add(['a', 'h3']);
+    const refusals = new RefusalCounter();
+    refusals.add(REFUSAL.misdirected);
+    const good = JSON.parse(JSON.stringify(snapshotOf(m, 2, refusals, { [DROP.sentToSite]: 1 }))) as WorkerMetricsSnapshot;
+    expect(decodeSnapshot(good, 'm').counters.misdirected).toEqual([{ labels: ['a', 'h3'], value: 1 }]);
+    // What an older worker sends: no misdirected at all. Every other family still decodes.
+    const { misdirected: _, ...olderCounters } = good.counters;
+    const older = decodeSnapshot({ ...good, counters: olderCounters }, 'm');
+    expect(older).toEqual({ ...good, counters: { ...good.counters, misdirected: [] } });
+    // One older still: neither misdirected nor httpRefused.
+    const { httpRefused: __, ...oldestCounters } = olderCounters;
+    const oldest = decodeSnapshot({ ...good, counters: oldestCounters }, 'm');
+    expect(oldest.counters).toEqual({ ...good.counters, misdirected: [], httpRefused: [] });
+    expect(oldest.gauges).toEqual(good.gauges);
+    const oneLabel = { ...good, counters: { ...good.counters, misdirected: [{ labels: ['a'], value: 1 }] } };
+    expect(() => decodeSnapshot(oneLabel, 'm')).toThrow(/m\.counters\.misdirected\[0\]\.labels: expected 2 labels/);
+  });
+
+  it('relabels QUIC drops of a worker from before their metric labels (list\'s wording) and keeps unknown labels', () => {
+    const good = JSON.parse(JSON.stringify(snapshotOf(new RequestMetrics()))) as WorkerMetricsSnapshot;
+    const older = { ...good, counters: { ...good.counters, quicDropped: [{ labels: ['retry to its site'], value: 2 }, { labels: ['unparseable'], value: 1 }, { labels: ['from a newer worker'], value: 3 }] } };
+    expect(decodeSnapshot(older, 'm').counters.quicDropped).toEqual([
+      { labels: ['retry_to_site'], value: 2 },
+      { labels: ['unparseable'], value: 1 },
+      { labels: ['from a newer worker'], value: 3 },
+    ]);
   });
 
   it('does not merge histograms bucketed differently', () => {
@@ -257,6 +301,28 @@ describe('rendering', () => {
     expect(sum(gone, 'udpgrm_proxy_http_refused_total')).toBe(3);
   });
 
+
+  it('exports QUIC drops as udpgrm_proxy_quic_dropped_total{reason} in snake_case, every reason from 0, through a worker\'s exit', async () => {
+    const metrics = new ProxyMetrics(() => undefined, () => {});
+    const dropped = async (): Promise<ReturnType<typeof parsePrometheus>> =>
+      parsePrometheus(
+        (await metrics.scrape(1000))
+          .split('\n')
+          .filter((l) => l.includes('udpgrm_proxy_quic_dropped_total'))
+          .join('\n') + '\n',
+      );
+    const w = new FakeWorker(new RequestMetrics(), new RefusalCounter(), { [DROP.sentToSite]: 2 });
+    metrics.hooks.workerSpawned?.(1, w.proc);
+    const live = await dropped();
+    expect(samples(live, 'udpgrm_proxy_quic_dropped_total')).toHaveLength(Object.keys(DROP).length);
+    expect(sum(live, 'udpgrm_proxy_quic_dropped_total', { reason: 'retry_to_site' })).toBe(2);
+    expect(samples(live, 'udpgrm_proxy_quic_dropped_total', { reason: 'handshake_timeout' }).map((s) => s.value)).toEqual([0]);
+    w.dropped[DROP.sentToSite] = 3;
+    w.exit();
+    const gone = await dropped();
+    expect(sum(gone, 'udpgrm_proxy_quic_dropped_total', { reason: 'retry_to_site' })).toBe(3);
+    expect(sum(gone, 'udpgrm_proxy_quic_dropped_total')).toBe(3);
+  });
 
   it('renders derived counters and histograms that the official parser reads back', async () => {
     const registry = new Registry();

@@ -39,33 +39,41 @@ class Owner implements TimerOwner {
 const N = 20;
 
 describe('deadlines moved later wake nothing', () => {
+  // Noise (vitest's own messages, a loaded machine) only adds wake-ups: the least of three tries.
   it('TimerQueue: the timers it armed for deadlines that moved do not fire the event loop', async () => {
-    const q = new TimerQueue<Owner>(() => {});
-    const owners = Array.from({ length: N }, () => new Owner());
-    // Each deadline earlier than the last: the queue re-arms its Node timer N times, 3 ms apart.
-    owners.forEach((o, i) => q.schedule(o, 100 - 3 * i));
-    await new Promise((resolve) => setImmediate(resolve));
-    // Then every one moves far out (as an ACK moves a loss timer later), at the end of a batch.
-    for (const o of owners) q.schedule(o, 10_000);
-    q.settle();
-    const before = wakeUps();
-    await idle(150);
-    const woken = wakeUps() - before;
-    q.close();
-    expect(owners.every((o) => o.fired === 0)).toBe(true);
+    const tries: number[] = [];
+    for (let t = 0; t < 3; t++) {
+      const q = new TimerQueue<Owner>(() => {});
+      const owners = Array.from({ length: N }, () => new Owner());
+      // Each deadline earlier than the last: the queue re-arms its Node timer N times, 3 ms apart.
+      owners.forEach((o, i) => q.schedule(o, 100 - 3 * i));
+      await new Promise((resolve) => setImmediate(resolve));
+      // Then every one moves far out (as an ACK moves a loss timer later), at the end of a batch.
+      for (const o of owners) q.schedule(o, 10_000);
+      q.settle();
+      const before = wakeUps();
+      await idle(150);
+      tries.push(wakeUps() - before);
+      q.close();
+      expect(owners.every((o) => o.fired === 0)).toBe(true);
+    }
     // Ours: the earliest (Node's libuv timer cannot move later) and the idle() timer. Unref'd: ~N.
-    expect(woken).toBeLessThanOrEqual(5);
+    expect(Math.min(...tries), `wake-ups per try: ${tries.join(', ')}`).toBeLessThanOrEqual(5);
   });
 
   it('SweepTimer: stopping it leaves nothing that fires the event loop', async () => {
-    const sweep = new SweepTimer(() => undefined);
-    const now = performance.now();
-    for (let i = 0; i < N; i++) sweep.ensure(now + 100 - 3 * i);
-    await new Promise((resolve) => setImmediate(resolve));
-    sweep.stop();
-    const before = wakeUps();
-    await idle(150);
-    expect(wakeUps() - before).toBeLessThanOrEqual(5);
+    const tries: number[] = [];
+    for (let t = 0; t < 3; t++) {
+      const sweep = new SweepTimer(() => undefined);
+      const now = performance.now();
+      for (let i = 0; i < N; i++) sweep.ensure(now + 100 - 3 * i);
+      await new Promise((resolve) => setImmediate(resolve));
+      sweep.stop();
+      const before = wakeUps();
+      await idle(150);
+      tries.push(wakeUps() - before);
+    }
+    expect(Math.min(...tries), `wake-ups per try: ${tries.join(', ')}`).toBeLessThanOrEqual(5);
   });
 });
 

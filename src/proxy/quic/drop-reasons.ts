@@ -1,8 +1,11 @@
 /**
  * Why the endpoint dropped something on the packet path: one closed set, so a typo is a compile
  * error instead of a new counter. The values are the labels `udpgrm-proxy list --config` prints
- * (`dropped unparseable=3,...`); changing one changes what operators see.
+ * (`dropped unparseable=3,...`); changing one changes what operators see. /metrics labels them by
+ * DROP_METRIC_LABEL instead.
  */
+import type { Series } from '../metrics/snapshot.js';
+
 export const DROP = {
   /** Too short for its header, or quiche could not parse it. */
   unparseable: 'unparseable',
@@ -54,3 +57,50 @@ export type DropReason = (typeof DROP)[keyof typeof DROP];
 
 /** Drops by reason; a reason that never happened is absent (so `list` shows only real ones). */
 export type DropCounts = { [R in DropReason]?: number };
+
+/**
+ * The `reason` label of each drop in udpgrm_proxy_quic_dropped_total: identifiers for alert rules,
+ * apart from the prose `list` prints (which may be reworded), spelled like the other label values.
+ * Written out rather than derived from the keys or the prose so a rename cannot change them.
+ */
+export const DROP_METRIC_LABEL: { readonly [R in DropReason]: string } = {
+  [DROP.unparseable]: 'unparseable',
+  [DROP.serverOnlyPacketType]: 'server_only_packet_type',
+  [DROP.shortUnknownVersion]: 'short_unknown_version',
+  [DROP.unknownConnection]: 'unknown_connection',
+  [DROP.shortInitial]: 'short_initial',
+  [DROP.clientHelloTooLong]: 'client_hello_too_long',
+  [DROP.undecodableInitial]: 'undecodable_initial',
+  [DROP.rejectedByQuic]: 'rejected_by_quic',
+  [DROP.internalError]: 'internal_error',
+  [DROP.replyNotSent]: 'reply_not_sent',
+  [DROP.cidNotOffered]: 'cid_not_offered',
+  [DROP.retrySent]: 'retry_sent',
+  [DROP.sentToSite]: 'retry_to_site',
+  [DROP.invalidRetryToken]: 'invalid_retry_token',
+  [DROP.refusedMaxConnections]: 'refused_max_connections',
+  [DROP.refusedMaxHandshakes]: 'refused_max_handshakes',
+  [DROP.refusedMaxConnectionsPerIp]: 'refused_max_connections_per_ip',
+  [DROP.handshakeTimeout]: 'handshake_timeout',
+  [DROP.amplificationLimit]: 'amplification_limit',
+  [DROP.pendingClientHelloEvicted]: 'pending_client_hello_evicted',
+  [DROP.pendingClientHelloExpired]: 'pending_client_hello_expired',
+};
+
+/**
+ * [reason label] → count for the metrics snapshot, every reason, zeros too: a series that exists
+ * before its first drop lets rate() and increase() see that first one.
+ */
+export function dropSeries(counts: Readonly<DropCounts>): Series[] {
+  return (Object.values(DROP) as DropReason[]).map((r) => ({ labels: [DROP_METRIC_LABEL[r]], value: counts[r] ?? 0 }));
+}
+
+const METRIC_LABEL_OF_LIST_NAME: ReadonlyMap<string, string> = new Map(Object.entries(DROP_METRIC_LABEL));
+
+/**
+ * The metric label for a reason as a worker of an earlier version labelled it (`list`'s wording),
+ * so its drops add up with newer workers' under one label; any other label is returned as is.
+ */
+export function dropMetricLabel(label: string): string {
+  return METRIC_LABEL_OF_LIST_NAME.get(label) ?? label;
+}

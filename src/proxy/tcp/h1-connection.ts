@@ -15,6 +15,7 @@ import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import type { TcpConnections } from './connections.js';
 import { H1Exchange } from './h1-exchange.js';
 import { buildH1Request, http10Authority } from './h1-request.js';
+import { headerListSize } from './header-list-size.js';
 import { endWithStatus } from './raw-response.js';
 
 /**
@@ -35,7 +36,7 @@ type ConnState =
 
 export interface H1ConnectionOptions {
   readonly handler: RequestHandler;
-  readonly limits: Pick<HttpLimits, 'requestHeaderTimeoutMs' | 'requestBodyTimeoutMs' | 'keepaliveTimeoutMs' | 'maxRequestsPerConnection'>;
+  readonly limits: Pick<HttpLimits, 'requestHeaderTimeoutMs' | 'requestBodyTimeoutMs' | 'keepaliveTimeoutMs' | 'maxRequestsPerConnection' | 'maxHeaderBytes'>;
   readonly connectionId: string;
   readonly connections: TcpConnections;
   readonly refusals: RefusalCounter;
@@ -112,16 +113,18 @@ export class H1Connection {
     this.clearTimer();
     this.state = { kind: 'active', exchanges: this.activeRequests + 1 };
 
+    // Node's parser bounded what it read (maxHeaderSize: names, values and target); the fields are
+    // held to max_header_bytes by the measure of HTTP/2 and HTTP/3 as well, so that a list of many
+    // small fields gets the same answer on every protocol.
+    if (headerListSize(req.rawHeaders) > this.opts.limits.maxHeaderBytes) {
+      this.opts.refusals.add(REFUSAL.headerTooLarge);
+      this.refuse(req, res, 431, 'request header fields too large');
+      return;
+    }
     const built = buildH1Request(req.method ?? '', req.url ?? '', req.rawHeaders, 'https', http10Authority(req));
     if (!built.ok) {
       if (built.status === 400) this.opts.connections.count('malformed');
-      // A request we cannot trust the framing or target of: answer and close.
-      this.closing = true;
-      req.resume();
-      res.once('close', () => this.exchangeDone());
-      const headers = withListenerAltSvc([['content-type', 'text/plain; charset=utf-8'], ['connection', 'close']], this.opts.altSvc);
-      res.writeHead(built.status, headers.flat());
-      res.end(`${built.status === 400 ? 'bad request' : 'not implemented'}: ${built.reason}\n`);
+      this.refuse(req, res, built.status, `${built.status === 400 ? 'bad request' : 'not implemented'}: ${built.reason}`);
       return;
     }
     const number = this.requests;
@@ -131,6 +134,7 @@ export class H1Connection {
       requestBodyTimeoutMs: this.opts.limits.requestBodyTimeoutMs,
       connectionId: this.opts.connectionId,
       requestNumber: number,
+      maxHeaderBytes: this.opts.limits.maxHeaderBytes,
       closeAfterResponse: () => this.closing,
       goAway: () => this.drain(),
       onHandlerError: (err, stream) => this.opts.onHandlerError(err, this.opts.connectionId, stream),
@@ -143,6 +147,16 @@ export class H1Connection {
     });
     this.exchanges.add(exchange);
     exchange.start();
+  }
+
+  /** A request we do not serve (nor trust the framing or target of): answered, then the connection closes. */
+  private refuse(req: IncomingMessage, res: ServerResponse, status: number, text: string): void {
+    this.closing = true;
+    req.resume();
+    res.once('close', () => this.exchangeDone());
+    const headers = withListenerAltSvc([['content-type', 'text/plain; charset=utf-8'], ['connection', 'close']], this.opts.altSvc);
+    res.writeHead(status, headers.flat());
+    res.end(`${text}\n`);
   }
 
   /**

@@ -12,6 +12,8 @@ import { respondText, type ClientAddress } from '../http/exchange.js';
 import { ABORT, ExchangeAborted } from '../http/exchange-abort.js';
 import { withListenerAltSvc } from '../http/alt-svc.js';
 import { Recv, Send } from '../http/exchange-state.js';
+import { REFUSAL } from '../http/refusals.js';
+import { headerListSize } from './header-list-size.js';
 import { NodeStreamExchange, type NodeExchangeOptions } from './node-stream-exchange.js';
 
 export interface H1ExchangeOptions extends NodeExchangeOptions {
@@ -19,6 +21,8 @@ export interface H1ExchangeOptions extends NodeExchangeOptions {
   readonly requestNumber: number;
   /** Whether this response must close the connection (drain, request limit); asked when it starts. */
   readonly closeAfterResponse: () => boolean;
+  /** Largest trailer section (http.max_header_bytes), by the measure of headerListSize (header-list-size.ts). */
+  readonly maxHeaderBytes: number;
 }
 
 export class H1Exchange extends NodeStreamExchange<H1ExchangeOptions> {
@@ -65,6 +69,13 @@ export class H1Exchange extends NodeStreamExchange<H1ExchangeOptions> {
     const raw = this.req.rawTrailers;
     let trailers: FieldList | undefined;
     if (raw.length > 0) {
+      // Node's parser bounded the bytes it read (maxHeaderSize); the fields are held to the
+      // measure of HTTP/2 and HTTP/3 too, counted as the header section is.
+      if (headerListSize(raw) > this.opts.maxHeaderBytes) {
+        this.opts.refusals?.add(REFUSAL.headerTooLarge);
+        this.failRequest(`request trailers above ${this.opts.maxHeaderBytes} bytes`, 431);
+        return;
+      }
       const fields: FieldList = [];
       for (let i = 0; i + 1 < raw.length; i += 2) fields.push([raw[i]!.toLowerCase(), raw[i + 1]!]);
       const v = validateTrailers(fields);
@@ -82,9 +93,9 @@ export class H1Exchange extends NodeStreamExchange<H1ExchangeOptions> {
    * 400 if nothing was answered yet, else the connection is cut. (A wrong body length would be a
    * bug in Node's parser, which frames the body itself, not a client's doing.)
    */
-  protected failRequest(reason: string): void {
+  protected failRequest(reason: string, status: 400 | 431 = 400): void {
     this.body.abort(reason);
-    if (!this.headersSent) respondText(this, 400, 'bad request\n');
+    if (!this.headersSent) respondText(this, status, status === 400 ? 'bad request\n' : 'request header fields too large\n');
     else this.reset();
     this.aborter.abort(new ExchangeAborted(ABORT.badRequest, reason));
   }

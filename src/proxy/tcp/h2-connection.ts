@@ -25,7 +25,8 @@ import type { RequestHandler } from '../http/exchange.js';
 import type { AbortReason } from '../http/exchange-abort.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import type { TcpConnections } from './connections.js';
-import { H2Exchange, headerListSize } from './h2-exchange.js';
+import { H2Exchange } from './h2-exchange.js';
+import { headerListSize } from './header-list-size.js';
 import { ResetWindow } from './reset-window.js';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_PROTOCOL_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;

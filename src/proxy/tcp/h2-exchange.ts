@@ -14,13 +14,14 @@ import { ABORT, ExchangeAborted } from '../http/exchange-abort.js';
 import { withListenerAltSvc } from '../http/alt-svc.js';
 import { Recv, Send } from '../http/exchange-state.js';
 import { REFUSAL } from '../http/refusals.js';
+import { headerListSize } from './header-list-size.js';
 import { NodeStreamExchange, type NodeExchangeOptions } from './node-stream-exchange.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
 
 export interface H2ExchangeOptions extends NodeExchangeOptions {
   readonly client: ClientAddress;
-  /** Largest trailer section (http.max_header_bytes), by the measure of headerListSize. */
+  /** Largest trailer section (http.max_header_bytes), by the measure of headerListSize (header-list-size.ts). */
   readonly maxHeaderBytes: number;
   /** Reset the stream with `code` (the connection tells our resets from the client's). */
   readonly resetStream: (stream: ServerHttp2Stream, code: number) => void;
@@ -167,16 +168,6 @@ export class H2Exchange extends NodeStreamExchange<H2ExchangeOptions> {
     else if (this.opts.connectionGone()) this.abort(ABORT.connectionClosed);
     else this.abort(ABORT.clientReset, `client reset stream (code ${this.stream.rstCode ?? 'none'})`);
   }
-}
-
-/**
- * A header or trailer list's size as SETTINGS_MAX_HEADER_LIST_SIZE measures it (RFC 9113 §6.5.2):
- * name + value + 32 per field, over Node's raw [name, value, ...] list.
- */
-export function headerListSize(rawHeaders: readonly string[]): number {
-  let size = 0;
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) size += rawHeaders[i]!.length + rawHeaders[i + 1]!.length + 32;
-  return size;
 }
 
 /** Node's header object (names lowercase, repeated fields as arrays) as a field list. */

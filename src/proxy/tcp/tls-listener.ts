@@ -27,6 +27,7 @@ import type { TcpConnections } from './connections.js';
 import { H1Connection } from './h1-connection.js';
 import { buildH1Request, http10Authority } from './h1-request.js';
 import { H2Connection } from './h2-connection.js';
+import { maxHeaderListFields } from './header-list-size.js';
 import { endWithStatus } from './raw-response.js';
 import type { TcpSiteSteering } from './site-steering.js';
 import { tcpAlpn, type TcpCertificates } from './tls-options.js';
@@ -268,7 +269,11 @@ function createServer(opts: TlsListenerOptions): Server {
   // Our own clocks (H1Connection, H1Exchange) replace Node's HTTP/1.1 timeouts, which are only
   // checked every 30 s and would cut long uploads (requestTimeout).
   const h1Settings = { maxHeaderSize: limits.maxHeaderBytes, headersTimeout: 0, requestTimeout: 0, keepAliveTimeout: 0, requireHostHeader: false };
-  if (!listener.protocols.includes('h2')) return https.createServer({ ...tlsOptions, ...h1Settings });
+  // Node stops collecting fields into rawHeaders (which we forward) past maxHeadersCount, silently
+  // (default 1,000): the cap is set where a list it cuts is above max_header_bytes anyway, and
+  // H1Connection refuses it with 431.
+  const h1Properties = { maxHeadersCount: maxHeaderListFields(limits.maxHeaderBytes) };
+  if (!listener.protocols.includes('h2')) return Object.assign(https.createServer({ ...tlsOptions, ...h1Settings }), h1Properties);
   const server = http2.createSecureServer({
     ...tlsOptions,
     // Node sets ALPN itself from allowHTTP1: h2, plus http/1.1 when allowed.
@@ -279,8 +284,9 @@ function createServer(opts: TlsListenerOptions): Server {
       maxHeaderListSize: limits.maxHeaderBytes,
       enablePush: false,
     },
+    maxHeaderListPairs: maxHeaderListFields(limits.maxHeaderBytes),
   });
   // The HTTP/1.1 side of an allowHTTP1 server reads these from the server object.
-  Object.assign(server, h1Settings);
+  Object.assign(server, h1Settings, h1Properties);
   return server;
 }
