@@ -143,7 +143,7 @@ describe('HTTP/1.1 (curl)', () => {
     expect(refusedTooLarge()).toBe(refused + 1);
   });
 
-  it('the same with curl\'s Expect: 100-continue: 413 before the body is sent', async () => {
+  it('the same with Expect: 100-continue (Node answers 100 Continue before the request is handled): 413, the upstream never asked', async () => {
     const before = up.requests;
     const r = await curl(['--http1.1', '-H', 'Expect: 100-continue', '--data-binary', `@${files.big}`, url('/api/h1-expect')]);
     expect(r.transfers, r.stderr).toEqual(['413 1']);
