@@ -143,11 +143,23 @@ describe('HTTP/1.1 (curl)', () => {
     expect(refusedTooLarge()).toBe(refused + 1);
   });
 
-  it('the same with Expect: 100-continue (Node answers 100 Continue before the request is handled): 413, the upstream never asked', async () => {
+  // curl waits --expect100-timeout for a 100 Continue before it sends a body anyway.
+  it('Expect: 100-continue and a declared length above the limit: 413 with no 100 Continue before it (the client sends none of the body); the upstream never asked', async () => {
     const before = up.requests;
-    const r = await curl(['--http1.1', '-H', 'Expect: 100-continue', '--data-binary', `@${files.big}`, url('/api/h1-expect')]);
+    const r = await curl(['--http1.1', '-H', 'Expect: 100-continue', '--expect100-timeout', '15', '--data-binary', `@${files.big}`, url('/api/h1-expect')]);
     expect(r.transfers, r.stderr).toEqual(['413 1']);
+    expect(r.head, 'response heads').not.toMatch(/^HTTP\/1\.1 100/m);
     expect(up.requests).toBe(before);
+  });
+
+  it('Expect: 100-continue within the limit: 100 Continue once the upstream reads the body, then 200 with every byte', async () => {
+    const started = Date.now();
+    const r = await curl(['--http1.1', '-H', 'Expect: 100-continue', '--expect100-timeout', '15', '--data-binary', `@${files.at}`, url('/api/echo')]);
+    expect(r.transfers, r.stderr).toEqual(['200 1']);
+    expect(r.head, 'response heads').toMatch(/^HTTP\/1\.1 100 Continue/m);
+    expect(JSON.parse(r.body)).toMatchObject({ bodyLength: LIMIT, bodySha256: sha256(bodies.at!) });
+    // Not after curl's 15 s wait: the 100 came.
+    expect(Date.now() - started).toBeLessThan(10_000);
   });
 
   it('a chunked body growing past the limit gets 413 and the connection closes', async () => {

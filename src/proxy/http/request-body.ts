@@ -29,6 +29,8 @@ export class RequestBody {
   #consumerWaiting = false;
   #bytesPushed = 0;
   #contentWaiters: Array<(hasContent: boolean) => void> = [];
+  /** Called once, when the consumer first asks for bytes (then dropped). */
+  #onFirstRead: (() => void) | undefined;
 
   constructor(highWaterMark: number = DEFAULT_BODY_HIGH_WATER_MARK) {
     this.#highWaterMark = highWaterMark;
@@ -45,6 +47,9 @@ export class RequestBody {
       highWaterMark,
       // _read means "push more": Node calls it once and again only after the next push.
       read: () => {
+        const onFirstRead = this.#onFirstRead;
+        this.#onFirstRead = undefined;
+        onFirstRead?.();
         this.#consumerWaiting = true;
         this.#releaseAll();
       },
@@ -142,6 +147,14 @@ export class RequestBody {
     }
     this.#abortedEarly = err;
     this.#onDestroyed();
+  }
+
+  /**
+   * Runs `cb` when the consumer first asks for bytes: the moment an HTTP/1.1 client waiting on
+   * `Expect: 100-continue` may send its body. Never, for a body nobody reads.
+   */
+  onFirstRead(cb: () => void): void {
+    this.#onFirstRead = cb;
   }
 
   /**

@@ -58,7 +58,20 @@ export class H1Exchange extends NodeStreamExchange<H1ExchangeOptions> {
     res.on('finish', () => this.onResponseFlushed());
     // The only way an HTTP/1.1 client cancels a request.
     res.on('close', () => this.abort(ABORT.clientReset, 'client closed the connection'));
+    // `Expect: 100-continue` (Node leaves the 100 to us: tls-listener.ts): the client may send
+    // its body once the upstream reads it, not before; a request refused first (413, 404, 421...)
+    // is answered without the client having sent a byte of it (RFC 9110 §10.1.1).
+    if (expectsContinue(req)) this.body.onFirstRead(() => this.sendContinue());
     this.dispatch();
+  }
+
+  private sendContinue(): void {
+    if (this.headersSent || !this.receiving) return;
+    try {
+      this.res.writeContinue();
+    } catch {
+      // The connection went away meanwhile: its 'close' ends the exchange.
+    }
   }
 
   // ------------------------------------------------------------------ receive side
@@ -178,4 +191,9 @@ export class H1Exchange extends NodeStreamExchange<H1ExchangeOptions> {
   abandon(detail: string): void {
     this.abort(ABORT.badRequest, detail);
   }
+}
+
+/** A request whose client waits for `100 Continue` before sending its body (Node emitted it as 'checkContinue'). */
+function expectsContinue(req: IncomingMessage): boolean {
+  return req.httpVersionMinor >= 1 && /^\s*100-continue\s*$/i.test(req.headers.expect ?? '');
 }

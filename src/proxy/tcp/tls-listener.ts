@@ -214,14 +214,18 @@ export class TlsListener {
       });
     }
     if (opts.listener.protocols.includes('h1')) {
-      server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
         // Only HTTP/1.x arrives here (see createServer); anything else would be handled twice.
         if (req.httpVersionMajor !== 1) return;
         const socket = req.socket;
         // A socket whose 'close' already came is tracked no more and never will be again.
         const conn = this.h1.get(socket) ?? (socket.destroyed ? undefined : this.trackH1(socket));
         conn?.onRequest(req, res);
-      });
+      };
+      server.on('request', onRequest);
+      // With a listener, Node does not answer `Expect: 100-continue` itself: H1Exchange sends the
+      // 100 when the upstream starts reading the body.
+      server.on('checkContinue', onRequest);
       // Adding a 'request' listener made node:http2 route HTTP/2 streams through its compatibility
       // layer too (a second 'stream' listener on the server, which would consume each stream's
       // body and emit it as a 'request'). Streams are ours (H2Connection listens on each session),
