@@ -11,6 +11,7 @@ import { formatDuration } from '../config/units.js';
 import { BodyLengthCounter, validateRequest, validateTrailers, type FieldList, type ValidatedRequest } from '../http-semantics/index.js';
 import { dispatchExchange, RequestBodyTooLargeError, RequestTimeoutError, respondText, type HttpExchange, type RequestHandler } from '../http/exchange.js';
 import { withListenerAltSvc } from '../http/alt-svc.js';
+import { overBodyLimit } from '../http/body-limit.js';
 import { Recv, Send, type ExchangeState } from '../http/exchange-state.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
 import { RequestBody } from '../http/request-body.js';
@@ -261,9 +262,8 @@ export class RequestStream implements HttpExchange {
 
   limitBody(maxBytes: number): void {
     this.bodyLimit = maxBytes;
-    const declared = this.request.contentLength;
-    if (declared !== undefined && declared > maxBytes) this.bodyTooLarge(`Content-Length ${declared} above max_request_body (${maxBytes} bytes)`);
-    else if ((this.lengthCounter?.received ?? 0) > maxBytes) this.bodyTooLarge(`body above max_request_body (${maxBytes} bytes)`);
+    const over = overBodyLimit(maxBytes, this.lengthCounter?.received ?? 0, this.request.contentLength);
+    if (over !== null) this.bodyTooLarge(over);
   }
 
   /** The body is larger than max_request_body: 413 (completing the response sends STOP_SENDING H3_NO_ERROR, §4.1), or a reset. */
@@ -305,8 +305,9 @@ export class RequestStream implements HttpExchange {
         if (recv !== Recv.Body && recv !== Recv.BodyPaused) throw new H3Error(H3_ERROR.H3_FRAME_UNEXPECTED, 'DATA outside the body');
         const problem = this.lengthCounter!.add(ev.data.length);
         if (problem) throw new H3Error(H3_ERROR.H3_MESSAGE_ERROR, problem);
-        if (this.bodyLimit !== undefined && this.lengthCounter!.received > this.bodyLimit) {
-          this.bodyTooLarge(`body above max_request_body (${this.bodyLimit} bytes)`);
+        const over = this.bodyLimit === undefined ? null : overBodyLimit(this.bodyLimit, this.lengthCounter!.received);
+        if (over !== null) {
+          this.bodyTooLarge(over);
           return;
         }
         // The piece is a view into the shared scratch buffer: copy before handing it on.

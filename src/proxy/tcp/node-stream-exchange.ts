@@ -15,6 +15,7 @@ import { Aborter, type AbortLike } from '../abort.js';
 import { formatDuration } from '../config/units.js';
 import { BodyLengthCounter, type FieldList, type ValidatedRequest, type ViaProtocolVersion } from '../http-semantics/index.js';
 import { dispatchExchange, RequestBodyTooLargeError, RequestTimeoutError, respondText, type ClientAddress, type HttpExchange, type RequestHandler } from '../http/exchange.js';
+import { overBodyLimit } from '../http/body-limit.js';
 import { ExchangeAborted, type AbortReason } from '../http/exchange-abort.js';
 import { Recv, Send, type ExchangeState } from '../http/exchange-state.js';
 import { REFUSAL, type RefusalCounter } from '../http/refusals.js';
@@ -113,8 +114,9 @@ export abstract class NodeStreamExchange<O extends NodeExchangeOptions = NodeExc
       this.failRequest(problem);
       return;
     }
-    if (this.bodyLimit !== undefined && this.lengthCounter.received > this.bodyLimit) {
-      this.bodyTooLarge(`body above max_request_body (${this.bodyLimit} bytes)`);
+    const over = this.bodyLimit === undefined ? null : overBodyLimit(this.bodyLimit, this.lengthCounter.received);
+    if (over !== null) {
+      this.bodyTooLarge(over);
       return;
     }
     if (!this.body.push(chunk)) this.pauseUntilDrained();
@@ -122,9 +124,8 @@ export abstract class NodeStreamExchange<O extends NodeExchangeOptions = NodeExc
 
   limitBody(maxBytes: number): void {
     this.bodyLimit = maxBytes;
-    const declared = this.request.contentLength;
-    if (declared !== undefined && declared > maxBytes) this.bodyTooLarge(`Content-Length ${declared} above max_request_body (${maxBytes} bytes)`);
-    else if (this.lengthCounter.received > maxBytes) this.bodyTooLarge(`body above max_request_body (${maxBytes} bytes)`);
+    const over = overBodyLimit(maxBytes, this.lengthCounter.received, this.request.contentLength);
+    if (over !== null) this.bodyTooLarge(over);
   }
 
   /**
